@@ -1,0 +1,562 @@
+/*
+ * check.c - one check: credential -> key format -> keystore (through
+ * the cache) -> core account checks -> the plan's account stage -> the
+ * plan's limit stage -> decision.
+ *
+ * Each stage is run by the chain engine (chain.c).  A stage that ends
+ * "unavailable" always becomes 503 auth_unavailable, never an invalid
+ * key.  A limit stage that denies gives back what its earlier limiters
+ * took, so a denied request consumes no quota.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---- the kg_call accessors plugins use --------------------------------- */
+
+const kg_request *kg_call_request(kg_call *c) { return c->req; }
+const kg_record *kg_call_record(kg_call *c) { return c->record; }
+const char *kg_call_plan(kg_call *c) { return c->plan; }
+kg_context *kg_call_context(kg_call *c) { return c->policy->ctx; }
+int64_t kg_call_now(kg_call *c) { return c->now_us; }
+int kg_call_peek(kg_call *c) { return c->peek; }
+
+void kg_call_deny(kg_call *c, kg_code code, const char *message)
+{
+    c->deny_code = code;
+    if (message != NULL) {
+        snprintf(c->deny_buf, sizeof(c->deny_buf), "%s", message);
+        c->deny_message = c->deny_buf;
+    } else {
+        c->deny_message = NULL;
+    }
+}
+
+int kg_call_limit(kg_call *c, const char *name, int64_t *count,
+                  int64_t *window, int64_t *burst)
+{
+    const kg_record *r = c->record;
+    size_t i;
+    if (r == NULL)
+        return 0;
+    for (i = 0; i < r->nlimits; i++) {
+        if (strcmp(r->limits[i].name, name) == 0) {
+            if (count) *count = r->limits[i].count;
+            if (window && r->limits[i].window > 0) *window = r->limits[i].window;
+            if (burst && r->limits[i].burst > 0) *burst = r->limits[i].burst;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void kg_call_limit_report(kg_call *c, const char *name, int64_t limit,
+                          int64_t remaining, int64_t reset_unix,
+                          int64_t window, int64_t retry_after)
+{
+    kg_decision *d = c->d;
+    struct kg__limit_report *r = NULL;
+    size_t i;
+
+    for (i = 0; i < d->nlimits; i++)
+        if (strcmp(d->limits[i].name, name) == 0)
+            r = &d->limits[i];
+    if (r == NULL) {
+        if (d->nlimits >= KG__MAX_LIMITS)
+            return;
+        r = &d->limits[d->nlimits++];
+        snprintf(r->name, sizeof(r->name), "%s", name);
+    }
+    r->limit = limit;
+    r->remaining = remaining < 0 ? 0 : remaining;
+    r->reset = reset_unix;
+    r->window = window;
+    r->retry_after = retry_after;
+    r->reset_in = reset_unix - c->now_us / 1000000;
+    if (r->reset_in < 0)
+        r->reset_in = 0;
+}
+
+kg_slot *kg_call_slot_lock(kg_call *c, const char *limit, int64_t idle)
+{
+    if (c->record == NULL || c->record->id == NULL)
+        return NULL;
+    return kg__limits_lock(c->policy->ctx->limits, c->record->id, limit,
+                           c->now_us / 1000000, idle);
+}
+
+int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
+                          int64_t ttl, int64_t *in_use_r)
+{
+    kg_decision *d = c->d;
+    char lease[300];
+    size_t used = strlen(d->lease);
+    int r;
+
+    if (c->record == NULL || c->record->id == NULL)
+        return 0;
+    if (ttl <= 0)
+        ttl = c->planp ? c->planp->lease_ttl : 300;
+    r = kg__lease_acquire(c->policy->ctx->limits, c->record->id, limit, max,
+                          ttl, c->now_us, lease, sizeof(lease), in_use_r);
+    if (r == 1) {
+        if (used + strlen(lease) + 2 > sizeof(d->lease)) {
+            /* Cannot hand it out: give it back rather than leak it. */
+            kg__lease_release(c->policy->ctx->limits, lease, c->now_us);
+            return 0;
+        }
+        snprintf(d->lease + used, sizeof(d->lease) - used, "%s%s",
+                 used ? "," : "", lease);
+        return 1;
+    }
+    return 0;
+}
+
+void kg_call_lease_undo(kg_call *c, const char *limit)
+{
+    /* Release the lease of this (key, limit) that this call took. */
+    kg_decision *d = c->d;
+    char key[512], *p, *next, hexkey[1024];
+    size_t i, n;
+
+    if (c->record == NULL || d->lease[0] == '\0')
+        return;
+    n = (size_t)snprintf(key, sizeof(key), "%s\x1f%s", c->record->id, limit);
+    if (n >= sizeof(key) || 2 * n + 1 > sizeof(hexkey))
+        return;
+    for (i = 0; i < n; i++)
+        snprintf(hexkey + 2 * i, 3, "%02x", (unsigned char)key[i]);
+    for (p = d->lease; p && *p; p = next) {
+        char one[300];
+        size_t len;
+        next = strchr(p, ',');
+        len = next ? (size_t)(next - p) : strlen(p);
+        if (next)
+            next++;
+        if (len > 17 && len < sizeof(one) && strncmp(p + 17, hexkey, len - 17) == 0 &&
+            len - 17 == 2 * n) {
+            memcpy(one, p, len);
+            one[len] = '\0';
+            kg__lease_release(c->policy->ctx->limits, one, c->now_us);
+            /* Remove it from the decision's list. */
+            if (next)
+                memmove(p, next, strlen(next) + 1);
+            else if (p > d->lease)
+                p[-1] = '\0';
+            else
+                *p = '\0';
+            return;
+        }
+    }
+}
+
+int64_t kg_call_lease_count(kg_call *c, const char *limit)
+{
+    if (c->record == NULL || c->record->id == NULL)
+        return 0;
+    return kg__lease_count(c->policy->ctx->limits, c->record->id, limit,
+                           c->now_us);
+}
+
+/* ---- running a stage --------------------------------------------------- */
+
+static void unavailable(kg_call *c, const kg__line *l, const char *what)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "%s is unavailable; try again shortly", what);
+    kg__decision_deny(c->d, KG_CODE_AUTH_UNAVAILABLE, msg,
+                      l ? l->label : "core");
+}
+
+/*
+ * Credential stage: returns 0 and the key, or 1 with the decision made.
+ * Two modules that both found a key must agree on it.
+ */
+static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
+{
+    const kg__stack *st = &c->policy->credential;
+    kg__chain ch;
+    const char *key = NULL, *found_by = NULL;
+    size_t klen = 0, i;
+    int any_present = 0;
+    kg_code codes[64];
+    const char *msgs[64];
+    char msgbuf[64][96];
+
+    memset(codes, 0, sizeof(codes));
+    kg__chain_init(&ch);
+    for (i = 0; i < st->n; i++) {
+        const kg__line *l = st->lines[i];
+        const char *k = NULL;
+        size_t kl = 0;
+        kg_result r;
+
+        c->deny_code = KG_CODE_NONE;
+        c->deny_message = NULL;
+        r = l->mod->plugin->credential->extract(l->inst, c, &k, &kl);
+        if (i < 64) {
+            codes[i] = c->deny_code;
+            msgs[i] = NULL;
+            if (c->deny_message) {
+                snprintf(msgbuf[i], sizeof(msgbuf[i]), "%s", c->deny_message);
+                msgs[i] = msgbuf[i];
+            }
+        }
+        if (r == KG_RESULT_OK) {
+            any_present = 1;
+            if (k == NULL) {
+                r = KG_RESULT_FAIL;
+            } else if (key != NULL && (kl != klen || memcmp(k, key, kl) != 0)) {
+                char msg[200];
+                snprintf(msg, sizeof(msg), "the request carries two different "
+                         "API keys (%s and %s); send exactly one",
+                         found_by, l->label);
+                kg__decision_deny(c->d, KG_CODE_INVALID_REQUEST, msg, l->label);
+                return 1;
+            } else if (key == NULL) {
+                key = k;
+                klen = kl;
+                found_by = l->label;
+            }
+        } else if (r == KG_RESULT_FAIL) {
+            any_present = 1;
+        }
+        if (!kg__chain_step(&ch, l->actions, r, (int)i))
+            break;
+    }
+    switch (kg__chain_result(&ch)) {
+    case KG_RESULT_OK:
+        if (key == NULL) {
+            kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "missing API key",
+                              "credential");
+            return 1;
+        }
+        *key_r = key;
+        *len_r = klen;
+        return 0;
+    case KG_RESULT_UNAVAILABLE:
+        unavailable(c, ch.decider >= 0 ? st->lines[ch.decider] : NULL,
+                    "the credential check");
+        return 1;
+    default:
+        /* The module that decided, else the first that said why it failed
+         * (an optional bearer line seeing "Bearer a b" still explains). */
+        {
+            int who = -1;
+            if (ch.decider >= 0 && ch.decider < 64 && codes[ch.decider] != KG_CODE_NONE)
+                who = ch.decider;
+            for (i = 0; who < 0 && i < st->n && i < 64; i++)
+                if (codes[i] != KG_CODE_NONE)
+                    who = (int)i;
+            if (who >= 0) {
+                kg__decision_deny(c->d, codes[who],
+                                  msgs[who] ? msgs[who] : "invalid credentials",
+                                  st->lines[who]->label);
+                return 1;
+            }
+        }
+        if (!any_present) {
+            kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED,
+                              "missing API key (send Authorization: Bearer <key>)",
+                              ch.decider >= 0 ? st->lines[ch.decider]->label
+                                              : "credential");
+        } else {
+            kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "invalid API key",
+                              ch.decider >= 0 ? st->lines[ch.decider]->label
+                                              : "credential");
+        }
+        return 1;
+    }
+}
+
+/* One keystore line, through its cache if it has one. */
+static kg_result lookup_line(kg_call *c, const kg__line *l,
+                             const unsigned char *hash, kg_record **rec_r)
+{
+    kg_record *rec = NULL;
+    int fresh = 0, cached = 0;
+    kg_result r;
+
+    *rec_r = NULL;
+    if (l->cache != NULL) {
+        cached = kg__cache_get(l->cache, hash, c->now_us, &rec, &fresh);
+        if (cached && fresh) {
+            *rec_r = rec;
+            return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
+        }
+    }
+    r = l->mod->plugin->keystore->lookup(l->inst, c, hash, rec_r);
+    if (r == KG_RESULT_OK && *rec_r == NULL)
+        r = KG_RESULT_FAIL;
+    if (r != KG_RESULT_OK && *rec_r != NULL) {
+        kg_record_unref(*rec_r);
+        *rec_r = NULL;
+    }
+    if (l->cache != NULL) {
+        if (r == KG_RESULT_OK || r == KG_RESULT_FAIL) {
+            kg__cache_put(l->cache, hash, *rec_r, c->now_us);
+        } else if (r == KG_RESULT_UNAVAILABLE && cached) {
+            /* Serve stale while the store cannot answer. */
+            *rec_r = rec;
+            return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
+        }
+    }
+    kg_record_unref(rec);
+    return r;
+}
+
+static int run_keystore(kg_call *c, const unsigned char *hash,
+                        kg_record **rec_r, const kg__line **from_r)
+{
+    const kg__stack *st = &c->policy->keystore;
+    kg__chain ch;
+    kg_record *found = NULL;
+    size_t i;
+
+    kg__chain_init(&ch);
+    for (i = 0; i < st->n; i++) {
+        const kg__line *l = st->lines[i];
+        kg_record *rec = NULL;
+        kg_result r = lookup_line(c, l, hash, &rec);
+
+        /* A store that returns a record for another hash is broken:
+         * the hashes are compared in constant time, as always. */
+        if (r == KG_RESULT_OK && !kg_hash_equal(rec->hash, hash)) {
+            kg_record_unref(rec);
+            rec = NULL;
+            r = KG_RESULT_FAIL;
+        }
+        if (!kg__chain_step(&ch, l->actions, r, (int)i)) {
+            if (r == KG_RESULT_OK && found == NULL && ch.decider == (int)i) {
+                found = rec;
+                *from_r = l;
+                rec = NULL;
+            }
+            kg_record_unref(rec);
+            break;
+        }
+        if (r == KG_RESULT_OK && found == NULL && ch.decider == (int)i) {
+            found = rec;
+            *from_r = l;
+            rec = NULL;
+        }
+        kg_record_unref(rec);
+    }
+    switch (kg__chain_result(&ch)) {
+    case KG_RESULT_OK:
+        if (found != NULL) {
+            *rec_r = found;
+            return 0;
+        }
+        kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "invalid API key",
+                          "keystore");
+        return 1;
+    case KG_RESULT_UNAVAILABLE:
+        kg_record_unref(found);
+        unavailable(c, ch.decider >= 0 ? st->lines[ch.decider] : NULL,
+                    "the key store");
+        return 1;
+    default:
+        kg_record_unref(found);
+        kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "invalid API key",
+                          ch.decider >= 0 ? st->lines[ch.decider]->label
+                                          : "keystore");
+        return 1;
+    }
+}
+
+static int run_account(kg_call *c, const kg__stack *st)
+{
+    kg__chain ch;
+    size_t i;
+    kg_code code = KG_CODE_NONE;
+    char msg[256] = "";
+
+    if (st->n == 0)
+        return 0;
+    kg__chain_init(&ch);
+    for (i = 0; i < st->n; i++) {
+        const kg__line *l = st->lines[i];
+        kg_result r;
+        int go;
+        c->deny_code = KG_CODE_NONE;
+        c->deny_message = NULL;
+        r = l->mod->plugin->account->check(l->inst, c);
+        go = kg__chain_step(&ch, l->actions, r, (int)i);
+        if (ch.decider == (int)i && ch.impression < 0) {
+            code = c->deny_code;
+            snprintf(msg, sizeof(msg), "%s", c->deny_message ? c->deny_message : "");
+        }
+        if (!go)
+            break;
+    }
+    switch (kg__chain_result(&ch)) {
+    case KG_RESULT_OK:
+        return 0;
+    case KG_RESULT_UNAVAILABLE:
+        unavailable(c, ch.decider >= 0 ? st->lines[ch.decider] : NULL,
+                    "an account check");
+        return 1;
+    default:
+        kg__decision_deny(c->d,
+                          code != KG_CODE_NONE ? code : KG_CODE_INSUFFICIENT_PERMISSIONS,
+                          msg[0] ? msg : "this key may not make this request",
+                          ch.decider >= 0 ? st->lines[ch.decider]->label : "account");
+        return 1;
+    }
+}
+
+static int run_limit(kg_call *c, const kg__stack *st)
+{
+    kg__chain ch;
+    size_t i, ran = 0;
+    unsigned char took[64];
+    kg_code code = KG_CODE_NONE;
+    char msg[256] = "";
+    size_t denier_report = (size_t)-1;
+
+    if (st->n == 0)
+        return 0;
+    kg__chain_init(&ch);
+    memset(took, 0, sizeof(took));
+    for (i = 0; i < st->n; i++) {
+        const kg__line *l = st->lines[i];
+        const struct kg_limit_ops *ops = l->mod->plugin->limit;
+        kg_result r;
+        int go;
+        size_t before = c->d->nlimits;
+
+        c->deny_code = KG_CODE_NONE;
+        c->deny_message = NULL;
+        if (c->peek) {
+            if (ops->peek)
+                ops->peek(l->inst, c);
+            r = KG_RESULT_OK;
+        } else {
+            r = ops->acquire(l->inst, c);
+            if (r == KG_RESULT_OK && i < sizeof(took))
+                took[i] = 1;
+        }
+        ran = i + 1;
+        go = kg__chain_step(&ch, l->actions, r, (int)i);
+        if (ch.decider == (int)i && ch.impression < 0) {
+            code = c->deny_code;
+            snprintf(msg, sizeof(msg), "%s", c->deny_message ? c->deny_message : "");
+            /* The limit this module reported (its last report) denied. */
+            if (c->d->nlimits > before)
+                denier_report = c->d->nlimits - 1;
+            else if (c->d->nlimits > 0 && r == KG_RESULT_FAIL)
+                denier_report = before > 0 ? before - 1 : 0;
+        }
+        if (!go)
+            break;
+    }
+    if (kg__chain_result(&ch) == KG_RESULT_OK)
+        return 0;
+    /* Denied: give back what was taken, newest first. */
+    for (i = ran; i > 0; i--) {
+        const kg__line *l = st->lines[i - 1];
+        if (i - 1 < sizeof(took) && took[i - 1] && l->mod->plugin->limit->undo)
+            l->mod->plugin->limit->undo(l->inst, c);
+    }
+    if (kg__chain_result(&ch) == KG_RESULT_UNAVAILABLE) {
+        unavailable(c, ch.decider >= 0 ? st->lines[ch.decider] : NULL,
+                    "the rate limiter");
+        return 1;
+    }
+    if (denier_report != (size_t)-1)
+        c->d->denied_limit = (int)denier_report;
+    kg__decision_deny(c->d, code != KG_CODE_NONE ? code : KG_CODE_RATE_LIMITED,
+                      msg[0] ? msg : "rate limit exceeded",
+                      ch.decider >= 0 ? st->lines[ch.decider]->label : "limit");
+    return 1;
+}
+
+static kg_error check(const kg_policy *p, const kg_request *req,
+                      kg_decision **decision_r, int peek)
+{
+    kg_call c;
+    kg_decision *d;
+    const char *key = NULL;
+    size_t klen = 0;
+    unsigned char hash[KG_HASH_LEN];
+    kg_record *rec = NULL;
+    const kg__line *store = NULL;
+    const kg__plan *plan;
+
+    if (p == NULL || req == NULL || decision_r == NULL)
+        return KG_ERR_INVALID;
+    *decision_r = NULL;
+    d = kg__decision_new();
+    if (d == NULL)
+        return KG_ERR_NOMEM;
+    snprintf(d->realm, sizeof(d->realm), "%s", p->realm);
+    memset(&c, 0, sizeof(c));
+    c.policy = p;
+    c.req = req;
+    c.d = d;
+    c.peek = peek;
+    c.now_us = kg_context_now(p->ctx);
+
+    if (run_credential(&c, &key, &klen) != 0)
+        goto done;
+    /* The checksum refuses typos and forgeries before any store is asked. */
+    if (kg_key_validate(key, klen) != KG_OK) {
+        kg__decision_deny(d, KG_CODE_UNAUTHORIZED, "invalid API key",
+                          "core:keyfmt");
+        goto done;
+    }
+    kg_key_hash(key, klen, hash);
+    if (run_keystore(&c, hash, &rec, &store) != 0)
+        goto done;
+    d->record = rec;
+    c.record = rec;
+    if (rec->status == KG_STATUS_REVOKED) {
+        kg__decision_deny(d, KG_CODE_KEY_REVOKED, "this API key has been revoked",
+                          "core:account");
+        goto done;
+    }
+    if (rec->expires != 0 && c.now_us / 1000000 >= rec->expires) {
+        kg__decision_deny(d, KG_CODE_KEY_EXPIRED, "this API key has expired",
+                          "core:account");
+        goto done;
+    }
+    plan = kg__policy_plan(p, rec->plan);
+    if (plan == NULL) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "this key's plan '%s' is not offered "
+                 "by this service", rec->plan ? rec->plan : "");
+        kg__decision_deny(d, KG_CODE_UNAUTHORIZED, msg, "core:plan");
+        goto done;
+    }
+    c.plan = plan->name;
+    c.planp = plan;
+    snprintf(d->plan, sizeof(d->plan), "%s", plan->name);
+    d->priority = plan->priority;
+    if (run_account(&c, &plan->account) != 0)
+        goto done;
+    if (run_limit(&c, &plan->limit) != 0)
+        goto done;
+    snprintf(d->decided_by, sizeof(d->decided_by), "%s",
+             plan->limit.n ? "limit" : plan->account.n ? "account" : "keystore");
+    if (!peek && store->mod->plugin->keystore->touch)
+        store->mod->plugin->keystore->touch(store->inst, rec,
+                                            c.now_us / 1000000);
+done:
+    kg_wipe(hash, sizeof(hash));
+    *decision_r = d;
+    return KG_OK;
+}
+
+kg_error kg_check(const kg_policy *p, const kg_request *req,
+                  kg_decision **decision_r)
+{
+    return check(p, req, decision_r, 0);
+}
+
+kg_error kg_check_peek(const kg_policy *p, const kg_request *req,
+                       kg_decision **decision_r)
+{
+    return check(p, req, decision_r, 1);
+}

@@ -1,0 +1,208 @@
+/*
+ * decision.c - the outcome of a check and its HTTP rendering, the same
+ * for every front end (keygated, the CLI, embedders):
+ *
+ *   status + code (DESIGN.md's table), a JSON body for denials,
+ *   WWW-Authenticate on 401, X-RateLimit-{Limit,Remaining,Reset} for the
+ *   limit nearest exhaustion, the IETF RateLimit-Policy / RateLimit fields
+ *   for every limit, and Retry-After on 429.
+ *
+ * Headers and body are rendered on first use, so a caller that only
+ * wants allowed/denied pays for none of it.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+kg_decision *kg__decision_new(void)
+{
+    kg_decision *d = calloc(1, sizeof(*d));
+    if (d != NULL) {
+        d->status = 200;
+        d->denied_limit = -1;
+    }
+    return d;
+}
+
+void kg__decision_deny(kg_decision *d, kg_code code, const char *message,
+                       const char *decided_by)
+{
+    d->code = code;
+    d->status = kg_code_status(code);
+    snprintf(d->message, sizeof(d->message), "%s", message ? message : "");
+    if (decided_by != NULL)
+        snprintf(d->decided_by, sizeof(d->decided_by), "%s", decided_by);
+}
+
+void kg_decision_free(kg_decision *d)
+{
+    size_t i;
+    if (d == NULL)
+        return;
+    for (i = 0; i < d->nheaders; i++)
+        free(d->hvalue[i]);
+    free(d->body);
+    kg_record_unref(d->record);
+    free(d);
+}
+
+static void add_header(kg_decision *d, const char *name, char *value)
+{
+    if (value == NULL || d->nheaders >= KG__MAX_HEADERS) {
+        free(value);
+        return;
+    }
+    d->hname[d->nheaders] = name;
+    d->hvalue[d->nheaders] = value;
+    d->nheaders++;
+}
+
+static const struct kg__limit_report *nearest(const kg_decision *d)
+{
+    const struct kg__limit_report *best = NULL;
+    size_t i;
+
+    if (d->denied_limit >= 0)
+        return &d->limits[d->denied_limit];
+    for (i = 0; i < d->nlimits; i++) {
+        const struct kg__limit_report *r = &d->limits[i];
+        /* Compare remaining/limit without division: fewest left, relatively. */
+        if (best == NULL ||
+            r->remaining * (best->limit ? best->limit : 1) <
+                best->remaining * (r->limit ? r->limit : 1))
+            best = r;
+    }
+    return best;
+}
+
+static void render(kg_decision *d)
+{
+    kg__buf b;
+    size_t i;
+
+    if (d->rendered)
+        return;
+    d->rendered = 1;
+    if (d->status == 401) {
+        if (d->code == KG_CODE_UNAUTHORIZED && d->record == NULL &&
+            strstr(d->message, "missing") != NULL)
+            add_header(d, "WWW-Authenticate",
+                       kg__asprintf("Bearer realm=\"%s\"", d->realm));
+        else
+            add_header(d, "WWW-Authenticate",
+                       kg__asprintf("Bearer realm=\"%s\", error=\"invalid_token\"",
+                                    d->realm));
+    }
+    if (d->nlimits > 0) {
+        const struct kg__limit_report *n = nearest(d);
+        add_header(d, "X-RateLimit-Limit", kg__asprintf("%lld", (long long)n->limit));
+        add_header(d, "X-RateLimit-Remaining",
+                   kg__asprintf("%lld", (long long)n->remaining));
+        add_header(d, "X-RateLimit-Reset", kg__asprintf("%lld", (long long)n->reset));
+        kg__buf_init(&b);
+        for (i = 0; i < d->nlimits; i++) {
+            const struct kg__limit_report *r = &d->limits[i];
+            kg__buf_addf(&b, "%s\"%s\";q=%lld", i ? ", " : "", r->name,
+                         (long long)r->limit);
+            if (r->window > 0)
+                kg__buf_addf(&b, ";w=%lld", (long long)r->window);
+        }
+        add_header(d, "RateLimit-Policy", kg__buf_take(&b));
+        kg__buf_init(&b);
+        for (i = 0; i < d->nlimits; i++) {
+            const struct kg__limit_report *r = &d->limits[i];
+            kg__buf_addf(&b, "%s\"%s\";r=%lld", i ? ", " : "", r->name,
+                         (long long)r->remaining);
+            if (r->window > 0)
+                kg__buf_addf(&b, ";t=%lld", (long long)r->reset_in);
+        }
+        add_header(d, "RateLimit", kg__buf_take(&b));
+    }
+    if (d->code == KG_CODE_RATE_LIMITED) {
+        int64_t ra = 1;
+        if (d->denied_limit >= 0 && d->limits[d->denied_limit].retry_after > 0)
+            ra = d->limits[d->denied_limit].retry_after;
+        add_header(d, "Retry-After", kg__asprintf("%lld", (long long)ra));
+    }
+    if (d->code != KG_CODE_NONE) {
+        kg__buf_init(&b);
+        kg__buf_adds(&b, "{\"error\":{\"code\":");
+        kg__buf_json_str(&b, kg_code_name(d->code));
+        kg__buf_adds(&b, ",\"message\":");
+        kg__buf_json_str(&b, d->message);
+        kg__buf_adds(&b, "}}");
+        d->body = kg__buf_take(&b);
+    }
+}
+
+int kg_decision_allowed(const kg_decision *d) { return d->code == KG_CODE_NONE; }
+int kg_decision_status(const kg_decision *d) { return d->status; }
+kg_code kg_decision_code(const kg_decision *d) { return d->code; }
+const char *kg_decision_message(const kg_decision *d) { return d->message; }
+const char *kg_decision_key_id(const kg_decision *d) { return d->record ? d->record->id : NULL; }
+const char *kg_decision_key_prefix(const kg_decision *d) { return d->record ? d->record->prefix : NULL; }
+const char *kg_decision_key_name(const kg_decision *d) { return d->record ? d->record->name : NULL; }
+const char *kg_decision_plan(const kg_decision *d) { return d->plan[0] ? d->plan : NULL; }
+int kg_decision_priority(const kg_decision *d) { return d->priority; }
+const char *kg_decision_decided_by(const kg_decision *d) { return d->decided_by; }
+const char *kg_decision_lease(const kg_decision *d) { return d->lease[0] ? d->lease : NULL; }
+
+size_t kg_decision_header_count(const kg_decision *d)
+{
+    render((kg_decision *)d);
+    return d->nheaders;
+}
+
+kg_error kg_decision_header(const kg_decision *d, size_t i,
+                            const char **name_r, const char **value_r)
+{
+    render((kg_decision *)d);
+    if (i >= d->nheaders)
+        return KG_ERR_NOT_FOUND;
+    *name_r = d->hname[i];
+    *value_r = d->hvalue[i];
+    return KG_OK;
+}
+
+const char *kg_decision_header_value(const kg_decision *d, const char *name)
+{
+    size_t i;
+    render((kg_decision *)d);
+    for (i = 0; i < d->nheaders; i++)
+        if (strcasecmp(d->hname[i], name) == 0)
+            return d->hvalue[i];
+    return NULL;
+}
+
+const char *kg_decision_body(const kg_decision *d)
+{
+    render((kg_decision *)d);
+    return d->body ? d->body : "";
+}
+
+size_t kg_decision_limit_count(const kg_decision *d)
+{
+    return d->nlimits;
+}
+
+kg_error kg_decision_limit(const kg_decision *d, size_t i, const char **name_r,
+                           int64_t *limit_r, int64_t *remaining_r,
+                           int64_t *reset_r, int64_t *window_r)
+{
+    if (i >= d->nlimits)
+        return KG_ERR_NOT_FOUND;
+    if (name_r) *name_r = d->limits[i].name;
+    if (limit_r) *limit_r = d->limits[i].limit;
+    if (remaining_r) *remaining_r = d->limits[i].remaining;
+    if (reset_r) *reset_r = d->limits[i].reset;
+    if (window_r) *window_r = d->limits[i].window;
+    return KG_OK;
+}
+
+char *kg_decision_record_json(const kg_decision *d)
+{
+    return d->record ? kg_record_to_json(d->record) : NULL;
+}

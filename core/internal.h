@@ -1,0 +1,343 @@
+/*
+ * internal.h - declarations shared by the files of libkeygate and by
+ * nothing else.  Names used across files are kg__name (double
+ * underscore); they are not exported (-fvisibility=hidden).
+ */
+#ifndef KEYGATE_INTERNAL_H
+#define KEYGATE_INTERNAL_H
+
+#include "config.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <keygate/keygate.h>
+#include <keygate/plugin.h>
+
+#define KG__UNUSED __attribute__((unused))
+#define KG__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- util.c ---------------------------------------------------------- */
+
+void kg__diag_set(kg_diag *d, const char *file, unsigned line, unsigned col,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void kg__diag_vset(kg_diag *d, const char *file, unsigned line,
+                   unsigned col, const char *fmt, va_list ap);
+void kg__diag_clear(kg_diag *d);
+char *kg__strdup(const char *s);
+char *kg__strndup(const char *s, size_t n);
+char *kg__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int kg__strcaseeq(const char *a, const char *b);
+/* Free a string after overwriting it. */
+void kg__free_secret(char *s);
+
+/* A growable string.  On allocation failure `oom` is set and further
+ * appends are no-ops, so callers check once at the end. */
+typedef struct kg__buf {
+    char *p;
+    size_t len;
+    size_t cap;
+    int oom;
+} kg__buf;
+
+void kg__buf_init(kg__buf *b);
+void kg__buf_free(kg__buf *b);
+void kg__buf_add(kg__buf *b, const char *s, size_t n);
+void kg__buf_adds(kg__buf *b, const char *s);
+void kg__buf_addf(kg__buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Append s as a JSON string literal (quotes included). */
+void kg__buf_json_str(kg__buf *b, const char *s);
+void kg__buf_json_strn(kg__buf *b, const char *s, size_t n);
+/* Take the string out (caller frees); NULL if an allocation failed. */
+char *kg__buf_take(kg__buf *b);
+
+/* "1h" -> 3600 etc.  Returns 0 on success. */
+int kg__parse_duration(const char *s, int64_t *seconds_r);
+/* "2026-12-31", "2026-12-31T10:00:00Z" -> Unix seconds.  0 on success. */
+int kg__parse_time(const char *s, int64_t *unix_r);
+/* Unix seconds -> "2026-12-31T10:00:00Z". */
+void kg__format_time(int64_t t, char out[32]);
+
+/* ---- context.c ------------------------------------------------------- */
+
+struct kg__loader;
+struct kg__limits;
+
+struct kg_context {
+    kg_clock_fn clock;
+    void *clock_userdata;
+    struct kg__loader *loader;
+    struct kg__limits *limits;
+};
+
+/* ---- loader.c -------------------------------------------------------- */
+
+typedef struct kg__module {
+    char *name;
+    char *path;
+    const kg_plugin *plugin;
+} kg__module;
+
+kg_error kg__loader_new(struct kg__loader **loader_r);
+void kg__loader_free(struct kg__loader *loader);
+/*
+ * Find plugin `name` in `dirs` (then KEYGATE_PLUGIN_PATH, then the
+ * compiled-in directory), load it once, check its ABI and that its kind
+ * is `kind` (0: any).  The module stays loaded until the context is
+ * freed.
+ */
+kg_error kg__loader_get(kg_context *ctx, const char *name, int kind,
+                        char *const *dirs, size_t ndirs,
+                        const kg__module **mod_r, char *err, size_t errlen);
+
+/* ---- opts.c ---------------------------------------------------------- */
+
+struct kg__ynode;
+/* Build the options view of a policy line's mapping (NULL: empty). */
+kg_opts *kg__opts_new(kg_context *ctx, const char *file, const char *dir,
+                      struct kg__ynode *map, const char *plugin);
+/* After create(): KG_OK, or the first error (type error or unknown key). */
+kg_error kg__opts_finish(kg_opts *o, kg_diag *diag);
+void kg__opts_free(kg_opts *o);
+
+/* ---- yaml.c: a small tree over libyaml's events ---------------------- */
+
+typedef enum { KG__Y_SCALAR, KG__Y_SEQ, KG__Y_MAP } kg__ytype;
+
+typedef struct kg__ynode {
+    kg__ytype type;
+    unsigned line, column;   /* 1-based */
+    char *value;             /* scalar, after ${ENV} expansion */
+    size_t len;              /* of value */
+    int quoted;              /* the scalar was quoted */
+    struct kg__ynode **items;  /* seq: items; map: key, value, key, ... */
+    size_t n;
+    int used;                /* for unknown-key detection */
+} kg__ynode;
+
+/* Parse one YAML document.  Returns NULL with the diag filled on error. */
+kg__ynode *kg__yaml_parse(const char *text, size_t len, const char *file,
+                          kg_diag *diag);
+void kg__yaml_free(kg__ynode *n);
+/* Map lookup (marks the key used); NULL if absent. */
+kg__ynode *kg__ymap_get(kg__ynode *map, const char *key);
+/* Find the key node of `key` in map (for error positions). */
+kg__ynode *kg__ymap_key(kg__ynode *map, const char *key);
+
+/* ---- record.c -------------------------------------------------------- */
+
+struct kg__limit_override {
+    char *name;
+    int64_t count;
+    int64_t window;
+    int64_t burst;
+};
+
+struct kg_record {
+    atomic_int refs;
+    char *id;
+    char *name;
+    char *prefix;
+    char *plan;
+    unsigned char hash[KG_HASH_LEN];
+    kg_key_status status;
+    int64_t created;
+    int64_t expires;
+    int64_t last_used;
+    char **perms;
+    size_t nperms;
+    char **cidrs;
+    size_t ncidrs;
+    struct kg__limit_override *limits;
+    size_t nlimits;
+};
+
+/* ---- cache.c --------------------------------------------------------- */
+
+typedef struct kg__cache kg__cache;
+typedef struct kg__cache_conf {
+    int64_t ttl_us;
+    int64_t negative_ttl_us;
+    size_t max_entries;
+} kg__cache_conf;
+
+kg__cache *kg__cache_new(const kg__cache_conf *conf);
+void kg__cache_free(kg__cache *c);
+/*
+ * Look a hash up.  Returns 1 and sets *rec_r (a new reference, NULL for a
+ * cached "not found") if an entry is present; *fresh_r says whether it is
+ * within its TTL.  Returns 0 if absent.
+ */
+int kg__cache_get(kg__cache *c, const unsigned char *hash, int64_t now,
+                  kg_record **rec_r, int *fresh_r);
+void kg__cache_put(kg__cache *c, const unsigned char *hash, kg_record *rec,
+                   int64_t now);
+void kg__cache_clear(kg__cache *c);
+size_t kg__cache_size(kg__cache *c);
+
+/* ---- limits.c: the memory limiter state ------------------------------ */
+
+kg_error kg__limits_new(struct kg__limits **l_r);
+void kg__limits_free(struct kg__limits *l);
+void kg__limits_set_capacity(struct kg__limits *l, size_t max);
+size_t kg__limits_entries(struct kg__limits *l);
+kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
+                         const char *limit, int64_t now_s,
+                         int64_t idle_seconds);
+/* Lease helpers (limits.c) */
+int kg__lease_acquire(struct kg__limits *l, const char *key_id,
+                      const char *limit, int64_t max, int64_t ttl_s,
+                      int64_t now_us, char *lease_out, size_t lease_len,
+                      int64_t *in_use_r);
+kg_error kg__lease_release(struct kg__limits *l, const char *lease,
+                           int64_t now_us);
+int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
+                        const char *limit, int64_t now_us);
+
+/* ---- chain.c --------------------------------------------------------- */
+
+/* What a result does to a stage (Linux-PAM's actions). */
+typedef enum kg__action {
+    KG__ACT_IGNORE = 0,
+    KG__ACT_OK,
+    KG__ACT_DONE,
+    KG__ACT_BAD,
+    KG__ACT_DIE,
+    KG__ACT_RESET
+} kg__action;
+
+const char *kg__action_name(kg__action a);
+int kg__action_parse(const char *s, kg__action *a_r);
+/* Fill actions[4] (indexed by kg_result) for a PAM keyword; 0 on success. */
+int kg__control_keyword(const char *s, kg__action actions[4]);
+const char *kg__result_name(kg_result r);
+
+typedef struct kg__line {
+    const kg__module *mod;
+    void *inst;
+    char *label;          /* "stage:module" */
+    char *control;        /* as written, for explain */
+    kg__action actions[4];
+    kg__cache *cache;     /* keystore lines only */
+    unsigned line, column;
+} kg__line;
+
+typedef struct kg__stack {
+    const char *stage;
+    kg__line **lines;
+    size_t n;
+} kg__stack;
+
+/*
+ * The running state of one stack: feed it each module's result, it
+ * says when to stop.  Exactly Linux-PAM's _pam_dispatch_aux.
+ */
+typedef struct kg__chain {
+    int impression;  /* 0 undecided, 1 positive, -1 negative */
+    kg_result status;
+    int decider;     /* index of the line that set the status */
+} kg__chain;
+
+void kg__chain_init(kg__chain *c);
+/* Returns 1 to go on, 0 to stop now. */
+int kg__chain_step(kg__chain *c, const kg__action actions[4], kg_result r,
+                   int index);
+/* The stack's result: KG_RESULT_OK, _FAIL or _UNAVAILABLE. */
+kg_result kg__chain_result(const kg__chain *c);
+
+/* ---- policy.c -------------------------------------------------------- */
+
+typedef struct kg__plan {
+    char *name;
+    char *extends;
+    int priority;
+    int64_t lease_ttl;
+    kg__stack account;
+    kg__stack limit;
+    int has_account, has_limit, has_priority, has_lease_ttl;
+    unsigned line, column;
+} kg__plan;
+
+struct kg_policy {
+    kg_context *ctx;
+    char *source;
+    char *dir;
+    char *key_prefix;
+    char *realm;
+    char **plugin_path;
+    size_t nplugin_path;
+    kg__stack credential;
+    kg__stack keystore;
+    kg__plan *plans;
+    size_t nplans;
+    kg__line **all;   /* every line, for freeing */
+    size_t nall;
+    void *signers;    /* webhook signers (webhook.c) */
+};
+
+const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
+
+/* ---- webhook.c: the policy's signers: section ------------------------- */
+kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
+                          kg_diag *diag);
+void kg__signers_free(kg_policy *p);
+
+/* ---- decision.c ------------------------------------------------------ */
+
+#define KG__MAX_LIMITS 16
+#define KG__MAX_HEADERS 16
+
+struct kg__limit_report {
+    char name[48];
+    int64_t limit, remaining, reset, window, retry_after;
+    int64_t reset_in;   /* seconds from the decision to reset */
+};
+
+struct kg_decision {
+    kg_code code;
+    int status;
+    char message[256];
+    char decided_by[96];
+    kg_record *record;
+    char plan[64];
+    int priority;
+    char lease[512];
+    struct kg__limit_report limits[KG__MAX_LIMITS];
+    size_t nlimits;
+    int denied_limit;   /* index of the limit that denied, or -1 */
+    char realm[128];
+    /* rendered lazily */
+    int rendered;
+    size_t nheaders;
+    const char *hname[KG__MAX_HEADERS];
+    char *hvalue[KG__MAX_HEADERS];
+    char *body;
+};
+
+kg_decision *kg__decision_new(void);
+void kg__decision_deny(kg_decision *d, kg_code code, const char *message,
+                       const char *decided_by);
+
+/* ---- check.c --------------------------------------------------------- */
+
+struct kg_call {
+    const kg_policy *policy;
+    const kg_request *req;
+    kg_decision *d;
+    const kg_record *record;
+    const char *plan;
+    const kg__plan *planp;
+    int64_t now_us;
+    int peek;
+    kg_code deny_code;
+    const char *deny_message;
+    char deny_buf[256];
+    int lease_count;
+};
+
+#endif

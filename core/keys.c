@@ -1,0 +1,223 @@
+/*
+ * keys.c - key management (create, update, rotate) through the policy's
+ * writable key store.  The key itself exists only in the caller's
+ * buffer: it is hashed here, and only the hash reaches the store.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+static const kg__line *writable_store(kg_policy *p, kg_diag *diag, int write)
+{
+    size_t i;
+    for (i = 0; i < p->keystore.n; i++) {
+        const kg__line *l = p->keystore.lines[i];
+        const struct kg_keystore_ops *o = l->mod->plugin->keystore;
+        if (write ? o->put != NULL : (o->get != NULL && o->list != NULL))
+            return l;
+    }
+    kg__diag_set(diag, p->source, 0, 0, "no keystore in this policy can %s "
+                 "keys (the stores are read-only; manage keys where they live)",
+                 write ? "write" : "list");
+    return NULL;
+}
+
+static kg_error validate(kg_policy *p, const kg_record *r, kg_diag *diag)
+{
+    size_t i;
+    if (r->plan == NULL || kg__policy_plan(p, r->plan) == NULL) {
+        kg__buf b;
+        kg__buf_init(&b);
+        for (i = 0; i < p->nplans; i++) {
+            if (i) kg__buf_adds(&b, ", ");
+            kg__buf_adds(&b, p->plans[i].name);
+        }
+        kg__diag_set(diag, NULL, 0, 0, "unknown plan '%s' (this policy has: %s)",
+                     r->plan ? r->plan : "", b.p ? b.p : "");
+        kg__buf_free(&b);
+        return KG_ERR_INVALID;
+    }
+    for (i = 0; i < r->ncidrs; i++) {
+        kg_cidr c;
+        if (kg_cidr_parse(r->cidrs[i], &c) != KG_OK) {
+            kg__diag_set(diag, NULL, 0, 0, "'%s' is not an address or network "
+                         "(e.g. 203.0.113.0/24 or 2001:db8::/32)", r->cidrs[i]);
+            return KG_ERR_INVALID;
+        }
+    }
+    for (i = 0; i < r->nperms; i++) {
+        const char *s = r->perms[i];
+        if (*s == '\0' || strpbrk(s, " \t\r\n,") != NULL) {
+            kg__diag_set(diag, NULL, 0, 0, "'%s' is not a permission (e.g. "
+                         "scrape:read, jobs:write or *)", s);
+            return KG_ERR_INVALID;
+        }
+    }
+    if (r->name != NULL && strlen(r->name) > 200) {
+        kg__diag_set(diag, NULL, 0, 0, "the name is longer than 200 characters");
+        return KG_ERR_INVALID;
+    }
+    return KG_OK;
+}
+
+static kg_error new_id(char out[24])
+{
+    unsigned char rnd[8];
+    size_t i;
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return KG_ERR_IO;
+    strcpy(out, "k_");
+    for (i = 0; i < sizeof(rnd); i++)
+        snprintf(out + 2 + 2 * i, 3, "%02x", rnd[i]);
+    return KG_OK;
+}
+
+kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
+                        size_t key_size, kg_diag *diag)
+{
+    const kg__line *l;
+    char id[24], disp[KG_KEY_DISPLAY_LEN + 1];
+    unsigned char hash[KG_HASH_LEN];
+    kg_error e;
+
+    kg__diag_clear(diag);
+    if (p == NULL || r == NULL || key_out == NULL)
+        return KG_ERR_INVALID;
+    if ((l = writable_store(p, diag, 1)) == NULL)
+        return KG_ERR_READONLY;
+    if ((e = validate(p, r, diag)) != KG_OK)
+        return e;
+    if ((e = kg_key_generate(p->key_prefix, key_out, key_size)) != KG_OK)
+        return e;
+    kg_key_hash(key_out, strlen(key_out), hash);
+    kg_record_set_hash(r, hash);
+    kg_wipe(hash, sizeof(hash));
+    memcpy(disp, key_out, KG_KEY_DISPLAY_LEN);
+    disp[KG_KEY_DISPLAY_LEN] = '\0';
+    if (r->id == NULL) {
+        if ((e = new_id(id)) != KG_OK)
+            goto fail;
+        if ((e = kg_record_set_id(r, id)) != KG_OK)
+            goto fail;
+    }
+    if ((e = kg_record_set_prefix(r, disp)) != KG_OK)
+        goto fail;
+    if (r->created == 0)
+        r->created = kg_context_now(p->ctx) / 1000000;
+    e = l->mod->plugin->keystore->put(l->inst, r, 1, diag);
+    if (e != KG_OK)
+        goto fail;
+    return KG_OK;
+fail:
+    kg_wipe(key_out, key_size);
+    return e;
+}
+
+kg_error kg_keys_get(kg_policy *p, const char *id, kg_record **rec_r,
+                     kg_diag *diag)
+{
+    const kg__line *l;
+    kg_error e;
+    kg__diag_clear(diag);
+    if ((l = writable_store(p, diag, 0)) == NULL)
+        return KG_ERR_UNSUPPORTED;
+    e = l->mod->plugin->keystore->get(l->inst, id, rec_r, diag);
+    if (e == KG_ERR_NOT_FOUND && diag && diag->message[0] == '\0')
+        kg__diag_set(diag, NULL, 0, 0, "no key with id '%s' (see `keygate key list`)", id);
+    return e;
+}
+
+kg_error kg_keys_list(kg_policy *p, kg_record_cb cb, void *ud, kg_diag *diag)
+{
+    const kg__line *l;
+    kg__diag_clear(diag);
+    if ((l = writable_store(p, diag, 0)) == NULL)
+        return KG_ERR_UNSUPPORTED;
+    return l->mod->plugin->keystore->list(l->inst, cb, ud, diag);
+}
+
+static void clear_caches(kg_policy *p)
+{
+    size_t i;
+    for (i = 0; i < p->keystore.n; i++)
+        kg__cache_clear(p->keystore.lines[i]->cache);
+}
+
+kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag)
+{
+    const kg__line *l;
+    kg_error e;
+    kg__diag_clear(diag);
+    if ((l = writable_store(p, diag, 1)) == NULL)
+        return KG_ERR_READONLY;
+    if ((e = validate(p, r, diag)) != KG_OK)
+        return e;
+    e = l->mod->plugin->keystore->put(l->inst, r, 0, diag);
+    if (e == KG_OK)
+        clear_caches(p);
+    return e;
+}
+
+kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace,
+                        char *key_out, size_t key_size, kg_record **new_r,
+                        kg_diag *diag)
+{
+    kg_record *old = NULL, *nr = NULL;
+    int64_t now = kg_context_now(p->ctx) / 1000000;
+    kg_error e;
+
+    if ((e = kg_keys_get(p, id, &old, diag)) != KG_OK)
+        return e;
+    if (old->status == KG_STATUS_REVOKED) {
+        kg__diag_set(diag, NULL, 0, 0, "key '%s' is revoked: create a new key "
+                     "instead", id);
+        e = KG_ERR_INVALID;
+        goto out;
+    }
+    nr = kg_record_dup(old);
+    if (nr == NULL) {
+        e = KG_ERR_NOMEM;
+        goto out;
+    }
+    kg_record_set_id(nr, NULL);
+    nr->created = 0;
+    nr->last_used = 0;
+    /* Create the new key first: if that fails the old one is untouched. */
+    if ((e = kg_keys_create(p, nr, key_out, key_size, diag)) != KG_OK)
+        goto out;
+    if (grace <= 0)
+        old->status = KG_STATUS_REVOKED;
+    else if (old->expires == 0 || old->expires > now + grace)
+        old->expires = now + grace;
+    if ((e = kg_keys_update(p, old, diag)) != KG_OK)
+        goto out;
+    if (new_r != NULL) {
+        *new_r = nr;
+        nr = NULL;
+    }
+out:
+    kg_record_unref(old);
+    kg_record_unref(nr);
+    return e;
+}
+
+kg_error kg_policy_reload_stores(kg_policy *p, kg_diag *diag)
+{
+    size_t i;
+    kg_error rc = KG_OK;
+    kg__diag_clear(diag);
+    for (i = 0; i < p->keystore.n; i++) {
+        const kg__line *l = p->keystore.lines[i];
+        if (l->mod->plugin->keystore->reload != NULL) {
+            kg_error e = l->mod->plugin->keystore->reload(l->inst, diag);
+            if (e != KG_OK && rc == KG_OK)
+                rc = e;
+        }
+        kg__cache_clear(l->cache);
+    }
+    return rc;
+}

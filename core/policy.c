@@ -1,0 +1,752 @@
+/*
+ * policy.c - load a YAML policy into stages of plugin instances.
+ *
+ *   version: 1
+ *   key_prefix: whizo
+ *   realm: "whizo API"
+ *   plugin_path: [dir, ...]
+ *   credential: [line, ...]
+ *   keystore:   [line, ...]
+ *   plans:
+ *     free:
+ *       priority: 0
+ *       lease_ttl: 5m
+ *       extends: other-plan
+ *       account: [line, ...]
+ *       limit:   [line, ...]
+ *
+ * A line is {module: NAME, control: KEYWORD|{ok: A, fail: A, ignore: A,
+ * unavailable: A}, options: {...}} (+ cache: {...} on keystore lines).
+ * Every error names file:line:column.  Unknown keys are errors.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_POLICY_BYTES (16 * 1024 * 1024)
+
+struct load {
+    kg_policy *p;
+    kg_diag *diag;
+    const char *file;
+};
+
+static kg_error err_at(struct load *L, const kg__ynode *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static kg_error err_at(struct load *L, const kg__ynode *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kg__diag_vset(L->diag, L->file, n ? n->line : 0, n ? n->column : 0, fmt, ap);
+    va_end(ap);
+    return KG_ERR_POLICY;
+}
+
+/* Report the first key of `map` not marked used. */
+static kg_error check_unknown(struct load *L, kg__ynode *map,
+                              const char *where, const char *allowed)
+{
+    size_t i;
+    for (i = 0; i + 1 < map->n; i += 2)
+        if (!map->items[i]->used)
+            return err_at(L, map->items[i], "unknown key '%s' in %s "
+                          "(expected one of: %s)", map->items[i]->value,
+                          where, allowed);
+    return KG_OK;
+}
+
+static kg_error want_scalar(struct load *L, kg__ynode *n, const char *what)
+{
+    if (n->type != KG__Y_SCALAR)
+        return err_at(L, n, "%s must be a single value", what);
+    return KG_OK;
+}
+
+static void line_free(kg__line *l)
+{
+    if (l == NULL)
+        return;
+    if (l->inst != NULL && l->mod != NULL)
+        l->mod->plugin->destroy(l->inst);
+    kg__cache_free(l->cache);
+    free(l->label);
+    free(l->control);
+    free(l);
+}
+
+static kg_error parse_control(struct load *L, kg__ynode *n, kg__line *line)
+{
+    static const char *const rn[4] = { "ok", "fail", "ignore", "unavailable" };
+    size_t i;
+    kg__buf b;
+
+    if (n == NULL) {
+        kg__control_keyword("required", line->actions);
+        line->control = strdup("required");
+        return line->control ? KG_OK : KG_ERR_NOMEM;
+    }
+    if (n->type == KG__Y_SCALAR) {
+        if (kg__control_keyword(n->value, line->actions) != 0)
+            return err_at(L, n, "unknown control '%s' (expected required, "
+                          "requisite, sufficient, optional, or a mapping "
+                          "{ok: ..., fail: ..., ignore: ..., unavailable: ...})",
+                          n->value);
+        line->control = strdup(n->value);
+        return line->control ? KG_OK : KG_ERR_NOMEM;
+    }
+    if (n->type != KG__Y_MAP)
+        return err_at(L, n, "control must be a keyword or a mapping");
+    /* Results not named act as with `required`. */
+    kg__control_keyword("required", line->actions);
+    for (i = 0; i < 4; i++) {
+        kg__ynode *v = kg__ymap_get(n, rn[i]);
+        if (v == NULL)
+            continue;
+        if (v->type != KG__Y_SCALAR || kg__action_parse(v->value, &line->actions[i]) != 0)
+            return err_at(L, v, "unknown action '%s' for result %s (expected "
+                          "ok, done, bad, die, ignore, continue or reset)",
+                          v->type == KG__Y_SCALAR ? v->value : "?", rn[i]);
+    }
+    if (check_unknown(L, n, "control", "ok, fail, ignore, unavailable") != KG_OK)
+        return KG_ERR_POLICY;
+    kg__buf_init(&b);
+    kg__buf_adds(&b, "{");
+    for (i = 0; i < 4; i++)
+        kg__buf_addf(&b, "%s%s: %s", i ? ", " : "", rn[i],
+                     kg__action_name(line->actions[i]));
+    kg__buf_adds(&b, "}");
+    line->control = kg__buf_take(&b);
+    return line->control ? KG_OK : KG_ERR_NOMEM;
+}
+
+static kg_error parse_cache(struct load *L, kg__ynode *n, kg__line *line)
+{
+    kg__cache_conf conf = { 5 * 1000000LL, 1 * 1000000LL, 100000 };
+    static const char *const keys[] = { "ttl", "negative_ttl" };
+    size_t i;
+    kg__ynode *v;
+
+    if (n->type != KG__Y_MAP)
+        return err_at(L, n, "cache must be a mapping {ttl: 5s, negative_ttl: 1s, max_entries: 100000}");
+    for (i = 0; i < 2; i++) {
+        int64_t s;
+        v = kg__ymap_get(n, keys[i]);
+        if (v == NULL)
+            continue;
+        if (v->type != KG__Y_SCALAR || kg__parse_duration(v->value, &s) != 0)
+            return err_at(L, v, "cache %s must be a duration such as 5s or 1m",
+                          keys[i]);
+        if (i == 0) conf.ttl_us = s * 1000000;
+        else conf.negative_ttl_us = s * 1000000;
+    }
+    v = kg__ymap_get(n, "max_entries");
+    if (v != NULL) {
+        char *end;
+        long long m;
+        if (v->type != KG__Y_SCALAR)
+            return err_at(L, v, "cache max_entries must be a number");
+        m = strtoll(v->value, &end, 10);
+        if (*end != '\0' || m < 1)
+            return err_at(L, v, "cache max_entries must be a positive number");
+        conf.max_entries = (size_t)m;
+    }
+    if (check_unknown(L, n, "cache", "ttl, negative_ttl, max_entries") != KG_OK)
+        return KG_ERR_POLICY;
+    line->cache = kg__cache_new(&conf);
+    return line->cache ? KG_OK : KG_ERR_NOMEM;
+}
+
+static kg_error add_line(kg_policy *p, kg__line *l)
+{
+    kg__line **nv = realloc(p->all, (p->nall + 1) * sizeof(*nv));
+    if (nv == NULL)
+        return KG_ERR_NOMEM;
+    nv[p->nall++] = l;
+    p->all = nv;
+    return KG_OK;
+}
+
+static kg_error parse_line(struct load *L, kg__ynode *n, const char *stage,
+                           int kind, kg__line **line_r)
+{
+    kg__line *line;
+    kg__ynode *mod, *v;
+    kg_opts *opts = NULL;
+    kg_error e;
+    char err[1400];
+
+    if (n->type == KG__Y_SCALAR) {
+        return err_at(L, n, "a %s line must be a mapping such as "
+                      "{module: %s, control: required}", stage, n->value);
+    }
+    if (n->type != KG__Y_MAP)
+        return err_at(L, n, "a %s line must be a mapping {module: ..., "
+                      "control: ..., options: ...}", stage);
+    mod = kg__ymap_get(n, "module");
+    if (mod == NULL)
+        return err_at(L, n, "%s line without 'module:'", stage);
+    if ((e = want_scalar(L, mod, "module")) != KG_OK)
+        return e;
+    line = calloc(1, sizeof(*line));
+    if (line == NULL)
+        return KG_ERR_NOMEM;
+    line->line = mod->line;
+    line->column = mod->column;
+    if ((e = add_line(L->p, line)) != KG_OK) {
+        line_free(line);
+        return e;
+    }
+    line->label = kg__asprintf("%s:%s", stage, mod->value);
+    if (line->label == NULL)
+        return KG_ERR_NOMEM;
+    if ((e = parse_control(L, kg__ymap_get(n, "control"), line)) != KG_OK)
+        return e;
+    v = kg__ymap_get(n, "cache");
+    if (v != NULL) {
+        if (kind != KG_PLUGIN_KEYSTORE)
+            return err_at(L, kg__ymap_key(n, "cache"), "cache: is only "
+                          "allowed on keystore lines");
+        if ((e = parse_cache(L, v, line)) != KG_OK)
+            return e;
+    }
+    v = kg__ymap_get(n, "options");
+    if (v != NULL && v->type != KG__Y_MAP &&
+        !(v->type == KG__Y_SCALAR && v->value[0] == '\0'))
+        return err_at(L, v, "options must be a mapping");
+    if (v != NULL && v->type != KG__Y_MAP)
+        v = NULL;
+    if ((e = check_unknown(L, n, "a module line",
+                           "module, control, options, cache")) != KG_OK)
+        return e;
+    e = kg__loader_get(L->p->ctx, mod->value, kind, L->p->plugin_path,
+                       L->p->nplugin_path, &line->mod, err, sizeof(err));
+    if (e != KG_OK) {
+        err_at(L, mod, "%s", err);
+        return e == KG_ERR_NOMEM ? e : KG_ERR_PLUGIN;
+    }
+    opts = kg__opts_new(L->p->ctx, L->file, L->p->dir, v, mod->value);
+    if (opts == NULL)
+        return KG_ERR_NOMEM;
+    e = line->mod->plugin->create(opts, &line->inst);
+    if (kg__opts_finish(opts, L->diag) != KG_OK) {
+        e = KG_ERR_POLICY;
+    } else if (e != KG_OK) {
+        err_at(L, mod, "plugin %s could not start: %s", mod->value,
+               kg_strerror(e));
+        e = e == KG_ERR_NOMEM ? e : KG_ERR_PLUGIN;
+    }
+    kg__opts_free(opts);
+    if (e != KG_OK)
+        return e;
+    *line_r = line;
+    return KG_OK;
+}
+
+static kg_error parse_stack(struct load *L, kg__ynode *n, const char *stage,
+                            int kind, kg__stack *st)
+{
+    size_t i;
+    kg_error e;
+
+    st->stage = stage;
+    if (n == NULL)
+        return KG_OK;
+    if (n->type == KG__Y_SCALAR && n->value[0] == '\0')
+        return KG_OK;
+    if (n->type != KG__Y_SEQ)
+        return err_at(L, n, "%s must be a list of module lines", stage);
+    st->lines = calloc(n->n ? n->n : 1, sizeof(*st->lines));
+    if (st->lines == NULL)
+        return KG_ERR_NOMEM;
+    for (i = 0; i < n->n; i++) {
+        kg__line *line = NULL;
+        if ((e = parse_line(L, n->items[i], stage, kind, &line)) != KG_OK)
+            return e;
+        st->lines[st->n++] = line;
+    }
+    return KG_OK;
+}
+
+static kg_error parse_int(struct load *L, kg__ynode *n, const char *what,
+                          long long lo, long long hi, long long *v_r)
+{
+    char *end;
+    long long v;
+    if (n->type != KG__Y_SCALAR)
+        return err_at(L, n, "%s must be a number", what);
+    errno = 0;
+    v = strtoll(n->value, &end, 10);
+    if (errno || end == n->value || *end || v < lo || v > hi)
+        return err_at(L, n, "%s must be a number from %lld to %lld, not '%s'",
+                      what, lo, hi, n->value);
+    *v_r = v;
+    return KG_OK;
+}
+
+static kg_error parse_plan(struct load *L, kg__ynode *key, kg__ynode *n,
+                           kg__plan *plan)
+{
+    kg__ynode *v;
+    kg_error e;
+    long long pr = 0;
+
+    plan->name = strdup(key->value);
+    plan->line = key->line;
+    plan->column = key->column;
+    if (plan->name == NULL)
+        return KG_ERR_NOMEM;
+    if (n->type == KG__Y_SCALAR && n->value[0] == '\0')
+        return KG_OK;
+    if (n->type != KG__Y_MAP)
+        return err_at(L, n, "plan '%s' must be a mapping", key->value);
+    if ((v = kg__ymap_get(n, "extends")) != NULL) {
+        if ((e = want_scalar(L, v, "extends")) != KG_OK)
+            return e;
+        plan->extends = strdup(v->value);
+        if (plan->extends == NULL)
+            return KG_ERR_NOMEM;
+    }
+    if ((v = kg__ymap_get(n, "priority")) != NULL) {
+        if ((e = parse_int(L, v, "priority", 0, 1000, &pr)) != KG_OK)
+            return e;
+        plan->priority = (int)pr;
+        plan->has_priority = 1;
+    }
+    if ((v = kg__ymap_get(n, "lease_ttl")) != NULL) {
+        if (v->type != KG__Y_SCALAR ||
+            kg__parse_duration(v->value, &plan->lease_ttl) != 0 ||
+            plan->lease_ttl < 1)
+            return err_at(L, v, "lease_ttl must be a duration such as 30s or 5m");
+        plan->has_lease_ttl = 1;
+    }
+    if ((v = kg__ymap_get(n, "account")) != NULL) {
+        plan->has_account = 1;
+        if ((e = parse_stack(L, v, "account", KG_PLUGIN_ACCOUNT,
+                             &plan->account)) != KG_OK)
+            return e;
+    }
+    if ((v = kg__ymap_get(n, "limit")) != NULL) {
+        plan->has_limit = 1;
+        if ((e = parse_stack(L, v, "limit", KG_PLUGIN_LIMIT,
+                             &plan->limit)) != KG_OK)
+            return e;
+    }
+    return check_unknown(L, n, "a plan",
+                         "extends, priority, lease_ttl, account, limit");
+}
+
+static kg_error copy_stack(kg__stack *dst, const kg__stack *src)
+{
+    dst->stage = src->stage;
+    dst->n = src->n;
+    dst->lines = calloc(src->n ? src->n : 1, sizeof(*dst->lines));
+    if (dst->lines == NULL)
+        return KG_ERR_NOMEM;
+    if (src->n)
+        memcpy(dst->lines, src->lines, src->n * sizeof(*dst->lines));
+    return KG_OK;
+}
+
+/* Resolve `extends:` chains: what a plan does not say comes from its parent. */
+static kg_error resolve_extends(struct load *L, kg__ynode *plans)
+{
+    kg_policy *p = L->p;
+    size_t i;
+
+    for (i = 0; i < p->nplans; i++) {
+        kg__plan *pl = &p->plans[i];
+        const char *parent = pl->extends;
+        size_t depth = 0;
+
+        while (parent != NULL) {
+            const kg__plan *pp = kg__policy_plan(p, parent);
+            if (pp == NULL) {
+                kg__ynode *pn = kg__ymap_get(plans, pl->name);
+                kg__ynode *en = pn ? kg__ymap_key(pn, "extends") : NULL;
+                return err_at(L, en ? en : plans, "plan '%s' extends '%s', "
+                              "which is not defined", pl->name, parent);
+            }
+            if (++depth > p->nplans) {
+                kg__ynode *pn = kg__ymap_key(plans, pl->name);
+                return err_at(L, pn, "plan '%s': extends: forms a cycle",
+                              pl->name);
+            }
+            if (!pl->has_account && pp->has_account) {
+                if (copy_stack(&pl->account, &pp->account) != KG_OK)
+                    return KG_ERR_NOMEM;
+                pl->has_account = 2;
+            }
+            if (!pl->has_limit && pp->has_limit) {
+                if (copy_stack(&pl->limit, &pp->limit) != KG_OK)
+                    return KG_ERR_NOMEM;
+                pl->has_limit = 2;
+            }
+            if (!pl->has_priority && pp->has_priority) {
+                pl->priority = pp->priority;
+                pl->has_priority = 2;
+            }
+            if (!pl->has_lease_ttl && pp->has_lease_ttl) {
+                pl->lease_ttl = pp->lease_ttl;
+                pl->has_lease_ttl = 2;
+            }
+            parent = pp->extends;
+        }
+    }
+    /* Inherited flags were marked 2 so that a grandparent does not
+     * override a parent; they are plain "has" from now on. */
+    for (i = 0; i < p->nplans; i++) {
+        if (!p->plans[i].has_lease_ttl)
+            p->plans[i].lease_ttl = 300;
+        p->plans[i].account.stage = "account";
+        p->plans[i].limit.stage = "limit";
+    }
+    return KG_OK;
+}
+
+const kg__plan *kg__policy_plan(const kg_policy *p, const char *name)
+{
+    size_t i;
+    if (name == NULL)
+        return NULL;
+    for (i = 0; i < p->nplans; i++)
+        if (strcmp(p->plans[i].name, name) == 0)
+            return &p->plans[i];
+    return NULL;
+}
+
+static kg_error parse_policy(struct load *L, kg__ynode *root)
+{
+    kg_policy *p = L->p;
+    kg__ynode *v;
+    kg_error e;
+    size_t i;
+
+    if (root->type != KG__Y_MAP)
+        return err_at(L, root, "a policy must be a mapping with credential:, "
+                      "keystore: and plans:");
+    if ((v = kg__ymap_get(root, "version")) != NULL) {
+        if (v->type != KG__Y_SCALAR || strcmp(v->value, "1") != 0)
+            return err_at(L, v, "unsupported policy version (this keygate "
+                          "reads version 1)");
+    }
+    if ((v = kg__ymap_get(root, "key_prefix")) != NULL) {
+        if ((e = want_scalar(L, v, "key_prefix")) != KG_OK)
+            return e;
+        free(p->key_prefix);
+        p->key_prefix = strdup(v->value);
+        {
+            char test[KG_KEY_MAX];
+            if (kg_key_generate(v->value, test, sizeof(test)) != KG_OK)
+                return err_at(L, v, "key_prefix must be 1 to %d letters or "
+                              "digits", KG_KEY_PREFIX_MAX);
+            kg_wipe(test, sizeof(test));
+        }
+    }
+    if ((v = kg__ymap_get(root, "realm")) != NULL) {
+        if ((e = want_scalar(L, v, "realm")) != KG_OK)
+            return e;
+        if (strchr(v->value, '"') || strchr(v->value, '\\') ||
+            strlen(v->value) > 100)
+            return err_at(L, v, "realm must be at most 100 characters, "
+                          "without quotes or backslashes");
+        free(p->realm);
+        p->realm = strdup(v->value);
+    }
+    if ((v = kg__ymap_get(root, "plugin_path")) != NULL) {
+        if (v->type == KG__Y_SCALAR) {
+            p->plugin_path = calloc(1, sizeof(char *));
+            if (p->plugin_path == NULL ||
+                (p->plugin_path[0] = strdup(v->value)) == NULL)
+                return KG_ERR_NOMEM;
+            p->nplugin_path = 1;
+        } else if (v->type == KG__Y_SEQ) {
+            p->plugin_path = calloc(v->n ? v->n : 1, sizeof(char *));
+            if (p->plugin_path == NULL)
+                return KG_ERR_NOMEM;
+            for (i = 0; i < v->n; i++) {
+                if ((e = want_scalar(L, v->items[i], "a plugin_path entry")) != KG_OK)
+                    return e;
+                if ((p->plugin_path[p->nplugin_path++] =
+                         strdup(v->items[i]->value)) == NULL)
+                    return KG_ERR_NOMEM;
+            }
+        } else {
+            return err_at(L, v, "plugin_path must be a directory or a list of them");
+        }
+    }
+    if (p->key_prefix == NULL || p->realm == NULL)
+        return KG_ERR_NOMEM;
+    v = kg__ymap_get(root, "credential");
+    if (v == NULL)
+        return err_at(L, root, "the policy has no credential: stage (e.g. "
+                      "- {module: bearer, control: optional})");
+    if ((e = parse_stack(L, v, "credential", KG_PLUGIN_CREDENTIAL,
+                         &p->credential)) != KG_OK)
+        return e;
+    if (p->credential.n == 0)
+        return err_at(L, v, "the credential stage is empty");
+    v = kg__ymap_get(root, "keystore");
+    if (v == NULL)
+        return err_at(L, root, "the policy has no keystore: stage (e.g. "
+                      "- {module: file, options: {path: keys.yaml}})");
+    if ((e = parse_stack(L, v, "keystore", KG_PLUGIN_KEYSTORE,
+                         &p->keystore)) != KG_OK)
+        return e;
+    if (p->keystore.n == 0)
+        return err_at(L, v, "the keystore stage is empty");
+    v = kg__ymap_get(root, "plans");
+    if (v == NULL)
+        return err_at(L, root, "the policy has no plans: (e.g. plans: {free: {}})");
+    if (v->type != KG__Y_MAP || v->n == 0)
+        return err_at(L, v, "plans must be a mapping of plan names to plans");
+    p->plans = calloc(v->n / 2, sizeof(*p->plans));
+    if (p->plans == NULL)
+        return KG_ERR_NOMEM;
+    for (i = 0; i + 1 < v->n; i += 2) {
+        v->items[i]->used = 1;
+        if ((e = parse_plan(L, v->items[i], v->items[i + 1],
+                            &p->plans[p->nplans++])) != KG_OK)
+            return e;
+    }
+    if ((e = resolve_extends(L, v)) != KG_OK)
+        return e;
+    if ((v = kg__ymap_get(root, "signers")) != NULL) {
+        if ((e = kg__signers_load(p, v, L->file, L->diag)) != KG_OK)
+            return e;
+    }
+    return check_unknown(L, root, "the policy",
+                         "version, key_prefix, realm, plugin_path, credential, "
+                         "keystore, plans, signers");
+}
+
+void kg_policy_free(kg_policy *p)
+{
+    size_t i;
+    if (p == NULL)
+        return;
+    kg__signers_free(p);
+    /* Lines are destroyed in reverse order of creation. */
+    for (i = p->nall; i > 0; i--)
+        line_free(p->all[i - 1]);
+    free(p->all);
+    free(p->credential.lines);
+    free(p->keystore.lines);
+    for (i = 0; i < p->nplans; i++) {
+        free(p->plans[i].name);
+        free(p->plans[i].extends);
+        free(p->plans[i].account.lines);
+        free(p->plans[i].limit.lines);
+    }
+    free(p->plans);
+    for (i = 0; i < p->nplugin_path; i++)
+        free(p->plugin_path[i]);
+    free(p->plugin_path);
+    free(p->source);
+    free(p->dir);
+    free(p->key_prefix);
+    free(p->realm);
+    free(p);
+}
+
+static kg_error load(kg_context *ctx, const char *text, size_t len,
+                     const char *name, const char *dir, kg_policy **policy_r,
+                     kg_diag *diag)
+{
+    struct load L;
+    kg_policy *p;
+    kg__ynode *root;
+    kg_error e;
+
+    kg__diag_clear(diag);
+    if (ctx == NULL || text == NULL || policy_r == NULL)
+        return KG_ERR_INVALID;
+    *policy_r = NULL;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return KG_ERR_NOMEM;
+    p->ctx = ctx;
+    p->source = strdup(name);
+    p->dir = dir ? strdup(dir) : NULL;
+    p->key_prefix = strdup("whizo");
+    p->realm = strdup("keygate");
+    if (p->source == NULL || p->key_prefix == NULL || p->realm == NULL) {
+        kg_policy_free(p);
+        return KG_ERR_NOMEM;
+    }
+    root = kg__yaml_parse(text, len, name, diag);
+    if (root == NULL) {
+        kg_policy_free(p);
+        return KG_ERR_POLICY;
+    }
+    L.p = p;
+    L.diag = diag;
+    L.file = p->source;
+    e = parse_policy(&L, root);
+    kg__yaml_free(root);
+    if (e != KG_OK) {
+        if (e == KG_ERR_NOMEM && diag && diag->message[0] == '\0')
+            kg__diag_set(diag, name, 0, 0, "out of memory");
+        kg_policy_free(p);
+        return e;
+    }
+    *policy_r = p;
+    return KG_OK;
+}
+
+kg_error kg_policy_load_string(kg_context *ctx, const char *yaml,
+                               const char *name, kg_policy **policy_r,
+                               kg_diag *diag)
+{
+    if (yaml == NULL)
+        return KG_ERR_INVALID;
+    return load(ctx, yaml, strlen(yaml), name ? name : "<string>", NULL,
+                policy_r, diag);
+}
+
+kg_error kg_policy_load_file(kg_context *ctx, const char *path,
+                             kg_policy **policy_r, kg_diag *diag)
+{
+    FILE *f;
+    char *buf = NULL, *dcopy = NULL;
+    size_t len = 0, cap = 0;
+    kg_error e;
+
+    kg__diag_clear(diag);
+    if (ctx == NULL || path == NULL || policy_r == NULL)
+        return KG_ERR_INVALID;
+    *policy_r = NULL;
+    f = fopen(path, "r");
+    if (f == NULL) {
+        kg__diag_set(diag, path, 0, 0, "cannot open the policy: %s",
+                     strerror(errno));
+        return KG_ERR_IO;
+    }
+    for (;;) {
+        size_t n;
+        if (len + 4096 + 1 > cap) {
+            char *nb;
+            cap = cap ? cap * 2 : 8192;
+            nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return KG_ERR_NOMEM;
+            }
+            buf = nb;
+        }
+        n = fread(buf + len, 1, 4096, f);
+        len += n;
+        if (n < 4096)
+            break;
+        if (len > MAX_POLICY_BYTES) {
+            free(buf);
+            fclose(f);
+            kg__diag_set(diag, path, 0, 0, "the policy is larger than %d bytes",
+                         MAX_POLICY_BYTES);
+            return KG_ERR_POLICY;
+        }
+    }
+    if (ferror(f)) {
+        kg__diag_set(diag, path, 0, 0, "cannot read the policy: %s",
+                     strerror(errno));
+        free(buf);
+        fclose(f);
+        return KG_ERR_IO;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    if (memchr(buf, '\0', len) != NULL) {
+        kg__diag_set(diag, path, 0, 0, "the policy contains a NUL byte");
+        free(buf);
+        return KG_ERR_POLICY;
+    }
+    dcopy = strdup(path);
+    if (dcopy == NULL) {
+        free(buf);
+        return KG_ERR_NOMEM;
+    }
+    e = load(ctx, buf, len, path, dirname(dcopy), policy_r, diag);
+    free(dcopy);
+    free(buf);
+    return e;
+}
+
+const char *kg_policy_source(const kg_policy *p)
+{
+    return p->source;
+}
+
+size_t kg_policy_plan_count(const kg_policy *p)
+{
+    return p->nplans;
+}
+
+const char *kg_policy_plan_name(const kg_policy *p, size_t i)
+{
+    return i < p->nplans ? p->plans[i].name : NULL;
+}
+
+static void explain_stack(kg__buf *b, const kg__stack *st, const char *indent)
+{
+    size_t i;
+    if (st->n == 0) {
+        kg__buf_addf(b, "%s(empty: passes)\n", indent);
+        return;
+    }
+    kg__buf_addf(b, "%s%-3s %-22s %-11s %-8s %-8s %-8s %-11s\n", indent, "#",
+                 "module", "control", "ok", "fail", "ignore", "unavailable");
+    for (i = 0; i < st->n; i++) {
+        const kg__line *l = st->lines[i];
+        const char *colon = strchr(l->label, ':');
+        kg__buf_addf(b, "%s%-3zu %-22s %-11s %-8s %-8s %-8s %-11s\n", indent,
+                     i + 1, colon ? colon + 1 : l->label,
+                     strchr(l->control, '{') ? "explicit" : l->control,
+                     kg__action_name(l->actions[0]),
+                     kg__action_name(l->actions[1]),
+                     kg__action_name(l->actions[2]),
+                     kg__action_name(l->actions[3]));
+        if (l->cache)
+            kg__buf_addf(b, "%s    cache: %zu entries now\n", indent,
+                         kg__cache_size(l->cache));
+    }
+}
+
+char *kg_policy_explain(const kg_policy *p)
+{
+    kg__buf b;
+    size_t i;
+
+    kg__buf_init(&b);
+    kg__buf_addf(&b, "policy %s\n", p->source);
+    kg__buf_addf(&b, "key prefix: %s_   realm: \"%s\"\n", p->key_prefix, p->realm);
+    kg__buf_adds(&b, "\nactions: ok = counts as success; done = success, "
+                 "stop the stage (unless an earlier module failed);\n"
+                 "  bad = remember failure, go on; die = fail, stop; "
+                 "ignore = no effect; reset = forget so far.\n"
+                 "A stage in which no module counted (all ignore) fails.\n");
+    kg__buf_adds(&b, "\nstage credential:\n");
+    explain_stack(&b, &p->credential, "  ");
+    kg__buf_adds(&b, "  then: checksum of the key verified before any store\n");
+    kg__buf_adds(&b, "\nstage keystore:\n");
+    explain_stack(&b, &p->keystore, "  ");
+    kg__buf_adds(&b, "  then (core): revoked -> 401 key_revoked; expired -> 401 key_expired\n");
+    for (i = 0; i < p->nplans; i++) {
+        const kg__plan *pl = &p->plans[i];
+        kg__buf_addf(&b, "\nplan %s", pl->name);
+        if (pl->extends)
+            kg__buf_addf(&b, " (extends %s)", pl->extends);
+        kg__buf_addf(&b, ": priority %d, lease ttl %llds\n", pl->priority,
+                     (long long)pl->lease_ttl);
+        kg__buf_adds(&b, "  stage account:\n");
+        explain_stack(&b, &pl->account, "    ");
+        kg__buf_adds(&b, "  stage limit:\n");
+        explain_stack(&b, &pl->limit, "    ");
+    }
+    return kg__buf_take(&b);
+}

@@ -1,0 +1,286 @@
+/*
+ * record.c - key records: reference counted, built by key stores, read
+ * by the account and limit stages.  A record never holds the key, only
+ * its SHA-256.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+kg_record *kg_record_new(void)
+{
+    kg_record *r = calloc(1, sizeof(*r));
+    if (r != NULL)
+        atomic_init(&r->refs, 1);
+    return r;
+}
+
+kg_record *kg_record_ref(kg_record *r)
+{
+    if (r != NULL)
+        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    return r;
+}
+
+static void free_list(char **v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void kg_record_unref(kg_record *r)
+{
+    size_t i;
+
+    if (r == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(r->id);
+    free(r->name);
+    free(r->prefix);
+    free(r->plan);
+    free_list(r->perms, r->nperms);
+    free_list(r->cidrs, r->ncidrs);
+    for (i = 0; i < r->nlimits; i++)
+        free(r->limits[i].name);
+    free(r->limits);
+    kg_wipe(r->hash, sizeof(r->hash));
+    free(r);
+}
+
+static kg_error set_str(char **dst, const char *s)
+{
+    char *p = NULL;
+    if (s != NULL && (p = strdup(s)) == NULL)
+        return KG_ERR_NOMEM;
+    free(*dst);
+    *dst = p;
+    return KG_OK;
+}
+
+kg_error kg_record_set_id(kg_record *r, const char *s) { return set_str(&r->id, s); }
+kg_error kg_record_set_name(kg_record *r, const char *s) { return set_str(&r->name, s); }
+kg_error kg_record_set_prefix(kg_record *r, const char *s) { return set_str(&r->prefix, s); }
+kg_error kg_record_set_plan(kg_record *r, const char *s) { return set_str(&r->plan, s); }
+
+void kg_record_set_hash(kg_record *r, const unsigned char hash[KG_HASH_LEN])
+{
+    memcpy(r->hash, hash, KG_HASH_LEN);
+}
+
+void kg_record_set_status(kg_record *r, kg_key_status s) { r->status = s; }
+void kg_record_set_created(kg_record *r, int64_t t) { r->created = t; }
+void kg_record_set_expires(kg_record *r, int64_t t) { r->expires = t; }
+void kg_record_set_last_used(kg_record *r, int64_t t) { r->last_used = t; }
+
+static kg_error push_str(char ***v, size_t *n, const char *s)
+{
+    char **nv;
+    char *dup;
+
+    if (s == NULL)
+        return KG_ERR_INVALID;
+    dup = strdup(s);
+    if (dup == NULL)
+        return KG_ERR_NOMEM;
+    nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (nv == NULL) {
+        free(dup);
+        return KG_ERR_NOMEM;
+    }
+    nv[(*n)++] = dup;
+    *v = nv;
+    return KG_OK;
+}
+
+kg_error kg_record_add_permission(kg_record *r, const char *p)
+{
+    return push_str(&r->perms, &r->nperms, p);
+}
+
+kg_error kg_record_add_cidr(kg_record *r, const char *c)
+{
+    return push_str(&r->cidrs, &r->ncidrs, c);
+}
+
+kg_error kg_record_add_limit(kg_record *r, const char *name, int64_t count,
+                             int64_t window, int64_t burst)
+{
+    struct kg__limit_override *nv;
+    char *dup;
+    size_t i;
+
+    if (name == NULL || count < 0 || window < 0 || burst < 0)
+        return KG_ERR_INVALID;
+    /* One override per name: a second one replaces the first. */
+    for (i = 0; i < r->nlimits; i++) {
+        if (strcmp(r->limits[i].name, name) == 0) {
+            r->limits[i].count = count;
+            r->limits[i].window = window;
+            r->limits[i].burst = burst;
+            return KG_OK;
+        }
+    }
+    dup = strdup(name);
+    if (dup == NULL)
+        return KG_ERR_NOMEM;
+    nv = realloc(r->limits, (r->nlimits + 1) * sizeof(*nv));
+    if (nv == NULL) {
+        free(dup);
+        return KG_ERR_NOMEM;
+    }
+    nv[r->nlimits].name = dup;
+    nv[r->nlimits].count = count;
+    nv[r->nlimits].window = window;
+    nv[r->nlimits].burst = burst;
+    r->nlimits++;
+    r->limits = nv;
+    return KG_OK;
+}
+
+void kg_record_clear_permissions(kg_record *r)
+{
+    free_list(r->perms, r->nperms);
+    r->perms = NULL;
+    r->nperms = 0;
+}
+
+void kg_record_clear_cidrs(kg_record *r)
+{
+    free_list(r->cidrs, r->ncidrs);
+    r->cidrs = NULL;
+    r->ncidrs = 0;
+}
+
+void kg_record_clear_limits(kg_record *r)
+{
+    size_t i;
+    for (i = 0; i < r->nlimits; i++)
+        free(r->limits[i].name);
+    free(r->limits);
+    r->limits = NULL;
+    r->nlimits = 0;
+}
+
+kg_record *kg_record_dup(const kg_record *r)
+{
+    kg_record *c;
+    size_t i;
+    kg_error e = KG_OK;
+
+    if (r == NULL || (c = kg_record_new()) == NULL)
+        return NULL;
+    e |= kg_record_set_id(c, r->id);
+    e |= kg_record_set_name(c, r->name);
+    e |= kg_record_set_prefix(c, r->prefix);
+    e |= kg_record_set_plan(c, r->plan);
+    memcpy(c->hash, r->hash, KG_HASH_LEN);
+    c->status = r->status;
+    c->created = r->created;
+    c->expires = r->expires;
+    c->last_used = r->last_used;
+    for (i = 0; i < r->nperms; i++)
+        e |= kg_record_add_permission(c, r->perms[i]);
+    for (i = 0; i < r->ncidrs; i++)
+        e |= kg_record_add_cidr(c, r->cidrs[i]);
+    for (i = 0; i < r->nlimits; i++)
+        e |= kg_record_add_limit(c, r->limits[i].name, r->limits[i].count,
+                                 r->limits[i].window, r->limits[i].burst);
+    if (e != KG_OK) {
+        kg_record_unref(c);
+        return NULL;
+    }
+    return c;
+}
+
+const char *kg_record_id(const kg_record *r) { return r->id; }
+const char *kg_record_name(const kg_record *r) { return r->name; }
+const char *kg_record_prefix(const kg_record *r) { return r->prefix; }
+const char *kg_record_plan(const kg_record *r) { return r->plan; }
+const unsigned char *kg_record_hash(const kg_record *r) { return r->hash; }
+kg_key_status kg_record_status(const kg_record *r) { return r->status; }
+int64_t kg_record_created(const kg_record *r) { return r->created; }
+int64_t kg_record_expires(const kg_record *r) { return r->expires; }
+int64_t kg_record_last_used(const kg_record *r) { return r->last_used; }
+size_t kg_record_permission_count(const kg_record *r) { return r->nperms; }
+const char *kg_record_permission(const kg_record *r, size_t i)
+{
+    return i < r->nperms ? r->perms[i] : NULL;
+}
+size_t kg_record_cidr_count(const kg_record *r) { return r->ncidrs; }
+const char *kg_record_cidr(const kg_record *r, size_t i)
+{
+    return i < r->ncidrs ? r->cidrs[i] : NULL;
+}
+size_t kg_record_limit_count(const kg_record *r) { return r->nlimits; }
+
+kg_error kg_record_limit(const kg_record *r, size_t i, const char **name_r,
+                         int64_t *count_r, int64_t *window_r, int64_t *burst_r)
+{
+    if (i >= r->nlimits)
+        return KG_ERR_NOT_FOUND;
+    if (name_r) *name_r = r->limits[i].name;
+    if (count_r) *count_r = r->limits[i].count;
+    if (window_r) *window_r = r->limits[i].window;
+    if (burst_r) *burst_r = r->limits[i].burst;
+    return KG_OK;
+}
+
+static void json_time(kg__buf *b, const char *key, int64_t t)
+{
+    char ts[32];
+    kg__buf_addf(b, ",\"%s\":", key);
+    if (t == 0) {
+        kg__buf_adds(b, "null");
+    } else {
+        kg__format_time(t, ts);
+        kg__buf_json_str(b, ts);
+    }
+}
+
+char *kg_record_to_json(const kg_record *r)
+{
+    kg__buf b;
+    size_t i;
+
+    kg__buf_init(&b);
+    kg__buf_adds(&b, "{\"id\":");
+    kg__buf_json_str(&b, r->id);
+    kg__buf_adds(&b, ",\"name\":");
+    kg__buf_json_str(&b, r->name);
+    kg__buf_adds(&b, ",\"prefix\":");
+    kg__buf_json_str(&b, r->prefix);
+    kg__buf_adds(&b, ",\"plan\":");
+    kg__buf_json_str(&b, r->plan);
+    kg__buf_adds(&b, ",\"status\":");
+    kg__buf_json_str(&b, r->status == KG_STATUS_REVOKED ? "revoked" : "active");
+    kg__buf_adds(&b, ",\"permissions\":[");
+    for (i = 0; i < r->nperms; i++) {
+        if (i) kg__buf_adds(&b, ",");
+        kg__buf_json_str(&b, r->perms[i]);
+    }
+    kg__buf_adds(&b, "],\"allowed_cidrs\":[");
+    for (i = 0; i < r->ncidrs; i++) {
+        if (i) kg__buf_adds(&b, ",");
+        kg__buf_json_str(&b, r->cidrs[i]);
+    }
+    kg__buf_adds(&b, "],\"limits\":{");
+    for (i = 0; i < r->nlimits; i++) {
+        if (i) kg__buf_adds(&b, ",");
+        kg__buf_json_str(&b, r->limits[i].name);
+        kg__buf_addf(&b, ":{\"count\":%lld,\"window\":%lld,\"burst\":%lld}",
+                     (long long)r->limits[i].count,
+                     (long long)r->limits[i].window,
+                     (long long)r->limits[i].burst);
+    }
+    kg__buf_adds(&b, "}");
+    json_time(&b, "created", r->created);
+    json_time(&b, "expires", r->expires);
+    json_time(&b, "last_used", r->last_used);
+    kg__buf_adds(&b, "}");
+    return kg__buf_take(&b);
+}

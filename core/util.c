@@ -1,0 +1,363 @@
+/*
+ * util.c - strings, growable buffers, diagnostics, durations and the
+ * error and decision-code tables.
+ */
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+const char *kg_strerror(kg_error err)
+{
+    /* A switch without default: the compiler flags a code with no text. */
+    switch (err) {
+    case KG_OK: return "success";
+    case KG_ERR_NOMEM: return "out of memory";
+    case KG_ERR_INVALID: return "invalid argument";
+    case KG_ERR_IO: return "input/output error";
+    case KG_ERR_POLICY: return "invalid policy";
+    case KG_ERR_PLUGIN: return "plugin could not be loaded or configured";
+    case KG_ERR_NOT_FOUND: return "not found";
+    case KG_ERR_UNAVAILABLE: return "backend unavailable";
+    case KG_ERR_READONLY: return "key store is read-only";
+    case KG_ERR_EXISTS: return "already exists";
+    case KG_ERR_UNSUPPORTED: return "operation not supported";
+    case KG_ERR_VERIFY: return "verification failed";
+    case KG_ERR_KEY_FORMAT: return "malformed key";
+    case KG_ERR__LAST: break;
+    }
+    return "unknown error";
+}
+
+const char *kg_code_name(kg_code code)
+{
+    switch (code) {
+    case KG_CODE_NONE: return "";
+    case KG_CODE_INVALID_REQUEST: return "invalid_request";
+    case KG_CODE_UNAUTHORIZED: return "unauthorized";
+    case KG_CODE_KEY_REVOKED: return "key_revoked";
+    case KG_CODE_KEY_EXPIRED: return "key_expired";
+    case KG_CODE_INSUFFICIENT_PERMISSIONS: return "insufficient_permissions";
+    case KG_CODE_IP_NOT_ALLOWED: return "ip_not_allowed";
+    case KG_CODE_RATE_LIMITED: return "rate_limited";
+    case KG_CODE_AUTH_UNAVAILABLE: return "auth_unavailable";
+    case KG_CODE__LAST: break;
+    }
+    return "unknown";
+}
+
+int kg_code_status(kg_code code)
+{
+    switch (code) {
+    case KG_CODE_NONE: return 200;
+    case KG_CODE_INVALID_REQUEST: return 400;
+    case KG_CODE_UNAUTHORIZED:
+    case KG_CODE_KEY_REVOKED:
+    case KG_CODE_KEY_EXPIRED: return 401;
+    case KG_CODE_INSUFFICIENT_PERMISSIONS:
+    case KG_CODE_IP_NOT_ALLOWED: return 403;
+    case KG_CODE_RATE_LIMITED: return 429;
+    case KG_CODE_AUTH_UNAVAILABLE: return 503;
+    case KG_CODE__LAST: break;
+    }
+    return 500;
+}
+
+const char *kg_version(void)
+{
+    return PACKAGE_VERSION;
+}
+
+const char *kg_plugin_kind_name(int kind)
+{
+    switch (kind) {
+    case KG_PLUGIN_CREDENTIAL: return "credential";
+    case KG_PLUGIN_KEYSTORE: return "keystore";
+    case KG_PLUGIN_ACCOUNT: return "account";
+    case KG_PLUGIN_LIMIT: return "limit";
+    case KG_PLUGIN_SIGNER: return "signer";
+    }
+    return "unknown";
+}
+
+void kg__diag_clear(kg_diag *d)
+{
+    if (d == NULL)
+        return;
+    d->file[0] = '\0';
+    d->line = d->column = 0;
+    d->message[0] = '\0';
+}
+
+void kg__diag_vset(kg_diag *d, const char *file, unsigned line, unsigned col,
+                   const char *fmt, va_list ap)
+{
+    if (d == NULL)
+        return;
+    snprintf(d->file, sizeof(d->file), "%s", file ? file : "");
+    d->line = line;
+    d->column = col;
+    vsnprintf(d->message, sizeof(d->message), fmt, ap);
+}
+
+void kg__diag_set(kg_diag *d, const char *file, unsigned line, unsigned col,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kg__diag_vset(d, file, line, col, fmt, ap);
+    va_end(ap);
+}
+
+const char *kg_diag_format(const kg_diag *d, char *buf, size_t size)
+{
+    if (buf == NULL || size == 0)
+        return "";
+    if (d == NULL) {
+        buf[0] = '\0';
+    } else if (d->file[0] != '\0' && d->line > 0) {
+        snprintf(buf, size, "%s:%u:%u: %s", d->file, d->line, d->column,
+                 d->message);
+    } else if (d->file[0] != '\0') {
+        snprintf(buf, size, "%s: %s", d->file, d->message);
+    } else {
+        snprintf(buf, size, "%s", d->message);
+    }
+    return buf;
+}
+
+char *kg__strdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+char *kg__strndup(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *kg__asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *p = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0)
+        p = NULL;
+    va_end(ap);
+    return p;
+}
+
+int kg__strcaseeq(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+void kg__free_secret(char *s)
+{
+    if (s == NULL)
+        return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+void kg__buf_init(kg__buf *b)
+{
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->oom = 0;
+}
+
+void kg__buf_free(kg__buf *b)
+{
+    free(b->p);
+    kg__buf_init(b);
+}
+
+static int buf_grow(kg__buf *b, size_t extra)
+{
+    size_t want;
+    char *p;
+
+    if (b->oom)
+        return -1;
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    want = b->cap ? b->cap * 2 : 128;
+    while (want < b->len + extra + 1)
+        want *= 2;
+    p = realloc(b->p, want);
+    if (p == NULL) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = want;
+    return 0;
+}
+
+void kg__buf_add(kg__buf *b, const char *s, size_t n)
+{
+    if (buf_grow(b, n) < 0)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void kg__buf_adds(kg__buf *b, const char *s)
+{
+    kg__buf_add(b, s, strlen(s));
+}
+
+void kg__buf_addf(kg__buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || buf_grow(b, (size_t)n) < 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void kg__buf_json_strn(kg__buf *b, const char *s, size_t n)
+{
+    size_t i;
+    char esc[8];
+
+    kg__buf_add(b, "\"", 1);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': kg__buf_add(b, "\\\"", 2); break;
+        case '\\': kg__buf_add(b, "\\\\", 2); break;
+        case '\n': kg__buf_add(b, "\\n", 2); break;
+        case '\r': kg__buf_add(b, "\\r", 2); break;
+        case '\t': kg__buf_add(b, "\\t", 2); break;
+        default:
+            /* Control bytes and bytes >= 0x80 that are not part of valid
+             * UTF-8 are escaped so that the output is always valid JSON. */
+            if (c < 0x20 || c == 0x7f) {
+                snprintf(esc, sizeof(esc), "\\u%04x", c);
+                kg__buf_add(b, esc, 6);
+            } else if (c >= 0x80) {
+                size_t need = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : 0;
+                size_t k;
+                int ok = need > 0 && c < 0xf5;
+                for (k = 1; ok && k <= need; k++)
+                    if (i + k >= n || ((unsigned char)s[i + k] & 0xc0) != 0x80)
+                        ok = 0;
+                if (ok) {
+                    kg__buf_add(b, s + i, need + 1);
+                    i += need;
+                } else {
+                    kg__buf_add(b, "\\ufffd", 6);
+                }
+            } else {
+                kg__buf_add(b, (const char *)&s[i], 1);
+            }
+        }
+    }
+    kg__buf_add(b, "\"", 1);
+}
+
+void kg__buf_json_str(kg__buf *b, const char *s)
+{
+    if (s == NULL) {
+        kg__buf_adds(b, "null");
+        return;
+    }
+    kg__buf_json_strn(b, s, strlen(s));
+}
+
+char *kg__buf_take(kg__buf *b)
+{
+    char *p;
+    if (b->oom) {
+        kg__buf_free(b);
+        return NULL;
+    }
+    if (b->p == NULL) {
+        p = strdup("");
+    } else {
+        p = b->p;
+    }
+    kg__buf_init(b);
+    return p;
+}
+
+int kg__parse_duration(const char *s, int64_t *seconds_r)
+{
+    char *end;
+    long long v;
+    int64_t mul = 1;
+
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || v < 0)
+        return -1;
+    if (*end != '\0') {
+        if (end[1] != '\0')
+            return -1;
+        switch (*end) {
+        case 's': mul = 1; break;
+        case 'm': mul = 60; break;
+        case 'h': mul = 3600; break;
+        case 'd': mul = 86400; break;
+        case 'w': mul = 7 * 86400; break;
+        default: return -1;
+        }
+    }
+    if (v > INT64_MAX / mul)
+        return -1;
+    *seconds_r = (int64_t)v * mul;
+    return 0;
+}
+
+int kg__parse_time(const char *s, int64_t *unix_r)
+{
+    struct tm tm;
+    const char *end;
+
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end == NULL) {
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, "%Y-%m-%d", &tm);
+    }
+    if (end == NULL)
+        return -1;
+    if (*end == 'Z')
+        end++;
+    if (*end != '\0')
+        return -1;
+    *unix_r = (int64_t)timegm(&tm);
+    return 0;
+}
+
+void kg__format_time(int64_t t, char out[32])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

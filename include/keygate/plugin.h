@@ -1,0 +1,387 @@
+/*
+ * plugin.h - the keygate plugin ABI.
+ *
+ * A plugin is a libtool module that exports exactly one symbol,
+ * `<name>_LTX_keygate_plugin`, a `const kg_plugin` filled with designated
+ * initializers:
+ *
+ *     static const struct kg_credential_ops ops = { .extract = my_extract };
+ *     KG_PLUGIN_DEFINE(mycred) = {
+ *         KG_PLUGIN_HEADER,
+ *         .kind = KG_PLUGIN_CREDENTIAL,
+ *         .name = "mycred",
+ *         .description = "pulls the key out of X-My-Key",
+ *         .create = my_create,
+ *         .destroy = my_destroy,
+ *         .credential = &ops,
+ *     };
+ *
+ * The core checks abi_major (must equal KG_PLUGIN_ABI_MAJOR), abi_minor
+ * (must not be newer than the core's), size and kind before it calls
+ * anything.  Structures here only ever grow at their end.
+ *
+ * An instance is created per policy line (create() gets that line's
+ * options) and must be safe to call from many threads at once.  Plugins
+ * keep no global mutable state.
+ */
+#ifndef KEYGATE_PLUGIN_H
+#define KEYGATE_PLUGIN_H
+
+#include <keygate/keygate.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Everything declared in a public header is exported; the rest of
+ * libkeygate is built with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
+#define KG_PLUGIN_ABI_MAJOR 1
+#define KG_PLUGIN_ABI_MINOR 0
+
+typedef enum kg_plugin_kind {
+    KG_PLUGIN_CREDENTIAL = 1,
+    KG_PLUGIN_KEYSTORE = 2,
+    KG_PLUGIN_ACCOUNT = 3,
+    KG_PLUGIN_LIMIT = 4,
+    KG_PLUGIN_SIGNER = 5
+} kg_plugin_kind;
+
+/* "credential", "keystore", ...; "unknown" for anything else. */
+const char *kg_plugin_kind_name(int kind);
+
+/* What a module answers for its part of a stage. */
+typedef enum kg_result {
+    KG_RESULT_OK = 0,          /* done its part */
+    KG_RESULT_FAIL = 1,        /* a definite no */
+    KG_RESULT_IGNORE = 2,      /* not mine */
+    KG_RESULT_UNAVAILABLE = 3  /* could not answer (backend down) */
+} kg_result;
+
+#define KG_HASH_LEN 32  /* SHA-256 */
+
+/* ------------------------------------------------------------------ */
+/* Options: the policy line's `options:` mapping                      */
+
+typedef struct kg_opts kg_opts;
+
+/*
+ * Accessors mark the option as used; after create() returns, any option
+ * the plugin did not read is reported as unknown (with its line and
+ * column).  A value of the wrong type is reported at its place and the
+ * accessor returns KG_ERR_POLICY with the default stored in *val_r.
+ */
+int kg_opts_has(kg_opts *o, const char *key);
+kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
+                            const char **val_r);
+kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,
+                         int64_t *val_r);
+kg_error kg_opts_get_bool(kg_opts *o, const char *key, int def, int *val_r);
+/* "90", "90s", "15m", "1h", "7d", "2w" -> seconds. */
+kg_error kg_opts_get_duration(kg_opts *o, const char *key, int64_t def,
+                              int64_t *seconds_r);
+/* A path; a relative one is taken from the policy file's directory.
+ * The result is valid until create() returns. */
+kg_error kg_opts_get_path(kg_opts *o, const char *key, const char *def,
+                          const char **path_r);
+/* A sequence of scalars (a single scalar counts as a list of one). */
+size_t kg_opts_list_size(kg_opts *o, const char *key);
+const char *kg_opts_list_item(kg_opts *o, const char *key, size_t i);
+/* A nested mapping, or NULL. */
+kg_opts *kg_opts_child(kg_opts *o, const char *key);
+/* The keys of this mapping, in order (for free-form maps). */
+size_t kg_opts_key_count(kg_opts *o);
+const char *kg_opts_key(kg_opts *o, size_t i);
+/* Report an error at the place of `key` (or of the mapping if NULL). */
+kg_error kg_opts_error(kg_opts *o, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The context the policy is being loaded into. */
+kg_context *kg_opts_context(kg_opts *o);
+
+/* ------------------------------------------------------------------ */
+/* Key records                                                         */
+
+typedef struct kg_record kg_record;
+
+typedef enum kg_key_status {
+    KG_STATUS_ACTIVE = 0,
+    KG_STATUS_REVOKED = 1
+} kg_key_status;
+
+/* Records are reference counted; lookups return a new reference. */
+kg_record *kg_record_new(void);
+kg_record *kg_record_ref(kg_record *r);
+void kg_record_unref(kg_record *r);
+/* A deep copy with a reference count of one. */
+kg_record *kg_record_dup(const kg_record *r);
+
+kg_error kg_record_set_id(kg_record *r, const char *id);
+kg_error kg_record_set_name(kg_record *r, const char *name);
+kg_error kg_record_set_prefix(kg_record *r, const char *prefix);
+kg_error kg_record_set_plan(kg_record *r, const char *plan);
+void kg_record_set_hash(kg_record *r, const unsigned char hash[KG_HASH_LEN]);
+void kg_record_set_status(kg_record *r, kg_key_status status);
+void kg_record_set_created(kg_record *r, int64_t unix_seconds);
+void kg_record_set_expires(kg_record *r, int64_t unix_seconds); /* 0: never */
+void kg_record_set_last_used(kg_record *r, int64_t unix_seconds);
+kg_error kg_record_add_permission(kg_record *r, const char *perm);
+kg_error kg_record_add_cidr(kg_record *r, const char *cidr);
+/* A per-key limit that replaces the plan's limit of the same name. */
+kg_error kg_record_add_limit(kg_record *r, const char *name, int64_t count,
+                             int64_t window_seconds, int64_t burst);
+void kg_record_clear_permissions(kg_record *r);
+void kg_record_clear_cidrs(kg_record *r);
+void kg_record_clear_limits(kg_record *r);
+
+const char *kg_record_id(const kg_record *r);
+const char *kg_record_name(const kg_record *r);
+const char *kg_record_prefix(const kg_record *r);
+const char *kg_record_plan(const kg_record *r);
+const unsigned char *kg_record_hash(const kg_record *r);
+kg_key_status kg_record_status(const kg_record *r);
+int64_t kg_record_created(const kg_record *r);
+int64_t kg_record_expires(const kg_record *r);
+int64_t kg_record_last_used(const kg_record *r);
+size_t kg_record_permission_count(const kg_record *r);
+const char *kg_record_permission(const kg_record *r, size_t i);
+size_t kg_record_cidr_count(const kg_record *r);
+const char *kg_record_cidr(const kg_record *r, size_t i);
+size_t kg_record_limit_count(const kg_record *r);
+kg_error kg_record_limit(const kg_record *r, size_t i, const char **name_r,
+                         int64_t *count_r, int64_t *window_r,
+                         int64_t *burst_r);
+/* The record as a JSON object (no hash); malloc()ed, caller frees. */
+char *kg_record_to_json(const kg_record *r);
+
+/* A callback over records; return non-zero to stop. */
+typedef int (*kg_record_cb)(const kg_record *r, void *userdata);
+
+/* ------------------------------------------------------------------ */
+/* Keys                                                                */
+
+#define KG_KEY_RANDOM_LEN 32
+#define KG_KEY_CHECKSUM_LEN 6
+#define KG_KEY_PREFIX_MAX 32
+#define KG_KEY_DISPLAY_LEN 8
+/* prefix + '_' + random + checksum + NUL */
+#define KG_KEY_MAX (KG_KEY_PREFIX_MAX + 1 + KG_KEY_RANDOM_LEN + KG_KEY_CHECKSUM_LEN + 1)
+
+/* A new key "<prefix>_<32 base62><6 base62 CRC32>" from OpenSSL's RNG. */
+kg_error kg_key_generate(const char *prefix, char *buf, size_t size);
+/* KG_OK if the key has the format and a correct checksum. */
+kg_error kg_key_validate(const char *key, size_t len);
+/* SHA-256 of the key bytes. */
+void kg_key_hash(const char *key, size_t len, unsigned char out[KG_HASH_LEN]);
+/* Constant-time comparison of two hashes; 1 if equal. */
+int kg_hash_equal(const unsigned char *a, const unsigned char *b);
+/* Lower-case hex (65 bytes with the NUL) and back. */
+void kg_hash_to_hex(const unsigned char hash[KG_HASH_LEN], char out[2 * KG_HASH_LEN + 1]);
+kg_error kg_hash_from_hex(const char *hex, unsigned char out[KG_HASH_LEN]);
+/* The first KG_KEY_DISPLAY_LEN characters followed by "...". */
+void kg_key_display(const char *key, size_t len, char out[KG_KEY_DISPLAY_LEN + 4]);
+/* Overwrite memory in a way the compiler cannot drop. */
+void kg_wipe(void *p, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Addresses                                                           */
+
+/* An IPv4 or IPv6 network; IPv4 is held as v4-mapped IPv6. */
+typedef struct kg_cidr {
+    unsigned char addr[16];
+    unsigned prefix;   /* 0..128, counted on the 128-bit form */
+} kg_cidr;
+
+/* "10.0.0.0/8", "2001:db8::/32", "192.0.2.7" (a host).  KG_ERR_INVALID if not. */
+kg_error kg_cidr_parse(const char *s, kg_cidr *out);
+/* An address ("192.0.2.7", "::ffff:192.0.2.7", "2001:db8::1") into 16 bytes. */
+kg_error kg_addr_parse(const char *s, unsigned char out[16]);
+int kg_cidr_contains(const kg_cidr *c, const unsigned char addr[16]);
+
+/* ------------------------------------------------------------------ */
+/* Key management through a policy's key store                        */
+
+/*
+ * The store used is the first keystore line whose plugin can write
+ * (KG_ERR_READONLY if none).  kg_keys_create() fills in what the record
+ * lacks (id, display prefix, created), generates the key, stores its
+ * hash and writes the key (shown once) into key_out.
+ */
+kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
+                        size_t key_size, kg_diag *diag);
+kg_error kg_keys_get(kg_policy *p, const char *id, kg_record **rec_r,
+                     kg_diag *diag);
+kg_error kg_keys_list(kg_policy *p, kg_record_cb cb, void *userdata,
+                      kg_diag *diag);
+kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag);
+/*
+ * A new key for the same record (new id, same plan, permissions, limits),
+ * now; the old key stays valid for grace_seconds (0: revoked at once).
+ */
+kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace_seconds,
+                        char *key_out, size_t key_size, kg_record **new_r,
+                        kg_diag *diag);
+/* Re-read every key store (SIGHUP). */
+kg_error kg_policy_reload_stores(kg_policy *p, kg_diag *diag);
+
+/* ------------------------------------------------------------------ */
+/* The request as the stages see it                                    */
+
+const char *kg_request_method(const kg_request *req);
+const char *kg_request_path(const kg_request *req);
+const char *kg_request_client(const kg_request *req);
+size_t kg_request_header_count(const kg_request *req);
+kg_error kg_request_header_at(const kg_request *req, size_t i,
+                              const char **name_r, const char **value_r,
+                              size_t *value_len_r);
+/*
+ * Find the `nth` (from 0) header called `name` (case-insensitive).
+ * Returns its value (NUL-terminated; *len_r gets the length, which may
+ * include NULs) or NULL.
+ */
+const char *kg_request_header_find(const kg_request *req, const char *name,
+                                   size_t nth, size_t *len_r);
+
+/* ------------------------------------------------------------------ */
+/* One check in progress                                              */
+
+typedef struct kg_call kg_call;
+
+const kg_request *kg_call_request(kg_call *call);
+/* The key record (keystore stage onwards), else NULL. */
+const kg_record *kg_call_record(kg_call *call);
+const char *kg_call_plan(kg_call *call);
+kg_context *kg_call_context(kg_call *call);
+/* Microseconds since the epoch, from the context's clock. */
+int64_t kg_call_now(kg_call *call);
+/* 1 when the check must not consume quota (kg_check_peek). */
+int kg_call_peek(kg_call *call);
+/* Why this module answers fail: the decision's code and message. */
+void kg_call_deny(kg_call *call, kg_code code, const char *message);
+
+/*
+ * The limit the key has for `name`: the record's override if it has one,
+ * else the given plan defaults.  Returns 1 if an override was applied.
+ */
+int kg_call_limit(kg_call *call, const char *name, int64_t *count,
+                  int64_t *window_seconds, int64_t *burst);
+
+/* A limiter tells the core where a limit stands, for the headers. */
+void kg_call_limit_report(kg_call *call, const char *name, int64_t limit,
+                          int64_t remaining, int64_t reset_unix,
+                          int64_t window_seconds, int64_t retry_after);
+
+/*
+ * Limiter state: an entry per (key id, limit name) in the context, so a
+ * policy reload never resets it.  kg_call_slot_lock() returns the entry
+ * for the call's key (created zeroed on first use) locked; the plugin
+ * reads and writes its KG_SLOT_WORDS words and unlocks it.  Entries not
+ * touched for `idle_seconds` may be evicted.
+ */
+#define KG_SLOT_WORDS 6
+typedef struct kg_slot kg_slot;
+kg_slot *kg_call_slot_lock(kg_call *call, const char *limit_name,
+                           int64_t idle_seconds);
+int64_t *kg_slot_words(kg_slot *slot);
+void kg_slot_unlock(kg_slot *slot);
+
+/*
+ * Concurrency leases.  kg_call_lease_acquire() takes one of `max` slots
+ * of (key, limit) for `ttl_seconds`, hands the decision a lease id and
+ * returns 1; returns 0 if all `max` are held (expired leases are reaped
+ * first).  *in_use_r gets the number held after the call.
+ */
+int kg_call_lease_acquire(kg_call *call, const char *limit_name, int64_t max,
+                          int64_t ttl_seconds, int64_t *in_use_r);
+/* Undo this call's lease (a later limit denied the request). */
+void kg_call_lease_undo(kg_call *call, const char *limit_name);
+/* How many leases of (call's key, limit) are held now. */
+int64_t kg_call_lease_count(kg_call *call, const char *limit_name);
+
+/* ------------------------------------------------------------------ */
+/* Stage operations, one table per kind                                */
+
+struct kg_credential_ops {
+    /*
+     * Find the key in the request.  OK: *key_r and *len_r point at it (inside
+     * the request, valid for the call).  IGNORE: no credential of this
+     * kind.  FAIL: present but malformed (call kg_call_deny with
+     * KG_CODE_INVALID_REQUEST or KG_CODE_UNAUTHORIZED).
+     */
+    kg_result (*extract)(void *inst, kg_call *call, const char **key_r,
+                         size_t *len_r);
+};
+
+struct kg_keystore_ops {
+    /*
+     * Resolve a key hash.  OK: *rec_r is a new reference.  FAIL or
+     * IGNORE: not here.  UNAVAILABLE: the store could not answer.
+     */
+    kg_result (*lookup)(void *inst, kg_call *call,
+                        const unsigned char hash[KG_HASH_LEN],
+                        kg_record **rec_r);
+    /* Management (all optional: NULL means unsupported). */
+    kg_error (*get)(void *inst, const char *id, kg_record **rec_r,
+                    kg_diag *diag);
+    kg_error (*list)(void *inst, kg_record_cb cb, void *userdata,
+                     kg_diag *diag);
+    /* Insert (create=1, KG_ERR_EXISTS if the id exists) or replace. */
+    kg_error (*put)(void *inst, const kg_record *r, int create, kg_diag *diag);
+    /* Re-read the backing data (SIGHUP). */
+    kg_error (*reload)(void *inst, kg_diag *diag);
+    /* The record (as returned by lookup) was used at `when` (Unix
+     * seconds); may be written behind.  Called on the request path:
+     * must not block. */
+    void (*touch)(void *inst, const kg_record *rec, int64_t when);
+};
+
+struct kg_account_ops {
+    kg_result (*check)(void *inst, kg_call *call);
+};
+
+struct kg_limit_ops {
+    /* Increment-then-compare: admit (OK) or deny (FAIL, nothing consumed). */
+    kg_result (*acquire)(void *inst, kg_call *call);
+    /* Give back what acquire() took (a later limiter denied). */
+    void (*undo)(void *inst, kg_call *call);
+    /* Report the state without consuming (kg_check_peek); may be NULL. */
+    void (*peek)(void *inst, kg_call *call);
+};
+
+struct kg_signer_ops;  /* see keygate/webhook.h */
+
+typedef struct kg_plugin {
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    uint32_t size;  /* sizeof(kg_plugin) as the plugin was compiled */
+    int kind;       /* kg_plugin_kind */
+    const char *name;
+    const char *description;
+    /* Build an instance from the policy line's options. */
+    kg_error (*create)(kg_opts *opts, void **inst_r);
+    /* Free an instance (accepts a half-built one). */
+    void (*destroy)(void *inst);
+    const struct kg_credential_ops *credential;
+    const struct kg_keystore_ops *keystore;
+    const struct kg_account_ops *account;
+    const struct kg_limit_ops *limit;
+    const struct kg_signer_ops *signer;
+} kg_plugin;
+
+#define KG_PLUGIN_HEADER                                                   \
+    .abi_major = KG_PLUGIN_ABI_MAJOR, .abi_minor = KG_PLUGIN_ABI_MINOR,    \
+    .size = sizeof(kg_plugin)
+
+/* Exported as <name>_LTX_keygate_plugin (libtool's symbol prefix). */
+#define KG_PLUGIN_DEFINE(name)                                             \
+    __attribute__((visibility("default"))) extern const kg_plugin          \
+        name##_LTX_keygate_plugin;                                         \
+    const kg_plugin name##_LTX_keygate_plugin
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install what keygate needs to build, test and run on Debian 12
+# (idempotent; run as root or with sudo).
+set -e
+PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
+      libssl-dev libyaml-dev zlib1g-dev check
+      libmicrohttpd-dev libsqlite3-dev libpq-dev libldap2-dev libhiredis-dev
+      curl ca-certificates"
+# Servers for the integration tests and the benchmarks.
+TEST_PKGS="postgresql slapd ldap-utils redis-server nginx caddy wrk sqlite3 procps iproute2"
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+want="$PKGS"
+[ "${1:-}" = "--test" ] && want="$PKGS $TEST_PKGS"
+missing=
+for p in $want; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "keygate: installing:$missing"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Build keygate and run the whole test suite on a fresh Debian 12 machine:
+# unit tests, CLI tests and the integration tests against real servers
+# (started on loopback by the tests themselves), then the unit tests again
+# under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -e
+cd "$(dirname "$0")/.."
+sh scripts/deps.sh --test
+./autogen.sh >/dev/null 2>&1
+mkdir -p _build && cd _build
+../configure --with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes >configure.out 2>&1 || { cat configure.out; exit 1; }
+tail -12 configure.out
+J=$(nproc 2>/dev/null || echo 2)
+status=0
+make -j"$J" >make.out 2>&1 || { tail -50 make.out; exit 1; }
+make -j"$J" check || status=1
+# Check's own summary lines, one per suite.
+grep -h -E '^[0-9]+%: Checks: ' tests/unit/*.log 2>/dev/null || true
+echo "== sanitizers (ASan + UBSan) =="
+make check-sanitizers SAN_CONFIGURE_FLAGS="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes" || status=1
+results=$(find . -name '*.trs' -exec grep -h '^:test-result:' {} + || true)
+pass=$(printf '%s\n' "$results" | grep -c 'PASS' || true)
+fail=$(printf '%s\n' "$results" | grep -c -E 'FAIL|ERROR' || true)
+skip=$(printf '%s\n' "$results" | grep -c 'SKIP' || true)
+echo "$pass passed, $fail failed, $skip skipped"
+exit $status

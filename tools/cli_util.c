@@ -1,0 +1,165 @@
+/* cli_util.c - configuration lookup, errors and small formatters. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#ifndef KG_SYSCONFDIR
+#define KG_SYSCONFDIR "/usr/local/etc/keygate"
+#endif
+
+const char *cli_config_path(struct cli *c)
+{
+    const char *env = getenv("KEYGATE_CONFIG");
+    if (c->config != NULL)
+        return c->config;
+    if (env != NULL && *env != '\0')
+        return env;
+    return KG_SYSCONFDIR "/keygate.yaml";
+}
+
+void cli_print_diag(const char *what, kg_error e, const kg_diag *d)
+{
+    char buf[2048];
+    if (d != NULL && d->message[0] != '\0')
+        fprintf(stderr, "keygate: %s: %s\n", what, kg_diag_format(d, buf, sizeof(buf)));
+    else
+        fprintf(stderr, "keygate: %s: %s\n", what, kg_strerror(e));
+}
+
+kg_policy *cli_load_policy(struct cli *c, const char *path)
+{
+    kg_policy *p = NULL;
+    kg_diag d;
+    kg_error e;
+
+    if (path == NULL)
+        path = cli_config_path(c);
+    e = kg_policy_load_file(c->ctx, path, &p, &d);
+    if (e != KG_OK) {
+        char buf[2048];
+        fprintf(stderr, "keygate: %s\n", kg_diag_format(&d, buf, sizeof(buf)));
+        if (e == KG_ERR_IO && c->config == NULL && getenv("KEYGATE_CONFIG") == NULL)
+            fprintf(stderr, "keygate: give the policy with --config FILE or "
+                    "KEYGATE_CONFIG=FILE\n");
+        return NULL;
+    }
+    return p;
+}
+
+void cli_json_str(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (s == NULL) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void cli_time(int64_t t, char out[32])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t == 0) {
+        strcpy(out, "-");
+        return;
+    }
+    gmtime_r(&tt, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int parse_duration(const char *s, int64_t *sec)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    int64_t mul = 1;
+    if (end == s || v < 0)
+        return -1;
+    if (*end) {
+        if (end[1])
+            return -1;
+        switch (*end) {
+        case 's': mul = 1; break;
+        case 'm': mul = 60; break;
+        case 'h': mul = 3600; break;
+        case 'd': mul = 86400; break;
+        case 'w': mul = 604800; break;
+        default: return -1;
+        }
+    }
+    *sec = v * mul;
+    return 0;
+}
+
+/* "30d" (from now), "2026-12-31" or "2026-12-31T12:00:00Z", or "never". */
+int cli_parse_expiry(const char *s, int64_t now, int64_t *t_r)
+{
+    struct tm tm;
+    const char *end;
+    int64_t d;
+
+    if (strcmp(s, "never") == 0) {
+        *t_r = 0;
+        return 0;
+    }
+    if (parse_duration(s, &d) == 0) {
+        *t_r = now + d;
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end == NULL) {
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, "%Y-%m-%d", &tm);
+    }
+    if (end == NULL || (*end && strcmp(end, "Z") != 0))
+        return -1;
+    *t_r = (int64_t)timegm(&tm);
+    return 0;
+}
+
+/* NAME=COUNT/WINDOW[:BURST], e.g. hour=100000/1h or burst=50/1s:500 */
+int cli_parse_limit(const char *s, kg_record *r)
+{
+    char buf[128], *eq, *slash, *colon, *end;
+    long long count, burst = 0;
+    int64_t window;
+
+    if (strlen(s) >= sizeof(buf))
+        return -1;
+    strcpy(buf, s);
+    eq = strchr(buf, '=');
+    if (eq == NULL || eq == buf)
+        return -1;
+    *eq++ = '\0';
+    slash = strchr(eq, '/');
+    if (slash == NULL)
+        return -1;
+    *slash++ = '\0';
+    colon = strchr(slash, ':');
+    if (colon != NULL) {
+        *colon++ = '\0';
+        burst = strtoll(colon, &end, 10);
+        if (*end || burst < 0)
+            return -1;
+    }
+    count = strtoll(eq, &end, 10);
+    if (end == eq || *end || count < 0)
+        return -1;
+    if (parse_duration(slash, &window) != 0 || window <= 0)
+        return -1;
+    return kg_record_add_limit(r, buf, count, window, burst) == KG_OK ? 0 : -1;
+}

@@ -1,0 +1,103 @@
+/*
+ * keygate - the command line: keys, checks, policies, plugins.
+ * All logic lives in libkeygate; this only parses arguments and prints.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fputs(
+"usage: keygate [--config FILE] [--json] COMMAND ...\n"
+"\n"
+"Keys (in the policy's key store):\n"
+"  key create --name NAME --plan PLAN [--permission P]... [--allow-ip CIDR]...\n"
+"             [--expires DURATION|DATE] [--limit NAME=COUNT/WINDOW[:BURST]]...\n"
+"                                 create a key; the key is printed once\n"
+"  key list                       list keys (display prefix only, never the key)\n"
+"  key show ID                    one key's record\n"
+"  key update ID [--name N] [--plan P] [--permission P]... [--allow-ip CIDR]...\n"
+"             [--expires DURATION|DATE|never] [--limit ...]... [--clear-permissions]\n"
+"             [--clear-ips] [--clear-limits]\n"
+"  key revoke ID                  revoke a key now\n"
+"  key rotate ID [--grace DURATION]\n"
+"                                 new key now; the old one works until the grace ends\n"
+"\n"
+"Checks:\n"
+"  check [--header 'Name: value']... [--ip ADDR] [--method M] [--path P] [--repeat N]\n"
+"                                 run the policy on a request; exit 0 allowed, 1 denied\n"
+"\n"
+"Policy and plugins:\n"
+"  policy check [FILE]            validate a policy (errors as file:line:column)\n"
+"  policy explain [FILE]          print each stage's compiled control table\n"
+"  plugins                        plugins on the search path, their kind and ABI\n"
+"\n"
+"Options:\n"
+"  --config FILE   the policy (default: $KEYGATE_CONFIG, then " KG_SYSCONFDIR "/keygate.yaml)\n"
+"  --json          machine-readable output\n"
+"  --help, --version\n"
+"\n"
+"Exit status: 0 success/allowed, 1 denied/failed, 2 usage or policy error.\n",
+        f);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct cli c;
+    int ch, rc;
+    const char *cmd;
+
+    memset(&c, 0, sizeof(c));
+    /* "+": stop at the command; its own options follow it. */
+    while ((ch = getopt_long(argc, argv, "+c:jhV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': c.config = optarg; break;
+        case 'j': c.json = 1; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        case 'V': printf("keygate %s\n", kg_version()); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cmd = argv[optind];
+    if (strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (kg_context_new(&c.ctx) != KG_OK) {
+        fprintf(stderr, "keygate: out of memory\n");
+        return EXIT_USAGE;
+    }
+    argc -= optind;
+    argv += optind;
+    optind = 0;  /* reset getopt for the subcommand */
+    if (strcmp(cmd, "key") == 0 || strcmp(cmd, "keys") == 0)
+        rc = cmd_key(&c, argc, argv);
+    else if (strcmp(cmd, "check") == 0)
+        rc = cmd_check(&c, argc, argv);
+    else if (strcmp(cmd, "policy") == 0)
+        rc = cmd_policy(&c, argc, argv);
+    else if (strcmp(cmd, "plugins") == 0)
+        rc = cmd_plugins(&c, argc, argv);
+    else {
+        fprintf(stderr, "keygate: unknown command '%s' (see keygate --help)\n", cmd);
+        rc = EXIT_USAGE;
+    }
+    kg_context_free(c.ctx);
+    return rc;
+}
