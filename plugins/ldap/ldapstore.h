@@ -118,8 +118,8 @@ int64_t kg__ldap_now_us(const kg__ldap *l);
 
 /*
  * The filter for `value` in `tmpl` (every "{hash}" replaced by value,
- * escaped per RFC 4515: '*', '(', ')', '\' and NUL become \2a, \28, \29,
- * \5c, \00).  malloc()ed, NULL on allocation failure.
+ * escaped per RFC 4515: '*', '(', ')', '\' and NUL become \2A, \28, \29,
+ * \5C, \00).  malloc()ed, NULL on allocation failure.
  */
 char *kg__ldap_filter(const char *tmpl, const char *value, size_t len);
 /* 0 if tmpl holds exactly one "{hash}" and is a parenthesised filter. */
