@@ -126,7 +126,10 @@ static LDAP *open_one(kg__ldap *l, size_t i, char *err, size_t errlen)
         }
     }
     if (l->sasl_external) {
-        rc = ldap_sasl_bind_s(ld, NULL, "EXTERNAL", NULL, NULL, NULL, NULL);
+        /* An empty initial response: "the identity the connection has".
+         * Without one slapd answers saslBindInProgress. */
+        struct berval none = { 0, (char *)"" };
+        rc = ldap_sasl_bind_s(ld, NULL, "EXTERNAL", &none, NULL, NULL, NULL);
         if (rc != LDAP_SUCCESS) {
             conn_err(ld, uri, "SASL EXTERNAL bind failed", rc, err, errlen);
             goto fail;

@@ -117,7 +117,7 @@ static struct keydef KEYS[] = {
     { "k_active", k_active, "pro", "active", NULL, PERMS, CIDRS, 3 },
     { "k_revoked", k_revoked, "pro", "revoked", NULL, NULL, NULL, 3 },
     { "k_expired", k_expired, "pro", NULL, "20200101000000Z", NULL, NULL, 3 },
-    { "k_future", k_future, "pro", "active", "20991231235959Z", NULL, NULL, 3 },
+    { "k_future", k_future, "pro", "active", "20991231235959Z", PERMS, NULL, 3 },
     { "k_disabled", k_disabled, "pro", "disabled", NULL, NULL, NULL, 3 },
     { "k_only_a", k_only_a, "free", NULL, NULL, NULL, NULL, 1 },
     { "k_only_b", k_only_b, "free", NULL, NULL, NULL, NULL, 2 },
@@ -178,7 +178,7 @@ static kg_policy *policy(const char *uris, const char *extra, const char *cache)
 
     snprintf(yaml, sizeof(yaml),
              "credential:\n"
-             "  - {module: bearer, control: required}\n"
+             "  - {module: header, control: required, options: {name: X-API-Key}}\n"
              "keystore:\n"
              "  - module: ldap\n"
              "    control: required\n"
@@ -223,17 +223,14 @@ static kg_decision *check_full(kg_policy *p, const char *key, size_t klen,
 {
     kg_request *req;
     kg_decision *d = NULL;
-    char hv[256];
 
     ck_assert_int_eq(kg_request_new(&req), KG_OK);
     kg_request_set_method(req, method);
     kg_request_set_path(req, path);
     kg_request_set_client(req, ip);
-    ck_assert(klen + 8 < sizeof(hv));
-    memcpy(hv, "Bearer ", 7);
-    memcpy(hv + 7, key, klen);
-    hv[7 + klen] = '\0';
-    kg_request_add_header_n(req, "Authorization", 13, hv, 7 + klen);
+    /* X-API-Key takes the value as it comes, so that every byte of an
+     * injection string reaches the core. */
+    kg_request_add_header_n(req, "X-API-Key", 9, key, klen);
     ck_assert_int_eq(kg_check(p, req, &d), KG_OK);
     kg_request_free(req);
     return d;
@@ -327,7 +324,9 @@ START_TEST(test_injection)
         ASSERT_CODE(p, bad[i], KG_CODE_UNAUTHORIZED);
     /* A NUL inside the presented key. */
     d = check_full(p, "whizo_\0*", 8, "10.1.2.3", "GET", "/v1/scrape");
-    ck_assert_int_eq(kg_decision_code(d), KG_CODE_UNAUTHORIZED);
+    ck_assert_msg(kg_decision_code(d) == KG_CODE_UNAUTHORIZED ||
+                  kg_decision_code(d) == KG_CODE_INVALID_REQUEST, "NUL: %s",
+                  kg_code_name(kg_decision_code(d)));
     kg_decision_free(d);
     /* A well-formed unknown key is asked of the directory and refused by it. */
     d = check_full(p, k_unknown, strlen(k_unknown), "10.1.2.3", "GET", "/v1/scrape");
@@ -362,9 +361,11 @@ START_TEST(test_bind_refused)
                                   "      bind_password: wrong\n", "");
     ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
     kg_policy_free(p);
-    /* Anonymous may not read the keys (the ACL): nothing is found. */
+    /* Anonymous may not see the base DN (the ACL): slapd says
+     * noSuchObject, which is a directory that cannot answer, not an
+     * unknown key. */
     p = policy(uris_a, "", "");
-    ASSERT_CODE(p, k_active, KG_CODE_UNAUTHORIZED);
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
     kg_policy_free(p);
 }
 END_TEST
@@ -420,7 +421,7 @@ START_TEST(test_bad_options)
         kg_policy *p = NULL;
         kg_diag d;
         snprintf(yaml, sizeof(yaml),
-                 "credential:\n  - {module: bearer, control: required}\n"
+                 "credential:\n  - {module: header, control: required}\n"
                  "keystore:\n  - module: ldap\n    control: required\n    options:\n"
                  "      uris: %s\n      base_dn: ou=apikeys,dc=example,dc=com\n%s"
                  "plans:\n  free:\n    priority: 0\n", uris_a, bad[i]);
