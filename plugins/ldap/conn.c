@@ -138,6 +138,14 @@ static LDAP *open_one(kg__ldap *l, size_t i, char *err, size_t errlen)
         struct berval cred;
         cred.bv_val = l->bind_password ? l->bind_password : "";
         cred.bv_len = strlen(cred.bv_val);
+        /* A DN with an empty password is an "unauthenticated bind"
+         * (RFC 4513 5.1.2): anonymous in disguise.  Never send one. */
+        if (cred.bv_len == 0) {
+            snprintf(err, errlen, "%s: bind as '%s': the password is empty "
+                     "(is the variable in bind_password set, or the "
+                     "bind_password_file filled?)", uri, l->bind_dn);
+            goto fail;
+        }
         rc = ldap_sasl_bind_s(ld, l->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
         if (rc != LDAP_SUCCESS) {
             /* The DN is not a secret; the password never appears. */

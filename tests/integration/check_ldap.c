@@ -361,6 +361,12 @@ START_TEST(test_bind_refused)
                                   "      bind_password: wrong\n", "");
     ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
     kg_policy_free(p);
+    /* An empty password (an unset variable) is never sent: it would be
+     * an unauthenticated bind, which is anonymous in disguise. */
+    p = policy(uris_a, "      bind_dn: cn=keygate,ou=services,dc=example,dc=com\n"
+                       "      bind_password: ${KG_LDAP_SURELY_UNSET:-}\n", "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
     /* Anonymous may not see the base DN (the ACL): slapd says
      * noSuchObject, which is a directory that cannot answer, not an
      * unknown key. */
