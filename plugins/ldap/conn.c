@@ -95,6 +95,23 @@ static int set_tls(kg__ldap *l, LDAP *ld, const char *uri, char *err,
     return 0;
 }
 
+int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen)
+{
+    LDAP *ld = NULL;
+    int rc;
+
+    /* A handle that never connects: only its TLS context is built, so
+     * that a missing or unreadable CA file fails the policy load, and
+     * libldap's global TLS set-up happens here, in the loading thread. */
+    if (ldap_initialize(&ld, l->uris[0]) != LDAP_SUCCESS) {
+        snprintf(err, errlen, "%s: cannot make an LDAP handle", l->uris[0]);
+        return -1;
+    }
+    rc = set_tls(l, ld, l->uris[0], err, errlen);
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    return rc;
+}
+
 /* Open, secure and bind a connection to uris[i].  NULL with err on failure. */
 static LDAP *open_one(kg__ldap *l, size_t i, char *err, size_t errlen)
 {

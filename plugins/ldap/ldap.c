@@ -349,6 +349,14 @@ static kg_error ld_create(kg_opts *o, void **inst_r)
         e = KG_ERR_NOMEM;
         goto fail;
     }
+    for (i = 0; i < l->nuris; i++)
+        if (strncasecmp(l->uris[i], "ldaps://", 8) == 0)
+            break;
+    if ((l->tls == KG__TLS_STARTTLS || i < l->nuris) &&
+        kg__ldap_tls_check(l, err, sizeof(err)) != 0) {
+        e = kg_opts_error(o, l->ca_file ? "ca_file" : "tls", "%s", err);
+        goto fail;
+    }
     /* No connection now: a directory that is down at start-up is
      * `unavailable` at the first lookup, like one that goes down later. */
     *inst_r = l;
@@ -677,14 +685,46 @@ static char *find_dn(kg__ldap *l, LDAP *ld, const char *id, kg_error *ret,
     return dn;
 }
 
+/* One add or modify on connection c; *conn_failed_r says whether the
+ * connection (not the request) failed. */
+static kg_error put_once(kg__ldap *l, kg__ldap_conn *c, const kg_record *r,
+                         int create, LDAPMod **mods, int *conn_failed_r,
+                         kg_diag *diag)
+{
+    char *dn = NULL;
+    kg_error ret;
+    int rc;
+
+    *conn_failed_r = 0;
+    if (create) {
+        if ((dn = kg__ldap_new_dn(l, kg_record_id(r))) == NULL)
+            return KG_ERR_NOMEM;
+        rc = ldap_add_ext_s(c->ld, dn, mods, NULL, NULL);
+        if (rc == LDAP_ALREADY_EXISTS) {
+            set_diag(diag, "key id '%s' already exists (%s)", kg_record_id(r), dn);
+            free(dn);
+            return KG_ERR_EXISTS;
+        }
+    } else {
+        if ((dn = find_dn(l, c->ld, kg_record_id(r), &ret, diag)) == NULL) {
+            *conn_failed_r = ret == KG_ERR_UNAVAILABLE;
+            return ret;
+        }
+        rc = ldap_modify_ext_s(c->ld, dn, mods, NULL, NULL);
+    }
+    *conn_failed_r = kg__ldap_conn_error(rc);
+    ret = rc == LDAP_SUCCESS ? KG_OK : write_error(l, rc, l->uris[c->uri], dn, diag);
+    free(dn);
+    return ret;
+}
+
 static kg_error ld_put(void *inst, const kg_record *r, int create, kg_diag *diag)
 {
     kg__ldap *l = inst;
-    kg__ldap_conn *c;
-    LDAPMod **mods = NULL;
-    char err[1024], *dn = NULL;
-    kg_error ret;
-    int rc;
+    LDAPMod **mods;
+    char err[1024];
+    kg_error ret = KG_ERR_UNAVAILABLE;
+    int attempt;
 
     if (!l->writable) {
         set_diag(diag, "the ldap key store is read-only: manage keys in the "
@@ -696,34 +736,25 @@ static kg_error ld_put(void *inst, const kg_record *r, int create, kg_diag *diag
         set_diag(diag, "attributes: id is not mapped, so new entries cannot be named");
         return KG_ERR_UNSUPPORTED;
     }
-    if ((c = kg__ldap_acquire(l, err, sizeof(err))) == NULL)
-        return down(diag, err);
     mods = kg__ldap_record_mods(l, r, create);
-    if (mods == NULL) {
-        ret = KG_ERR_NOMEM;
-        goto out;
-    }
-    if (create) {
-        if ((dn = kg__ldap_new_dn(l, kg_record_id(r))) == NULL) {
-            ret = KG_ERR_NOMEM;
-            goto out;
+    if (mods == NULL)
+        return KG_ERR_NOMEM;
+    /* Like a search: a pooled connection the server dropped gets one
+     * retry on a new one. */
+    for (attempt = 0; attempt < 2; attempt++) {
+        kg__ldap_conn *c = kg__ldap_acquire(l, err, sizeof(err));
+        int failed, fresh;
+        if (c == NULL) {
+            ret = down(diag, err);
+            break;
         }
-        rc = ldap_add_ext_s(c->ld, dn, mods, NULL, NULL);
-        if (rc == LDAP_ALREADY_EXISTS) {
-            set_diag(diag, "key id '%s' already exists (%s)", kg_record_id(r), dn);
-            ret = KG_ERR_EXISTS;
-            goto out;
-        }
-    } else {
-        if ((dn = find_dn(l, c->ld, kg_record_id(r), &ret, diag)) == NULL)
-            goto out;
-        rc = ldap_modify_ext_s(c->ld, dn, mods, NULL, NULL);
+        fresh = c->fresh;
+        ret = put_once(l, c, r, create, mods, &failed, diag);
+        kg__ldap_release(l, c, !failed);
+        if (!failed || fresh)
+            break;
     }
-    ret = rc == LDAP_SUCCESS ? KG_OK : write_error(l, rc, l->uris[c->uri], dn, diag);
-out:
-    kg__ldap_release(l, c, ret != KG_ERR_UNAVAILABLE);
     kg__ldap_mods_free(mods);
-    free(dn);
     return ret;
 }
 

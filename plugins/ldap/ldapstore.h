@@ -108,6 +108,9 @@ void kg__ldap_pool_free(kg__ldap *l);
  */
 kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, char *err, size_t errlen);
 void kg__ldap_release(kg__ldap *l, kg__ldap_conn *c, int ok);
+/* Build a TLS context from the options once (at create): 0, or -1 with
+ * why in err (a CA or certificate file that cannot be used). */
+int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen);
 /* Close every idle connection (reload). */
 void kg__ldap_pool_flush(kg__ldap *l);
 /* 1 if rc means the connection (not the request) failed. */

@@ -418,6 +418,8 @@ START_TEST(test_bad_options)
         "      search_timeout: soon\n",
         "      attributes: {hash: \"\"}\n",
         "      attributes: {colour: apiKeyColour}\n",
+        "      tls: starttls\n      ca_file: /nonexistent/keygate-ca.pem\n",
+        "      tls: ldaps\n",
         NULL,
     };
     size_t i;
