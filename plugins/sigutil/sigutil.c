@@ -118,6 +118,14 @@ long sigutil_unb64(const char *s, size_t n, unsigned char *out, size_t cap)
     for (i = 0; i < n - pad; i++)
         if (!b64char(s[i]))
             return -1;
+    /* Canonical only: the bits a padded last character leaves over
+     * must be zero, so that one signature has one spelling. */
+    if (pad > 0) {
+        const char *b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        int last = (int)(strchr(b64, s[n - pad - 1]) - b64);
+        if ((pad == 1 && (last & 3) != 0) || (pad == 2 && (last & 15) != 0))
+            return -1;
+    }
     got = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
     if (got < 0 || (size_t)got != n / 4 * 3)
         return -1;
