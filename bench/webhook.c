@@ -5,7 +5,7 @@
  * length): the floor an HMAC scheme cannot beat.  The goal is an HMAC
  * scheme within 1.3x of the raw HMAC time at 64 KiB.
  *
- *   make bench            (or: KEYGATE_PLUGIN_PATH=plugins bench/webhook [seconds])
+ *   make run-bench-webhook   (or: KEYGATE_PLUGIN_PATH=plugins bench/webhook [seconds])
  *
  * On a shared machine the load comes and goes, so the raw HMAC is timed
  * again beside every scheme, interleaved with it (raw, sign, verify, 5
