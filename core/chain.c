@@ -122,8 +122,13 @@ int kg__chain_step(kg__chain *c, const kg__action actions[4], kg_result r,
     } else {
         a = actions[r];
     }
-    if (r == KG_RESULT_UNAVAILABLE && a != KG__ACT_RESET)
+    if (r == KG_RESULT_UNAVAILABLE && a != KG__ACT_RESET) {
+        /* Until a module sets the status, the first one that could not
+         * answer is the one to name if the stack ends unavailable. */
+        if (c->impression == 0 && !c->unavailable)
+            c->decider = index;
         c->unavailable = 1;
+    }
     switch (a) {
     case KG__ACT_RESET:
         kg__chain_init(c);
