@@ -170,10 +170,11 @@ static int bench(kg_context *ctx, const char *uri, int pool, int threads,
     }
     qsort(all, nall, sizeof(int64_t), cmp64);
     i = nall ? nall - 1 : 0;
-    printf("pool %-2d threads %d: %8.0f lookups/s  p50 %6.3f ms  p99 %6.3f ms  "
-           "max %7.3f ms  (%ld lookups, %ld not allowed)\n",
+    printf("pool %-2d threads %d: %6.0f lookups/s  p50 %6.3f  p90 %6.3f  "
+           "p99 %6.3f  max %7.3f ms  (%ld lookups, %ld not allowed)\n",
            pool, threads, checks / (el / 1e9),
-           nall ? all[nall / 2] / 1e6 : 0, nall ? all[(size_t)(nall * 0.99)] / 1e6 : 0,
+           nall ? all[nall / 2] / 1e6 : 0, nall ? all[(size_t)(nall * 0.90)] / 1e6 : 0,
+           nall ? all[(size_t)(nall * 0.99)] / 1e6 : 0,
            nall ? all[i] / 1e6 : 0, checks, bad);
     fflush(stdout);
     free(all);
