@@ -97,6 +97,36 @@ typedef struct kg__ldap {
     uint64_t generation;  /* bumped by reload: older connections close */
 } kg__ldap;
 
+/* ---- ldap.c --------------------------------------------------------- */
+
+typedef enum { KG__S_OK, KG__S_DOWN, KG__S_ERROR } kg__ldap_sres;
+/*
+ * A search on a pooled connection, retried once on a new one if a
+ * pooled one turned out dead.  KG__S_OK: *res_r (caller frees) and *c_r
+ * (caller releases) are set, *rc_r is LDAP_SUCCESS or
+ * LDAP_SIZELIMIT_EXCEEDED.  KG__S_DOWN: no server answered.
+ * KG__S_ERROR: the server refused (noSuchObject, a referral...).  err
+ * says why.
+ */
+kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
+                              const char *filter, LDAPControl **ctrls,
+                              int sizelimit, kg__ldap_conn **c_r,
+                              LDAPMessage **res_r, int *rc_r, char *err,
+                              size_t errlen);
+
+/* ---- options.c ------------------------------------------------------ */
+
+kg_error kg__ldap_create(kg_opts *o, void **inst_r);
+void kg__ldap_destroy(void *inst);
+
+/* ---- manage.c ------------------------------------------------------- */
+
+kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
+                      kg_diag *diag);
+kg_error kg__ldap_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag);
+kg_error kg__ldap_put(void *inst, const kg_record *r, int create,
+                      kg_diag *diag);
+
 /* ---- conn.c ---------------------------------------------------------- */
 
 int kg__ldap_pool_init(kg__ldap *l);
