@@ -5,8 +5,9 @@
  *   KG_LDAP_A, KG_LDAP_B       ldap://127.0.0.1:PORT/ of two servers
  *   KG_LDAP_DEAD               a URI where nothing listens
  *   KG_LDAP_A_LDAPI            server A's ldapi:// socket
+ *   KG_LDAP_A_LDAPS            server A's ldaps:// port
  *   KG_LDAP_CA, KG_LDAP_OTHER_CA  the CA that signed A's certificate, and one that did not
- *   KG_LDAP_CTL                a script: `$KG_LDAP_CTL stop|start a|b`
+ *   KG_LDAP_CTL                a script: `$KG_LDAP_CTL stop|start|pause|resume a|b`
  * The clock is injected: cache expiry and failback never sleep.
  */
 #include <check.h>
@@ -25,7 +26,7 @@ static int64_t fake_now;  /* microseconds */
 static int64_t fake_clock(void *ud) { (void)ud; return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST); }
 static void advance(int64_t s) { __atomic_add_fetch(&fake_now, s * 1000000, __ATOMIC_SEQ_CST); }
 
-static const char *A, *B, *DEAD, *A_LDAPI, *CA, *OTHER_CA, *CTL;
+static const char *A, *B, *DEAD, *A_LDAPI, *A_LDAPS, *CA, *OTHER_CA, *CTL;
 
 /* Keys (plaintext: the test made them; the directory has their hashes). */
 static char k_active[KG_KEY_MAX], k_revoked[KG_KEY_MAX], k_expired[KG_KEY_MAX],
@@ -398,6 +399,34 @@ START_TEST(test_starttls)
 }
 END_TEST
 
+START_TEST(test_ldaps)
+{
+    char extra[1024], u[512];
+    kg_policy *p;
+
+    snprintf(u, sizeof(u), "[%s]", A_LDAPS);
+    snprintf(extra, sizeof(extra), READER "      tls: ldaps\n      ca_file: %s\n", CA);
+    p = policy(u, extra, "");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    kg_policy_free(p);
+    snprintf(extra, sizeof(extra), READER "      ca_file: %s\n", OTHER_CA);
+    p = policy(u, extra, "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_filter_template)
+{
+    /* A filter of the policy's own: only pro keys are keys here. */
+    kg_policy *p = policy(uris_a, READER "      filter: \"(&(objectClass=apiKey)"
+                          "(apiKeyHash={hash})(apiKeyPlan=pro))\"\n      scope: one\n", "");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ASSERT_CODE(p, k_only_a, KG_CODE_UNAUTHORIZED);  /* a free key */
+    kg_policy_free(p);
+}
+END_TEST
+
 START_TEST(test_sasl_external)
 {
     kg_policy *p = policy(uris_ldapi, "      sasl: EXTERNAL\n", "");
@@ -532,6 +561,27 @@ START_TEST(test_failback)
 }
 END_TEST
 
+START_TEST(test_hung_server)
+{
+    /* B accepts connections (the kernel does) but never answers: the
+     * timeouts bound the wait and the answer is 503. */
+    kg_policy *p = policy(uris_b, READER, "");  /* search_timeout: 1s */
+    time_t t0;
+
+    ASSERT_CODE(p, k_only_b, KG_CODE_NONE);  /* a pooled connection exists */
+    ctl("pause", "b");
+    t0 = time(NULL);
+    ASSERT_CODE(p, k_only_b, KG_CODE_AUTH_UNAVAILABLE);
+    ASSERT_CODE(p, k_later, KG_CODE_AUTH_UNAVAILABLE);
+    /* Each lookup: at most the search timeout on the pooled connection
+     * plus the bind timeout on a new one (about 2s here). */
+    ck_assert_int_le(time(NULL) - t0, 6);
+    ctl("resume", "b");
+    ASSERT_CODE(p, k_only_b, KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ldap");
@@ -546,6 +596,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_bind_refused);
     tcase_add_test(t, test_starttls);
     tcase_add_test(t, test_sasl_external);
+    tcase_add_test(t, test_ldaps);
+    tcase_add_test(t, test_filter_template);
     tcase_add_test(t, test_bad_options);
     tcase_add_test(t, test_pool_threads);
     suite_add_tcase(s, t);
@@ -555,6 +607,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, test_outage);
     tcase_add_test(t, test_failback);
+    tcase_add_test(t, test_hung_server);
     suite_add_tcase(s, t);
     return s;
 }
@@ -568,6 +621,7 @@ int main(void)
     B = env("KG_LDAP_B");
     DEAD = env("KG_LDAP_DEAD");
     A_LDAPI = env("KG_LDAP_A_LDAPI");
+    A_LDAPS = env("KG_LDAP_A_LDAPS");
     CA = env("KG_LDAP_CA");
     OTHER_CA = env("KG_LDAP_OTHER_CA");
     CTL = env("KG_LDAP_CTL");

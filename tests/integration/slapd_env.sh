@@ -12,6 +12,8 @@
 #                                   shipped keygate.schema)
 #   slapd_load NAME FILE.ldif       offline load (slapadd) into the database
 #   slapd_start NAME / slapd_stop NAME
+#   slapd_pause NAME / slapd_resume NAME   SIGSTOP / SIGCONT: a server that
+#                                   accepts connections but never answers
 #
 # The directory: dc=example,dc=com with ou=apikeys (the keys), and in
 # ou=services cn=keygate (may read the keys, password "readpw") and
@@ -67,6 +69,9 @@ slapd_setup() {
     echo "ldap://127.0.0.1:$port/" >"$d/uri"
     sock=$(printf '%s' "$d/ldapi" | sed 's|/|%2F|g')
     echo "ldapi://$sock" >"$d/ldapi_uri"
+    if [ -n "$tls" ]; then
+        echo "ldaps://127.0.0.1:$(slapd_free_port)/" >"$d/ldaps_uri"
+    fi
     if [ "$form" = conf ]; then
         {
             echo "include $LDAP_SCHEMA/core.schema"
@@ -202,7 +207,7 @@ slapd_start() {
     # group (Check does, after each test) must not take the server with
     # it.  The pid comes from slapd's pidfile.
     # shellcheck disable=SC2046
-    setsid -f "$SLAPD" $(cat "$d/cfgarg") -h "$(cat "$d/uri") $(cat "$d/ldapi_uri")" \
+    setsid -f "$SLAPD" $(cat "$d/cfgarg") -h "$(cat "$d/uri") $(cat "$d/ldapi_uri") $(cat "$d/ldaps_uri" 2>/dev/null)" \
         -d 0 >"$d/slapd.log" 2>&1 </dev/null
     i=0
     while [ $i -lt 200 ]; do
@@ -226,6 +231,7 @@ slapd_stop() {
     d="$KG_LDAP_TMP/$1"
     [ -f "$d/slapd.bgpid" ] || return 0
     pid=$(cat "$d/slapd.bgpid")
+    kill -CONT "$pid" 2>/dev/null || true  # a paused server cannot stop
     kill "$pid" 2>/dev/null || true
     i=0
     while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do
@@ -234,4 +240,12 @@ slapd_stop() {
     done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$d/slapd.bgpid"
+}
+
+slapd_pause() {
+    kill -STOP "$(cat "$KG_LDAP_TMP/$1/slapd.bgpid")"
+}
+
+slapd_resume() {
+    kill -CONT "$(cat "$KG_LDAP_TMP/$1/slapd.bgpid")"
 }

@@ -52,6 +52,8 @@ export KEYGATE_SRCDIR KG_LDAP_TMP
 case "\$1" in
     stop) slapd_stop "\$2" ;;
     start) slapd_start "\$2" ;;
+    pause) slapd_pause "\$2" ;;
+    resume) slapd_resume "\$2" ;;
     *) exit 2 ;;
 esac
 EOF
@@ -61,10 +63,11 @@ KG_LDAP_A=$(cat "$KG_LDAP_TMP/a/uri")
 KG_LDAP_B=$(cat "$KG_LDAP_TMP/b/uri")
 KG_LDAP_DEAD="ldap://127.0.0.1:$PD/"
 KG_LDAP_A_LDAPI=$(cat "$KG_LDAP_TMP/a/ldapi_uri")
+KG_LDAP_A_LDAPS=$(cat "$KG_LDAP_TMP/a/ldaps_uri")
 KG_LDAP_CA="$KG_LDAP_TMP/tls/ca.crt"
 KG_LDAP_OTHER_CA="$KG_LDAP_TMP/tls/other.crt"
 KG_LDAP_CTL="$KG_LDAP_TMP/ctl"
-export KG_LDAP_A KG_LDAP_B KG_LDAP_DEAD KG_LDAP_A_LDAPI KG_LDAP_CA KG_LDAP_OTHER_CA KG_LDAP_CTL
+export KG_LDAP_A KG_LDAP_B KG_LDAP_DEAD KG_LDAP_A_LDAPI KG_LDAP_A_LDAPS KG_LDAP_CA KG_LDAP_OTHER_CA KG_LDAP_CTL
 
 if "$B/tests/integration/check_ldap"; then
     ok "check_ldap"
