@@ -75,24 +75,34 @@ static void ms_to_tv(int ms, struct timeval *tv)
 }
 
 /* TLS settings go on the handle, then a new TLS context is made from
- * them, so instances with different CAs never share one. */
+ * them, so instances with different CAs never share one.  libldap says
+ * only "failed" here (LDAP_OPT_ERROR), so the message names the step. */
 static int set_tls(kg__ldap *l, LDAP *ld, const char *uri, char *err,
                    size_t errlen)
 {
     int req = l->tls_verify ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER;
-    int min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2, zero = 0, rc;
+    int min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2, zero = 0;
+    const char *what = NULL;
 
-    if ((l->ca_file && (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, l->ca_file)) != LDAP_OPT_SUCCESS) ||
-        (l->cert_file && (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_CERTFILE, l->cert_file)) != LDAP_OPT_SUCCESS) ||
-        (l->key_file && (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_KEYFILE, l->key_file)) != LDAP_OPT_SUCCESS) ||
-        (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &req)) != LDAP_OPT_SUCCESS ||
-        (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &min)) != LDAP_OPT_SUCCESS ||
-        (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero)) != LDAP_OPT_SUCCESS) {
-        conn_err(ld, uri, "cannot set up TLS (check ca_file, cert_file, key_file)",
-                 rc, err, errlen);
-        return -1;
-    }
-    return 0;
+    if (l->ca_file && ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, l->ca_file) != LDAP_OPT_SUCCESS)
+        what = "ca_file";
+    else if (l->cert_file && ldap_set_option(ld, LDAP_OPT_X_TLS_CERTFILE, l->cert_file) != LDAP_OPT_SUCCESS)
+        what = "cert_file";
+    else if (l->key_file && ldap_set_option(ld, LDAP_OPT_X_TLS_KEYFILE, l->key_file) != LDAP_OPT_SUCCESS)
+        what = "key_file";
+    else if (ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &req) != LDAP_OPT_SUCCESS ||
+             ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &min) != LDAP_OPT_SUCCESS)
+        what = "the TLS options";
+    else if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero) != LDAP_OPT_SUCCESS)
+        what = "the TLS context";
+    if (what == NULL)
+        return 0;
+    snprintf(err, errlen, "%s: cannot set up TLS: %s could not be used "
+             "(ca_file%s%s%s%s%s: do they exist, are they readable PEM?)", uri, what,
+             l->ca_file ? " " : "", l->ca_file ? l->ca_file : " not set",
+             l->cert_file ? ", cert_file " : "", l->cert_file ? l->cert_file : "",
+             l->key_file ? " and key_file" : "");
+    return -1;
 }
 
 int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen)
