@@ -145,6 +145,32 @@ START_TEST(test_github_vector)
 }
 END_TEST
 
+/*
+ * v1a with the RFC 8032 section 7.1 TEST 1 key over the spec vector's
+ * content; the expected signature was computed with an independent
+ * Ed25519 implementation (Python's cryptography).
+ */
+#define RFC_SK "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A="
+#define RFC_PK "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+#define RFC_SIG "v1a,fldxM4gAKugP6nnt1hdz3sgGfZ6d99nzrMFnZOELIxbzEHoVmAb2ADpkJK7zgPePmPsle0zV9jSeGlHFG2NVAw=="
+
+START_TEST(test_ed25519_vector)
+{
+    kg_webhook_secrets *sk = secrets(RFC_SK, NULL, NULL, NULL);
+    kg_webhook_secrets *pk = secrets(RFC_PK, NULL, NULL, NULL);
+    char pub[KG_WEBHOOK_SECRET_MAX];
+
+    ck_assert_int_eq(kg_webhook_public_key(RFC_SK, pub, sizeof(pub)), KG_OK);
+    ck_assert_str_eq(pub, RFC_PK);
+    sign(std_s, SPEC_ID, SPEC_TS, SPEC_PAYLOAD, strlen(SPEC_PAYLOAD), sk);
+    ck_assert_str_eq(kg_webhook_headers_get(hdr, "webhook-signature", NULL), RFC_SIG);
+    ck_assert_int_eq(verify(std_s, SPEC_PAYLOAD, strlen(SPEC_PAYLOAD), pk, 300,
+                            SPEC_TS), KG_WEBHOOK_VALID);
+    kg_webhook_secrets_free(sk);
+    kg_webhook_secrets_free(pk);
+}
+END_TEST
+
 /* ---- round trips ----------------------------------------------------- */
 
 static const char *payloads[] = { "", "x", "{\"a\":1}\n", "with\0nul", NULL };
@@ -855,6 +881,7 @@ static Suite *webhook_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_spec_vector);
     tcase_add_test(tc, test_github_vector);
+    tcase_add_test(tc, test_ed25519_vector);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("roundtrip");
