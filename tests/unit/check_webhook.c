@@ -595,7 +595,9 @@ START_TEST(test_secret_errors)
 {
     static const char *const bad_sign[] = {
         "plainsecret", "whsec_", "whsec_!!!!", "whsec_YWJj" /* 3 bytes: too short to sign */,
-        "whsk_YWJj", "whpk_Vgs008F6/hbSTKFOiP45QPh0N3CVJLT2MEvgMDLU5u0=", NULL };
+        "whsk_YWJj", "whpk_Vgs008F6/hbSTKFOiP45QPh0N3CVJLT2MEvgMDLU5u0=",
+        /* 66 bytes: over the spec's 64 */
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL };
     kg_webhook_message m = { "msg_1", TS, "x", 1 };
     kg_diag d;
     int i;
