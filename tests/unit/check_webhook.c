@@ -597,7 +597,7 @@ START_TEST(test_secret_errors)
         "plainsecret", "whsec_", "whsec_!!!!", "whsec_YWJj" /* 3 bytes: too short to sign */,
         "whsk_YWJj", "whpk_Vgs008F6/hbSTKFOiP45QPh0N3CVJLT2MEvgMDLU5u0=",
         /* 66 bytes: over the spec's 64 */
-        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL };
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL };
     kg_webhook_message m = { "msg_1", TS, "x", 1 };
     kg_diag d;
     int i;
