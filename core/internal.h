@@ -289,6 +289,8 @@ const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
 kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
                           kg_diag *diag);
 void kg__signers_free(kg_policy *p);
+/* The signers, for kg_policy_explain(). */
+void kg__signers_explain(const kg_policy *p, kg__buf *b);
 
 /* ---- decision.c ------------------------------------------------------ */
 
