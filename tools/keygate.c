@@ -37,6 +37,10 @@ static void usage(FILE *f)
 "  policy explain [FILE]          print each stage's compiled control table\n"
 "  plugins                        plugins on the search path, their kind and ABI\n"
 "\n"
+"Key store schema:\n"
+"  db migrate                     bring the key store's schema up to date\n"
+"  db status                      show its schema version\n"
+"\n"
 "Options:\n"
 "  --config FILE   the policy (default: $KEYGATE_CONFIG, then " KG_SYSCONFDIR "/keygate.yaml)\n"
 "  --json          machine-readable output\n"
@@ -94,6 +98,8 @@ int main(int argc, char **argv)
         rc = cmd_policy(&c, argc, argv);
     else if (strcmp(cmd, "plugins") == 0)
         rc = cmd_plugins(&c, argc, argv);
+    else if (strcmp(cmd, "db") == 0)
+        rc = cmd_db(&c, argc, argv);
     else {
         fprintf(stderr, "keygate: unknown command '%s' (see keygate --help)\n", cmd);
         rc = EXIT_USAGE;
