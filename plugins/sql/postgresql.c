@@ -49,6 +49,10 @@ static void set_err(char *err, size_t errlen, const char *prefix,
     n = strlen(err);
     while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
         err[--n] = '\0';
+    /* Several hosts tried: one message per host, on one line. */
+    for (; n > 0; n--)
+        if (err[n - 1] == '\n' || err[n - 1] == '\t')
+            err[n - 1] = ' ';
 }
 
 static void pg_close(void *conn)

@@ -412,7 +412,7 @@ static kg_result sql_lookup(void *inst, kg_call *call,
                             kg_record **rec_r)
 {
     struct sqlstore *s = inst;
-    char hex[2 * KG_HASH_LEN + 1], err[256];
+    char hex[2 * KG_HASH_LEN + 1], err[512];
     const char *params[1] = { hex };
     struct one o = { NULL, 0 };
     int rc;
@@ -443,7 +443,7 @@ static kg_error sql_get(void *inst, const char *id, kg_record **rec_r,
     struct sqlstore *s = inst;
     const char *params[1] = { id };
     struct one o = { NULL, 0 };
-    char err[256] = "";
+    char err[512] = "";
     int rc = run(s, get_sql, 1, params, one_row, &o, NULL, err, sizeof(err));
 
     if (rc != SQL_OK) {
@@ -486,7 +486,7 @@ static kg_error sql_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
 {
     struct sqlstore *s = inst;
     struct listing l = { cb, ud, 0, 0, 0 };
-    char err[256] = "";
+    char err[512] = "";
     int rc = run(s, list_sql, 0, NULL, list_row, &l, NULL, err, sizeof(err));
 
     if (rc != SQL_OK)
@@ -504,7 +504,7 @@ static kg_error sql_put(void *inst, const kg_record *r, int create,
 {
     struct sqlstore *s = inst;
     struct params p;
-    char err[256] = "";
+    char err[512] = "";
     long changes = 0;
     kg_error e;
     int rc;
@@ -532,7 +532,7 @@ int sql_store_write_last_used(struct sqlstore *s, size_t n,
 {
     const struct sql_driver *drv = s->conf.driver;
     struct sql_conn *c;
-    char err[256];
+    char err[512];
     int fresh, rc;
     size_t i;
 

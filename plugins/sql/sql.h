@@ -94,7 +94,7 @@ struct sql_pool {
     struct sql_conn *conns;
     int n;
     int64_t down_until_ms;  /* after a failed connect: fail fast until then */
-    char last_error[256];
+    char last_error[512];
 };
 
 int sql_pool_init(struct sql_pool *p, const struct sql_conf *conf);
