@@ -62,7 +62,7 @@ kg_error sql_migrate(const struct sql_driver *drv, void *conn, int apply,
         }
     }
     if ((rc = drv->script(conn, drv->begin_migration, err, errlen)) != SQL_OK)
-        return rc == SQL_DOWN ? KG_ERR_UNAVAILABLE : KG_ERR_IO;
+        return SQL_UNAVAILABLE(rc) ? KG_ERR_UNAVAILABLE : KG_ERR_IO;
     if ((rc = drv->schema_version(conn, &v, err, errlen)) != SQL_OK)
         goto rollback;
     *from_r = *to_r = v;
@@ -102,5 +102,5 @@ kg_error sql_migrate(const struct sql_driver *drv, void *conn, int apply,
     return KG_OK;
 rollback:
     drv->script(conn, "ROLLBACK", err2, sizeof(err2));
-    return rc == SQL_DOWN ? KG_ERR_UNAVAILABLE : KG_ERR_IO;
+    return SQL_UNAVAILABLE(rc) ? KG_ERR_UNAVAILABLE : KG_ERR_IO;
 }

@@ -8,7 +8,7 @@
  * connection or a failed-over primary heals without a restart.  After a
  * failed connect the pool fails fast for reconnect_delay instead of
  * making every request wait for a connect timeout.  A caller that finds
- * every connection busy waits at most pool_wait and then gets SQL_DOWN
+ * every connection busy waits at most pool_wait and then gets SQL_TIMEOUT
  * (the request gets 503, never a hang).
  */
 #include "config.h"
@@ -110,7 +110,7 @@ int sql_pool_get(struct sql_pool *p, struct sql_conn **c_r, int *fresh_r,
             pthread_mutex_unlock(&p->lock);
             snprintf(err, errlen, "all %d database connections are busy "
                      "(pool_size; waited %lld ms)", p->n, (long long)wait);
-            return SQL_DOWN;
+            return SQL_TIMEOUT;
         }
     }
     c->busy = 1;

@@ -73,6 +73,8 @@ static int classify(PGconn *c, const PGresult *res)
         return SQL_DOWN;
     if (strncmp(state, "23", 2) == 0)
         return SQL_CONSTRAINT;
+    if (strcmp(state, "57014") == 0)        /* statement_timeout, cancel */
+        return SQL_TIMEOUT;
     if (strncmp(state, "08", 2) == 0 ||     /* connection exception */
         strncmp(state, "53", 2) == 0 ||     /* insufficient resources */
         strncmp(state, "57", 2) == 0 ||     /* shutdown, canceled, timeout */
@@ -85,7 +87,7 @@ static int classify(PGconn *c, const PGresult *res)
 /*
  * Wait for every result of what was sent, calling cb for rows.  Keeps
  * the first failure.  On a timeout the connection is left mid-query:
- * the caller reports SQL_DOWN and the pool closes it.
+ * the caller reports SQL_TIMEOUT and the pool closes it.
  */
 static int wait_results(struct pgc *p, sql_row_cb cb, void *ud,
                         long *changes_r, char *err, size_t errlen)
@@ -137,7 +139,7 @@ static int wait_results(struct pgc *p, sql_row_cb cb, void *ud,
             if (left <= 0) {
                 snprintf(err, errlen, "PostgreSQL did not answer within %lld ms "
                          "(statement_timeout)", (long long)p->timeout_ms);
-                return SQL_DOWN;
+                return SQL_TIMEOUT;
             }
             n = poll(&pfd, 1, (int)left);
             if (n < 0 && errno != EINTR) {

@@ -368,7 +368,9 @@ static int run(struct sqlstore *s, const char *sql, int n,
         if (rc == SQL_OK)
             rc = s->conf.driver->exec(c->h, sql, n, params, cb, ud, changes_r,
                                       err, errlen);
-        sql_pool_put(&s->pool, c, rc == SQL_DOWN);
+        sql_pool_put(&s->pool, c, SQL_UNAVAILABLE(rc));
+        /* Only a lost connection is retried: a timeout would just cost
+         * the caller twice the time. */
         if (rc != SQL_DOWN || fresh)
             break;
     }
@@ -381,6 +383,7 @@ static kg_error to_kg(int rc, kg_diag *d, const char *err)
     case SQL_OK:
         return KG_OK;
     case SQL_DOWN:
+    case SQL_TIMEOUT:
         set_diag(d, "the key database is unavailable: %s", err);
         return KG_ERR_UNAVAILABLE;
     case SQL_CONSTRAINT:
@@ -552,7 +555,7 @@ int sql_store_write_last_used(struct sqlstore *s, size_t n,
         rc = drv->script(c->h, "COMMIT", err, sizeof(err));
     else if (rc != SQL_SCHEMA)
         drv->script(c->h, "ROLLBACK", err, sizeof(err));
-    sql_pool_put(&s->pool, c, rc == SQL_DOWN);
+    sql_pool_put(&s->pool, c, SQL_UNAVAILABLE(rc));
     return rc == SQL_OK ? 0 : -1;
 }
 

@@ -24,8 +24,12 @@ enum {
     SQL_OK = 0,
     SQL_DOWN,        /* connection lost, timed out or busy: try later */
     SQL_CONSTRAINT,  /* a unique or check constraint refused the row */
-    SQL_ERROR        /* the statement itself failed (bug, wrong schema) */
+    SQL_ERROR,       /* the statement itself failed (bug, wrong schema) */
+    SQL_TIMEOUT      /* no answer within the timeout: like SQL_DOWN, but
+                      * not worth an immediate retry */
 };
+/* The database could not answer (the connection is not worth keeping). */
+#define SQL_UNAVAILABLE(rc) ((rc) == SQL_DOWN || (rc) == SQL_TIMEOUT)
 
 /* Called for each result row; values are NUL-terminated text or NULL.
  * Return non-zero to stop reading rows. */

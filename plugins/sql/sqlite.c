@@ -41,8 +41,9 @@ static int classify(int rc)
     case SQLITE_DONE:
     case SQLITE_ROW:
         return SQL_OK;
-    case SQLITE_BUSY:
+    case SQLITE_BUSY:     /* busy_timeout has passed */
     case SQLITE_LOCKED:
+        return SQL_TIMEOUT;
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
     case SQLITE_FULL:

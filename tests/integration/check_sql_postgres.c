@@ -221,7 +221,7 @@ static void run_workers(kg_policy *p, const char *key, int nthreads, int n,
 
 START_TEST(test_pool)
 {
-    kg_policy *p = with("pool_size: 2, pool_wait: 200ms, statement_timeout: 800ms", NULL);
+    kg_policy *p = with("pool_size: 2, pool_wait: 1s, statement_timeout: 800ms", NULL);
     char key[KG_KEY_MAX];
     struct worker w[8];
     PGconn *blocker = raw_connect(), *watch = raw_connect();

@@ -212,6 +212,27 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+/* The shipped example loads as it is, under a scratch state folder. */
+START_TEST(test_example_policy)
+{
+    const char *src = getenv("KEYGATE_SRCDIR");
+    char path[600], key[KG_KEY_MAX];
+    kg_policy *p = NULL;
+    kg_diag d;
+    kg_error e;
+
+    ck_assert_msg(src != NULL, "KEYGATE_SRCDIR is not set (run through make check)");
+    snprintf(path, sizeof(path), "%s/conf/examples/sqlite.yaml", src);
+    setenv("KEYGATE_STATE_DIR", dir, 1);
+    e = kg_policy_load_file(ctx, path, &p, &d);
+    ck_assert_msg(e == KG_OK, "%s: %s", path, d.message);
+    test_make_key(p, "enterprise", "example", key, NULL, 0);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 1);
+    kg_policy_free(p);
+}
+END_TEST
+
 /* ---- migrations ---------------------------------------------------------- */
 
 START_TEST(test_migrate)
@@ -432,6 +453,7 @@ static Suite *sql_sqlite_suite(void)
     tc = tcase_create("options");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_bad_options);
+    tcase_add_test(tc, test_example_policy);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("migrations");
