@@ -6,7 +6,7 @@
 # folder: sh ../bench/sql/run.sh  (or from an in-tree build: sh bench/sql/run.sh)
 set -eu
 B=$(pwd)
-make -s bench/sql/bench_sql >/dev/null
+make -s bench/sql/bench_sql bench/memstore.la >/dev/null
 PGBIN=
 for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PGBIN=$d; done
 [ -n "$PGBIN" ] || { echo "PostgreSQL server binaries not found (apt-get install postgresql)"; exit 1; }
@@ -27,5 +27,5 @@ $RUN "$PGBIN/createdb" -h "$tmp" -p "$PORT" -U keygate keygate
 
 echo "machine: $(nproc) CPU, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 echo "sqlite $(sqlite3 --version 2>/dev/null | cut -d' ' -f1), PostgreSQL $($PGBIN/postgres --version | awk '{print $3}') on 127.0.0.1 (TCP)"
-KEYGATE_PLUGIN_PATH=$B/plugins "$B/bench/sql/bench_sql" --sqlite "$tmp/bench.db" \
+KEYGATE_PLUGIN_PATH=$B/plugins:$B/bench "$B/bench/sql/bench_sql" --sqlite "$tmp/bench.db" \
     --pg "host=127.0.0.1 port=$PORT dbname=keygate user=keygate sslmode=disable" "$@"

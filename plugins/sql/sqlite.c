@@ -112,7 +112,14 @@ static void *lite_open(const struct sql_conf *conf, char *err, size_t errlen)
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_exec(l->db, "PRAGMA synchronous=FULL", NULL, NULL, &msg) != SQLITE_OK) {
+    /*
+     * Reads through a memory map (no read() per page) and a page cache
+     * big enough for the upper levels of a million-key index: the
+     * uncached lookup stays in the tens of microseconds.  The map shares
+     * the OS page cache, so pool_size connections do not multiply it.
+     */
+    if (sqlite3_exec(l->db, "PRAGMA synchronous=FULL; PRAGMA mmap_size=268435456; "
+                     "PRAGMA cache_size=-8192", NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", conf->path, msg ? msg : "PRAGMA failed");
         sqlite3_free(msg);
         goto fail;
