@@ -40,12 +40,22 @@ static char (*keys)[KG_KEY_MAX];
 static char (*hexes)[2 * KG_HASH_LEN + 1];
 static long nkeys = 1000000, nchecks = 200000, wset = 10000;
 
-static int64_t now_ns(void)
+static int64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+static int64_t now_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
+}
+
+/* What each check's latency is taken with: wall time, or the thread's
+ * CPU time (leaves out waiting for a CPU on a loaded machine; means
+ * nothing for PostgreSQL, whose work is in another process). */
+static clockid_t lat_clock = CLOCK_MONOTONIC;
 
 static int cmp64(const void *a, const void *b)
 {
@@ -95,9 +105,9 @@ static void measure(const char *label, kg_policy *p, long among, long n)
         snprintf(hdr, sizeof(hdr), "Bearer %s", keys[k]);
         kg_request_reset(req);
         kg_request_add_header(req, "Authorization", hdr);
-        t0 = now_ns();
+        t0 = clock_ns(lat_clock);
         kg_check(p, req, &dec);
-        lat[i] = now_ns() - t0;
+        lat[i] = clock_ns(lat_clock) - t0;
         if (!kg_decision_allowed(dec))
             denied++;
         kg_decision_free(dec);
@@ -165,8 +175,17 @@ static void bench_store(kg_context *ctx, const char *name, const char *opts)
     snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
              "    options: {%s, last_used_interval: 0}\n", opts);
     p = load(ctx, line);
+    /* Warm the OS page cache and the connections first: "uncached" is
+     * about keygate's cache, not a cold disk. */
+    measure("(warming the store)", p, nkeys, nchecks / 2);
     snprintf(label, sizeof(label), "%s uncached (%ld keys)", name, nkeys);
     measure(label, p, nkeys, nchecks);
+    if (strcmp(name, "sqlite") == 0) {
+        lat_clock = CLOCK_THREAD_CPUTIME_ID;
+        snprintf(label, sizeof(label), "%s uncached, on-CPU time", name);
+        measure(label, p, nkeys, nchecks);
+        lat_clock = CLOCK_MONOTONIC;
+    }
     kg_policy_free(p);
 
     snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
@@ -197,7 +216,7 @@ static void load_sqlite(kg_context *ctx, const char *path)
     kg_policy_free(p);
     if (sqlite3_open(path, &db) != SQLITE_OK)
         die(path, sqlite3_errmsg(db));
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    sqlite3_exec(db, "PRAGMA cache_size=-262144; BEGIN", NULL, NULL, NULL);
     if (sqlite3_prepare_v2(db, "INSERT INTO keygate_keys (id, key_hash, plan, "
                            "created_at) VALUES (?1, ?2, 'free', 1800000000)",
                            -1, &st, NULL) != SQLITE_OK)
