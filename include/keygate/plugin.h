@@ -38,7 +38,9 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 #define KG_PLUGIN_ABI_MAJOR 1
-#define KG_PLUGIN_ABI_MINOR 0
+/* 1: struct kg_keystore_ops gained `migrate` (read only from plugins
+ * whose descriptor says abi_minor >= 1). */
+#define KG_PLUGIN_ABI_MINOR 1
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -223,6 +225,15 @@ kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace_seconds,
                         kg_diag *diag);
 /* Re-read every key store (SIGHUP). */
 kg_error kg_policy_reload_stores(kg_policy *p, kg_diag *diag);
+/*
+ * Migrate the schema of the first keystore whose plugin has one (the sql
+ * store): apply=0 only reports the versions.  *from_r / *to_r (may be
+ * NULL) get the version before and after.  KG_ERR_UNSUPPORTED if no
+ * store has a schema; KG_ERR_INVALID if the store's schema is newer than
+ * its plugin knows.
+ */
+kg_error kg_policy_migrate(kg_policy *p, int apply, int *from_r, int *to_r,
+                           kg_diag *diag);
 
 /* ------------------------------------------------------------------ */
 /* The request as the stages see it                                    */
@@ -333,6 +344,14 @@ struct kg_keystore_ops {
      * seconds); may be written behind.  Called on the request path:
      * must not block. */
     void (*touch)(void *inst, const kg_record *rec, int64_t when);
+    /*
+     * Bring the store's schema up to date (`keygate db migrate`); optional.
+     * apply=0 only reports.  *from_r and *to_r get the schema version
+     * before and after.  KG_ERR_INVALID (diag says why) if the store's
+     * schema is newer than the plugin knows: it must never write it.
+     */
+    kg_error (*migrate)(void *inst, int apply, int *from_r, int *to_r,
+                        kg_diag *diag);
 };
 
 struct kg_account_ops {
