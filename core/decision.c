@@ -69,6 +69,14 @@ static const struct kg__limit_report *nearest(const kg_decision *d)
         return &d->limits[d->denied_limit];
     for (i = 0; i < d->nlimits; i++) {
         const struct kg__limit_report *r = &d->limits[i];
+        /* X-RateLimit-* describe a rate; a concurrency limit (no window)
+         * is only chosen when there is nothing else (or when it denied). */
+        if (best != NULL && best->window > 0 && r->window == 0)
+            continue;
+        if (best != NULL && best->window == 0 && r->window > 0) {
+            best = r;
+            continue;
+        }
         /* Compare remaining/limit without division: fewest left, relatively. */
         if (best == NULL ||
             r->remaining * (best->limit ? best->limit : 1) <

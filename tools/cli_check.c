@@ -149,6 +149,10 @@ int cmd_check(struct cli *c, int argc, char **argv)
         }
         print_decision(c, d, n);
         rc = kg_decision_allowed(d) ? EXIT_OK : EXIT_DENIED;
+        /* The request is over once printed: end its concurrency lease,
+         * as a front end does when the upstream answers. */
+        if (kg_decision_lease(d) != NULL)
+            kg_release(c->ctx, kg_decision_lease(d));
         kg_decision_free(d);
     }
 out:
