@@ -32,6 +32,8 @@ char *kg__strdup(const char *s);
 char *kg__strndup(const char *s, size_t n);
 char *kg__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int kg__strcaseeq(const char *a, const char *b);
+/* Copy with truncation, always NUL-terminated (no printf on hot paths). */
+void kg__strlcpy(char *dst, const char *src, size_t size);
 /* Free a string after overwriting it. */
 void kg__free_secret(char *s);
 
