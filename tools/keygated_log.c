@@ -125,8 +125,8 @@ void kgd_log_access(const struct kgd_access *a)
     n = kgd_json_cstr(line, n, cap, a->method);
     n = kgd_appendf(line, n, cap, ",\"path\":");
     plen = a->path ? strlen(a->path) : 0;
-    if (plen > 1024)
-        plen = 1024;
+    if (plen > 512)   /* escaped, at most 6 bytes each: fits the line */
+        plen = 512;
     if (a->path)
         n = kgd_json_str(line, n, cap, a->path, plen);
     else
