@@ -90,6 +90,8 @@ expect_status "no key" 401 $C2 "$GW/v1/scrape"
 body_has "no key: JSON through nginx" '{"error":{"code":"unauthorized"'
 has_header "no key: WWW-Authenticate" 'WWW-Authenticate: Bearer realm="whizo API"'
 has_header "no key: JSON type" "Content-Type: application/json"
+nwww=$(tr -d '\r' <"$T/h" | grep -ci '^WWW-Authenticate:')
+[ "$nwww" -eq 1 ] && ok "one WWW-Authenticate" || bad "$nwww WWW-Authenticate headers: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
 
 expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
 FREEID=$(key_id_of "$FREE")
