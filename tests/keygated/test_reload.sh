@@ -18,7 +18,7 @@ plans:
   bulk:
     limit:
       - {module: fixed_window, control: requisite, options: {name: day, count: 1000000, window: 1d}}
-      - {module: sliding_window, control: requisite, options: {name: minute, count: 1000000, window: 1m}}
+      - {module: sliding_window, control: requisite, options: {name: slide, count: 1000000, window: 1h}}
 YAML
 printf 'version: 1\ncredential:\n  - {module: bearer, control: required}\nplans: [oops\n' >"$T/bad.yaml"
 cp "$T/good.yaml" "$POLICY"
@@ -58,7 +58,7 @@ nall=$(wc -l <"$T/codes")
 [ "$n200" -eq $TOTAL ] && ok "all $TOTAL allowed (zero failed)" || bad "$n200 of $TOTAL were 200: $(sort "$T/codes" | uniq -c | tr '\n' ' ')"
 expect_status "whoami after the storm" 200 -H "Authorization: Bearer $KEY" "$KGD/whoami"
 body_has "day counter counted every request" "{\"name\":\"day\",\"limit\":1000000,\"remaining\":$((1000000 - TOTAL)),"
-body_has "minute counter too" "{\"name\":\"minute\",\"limit\":1000000,\"remaining\":$((1000000 - TOTAL)),"
+body_has "sliding window counter too" "{\"name\":\"slide\",\"limit\":1000000,\"remaining\":$((1000000 - TOTAL)),"
 expect_status "metrics" 200 "$KGD/metrics"
 okr=$(sed -n 's/^keygated_reloads_total{result="ok"} //p' "$T/b")
 badr=$(sed -n 's/^keygated_reloads_total{result="failed"} //p' "$T/b")
