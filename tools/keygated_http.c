@@ -151,16 +151,10 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn,
     if (rc == NULL)
         return MHD_NO;   /* out of memory in uri_logger: drop the connection */
     if (!rc->started) {
-        /* Headers are in.  A request with a body is answered once the
-         * body has been read (and dropped), so that the connection can
-         * be kept alive; one without (every gateway's check) at once. */
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     "Content-Length");
+        /* Headers are in; wait for (and drop) any body before answering,
+         * so that the connection can be kept alive. */
         rc->started = 1;
-        if ((cl != NULL && strcmp(cl, "0") != 0) ||
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                        "Transfer-Encoding") != NULL)
-            return MHD_YES;
+        return MHD_YES;
     }
     if (*upload_data_size != 0) {
         *upload_data_size = 0;
