@@ -169,8 +169,13 @@ int main(int argc, char **argv)
     }
 
     for (;;) {
-        if (sigwait(&set, &sig) != 0)
+        /* Wake every 200 ms to flush the access log buffers. */
+        struct timespec tick = { 0, 200 * 1000 * 1000 };
+        sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) {
+            kgd_log_flush();
             continue;
+        }
         if (sig == SIGHUP) {
             memset(&diag, 0, sizeof(diag));
             kgd_log_reopen();
@@ -189,6 +194,7 @@ int main(int argc, char **argv)
         }
     }
     kgd_http_stop(conf.drain_s);
+    kgd_log_flush();
     nfds = 0;   /* closed by the daemons */
     rc = 0;
 out:

@@ -192,6 +192,8 @@ char *kgd_metrics_render(const kg_context *ctx);
 int kgd_log_open(const char *target);
 /* Reopen the file (SIGHUP; for log rotation). */
 void kgd_log_reopen(void);
+/* Write out the buffered access lines (every 200 ms, and at exit). */
+void kgd_log_flush(void);
 void kgd_log_close(void);
 struct kgd_access {
     const char *endpoint;    /* "check", "whoami" */

@@ -99,6 +99,7 @@ expect_status "still serving after all that" 200 -H "Authorization: Bearer $KEY"
 expect_status "metrics" 200 "$KGD/metrics"
 body_has "our 431s are counted" 'keygated_rejected_requests_total{status="431"} [1-9]'
 body_has "nothing left in flight" 'keygated_in_flight_requests 1$'
+sleep 0.5   # access lines are flushed within 200 ms
 if python3 -c '
 import json, sys
 for line in open(sys.argv[1], "rb"):

@@ -177,6 +177,7 @@ body_has "metrics: lease releases" 'keygated_lease_releases_total{result="releas
 if grep -q "k_[0-9a-f]\{16\}" "$T/b"; then bad "metrics carry a key id"; else ok "metrics carry no key id"; fi
 
 # ---- the access log --------------------------------------------------------
+sleep 0.5   # lines are flushed within 200 ms
 if python3 - "$T/access.log" <<'PY'
 import json, sys
 n = 0
