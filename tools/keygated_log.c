@@ -98,6 +98,17 @@ void kgd_log_flush(void)
     }
 }
 
+/* Append a literal (no printf on the request path). */
+static size_t lit(char *buf, size_t len, size_t cap, const char *s, size_t n)
+{
+    if (len + n >= cap)
+        return len;
+    memcpy(buf + len, s, n);
+    buf[len + n] = '\0';
+    return len + n;
+}
+#define LIT(s) n = lit(line, n, cap, s, sizeof(s) - 1)
+
 static void emit(const char *line, size_t n)
 {
     struct logbuf *b = my_buffer();
@@ -185,16 +196,29 @@ void kgd_log_close(void)
 
 static void now_iso(char out[64])
 {
+    /* The date part changes once a second: format it once per thread. */
+    static __thread time_t last_sec = (time_t)-1;
+    static __thread char prefix[64];
     struct timeval tv;
     struct tm tm;
-    time_t t;
+    unsigned ms;
 
     gettimeofday(&tv, NULL);
-    t = tv.tv_sec;
-    gmtime_r(&t, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+    if (tv.tv_sec != last_sec) {
+        time_t t = tv.tv_sec;
+        gmtime_r(&t, &tm);
+        snprintf(prefix, sizeof(prefix), "%04d-%02d-%02dT%02d:%02d:%02d.",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+        last_sec = tv.tv_sec;
+    }
+    ms = (unsigned)(tv.tv_usec / 1000);
+    memcpy(out, prefix, 20);
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
 
 void kgd_log_access(const struct kgd_access *a)
@@ -213,22 +237,22 @@ void kgd_log_access(const struct kgd_access *a)
     n = kgd_appendf(line, n, cap, "{\"time\":\"%s\",\"endpoint\":\"%s\",\"key_id\":",
                     ts, a->endpoint);
     n = kgd_json_cstr(line, n, cap, kg_decision_key_id(d));
-    n = kgd_appendf(line, n, cap, ",\"key_prefix\":");
+    LIT(",\"key_prefix\":");
     n = kgd_json_cstr(line, n, cap, kg_decision_key_prefix(d));
-    n = kgd_appendf(line, n, cap, ",\"plan\":");
+    LIT(",\"plan\":");
     n = kgd_json_cstr(line, n, cap, kg_decision_plan(d));
-    n = kgd_appendf(line, n, cap, ",\"client\":");
+    LIT(",\"client\":");
     n = kgd_json_cstr(line, n, cap, a->client);
-    n = kgd_appendf(line, n, cap, ",\"method\":");
+    LIT(",\"method\":");
     n = kgd_json_cstr(line, n, cap, a->method);
-    n = kgd_appendf(line, n, cap, ",\"path\":");
+    LIT(",\"path\":");
     plen = a->path ? strlen(a->path) : 0;
     if (plen > 512)   /* escaped, at most 6 bytes each: fits the line */
         plen = 512;
     if (a->path)
         n = kgd_json_str(line, n, cap, a->path, plen);
     else
-        n = kgd_appendf(line, n, cap, "null");
+        LIT("null");
     n = kgd_appendf(line, n, cap, ",\"status\":%d,\"code\":\"%s\",\"decided_by\":",
                     kg_decision_status(d),
                     code == KG_CODE_NONE ? "ok" : kg_code_name(code));
