@@ -3,7 +3,7 @@
  *
  * Order of start-up, and why:
  *   1. bind the listening sockets (a port below 1024 needs root),
- *   2. drop to --user, so that the policy, its key files and plugins are
+ *   2. write the pid file, drop to --user, so that the policy, its key files and plugins are
  *      loaded with the rights every later SIGHUP reload will have,
  *   3. block the signals in every thread (the MHD workers inherit the
  *      mask) and wait for them here, in the main thread, with sigwait:
@@ -129,6 +129,13 @@ int main(int argc, char **argv)
         kgd_log_msg("--access-log %s: %s", conf.access_log, strerror(errno));
         goto out;
     }
+    /* The pid file is written while we may still write where root can
+     * (/run); removing it at exit may then fail, which is harmless. */
+    if (conf.pid_file != NULL) {
+        if (write_pid(conf.pid_file) != 0)
+            goto out;
+        pid_written = 1;
+    }
     if (conf.user != NULL && drop_privileges(conf.user) != 0)
         goto out;
 
@@ -158,14 +165,6 @@ int main(int argc, char **argv)
         char name[80];
         kgd_listen_name(fds[i], name, sizeof(name));
         kgd_log_msg("listening on %s", name);
-    }
-    if (conf.pid_file != NULL) {
-        if (write_pid(conf.pid_file) != 0) {
-            kgd_http_stop(0);
-            nfds = 0;
-            goto out;
-        }
-        pid_written = 1;
     }
 
     for (;;) {
