@@ -16,7 +16,8 @@
  *   db: 0                         SELECT (not in a cluster)
  *   tls: {ca, cert, key, server_name}   when hiredis has TLS (hiredis_ssl)
  *   connect_timeout_ms: 500, command_timeout_ms: 500
- *   pool_size: 16                 connections per Redis node
+ *   pool_size: 4                  connections per Redis node, each shared
+ *                                 by many threads (automatic pipelining)
  *   backoff_min_ms: 50, backoff_max_ms: 2000
  *                                 after a failed connect, fail fast for
  *                                 this long (doubling up to the max)

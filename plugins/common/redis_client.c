@@ -37,14 +37,49 @@
 #define NSLOTS 16384
 #define MAX_HOPS 8
 
+/*
+ * One request waiting on a pipe: its formatted command (RESP), how many
+ * replies it expects (2 with a leading ASKING; the last is kept), and
+ * what came back.  It lives on the requesting thread's stack.
+ */
+struct preq {
+    const char *cmd;
+    size_t len;
+    int nreplies;
+    redisReply *reply;
+    int status;              /* 0 answered, PIPE_CONNECT, PIPE_IO */
+    int eof;                 /* PIPE_IO: the server had closed the connection */
+    char errstr[320];
+    int done;
+    pthread_cond_t cond;
+    struct preq *next;
+};
+#define PIPE_CONNECT 1
+#define PIPE_IO 2
+
+/*
+ * A connection shared by many threads by automatic pipelining: a thread
+ * queues its request; whoever finds the pipe idle becomes its driver,
+ * writes every queued request in one write, reads their replies in order
+ * and hands each back.  Requests that arrive meanwhile queue for the next
+ * round, whose first requester drives it.  Under load Redis reads many
+ * commands per read(): fewer system calls on both sides than a
+ * connection per thread.
+ */
+struct pipe {
+    pthread_mutex_t lock;
+    redisContext *rc;
+    struct preq *head, *tail;
+    int driving;
+};
+
 struct node {
     char host[256];
     int port;
     char *unix_path;
-    pthread_mutex_t lock;
-    pthread_cond_t freed;
-    redisContext **idle;
-    size_t nidle, total;
+    struct pipe *pipes;
+    size_t npipes;
+    atomic_uint next_pipe;
 };
 
 struct kgr_client {
@@ -177,12 +212,12 @@ static void node_free(struct node *n)
     size_t i;
     if (n == NULL)
         return;
-    for (i = 0; i < n->nidle; i++)
-        redisFree(n->idle[i]);
-    free(n->idle);
+    for (i = 0; i < n->npipes; i++) {
+        redisFree(n->pipes[i].rc);
+        pthread_mutex_destroy(&n->pipes[i].lock);
+    }
+    free(n->pipes);
     free(n->unix_path);
-    pthread_mutex_destroy(&n->lock);
-    pthread_cond_destroy(&n->freed);
     free(n);
 }
 
@@ -190,18 +225,21 @@ static struct node *node_new(struct kgr_client *c, const char *host, int port,
                              const char *unix_path)
 {
     struct node *n = calloc(1, sizeof(*n));
+    size_t i;
     if (n == NULL)
         return NULL;
-    n->idle = calloc(c->pool_size, sizeof(*n->idle));
-    if (n->idle == NULL || (unix_path && (n->unix_path = strdup(unix_path)) == NULL)) {
-        free(n->idle);
+    n->pipes = calloc(c->pool_size, sizeof(*n->pipes));
+    if (n->pipes == NULL || (unix_path && (n->unix_path = strdup(unix_path)) == NULL)) {
+        free(n->pipes);
         free(n);
         return NULL;
     }
+    n->npipes = c->pool_size;
+    for (i = 0; i < n->npipes; i++)
+        pthread_mutex_init(&n->pipes[i].lock, NULL);
+    atomic_init(&n->next_pipe, 0);
     snprintf(n->host, sizeof(n->host), "%s", host ? host : "");
     n->port = port;
-    pthread_mutex_init(&n->lock, NULL);
-    pthread_cond_init(&n->freed, NULL);
     return n;
 }
 
@@ -302,73 +340,119 @@ fail:
     return NULL;
 }
 
-/* A connection of node n: an idle one, a new one while the pool has
- * room, else wait for one (up to the command timeout). */
-static redisContext *pool_get(struct kgr_client *c, struct node *n, char *err,
-                              size_t errlen)
+/* Run one round on pipe p: called and returns with p->lock held. */
+static void drive(struct kgr_client *c, struct node *n, struct pipe *p)
 {
-    redisContext *rc;
-    struct timespec until;
+    struct preq *batch = p->head, *q, *next;
+    char err[320] = "";
+    int status = 0, eof = 0, wdone = 0, k;
 
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += c->command_ms / 1000;
-    until.tv_nsec += (c->command_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&n->lock);
-    for (;;) {
-        if (n->nidle > 0) {
-            rc = n->idle[--n->nidle];
-            pthread_mutex_unlock(&n->lock);
-            return rc;
-        }
-        if (n->total < c->pool_size) {
-            n->total++;
-            pthread_mutex_unlock(&n->lock);
-            rc = node_connect(c, n, err, errlen);
-            if (rc == NULL) {
-                pthread_mutex_lock(&n->lock);
-                n->total--;
-                pthread_cond_signal(&n->freed);
-                pthread_mutex_unlock(&n->lock);
+    p->head = p->tail = NULL;
+    p->driving = 1;
+    pthread_mutex_unlock(&p->lock);
+
+    if (p->rc == NULL && (p->rc = node_connect(c, n, err, sizeof(err))) == NULL)
+        status = PIPE_CONNECT;
+    for (q = batch; status == 0 && q; q = q->next)
+        if (redisAppendFormattedCommand(p->rc, q->cmd, q->len) != REDIS_OK)
+            status = PIPE_IO;
+    while (status == 0 && !wdone)
+        if (redisBufferWrite(p->rc, &wdone) != REDIS_OK)
+            status = PIPE_IO;
+    for (q = batch; q; q = q->next) {
+        for (k = 0; status == 0 && k < q->nreplies; k++) {
+            redisReply *r = NULL;
+            if (redisGetReply(p->rc, (void **)&r) != REDIS_OK) {
+                status = PIPE_IO;
+                break;
             }
-            return rc;
+            if (k + 1 < q->nreplies)
+                freeReplyObject(r);
+            else
+                q->reply = r;
         }
-        if (pthread_cond_timedwait(&n->freed, &n->lock, &until) == ETIMEDOUT) {
-            pthread_mutex_unlock(&n->lock);
-            snprintf(err, errlen, "no Redis connection free within %lld ms "
-                     "(raise pool_size)", (long long)c->command_ms);
-            return NULL;
+        if (status == PIPE_IO && err[0] == '\0') {
+            /* A connection the server closed (it restarted) fails on
+             * its first use, before anything ran. */
+            eof = p->rc->err == REDIS_ERR_EOF ||
+                  (p->rc->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
+            snprintf(err, sizeof(err), "Redis at %.100s:%d: %.150s", n->host, n->port,
+                     p->rc->errstr);
+        }
+        if (q->reply == NULL) {
+            q->status = status ? status : PIPE_IO;
+            q->eof = eof;
+            snprintf(q->errstr, sizeof(q->errstr), "%s", err);
         }
     }
+    if (status != 0 && p->rc != NULL) {
+        redisFree(p->rc);
+        p->rc = NULL;
+    }
+
+    pthread_mutex_lock(&p->lock);
+    for (q = batch; q; q = next) {
+        next = q->next;   /* q may be gone once it is done and we unlock */
+        q->done = 1;
+        pthread_cond_signal(&q->cond);
+    }
+    p->driving = 0;
+    if (p->head != NULL)
+        pthread_cond_signal(&p->head->cond);   /* it drives the next round */
 }
 
-static void pool_put(struct node *n, redisContext *rc)
+/*
+ * Send a formatted command on one of node n's pipes and wait for its
+ * reply.  NULL on failure: *status_r says whether the connection could
+ * not be made (PIPE_CONNECT) or broke (PIPE_IO, *eof_r if closed by the
+ * server), the reason is in err.
+ */
+static redisReply *exchange(struct kgr_client *c, struct node *n,
+                            const char *cmd, size_t len, int nreplies,
+                            int *status_r, int *eof_r, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&n->lock);
-    n->idle[n->nidle++] = rc;
-    pthread_cond_signal(&n->freed);
-    pthread_mutex_unlock(&n->lock);
+    struct pipe *p = &n->pipes[atomic_fetch_add(&n->next_pipe, 1) % n->npipes];
+    struct preq rq;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.cmd = cmd;
+    rq.len = len;
+    rq.nreplies = nreplies;
+    pthread_cond_init(&rq.cond, NULL);
+    pthread_mutex_lock(&p->lock);
+    if (p->tail)
+        p->tail->next = &rq;
+    else
+        p->head = &rq;
+    p->tail = &rq;
+    while (!rq.done) {
+        if (!p->driving && p->head != NULL)
+            drive(c, n, p);
+        else
+            pthread_cond_wait(&rq.cond, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    pthread_cond_destroy(&rq.cond);
+    *status_r = rq.status;
+    *eof_r = rq.eof;
+    if (rq.reply == NULL)
+        snprintf(err, errlen, "%s", rq.errstr[0] ? rq.errstr : "Redis did not answer");
+    return rq.reply;
 }
 
-/* A broken connection: close it, and the idle ones too (after a server
- * restart they are all dead). */
-static void pool_drop(struct node *n, redisContext *rc)
+/* Close every connection of a node (after a failure they are all dead). */
+static void node_reset(struct node *n)
 {
-    redisContext *dead[64];
-    size_t nd = 0, i;
-    redisFree(rc);
-    pthread_mutex_lock(&n->lock);
-    n->total--;
-    while (n->nidle > 0 && nd < sizeof(dead) / sizeof(dead[0]))
-        dead[nd++] = n->idle[--n->nidle];
-    n->total -= nd;
-    pthread_cond_broadcast(&n->freed);
-    pthread_mutex_unlock(&n->lock);
-    for (i = 0; i < nd; i++)
-        redisFree(dead[i]);
+    size_t i;
+    for (i = 0; i < n->npipes; i++) {
+        struct pipe *p = &n->pipes[i];
+        pthread_mutex_lock(&p->lock);
+        if (!p->driving && p->rc != NULL) {
+            redisFree(p->rc);
+            p->rc = NULL;
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 /* ---- failover -------------------------------------------------------- */
@@ -458,10 +542,24 @@ static int redirect_target(struct kgr_client *c, const char *msg)
     return node_index(c, host, port);
 }
 
-static int load_script(struct kgr_client *c, redisContext *rc)
+static int load_script(struct kgr_client *c, struct node *n, char *err,
+                       size_t errlen)
 {
-    redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", LIMITS_LUA);
-    int ok = r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, c->sha) == 0;
+    const char *argv[3] = {"SCRIPT", "LOAD", LIMITS_LUA};
+    size_t lens[3] = {6, 4, strlen(LIMITS_LUA)};
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, 3, argv, lens), status, eof, ok;
+    redisReply *r;
+
+    if (len < 0)
+        return -1;
+    r = exchange(c, n, cmd, (size_t)len, 1, &status, &eof, err, errlen);
+    redisFreeCommand(cmd);
+    ok = r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, c->sha) == 0;
+    if (r != NULL && !ok)
+        snprintf(err, errlen, "SCRIPT LOAD of the limits script failed%s%s",
+                 r->type == REDIS_REPLY_ERROR ? ": " : "",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
     freeReplyObject(r);
     return ok ? 0 : -1;
 }
@@ -470,8 +568,10 @@ redisReply *kgr_eval(struct kgr_client *c, unsigned slot, int argc,
                      const char **argv, size_t *lens, char *err,
                      size_t errlen)
 {
-    int idx, asking = 0, reconnected = 0, loaded = 0;
+    int idx, asking = 0, reconnected = 0, loaded = 0, len, alen;
     size_t hop, tried = 1;
+    char *cmd = NULL, *acmd = NULL;
+    redisReply *r = NULL;
 
     if (mono_ms() < atomic_load(&c->down_until_ms)) {
         snprintf(err, errlen, "Redis is unreachable; retrying after a backoff");
@@ -481,13 +581,17 @@ redisReply *kgr_eval(struct kgr_client *c, unsigned slot, int argc,
     lens[0] = 7;
     argv[1] = c->sha;
     lens[1] = 40;
+    if ((len = redisFormatCommandArgv(&cmd, argc, argv, lens)) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     pthread_mutex_lock(&c->lock);
     idx = c->slots[slot] >= 0 ? c->slots[slot] : c->primary;
     pthread_mutex_unlock(&c->lock);
     if (idx < 0) {
         if ((idx = sentinel_master(c, err, errlen)) < 0) {
             mark_down(c);
-            return NULL;
+            goto out;
         }
         pthread_mutex_lock(&c->lock);
         c->primary = idx;
@@ -496,55 +600,67 @@ redisReply *kgr_eval(struct kgr_client *c, unsigned slot, int argc,
 
     for (hop = 0; hop < MAX_HOPS; hop++) {
         struct node *n = c->nodes[idx];
-        redisContext *rc = pool_get(c, n, err, errlen);
-        redisReply *r = NULL;
+        int status = 0, eof = 0;
 
-        if (rc == NULL) {
-            int next = failover(c, idx, tried++, err, errlen);
-            if (next >= 0) {
-                idx = next;
+        if (asking) {
+            /* ASKING and the command back to back on one connection. */
+            char *a1 = NULL;
+            int l1 = redisFormatCommand(&a1, "ASKING");
+            free(acmd);
+            acmd = l1 < 0 ? NULL : malloc((size_t)l1 + (size_t)len);
+            if (acmd == NULL) {
+                redisFreeCommand(a1);
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            memcpy(acmd, a1, (size_t)l1);
+            memcpy(acmd + l1, cmd, (size_t)len);
+            alen = l1 + len;
+            redisFreeCommand(a1);
+            r = exchange(c, n, acmd, (size_t)alen, 2, &status, &eof, err, errlen);
+            asking = 0;
+        } else {
+            r = exchange(c, n, cmd, (size_t)len, 1, &status, &eof, err, errlen);
+        }
+        if (r == NULL) {
+            if (status == PIPE_CONNECT) {
+                int next = failover(c, idx, tried++, err, errlen);
+                if (next >= 0) {
+                    idx = next;
+                    continue;
+                }
+                mark_down(c);
+                goto out;
+            }
+            node_reset(n);
+            if (eof && !reconnected) {
+                /* The command never ran: one retry on a new connection.
+                 * A timeout is not retried (the script may have run). */
+                reconnected = 1;
                 continue;
             }
-            mark_down(c);
-            return NULL;
+            goto out;
         }
-        if (asking)
-            redisAppendCommand(rc, "ASKING");
-        redisAppendCommandArgv(rc, argc, argv, lens);
-        if (asking) {
-            if (redisGetReply(rc, (void **)&r) != REDIS_OK)
-                goto ioerr;
-            freeReplyObject(r);
-            r = NULL;
-            asking = 0;
-        }
-        if (redisGetReply(rc, (void **)&r) != REDIS_OK)
-            goto ioerr;
-        pool_put(n, rc);
         atomic_store(&c->backoff_ms, 0);
         if (r->type != REDIS_REPLY_ERROR)
-            return r;
+            goto out;
         if (strncmp(r->str, "NOSCRIPT", 8) == 0 && !loaded) {
             /* A restarted or new node: load once, then call again. */
             freeReplyObject(r);
+            r = NULL;
             loaded = 1;
-            if ((rc = pool_get(c, n, err, errlen)) == NULL)
-                return NULL;
-            if (load_script(c, rc) != 0) {
-                pool_drop(n, rc);
-                snprintf(err, errlen, "SCRIPT LOAD of the limits script failed");
-                return NULL;
-            }
-            pool_put(n, rc);
+            if (load_script(c, n, err, errlen) != 0)
+                goto out;
             continue;
         }
         if (strncmp(r->str, "MOVED ", 6) == 0 || strncmp(r->str, "ASK ", 4) == 0) {
             int to = redirect_target(c, r->str);
             int moved = r->str[0] == 'M';
             freeReplyObject(r);
+            r = NULL;
             if (to < 0) {
                 snprintf(err, errlen, "cannot follow a Redis Cluster redirection");
-                return NULL;
+                goto out;
             }
             if (moved) {
                 pthread_mutex_lock(&c->lock);
@@ -560,35 +676,22 @@ redisReply *kgr_eval(struct kgr_client *c, unsigned slot, int argc,
             /* A replica now (after a failover): find the master. */
             int next = failover(c, idx, tried++, err, errlen);
             freeReplyObject(r);
+            r = NULL;
             if (next < 0)
-                return NULL;
+                goto out;
             idx = next;
             continue;
         }
         snprintf(err, errlen, "Redis answered: %s", r->str);
         freeReplyObject(r);
-        return NULL;
-
-    ioerr:
-        {
-            /* A connection the server closed (it restarted) fails on its
-             * first use: the command never ran, so one retry on a new
-             * connection is safe.  A timeout is not retried (the script
-             * may have run). */
-            int eof = rc->err == REDIS_ERR_EOF ||
-                      (rc->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
-            snprintf(err, errlen, "Redis at %s:%d: %s", n->host, n->port, rc->errstr);
-            pool_drop(n, rc);
-            if (eof && !reconnected) {
-                reconnected = 1;
-                asking = 0;
-                continue;
-            }
-            return NULL;
-        }
+        r = NULL;
+        goto out;
     }
     snprintf(err, errlen, "too many Redis Cluster redirections");
-    return NULL;
+out:
+    redisFreeCommand(cmd);
+    free(acmd);
+    return r;
 }
 
 /* ---- options ----------------------------------------------------------- */
@@ -717,10 +820,10 @@ static kg_error read_options(kg_opts *top, kg_opts *o, struct kgr_client *c,
         (e = get_ms(o, "command_timeout_ms", 500, 1, &c->command_ms)) != KG_OK ||
         (e = get_ms(o, "backoff_min_ms", 50, 1, &c->backoff_min_ms)) != KG_OK ||
         (e = get_ms(o, "backoff_max_ms", 2000, 1, &c->backoff_max_ms)) != KG_OK ||
-        (e = get_ms(o, "pool_size", 16, 1, &pool)) != KG_OK)
+        (e = get_ms(o, "pool_size", 4, 1, &pool)) != KG_OK)
         return e;
-    if (pool > 1024)
-        return kg_opts_error(o, "pool_size", "pool_size must be at most 1024");
+    if (pool > 256)
+        return kg_opts_error(o, "pool_size", "pool_size must be at most 256");
     c->pool_size = (size_t)pool;
     tls = kg_opts_child(o, "tls");
 #ifdef KG_REDIS_TLS
@@ -783,7 +886,7 @@ kg_error kgr_client_new(kg_opts *top, struct limitconf *lc,
     atomic_init(&c->down_until_ms, 0);
     atomic_init(&c->backoff_ms, 0);
     c->ctx = kg_opts_context(top);
-    c->pool_size = 16;
+    c->pool_size = 4;
     if (o == NULL && kg_opts_has(top, "redis")) {
         e = kg_opts_error(top, "redis", "redis must be a mapping (endpoints: ...)");
         goto fail;
