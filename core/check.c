@@ -66,7 +66,7 @@ void kg_call_limit_report(kg_call *c, const char *name, int64_t limit,
         if (d->nlimits >= KG__MAX_LIMITS)
             return;
         r = &d->limits[d->nlimits++];
-        snprintf(r->name, sizeof(r->name), "%s", name);
+        kg__strlcpy(r->name, name, sizeof(r->name));
     }
     r->limit = limit;
     r->remaining = remaining < 0 ? 0 : remaining;
@@ -106,8 +106,9 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
             kg__lease_release(c->policy->ctx->limits, lease, c->now_us);
             return 0;
         }
-        snprintf(d->lease + used, sizeof(d->lease) - used, "%s%s",
-                 used ? "," : "", lease);
+        if (used)
+            d->lease[used++] = ',';
+        kg__strlcpy(d->lease + used, lease, sizeof(d->lease) - used);
         return 1;
     }
     return 0;
@@ -156,8 +157,10 @@ kg_error kg_call_lease_new(kg_call *c, const char *limit, char *out,
 {
     if (c->record == NULL || c->record->id == NULL || limit == NULL || out == NULL)
         return KG_ERR_INVALID;
-    return kg__lease_format(c->record->id, limit, out, size) == 0 ? KG_OK
-                                                                  : KG_ERR_INVALID;
+    if (kg__lease_format(c->policy->ctx->limits, c->record->id, limit, out,
+                         size) != 0)
+        return KG_ERR_INVALID;
+    return KG_OK;
 }
 
 kg_error kg_call_lease_add(kg_call *c, const char *lease)
@@ -606,7 +609,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     d = kg__decision_new();
     if (d == NULL)
         return KG_ERR_NOMEM;
-    snprintf(d->realm, sizeof(d->realm), "%s", p->realm);
+    kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
     memset(&c, 0, sizeof(c));
     c.policy = p;
     c.req = req;
@@ -647,14 +650,14 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     }
     c.plan = plan->name;
     c.planp = plan;
-    snprintf(d->plan, sizeof(d->plan), "%s", plan->name);
+    kg__strlcpy(d->plan, plan->name, sizeof(d->plan));
     d->priority = plan->priority;
     if (run_account(&c, &plan->account) != 0)
         goto done;
     if (run_limit(&c, &plan->limit) != 0)
         goto done;
-    snprintf(d->decided_by, sizeof(d->decided_by), "%s",
-             plan->limit.n ? "limit" : plan->account.n ? "account" : "keystore");
+    kg__strlcpy(d->decided_by, plan->limit.n ? "limit" : plan->account.n ? "account" : "keystore",
+                sizeof(d->decided_by));
     if (!peek && store->mod->plugin->keystore->touch)
         store->mod->plugin->keystore->touch(store->inst, rec,
                                             c.now_us / 1000000);

@@ -32,6 +32,8 @@ char *kg__strdup(const char *s);
 char *kg__strndup(const char *s, size_t n);
 char *kg__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int kg__strcaseeq(const char *a, const char *b);
+/* Copy with truncation, always NUL-terminated (no printf on hot paths). */
+void kg__strlcpy(char *dst, const char *src, size_t size);
 /* Free a string after overwriting it. */
 void kg__free_secret(char *s);
 
@@ -216,8 +218,8 @@ kg_error kg__lease_release(struct kg__limits *l, const char *lease,
 kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
                                int64_t now_us);
 /* A lease id "<16 hex>.<hex>" of (key id, limit name); 0 on success. */
-int kg__lease_format(const char *key_id, const char *limit, char *out,
-                     size_t size);
+int kg__lease_format(struct kg__limits *l, const char *key_id,
+                     const char *limit, char *out, size_t size);
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
                         const char *limit, int64_t now_us);
 

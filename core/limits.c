@@ -23,6 +23,9 @@
 
 #define SHARDS 256
 #define DEFAULT_CAPACITY 1000000
+/* The shard is picked by the low bits of the hash; the bucket within it
+ * by the bits above, or every key of a shard would share a bucket. */
+#define BUCKET(h, n) ((size_t)((h) >> 8) & ((n) - 1))
 
 struct lease {
     uint64_t id;
@@ -34,7 +37,6 @@ struct lshard;
 struct kg_slot {
     int64_t words[KG_SLOT_WORDS];
     struct lshard *shard;
-    char *key;                   /* "<key id>\x1f<limit name>" */
     uint64_t hash;
     int64_t touched_s;
     int64_t idle_s;
@@ -42,6 +44,7 @@ struct kg_slot {
     size_t nleases, leasecap;
     struct kg_slot *hnext;
     struct kg_slot *older, *newer;  /* LRU: oldest is evicted first */
+    char key[];                  /* "<key id>\x1f<limit name>" */
 };
 
 struct lshard {
@@ -56,7 +59,31 @@ struct kg__limits {
     atomic_size_t capacity;
     atomic_size_t entries;
     struct lshard shards[SHARDS];
+    /* Lease ids come from OpenSSL's RNG, drawn a block at a time: one
+     * RAND_bytes() per lease costs more than the rest of a check. */
+    pthread_mutex_t rnd_lock;
+    unsigned char rnd[4096];
+    size_t rnd_pos;
 };
+
+static int lease_id(struct kg__limits *l, uint64_t *id)
+{
+    int ok = 1;
+    pthread_mutex_lock(&l->rnd_lock);
+    if (l->rnd_pos + sizeof(*id) > sizeof(l->rnd)) {
+        if (RAND_bytes(l->rnd, sizeof(l->rnd)) != 1)
+            ok = 0;
+        else
+            l->rnd_pos = 0;
+    }
+    if (ok) {
+        memcpy(id, l->rnd + l->rnd_pos, sizeof(*id));
+        kg_wipe(l->rnd + l->rnd_pos, sizeof(*id));
+        l->rnd_pos += sizeof(*id);
+    }
+    pthread_mutex_unlock(&l->rnd_lock);
+    return ok;
+}
 
 static uint64_t fnv1a(const char *s, size_t n)
 {
@@ -79,13 +106,14 @@ kg_error kg__limits_new(struct kg__limits **l_r)
     atomic_init(&l->entries, 0);
     for (i = 0; i < SHARDS; i++)
         pthread_mutex_init(&l->shards[i].lock, NULL);
+    pthread_mutex_init(&l->rnd_lock, NULL);
+    l->rnd_pos = sizeof(l->rnd);
     *l_r = l;
     return KG_OK;
 }
 
 static void slot_free(struct kg_slot *s)
 {
-    free(s->key);
     free(s->leases);
     free(s);
 }
@@ -107,6 +135,8 @@ void kg__limits_free(struct kg__limits *l)
         free(sh->buckets);
         pthread_mutex_destroy(&sh->lock);
     }
+    pthread_mutex_destroy(&l->rnd_lock);
+    kg_wipe(l->rnd, sizeof(l->rnd));
     free(l);
 }
 
@@ -140,7 +170,7 @@ static void lru_push(struct lshard *sh, struct kg_slot *s)
 
 static void evict(struct kg__limits *l, struct lshard *sh, struct kg_slot *s)
 {
-    struct kg_slot **pp = &sh->buckets[s->hash & (sh->nbuckets - 1)];
+    struct kg_slot **pp = &sh->buckets[BUCKET(s->hash, sh->nbuckets)];
     for (; *pp; pp = &(*pp)->hnext) {
         if (*pp == s) {
             *pp = s->hnext;
@@ -163,8 +193,8 @@ static int grow(struct lshard *sh)
         struct kg_slot *s = sh->buckets[i], *next;
         for (; s; s = next) {
             next = s->hnext;
-            s->hnext = b[s->hash & (nb - 1)];
-            b[s->hash & (nb - 1)] = s;
+            s->hnext = b[BUCKET(s->hash, nb)];
+            b[BUCKET(s->hash, nb)] = s;
         }
     }
     free(sh->buckets);
@@ -196,15 +226,17 @@ static struct kg_slot *find(struct kg__limits *l, const char *key, size_t klen,
 
     pthread_mutex_lock(&sh->lock);
     if (sh->nbuckets) {
-        for (s = sh->buckets[h & (sh->nbuckets - 1)]; s; s = s->hnext) {
+        for (s = sh->buckets[BUCKET(h, sh->nbuckets)]; s; s = s->hnext) {
             if (s->hash == h && strcmp(s->key, key) == 0) {
-                s->touched_s = now_s;
                 if (idle_s > s->idle_s)
                     s->idle_s = idle_s;
-                if (sh->newest != s) {
+                /* Recency to the second is enough for eviction, and
+                 * saves touching two neighbours' cache lines per check. */
+                if (s->touched_s != now_s && sh->newest != s) {
                     lru_unlink(sh, s);
                     lru_push(sh, s);
                 }
+                s->touched_s = now_s;
                 return s;
             }
         }
@@ -227,18 +259,18 @@ static struct kg_slot *find(struct kg__limits *l, const char *key, size_t klen,
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->key = kg__strndup(key, klen)) == NULL) {
-        free(s);
+    s = calloc(1, sizeof(*s) + klen + 1);
+    if (s == NULL) {
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
+    memcpy(s->key, key, klen + 1);
     s->hash = h;
     s->shard = sh;
     s->touched_s = now_s;
     s->idle_s = idle_s;
-    s->hnext = sh->buckets[h & (sh->nbuckets - 1)];
-    sh->buckets[h & (sh->nbuckets - 1)] = s;
+    s->hnext = sh->buckets[BUCKET(h, sh->nbuckets)];
+    sh->buckets[BUCKET(h, sh->nbuckets)] = s;
     lru_push(sh, s);
     sh->count++;
     atomic_fetch_add(&l->entries, 1);
@@ -248,8 +280,13 @@ static struct kg_slot *find(struct kg__limits *l, const char *key, size_t klen,
 static size_t make_key(char *buf, size_t size, const char *key_id,
                        const char *limit)
 {
-    int n = snprintf(buf, size, "%s\x1f%s", key_id, limit);
-    return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
+    size_t a = strlen(key_id), b = strlen(limit);
+    if (a + b + 2 > size)
+        return 0;
+    memcpy(buf, key_id, a);
+    buf[a] = '\x1f';
+    memcpy(buf + a + 1, limit, b + 1);
+    return a + 1 + b;
 }
 
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
@@ -276,21 +313,30 @@ void kg_slot_unlock(kg_slot *s)
 static void format_lease(uint64_t id, const char *key, size_t n, char *out,
                          size_t outlen)
 {
+    /* Callers checked outlen >= 18 + 2n.  No printf: this is on every
+     * admitted check of a concurrency limit. */
+    static const char hx[] = "0123456789abcdef";
     size_t i, o;
-    o = (size_t)snprintf(out, outlen, "%016llx.", (unsigned long long)id);
-    for (i = 0; i < n && o < outlen; i++)
-        o += (size_t)snprintf(out + o, outlen - o, "%02x", (unsigned char)key[i]);
+    (void)outlen;
+    for (o = 0; o < 16; o++)
+        out[o] = hx[(id >> (60 - 4 * o)) & 15];
+    out[o++] = '.';
+    for (i = 0; i < n; i++) {
+        out[o++] = hx[(unsigned char)key[i] >> 4];
+        out[o++] = hx[(unsigned char)key[i] & 15];
+    }
+    out[o] = '\0';
 }
 
-int kg__lease_format(const char *key_id, const char *limit, char *out,
-                     size_t size)
+int kg__lease_format(struct kg__limits *l, const char *key_id,
+                     const char *limit, char *out, size_t size)
 {
     char key[512];
     size_t n = make_key(key, sizeof(key), key_id, limit);
     uint64_t id;
     if (n == 0 || size < 18 + 2 * n)
         return -1;
-    if (RAND_bytes((unsigned char *)&id, sizeof(id)) != 1)
+    if (!lease_id(l, &id))
         return -1;
     format_lease(id, key, n, out, size);
     return 0;
@@ -322,7 +368,7 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id,
             s->leases = nl;
             s->leasecap = cap;
         }
-        if (RAND_bytes((unsigned char *)&id, sizeof(id)) != 1)
+        if (!lease_id(l, &id))
             goto out;
         s->leases[s->nleases].id = id;
         s->leases[s->nleases].expires_us = now_us + ttl_s * 1000000;
@@ -372,7 +418,6 @@ static int unhex(const char *p, size_t n, char *out)
 static kg_error release_one(struct kg__limits *l, const char *lease,
                             size_t len, int64_t now_us, char key[512])
 {
-    char idhex[17], *end;
     size_t klen, i;
     uint64_t id;
     struct kg_slot *s;
@@ -381,11 +426,14 @@ static kg_error release_one(struct kg__limits *l, const char *lease,
     if (len < 18 || lease[16] != '.' || (len - 17) % 2 != 0 ||
         (len - 17) / 2 >= 512)
         return KG_ERR_INVALID;
-    memcpy(idhex, lease, 16);
-    idhex[16] = '\0';
-    id = strtoull(idhex, &end, 16);
-    if (*end != '\0')
-        return KG_ERR_INVALID;
+    id = 0;
+    for (i = 0; i < 16; i++) {
+        char c = lease[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return KG_ERR_INVALID;
+        id = id << 4 | (uint64_t)v;
+    }
     klen = (len - 17) / 2;
     key[0] = '\0';
     if (unhex(lease + 17, len - 17, key) != 0)

@@ -159,6 +159,17 @@ char *kg__asprintf(const char *fmt, ...)
     return p;
 }
 
+void kg__strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+    if (size == 0)
+        return;
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 int kg__strcaseeq(const char *a, const char *b)
 {
     return strcasecmp(a, b) == 0;

@@ -1,0 +1,247 @@
+/*
+ * bench/check - kg_check() in process on the Pro stack: bearer +
+ * in-memory store (bench/memstore) + hour and day fixed windows +
+ * concurrency with release, with 1,000 and 1,000,000 keys, on 1 and 2
+ * threads.  Prints checks/s, p50/p99 latency, limiter-state memory per
+ * key, and beside them the cost of one SHA-256 of a key (the floor).
+ *
+ * The limits are set high enough that every check is admitted, so the
+ * full allow path (every stage, a lease taken and released) is measured.
+ *
+ *   bench/check [--seconds S] [--big N]
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <keygate/keygate.h>
+#include <keygate/plugin.h>
+
+static double seconds = 2.0;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+struct worker {
+    const kg_policy *pol;
+    kg_context *ctx;
+    char (*keys)[KG_KEY_MAX];
+    size_t nkeys;
+    unsigned seed;
+    int64_t deadline;
+    long checks, denied;
+    int64_t *lat;      /* sampled latencies, ns */
+    size_t nlat, caplat;
+};
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
+    kg_request *req;
+    char auth[KG_KEY_MAX + 16];
+    kg_request_new(&req);
+    while (1) {
+        int k;
+        for (k = 0; k < 64; k++) {
+            size_t i = (size_t)rand_r(&w->seed) % w->nkeys;
+            kg_decision *d;
+            int64_t t0 = 0;
+            int sample = (w->checks & 15) == 0 && w->nlat < w->caplat;
+            kg_request_reset(req);
+            snprintf(auth, sizeof(auth), "Bearer %s", w->keys[i]);
+            if (sample)
+                t0 = now_ns();
+            kg_request_add_header(req, "Authorization", auth);
+            kg_request_set_method(req, "GET");
+            kg_request_set_path(req, "/v1/scrape");
+            kg_check(w->pol, req, &d);
+            if (kg_decision_lease(d))
+                kg_release(w->ctx, kg_decision_lease(d));
+            if (!kg_decision_allowed(d))
+                w->denied++;
+            kg_decision_free(d);
+            if (sample)
+                w->lat[w->nlat++] = now_ns() - t0;
+            w->checks++;
+        }
+        if (now_ns() > w->deadline)
+            break;
+    }
+    kg_request_free(req);
+    return NULL;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void measure(const char *label, const kg_policy *pol, kg_context *ctx,
+                    char (*keys)[KG_KEY_MAX], size_t nkeys, int threads)
+{
+    pthread_t t[8];
+    struct worker w[8];
+    int64_t start, *all;
+    size_t nall = 0, i;
+    long total = 0, denied = 0;
+    double el;
+
+    memset(w, 0, sizeof(w));
+    start = now_ns();
+    for (i = 0; i < (size_t)threads; i++) {
+        w[i].pol = pol;
+        w[i].ctx = ctx;
+        w[i].keys = keys;
+        w[i].nkeys = nkeys;
+        w[i].seed = (unsigned)(i * 7919 + 1);
+        w[i].deadline = start + (int64_t)(seconds * 1e9);
+        w[i].caplat = 4000000;
+        w[i].lat = malloc(w[i].caplat * sizeof(int64_t));
+        pthread_create(&t[i], NULL, run, &w[i]);
+    }
+    for (i = 0; i < (size_t)threads; i++) {
+        pthread_join(t[i], NULL);
+        total += w[i].checks;
+        denied += w[i].denied;
+        nall += w[i].nlat;
+    }
+    el = (double)(now_ns() - start) / 1e9;
+    all = malloc((nall ? nall : 1) * sizeof(*all));
+    nall = 0;
+    for (i = 0; i < (size_t)threads; i++) {
+        memcpy(all + nall, w[i].lat, w[i].nlat * sizeof(int64_t));
+        nall += w[i].nlat;
+        free(w[i].lat);
+    }
+    qsort(all, nall, sizeof(*all), cmp64);
+    printf("%-28s %d thread%s  %10.0f checks/s  p50 %6.2f us  p99 %6.2f us  (denied %ld)\n",
+           label, threads, threads > 1 ? "s" : " ", total / el,
+           nall ? all[nall / 2] / 1000.0 : 0, nall ? all[nall * 99 / 100] / 1000.0 : 0,
+           denied);
+    free(all);
+}
+
+static const char *POLICY =
+    "credential:\n"
+    "  - {module: bearer, control: required}\n"
+    "keystore:\n"
+    "  - {module: memstore, control: required, options: {keys_file: %s}}\n"
+    "plans:\n"
+    "  pro:\n"
+    "    limit:\n"
+    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 1000000000000, window: 1h}}\n"
+    "      - {module: fixed_window, control: requisite, options: {name: day, count: 1000000000000, window: 1d}}\n"
+    "      - {module: concurrency, control: requisite, options: {name: concurrency, count: 10}}\n";
+
+static int one_size(size_t nkeys, double *floor_ns)
+{
+    char (*keys)[KG_KEY_MAX] = calloc(nkeys, KG_KEY_MAX);
+    char path[] = "/tmp/kg-bench-XXXXXX", yaml[2048], label[64];
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    kg_context *ctx;
+    kg_policy *pol;
+    kg_diag d;
+    size_t i;
+    long rss0, rss1;
+    int64_t t0;
+
+    for (i = 0; i < nkeys; i++) {
+        kg_key_generate("whizo", keys[i], KG_KEY_MAX);
+        fprintf(f, "%s\n", keys[i]);
+    }
+    fclose(f);
+    snprintf(yaml, sizeof(yaml), POLICY, path);
+    kg_context_new(&ctx);
+    kg_context_set_limit_capacity(ctx, 4 * nkeys + 1024);
+    if (kg_policy_load_string(ctx, yaml, "bench", &pol, &d) != KG_OK) {
+        fprintf(stderr, "bench: policy: %s\n", d.message);
+        return 1;
+    }
+    unlink(path);
+    if (floor_ns != NULL && *floor_ns == 0) {
+        unsigned char h[KG_HASH_LEN];
+        long n = 0;
+        t0 = now_ns();
+        for (n = 0; n < 2000000; n++)
+            kg_key_hash(keys[n % nkeys], strlen(keys[0]), h);
+        *floor_ns = (double)(now_ns() - t0) / n;
+    }
+    /* Touch every key once so that the limiter state is fully populated,
+     * and measure what that state costs. */
+    rss0 = rss_kb();
+    {
+        kg_request *req;
+        char auth[KG_KEY_MAX + 16];
+        kg_request_new(&req);
+        for (i = 0; i < nkeys; i++) {
+            kg_decision *dd;
+            kg_request_reset(req);
+            snprintf(auth, sizeof(auth), "Bearer %s", keys[i]);
+            kg_request_add_header(req, "Authorization", auth);
+            kg_check(pol, req, &dd);
+            if (kg_decision_lease(dd))
+                kg_release(ctx, kg_decision_lease(dd));
+            kg_decision_free(dd);
+        }
+        kg_request_free(req);
+    }
+    rss1 = rss_kb();
+    printf("%zu keys: limiter state %zu entries, %.0f bytes per key (3 limits)\n",
+           nkeys, kg_context_limit_entries(ctx),
+           nkeys ? (double)(rss1 - rss0) * 1024 / nkeys : 0);
+    snprintf(label, sizeof(label), "kg_check, %zu keys", nkeys);
+    measure(label, pol, ctx, keys, nkeys, 1);
+    measure(label, pol, ctx, keys, nkeys, 2);
+    kg_policy_free(pol);
+    kg_context_free(ctx);
+    for (i = 0; i < nkeys; i++)
+        kg_wipe(keys[i], KG_KEY_MAX);
+    free(keys);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    double floor_ns = 0;
+    size_t big = 1000000;
+    int i;
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--big") && i + 1 < argc)
+            big = (size_t)atol(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench/check [--seconds S] [--big N]\n");
+            return 2;
+        }
+    }
+    printf("bench/check: kg_check in process, Pro stack (bearer + memory store + "
+           "hour + day + concurrency with release), %.1f s per run, %ld cores\n",
+           seconds, sysconf(_SC_NPROCESSORS_ONLN));
+    if (one_size(1000, &floor_ns) != 0 || one_size(big, NULL) != 0)
+        return 1;
+    printf("floor: one SHA-256 of a key (kg_key_hash): %.0f ns = %.0f hashes/s on one core\n",
+           floor_ns, 1e9 / floor_ns);
+    return 0;
+}
