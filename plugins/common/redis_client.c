@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -356,9 +357,30 @@ static void drive(struct kgr_client *c, struct node *n, struct pipe *p)
     for (q = batch; status == 0 && q; q = q->next)
         if (redisAppendFormattedCommand(p->rc, q->cmd, q->len) != REDIS_OK)
             status = PIPE_IO;
-    while (status == 0 && !wdone)
-        if (redisBufferWrite(p->rc, &wdone) != REDIS_OK)
-            status = PIPE_IO;
+    if (status == 0) {
+        /* A write to a connection the server closed raises SIGPIPE,
+         * which would kill the embedding process: block it for the
+         * write and take a pending one away (a library must not change
+         * the process's signal dispositions). */
+        sigset_t pipe_set, old;
+        int was_pending;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+        {
+            sigset_t pend;
+            sigpending(&pend);
+            was_pending = sigismember(&pend, SIGPIPE);
+        }
+        while (status == 0 && !wdone)
+            if (redisBufferWrite(p->rc, &wdone) != REDIS_OK)
+                status = PIPE_IO;
+        if (status != 0 && errno == EPIPE && !was_pending) {
+            struct timespec zero = {0, 0};
+            sigtimedwait(&pipe_set, NULL, &zero);
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     for (q = batch; q; q = q->next) {
         for (k = 0; status == 0 && k < q->nreplies; k++) {
             redisReply *r = NULL;

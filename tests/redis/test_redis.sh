@@ -181,6 +181,47 @@ policy "$POL" "127.0.0.1:$P"
 "$KG" --config "$POL" policy check >/dev/null 2>&1 && ok "policy with backend: redis loads" \
     || bad "policy check: $("$KG" --config "$POL" policy check 2>&1)"
 
+# Bad options are refused at load with their place and a way out.
+bad_opt() { # DESC OPTIONS PATTERN
+    cat > "$D/bad.yaml" <<YAML
+version: 1
+credential: [{module: bearer, control: required}]
+keystore: [{module: file, control: required, options: {path: $D/bad-keys.yaml}}]
+plans:
+  p:
+    limit:
+      - module: fixed_window
+        control: requisite
+        options: {name: hour, count: 1, window: 1h, $2}
+YAML
+    local out
+    out=$("$KG" --config "$D/bad.yaml" policy check 2>&1)
+    if [ $? -ne 0 ] && printf '%s\n' "$out" | grep -q -- "$3"; then ok "$1"; else bad "$1: $out"; fi
+}
+bad_opt "unknown backend" "backend: mongo" "bad.yaml:9:.*backend must be memory or redis"
+bad_opt "unknown on_backend_error" "backend: redis, on_backend_error: maybe" "on_backend_error must be deny, allow or local"
+bad_opt "redis options without backend: redis" "redis: {endpoints: [127.0.0.1:1]}" "need backend: redis"
+bad_opt "endpoint without a port" "backend: redis, redis: {endpoints: [localhost]}" "'localhost' is not host:port"
+bad_opt "missing password file" "backend: redis, redis: {password_file: $D/nope}" "cannot read $D/nope"
+bad_opt "username without password" "backend: redis, redis: {username: kg}" "needs a password"
+bad_opt "unknown redis option" "backend: redis, redis: {endpoint: [127.0.0.1:1]}" "unknown option 'endpoint'"
+cat > "$D/tls.yaml" <<YAML
+version: 1
+credential: [{module: bearer, control: required}]
+keystore: [{module: file, control: required, options: {path: $D/bad-keys.yaml}}]
+plans:
+  p:
+    limit:
+      - module: fixed_window
+        control: requisite
+        options: {name: hour, count: 1, window: 1h, backend: redis, redis: {tls: {server_name: r}}}
+YAML
+out=$("$KG" --config "$D/tls.yaml" policy check 2>&1)
+case "$out" in
+    *"ok (1 plans)"*|*"no TLS support (hiredis_ssl)"*) ok "tls: set up, or refused for a hiredis without TLS" ;;
+    *) bad "tls: $out" ;;
+esac
+
 KF=$(newkey "$POL" free)
 check_eq "free plan: 2 processes x 16 threads admit exactly 10" "$(two_procs "$POL" "$KF" 300 16)" 10
 hk=$(rcli "$P" --scan --pattern 'free:*:hour:f')
