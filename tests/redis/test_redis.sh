@@ -279,6 +279,36 @@ others=$(printf '%s\n' "$stats" | grep '^cmdstat_' | sed 's/^cmdstat_\([^:]*\):.
          | grep -v -x -E 'evalsha|info|config\|resetstat|time|hmget|hset|expireat|pexpire|zremrangebyscore|zcard|zadd|zrem' | tr '\n' ' ')
 check_eq "and no command outside it" "$others" ""
 
+# ---- failover: several endpoints, and Sentinel -------------------------
+dead=$((P + 1)); rcli "$dead" ping >/dev/null 2>&1 && dead=$((P + 2))
+sed -e "s/endpoints: \[127.0.0.1:$P\], prefix: free/endpoints: [127.0.0.1:$dead, 127.0.0.1:$P], prefix: fo/" "$POL" > "$D/fo.yaml"
+grep -q "prefix: fo" "$D/fo.yaml" || bad "failover policy not made"
+KO=$(newkey "$D/fo.yaml" free)
+check_eq "first endpoint down: the next one serves, exactly 10" \
+    "$(val "$("$HAMMER" "$D/fo.yaml" "$KO" <<< "check 0 50 4")" allowed)" 10
+[ -n "$(rcli "$P" --scan --pattern 'fo:*:hour:f')" ] && ok "... with its state in the live Redis" || bad "no fo: keys"
+if command -v redis-sentinel >/dev/null 2>&1 || redis-server --help 2>&1 | grep -q sentinel; then
+    SP=""
+    for _ in $(seq 20); do
+        SP=$((20000 + RANDOM % 30000))
+        rcli "$SP" ping >/dev/null 2>&1 && continue
+        mkdir -p "$D/s$SP"
+        printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %s 1\n' \
+            "$SP" "$D/s$SP" "$P" > "$D/s$SP/sentinel.conf"
+        redis-server "$D/s$SP/sentinel.conf" --sentinel --daemonize yes \
+            --pidfile "$D/s$SP.pid" --logfile "$D/s$SP/log" >/dev/null 2>&1 || continue
+        for _ in $(seq 100); do
+            rcli "$SP" sentinel get-master-addr-by-name mymaster 2>/dev/null | grep -q "$P" && break 2
+            sleep 0.05
+        done
+    done
+    sed -e "s/endpoints: \[127.0.0.1:$P\], prefix: free/sentinel: {master: mymaster, endpoints: [127.0.0.1:$SP]}, prefix: sen/" "$POL" > "$D/sen.yaml"
+    KN=$(newkey "$D/sen.yaml" free)
+    check_eq "through Sentinel: exactly 10" \
+        "$(val "$("$HAMMER" "$D/sen.yaml" "$KN" <<< "check 0 50 4")" allowed)" 10
+    [ -n "$(rcli "$P" --scan --pattern 'sen:*:hour:f')" ] && ok "... on the master Sentinel named" || bad "no sen: keys"
+fi
+
 # ---- faults -----------------------------------------------------------
 FP="$D/faults.yaml"
 fault_policy "$FP" "$P"
