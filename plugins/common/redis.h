@@ -1,8 +1,10 @@
 /*
  * redis.h - the Redis backend of the limiter plugins (redis.c), compiled
  * into each limiter module when keygate is built with hiredis
- * (KG_REDIS).  One Lua script (limits.lua) holds every algorithm, so a
- * plan's limits that share a Redis are decided together in one EVALSHA:
+ * (KG_REDIS): redis.c (the limiter side), redis_client.c (routing one
+ * EVALSHA), redis_pipe.c (connections), redis_conf.c (options).  One
+ * Lua script (limits.lua) holds every algorithm, so a plan's limits that
+ * share a Redis are decided together in one EVALSHA:
  * the core hands consecutive lines with the same kgr_batch_key() to one
  * kgr_batch() call (plugin.h, struct kg_limit_ops).
  *
@@ -46,7 +48,7 @@ void kgr_batch(void *const *insts, size_t n, kg_call *call,
 /* Give back what an admitted batch took for this line. */
 void kgr_undo(struct limitconf *lc, kg_call *call);
 
-/* ---- between redis.c and redis_client.c ---------------------------- */
+/* ---- between redis.c and redis_client.c (and redis_int.h) ----------- */
 
 /* The Redis Cluster slot of a string (CRC16 mod 16384). */
 unsigned kgr_slot(const char *s, size_t n);
