@@ -5,7 +5,10 @@
  * `negative_ttl`; an expired entry is kept (until evicted) so that it can
  * be served while the store is unavailable ("stale while unavailable").
  * Sharded by hash with a mutex per shard; each shard is bounded and
- * evicts its oldest insertion first.
+ * evicts its oldest insertion first.  The shards split max_entries
+ * between them, so the total never exceeds it; a small cache has fewer
+ * shards (one per 1024 entries, at most SHARDS), so that a cap of 2 holds
+ * the 2 newest entries rather than one per shard.
  */
 #include "internal.h"
 
@@ -32,6 +35,7 @@ struct cshard {
 
 struct kg__cache {
     kg__cache_conf conf;
+    size_t nshards;
     size_t per_shard;
     struct cshard shards[SHARDS];
 };
@@ -43,7 +47,14 @@ kg__cache *kg__cache_new(const kg__cache_conf *conf)
     if (c == NULL)
         return NULL;
     c->conf = *conf;
-    c->per_shard = conf->max_entries / SHARDS + 1;
+    if (c->conf.max_entries < 1)
+        c->conf.max_entries = 1;
+    c->nshards = c->conf.max_entries / 1024;
+    if (c->nshards < 1)
+        c->nshards = 1;
+    if (c->nshards > SHARDS)
+        c->nshards = SHARDS;
+    c->per_shard = c->conf.max_entries / c->nshards;
     for (i = 0; i < SHARDS; i++) {
         struct cshard *s = &c->shards[i];
         pthread_mutex_init(&s->lock, NULL);
@@ -117,7 +128,7 @@ void kg__cache_free(kg__cache *c)
 int kg__cache_get(kg__cache *c, const unsigned char *hash, int64_t now,
                   kg_record **rec_r, int *fresh_r)
 {
-    struct cshard *s = &c->shards[hash[0] % SHARDS];
+    struct cshard *s = &c->shards[hash[0] % c->nshards];
     struct centry *e;
     int found = 0;
 
@@ -137,7 +148,7 @@ int kg__cache_get(kg__cache *c, const unsigned char *hash, int64_t now,
 void kg__cache_put(kg__cache *c, const unsigned char *hash, kg_record *rec,
                    int64_t now)
 {
-    struct cshard *s = &c->shards[hash[0] % SHARDS];
+    struct cshard *s = &c->shards[hash[0] % c->nshards];
     size_t b = bucket_of(s, hash);
     struct centry *e;
 

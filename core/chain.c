@@ -15,7 +15,11 @@
  *   - reset: forget everything so far.
  *
  * An IGNORE result never makes a stack positive, so a stack in which
- * every module answered ignore ends undecided, which fails.
+ * every module answered ignore ends undecided, which fails.  If such a
+ * stack saw a module answer unavailable (mapped to ignore, as sufficient
+ * and optional do), it ends unavailable rather than failed: nobody gave
+ * a definite no, and one module could not answer, so "invalid key" would
+ * be a lie (DESIGN.md: unavailable never turns into an invalid key).
  *
  * The keywords map onto actions as Linux-PAM's do (pam.conf(5)):
  *   required   [success=ok   ignore=ignore default=bad]
@@ -103,6 +107,7 @@ void kg__chain_init(kg__chain *c)
     c->impression = 0;
     c->status = KG_RESULT_FAIL;
     c->decider = -1;
+    c->unavailable = 0;
 }
 
 int kg__chain_step(kg__chain *c, const kg__action actions[4], kg_result r,
@@ -116,6 +121,13 @@ int kg__chain_step(kg__chain *c, const kg__action actions[4], kg_result r,
         a = KG__ACT_BAD;
     } else {
         a = actions[r];
+    }
+    if (r == KG_RESULT_UNAVAILABLE && a != KG__ACT_RESET) {
+        /* Until a module sets the status, the first one that could not
+         * answer is the one to name if the stack ends unavailable. */
+        if (c->impression == 0 && !c->unavailable)
+            c->decider = index;
+        c->unavailable = 1;
     }
     switch (a) {
     case KG__ACT_RESET:
@@ -158,5 +170,7 @@ kg_result kg__chain_result(const kg__chain *c)
         return KG_RESULT_UNAVAILABLE;
     if (c->impression > 0 && c->status == KG_RESULT_OK)
         return KG_RESULT_OK;
+    if (c->impression == 0 && c->unavailable)
+        return KG_RESULT_UNAVAILABLE;
     return KG_RESULT_FAIL;
 }

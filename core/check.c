@@ -257,6 +257,16 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
             }
         } else if (r == KG_RESULT_FAIL) {
             any_present = 1;
+            /* A malformed credential ("Bearer a b") makes the request
+             * ambiguous, like two different keys: never fall through to
+             * another module's key because this line was optional. */
+            if (c->deny_code == KG_CODE_INVALID_REQUEST) {
+                kg__decision_deny(c->d, KG_CODE_INVALID_REQUEST,
+                                  i < 64 && msgs[i] ? msgs[i]
+                                                    : "malformed credentials",
+                                  l->label);
+                return 1;
+            }
         }
         if (!kg__chain_step(&ch, l->actions, r, (int)i))
             break;

@@ -265,6 +265,7 @@ typedef struct kg__chain {
     int impression;  /* 0 undecided, 1 positive, -1 negative */
     kg_result status;
     int decider;     /* index of the line that set the status */
+    int unavailable; /* a module answered unavailable (since the last reset) */
 } kg__chain;
 
 void kg__chain_init(kg__chain *c);

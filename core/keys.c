@@ -152,8 +152,15 @@ kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag)
     const kg__line *l;
     kg_error e;
     kg__diag_clear(diag);
+    if (p == NULL || r == NULL)
+        return KG_ERR_INVALID;
     if ((l = writable_store(p, diag, 1)) == NULL)
         return KG_ERR_READONLY;
+    /* Stores find the record to replace by id. */
+    if (r->id == NULL || r->id[0] == '\0') {
+        kg__diag_set(diag, NULL, 0, 0, "the record to update has no id");
+        return KG_ERR_INVALID;
+    }
     if ((e = validate(p, r, diag)) != KG_OK)
         return e;
     e = l->mod->plugin->keystore->put(l->inst, r, 0, diag);

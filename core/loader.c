@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -170,6 +171,54 @@ static int check_descriptor(const kg_plugin *p, const char *path, int kind,
 }
 
 /*
+ * libltdl reports "file not found" for any dlopen() failure of a file it
+ * found (it tries several names and keeps the last complaint), which hides
+ * the real reason: a missing dependency ("libfoo.so.1: cannot open shared
+ * object file") or an undefined symbol.  Ask the dynamic loader directly
+ * for the object behind `path` (a .la names it in dlname=) and keep what
+ * dlerror() says.  Returns 0 with the reason in why, -1 if it has none.
+ */
+static int dl_reason(const char *path, char *why, size_t whylen)
+{
+    char obj[PATH_MAX + 16];
+    size_t n = strlen(path);
+    void *h;
+    const char *e;
+
+    snprintf(obj, sizeof(obj), "%s", path);
+    if (n > 3 && strcmp(path + n - 3, ".la") == 0) {
+        FILE *f = fopen(path, "r");
+        char line[512], dlname[256] = "";
+        const char *slash = strrchr(path, '/');
+        int dirlen = slash ? (int)(slash - path) : 1;
+        if (f == NULL)
+            return -1;
+        while (fgets(line, sizeof(line), f) != NULL)
+            if (sscanf(line, "dlname='%255[^']'", dlname) == 1)
+                break;
+        fclose(f);
+        if (dlname[0] == '\0')
+            return -1;
+        /* Uninstalled libtool modules live in .libs/ beside the .la. */
+        snprintf(obj, sizeof(obj), "%.*s/.libs/%s", dirlen,
+                 slash ? path : ".", dlname);
+        if (!file_exists(obj))
+            snprintf(obj, sizeof(obj), "%.*s/%s", dirlen, slash ? path : ".",
+                     dlname);
+    }
+    h = dlopen(obj, RTLD_NOW | RTLD_LOCAL);
+    if (h != NULL) {
+        dlclose(h);
+        return -1;
+    }
+    e = dlerror();
+    if (e == NULL)
+        return -1;
+    snprintf(why, whylen, "%s", e);
+    return 0;
+}
+
+/*
  * Open `path` (already known to exist).  On failure the reason names the
  * file and what the dynamic loader said, which for a missing dependency
  * is the library that could not be found.
@@ -194,8 +243,11 @@ static struct loaded *open_module(struct kg__loader *l, const char *name,
     h = lt_dlopen(real);
     if (h == NULL) {
         const char *why = lt_dlerror();
-        snprintf(err, errlen, "%s: cannot be loaded: %s (the file exists, so "
-                 "a library it depends on is probably missing: check `ldd %s`)",
+        char dlwhy[1024];
+        if (dl_reason(real, dlwhy, sizeof(dlwhy)) == 0)
+            why = dlwhy;
+        snprintf(err, errlen, "%s: cannot be loaded: %s (a library it depends "
+                 "on may be missing or too old: check `ldd %s`)",
                  real, why ? why : "unknown reason", real);
         return NULL;
     }

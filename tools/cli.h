@@ -31,5 +31,6 @@ int cmd_key(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_policy(struct cli *c, int argc, char **argv);
 int cmd_plugins(struct cli *c, int argc, char **argv);
+int cmd_webhook(struct cli *c, int argc, char **argv);
 
 #endif

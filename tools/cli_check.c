@@ -87,7 +87,7 @@ int cmd_check(struct cli *c, int argc, char **argv)
     kg_request *req = NULL;
     char *end;
 
-    optind = 1;
+    optind = 0;  /* a fresh getopt (see cli_key.c) */
     while ((ch = getopt_long(argc, argv, "H:i:m:p:n:kh", opts, NULL)) != -1) {
         switch (ch) {
         case 'H':

@@ -89,7 +89,10 @@ static int parse_edit(int argc, char **argv, struct edit *e, int *first_arg)
         { NULL, 0, NULL, 0 },
     };
     int ch;
-    optind = 1;
+    /* 0, not 1: glibc then starts afresh (main() parsed with "+", which
+     * would otherwise stay in force and stop at the key id, so that
+     * `key update ID --plan P` was a usage error). */
+    optind = 0;
     while ((ch = getopt_long(argc, argv, "n:p:P:i:e:l:g:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'n': e->name = optarg; break;
@@ -256,6 +259,16 @@ int cmd_key(struct cli *c, int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     sub = argv[1];
+    /* Help needs no policy: answer it before loading one. */
+    {
+        int i;
+        for (i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                key_usage(stdout);
+                return EXIT_OK;
+            }
+        }
+    }
     if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "show") &&
         strcmp(sub, "update") && strcmp(sub, "revoke") && strcmp(sub, "rotate")) {
         fprintf(stderr, "keygate: unknown key command '%s'\n", sub);

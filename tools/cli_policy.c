@@ -71,7 +71,13 @@ static void scan_cb(const kg_plugin_info *i, void *ud)
 int cmd_plugins(struct cli *c, int argc, char **argv)
 {
     struct scan s = { c, 0, 0 };
-    (void)argv;
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: keygate plugins\n"
+               "Lists every plugin on the search path ($KEYGATE_PLUGIN_PATH, then\n"
+               "%s), its kind and ABI, and why one cannot be loaded.\n"
+               "Exit 1 if any cannot be loaded.\n", kg_plugin_default_dir());
+        return EXIT_OK;
+    }
     if (argc > 1) {
         fprintf(stderr, "usage: keygate plugins\n");
         return EXIT_USAGE;

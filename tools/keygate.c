@@ -37,6 +37,13 @@ static void usage(FILE *f)
 "  policy explain [FILE]          print each stage's compiled control table\n"
 "  plugins                        plugins on the search path, their kind and ABI\n"
 "\n"
+"Webhooks (see keygate webhook --help):\n"
+"  webhook secret new [--scheme v1|v1a]    a new signing secret\n"
+"  webhook sign --scheme S --secret K [--id ID] [--timestamp T] < payload\n"
+"                                 print the signature headers\n"
+"  webhook verify --secret K... --header 'Name: value'... [--tolerance 300] < payload\n"
+"                                 exit 0 valid, 1 invalid (with the reason)\n"
+"\n"
 "Options:\n"
 "  --config FILE   the policy (default: $KEYGATE_CONFIG, then " KG_SYSCONFDIR "/keygate.yaml)\n"
 "  --json          machine-readable output\n"
@@ -94,6 +101,8 @@ int main(int argc, char **argv)
         rc = cmd_policy(&c, argc, argv);
     else if (strcmp(cmd, "plugins") == 0)
         rc = cmd_plugins(&c, argc, argv);
+    else if (strcmp(cmd, "webhook") == 0 || strcmp(cmd, "webhooks") == 0)
+        rc = cmd_webhook(&c, argc, argv);
     else {
         fprintf(stderr, "keygate: unknown command '%s' (see keygate --help)\n", cmd);
         rc = EXIT_USAGE;

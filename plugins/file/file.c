@@ -116,13 +116,23 @@ static void format_time(int64_t t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-#define BAD(n, ...) do { snprintf(err, errlen, "%s:%zu:%zu: ", path, \
+/* Errors name the key file's line and column, in the message (for the
+ * policy loader, which reports them at the policy's `path:` option) and
+ * in *at (for reload, which fills a kg_diag). */
+struct place {
+    unsigned line, column;
+};
+
+#define BAD(n, ...) do { at->line = (unsigned)(n)->start_mark.line + 1; \
+        at->column = (unsigned)(n)->start_mark.column + 1; \
+        snprintf(err, errlen, "%s:%zu:%zu: ", path, \
         (n)->start_mark.line + 1, (n)->start_mark.column + 1); \
         snprintf(err + strlen(err), errlen - strlen(err), __VA_ARGS__); \
         goto fail; } while (0)
 
 static kg_record *parse_entry(yaml_document_t *d, yaml_node_t *m,
-                              const char *path, char *err, size_t errlen)
+                              const char *path, char *err, size_t errlen,
+                              struct place *at)
 {
     kg_record *r = kg_record_new();
     yaml_node_pair_t *p;
@@ -266,7 +276,8 @@ static int table_add(struct table *t, kg_record *r)
 /* Read the file into a new table.  A missing file is an empty store if
  * `create` is set. */
 static struct table *load_file(const char *path, int create, struct stat *st_r,
-                               int *have_st_r, char *err, size_t errlen)
+                               int *have_st_r, char *err, size_t errlen,
+                               struct place *at)
 {
     struct table *t = calloc(1, sizeof(*t));
     FILE *f;
@@ -276,6 +287,7 @@ static struct table *load_file(const char *path, int create, struct stat *st_r,
     yaml_node_item_t *it;
     int ok = 0;
 
+    at->line = at->column = 0;
     if (t == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -295,6 +307,8 @@ static struct table *load_file(const char *path, int create, struct stat *st_r,
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, f);
     if (!yaml_parser_load(&parser, &doc)) {
+        at->line = (unsigned)parser.problem_mark.line + 1;
+        at->column = (unsigned)parser.problem_mark.column + 1;
         snprintf(err, errlen, "%s:%zu:%zu: YAML error: %s", path,
                  parser.problem_mark.line + 1, parser.problem_mark.column + 1,
                  parser.problem ? parser.problem : "?");
@@ -316,6 +330,8 @@ static struct table *load_file(const char *path, int create, struct stat *st_r,
                 keys = yaml_document_get_node(&doc, p->value);
             else {
                 yaml_node_t *kn = yaml_document_get_node(&doc, p->key);
+                at->line = (unsigned)kn->start_mark.line + 1;
+                at->column = (unsigned)kn->start_mark.column + 1;
                 snprintf(err, errlen, "%s:%zu:%zu: unknown top-level key '%s' "
                          "(a key file has only keys:)", path,
                          kn->start_mark.line + 1, kn->start_mark.column + 1,
@@ -333,18 +349,22 @@ static struct table *load_file(const char *path, int create, struct stat *st_r,
         goto out;
     }
     if (keys->type != YAML_SEQUENCE_NODE) {
+        at->line = (unsigned)keys->start_mark.line + 1;
+        at->column = (unsigned)keys->start_mark.column + 1;
         snprintf(err, errlen, "%s:%zu:%zu: keys: must be a list of records",
                  path, keys->start_mark.line + 1, keys->start_mark.column + 1);
         goto out;
     }
     for (it = keys->data.sequence.items.start; it < keys->data.sequence.items.top; it++) {
         yaml_node_t *n = yaml_document_get_node(&doc, *it);
-        kg_record *r = parse_entry(&doc, n, path, err, errlen);
+        kg_record *r = parse_entry(&doc, n, path, err, errlen, at);
         size_t i;
         if (r == NULL)
             goto out;
         for (i = 0; i < t->n; i++) {
             if (strcmp(kg_record_id(t->all[i]->rec), kg_record_id(r)) == 0) {
+                at->line = (unsigned)n->start_mark.line + 1;
+                at->column = (unsigned)n->start_mark.column + 1;
                 snprintf(err, errlen, "%s:%zu:%zu: duplicate key id '%s'", path,
                          n->start_mark.line + 1, n->start_mark.column + 1,
                          kg_record_id(r));
@@ -581,6 +601,7 @@ static kg_error file_create(kg_opts *opts, void **inst_r)
     const char *path;
     kg_error e;
     char err[1024];
+    struct place at;
 
     if (fs == NULL)
         return KG_ERR_NOMEM;
@@ -601,7 +622,8 @@ static kg_error file_create(kg_opts *opts, void **inst_r)
         goto fail;
     }
     sprintf(fs->lockpath, "%s.lock", path);
-    fs->t = load_file(fs->path, fs->create, &fs->st, &fs->have_st, err, sizeof(err));
+    fs->t = load_file(fs->path, fs->create, &fs->st, &fs->have_st, err,
+                      sizeof(err), &at);
     if (fs->t == NULL) {
         e = kg_opts_error(opts, "path", "%s", err);
         goto fail;
@@ -653,15 +675,28 @@ static kg_error file_reload(void *inst, kg_diag *diag)
     struct filestore *fs = inst;
     struct stat st;
     int have_st = 0;
-    char err[1024];
-    struct table *nt = load_file(fs->path, fs->create, &st, &have_st, err, sizeof(err));
+    char err[1024], prefix[600];
+    struct place at;
+    struct table *nt = load_file(fs->path, fs->create, &st, &have_st, err,
+                                 sizeof(err), &at);
 
     if (nt == NULL) {
-        /* A bad file never replaces a good table. */
+        /* A bad file never replaces a good table.  The diag names the key
+         * file and the place in it; the message without that prefix. */
         if (diag) {
-            snprintf(diag->message, sizeof(diag->message), "%s", err);
-            diag->file[0] = '\0';
-            diag->line = diag->column = 0;
+            const char *msg = err;
+            size_t n;
+            snprintf(diag->file, sizeof(diag->file), "%s", fs->path);
+            diag->line = at.line;
+            diag->column = at.column;
+            n = (size_t)snprintf(prefix, sizeof(prefix), "%s:%u:%u: ",
+                                 fs->path, at.line, at.column);
+            if (at.line > 0 && strncmp(err, prefix, n) == 0)
+                msg = err + n;
+            else if (strncmp(err, fs->path, strlen(fs->path)) == 0 &&
+                     strncmp(err + strlen(fs->path), ": ", 2) == 0)
+                msg = err + strlen(fs->path) + 2;
+            snprintf(diag->message, sizeof(diag->message), "%s", msg);
         }
         return KG_ERR_IO;
     }
@@ -787,7 +822,12 @@ static kg_error file_put(void *inst, const kg_record *r, int create, kg_diag *di
     kg_record *copy = NULL;
     size_t i;
     kg_error rc;
+    kg_diag local;
+    struct place at;
 
+    /* The caller may not want the details; the messages still go somewhere. */
+    if (diag == NULL)
+        diag = &local;
     lfd = open(fs->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lfd < 0 || flock(lfd, LOCK_EX) != 0) {
         snprintf(diag->message, sizeof(diag->message), "%s: cannot lock: %s",
@@ -797,7 +837,7 @@ static kg_error file_put(void *inst, const kg_record *r, int create, kg_diag *di
         return KG_ERR_IO;
     }
     /* Re-read under the lock so that a concurrent writer's change stays. */
-    t = load_file(fs->path, fs->create, &st, &have_st, err, sizeof(err));
+    t = load_file(fs->path, fs->create, &st, &have_st, err, sizeof(err), &at);
     if (t == NULL) {
         snprintf(diag->message, sizeof(diag->message), "%s (the file was not changed)", err);
         rc = KG_ERR_IO;

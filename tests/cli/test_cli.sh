@@ -1,2 +1,169 @@
 #!/bin/sh
-exit 77
+# The `keygate` command line end to end, on the shipped policy with a
+# scratch state folder: key create/list/show/update/revoke/rotate (plain
+# and --json), check and its exit codes (0 allowed, 1 denied, 2 usage or
+# policy error), policy check (file:line:column, exit 2) and explain,
+# plugins, and --help for every command.
+set -u
+B=${KEYGATE_BUILDDIR:-.}
+S=${KEYGATE_SRCDIR:-.}
+BIN="$B/tools/keygate"
+CONF="$S/conf/keygate.yaml"
+KG="$BIN --config $CONF"
+KEYGATE_STATE_DIR=$(mktemp -d)
+export KEYGATE_STATE_DIR
+T=$KEYGATE_STATE_DIR
+trap 'rm -rf "$T"' EXIT
+unset KEYGATE_CONFIG
+fail=0
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+bad() { n=$((n + 1)); echo "not ok $n - $1"; fail=1; }
+# expect DESC WANTED_RC PATTERN -- command...   (stdout+stderr matched)
+expect() {
+    desc=$1; want=$2; pat=$3; shift 4
+    out=$("$@" 2>&1); rc=$?
+    if [ "$rc" -ne "$want" ]; then bad "$desc: exit $rc, wanted $want: $out"; return; fi
+    if ! printf '%s\n' "$out" | grep -q -e "$pat"; then bad "$desc: output lacks '$pat': $out"; return; fi
+    ok "$desc"
+}
+json_field() {  # json_field NAME < one-line object
+    sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"
+}
+KEYRE='^whizo_[0-9A-Za-z]\{38\}$'
+
+# ---- help and usage -------------------------------------------------------
+expect "--help" 0 "key create --name NAME --plan PLAN" -- $BIN --help
+expect "help" 0 "policy check" -- $BIN help
+expect "--version" 0 "^keygate 0\." -- $BIN --version
+expect "no command" 2 "usage: keygate" -- $BIN
+expect "unknown command" 2 "unknown command 'frobnicate'" -- $BIN frobnicate
+expect "unknown option" 2 "usage: keygate" -- $BIN --bogus key list
+# Sub-command help works without a policy to load.
+for sub in "key --help" "key create --help" "key update --help" "key rotate --help" \
+           "check --help" "policy --help" "plugins --help"; do
+    expect "$sub" 0 "usage: keygate" -- env KEYGATE_CONFIG=/nonexistent/keygate.yaml $BIN $sub
+done
+expect "key without a sub-command" 2 "usage: keygate key" -- $KG key
+expect "unknown key sub-command" 2 "unknown key command 'explode'" -- $KG key explode
+
+# ---- key create -----------------------------------------------------------
+K1=$($KG key create --name alpha --plan pro 2>"$T/err") && ok "key create" || bad "key create: $(cat "$T/err")"
+printf '%s\n' "$K1" | grep -q "$KEYRE" && ok "the key has the format" || bad "key: $K1"
+grep -q "shown only this once" "$T/err" && ok "create warns the key is shown once" || bad "create stderr: $(cat "$T/err")"
+J=$($KG --json key create --name beta --plan free --permission 'scrape:read' --allow-ip 203.0.113.0/24 --expires 30d)
+K2=$(printf '%s' "$J" | json_field key)
+ID2=$(printf '%s' "$J" | json_field id)
+printf '%s\n' "$K2" | grep -q "$KEYRE" && ok "--json create has key" || bad "json create: $J"
+[ -n "$ID2" ] && ok "--json create has id" || bad "json create: $J"
+printf '%s' "$J" | grep -q '"plan":"free"' && ok "--json create has the plan" || bad "json create: $J"
+expect "create without --plan" 2 "needs --name and --plan" -- $KG key create --name x
+expect "create on an unknown plan" 2 "unknown plan 'gold'" -- $KG key create --name x --plan gold
+expect "create with a bad CIDR" 2 "not an address or network" -- $KG key create --name x --plan free --allow-ip 300.1.2.3/8
+expect "create with a bad expiry" 2 "expires" -- $KG key create --name x --plan free --expires tomorrow-ish
+expect "create with a bad limit" 2 "NAME=COUNT/WINDOW" -- $KG key create --name x --plan enterprise --limit hour=lots
+
+# The store: mode 0600, hashes only.
+F="$T/keys.yaml"
+[ "$(stat -c %a "$F")" = 600 ] && ok "key file is 0600" || bad "key file mode $(stat -c %a "$F")"
+if grep -q "$K1" "$F" || grep -q "$K2" "$F"; then bad "a key is in the key file"; else ok "no key in the key file"; fi
+
+# ---- list and show --------------------------------------------------------
+L=$($KG key list)
+printf '%s\n' "$L" | grep -q "^ID " && ok "list has a header" || bad "list: $L"
+printf '%s\n' "$L" | grep -q "$ID2" && ok "list shows the id" || bad "list: $L"
+printf '%s\n' "$L" | grep -q "$(printf '%.8s' "$K2")" && ok "list shows the display prefix" || bad "list: $L"
+if printf '%s\n' "$L" | grep -q -e "$K1" -e "$K2"; then bad "list shows a key"; else ok "list never shows a key"; fi
+[ "$($KG --json key list | grep -c '"id":')" -eq 2 ] && ok "--json list: one object per key" || bad "json list: $($KG --json key list)"
+expect "show" 0 "plan:        free" -- $KG key show "$ID2"
+expect "show has the allowlist" 0 "allowed ips: 203.0.113.0/24" -- $KG key show "$ID2"
+expect "--json show" 0 "\"id\":\"$ID2\"" -- $KG --json key show "$ID2"
+expect "show an unknown id" 1 "no key with id 'k_nope'" -- $KG key show k_nope
+expect "show without an id" 2 "usage" -- $KG key show
+
+# ---- check ----------------------------------------------------------------
+expect "check: allowed" 0 "allowed 200 ok.*plan=pro" -- $KG check --header "Authorization: Bearer $K1"
+expect "check: X-API-Key" 0 "allowed 200" -- $KG check --header "X-API-Key: $K1"
+expect "check: no key is 401 with a challenge" 1 'denied 401 unauthorized.*WWW-Authenticate: Bearer realm="whizo API"' -- $KG check
+expect "check: unknown key" 1 "denied 401 unauthorized" -- $KG check --header "Authorization: Bearer whizo_00000000000000000000000000000000000000"
+expect "check: two different keys" 1 "denied 400 invalid_request" -- $KG check --header "Authorization: Bearer $K1" --header "X-API-Key: $K2"
+expect "check: malformed bearer" 1 "denied 400 invalid_request" -- $KG check --header "Authorization: Bearer a b"
+expect "check: --json" 1 '"allowed":false,"status":401,"code":"unauthorized"' -- $KG --json check
+expect "check: --json allowed" 0 '"allowed":true,"status":200' -- $KG --json check --header "Authorization: Bearer $K1"
+expect "check: outside the key's allowlist" 1 "denied 403 ip_not_allowed" -- $KG check --header "Authorization: Bearer $K2" --ip 198.51.100.7
+expect "check: inside the key's allowlist" 0 "allowed 200" -- $KG check --header "Authorization: Bearer $K2" --ip 203.0.113.7
+expect "check: bad --ip is usage" 2 "not an IPv4 or IPv6 address" -- $KG check --ip nowhere
+expect "check: bad --header is usage" 2 "Name: value" -- $KG check --header "no colon"
+expect "check: extra argument is usage" 2 "usage: keygate check" -- $KG check extra
+expect "check: policy error is 2" 2 "cannot open the policy" -- $BIN --config "$T/none.yaml" check
+expect "check: KEYGATE_CONFIG is used" 0 "allowed 200" -- env KEYGATE_CONFIG="$CONF" $BIN check --header "Authorization: Bearer $K1"
+
+# ---- update, revoke, rotate -------------------------------------------------
+expect "update" 0 "plan:        starter" -- $KG key update "$ID2" --plan starter --name renamed --permission 'jobs:read' --clear-ips
+expect "update kept" 0 "name:        renamed" -- $KG key show "$ID2"
+expect "update cleared the allowlist" 0 "allowed 200" -- $KG check --header "Authorization: Bearer $K2" --ip 198.51.100.7
+expect "update to an unknown plan" 2 "unknown plan" -- $KG key update "$ID2" --plan gold
+expect "update an unknown id" 1 "no key with id" -- $KG key update k_nope --name x
+expect "update --expires never" 0 "expires:     never" -- $KG key update "$ID2" --expires never
+expect "--json update" 0 '"name":"json"' -- $KG --json key update "$ID2" --name json
+
+ID1=$($KG --json key list | grep '"name":"alpha"' | json_field id)
+R=$($KG --json key rotate "$ID1" --grace 1h)
+K1B=$(printf '%s' "$R" | json_field key)
+printf '%s\n' "$K1B" | grep -q "$KEYRE" && ok "rotate prints a new key" || bad "rotate: $R"
+printf '%s' "$R" | grep -q "\"replaces\":\"$ID1\"" && ok "rotate says what it replaces" || bad "rotate: $R"
+expect "rotated: the new key works" 0 "allowed 200.*plan=pro" -- $KG check --header "Authorization: Bearer $K1B"
+expect "rotated: the old key works during the grace" 0 "allowed 200" -- $KG check --header "Authorization: Bearer $K1"
+expect "rotated: the old key expires with the grace" 0 "expires:     20" -- $KG key show "$ID1"
+ID1B=$(printf '%s' "$R" | json_field id)
+K1C=$($KG key rotate "$ID1B" 2>/dev/null)
+expect "rotate without grace: old key revoked" 1 "denied 401 key_revoked" -- $KG check --header "Authorization: Bearer $K1B"
+expect "rotate without grace: new key works" 0 "allowed 200" -- $KG check --header "Authorization: Bearer $K1C"
+expect "rotate a revoked key" 2 "revoked" -- $KG key rotate "$ID1B"
+expect "rotate an unknown id" 1 "no key with id" -- $KG key rotate k_nope
+expect "rotate: bad grace" 2 "usage" -- $KG key rotate "$ID1" --grace soon
+
+expect "revoke" 0 "revoked $ID2" -- $KG key revoke "$ID2"
+expect "revoked key" 1 "denied 401 key_revoked" -- $KG check --header "Authorization: Bearer $K2"
+expect "--json revoke" 0 "\"status\":\"revoked\"" -- $KG --json key revoke "$ID2"
+expect "revoke an unknown id" 1 "no key with id" -- $KG key revoke k_nope
+expect "show a revoked key" 0 "status:      revoked" -- $KG key show "$ID2"
+
+# ---- policy -----------------------------------------------------------------
+expect "policy check: shipped" 0 "ok (4 plans)" -- $KG policy check
+expect "policy check FILE" 0 "ok (4 plans)" -- $BIN policy check "$CONF"
+expect "policy check --json" 0 '"valid":true,"plans":4' -- $BIN --json policy check "$CONF"
+cat >"$T/bad.yaml" <<EOF
+credential:
+  - module: bearer
+keystore:
+  - module: file
+    options: {colour: red, path: $T/k.yaml}
+plans: {free: {}}
+EOF
+expect "policy check: unknown option at file:line:column" 2 "$T/bad.yaml:5:15: unknown option 'colour'" -- $BIN policy check "$T/bad.yaml"
+printf 'credential:\n  - module: bearer\n   control: x\n' >"$T/syntax.yaml"
+expect "policy check: YAML syntax error at file:line:column" 2 "$T/syntax.yaml:3:4: YAML syntax error" -- $BIN policy check "$T/syntax.yaml"
+printf 'credential: [{module: bearer, control: maybe}]\nkeystore: [{module: file, options: {path: x}}]\nplans: {free: {}}\n' >"$T/ctl.yaml"
+expect "policy check: bad control at file:line:column" 2 "$T/ctl.yaml:1:40: unknown control 'maybe'" -- $BIN policy check "$T/ctl.yaml"
+printf 'credential: [{module: nosuch}]\nkeystore: [{module: file, options: {path: x}}]\nplans: {free: {}}\n' >"$T/np.yaml"
+expect "policy check: plugin not found" 2 "$T/np.yaml:1:23: plugin 'nosuch' not found" -- $BIN policy check "$T/np.yaml"
+expect "policy check: missing file" 2 "cannot open the policy" -- $BIN policy check "$T/none.yaml"
+expect "policy explain" 0 "stage credential:" -- $KG policy explain
+expect "policy explain: plans" 0 "plan enterprise" -- $KG policy explain
+expect "policy explain: limit stage" 0 "fixed_window" -- $KG policy explain "$CONF"
+expect "policy: unknown sub-command" 2 "usage: keygate policy" -- $KG policy lint
+
+# ---- plugins ----------------------------------------------------------------
+PP="$B/plugins"
+expect "plugins" 0 "bearer  *credential 1.0" -- env KEYGATE_PLUGIN_PATH="$PP" $BIN plugins
+expect "plugins: keystore" 0 "file  *keystore" -- env KEYGATE_PLUGIN_PATH="$PP" $BIN plugins
+expect "plugins: count" 0 "plugins, 0 cannot be loaded" -- env KEYGATE_PLUGIN_PATH="$PP" $BIN plugins
+expect "plugins: broken ones and why" 1 "badabi .*cannot load: .*ABI 99.0" -- env KEYGATE_PLUGIN_PATH="$PP:$B/tests/fixtures" $BIN plugins
+expect "plugins: missing dependency named" 1 "libkgvanish.so.0" -- env KEYGATE_PLUGIN_PATH="$B/tests/fixtures/missingdep" $BIN plugins
+expect "plugins --json" 0 '"name":"header","path":"[^"]*","kind":"credential","abi":"1.0"' -- env KEYGATE_PLUGIN_PATH="$PP" $BIN --json plugins
+expect "plugins: extra argument" 2 "usage: keygate plugins" -- $BIN plugins extra
+
+echo "1..$n"
+[ $fail -eq 0 ] && echo "$n passed, 0 failed" || echo "some of $n failed"
+exit $fail

@@ -1,1 +1,633 @@
-int main(void){return 77;}
+/*
+ * check_filestore - the file keystore plugin (plugins/file) through the
+ * key management API (core/keys.c): atomic writes, mode 0600, the hash
+ * index, reload, corrupt files, concurrent readers during writes, put
+ * create/replace, rotation with the injected clock, revoked and expired
+ * keys (core account checks).
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static char *dir, *keyfile;
+static char key[KG_KEY_MAX];
+static kg_context *ctx;
+static kg_policy *pol;
+static tu_clock clk;
+
+static char *policy_text(void)
+{
+    return tu_fmt("credential: [{module: bearer}]\n"
+                  "keystore: [{module: file, options: {path: \"%s\"}}]\n"
+                  "plans: {free: {}, pro: {}}\n", keyfile);
+}
+
+static void setup(void)
+{
+    char *t;
+    dir = tu_tmpdir();
+    keyfile = tu_keyfile(dir, "free", key);
+    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+    tu_clock_install(ctx, &clk);
+    t = policy_text();
+    pol = tu_policy(ctx, t);
+    free(t);
+}
+
+static void teardown(void)
+{
+    kg_policy_free(pol);
+    kg_context_free(ctx);
+    tu_rmrf(dir);
+    free(dir);
+    free(keyfile);
+}
+
+static int status_of(const kg_policy *p, const char *k)
+{
+    kg_decision *d = tu_check_key(p, k);
+    int s = kg_decision_status(d);
+    kg_decision_free(d);
+    return s;
+}
+
+static kg_code code_of(const kg_policy *p, const char *k)
+{
+    kg_decision *d = tu_check_key(p, k);
+    kg_code c = kg_decision_code(d);
+    kg_decision_free(d);
+    return c;
+}
+
+/* Create a key through the API; returns the record (caller unrefs). */
+static kg_record *create_key(kg_policy *p, const char *name, const char *plan,
+                             char out[KG_KEY_MAX])
+{
+    kg_record *r = kg_record_new();
+    kg_diag d;
+    char buf[2048];
+    kg_error e;
+    kg_record_set_name(r, name);
+    kg_record_set_plan(r, plan);
+    e = kg_keys_create(p, r, out, KG_KEY_MAX, &d);
+    ck_assert_msg(e == KG_OK, "create: %s", kg_diag_format(&d, buf, sizeof(buf)));
+    return r;
+}
+
+static int count_tmp_files(void)
+{
+    DIR *dd = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(dd)) != NULL)
+        if (strstr(de->d_name, ".tmp") != NULL)
+            n++;
+    closedir(dd);
+    return n;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+START_TEST(create_writes_hash_only_mode_0600)
+{
+    char k2[KG_KEY_MAX], hex[65];
+    unsigned char h[KG_HASH_LEN];
+    struct stat st;
+    kg_record *r;
+    char *text;
+
+    /* the file as the test wrote it is 0644 (umask permitting) */
+    chmod(keyfile, 0644);
+    r = create_key(pol, "second", "pro", k2);
+    ck_assert_int_eq(kg_key_validate(k2, strlen(k2)), KG_OK);
+    ck_assert(strncmp(k2, "whizo_", 6) == 0);
+    ck_assert_ptr_nonnull(kg_record_id(r));
+    ck_assert(strncmp(kg_record_prefix(r), k2, 8) == 0);
+    ck_assert_int_eq(kg_record_created(r), TU_EPOCH_S);
+
+    ck_assert_int_eq(stat(keyfile, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0600);
+    text = tu_read(keyfile);
+    /* the key itself is never written; its hash is */
+    ck_assert_ptr_null(strstr(text, k2));
+    ck_assert_ptr_null(strstr(text, key));
+    kg_key_hash(k2, strlen(k2), h);
+    kg_hash_to_hex(h, hex);
+    ck_assert_ptr_nonnull(strstr(text, hex));
+    free(text);
+    ck_assert_int_eq(count_tmp_files(), 0);
+    /* both keys work */
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    ck_assert_int_eq(status_of(pol, key), 200);
+    kg_record_unref(r);
+}
+END_TEST
+
+START_TEST(failed_write_leaves_the_old_file)
+{
+    /* Make the temporary file impossible to create (a folder stands where
+     * it would go; this holds even for root) and try to write. */
+    char *before = tu_read(keyfile), *after, *blocker, k2[KG_KEY_MAX];
+    kg_record *r = kg_record_new();
+    kg_diag d;
+
+    blocker = tu_fmt("%s.tmp.%ld", keyfile, (long)getpid());
+    ck_assert_int_eq(mkdir(blocker, 0700), 0);
+    kg_record_set_name(r, "doomed");
+    kg_record_set_plan(r, "free");
+    ck_assert_int_eq(kg_keys_create(pol, r, k2, sizeof(k2), &d), KG_ERR_IO);
+    ck_assert(d.message[0] != '\0');
+    /* the key buffer does not keep a key that was never stored */
+    ck_assert_int_ne(kg_key_validate(k2, strnlen(k2, sizeof(k2))), KG_OK);
+    after = tu_read(keyfile);
+    ck_assert_str_eq(before, after);
+    ck_assert_int_eq(status_of(pol, key), 200);
+    rmdir(blocker);
+    free(blocker);
+    free(before);
+    free(after);
+    kg_record_unref(r);
+}
+END_TEST
+
+START_TEST(put_create_vs_exists)
+{
+    kg_record *r = kg_record_new(), *got = NULL;
+    char k2[KG_KEY_MAX];
+    kg_diag d;
+
+    /* update of a record without an id */
+    kg_record_set_plan(r, "free");
+    ck_assert_int_eq(kg_keys_update(pol, r, &d), KG_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(d.message, "id"));
+    /* create with an id that exists */
+    kg_record_set_id(r, "k_test");
+    kg_record_set_plan(r, "free");
+    ck_assert_int_eq(kg_keys_create(pol, r, k2, sizeof(k2), &d), KG_ERR_EXISTS);
+    ck_assert_ptr_nonnull(strstr(d.message, "already exists"));
+    /* the existing key is untouched */
+    ck_assert_int_eq(status_of(pol, key), 200);
+    /* update of an id that does not exist */
+    kg_record_set_id(r, "k_nobody");
+    ck_assert_int_eq(kg_keys_update(pol, r, &d), KG_ERR_NOT_FOUND);
+    /* ... also without a diag */
+    ck_assert_int_eq(kg_keys_update(pol, r, NULL), KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(kg_keys_get(pol, "k_nobody", &got, &d), KG_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(d.message, "k_nobody"));
+    /* update of an unknown plan is refused before the store */
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &got, &d), KG_OK);
+    kg_record_set_plan(got, "gold");
+    ck_assert_int_eq(kg_keys_update(pol, got, &d), KG_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(d.message, "unknown plan 'gold'"));
+    kg_record_unref(got);
+    kg_record_unref(r);
+}
+END_TEST
+
+START_TEST(update_round_trips_every_field)
+{
+    kg_record *r = NULL, *back = NULL;
+    kg_diag d;
+    const char *n;
+    int64_t c, w, b;
+
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &r, &d), KG_OK);
+    kg_record_set_name(r, "renamed: with colon & \"quotes\"");
+    kg_record_set_plan(r, "pro");
+    kg_record_add_permission(r, "scrape:read");
+    kg_record_add_permission(r, "jobs:write");
+    kg_record_add_cidr(r, "203.0.113.0/24");
+    kg_record_add_cidr(r, "2001:db8::/32");
+    kg_record_add_limit(r, "hour", 100000, 3600, 500);
+    kg_record_set_expires(r, TU_EPOCH_S + 86400);
+    ck_assert_int_eq(kg_keys_update(pol, r, &d), KG_OK);
+
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &back, &d), KG_OK);
+    ck_assert_str_eq(kg_record_name(back), "renamed: with colon & \"quotes\"");
+    ck_assert_str_eq(kg_record_plan(back), "pro");
+    ck_assert_uint_eq(kg_record_permission_count(back), 2);
+    ck_assert_str_eq(kg_record_permission(back, 1), "jobs:write");
+    ck_assert_uint_eq(kg_record_cidr_count(back), 2);
+    ck_assert_str_eq(kg_record_cidr(back, 1), "2001:db8::/32");
+    ck_assert_uint_eq(kg_record_limit_count(back), 1);
+    ck_assert_int_eq(kg_record_limit(back, 0, &n, &c, &w, &b), KG_OK);
+    ck_assert_str_eq(n, "hour");
+    ck_assert_int_eq(c, 100000);
+    ck_assert_int_eq(w, 3600);
+    ck_assert_int_eq(b, 500);
+    ck_assert_int_eq(kg_record_expires(back), TU_EPOCH_S + 86400);
+    ck_assert(kg_hash_equal(kg_record_hash(back), kg_record_hash(r)));
+    /* a bad CIDR is refused */
+    kg_record_add_cidr(r, "not-an-address");
+    ck_assert_int_eq(kg_keys_update(pol, r, &d), KG_ERR_INVALID);
+    kg_record_unref(r);
+    kg_record_unref(back);
+    /* the key still works, now on plan pro */
+    {
+        kg_decision *dec = tu_check_key(pol, key);
+        ck_assert_int_eq(kg_decision_allowed(dec), 1);
+        ck_assert_str_eq(kg_decision_plan(dec), "pro");
+        kg_decision_free(dec);
+    }
+}
+END_TEST
+
+/* ---- reading ---------------------------------------------------------- */
+
+START_TEST(index_finds_every_key)
+{
+    /* 1500 records: lookups go through the hash index, which grows */
+    enum { N = 1500 };
+    static char keys[N][KG_KEY_MAX];
+    FILE *f = fopen(keyfile, "w");
+    kg_policy *p;
+    char *t, other[KG_KEY_MAX];
+    int i;
+
+    fputs("keys:\n", f);
+    for (i = 0; i < N; i++) {
+        char id[32], *rec;
+        ck_assert_int_eq(kg_key_generate("whizo", keys[i], KG_KEY_MAX), KG_OK);
+        snprintf(id, sizeof(id), "k_%d", i);
+        rec = tu_key_record(id, keys[i], "free", NULL);
+        fputs(rec, f);
+        free(rec);
+    }
+    fclose(f);
+    t = policy_text();
+    p = tu_policy(ctx, t);
+    free(t);
+    for (i = 0; i < N; i++) {
+        kg_decision *d = tu_check_key(p, keys[i]);
+        char id[32];
+        snprintf(id, sizeof(id), "k_%d", i);
+        ck_assert_int_eq(kg_decision_allowed(d), 1);
+        ck_assert_str_eq(kg_decision_key_id(d), id);
+        kg_decision_free(d);
+    }
+    ck_assert_int_eq(kg_key_generate("whizo", other, sizeof(other)), KG_OK);
+    ck_assert_int_eq(status_of(p, other), 401);
+    ck_assert_int_eq(status_of(p, key), 401);  /* the old file's key is gone */
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(reload_picks_up_changes)
+{
+    char k2[KG_KEY_MAX], *rec, *text, *t;
+    kg_diag d;
+
+    ck_assert_int_eq(kg_key_generate("whizo", k2, sizeof(k2)), KG_OK);
+    ck_assert_int_eq(status_of(pol, k2), 401);
+    /* a hand edit: add a record */
+    rec = tu_key_record("k_hand", k2, "free", NULL);
+    text = tu_read(keyfile);
+    t = tu_fmt("%s%s", text, rec);
+    tu_write(keyfile, t);
+    /* explicit reload (SIGHUP) */
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    free(rec);
+    free(text);
+    free(t);
+}
+END_TEST
+
+START_TEST(refresh_picks_up_changes_on_the_clock)
+{
+    char k2[KG_KEY_MAX], *rec, *text, *t;
+
+    ck_assert_int_eq(kg_key_generate("whizo", k2, sizeof(k2)), KG_OK);
+    ck_assert_int_eq(status_of(pol, key), 200);  /* first look at the file */
+    rec = tu_key_record("k_hand", k2, "free", NULL);
+    text = tu_read(keyfile);
+    t = tu_fmt("%s%s", text, rec);
+    tu_write(keyfile, t);
+    /* within the refresh interval (2s) the file is not looked at */
+    tu_clock_advance(&clk, 1);
+    ck_assert_int_eq(status_of(pol, k2), 401);
+    /* after it, the change is seen */
+    tu_clock_advance(&clk, 2);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    free(rec);
+    free(text);
+    free(t);
+}
+END_TEST
+
+START_TEST(corrupt_file_never_replaces_a_good_table)
+{
+    kg_diag d;
+    char *t;
+    kg_policy *p = NULL;
+
+    ck_assert_int_eq(status_of(pol, key), 200);
+    tu_write(keyfile, "keys:\n  - id: k_test\n    hash: [oops\n");
+    ck_assert_int_ne(kg_policy_reload_stores(pol, &d), KG_OK);
+    /* where: the key file, line and column */
+    ck_assert_str_eq(d.file, keyfile);
+    ck_assert_uint_gt(d.line, 0);
+    ck_assert_uint_gt(d.column, 0);
+    ck_assert(d.message[0] != '\0');
+    /* the good table still serves, through the refresh path too */
+    ck_assert_int_eq(status_of(pol, key), 200);
+    tu_clock_advance(&clk, 10);
+    ck_assert_int_eq(status_of(pol, key), 200);
+
+    /* a record that is wrong, not the YAML: reported at its place */
+    tu_write(keyfile, "keys:\n  - id: k_test\n    hash: abc\n    plan: free\n");
+    ck_assert_int_ne(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_str_eq(d.file, keyfile);
+    ck_assert_uint_eq(d.line, 3);
+    ck_assert_uint_eq(d.column, 11);
+    ck_assert_ptr_nonnull(strstr(d.message, "hash must be 64 hex digits"));
+    ck_assert_int_eq(status_of(pol, key), 200);
+
+    /* a write while the file is corrupt refuses to touch it */
+    {
+        kg_record *r = kg_record_new();
+        char k2[KG_KEY_MAX], *before = tu_read(keyfile), *after;
+        kg_record_set_plan(r, "free");
+        ck_assert_int_ne(kg_keys_create(pol, r, k2, sizeof(k2), &d), KG_OK);
+        after = tu_read(keyfile);
+        ck_assert_str_eq(before, after);
+        free(before);
+        free(after);
+        kg_record_unref(r);
+    }
+
+    /* and a policy cannot start on a corrupt file */
+    t = policy_text();
+    ck_assert_int_eq(kg_policy_load_string(ctx, t, "p.yaml", &p, &d), KG_ERR_POLICY);
+    ck_assert_ptr_nonnull(strstr(d.message, keyfile));
+    ck_assert_str_eq(d.file, "p.yaml");
+    ck_assert_uint_eq(d.line, 2);
+    free(t);
+}
+END_TEST
+
+START_TEST(missing_file_is_an_empty_store)
+{
+    char *t, *missing = tu_path(dir, "sub-none.yaml"), k2[KG_KEY_MAX];
+    kg_policy *p;
+    kg_record *r;
+    struct stat st;
+
+    t = tu_fmt("credential: [{module: bearer}]\n"
+               "keystore: [{module: file, options: {path: \"%s\"}}]\n"
+               "plans: {free: {}}\n", missing);
+    p = tu_policy(ctx, t);
+    ck_assert_int_eq(status_of(p, key), 401);
+    r = create_key(p, "first", "free", k2);
+    ck_assert_int_eq(stat(missing, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0600);
+    ck_assert_int_eq(status_of(p, k2), 200);
+    kg_record_unref(r);
+    kg_policy_free(p);
+    free(t);
+
+    /* create: false makes a missing file an error */
+    t = tu_fmt("credential: [{module: bearer}]\n"
+               "keystore: [{module: file, options: {path: \"%s/none.yaml\", create: false}}]\n"
+               "plans: {free: {}}\n", dir);
+    {
+        kg_diag d;
+        kg_policy *q = NULL;
+        ck_assert_int_ne(kg_policy_load_string(ctx, t, "p.yaml", &q, &d), KG_OK);
+        ck_assert_ptr_nonnull(strstr(d.message, "cannot open the key file"));
+    }
+    free(t);
+    free(missing);
+}
+END_TEST
+
+/* ---- concurrency ------------------------------------------------------- */
+
+struct race {
+    kg_policy *p;
+    const char *key;
+    atomic_int stop;
+    atomic_int checks, denied;
+};
+
+static void *reader(void *arg)
+{
+    struct race *r = arg;
+    char *h = tu_bearer(r->key);
+    kg_request *req = tu_request(h, NULL);
+    while (!atomic_load(&r->stop)) {
+        kg_decision *d = NULL;
+        if (kg_check(r->p, req, &d) != KG_OK || !kg_decision_allowed(d))
+            atomic_fetch_add(&r->denied, 1);
+        atomic_fetch_add(&r->checks, 1);
+        kg_decision_free(d);
+    }
+    kg_request_free(req);
+    free(h);
+    return NULL;
+}
+
+START_TEST(concurrent_readers_while_writing)
+{
+    struct race r;
+    pthread_t th[4];
+    kg_policy *other;
+    char *t;
+    int i, reload_errors = 0;
+
+    memset(&r, 0, sizeof(r));
+    r.p = pol;
+    r.key = key;
+    /* a second policy on the same file re-reads it from disk while it is
+     * being replaced: it must never see half a file */
+    t = policy_text();
+    other = tu_policy(ctx, t);
+    free(t);
+    for (i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, reader, &r), 0);
+    for (i = 0; i < 60; i++) {
+        kg_record *rec = NULL;
+        kg_diag d;
+        char name[32], k2[KG_KEY_MAX];
+        ck_assert_int_eq(kg_keys_get(pol, "k_test", &rec, &d), KG_OK);
+        snprintf(name, sizeof(name), "round %d", i);
+        kg_record_set_name(rec, name);
+        ck_assert_int_eq(kg_keys_update(pol, rec, &d), KG_OK);
+        kg_record_unref(rec);
+        if (i % 10 == 0)
+            kg_record_unref(create_key(pol, "more", "free", k2));
+        if (kg_policy_reload_stores(other, &d) != KG_OK)
+            reload_errors++;
+    }
+    atomic_store(&r.stop, 1);
+    for (i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_gt(atomic_load(&r.checks), 0);
+    ck_assert_int_eq(atomic_load(&r.denied), 0);
+    ck_assert_int_eq(reload_errors, 0);
+    ck_assert_int_eq(status_of(other, key), 200);
+    ck_assert_int_eq(count_tmp_files(), 0);
+    kg_policy_free(other);
+}
+END_TEST
+
+/* ---- key lifecycle ---------------------------------------------------- */
+
+START_TEST(rotation_with_grace)
+{
+    char k2[KG_KEY_MAX];
+    kg_record *nr = NULL, *old = NULL;
+    kg_diag d;
+
+    ck_assert_int_eq(kg_keys_rotate(pol, "k_test", 3600, k2, sizeof(k2), &nr, &d), KG_OK);
+    ck_assert_ptr_nonnull(nr);
+    ck_assert_str_ne(kg_record_id(nr), "k_test");
+    ck_assert_str_eq(kg_record_plan(nr), "free");
+    ck_assert_str_ne(k2, key);
+    /* both work now */
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    ck_assert_int_eq(status_of(pol, key), 200);
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &old, &d), KG_OK);
+    ck_assert_int_eq(kg_record_expires(old), TU_EPOCH_S + 3600);
+    kg_record_unref(old);
+    /* just before the grace ends */
+    tu_clock_advance(&clk, 3599);
+    ck_assert_int_eq(status_of(pol, key), 200);
+    /* after it: the old key has expired, the new one works */
+    tu_clock_advance(&clk, 1);
+    ck_assert_int_eq(status_of(pol, key), 401);
+    ck_assert_int_eq(code_of(pol, key), KG_CODE_KEY_EXPIRED);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    kg_record_unref(nr);
+}
+END_TEST
+
+START_TEST(rotation_without_grace_revokes)
+{
+    char k2[KG_KEY_MAX], k3[KG_KEY_MAX];
+    kg_diag d;
+    ck_assert_int_eq(kg_keys_rotate(pol, "k_test", 0, k2, sizeof(k2), NULL, &d), KG_OK);
+    ck_assert_int_eq(code_of(pol, key), KG_CODE_KEY_REVOKED);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    /* a revoked key cannot be rotated */
+    ck_assert_int_eq(kg_keys_rotate(pol, "k_test", 0, k3, sizeof(k3), NULL, &d), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_keys_rotate(pol, "k_nobody", 0, k3, sizeof(k3), NULL, &d), KG_ERR_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(revoked_is_401_key_revoked)
+{
+    kg_record *r = NULL;
+    kg_diag d;
+    kg_decision *dec;
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &r, &d), KG_OK);
+    kg_record_set_status(r, KG_STATUS_REVOKED);
+    ck_assert_int_eq(kg_keys_update(pol, r, &d), KG_OK);
+    dec = tu_check_key(pol, key);
+    ck_assert_int_eq(kg_decision_status(dec), 401);
+    ck_assert_int_eq(kg_decision_code(dec), KG_CODE_KEY_REVOKED);
+    ck_assert_str_eq(kg_code_name(kg_decision_code(dec)), "key_revoked");
+    ck_assert_str_eq(kg_decision_decided_by(dec), "core:account");
+    ck_assert_ptr_nonnull(kg_decision_header_value(dec, "WWW-Authenticate"));
+    kg_decision_free(dec);
+    kg_record_unref(r);
+}
+END_TEST
+
+START_TEST(expired_is_401_key_expired)
+{
+    char k2[KG_KEY_MAX], *rec, *text, *t;
+    kg_diag d;
+    /* expires at the fake clock's epoch + 60s */
+    ck_assert_int_eq(kg_key_generate("whizo", k2, sizeof(k2)), KG_OK);
+    rec = tu_key_record("k_exp", k2, "free", "    expires: 2026-01-01T00:01:00Z\n");
+    text = tu_read(keyfile);
+    t = tu_fmt("%s%s", text, rec);
+    tu_write(keyfile, t);
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    tu_clock_advance(&clk, 59);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    tu_clock_advance(&clk, 1);
+    ck_assert_int_eq(status_of(pol, k2), 401);
+    ck_assert_int_eq(code_of(pol, k2), KG_CODE_KEY_EXPIRED);
+    free(rec);
+    free(text);
+    free(t);
+}
+END_TEST
+
+static int count_cb(const kg_record *r, void *ud)
+{
+    (*(int *)ud)++;
+    ck_assert_ptr_nonnull(kg_record_id(r));
+    return 0;
+}
+
+START_TEST(list_and_last_used)
+{
+    char k2[KG_KEY_MAX];
+    int n = 0;
+    kg_diag d;
+    kg_record *r;
+    kg_record_unref(create_key(pol, "b", "free", k2));
+    ck_assert_int_eq(kg_keys_list(pol, count_cb, &n, &d), KG_OK);
+    ck_assert_int_eq(n, 2);
+    /* a check marks the key used, at the context's clock */
+    tu_clock_advance(&clk, 42);
+    ck_assert_int_eq(status_of(pol, key), 200);
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &r, &d), KG_OK);
+    ck_assert_int_eq(kg_record_last_used(r), TU_EPOCH_S + 42);
+    kg_record_unref(r);
+    /* and it survives the next write */
+    kg_record_unref(create_key(pol, "c", "free", k2));
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &r, &d), KG_OK);
+    ck_assert_int_eq(kg_record_last_used(r), TU_EPOCH_S + 42);
+    kg_record_unref(r);
+}
+END_TEST
+
+static Suite *filestore_suite(void)
+{
+    Suite *s = suite_create("filestore");
+    TCase *tc;
+
+    tc = tcase_create("write");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, create_writes_hash_only_mode_0600);
+    tcase_add_test(tc, failed_write_leaves_the_old_file);
+    tcase_add_test(tc, put_create_vs_exists);
+    tcase_add_test(tc, update_round_trips_every_field);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("read");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, index_finds_every_key);
+    tcase_add_test(tc, reload_picks_up_changes);
+    tcase_add_test(tc, refresh_picks_up_changes_on_the_clock);
+    tcase_add_test(tc, corrupt_file_never_replaces_a_good_table);
+    tcase_add_test(tc, missing_file_is_an_empty_store);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("concurrency");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, concurrent_readers_while_writing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("lifecycle");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, rotation_with_grace);
+    tcase_add_test(tc, rotation_without_grace_revokes);
+    tcase_add_test(tc, revoked_is_401_key_revoked);
+    tcase_add_test(tc, expired_is_401_key_expired);
+    tcase_add_test(tc, list_and_last_used);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(filestore_suite());
+}

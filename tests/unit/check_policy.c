@@ -1,1 +1,468 @@
-int main(void){return 77;}
+/*
+ * check_policy - policy parsing (core/policy.c, core/yaml.c, core/opts.c)
+ * and every error path, each with its file:line:column.
+ *
+ * The policies below use ${KGT_KEYS} (set by the fixture to a key file in
+ * a scratch folder) so that the text, and so every line and column, is
+ * fixed.
+ */
+#include "testutil.h"
+
+static char *dir, *keyfile;
+static char key[KG_KEY_MAX];
+static kg_context *ctx;
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    keyfile = tu_keyfile(dir, "free", key);
+    setenv("KGT_KEYS", keyfile, 1);
+    setenv("KGT_REALM", "from env", 1);
+    unsetenv("KGT_UNSET");
+    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+}
+
+static void teardown(void)
+{
+    kg_context_free(ctx);
+    tu_rmrf(dir);
+    free(dir);
+    free(keyfile);
+}
+
+/* Lines 1-5: a credential and a keystore stage; plans follow. */
+#define HEAD \
+    "credential:\n"                                   /* 1 */ \
+    "  - module: bearer\n"                            /* 2 */ \
+    "keystore:\n"                                     /* 3 */ \
+    "  - module: file\n"                              /* 4 */ \
+    "    options: {path: \"${KGT_KEYS}\"}\n"          /* 5 */
+#define PLANS "plans:\n  free: {}\n"                  /* 6, 7 */
+
+struct bad {
+    const char *why;
+    const char *yaml;
+    kg_error err;
+    unsigned line, column;
+    const char *says;   /* a part of the message */
+};
+
+static const struct bad bads[] = {
+    { "YAML syntax error (unclosed flow mapping)",
+      HEAD "plans: {free: {}\n", KG_ERR_POLICY, 7, 1, "YAML syntax error" },
+    { "YAML syntax error (bad indentation)",
+      "credential:\n  - module: bearer\n   control: x\n", KG_ERR_POLICY, 3, 4,
+      "YAML syntax error" },
+    { "unknown top-level key",
+      HEAD PLANS "colour: red\n", KG_ERR_POLICY, 8, 1, "unknown key 'colour' in the policy" },
+    { "unknown key in a module line",
+      "credential:\n  - module: bearer\n    colour: red\n"
+      "keystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 5, "unknown key 'colour' in a module line" },
+    { "unknown key in a plan",
+      HEAD "plans:\n  free: {colour: 1}\n", KG_ERR_POLICY, 7, 10,
+      "unknown key 'colour' in a plan" },
+    { "unknown key in cache",
+      "credential:\n  - module: bearer\nkeystore:\n  - module: file\n"
+      "    cache: {ttl: 5s, size: 3}\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 5, 22, "unknown key 'size' in cache" },
+    { "unknown key in control",
+      "credential:\n  - module: bearer\n    control: {ok: done, maybe: die}\n"
+      "keystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 25, "unknown key 'maybe' in control" },
+    { "bad control keyword",
+      "credential:\n  - module: bearer\n    control: mandatory\n"
+      "keystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 14, "unknown control 'mandatory'" },
+    { "bad action",
+      "credential:\n  - module: bearer\n    control: {ok: finish}\n"
+      "keystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 19, "unknown action 'finish' for result ok" },
+    { "control neither keyword nor mapping",
+      "credential:\n  - module: bearer\n    control: [ok]\n"
+      "keystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 14, "control must be" },
+    { "missing credential",
+      "keystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 1, 1, "no credential: stage" },
+    { "missing keystore",
+      "credential:\n  - module: bearer\n" PLANS, KG_ERR_POLICY, 1, 1,
+      "no keystore: stage" },
+    { "missing plans", HEAD, KG_ERR_POLICY, 1, 1, "no plans:" },
+    { "empty credential stage",
+      "credential: []\nkeystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 1, 13, "the credential stage is empty" },
+    { "empty keystore stage",
+      "credential:\n  - module: bearer\nkeystore:\n" PLANS, KG_ERR_POLICY, 3, 10,
+      "the keystore stage is empty" },
+    { "empty plans", HEAD "plans: {}\n", KG_ERR_POLICY, 6, 8, "plans must be a mapping" },
+    { "a stage that is not a list",
+      "credential: bearer\nkeystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 1, 13, "credential must be a list" },
+    { "a line that is a bare name",
+      "credential: [bearer]\nkeystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 1, 14, "must be a mapping such as" },
+    { "a line without module",
+      "credential:\n  - control: required\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 2, 5, "line without 'module:'" },
+    { "extends an undefined plan",
+      HEAD "plans:\n  free: {}\n  pro:\n    extends: gold\n", KG_ERR_POLICY, 9, 5,
+      "plan 'pro' extends 'gold', which is not defined" },
+    { "extends cycle",
+      HEAD "plans:\n  a: {extends: b}\n  b: {extends: c}\n  c: {extends: a}\n",
+      KG_ERR_POLICY, 7, 3, "cycle" },
+    { "a plan extending itself",
+      HEAD "plans:\n  a: {extends: a}\n", KG_ERR_POLICY, 7, 3, "cycle" },
+    { "plugin not found",
+      "credential:\n  - module: nosuchplugin\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_PLUGIN, 2, 13, "plugin 'nosuchplugin' not found" },
+    { "an invalid plugin name",
+      "credential:\n  - module: ../bearer\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_PLUGIN, 2, 13, "not a valid plugin name" },
+    { "wrong kind in a stage",
+      "credential:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n"
+      "keystore:\n  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_PLUGIN, 2, 13, "is a keystore plugin, expected a credential plugin" },
+    { "unknown plugin option (found by the core after create)",
+      "credential:\n  - module: bearer\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\", colour: red}\n" PLANS,
+      KG_ERR_POLICY, 5, 36, "unknown option 'colour' for plugin file" },
+    { "unknown option in a plugin without options",
+      "credential:\n  - module: bearer\n    options: {realm: x}\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 15, "unknown option 'realm' for plugin bearer" },
+    { "bad option type (duration)",
+      "credential:\n  - module: bearer\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\", refresh: soon}\n" PLANS,
+      KG_ERR_POLICY, 5, 45, "option 'refresh' of file must be a duration" },
+    { "bad option type (bool)",
+      "credential:\n  - module: bearer\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\", create: maybe}\n" PLANS,
+      KG_ERR_POLICY, 5, 44, "option 'create' of file must be true or false" },
+    { "bad option type (a list for a string)",
+      "credential:\n  - module: bearer\nkeystore:\n  - module: file\n"
+      "    options: {path: [a, b]}\n" PLANS,
+      KG_ERR_POLICY, 5, 21, "option 'path' of file must be a single value" },
+    { "an option refused by the plugin itself",
+      "credential:\n  - module: header\n    options: {name: \"X Key\"}\nkeystore:\n"
+      "  - module: file\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 21, "not a valid header name" },
+    { "options that are not a mapping",
+      "credential:\n  - module: bearer\n    options: [x]\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 14, "options must be a mapping" },
+    { "cache on a line that is not a keystore",
+      "credential:\n  - module: bearer\n    cache: {ttl: 5s}\nkeystore:\n  - module: file\n"
+      "    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 3, 5, "only allowed on keystore lines" },
+    { "bad cache ttl",
+      "credential:\n  - module: bearer\nkeystore:\n  - module: file\n"
+      "    cache: {ttl: later}\n    options: {path: \"${KGT_KEYS}\"}\n" PLANS,
+      KG_ERR_POLICY, 5, 18, "cache ttl must be a duration" },
+    { "unset environment variable",
+      "realm: \"${KGT_UNSET}\"\n" HEAD PLANS, KG_ERR_POLICY, 1, 8,
+      "environment variable KGT_UNSET is not set" },
+    { "unterminated ${",
+      "realm: \"${KGT_REALM\"\n" HEAD PLANS, KG_ERR_POLICY, 1, 8, "unterminated ${" },
+    { "duplicate key at the top",
+      HEAD PLANS "credential:\n  - module: header\n", KG_ERR_POLICY, 8, 1,
+      "duplicate key 'credential' (first at line 1)" },
+    { "duplicate key in a mapping",
+      HEAD "plans:\n  free: {priority: 1, priority: 2}\n", KG_ERR_POLICY, 7, 23,
+      "duplicate key 'priority'" },
+    { "alias bomb",
+      "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+      "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+      "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+      "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+      "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n"
+      "h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+      "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]\n",
+      KG_ERR_POLICY, 0, 0, "too large" },
+    { "unsupported version", "version: 2\n" HEAD PLANS, KG_ERR_POLICY, 1, 10,
+      "unsupported policy version" },
+    { "bad key_prefix", "key_prefix: who_zo\n" HEAD PLANS, KG_ERR_POLICY, 1, 13,
+      "key_prefix must be" },
+    { "realm with a quote", "realm: 'a\"b'\n" HEAD PLANS, KG_ERR_POLICY, 1, 8,
+      "realm must be" },
+    { "plugin_path of the wrong type", "plugin_path: {a: b}\n" HEAD PLANS,
+      KG_ERR_POLICY, 1, 14, "plugin_path must be" },
+    { "priority out of range", HEAD "plans:\n  free: {priority: 5000}\n",
+      KG_ERR_POLICY, 7, 20, "priority must be a number from 0 to 1000" },
+    { "bad lease_ttl", HEAD "plans:\n  free: {lease_ttl: forever}\n",
+      KG_ERR_POLICY, 7, 21, "lease_ttl must be a duration" },
+    { "a policy that is a list", "- a\n- b\n", KG_ERR_POLICY, 1, 1,
+      "a policy must be a mapping" },
+    { "an empty document", "", KG_ERR_POLICY, 1, 1, "empty" },
+    { "a mapping key that is not a string", "? [a]\n: b\n", KG_ERR_POLICY, 1, 3,
+      "mapping keys must be plain strings" },
+};
+
+START_TEST(error_paths)
+{
+    const struct bad *b = &bads[_i];
+    kg_diag d;
+    kg_error e = tu_policy_error(ctx, b->yaml, &d);
+    char buf[2048];
+
+    kg_diag_format(&d, buf, sizeof(buf));
+    ck_assert_msg(e == b->err, "case %d (%s): error %s, expected %s: %s", _i,
+                  b->why, kg_strerror(e), kg_strerror(b->err), buf);
+    ck_assert_msg(strstr(d.message, b->says) != NULL,
+                  "case %d (%s): message '%s' does not say '%s'", _i, b->why,
+                  d.message, b->says);
+    ck_assert_msg(strcmp(d.file, "bad.yaml") == 0, "case %d (%s): file '%s'",
+                  _i, b->why, d.file);
+    if (b->line != 0) {
+        ck_assert_msg(d.line == b->line && d.column == b->column,
+                      "case %d (%s): at %u:%u, expected %u:%u: %s", _i, b->why,
+                      d.line, d.column, b->line, b->column, buf);
+        /* The formatted diag leads with file:line:column. */
+        {
+            char want[64];
+            snprintf(want, sizeof(want), "bad.yaml:%u:%u: ", b->line, b->column);
+            ck_assert_msg(strncmp(buf, want, strlen(want)) == 0, "%s", buf);
+        }
+    }
+}
+END_TEST
+
+/* ---- what loads ------------------------------------------------------- */
+
+START_TEST(minimal_policy_loads)
+{
+    kg_policy *p = tu_policy(ctx, HEAD PLANS);
+    kg_decision *d = tu_check_key(p, key);
+    ck_assert_int_eq(kg_decision_allowed(d), 1);
+    ck_assert_uint_eq(kg_policy_plan_count(p), 1);
+    ck_assert_str_eq(kg_policy_plan_name(p, 0), "free");
+    ck_assert_ptr_null(kg_policy_plan_name(p, 1));
+    ck_assert_str_eq(kg_policy_source(p), "test.yaml");
+    kg_decision_free(d);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(env_expansion)
+{
+    kg_policy *p;
+    char *x;
+
+    /* ${VAR}, in the middle of a value */
+    p = tu_policy(ctx, "realm: \"x ${KGT_REALM} y\"\n" HEAD PLANS);
+    x = kg_policy_explain(p);
+    ck_assert_ptr_nonnull(strstr(x, "realm: \"x from env y\""));
+    free(x);
+    kg_policy_free(p);
+
+    /* ${VAR:-default} with VAR unset, and set */
+    p = tu_policy(ctx, "realm: \"${KGT_UNSET:-fallback value}\"\n" HEAD PLANS);
+    x = kg_policy_explain(p);
+    ck_assert_ptr_nonnull(strstr(x, "realm: \"fallback value\""));
+    free(x);
+    kg_policy_free(p);
+    p = tu_policy(ctx, "realm: \"${KGT_REALM:-fallback}\"\n" HEAD PLANS);
+    x = kg_policy_explain(p);
+    ck_assert_ptr_nonnull(strstr(x, "realm: \"from env\""));
+    free(x);
+    kg_policy_free(p);
+
+    /* an empty variable counts as unset for :- */
+    setenv("KGT_UNSET", "", 1);
+    p = tu_policy(ctx, "realm: \"${KGT_UNSET:-dflt}\"\n" HEAD PLANS);
+    x = kg_policy_explain(p);
+    ck_assert_ptr_nonnull(strstr(x, "realm: \"dflt\""));
+    free(x);
+    kg_policy_free(p);
+    unsetenv("KGT_UNSET");
+
+    /* $${ is a literal ${ */
+    p = tu_policy(ctx, "realm: \"cost $${KGT_REALM}\"\n" HEAD PLANS);
+    x = kg_policy_explain(p);
+    ck_assert_ptr_nonnull(strstr(x, "realm: \"cost ${KGT_REALM}\""));
+    free(x);
+    kg_policy_free(p);
+
+    /* a path moved by the environment: the key file is found through it */
+    p = tu_policy(ctx, HEAD PLANS);
+    {
+        kg_decision *d = tu_check_key(p, key);
+        ck_assert_int_eq(kg_decision_allowed(d), 1);
+        kg_decision_free(d);
+    }
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(extends_inherits)
+{
+    kg_policy *p = tu_policy(ctx,
+        HEAD "plans:\n"
+        "  base:\n    priority: 3\n    account:\n"
+        "      - {module: scripted, options: {result: fail, code: ip_not_allowed, message: from base}}\n"
+        "  mid: {extends: base}\n"
+        "  free: {extends: mid, priority: 7}\n");
+    kg_decision *d = tu_check_key(p, key);
+    char *x;
+    /* free inherits base's account stage (through mid), keeps its priority */
+    ck_assert_int_eq(kg_decision_status(d), 403);
+    ck_assert_str_eq(kg_decision_message(d), "from base");
+    ck_assert_int_eq(kg_decision_priority(d), 7);
+    kg_decision_free(d);
+    x = kg_policy_explain(p);
+    ck_assert_ptr_nonnull(strstr(x, "plan free (extends mid): priority 7"));
+    ck_assert_ptr_nonnull(strstr(x, "plan mid (extends base): priority 3"));
+    free(x);
+    ck_assert_uint_eq(kg_policy_plan_count(p), 3);
+    ck_assert_str_eq(kg_policy_plan_name(p, 0), "base");
+    ck_assert_str_eq(kg_policy_plan_name(p, 2), "free");
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(explain_mentions_each_stage)
+{
+    kg_policy *p = tu_policy(ctx,
+        "credential:\n  - {module: bearer, control: optional}\n"
+        "  - {module: header, control: optional}\n"
+        "keystore:\n  - module: file\n    control: {ok: done, fail: die}\n"
+        "    cache: {ttl: 5s}\n    options: {path: \"${KGT_KEYS}\"}\n"
+        "plans:\n  free:\n    account:\n      - {module: scripted, control: requisite}\n"
+        "  pro: {}\n");
+    char *x = kg_policy_explain(p);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(strstr(x, "stage credential:"));
+    ck_assert_ptr_nonnull(strstr(x, "stage keystore:"));
+    ck_assert_ptr_nonnull(strstr(x, "plan free"));
+    ck_assert_ptr_nonnull(strstr(x, "plan pro"));
+    ck_assert_ptr_nonnull(strstr(x, "stage account:"));
+    ck_assert_ptr_nonnull(strstr(x, "stage limit:"));
+    ck_assert_ptr_nonnull(strstr(x, "bearer"));
+    ck_assert_ptr_nonnull(strstr(x, "header"));
+    ck_assert_ptr_nonnull(strstr(x, "scripted"));
+    ck_assert_ptr_nonnull(strstr(x, "requisite"));
+    ck_assert_ptr_nonnull(strstr(x, "explicit"));
+    ck_assert_ptr_nonnull(strstr(x, "cache:"));
+    ck_assert_ptr_nonnull(strstr(x, "(empty: passes)"));
+    /* optional's compiled row: ok counts, the rest ignored */
+    ck_assert_ptr_nonnull(strstr(x, "optional    ok       ignore   ignore   ignore"));
+    /* the explicit keystore row: unnamed results as required */
+    ck_assert_ptr_nonnull(strstr(x, "explicit    done     die      ignore   bad"));
+    free(x);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(load_file_missing)
+{
+    kg_policy *p = (kg_policy *)1;
+    kg_diag d;
+    char *path = tu_path(dir, "nope.yaml");
+    ck_assert_int_eq(kg_policy_load_file(ctx, path, &p, &d), KG_ERR_IO);
+    ck_assert_ptr_null(p);
+    ck_assert_str_eq(d.file, path);
+    ck_assert_ptr_nonnull(strstr(d.message, "cannot open the policy"));
+    free(path);
+}
+END_TEST
+
+START_TEST(load_file_relative_paths)
+{
+    /* A relative option path is taken from the policy file's folder. */
+    char *path = tu_path(dir, "policy.yaml");
+    kg_policy *p = NULL;
+    kg_diag d;
+    kg_decision *dec;
+    tu_write(path, "credential: [{module: bearer}]\n"
+                   "keystore: [{module: file, options: {path: keys.yaml}}]\n"
+                   "plans: {free: {}}\n");
+    ck_assert_int_eq(kg_policy_load_file(ctx, path, &p, &d), KG_OK);
+    ck_assert_str_eq(kg_policy_source(p), path);
+    dec = tu_check_key(p, key);
+    ck_assert_int_eq(kg_decision_allowed(dec), 1);
+    kg_decision_free(dec);
+    kg_policy_free(p);
+
+    /* and errors in a file name the file */
+    tu_write(path, "credential: [{module: bearer}]\nbogus: 1\n");
+    ck_assert_int_eq(kg_policy_load_file(ctx, path, &p, &d), KG_ERR_POLICY);
+    ck_assert_str_eq(d.file, path);
+    free(path);
+}
+END_TEST
+
+START_TEST(load_file_with_nul)
+{
+    char *path = tu_path(dir, "nul.yaml");
+    FILE *f = fopen(path, "w");
+    kg_policy *p = NULL;
+    kg_diag d;
+    fwrite("credential: x\0y\n", 1, 17, f);
+    fclose(f);
+    ck_assert_int_eq(kg_policy_load_file(ctx, path, &p, &d), KG_ERR_POLICY);
+    ck_assert_ptr_null(p);
+    free(path);
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+    kg_policy *p = NULL;
+    kg_diag d;
+    ck_assert_int_eq(kg_policy_load_string(NULL, "x: 1", "n", &p, &d), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_policy_load_string(ctx, NULL, "n", &p, &d), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_policy_load_file(ctx, NULL, &p, &d), KG_ERR_INVALID);
+    kg_policy_free(NULL);
+    /* A NULL diag is allowed. */
+    ck_assert_int_eq(kg_policy_load_string(ctx, "a: [", "n", &p, NULL), KG_ERR_POLICY);
+}
+END_TEST
+
+START_TEST(strerror_covers_every_code)
+{
+    int i;
+    for (i = 0; i < KG_ERR__LAST; i++) {
+        ck_assert_ptr_nonnull(kg_strerror((kg_error)i));
+        ck_assert(kg_strerror((kg_error)i)[0] != '\0');
+    }
+}
+END_TEST
+
+static Suite *policy_suite(void)
+{
+    Suite *s = suite_create("policy");
+    TCase *tc;
+
+    tc = tcase_create("errors");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, error_paths, 0, (int)(sizeof(bads) / sizeof(bads[0])));
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("parsing");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, minimal_policy_loads);
+    tcase_add_test(tc, env_expansion);
+    tcase_add_test(tc, extends_inherits);
+    tcase_add_test(tc, explain_mentions_each_stage);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("files");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, load_file_missing);
+    tcase_add_test(tc, load_file_relative_paths);
+    tcase_add_test(tc, load_file_with_nul);
+    tcase_add_test(tc, bad_arguments);
+    tcase_add_test(tc, strerror_covers_every_code);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(policy_suite());
+}
