@@ -294,16 +294,16 @@ END_TEST
 /* ---- scan ----------------------------------------------------------------- */
 
 struct seen {
-    char name[16][32];
-    char kind[16][16];
-    char error[16][1024];
+    char name[64][32];
+    char kind[64][16];
+    char error[64][1024];
     int n;
 };
 
 static void scan_cb(const kg_plugin_info *i, void *ud)
 {
     struct seen *s = ud;
-    if (s->n >= 16)
+    if (s->n >= 64)
         return;
     snprintf(s->name[s->n], sizeof(s->name[0]), "%s", i->name);
     snprintf(s->kind[s->n], sizeof(s->kind[0]), "%s", i->kind ? i->kind : "");
