@@ -133,6 +133,8 @@ expect "show a revoked key" 0 "status:      revoked" -- $KG key show "$ID2"
 expect "policy check: shipped" 0 "ok (4 plans)" -- $KG policy check
 expect "policy check FILE" 0 "ok (4 plans)" -- $BIN policy check "$CONF"
 expect "policy check --json" 0 '"valid":true,"plans":4' -- $BIN --json policy check "$CONF"
+cp "$CONF" "$T/we\"ird.yaml"
+expect "policy check --json escapes the path" 0 'we\\"ird.yaml","valid":true' -- $BIN --json policy check "$T/we\"ird.yaml"
 cat >"$T/bad.yaml" <<EOF
 credential:
   - module: bearer
