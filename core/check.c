@@ -292,6 +292,9 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
     *rec_r = NULL;
     if (l->cache != NULL) {
         cached = kg__cache_get(l->cache, hash, c->now_us, &rec, &fresh);
+        atomic_fetch_add_explicit(cached && fresh ? &c->policy->ctx->cache_hits
+                                                  : &c->policy->ctx->cache_misses,
+                                  1, memory_order_relaxed);
         if (cached && fresh) {
             *rec_r = rec;
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
@@ -309,6 +312,8 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
             kg__cache_put(l->cache, hash, *rec_r, c->now_us);
         } else if (r == KG_RESULT_UNAVAILABLE && cached) {
             /* Serve stale while the store cannot answer. */
+            atomic_fetch_add_explicit(&c->policy->ctx->cache_stale, 1,
+                                      memory_order_relaxed);
             *rec_r = rec;
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
         }

@@ -65,3 +65,14 @@ size_t kg_context_limit_entries(const kg_context *c)
 {
     return kg__limits_entries(c->limits);
 }
+
+void kg_context_cache_stats(const kg_context *c, uint64_t *hits_r,
+                            uint64_t *misses_r, uint64_t *stale_r)
+{
+    if (hits_r)
+        *hits_r = atomic_load_explicit(&c->cache_hits, memory_order_relaxed);
+    if (misses_r)
+        *misses_r = atomic_load_explicit(&c->cache_misses, memory_order_relaxed);
+    if (stale_r)
+        *stale_r = atomic_load_explicit(&c->cache_stale, memory_order_relaxed);
+}

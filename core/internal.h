@@ -75,6 +75,9 @@ struct kg_context {
     void *clock_userdata;
     struct kg__loader *loader;
     struct kg__limits *limits;
+    /* Key-store cache outcomes, for kg_context_cache_stats(): kept by
+     * the context so that they survive a policy reload. */
+    atomic_ullong cache_hits, cache_misses, cache_stale;
 };
 
 /* ---- loader.c -------------------------------------------------------- */

@@ -257,6 +257,17 @@ char *kgd_metrics_render(const kg_context *ctx)
     A("# HELP keygated_limiter_entries Live (key, limit) entries in the memory limiter state.\n"
       "# TYPE keygated_limiter_entries gauge\n"
       "keygated_limiter_entries %zu\n", kg_context_limit_entries(ctx));
+    {
+        uint64_t hits, misses, stale;
+        kg_context_cache_stats(ctx, &hits, &misses, &stale);
+        A("# HELP keygated_keystore_cache_total Key-store cache lookups by outcome (keystore lines with cache:).\n"
+          "# TYPE keygated_keystore_cache_total counter\n"
+          "keygated_keystore_cache_total{result=\"hit\"} %llu\n"
+          "keygated_keystore_cache_total{result=\"miss\"} %llu\n"
+          "keygated_keystore_cache_total{result=\"stale\"} %llu\n",
+          (unsigned long long)hits, (unsigned long long)misses,
+          (unsigned long long)stale);
+    }
     A("# HELP keygated_start_time_seconds When keygated started.\n"
       "# TYPE keygated_start_time_seconds gauge\n"
       "keygated_start_time_seconds %lld\n", (long long)M.started);

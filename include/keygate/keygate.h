@@ -258,6 +258,16 @@ const char *kg_plugin_default_dir(void);
 /* End a concurrency lease early. KG_ERR_NOT_FOUND if unknown or expired. */
 kg_error kg_release(kg_context *ctx, const char *lease);
 
+/*
+ * Key-store cache outcomes since the context was made (for metrics):
+ * lookups answered by a fresh cache entry, lookups that went to the
+ * store (no entry or an expired one), and stale entries served because
+ * the store could not answer.  Counted across policy reloads; only
+ * keystore lines with a cache: count.  Any pointer may be NULL.
+ */
+void kg_context_cache_stats(const kg_context *ctx, uint64_t *hits_r,
+                            uint64_t *misses_r, uint64_t *stale_r);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus
