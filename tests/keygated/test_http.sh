@@ -203,12 +203,12 @@ grep -q '"method":"POST","path":"/v1/jobs","status":403,"code":"insufficient_per
 
 # ---- SIGHUP ----------------------------------------------------------------
 printf 'version: 1\nplans: {free: {}}\ncredential: [' >"$POLICY"
-kill -HUP "$KGD_PID"; sleep 0.3
+kill -HUP "$KGD_PID"; wait_log "reload failed"
 grep -q "reload failed; the previous policy keeps serving" "$T/keygated.err" \
     && ok "broken policy: reload refused and logged" || bad "no reload failure logged: $(cat "$T/keygated.err")"
 expect_status "old policy still serving" 429 -H "Authorization: Bearer $FREE" "$KGD/check"
 cp "$T/policy.good" "$POLICY"
-kill -HUP "$KGD_PID"; sleep 0.3
+kill -HUP "$KGD_PID"; wait_log "reloaded policy"
 grep -q "reloaded policy" "$T/keygated.err" && ok "good policy reloaded" || bad "no reload logged"
 expect_status "limiter state survives the reload" 429 -H "Authorization: Bearer $FREE" "$KGD/check"
 expect_status "new policy serves" 200 -H "Authorization: Bearer $FREE2" "$KGD/check"
