@@ -228,3 +228,32 @@ kg_error kg_policy_reload_stores(kg_policy *p, kg_diag *diag)
     }
     return rc;
 }
+
+kg_error kg_policy_migrate(kg_policy *p, int apply, int *from_r, int *to_r,
+                           kg_diag *diag)
+{
+    size_t i;
+    int from = 0, to = 0;
+    kg_error e;
+
+    kg__diag_clear(diag);
+    if (p == NULL)
+        return KG_ERR_INVALID;
+    for (i = 0; i < p->keystore.n; i++) {
+        const kg__line *l = p->keystore.lines[i];
+        const struct kg_keystore_ops *o = l->mod->plugin->keystore;
+        /* A plugin built against ABI 1.0 has a shorter table: `migrate`
+         * exists only from 1.1 on. */
+        if (l->mod->plugin->abi_minor < 1 || o->migrate == NULL)
+            continue;
+        e = o->migrate(l->inst, apply, &from, &to, diag);
+        if (from_r) *from_r = from;
+        if (to_r) *to_r = to;
+        if (e == KG_OK && to != from)
+            kg__cache_clear(l->cache);
+        return e;
+    }
+    kg__diag_set(diag, p->source, 0, 0, "no keystore in this policy has a "
+                 "schema to migrate (only the sql store has one)");
+    return KG_ERR_UNSUPPORTED;
+}

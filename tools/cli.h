@@ -31,6 +31,7 @@ int cmd_key(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_policy(struct cli *c, int argc, char **argv);
 int cmd_plugins(struct cli *c, int argc, char **argv);
+int cmd_db(struct cli *c, int argc, char **argv);
 int cmd_webhook(struct cli *c, int argc, char **argv);
 
 #endif

@@ -37,6 +37,10 @@ static void usage(FILE *f)
 "  policy explain [FILE]          print each stage's compiled control table\n"
 "  plugins                        plugins on the search path, their kind and ABI\n"
 "\n"
+"Key store schema:\n"
+"  db migrate                     bring the key store's schema up to date\n"
+"  db status                      show its schema version\n"
+"\n"
 "Webhooks (see keygate webhook --help):\n"
 "  webhook secret new [--scheme v1|v1a]    a new signing secret\n"
 "  webhook sign --scheme S --secret K [--id ID] [--timestamp T] < payload\n"
@@ -101,6 +105,8 @@ int main(int argc, char **argv)
         rc = cmd_policy(&c, argc, argv);
     else if (strcmp(cmd, "plugins") == 0)
         rc = cmd_plugins(&c, argc, argv);
+    else if (strcmp(cmd, "db") == 0)
+        rc = cmd_db(&c, argc, argv);
     else if (strcmp(cmd, "webhook") == 0 || strcmp(cmd, "webhooks") == 0)
         rc = cmd_webhook(&c, argc, argv);
     else {

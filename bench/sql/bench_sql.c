@@ -1,0 +1,331 @@
+/*
+ * bench_sql - lookups per second and latency percentiles of the sql key
+ * store, through kg_check() (bearer credential, one keystore line, a plan
+ * with no account or limit stage), single-threaded:
+ *
+ *   uncached   every check goes to the database (no cache: on the line)
+ *   cached     the core's record cache in front of the same store, warm
+ *   memory     bench/memstore (every key in an in-memory hash table),
+ *              asked for the same hot keys: the baseline for "cached"
+ *
+ * The bench loads its own keys: --keys N (default 1,000,000) random keys
+ * are generated, hashed, and bulk-loaded into SQLite (one transaction)
+ * and/or PostgreSQL (COPY).  Usage:
+ *
+ *   bench_sql [--keys N] [--checks M] [--working-set W]
+ *             [--sqlite DB-PATH] [--pg CONNINFO]   (password: $PGPASSWORD)
+ *
+ * bench/sql/run.sh builds it, starts a PostgreSQL of its own, and runs it.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <keygate/keygate.h>
+#include <keygate/plugin.h>
+
+#ifdef HAVE_SQLITE
+#include <sqlite3.h>
+#endif
+#ifdef HAVE_PQ
+#include <libpq-fe.h>
+#endif
+
+static char (*keys)[KG_KEY_MAX];
+static char (*hexes)[2 * KG_HASH_LEN + 1];
+static long nkeys = 1000000, nchecks = 200000, wset = 10000;
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t now_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
+}
+
+/* What each check's latency is taken with: wall time, or the thread's
+ * CPU time (leaves out waiting for a CPU on a loaded machine; means
+ * nothing for PostgreSQL, whose work is in another process). */
+static clockid_t lat_clock = CLOCK_MONOTONIC;
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "bench_sql: %s: %s\n", what, why);
+    exit(1);
+}
+
+static kg_policy *load(kg_context *ctx, const char *keystore_line)
+{
+    char yaml[4096];
+    kg_policy *p = NULL;
+    kg_diag d;
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\nkey_prefix: whizo\n"
+             "credential:\n  - {module: bearer, control: required}\n"
+             "keystore:\n%s"
+             "plans:\n  free: {priority: 0}\n", keystore_line);
+    if (kg_policy_load_string(ctx, yaml, "bench.yaml", &p, &d) != KG_OK)
+        die("policy", d.message);
+    return p;
+}
+
+/* Run `n` checks of keys picked (pseudo-randomly) among the first
+ * `among`; print ops/s and percentiles. */
+static void measure(const char *label, kg_policy *p, long among, long n)
+{
+    int64_t *lat = malloc((size_t)n * sizeof(*lat)), t0, total;
+    kg_request *req;
+    uint64_t x = 88172645463325252ULL;
+    long i, denied = 0;
+
+    if (lat == NULL || kg_request_new(&req) != KG_OK)
+        die("measure", "out of memory");
+    total = now_ns();
+    for (i = 0; i < n; i++) {
+        char hdr[KG_KEY_MAX + 8];
+        kg_decision *dec;
+        long k;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        k = (long)(x % (uint64_t)among);
+        snprintf(hdr, sizeof(hdr), "Bearer %s", keys[k]);
+        kg_request_reset(req);
+        kg_request_add_header(req, "Authorization", hdr);
+        t0 = clock_ns(lat_clock);
+        kg_check(p, req, &dec);
+        lat[i] = clock_ns(lat_clock) - t0;
+        if (!kg_decision_allowed(dec))
+            denied++;
+        kg_decision_free(dec);
+    }
+    total = now_ns() - total;
+    qsort(lat, (size_t)n, sizeof(*lat), cmp64);
+    printf("%-30s %9.0f checks/s   p50 %7.1f us   p99 %7.1f us   p99.9 %7.1f us%s\n",
+           label, (double)n / ((double)total / 1e9), lat[n / 2] / 1000.0,
+           lat[(long)(n * 0.99)] / 1000.0, lat[(long)(n * 0.999)] / 1000.0,
+           denied ? "   (SOME DENIED!)" : "");
+    if (denied)
+        fprintf(stderr, "bench_sql: %s: %ld of %ld checks denied\n", label, denied, n);
+    fflush(stdout);
+    kg_request_free(req);
+    free(lat);
+}
+
+static void make_keys(void)
+{
+    long i;
+    int64_t t0 = now_ns();
+    keys = malloc((size_t)nkeys * sizeof(*keys));
+    hexes = malloc((size_t)nkeys * sizeof(*hexes));
+    if (keys == NULL || hexes == NULL)
+        die("keys", "out of memory");
+    for (i = 0; i < nkeys; i++) {
+        unsigned char h[KG_HASH_LEN];
+        if (kg_key_generate("whizo", keys[i], KG_KEY_MAX) != KG_OK)
+            die("keys", "kg_key_generate failed");
+        kg_key_hash(keys[i], strlen(keys[i]), h);
+        kg_hash_to_hex(h, hexes[i]);
+    }
+    printf("generated %ld keys in %.1f s\n", nkeys, (now_ns() - t0) / 1e9);
+}
+
+/* The baseline: bench/memstore, every key in an in-memory hash table,
+ * asked for the same hot keys as the cached runs. */
+static void bench_memory(kg_context *ctx)
+{
+    char path[] = "/tmp/kg-bench-keys-XXXXXX", line[512], label[64];
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    kg_policy *p;
+    long i;
+
+    if (f == NULL)
+        die("memstore", "cannot create a temporary file");
+    for (i = 0; i < nkeys; i++)
+        fprintf(f, "%s\n", keys[i]);
+    fclose(f);
+    snprintf(line, sizeof(line), "  - module: memstore\n    control: required\n"
+             "    options: {keys_file: '%s', plan: free}\n", path);
+    p = load(ctx, line);
+    snprintf(label, sizeof(label), "memory (memstore, %ld hot)", wset);
+    measure(label, p, wset, nchecks);
+    kg_policy_free(p);
+    unlink(path);
+}
+
+static void bench_store(kg_context *ctx, const char *name, const char *opts)
+{
+    char line[2048], label[64];
+    kg_policy *p;
+
+    snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
+             "    options: {%s, last_used_interval: 0}\n", opts);
+    p = load(ctx, line);
+    /* Warm the OS page cache and the connections first: "uncached" is
+     * about keygate's cache, not a cold disk. */
+    measure("(warming the store)", p, nkeys, nchecks / 2);
+    snprintf(label, sizeof(label), "%s uncached (%ld keys)", name, nkeys);
+    measure(label, p, nkeys, nchecks);
+    if (strcmp(name, "sqlite") == 0) {
+        lat_clock = CLOCK_THREAD_CPUTIME_ID;
+        snprintf(label, sizeof(label), "%s uncached, on-CPU time", name);
+        measure(label, p, nkeys, nchecks);
+        lat_clock = CLOCK_MONOTONIC;
+    }
+    kg_policy_free(p);
+
+    snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
+             "    cache: {ttl: 1h, negative_ttl: 1s, max_entries: %ld}\n"
+             "    options: {%s, last_used_interval: 0}\n", wset * 2, opts);
+    p = load(ctx, line);
+    measure("(warming the cache)", p, wset, wset * 4);
+    snprintf(label, sizeof(label), "%s cached (%ld hot)", name, wset);
+    measure(label, p, wset, nchecks);
+    kg_policy_free(p);
+}
+
+#ifdef HAVE_SQLITE
+static void load_sqlite(kg_context *ctx, const char *path)
+{
+    char opts[1024], line[1200];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    kg_policy *p;
+    long i;
+    int64_t t0 = now_ns();
+
+    unlink(path);
+    snprintf(opts, sizeof(opts), "driver: sqlite, path: '%s'", path);
+    snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
+             "    options: {%s}\n", opts);
+    p = load(ctx, line);  /* creates and migrates the database */
+    kg_policy_free(p);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        die(path, sqlite3_errmsg(db));
+    sqlite3_exec(db, "PRAGMA cache_size=-262144; BEGIN", NULL, NULL, NULL);
+    if (sqlite3_prepare_v2(db, "INSERT INTO keygate_keys (id, key_hash, plan, "
+                           "created_at) VALUES (?1, ?2, 'free', 1800000000)",
+                           -1, &st, NULL) != SQLITE_OK)
+        die(path, sqlite3_errmsg(db));
+    for (i = 0; i < nkeys; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "b_%07ld", i);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, hexes[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            die(path, sqlite3_errmsg(db));
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        die(path, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    printf("loaded %ld keys into SQLite in %.1f s\n", nkeys, (now_ns() - t0) / 1e9);
+    bench_store(ctx, "sqlite", opts);
+    unlink(path);
+}
+#endif
+
+#ifdef HAVE_PQ
+static void load_pg(kg_context *ctx, const char *conninfo)
+{
+    char opts[1200], line[1400], buf[160];
+    PGconn *c;
+    PGresult *r;
+    kg_policy *p;
+    long i;
+    int64_t t0 = now_ns();
+
+    snprintf(opts, sizeof(opts), "driver: postgresql, conninfo: '%s', "
+             "auto_migrate: true, pool_size: 2", conninfo);
+    snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
+             "    options: {%s}\n", opts);
+    p = load(ctx, line);
+    kg_policy_free(p);
+    c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK)
+        die("PostgreSQL", PQerrorMessage(c));
+    PQclear(PQexec(c, "TRUNCATE keygate_keys"));
+    r = PQexec(c, "COPY keygate_keys (id, key_hash, plan, created_at) FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+        die("COPY", PQerrorMessage(c));
+    PQclear(r);
+    for (i = 0; i < nkeys; i++) {
+        int n = snprintf(buf, sizeof(buf), "b_%07ld\t%s\tfree\t1800000000\n", i, hexes[i]);
+        if (PQputCopyData(c, buf, n) != 1)
+            die("COPY", PQerrorMessage(c));
+    }
+    if (PQputCopyEnd(c, NULL) != 1)
+        die("COPY", PQerrorMessage(c));
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die("COPY", PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(PQexec(c, "ANALYZE keygate_keys"));
+    PQfinish(c);
+    printf("loaded %ld keys into PostgreSQL in %.1f s\n", nkeys, (now_ns() - t0) / 1e9);
+    bench_store(ctx, "postgresql", opts);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        { "keys", required_argument, NULL, 'k' },
+        { "checks", required_argument, NULL, 'n' },
+        { "working-set", required_argument, NULL, 'w' },
+        { "sqlite", required_argument, NULL, 's' },
+        { "pg", required_argument, NULL, 'p' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *sqlite_path = NULL, *pg = NULL;
+    kg_context *ctx;
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "k:n:w:s:p:", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'k': nkeys = atol(optarg); break;
+        case 'n': nchecks = atol(optarg); break;
+        case 'w': wset = atol(optarg); break;
+        case 's': sqlite_path = optarg; break;
+        case 'p': pg = optarg; break;
+        default:
+            fprintf(stderr, "usage: bench_sql [--keys N] [--checks M] [--working-set W] "
+                    "[--sqlite PATH] [--pg CONNINFO]\n");
+            return 2;
+        }
+    }
+    if (nkeys < 1 || nchecks < 1 || wset < 1 || wset > nkeys)
+        die("arguments", "need keys >= working-set >= 1 and checks >= 1");
+    if (kg_context_new(&ctx) != KG_OK)
+        die("context", "out of memory");
+    make_keys();
+    bench_memory(ctx);
+#ifdef HAVE_SQLITE
+    if (sqlite_path != NULL)
+        load_sqlite(ctx, sqlite_path);
+#endif
+#ifdef HAVE_PQ
+    if (pg != NULL)
+        load_pg(ctx, pg);
+#endif
+    bench_memory(ctx);  /* again, to show the noise */
+    kg_context_free(ctx);
+    free(keys);
+    free(hexes);
+    return 0;
+}

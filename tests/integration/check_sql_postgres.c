@@ -1,0 +1,368 @@
+/*
+ * check_sql_postgres.c - the sql keystore against a real PostgreSQL,
+ * started by test_postgres.sh, which passes:
+ *   KG_TEST_PG_CONNINFO   libpq conninfo of an empty database
+ *   KG_TEST_PG_PASSWORD   its password (the policies read ${KG_TEST_PG_PASSWORD})
+ *   KG_TEST_PG_STOP / KG_TEST_PG_START   shell commands that stop / start
+ *                         the server (the fault test)
+ * Time is injected (cache TTLs); only the pool and outage tests wait on
+ * the real server.  The tests share the database and run in order.
+ */
+#include "config.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../unit/sqltest.h"
+
+static kg_context *ctx;
+static char opts[2048];
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    ck_assert_msg(v != NULL && *v, "%s is not set: run test_postgres.sh", name);
+    return v;
+}
+
+static PGconn *raw_connect(void)
+{
+    char ci[1024];
+    PGconn *c;
+    snprintf(ci, sizeof(ci), "%s password=%s application_name=kgtest",
+             env("KG_TEST_PG_CONNINFO"), env("KG_TEST_PG_PASSWORD"));
+    c = PQconnectdb(ci);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "raw connect: %s", PQerrorMessage(c));
+    return c;
+}
+
+static long long raw_int(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    long long v = -1;
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK ||
+                  PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql,
+                  PQresultErrorMessage(r));
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        v = PQgetisnull(r, 0, 0) ? 0 : atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static void setup(void)
+{
+    snprintf(opts, sizeof(opts),
+             "driver: postgresql, conninfo: '%s', password: '${KG_TEST_PG_PASSWORD}', "
+             "sslmode: disable, auto_migrate: true, reconnect_delay: 0, "
+             "connect_timeout: 2s",
+             env("KG_TEST_PG_CONNINFO"));
+    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+    kg_context_set_clock(ctx, test_clock, NULL);
+}
+
+static void teardown(void)
+{
+    kg_context_free(ctx);
+}
+
+static kg_policy *with(const char *extra, const char *cache)
+{
+    char o[3000];
+    snprintf(o, sizeof(o), "%s%s%s", opts, extra ? ", " : "", extra ? extra : "");
+    return test_policy_ok(ctx, o, cache);
+}
+
+/* ---- lookups ----------------------------------------------------------- */
+
+START_TEST(test_lookup)
+{
+    kg_policy *p = with(NULL, NULL);
+    char key[KG_KEY_MAX], other[KG_KEY_MAX], id[64];
+    kg_record *r = kg_record_new(), *got = NULL;
+    kg_diag d;
+    int status;
+
+    kg_record_set_plan(r, "pro");
+    kg_record_set_name(r, "pg key");
+    kg_record_add_permission(r, "scrape:read");
+    kg_record_add_cidr(r, "127.0.0.0/8");
+    kg_record_add_limit(r, "day", 1000, 86400, 0);
+    ck_assert_int_eq(kg_keys_create(p, r, key, sizeof(key), &d), KG_OK);
+    snprintf(id, sizeof(id), "%s", kg_record_id(r));
+    ck_assert_int_eq(test_check_code(p, key, &status), KG_CODE_NONE);
+    ck_assert_int_eq(status, 200);
+    test_unknown_key(other);
+    ck_assert_int_eq(test_check_code(p, other, &status), KG_CODE_UNAUTHORIZED);
+    ck_assert_int_eq(kg_keys_get(p, id, &got, &d), KG_OK);
+    ck_assert_str_eq(kg_record_name(got), "pg key");
+    ck_assert_str_eq(kg_record_cidr(got, 0), "127.0.0.0/8");
+    ck_assert_int_eq(kg_record_limit_count(got), 1);
+    ck_assert_int_eq(memcmp(kg_record_hash(got), kg_record_hash(r), KG_HASH_LEN), 0);
+    kg_record_unref(got);
+    kg_record_unref(r);
+    ck_assert_int_ge(test_count_keys(p), 1);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_injection)
+{
+    kg_policy *p = with(NULL, NULL);
+    char key[KG_KEY_MAX], id[64];
+    PGconn *c = raw_connect();
+
+    test_make_key(p, "free", "victim", key, id, sizeof(id));
+    test_injection_strings(p, id, key);
+    ck_assert_int_eq(raw_int(c, "SELECT count(*) FROM pg_tables WHERE tablename = 'keygate_keys'"), 1);
+    ck_assert_int_ge(raw_int(c, "SELECT count(*) FROM keygate_keys"), 9);
+    PQfinish(c);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* Two instances (two policies: own pools, own caches).  A revoke through
+ * one reaches the other when its cache entry expires, not before. */
+START_TEST(test_revoke_after_ttl)
+{
+    kg_policy *a = with(NULL, "{ttl: 5s, negative_ttl: 1s}");
+    kg_policy *b = with(NULL, "{ttl: 5s, negative_ttl: 1s}");
+    char key[KG_KEY_MAX], id[64];
+    kg_record *r = NULL;
+    kg_diag d;
+
+    test_make_key(b, "free", "to revoke", key, id, sizeof(id));
+    ck_assert_int_eq(test_check_code(a, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(kg_keys_get(b, id, &r, &d), KG_OK);
+    kg_record_set_status(r, KG_STATUS_REVOKED);
+    ck_assert_int_eq(kg_keys_update(b, r, &d), KG_OK);
+    kg_record_unref(r);
+    ck_assert_int_eq(test_check_code(b, key, NULL), KG_CODE_KEY_REVOKED);
+    test_advance(4);
+    ck_assert_int_eq(test_check_code(a, key, NULL), KG_CODE_NONE);
+    test_advance(2);
+    ck_assert_int_eq(test_check_code(a, key, NULL), KG_CODE_KEY_REVOKED);
+    kg_policy_free(a);
+    kg_policy_free(b);
+}
+END_TEST
+
+START_TEST(test_refuse_newer_schema)
+{
+    kg_policy *p = NULL;
+    kg_diag d;
+    PGconn *c = raw_connect();
+    kg_policy *q = with(NULL, NULL);  /* migrated */
+
+    raw_int(c, "INSERT INTO keygate_schema VALUES (99, '099_future', 0)");
+    ck_assert_int_ne(test_policy(ctx, opts, NULL, &p, &d), KG_OK);
+    ck_assert_ptr_nonnull(strstr(d.message, "newer than this keygate knows"));
+    {
+        int from, to;
+        ck_assert_int_eq(kg_policy_migrate(q, 1, &from, &to, &d), KG_ERR_INVALID);
+        ck_assert_int_eq(from, 99);
+    }
+    raw_int(c, "DELETE FROM keygate_schema WHERE version = 99");
+    PQfinish(c);
+    kg_policy_free(q);
+}
+END_TEST
+
+/* ---- the pool ---------------------------------------------------------- */
+
+struct worker {
+    kg_policy *p;
+    const char *key;
+    int n;
+    int ok, unavailable, other;
+    int64_t max_ms;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    int i;
+    for (i = 0; i < w->n; i++) {
+        int64_t t0 = mono_ms();
+        kg_code c = test_check_code(w->p, w->key, NULL);
+        int64_t dt = mono_ms() - t0;
+        if (dt > w->max_ms)
+            w->max_ms = dt;
+        if (c == KG_CODE_NONE) w->ok++;
+        else if (c == KG_CODE_AUTH_UNAVAILABLE) w->unavailable++;
+        else w->other++;
+    }
+    return NULL;
+}
+
+static void run_workers(kg_policy *p, const char *key, int nthreads, int n,
+                        struct worker *w)
+{
+    pthread_t th[16];
+    int i;
+    for (i = 0; i < nthreads; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].p = p;
+        w[i].key = key;
+        w[i].n = n;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, work, &w[i]), 0);
+    }
+    for (i = 0; i < nthreads; i++)
+        pthread_join(th[i], NULL);
+}
+
+START_TEST(test_pool)
+{
+    kg_policy *p = with("pool_size: 2, pool_wait: 1s, statement_timeout: 800ms", NULL);
+    char key[KG_KEY_MAX];
+    struct worker w[8];
+    PGconn *blocker = raw_connect(), *watch = raw_connect();
+    int i;
+
+    test_make_key(p, "free", "pooled", key, NULL, 0);
+    /* More threads than connections: they queue, all are served. */
+    run_workers(p, key, 8, 40, w);
+    for (i = 0; i < 8; i++) {
+        ck_assert_int_eq(w[i].ok, 40);
+    }
+    ck_assert_int_le(raw_int(watch, "SELECT count(*) FROM pg_stat_activity "
+                             "WHERE application_name = 'keygate'"), 2);
+
+    /* Exhaustion: the table is locked, the two connections hang in their
+     * statements until statement_timeout, and the other callers give up
+     * after pool_wait.  Everyone gets 503 within bounded time. */
+    raw_int(blocker, "BEGIN");
+    raw_int(blocker, "LOCK TABLE keygate_keys IN ACCESS EXCLUSIVE MODE");
+    run_workers(p, key, 6, 1, w);
+    for (i = 0; i < 6; i++) {
+        ck_assert_int_eq(w[i].unavailable, 1);
+        ck_assert_msg(w[i].max_ms < 4000, "a check took %lld ms", (long long)w[i].max_ms);
+    }
+    ck_assert_int_le(raw_int(watch, "SELECT count(*) FROM pg_stat_activity "
+                             "WHERE application_name = 'keygate'"), 2);
+    raw_int(blocker, "ROLLBACK");
+    /* And it heals at once, without a restart. */
+    run_workers(p, key, 4, 10, w);
+    for (i = 0; i < 4; i++)
+        ck_assert_int_eq(w[i].ok, 10);
+    PQfinish(blocker);
+    PQfinish(watch);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* ---- the fault test ---------------------------------------------------- */
+
+static void server(const char *what)
+{
+    const char *cmd = env(what);
+    ck_assert_msg(system(cmd) == 0, "%s failed: %s", what, cmd);
+}
+
+START_TEST(test_outage)
+{
+    kg_policy *p = with("last_used_interval: 60s", "{ttl: 2s, negative_ttl: 1s}");
+    char k1[KG_KEY_MAX], k2[KG_KEY_MAX], id1[64], unknown[KG_KEY_MAX], late[KG_KEY_MAX];
+    kg_record *r;
+    kg_diag d;
+    int status, i;
+    PGconn *c;
+
+    test_make_key(p, "free", "known 1", k1, id1, sizeof(id1));
+    test_make_key(p, "pro", "known 2", k2, NULL, 0);
+    ck_assert_int_eq(test_check_code(p, k1, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(test_check_code(p, k2, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);  /* flush last_used */
+    ck_assert_int_eq(test_check_code(p, k1, NULL), KG_CODE_NONE);  /* re-cache */
+    ck_assert_int_eq(test_check_code(p, k2, NULL), KG_CODE_NONE);
+
+    server("KG_TEST_PG_STOP");
+    test_advance(120);  /* every cache entry is stale now */
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(test_check_code(p, k1, &status), KG_CODE_NONE);
+        ck_assert_int_eq(status, 200);
+        ck_assert_int_eq(test_check_code(p, k2, &status), KG_CODE_NONE);
+        test_unknown_key(unknown);
+        ck_assert_int_eq(test_check_code(p, unknown, &status), KG_CODE_AUTH_UNAVAILABLE);
+        ck_assert_int_eq(status, 503);
+    }
+    /* Writing fails clearly, and last_used stays pending. */
+    r = kg_record_new();
+    kg_record_set_plan(r, "free");
+    ck_assert_int_eq(kg_keys_create(p, r, late, sizeof(late), &d), KG_ERR_UNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(d.message, "unavailable"));
+    kg_record_unref(r);
+    kg_policy_reload_stores(p, &d);
+
+    server("KG_TEST_PG_START");
+    /* Recovery without a restart: the same policy, new connections. */
+    ck_assert_int_eq(test_check_code(p, unknown, &status), KG_CODE_UNAUTHORIZED);
+    ck_assert_int_eq(status, 401);
+    ck_assert_int_eq(test_check_code(p, k1, NULL), KG_CODE_NONE);
+    test_make_key(p, "free", "after", late, NULL, 0);
+    ck_assert_int_eq(test_check_code(p, late, NULL), KG_CODE_NONE);
+    /* The use during the outage was written once the server was back. */
+    ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);
+    c = raw_connect();
+    {
+        char sql[200];
+        snprintf(sql, sizeof(sql), "SELECT last_used_at FROM keygate_keys WHERE id = '%s'", id1);
+        ck_assert_int_eq(raw_int(c, sql), test_now_us / 1000000);
+    }
+    PQfinish(c);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_password_file)
+{
+    char path[] = "/tmp/kg-pgpw-XXXXXX", o[3000];
+    int fd = mkstemp(path);
+    kg_policy *p;
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_gt(write(fd, env("KG_TEST_PG_PASSWORD"), strlen(env("KG_TEST_PG_PASSWORD"))), 0);
+    ck_assert_int_eq(write(fd, "\n", 1), 1);
+    close(fd);
+    snprintf(o, sizeof(o), "driver: postgresql, conninfo: '%s', password_file: '%s'",
+             env("KG_TEST_PG_CONNINFO"), path);
+    p = test_policy_ok(ctx, o, NULL);
+    ck_assert_int_ge(test_count_keys(p), 1);
+    kg_policy_free(p);
+    unlink(path);
+}
+END_TEST
+
+static Suite *sql_postgres_suite(void)
+{
+    Suite *s = suite_create("sql_postgres");
+    TCase *tc = tcase_create("postgresql");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_lookup);
+    tcase_add_test(tc, test_injection);
+    tcase_add_test(tc, test_revoke_after_ttl);
+    tcase_add_test(tc, test_refuse_newer_schema);
+    tcase_add_test(tc, test_password_file);
+    tcase_add_test(tc, test_pool);
+    tcase_add_test(tc, test_outage);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(sql_postgres_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

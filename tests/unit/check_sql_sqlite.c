@@ -1,0 +1,486 @@
+/*
+ * check_sql_sqlite.c - the sql keystore with its SQLite driver: records
+ * through the public API, migrations, injection strings, write-behind
+ * last_used, and `keygate key create` processes writing while threads
+ * read.  Each test works in a fresh database in a temporary folder.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sqltest.h"
+
+static char dir[256];
+static char dbpath[512];
+static char opts[1024];
+static kg_context *ctx;
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/kg-sqlite-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(dbpath, sizeof(dbpath), "%s/keys.db", dir);
+    snprintf(opts, sizeof(opts), "driver: sqlite, path: '%s', reconnect_delay: 0",
+             dbpath);
+    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+    kg_context_set_clock(ctx, test_clock, NULL);
+}
+
+static void teardown(void)
+{
+    char cmd[600];
+    kg_context_free(ctx);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* Run one SQL statement on the file directly; an integer answer or -1. */
+static long long raw_sql(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long long v = -1;
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
+                  "%s: %s", sql, sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+START_TEST(test_roundtrip)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, "{ttl: 5s, negative_ttl: 1s}");
+    kg_record *r = kg_record_new(), *got = NULL;
+    char key[KG_KEY_MAX];
+    kg_diag d;
+    const char *name;
+    int64_t c, w, b;
+
+    kg_record_set_plan(r, "pro");
+    kg_record_set_name(r, "scraper prod");
+    kg_record_add_permission(r, "scrape:read");
+    kg_record_add_permission(r, "jobs:write");
+    kg_record_add_cidr(r, "127.0.0.0/8");
+    kg_record_add_cidr(r, "2001:db8::/32");
+    kg_record_add_limit(r, "hour", 100000, 3600, 500);
+    kg_record_set_expires(r, test_now_us / 1000000 + 86400);
+    ck_assert_int_eq(kg_keys_create(p, r, key, sizeof(key), &d), KG_OK);
+    ck_assert_int_eq(kg_keys_get(p, kg_record_id(r), &got, &d), KG_OK);
+    ck_assert_str_eq(kg_record_name(got), "scraper prod");
+    ck_assert_str_eq(kg_record_plan(got), "pro");
+    ck_assert_int_eq(memcmp(kg_record_hash(got), kg_record_hash(r), KG_HASH_LEN), 0);
+    ck_assert_int_eq(kg_record_permission_count(got), 2);
+    ck_assert_str_eq(kg_record_permission(got, 1), "jobs:write");
+    ck_assert_int_eq(kg_record_cidr_count(got), 2);
+    ck_assert_str_eq(kg_record_cidr(got, 1), "2001:db8::/32");
+    ck_assert_int_eq(kg_record_limit_count(got), 1);
+    kg_record_limit(got, 0, &name, &c, &w, &b);
+    ck_assert_str_eq(name, "hour");
+    ck_assert_int_eq(c, 100000);
+    ck_assert_int_eq(w, 3600);
+    ck_assert_int_eq(b, 500);
+    ck_assert_int_eq(kg_record_expires(got), test_now_us / 1000000 + 86400);
+    ck_assert_int_eq(kg_record_created(got), test_now_us / 1000000);
+    ck_assert_int_eq(strncmp(kg_record_prefix(got), key, 8), 0);
+    kg_record_unref(got);
+    kg_record_unref(r);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_check_and_revoke)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, "{ttl: 5s, negative_ttl: 1s}");
+    char key[KG_KEY_MAX], other[KG_KEY_MAX], id[64];
+    kg_record *r = NULL;
+    kg_diag d;
+    int status;
+
+    test_make_key(p, "free", "a", key, id, sizeof(id));
+    ck_assert_int_eq(test_check_code(p, key, &status), KG_CODE_NONE);
+    ck_assert_int_eq(status, 200);
+    test_unknown_key(other);
+    ck_assert_int_eq(test_check_code(p, other, &status), KG_CODE_UNAUTHORIZED);
+    ck_assert_int_eq(status, 401);
+    ck_assert_int_eq(test_count_keys(p), 1);
+    ck_assert_int_eq(kg_keys_get(p, id, &r, &d), KG_OK);
+    kg_record_set_status(r, KG_STATUS_REVOKED);
+    ck_assert_int_eq(kg_keys_update(p, r, &d), KG_OK);
+    kg_record_unref(r);
+    ck_assert_int_eq(test_check_code(p, key, &status), KG_CODE_KEY_REVOKED);
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys WHERE status = 'revoked'"), 1);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* A revoke by another process (the CLI) reaches a running instance
+ * within the cache TTL, and not before: the clock is injected. */
+START_TEST(test_revoke_by_other_within_ttl)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, "{ttl: 5s, negative_ttl: 1s}");
+    kg_policy *cli = test_policy_ok(ctx, opts, NULL);
+    char key[KG_KEY_MAX], id[64];
+    kg_record *r = NULL;
+    kg_diag d;
+
+    test_make_key(cli, "free", "a", key, id, sizeof(id));
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(kg_keys_get(cli, id, &r, &d), KG_OK);
+    kg_record_set_status(r, KG_STATUS_REVOKED);
+    ck_assert_int_eq(kg_keys_update(cli, r, &d), KG_OK);
+    kg_record_unref(r);
+    test_advance(4);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);  /* cached */
+    test_advance(2);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_KEY_REVOKED);
+    kg_policy_free(cli);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_injection)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, NULL);
+    char key[KG_KEY_MAX], id[64];
+
+    test_make_key(p, "free", "victim", key, id, sizeof(id));
+    test_injection_strings(p, id, key);
+    /* The table is still there and whole. */
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys WHERE status = 'active'"),
+                     1 + 8);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_create_exists)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, NULL);
+    kg_record *r = kg_record_new();
+    char key[KG_KEY_MAX];
+    kg_diag d;
+
+    kg_record_set_id(r, "k_fixed");
+    kg_record_set_plan(r, "free");
+    ck_assert_int_eq(kg_keys_create(p, r, key, sizeof(key), &d), KG_OK);
+    ck_assert_int_eq(kg_keys_create(p, r, key, sizeof(key), &d), KG_ERR_EXISTS);
+    ck_assert_ptr_nonnull(strstr(d.message, "k_fixed"));
+    kg_record_unref(r);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* ---- options ------------------------------------------------------------- */
+
+static void load_fails(const char *o, const char *expect)
+{
+    kg_policy *p = NULL;
+    kg_diag d;
+    kg_error e = test_policy(ctx, o, NULL, &p, &d);
+    ck_assert_msg(e != KG_OK, "'%s' loaded", o);
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(d.message, expect) != NULL, "'%s': message '%s' lacks '%s'",
+                  o, d.message, expect);
+}
+
+START_TEST(test_bad_options)
+{
+    char o[1200];
+    load_fails("driver: mysql, path: x.db", "unknown driver 'mysql'");
+    load_fails("path: x.db", "'driver' is required");
+    load_fails("driver: sqlite", "needs 'path'");
+    snprintf(o, sizeof(o), "driver: sqlite, path: '%s', conninfo: 'host=x'", dbpath);
+    load_fails(o, "is for the postgresql driver");
+    snprintf(o, sizeof(o), "driver: sqlite, path: '%s', pool_size: 0", dbpath);
+    load_fails(o, "pool_size must be");
+    snprintf(o, sizeof(o), "driver: sqlite, path: '%s', busy_timeout: soon", dbpath);
+    load_fails(o, "busy_timeout must be a time");
+    load_fails("driver: sqlite, path: /nonexistent-dir/keys.db", "cannot open the database");
+#ifndef HAVE_PQ
+    load_fails("driver: postgresql, conninfo: 'host=x'", "not built");
+#endif
+}
+END_TEST
+
+/* The shipped example loads as it is, under a scratch state folder. */
+START_TEST(test_example_policy)
+{
+    const char *src = getenv("KEYGATE_SRCDIR");
+    char path[600], key[KG_KEY_MAX];
+    kg_policy *p = NULL;
+    kg_diag d;
+    kg_error e;
+
+    ck_assert_msg(src != NULL, "KEYGATE_SRCDIR is not set (run through make check)");
+    snprintf(path, sizeof(path), "%s/conf/examples/sqlite.yaml", src);
+    setenv("KEYGATE_STATE_DIR", dir, 1);
+    e = kg_policy_load_file(ctx, path, &p, &d);
+    ck_assert_msg(e == KG_OK, "%s: %s", path, d.message);
+    test_make_key(p, "enterprise", "example", key, NULL, 0);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 1);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* ---- migrations ---------------------------------------------------------- */
+
+START_TEST(test_migrate)
+{
+    char o[1200], key[KG_KEY_MAX];
+    kg_policy *p;
+    kg_diag d;
+    int from = -1, to = -1;
+
+    snprintf(o, sizeof(o), "%s, auto_migrate: false", opts);
+    p = test_policy_ok(ctx, o, NULL);
+    ck_assert_int_eq(kg_policy_migrate(p, 0, &from, &to, &d), KG_OK);
+    ck_assert_int_eq(from, 0);
+    ck_assert_int_eq(to, 0);
+    /* Unmigrated: management says what to do; a lookup has no answer,
+     * which is 503, not "invalid key". */
+    {
+        kg_record *r = NULL;
+        ck_assert_int_eq(kg_keys_get(p, "k_x", &r, &d), KG_ERR_IO);
+        ck_assert_ptr_nonnull(strstr(d.message, "keygate db migrate"));
+    }
+    test_unknown_key(key);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_AUTH_UNAVAILABLE);
+    ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
+    ck_assert_int_eq(from, 0);
+    ck_assert_int_eq(to, 1);
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 1);
+    ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
+    ck_assert_int_eq(from, 1);
+    ck_assert_int_eq(to, 1);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_UNAUTHORIZED);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_refuse_newer_schema)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, NULL), *p2 = NULL;
+    char key[KG_KEY_MAX];
+    kg_diag d;
+    int from, to;
+
+    test_make_key(p, "free", "a", key, NULL, 0);
+    raw_sql("INSERT INTO keygate_schema (version, name, applied_at) VALUES (2, '002_future', 0)");
+    /* A running instance's migrate refuses... */
+    ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(d.message, "newer than this keygate knows"));
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 2);
+    kg_policy_free(p);
+    /* ...and so does a new one, at load time. */
+    ck_assert_int_ne(test_policy(ctx, opts, NULL, &p2, &d), KG_OK);
+    ck_assert_ptr_nonnull(strstr(d.message, "newer than this keygate knows"));
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 1);
+}
+END_TEST
+
+/* ---- last_used, written behind ----------------------------------------- */
+
+static long long last_used_of(const char *id)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT last_used_at FROM keygate_keys WHERE id = '%s'", id);
+    return raw_sql(sql);
+}
+
+START_TEST(test_last_used_write_behind)
+{
+    char o[1200], key[KG_KEY_MAX], id[64];
+    kg_policy *p;
+    kg_diag d;
+    int64_t t0 = test_now_us / 1000000;
+
+    snprintf(o, sizeof(o), "%s, last_used_interval: 60s", opts);
+    p = test_policy_ok(ctx, o, NULL);
+    test_make_key(p, "free", "a", key, id, sizeof(id));
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    /* Off the request path: nothing written yet (the thread flushes
+     * every 60 s of real time). */
+    ck_assert_int_eq(last_used_of(id), 0);
+    ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);  /* flush */
+    ck_assert_int_eq(last_used_of(id), t0);
+    /* Within the interval: not written again. */
+    test_advance(30);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);
+    ck_assert_int_eq(last_used_of(id), t0);
+    /* Past it: written, batched to the latest use. */
+    test_advance(31);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    test_advance(5);
+    ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);
+    ck_assert_int_eq(last_used_of(id), t0 + 61);
+    /* Shutdown writes what is pending. */
+    test_advance(100);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    kg_policy_free(p);
+    ck_assert_int_eq(last_used_of(id), t0 + 166);
+}
+END_TEST
+
+/* ---- concurrency: CLI writers while threads read --------------------------- */
+
+#define NREAD 4
+#define NKEYS 8
+#define NWRITERS 4
+#define PER_WRITER 5
+
+struct reader {
+    kg_policy *p;
+    char (*keys)[KG_KEY_MAX];
+    volatile int *stop;
+    long checks, bad;
+};
+
+static void *read_loop(void *arg)
+{
+    struct reader *r = arg;
+    int i = 0;
+    while (!*r->stop || r->checks < 50) {
+        if (test_check_code(r->p, r->keys[i++ % NKEYS], NULL) != KG_CODE_NONE)
+            r->bad++;
+        r->checks++;
+    }
+    return NULL;
+}
+
+START_TEST(test_cli_writes_while_reading)
+{
+    char keys[NKEYS][KG_KEY_MAX], policy[600], tool[600];
+    const char *builddir = getenv("KEYGATE_BUILDDIR");
+    volatile int stop = 0;
+    pthread_t th[NREAD];
+    struct reader rd[NREAD];
+    pid_t pids[NWRITERS];
+    kg_policy *p;
+    FILE *f;
+    int i, j;
+
+    ck_assert_msg(builddir != NULL, "KEYGATE_BUILDDIR is not set (run through make check)");
+    snprintf(tool, sizeof(tool), "%s/tools/keygate", builddir);
+    snprintf(policy, sizeof(policy), "%s/policy.yaml", dir);
+    f = fopen(policy, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "version: 1\nkey_prefix: whizo\ncredential:\n"
+            "  - {module: bearer, control: required}\nkeystore:\n"
+            "  - module: sql\n    control: required\n"
+            "    options: {driver: sqlite, path: '%s', busy_timeout: 10s}\n"
+            "plans:\n  free: {priority: 0}\n", dbpath);
+    fclose(f);
+
+    /* No cache: every check reads the database. */
+    p = test_policy_ok(ctx, opts, NULL);
+    for (i = 0; i < NKEYS; i++)
+        test_make_key(p, "free", "seed", keys[i], NULL, 0);
+    for (i = 0; i < NREAD; i++) {
+        rd[i].p = p;
+        rd[i].keys = keys;
+        rd[i].stop = &stop;
+        rd[i].checks = rd[i].bad = 0;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, read_loop, &rd[i]), 0);
+    }
+    for (i = 0; i < NWRITERS; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            int failed = 0;
+            int null = open("/dev/null", O_WRONLY);
+            if (null < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+                _exit(3);
+            for (j = 0; j < PER_WRITER; j++) {
+                pid_t c = fork();
+                int st;
+                if (c == 0) {
+                    execl(tool, tool, "--config", policy, "key", "create",
+                          "--name", "cli", "--plan", "free", (char *)NULL);
+                    _exit(127);
+                }
+                if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st) ||
+                    WEXITSTATUS(st) != 0)
+                    failed++;
+            }
+            _exit(failed ? 1 : 0);
+        }
+    }
+    for (i = 0; i < NWRITERS; i++) {
+        int st;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "writer %d: a `keygate key create` failed", i);
+    }
+    stop = 1;
+    for (i = 0; i < NREAD; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(rd[i].bad == 0, "reader %d: %ld of %ld checks denied",
+                      i, rd[i].bad, rd[i].checks);
+    }
+    ck_assert_int_eq(test_count_keys(p), NKEYS + NWRITERS * PER_WRITER);
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys WHERE name = 'cli'"),
+                     NWRITERS * PER_WRITER);
+    kg_policy_free(p);
+}
+END_TEST
+
+static Suite *sql_sqlite_suite(void)
+{
+    Suite *s = suite_create("sql_sqlite");
+    TCase *tc;
+
+    tc = tcase_create("records");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_check_and_revoke);
+    tcase_add_test(tc, test_revoke_by_other_within_ttl);
+    tcase_add_test(tc, test_create_exists);
+    tcase_add_test(tc, test_injection);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("options");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_bad_options);
+    tcase_add_test(tc, test_example_policy);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("migrations");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_migrate);
+    tcase_add_test(tc, test_refuse_newer_schema);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("last_used");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_last_used_write_behind);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("concurrency");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cli_writes_while_reading);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(sql_sqlite_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
