@@ -372,3 +372,26 @@ void kg__format_time(int64_t t, char out[32])
     gmtime_r(&tt, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+void kg_diag_set(kg_diag *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kg__diag_vset(d, NULL, 0, 0, fmt, ap);
+    va_end(ap);
+}
+
+kg_error kg_duration_parse(const char *s, int64_t *seconds_r)
+{
+    return kg__parse_duration(s, seconds_r) == 0 ? KG_OK : KG_ERR_INVALID;
+}
+
+kg_error kg_time_parse(const char *s, int64_t *unix_r)
+{
+    return s != NULL && kg__parse_time(s, unix_r) == 0 ? KG_OK : KG_ERR_INVALID;
+}
+
+void kg_time_format(int64_t t, char out[32])
+{
+    kg__format_time(t, out);
+}

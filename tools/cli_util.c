@@ -81,29 +81,6 @@ void cli_time(int64_t t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int parse_duration(const char *s, int64_t *sec)
-{
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    int64_t mul = 1;
-    if (end == s || v < 0)
-        return -1;
-    if (*end) {
-        if (end[1])
-            return -1;
-        switch (*end) {
-        case 's': mul = 1; break;
-        case 'm': mul = 60; break;
-        case 'h': mul = 3600; break;
-        case 'd': mul = 86400; break;
-        case 'w': mul = 604800; break;
-        default: return -1;
-        }
-    }
-    *sec = v * mul;
-    return 0;
-}
-
 /* "30d" (from now), "2026-12-31" or "2026-12-31T12:00:00Z", or "never". */
 int cli_parse_expiry(const char *s, int64_t now, int64_t *t_r)
 {
@@ -115,7 +92,7 @@ int cli_parse_expiry(const char *s, int64_t now, int64_t *t_r)
         *t_r = 0;
         return 0;
     }
-    if (parse_duration(s, &d) == 0) {
+    if (kg_duration_parse(s, &d) == KG_OK) {
         *t_r = now + d;
         return 0;
     }
@@ -159,7 +136,7 @@ int cli_parse_limit(const char *s, kg_record *r)
     count = strtoll(eq, &end, 10);
     if (end == eq || *end || count < 0)
         return -1;
-    if (parse_duration(slash, &window) != 0 || window <= 0)
+    if (kg_duration_parse(slash, &window) != KG_OK || window <= 0)
         return -1;
     return kg_record_add_limit(r, buf, count, window, burst) == KG_OK ? 0 : -1;
 }

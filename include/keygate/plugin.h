@@ -187,6 +187,19 @@ void kg_key_display(const char *key, size_t len, char out[KG_KEY_DISPLAY_LEN + 4
 void kg_wipe(void *p, size_t len);
 
 /* ------------------------------------------------------------------ */
+/* Small helpers shared by the core, the plugins and the tools         */
+
+/* Fill a diag with a message and no place (NULL diag: nothing). */
+void kg_diag_set(kg_diag *diag, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* "90", "90s", "15m", "1h", "7d", "2w" -> seconds.  KG_ERR_INVALID if not. */
+kg_error kg_duration_parse(const char *s, int64_t *seconds_r);
+/* "2026-12-31" or "2026-12-31T10:00:00Z" -> Unix seconds (UTC). */
+kg_error kg_time_parse(const char *s, int64_t *unix_r);
+/* Unix seconds -> "2026-12-31T10:00:00Z" (32 bytes is enough). */
+void kg_time_format(int64_t unix_seconds, char out[32]);
+
+/* ------------------------------------------------------------------ */
 /* Addresses                                                           */
 
 /* An IPv4 or IPv6 network; IPv4 is held as v4-mapped IPv6. */

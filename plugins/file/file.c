@@ -88,32 +88,14 @@ static const char *scalar(yaml_document_t *d, yaml_node_t *n)
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
+/* "" / null / ~ is "no time"; otherwise the core's time format. */
 static int parse_time(const char *s, int64_t *t)
 {
-    struct tm tm;
-    const char *end;
     if (s == NULL || *s == '\0' || strcmp(s, "null") == 0 || strcmp(s, "~") == 0) {
         *t = 0;
         return 0;
     }
-    memset(&tm, 0, sizeof(tm));
-    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (end == NULL)
-        return -1;
-    if (*end == 'Z')
-        end++;
-    if (*end != '\0')
-        return -1;
-    *t = (int64_t)timegm(&tm);
-    return 0;
-}
-
-static void format_time(int64_t t, char out[32])
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return kg_time_parse(s, t) == KG_OK ? 0 : -1;
 }
 
 /* Errors name the key file's line and column, in the message (for the
@@ -410,7 +392,7 @@ static int emit_time(yaml_emitter_t *em, const char *k, int64_t t)
     char buf[32];
     if (t == 0)
         return 1;
-    format_time(t, buf);
+    kg_time_format(t, buf);
     return emit_kv(em, k, buf);
 }
 

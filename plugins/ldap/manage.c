@@ -16,24 +16,10 @@
 
 #define LIST_PAGE 500
 
-static void set_diag(kg_diag *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_diag(kg_diag *d, const char *fmt, ...)
-{
-    va_list ap;
-    if (d == NULL)
-        return;
-    d->file[0] = '\0';
-    d->line = d->column = 0;
-    va_start(ap, fmt);
-    vsnprintf(d->message, sizeof(d->message), fmt, ap);
-    va_end(ap);
-}
 
 static kg_error down(kg_diag *diag, const char *err)
 {
-    set_diag(diag, "the LDAP directory did not answer: %s", err);
+    kg_diag_set(diag, "the LDAP directory did not answer: %s", err);
     return KG_ERR_UNAVAILABLE;
 }
 
@@ -48,7 +34,7 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
     kg_error ret;
 
     if (l->attrs[KG__LA_ID] == NULL) {
-        set_diag(diag, "attributes: id is not mapped, so keys cannot be found by id");
+        kg_diag_set(diag, "attributes: id is not mapped, so keys cannot be found by id");
         return KG_ERR_UNSUPPORTED;
     }
     filter = kg__ldap_filter(l->id_filter, id, strlen(id));
@@ -62,7 +48,7 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
         ret = down(diag, err);
         goto out;
     default:
-        set_diag(diag, "%s", err);
+        kg_diag_set(diag, "%s", err);
         ret = KG_ERR_IO;
         goto out;
     }
@@ -71,7 +57,7 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
         goto out;
     }
     if (ldap_count_entries(c->ld, res) > 1) {
-        set_diag(diag, "several entries under '%s' have %s=%s: make ids unique",
+        kg_diag_set(diag, "several entries under '%s' have %s=%s: make ids unique",
                  l->base_dn, l->attrs[KG__LA_ID], id);
         ret = KG_ERR_INVALID;
         goto out;
@@ -79,7 +65,7 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
     *rec_r = kg__ldap_entry_record(l, c->ld, ldap_first_entry(c->ld, res), err,
                                    sizeof(err));
     if (*rec_r == NULL) {
-        set_diag(diag, "%s", err);
+        kg_diag_set(diag, "%s", err);
         ret = KG_ERR_INVALID;
         goto out;
     }
@@ -130,7 +116,7 @@ kg_error kg__ldap_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
                 if (s == KG__S_DOWN) {
                     ret = down(diag, err);
                 } else {
-                    set_diag(diag, "%s", err);
+                    kg_diag_set(diag, "%s", err);
                     ret = KG_ERR_IO;
                 }
                 break;
@@ -155,7 +141,7 @@ kg_error kg__ldap_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
                 if (!conn_ok) {
                     ret = down(diag, err);
                 } else {
-                    set_diag(diag, "%s", err);
+                    kg_diag_set(diag, "%s", err);
                     ret = KG_ERR_IO;
                 }
                 break;
@@ -194,24 +180,24 @@ static kg_error write_error(kg__ldap *l, int rc, const char *uri, const char *dn
     case LDAP_STRONG_AUTH_REQUIRED:
     case LDAP_UNWILLING_TO_PERFORM:
     case LDAP_CONFIDENTIALITY_REQUIRED:
-        set_diag(diag, "%s refused to write '%s' (%s): the bind %s%s%s has no "
+        kg_diag_set(diag, "%s refused to write '%s' (%s): the bind %s%s%s has no "
                  "write access under %s, so this key store is read-only",
                  uri, dn, ldap_err2string(rc), l->bind_dn ? "as '" : "",
                  l->bind_dn ? l->bind_dn : "(anonymous)", l->bind_dn ? "'" : "",
                  l->base_dn);
         return KG_ERR_READONLY;
     case LDAP_NO_SUCH_OBJECT:
-        set_diag(diag, "%s: cannot write '%s': base_dn '%s' does not exist",
+        kg_diag_set(diag, "%s: cannot write '%s': base_dn '%s' does not exist",
                  uri, dn, l->base_dn);
         return KG_ERR_IO;
     case LDAP_OBJECT_CLASS_VIOLATION:
     case LDAP_UNDEFINED_TYPE:
-        set_diag(diag, "%s: cannot write '%s' (%s): is the keygate schema "
+        kg_diag_set(diag, "%s: cannot write '%s' (%s): is the keygate schema "
                  "(conf/ldap/keygate.ldif) loaded, and do the attributes: "
                  "names match it?", uri, dn, ldap_err2string(rc));
         return KG_ERR_IO;
     default:
-        set_diag(diag, "%s: cannot write '%s': %s", uri, dn, ldap_err2string(rc));
+        kg_diag_set(diag, "%s: cannot write '%s': %s", uri, dn, ldap_err2string(rc));
         return kg__ldap_conn_error(rc) ? KG_ERR_UNAVAILABLE : KG_ERR_IO;
     }
 }
@@ -238,7 +224,7 @@ static char *find_dn(kg__ldap *l, LDAP *ld, const char *id, kg_error *ret,
         *ret = write_error(l, rc, "the directory", id, diag);
     } else if (ldap_count_entries(ld, res) != 1) {
         *ret = ldap_count_entries(ld, res) == 0 ? KG_ERR_NOT_FOUND : KG_ERR_INVALID;
-        set_diag(diag, ldap_count_entries(ld, res) == 0 ? "no key with id '%s'"
+        kg_diag_set(diag, ldap_count_entries(ld, res) == 0 ? "no key with id '%s'"
                  : "several entries have the id '%s': make ids unique", id);
     } else if ((d = ldap_get_dn(ld, ldap_first_entry(ld, res))) != NULL) {
         dn = strdup(d);
@@ -265,7 +251,7 @@ static kg_error put_once(kg__ldap *l, kg__ldap_conn *c, const kg_record *r,
             return KG_ERR_NOMEM;
         rc = ldap_add_ext_s(c->ld, dn, mods, NULL, NULL);
         if (rc == LDAP_ALREADY_EXISTS) {
-            set_diag(diag, "key id '%s' already exists (%s)", kg_record_id(r), dn);
+            kg_diag_set(diag, "key id '%s' already exists (%s)", kg_record_id(r), dn);
             free(dn);
             return KG_ERR_EXISTS;
         }
@@ -291,13 +277,13 @@ kg_error kg__ldap_put(void *inst, const kg_record *r, int create, kg_diag *diag)
     int attempt;
 
     if (!l->writable) {
-        set_diag(diag, "the ldap key store is read-only: manage keys in the "
+        kg_diag_set(diag, "the ldap key store is read-only: manage keys in the "
                  "directory, or set writable: true on the policy line with a "
                  "bind_dn that may write under %s", l->base_dn);
         return KG_ERR_READONLY;
     }
     if (l->attrs[KG__LA_ID] == NULL) {
-        set_diag(diag, "attributes: id is not mapped, so new entries cannot be named");
+        kg_diag_set(diag, "attributes: id is not mapped, so new entries cannot be named");
         return KG_ERR_UNSUPPORTED;
     }
     mods = kg__ldap_record_mods(l, r, create);

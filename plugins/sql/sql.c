@@ -70,20 +70,6 @@ static const char touch_sql[] =
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void set_diag(kg_diag *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_diag(kg_diag *d, const char *fmt, ...)
-{
-    va_list ap;
-    if (d == NULL)
-        return;
-    d->file[0] = '\0';
-    d->line = d->column = 0;
-    va_start(ap, fmt);
-    vsnprintf(d->message, sizeof(d->message), fmt, ap);
-    va_end(ap);
-}
 
 /* "250ms", "2s", "1m" or a bare number of milliseconds. */
 static kg_error opt_ms(kg_opts *o, const char *key, int64_t def, int64_t *ms_r)
@@ -273,7 +259,7 @@ static kg_error params_build(struct params *p, const kg_record *r, kg_diag *d)
     for (s = p->perms, i = 0; i < kg_record_permission_count(r); i++) {
         const char *x = kg_record_permission(r, i);
         if (bad_item(x)) {
-            set_diag(d, "permission '%s' contains a space or control character", x);
+            kg_diag_set(d, "permission '%s' contains a space or control character", x);
             return KG_ERR_INVALID;
         }
         s += sprintf(s, "%s%s", i ? "\n" : "", x);
@@ -281,7 +267,7 @@ static kg_error params_build(struct params *p, const kg_record *r, kg_diag *d)
     for (s = p->cidrs, i = 0; i < kg_record_cidr_count(r); i++) {
         const char *x = kg_record_cidr(r, i);
         if (bad_item(x)) {
-            set_diag(d, "address '%s' contains a space or control character", x);
+            kg_diag_set(d, "address '%s' contains a space or control character", x);
             return KG_ERR_INVALID;
         }
         s += sprintf(s, "%s%s", i ? "\n" : "", x);
@@ -291,7 +277,7 @@ static kg_error params_build(struct params *p, const kg_record *r, kg_diag *d)
         int64_t c, w, b;
         kg_record_limit(r, i, &name, &c, &w, &b);
         if (*name == '\0' || strlen(name) > 127 || bad_item(name)) {
-            set_diag(d, "limit name '%s' must be 1-127 characters without "
+            kg_diag_set(d, "limit name '%s' must be 1-127 characters without "
                      "spaces", name);
             return KG_ERR_INVALID;
         }
@@ -314,7 +300,7 @@ static kg_error params_build(struct params *p, const kg_record *r, kg_diag *d)
     p->v[10] = kg_record_expires(r) ? p->expires : NULL;
     p->v[11] = kg_record_last_used(r) ? p->last_used : NULL;
     if (p->v[0] == NULL || p->v[4] == NULL) {
-        set_diag(d, "a key record needs an id and a plan");
+        kg_diag_set(d, "a key record needs an id and a plan");
         return KG_ERR_INVALID;
     }
     return KG_OK;
@@ -384,13 +370,13 @@ static kg_error to_kg(int rc, kg_diag *d, const char *err)
         return KG_OK;
     case SQL_DOWN:
     case SQL_TIMEOUT:
-        set_diag(d, "the key database is unavailable: %s", err);
+        kg_diag_set(d, "the key database is unavailable: %s", err);
         return KG_ERR_UNAVAILABLE;
     case SQL_CONSTRAINT:
-        set_diag(d, "the key database refused the record: %s", err);
+        kg_diag_set(d, "the key database refused the record: %s", err);
         return KG_ERR_EXISTS;
     default:
-        set_diag(d, "%s", err);
+        kg_diag_set(d, "%s", err);
         return KG_ERR_IO;
     }
 }
@@ -454,7 +440,7 @@ static kg_error sql_get(void *inst, const char *id, kg_record **rec_r,
         return to_kg(rc, diag, err);
     }
     if (o.bad) {
-        set_diag(diag, "key '%s': the stored record cannot be read", id);
+        kg_diag_set(diag, "key '%s': the stored record cannot be read", id);
         return KG_ERR_IO;
     }
     if (o.rec == NULL)
@@ -495,7 +481,7 @@ static kg_error sql_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
     if (rc != SQL_OK)
         return to_kg(rc, diag, err);
     if (l.bad) {
-        set_diag(diag, "%d stored record(s) could not be read and were skipped",
+        kg_diag_set(diag, "%d stored record(s) could not be read and were skipped",
                  l.bad);
         return KG_ERR_IO;
     }
@@ -517,12 +503,12 @@ static kg_error sql_put(void *inst, const kg_record *r, int create,
     rc = run(s, create ? insert_sql : update_sql, NCOLS, p.v, NULL, NULL,
              &changes, err, sizeof(err));
     if (rc == SQL_CONSTRAINT && create) {
-        set_diag(diag, "key id '%s' (or its hash) already exists", kg_record_id(r));
+        kg_diag_set(diag, "key id '%s' (or its hash) already exists", kg_record_id(r));
         e = KG_ERR_EXISTS;
     } else if (rc != SQL_OK) {
         e = to_kg(rc, diag, err);
     } else if (!create && changes == 0) {
-        set_diag(diag, "no key with id '%s'", kg_record_id(r));
+        kg_diag_set(diag, "no key with id '%s'", kg_record_id(r));
         e = KG_ERR_NOT_FOUND;
     }
 out:
@@ -590,7 +576,7 @@ static kg_error sql_do_migrate(void *inst, int apply, int *from_r, int *to_r,
     if (e == KG_OK)
         c->schema = *to_r;
     else
-        set_diag(diag, "%s", err);
+        kg_diag_set(diag, "%s", err);
     sql_pool_put(&s->pool, c, e == KG_ERR_UNAVAILABLE);
     return e;
 }
