@@ -396,6 +396,7 @@ static int run_keystore(kg_call *c, const unsigned char *hash,
     case KG_RESULT_OK:
         if (found != NULL) {
             *rec_r = found;
+            c->ok_by = *from_r ? (*from_r)->label : NULL;
             return 0;
         }
         kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "invalid API key",
@@ -442,6 +443,8 @@ static int run_account(kg_call *c, const kg__stack *st)
     }
     switch (kg__chain_result(&ch)) {
     case KG_RESULT_OK:
+        if (ch.decider >= 0)
+            c->ok_by = st->lines[ch.decider]->label;
         return 0;
     case KG_RESULT_UNAVAILABLE:
         unavailable(c, ch.decider >= 0 ? st->lines[ch.decider] : NULL,
@@ -583,8 +586,11 @@ static int run_limit(kg_call *c, const kg__stack *st)
         if (!go)
             break;
     }
-    if (kg__chain_result(&ch) == KG_RESULT_OK)
+    if (kg__chain_result(&ch) == KG_RESULT_OK) {
+        if (ch.decider >= 0)
+            c->ok_by = st->lines[ch.decider]->label;
         return 0;
+    }
     /* Denied: give back what was taken, newest first. */
     for (i = ran; i > 0; i--) {
         const kg__line *l = st->lines[i - 1];
@@ -669,8 +675,8 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     if (run_limit(&c, &plan->limit) != 0)
         goto done;
-    kg__strlcpy(d->decided_by, plan->limit.n ? "limit" : plan->account.n ? "account" : "keystore",
-                sizeof(d->decided_by));
+    /* Allowed: the module whose ok made the last stage pass. */
+    kg__strlcpy(d->decided_by, c.ok_by ? c.ok_by : "keystore", sizeof(d->decided_by));
     if (!peek && store->mod->plugin->keystore->touch)
         store->mod->plugin->keystore->touch(store->inst, rec,
                                             c.now_us / 1000000);

@@ -365,6 +365,7 @@ struct kg_call {
     const char *deny_message;
     char deny_buf[256];
     int lease_count;
+    const char *ok_by;   /* label of the module that made the last stage pass */
 };
 
 #endif

@@ -140,6 +140,8 @@ START_TEST(fixed_counts_down_and_denies)
     for (i = 1; i <= 10; i++) {
         kg_decision *d = check(key);
         ck_assert_msg(kg_decision_allowed(d), "request %d denied", i);
+        /* Allowed: the module whose ok made the last stage pass. */
+        ck_assert_str_eq(kg_decision_decided_by(d), "limit:fixed_window");
         /* hour is nearest to exhaustion: 10 - i left of 10, day 15 - i of 15 */
         ck_assert_str_eq(hdr(d, "X-RateLimit-Limit"), "10");
         snprintf(want, sizeof(want), "%d", 10 - i);
