@@ -139,7 +139,7 @@ void kg_call_lease_undo(kg_call *c, const char *limit)
             len - 17 == 2 * n) {
             memcpy(one, p, len);
             one[len] = '\0';
-            kg__lease_release(c->policy->ctx->limits, one, c->now_us);
+            kg__lease_release_any(c->policy->ctx, one, c->now_us);
             /* Remove it from the decision's list. */
             if (next)
                 memmove(p, next, strlen(next) + 1);
@@ -150,6 +150,41 @@ void kg_call_lease_undo(kg_call *c, const char *limit)
             return;
         }
     }
+}
+
+kg_error kg_call_lease_new(kg_call *c, const char *limit, char *out,
+                           size_t size)
+{
+    if (c->record == NULL || c->record->id == NULL || limit == NULL || out == NULL)
+        return KG_ERR_INVALID;
+    if (kg__lease_format(c->policy->ctx->limits, c->record->id, limit, out,
+                         size) != 0)
+        return KG_ERR_INVALID;
+    return KG_OK;
+}
+
+kg_error kg_call_lease_add(kg_call *c, const char *lease)
+{
+    kg_decision *d = c->d;
+    size_t used = strlen(d->lease);
+    if (lease == NULL || *lease == '\0' || strchr(lease, ',') != NULL)
+        return KG_ERR_INVALID;
+    if (used + strlen(lease) + 2 > sizeof(d->lease))
+        return KG_ERR_NOMEM;
+    snprintf(d->lease + used, sizeof(d->lease) - used, "%s%s",
+             used ? "," : "", lease);
+    return KG_OK;
+}
+
+int64_t kg_call_lease_ttl(kg_call *c)
+{
+    return c->planp && c->planp->lease_ttl > 0 ? c->planp->lease_ttl : 300;
+}
+
+void kg_call_stat_add(kg_call *c, kg_stat stat, uint64_t n)
+{
+    if ((int)stat >= 0 && stat < KG_STAT__LAST)
+        atomic_fetch_add(&c->policy->ctx->stats[stat], n);
 }
 
 int64_t kg_call_lease_count(kg_call *c, const char *limit)
@@ -292,6 +327,8 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
     *rec_r = NULL;
     if (l->cache != NULL) {
         cached = kg__cache_get(l->cache, hash, c->now_us, &rec, &fresh);
+        kg_call_stat_add(c, cached && fresh ? KG_STAT_CACHE_HITS
+                                            : KG_STAT_CACHE_MISSES, 1);
         if (cached && fresh) {
             *rec_r = rec;
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
@@ -309,6 +346,7 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
             kg__cache_put(l->cache, hash, *rec_r, c->now_us);
         } else if (r == KG_RESULT_UNAVAILABLE && cached) {
             /* Serve stale while the store cannot answer. */
+            kg_call_stat_add(c, KG_STAT_CACHE_STALE, 1);
             *rec_r = rec;
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
         }
@@ -418,6 +456,43 @@ static int run_account(kg_call *c, const kg__stack *st)
     }
 }
 
+/*
+ * Lines i.. that one batch() can decide (plugin.h): same non-NULL
+ * batch_key, required/requisite control (ok continues, every other
+ * result fails the stage), at most KG__MAX_BATCH.  Returns the count
+ * (1: no batch).  The memory limiters have no batch_key, so their path
+ * is the plain one below.
+ */
+#define KG__MAX_BATCH 16
+
+static int batchable(const kg__line *l)
+{
+    const kg__action *a = l->actions;
+    return l->mod->plugin->abi_minor >= 1 && l->mod->plugin->limit->batch_key &&
+           l->mod->plugin->limit->batch &&
+           a[KG_RESULT_OK] == KG__ACT_OK &&
+           (a[KG_RESULT_FAIL] == KG__ACT_BAD || a[KG_RESULT_FAIL] == KG__ACT_DIE) &&
+           (a[KG_RESULT_UNAVAILABLE] == KG__ACT_BAD ||
+            a[KG_RESULT_UNAVAILABLE] == KG__ACT_DIE);
+}
+
+static size_t batch_span(const kg__stack *st, size_t i)
+{
+    const char *key, *k2;
+    size_t j;
+    if (!batchable(st->lines[i]) ||
+        (key = st->lines[i]->mod->plugin->limit->batch_key(st->lines[i]->inst)) == NULL)
+        return 1;
+    for (j = i + 1; j < st->n && j - i < KG__MAX_BATCH; j++) {
+        if (!batchable(st->lines[j]))
+            break;
+        k2 = st->lines[j]->mod->plugin->limit->batch_key(st->lines[j]->inst);
+        if (k2 == NULL || strcmp(k2, key) != 0)
+            break;
+    }
+    return j - i;
+}
+
 static int run_limit(kg_call *c, const kg__stack *st)
 {
     kg__chain ch;
@@ -426,6 +501,11 @@ static int run_limit(kg_call *c, const kg__stack *st)
     kg_code code = KG_CODE_NONE;
     char msg[256] = "";
     size_t denier_report = (size_t)-1;
+    kg_result bres[KG__MAX_BATCH];
+    size_t bfrom = 0, bn = 0;   /* the batch that lines bfrom.. are in */
+    size_t bbefore = 0;
+    kg_code bcode = KG_CODE_NONE;
+    char bmsg[256] = "";
 
     if (st->n == 0)
         return 0;
@@ -435,12 +515,43 @@ static int run_limit(kg_call *c, const kg__stack *st)
         const kg__line *l = st->lines[i];
         const struct kg_limit_ops *ops = l->mod->plugin->limit;
         kg_result r;
-        int go;
+        int go, in_batch = 0;
         size_t before = c->d->nlimits;
 
         c->deny_code = KG_CODE_NONE;
         c->deny_message = NULL;
-        if (c->peek) {
+        if (i >= bfrom + bn) {
+            /* A new run of lines: one batch() call if they share a backend. */
+            size_t span = batch_span(st, i);
+            bn = 0;
+            if (span > 1) {
+                void *insts[KG__MAX_BATCH];
+                size_t j;
+                for (j = 0; j < span; j++) {
+                    insts[j] = st->lines[i + j]->inst;
+                    bres[j] = KG_RESULT_UNAVAILABLE;
+                }
+                bfrom = i;
+                bn = span;
+                bbefore = c->d->nlimits;
+                ops->batch(insts, span, c, bres);
+                bcode = c->deny_code;
+                snprintf(bmsg, sizeof(bmsg), "%s",
+                         c->deny_message ? c->deny_message : "");
+            }
+        }
+        if (bn > 0 && i >= bfrom && i < bfrom + bn) {
+            int all_ok = 1;
+            size_t j;
+            in_batch = 1;
+            for (j = 0; j < bn; j++)
+                if (bres[j] != KG_RESULT_OK)
+                    all_ok = 0;
+            r = bres[i - bfrom];
+            /* All-or-nothing: only a fully admitted batch took anything. */
+            if (!c->peek && all_ok && i < sizeof(took))
+                took[i] = 1;
+        } else if (c->peek) {
             if (ops->peek)
                 ops->peek(l->inst, c);
             r = KG_RESULT_OK;
@@ -452,13 +563,22 @@ static int run_limit(kg_call *c, const kg__stack *st)
         ran = i + 1;
         go = kg__chain_step(&ch, l->actions, r, (int)i);
         if (ch.decider == (int)i && ch.impression < 0) {
-            code = c->deny_code;
-            snprintf(msg, sizeof(msg), "%s", c->deny_message ? c->deny_message : "");
-            /* The limit this module reported (its last report) denied. */
-            if (c->d->nlimits > before)
-                denier_report = c->d->nlimits - 1;
-            else if (c->d->nlimits > 0 && r == KG_RESULT_FAIL)
-                denier_report = before > 0 ? before - 1 : 0;
+            if (in_batch) {
+                /* batch() set the deny of its first failing line (the
+                 * decider) and reported that line's limit last. */
+                if (c->d->nlimits > bbefore)
+                    denier_report = c->d->nlimits - 1;
+                code = bcode;
+                snprintf(msg, sizeof(msg), "%s", bmsg);
+            } else {
+                code = c->deny_code;
+                snprintf(msg, sizeof(msg), "%s", c->deny_message ? c->deny_message : "");
+                /* The limit this module reported (its last report) denied. */
+                if (c->d->nlimits > before)
+                    denier_report = c->d->nlimits - 1;
+                else if (c->d->nlimits > 0 && r == KG_RESULT_FAIL)
+                    denier_report = before > 0 ? before - 1 : 0;
+            }
         }
         if (!go)
             break;

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static int64_t real_clock(void *unused)
@@ -27,6 +28,9 @@ kg_error kg_context_new(kg_context **ctx_r)
     if (c == NULL)
         return KG_ERR_NOMEM;
     c->clock = real_clock;
+    for (int i = 0; i < KG_STAT__LAST; i++)
+        atomic_init(&c->stats[i], 0);
+    pthread_rwlock_init(&c->rel_lock, NULL);
     if ((e = kg__loader_new(&c->loader)) != KG_OK ||
         (e = kg__limits_new(&c->limits)) != KG_OK) {
         kg_context_free(c);
@@ -42,6 +46,8 @@ void kg_context_free(kg_context *c)
         return;
     kg__limits_free(c->limits);
     kg__loader_free(c->loader);
+    pthread_rwlock_destroy(&c->rel_lock);
+    free(c->releasers);
     free(c);
 }
 
@@ -64,4 +70,68 @@ void kg_context_set_limit_capacity(kg_context *c, size_t max)
 size_t kg_context_limit_entries(const kg_context *c)
 {
     return kg__limits_entries(c->limits);
+}
+
+uint64_t kg_context_stat(const kg_context *c, kg_stat stat)
+{
+    if (c == NULL || (int)stat < 0 || stat >= KG_STAT__LAST)
+        return 0;
+    return atomic_load(&((kg_context *)c)->stats[stat]);
+}
+
+/*
+ * Releasers: a remote limiter backend (Redis) holds leases that the
+ * memory state does not know; kg_release() asks them in turn.  The list
+ * changes only when policies are loaded or freed, and is read on every
+ * release, hence the rwlock.
+ */
+kg_error kg_context_add_releaser(kg_context *c, kg_lease_release_fn fn,
+                                 void *userdata)
+{
+    struct kg__releaser *n;
+    if (c == NULL || fn == NULL)
+        return KG_ERR_INVALID;
+    pthread_rwlock_wrlock(&c->rel_lock);
+    n = realloc(c->releasers, (c->nreleasers + 1) * sizeof(*n));
+    if (n == NULL) {
+        pthread_rwlock_unlock(&c->rel_lock);
+        return KG_ERR_NOMEM;
+    }
+    n[c->nreleasers].fn = fn;
+    n[c->nreleasers].userdata = userdata;
+    c->releasers = n;
+    c->nreleasers++;
+    pthread_rwlock_unlock(&c->rel_lock);
+    return KG_OK;
+}
+
+void kg_context_remove_releaser(kg_context *c, kg_lease_release_fn fn,
+                                void *userdata)
+{
+    size_t i;
+    if (c == NULL)
+        return;
+    pthread_rwlock_wrlock(&c->rel_lock);
+    for (i = 0; i < c->nreleasers; i++) {
+        if (c->releasers[i].fn == fn && c->releasers[i].userdata == userdata) {
+            memmove(&c->releasers[i], &c->releasers[i + 1],
+                    (c->nreleasers - i - 1) * sizeof(c->releasers[0]));
+            c->nreleasers--;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&c->rel_lock);
+}
+
+kg_error kg__releasers_call(kg_context *c, const char *key_id,
+                            const char *limit, const char *lease)
+{
+    kg_error rc = KG_ERR_NOT_FOUND;
+    size_t i;
+    pthread_rwlock_rdlock(&c->rel_lock);
+    for (i = 0; i < c->nreleasers && rc != KG_OK; i++)
+        rc = c->releasers[i].fn(c->releasers[i].userdata, key_id, limit, lease) == KG_OK
+                 ? KG_OK : KG_ERR_NOT_FOUND;
+    pthread_rwlock_unlock(&c->rel_lock);
+    return rc;
 }

@@ -70,12 +70,27 @@ void kg__format_time(int64_t t, char out[32]);
 struct kg__loader;
 struct kg__limits;
 
+struct kg__releaser {
+    kg_lease_release_fn fn;
+    void *userdata;
+};
+
 struct kg_context {
     kg_clock_fn clock;
     void *clock_userdata;
     struct kg__loader *loader;
     struct kg__limits *limits;
+    atomic_uint_least64_t stats[KG_STAT__LAST];
+    /* Lease releasers of remote limiter backends (plugin.h). */
+    pthread_rwlock_t rel_lock;
+    struct kg__releaser *releasers;
+    size_t nreleasers;
 };
+
+/* Ask the registered releasers for one lease (no comma); KG_ERR_NOT_FOUND
+ * if none holds it. */
+kg_error kg__releasers_call(kg_context *ctx, const char *key_id,
+                            const char *limit, const char *lease);
 
 /* ---- loader.c -------------------------------------------------------- */
 
@@ -198,6 +213,13 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       int64_t *in_use_r);
 kg_error kg__lease_release(struct kg__limits *l, const char *lease,
                            int64_t now_us);
+/* Release a lease list ("a,b"): each from the memory state, else from
+ * the context's releasers. */
+kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
+                               int64_t now_us);
+/* A lease id "<16 hex>.<hex>" of (key id, limit name); 0 on success. */
+int kg__lease_format(struct kg__limits *l, const char *key_id,
+                     const char *limit, char *out, size_t size);
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
                         const char *limit, int64_t now_us);
 
@@ -289,6 +311,8 @@ const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
 kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
                           kg_diag *diag);
 void kg__signers_free(kg_policy *p);
+/* The signers, for kg_policy_explain(). */
+void kg__signers_explain(const kg_policy *p, kg__buf *b);
 
 /* ---- decision.c ------------------------------------------------------ */
 

@@ -310,13 +310,45 @@ void kg_slot_unlock(kg_slot *s)
         pthread_mutex_unlock(&s->shard->lock);
 }
 
+static void format_lease(uint64_t id, const char *key, size_t n, char *out,
+                         size_t outlen)
+{
+    /* Callers checked outlen >= 18 + 2n.  No printf: this is on every
+     * admitted check of a concurrency limit. */
+    static const char hx[] = "0123456789abcdef";
+    size_t i, o;
+    (void)outlen;
+    for (o = 0; o < 16; o++)
+        out[o] = hx[(id >> (60 - 4 * o)) & 15];
+    out[o++] = '.';
+    for (i = 0; i < n; i++) {
+        out[o++] = hx[(unsigned char)key[i] >> 4];
+        out[o++] = hx[(unsigned char)key[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+int kg__lease_format(struct kg__limits *l, const char *key_id,
+                     const char *limit, char *out, size_t size)
+{
+    char key[512];
+    size_t n = make_key(key, sizeof(key), key_id, limit);
+    uint64_t id;
+    if (n == 0 || size < 18 + 2 * n)
+        return -1;
+    if (!lease_id(l, &id))
+        return -1;
+    format_lease(id, key, n, out, size);
+    return 0;
+}
+
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,
                       int64_t now_us, char *out, size_t outlen,
                       int64_t *in_use_r)
 {
     char key[512];
-    size_t n = make_key(key, sizeof(key), key_id, limit), i, o;
+    size_t n = make_key(key, sizeof(key), key_id, limit);
     struct kg_slot *s;
     uint64_t id;
     int ok = 0;
@@ -341,15 +373,7 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id,
         s->leases[s->nleases].id = id;
         s->leases[s->nleases].expires_us = now_us + ttl_s * 1000000;
         s->nleases++;
-        static const char hx[] = "0123456789abcdef";
-        for (o = 0; o < 16; o++)
-            out[o] = hx[(id >> (60 - 4 * o)) & 15];
-        out[o++] = '.';
-        for (i = 0; i < n; i++) {
-            out[o++] = hx[(unsigned char)key[i] >> 4];
-            out[o++] = hx[(unsigned char)key[i] & 15];
-        }
-        out[o] = '\0';
+        format_lease(id, key, n, out, outlen);
         ok = 1;
     }
 out:
@@ -392,16 +416,15 @@ static int unhex(const char *p, size_t n, char *out)
 }
 
 static kg_error release_one(struct kg__limits *l, const char *lease,
-                            size_t len, int64_t now_us)
+                            size_t len, int64_t now_us, char key[512])
 {
-    char key[512];
     size_t klen, i;
     uint64_t id;
     struct kg_slot *s;
     kg_error rc = KG_ERR_NOT_FOUND;
 
     if (len < 18 || lease[16] != '.' || (len - 17) % 2 != 0 ||
-        (len - 17) / 2 >= sizeof(key))
+        (len - 17) / 2 >= 512)
         return KG_ERR_INVALID;
     id = 0;
     for (i = 0; i < 16; i++) {
@@ -412,12 +435,13 @@ static kg_error release_one(struct kg__limits *l, const char *lease,
         id = id << 4 | (uint64_t)v;
     }
     klen = (len - 17) / 2;
+    key[0] = '\0';
     if (unhex(lease + 17, len - 17, key) != 0)
         return KG_ERR_INVALID;
     key[klen] = '\0';
     if (memchr(key, '\0', klen) != NULL)
         return KG_ERR_INVALID;
-    s = find(l, key, klen, now_us / 1000000, 0, 0);
+    s = l ? find(l, key, klen, now_us / 1000000, 0, 0) : NULL;
     if (s == NULL)
         return KG_ERR_NOT_FOUND;
     reap_leases(s, now_us);
@@ -444,7 +468,8 @@ kg_error kg__lease_release(struct kg__limits *l, const char *lease,
         return KG_ERR_INVALID;
     for (;;) {
         comma = strchr(p, ',');
-        e = release_one(l, p, comma ? (size_t)(comma - p) : strlen(p), now_us);
+        char key[512];
+        e = release_one(l, p, comma ? (size_t)(comma - p) : strlen(p), now_us, key);
         if (e == KG_ERR_INVALID)
             return e;
         if (e == KG_OK)
@@ -458,9 +483,44 @@ kg_error kg__lease_release(struct kg__limits *l, const char *lease,
     return rc;
 }
 
+kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
+                               int64_t now_us)
+{
+    const char *p = lease, *comma;
+    int any = 0;
+
+    if (lease == NULL || *lease == '\0')
+        return KG_ERR_INVALID;
+    for (;;) {
+        char key[512], one[300], *sep;
+        size_t len;
+        kg_error e;
+
+        comma = strchr(p, ',');
+        len = comma ? (size_t)(comma - p) : strlen(p);
+        e = release_one(ctx->limits, p, len, now_us, key);
+        if (e == KG_ERR_INVALID)
+            return e;
+        /* Not a memory lease: a remote backend's (same id format). */
+        if (e == KG_ERR_NOT_FOUND && len < sizeof(one) &&
+            (sep = strchr(key, '\x1f')) != NULL) {
+            *sep = '\0';
+            memcpy(one, p, len);
+            one[len] = '\0';
+            e = kg__releasers_call(ctx, key, sep + 1, one);
+        }
+        if (e == KG_OK)
+            any = 1;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return any ? KG_OK : KG_ERR_NOT_FOUND;
+}
+
 kg_error kg_release(kg_context *ctx, const char *lease)
 {
     if (ctx == NULL || lease == NULL)
         return KG_ERR_INVALID;
-    return kg__lease_release(ctx->limits, lease, kg_context_now(ctx));
+    return kg__lease_release_any(ctx, lease, kg_context_now(ctx));
 }

@@ -748,5 +748,6 @@ char *kg_policy_explain(const kg_policy *p)
         kg__buf_adds(&b, "  stage limit:\n");
         explain_stack(&b, &pl->limit, "    ");
     }
+    kg__signers_explain(p, &b);
     return kg__buf_take(&b);
 }

@@ -333,6 +333,27 @@ void kg__signers_free(kg_policy *p)
     p->signers = NULL;
 }
 
+void kg__signers_explain(const kg_policy *p, kg__buf *b)
+{
+    const struct kg__signers *ss = p->signers;
+    size_t i;
+
+    if (ss == NULL || ss->n == 0) {
+        kg__buf_adds(b, "\nwebhook signers: none\n");
+        return;
+    }
+    kg__buf_adds(b, "\nwebhook signers (the first is the default):\n");
+    for (i = 0; i < ss->n; i++) {
+        const kg_webhook_signer *s = ss->v[i];
+        kg__buf_addf(b, "  %zu %-10s header %s", i + 1, s->scheme,
+                     s->ops->signature_header);
+        if (s->ops->tolerance != NULL)
+            kg__buf_addf(b, ", tolerance %llds",
+                         (long long)s->ops->tolerance(s->inst));
+        kg__buf_adds(b, "\n");
+    }
+}
+
 size_t kg_policy_signer_count(const kg_policy *p)
 {
     const struct kg__signers *ss = p ? p->signers : NULL;

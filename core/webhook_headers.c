@@ -77,6 +77,10 @@ static kg_error add_n(kg_webhook_headers *h, const char *name, size_t nlen,
     }
     while (vlen > 0 && blank(value[vlen - 1]))
         vlen--;
+    /* A line break or NUL inside a value would forge another header. */
+    for (i = 0; i < vlen; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+            return KG_ERR_INVALID;
     if (h->n == h->cap) {
         size_t cap = h->cap ? 2 * h->cap : 4;
         char **nn = realloc(h->name, cap * sizeof(*nn));

@@ -22,11 +22,14 @@ int cmd_policy(struct cli *c, int argc, char **argv)
     if (p == NULL)
         return EXIT_USAGE;
     if (!strcmp(argv[1], "check")) {
-        if (c->json)
-            printf("{\"policy\":\"%s\",\"valid\":true,\"plans\":%zu}\n", file,
-                   kg_policy_plan_count(p));
-        else
+        if (c->json) {
+            /* The path may hold quotes or backslashes: escape it. */
+            printf("{\"policy\":");
+            cli_json_str(stdout, file);
+            printf(",\"valid\":true,\"plans\":%zu}\n", kg_policy_plan_count(p));
+        } else {
             printf("%s: ok (%zu plans)\n", file, kg_policy_plan_count(p));
+        }
     } else {
         char *s = kg_policy_explain(p);
         fputs(s ? s : "out of memory\n", stdout);

@@ -38,7 +38,8 @@ static void webhook_usage(FILE *f)
 "                              [--tolerance SECONDS] [--scheme S] [--now T] < payload\n"
 "         exit 0 valid, 1 invalid (the reason is printed), 2 usage error;\n"
 "         the scheme is recognised by its signature header\n"
-"Secrets are given newest first.  The payload is taken byte for byte.\n", f);
+"Secrets are given newest first; --secret-file FILE reads them one per line\n"
+"(kept out of the process list).  The payload is taken byte for byte.\n", f);
 }
 
 /* Read all of stdin; NULL (with a message) on error. */
@@ -77,6 +78,47 @@ static char *read_payload(size_t *len_r)
     }
     *len_r = len;
     return buf;
+}
+
+/*
+ * Secrets from a file, one per line, newest first (keeps them out of the
+ * process list).  Blank lines and lines starting with '#' are skipped.
+ */
+static int read_secret_file(const char *path, kg_webhook_secrets *sec)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int n = 0, rc = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "keygate: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            fprintf(stderr, "keygate: %s: a line is longer than %zu bytes\n",
+                    path, sizeof(line) - 2);
+            rc = -1;
+            break;
+        }
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#')
+            continue;
+        if (kg_webhook_secrets_add(sec, line, len) != KG_OK) {
+            rc = -1;
+            break;
+        }
+        n++;
+    }
+    OPENSSL_cleanse(line, sizeof(line));
+    fclose(f);
+    if (rc == 0 && n == 0) {
+        fprintf(stderr, "keygate: %s holds no secret\n", path);
+        rc = -1;
+    }
+    return rc;
 }
 
 /* Digits only (Unix seconds). */
@@ -200,6 +242,7 @@ static int parse_args(int argc, char **argv, int verify, struct args *a)
     static const struct option opts[] = {
         { "scheme", required_argument, NULL, 's' },
         { "secret", required_argument, NULL, 'k' },
+        { "secret-file", required_argument, NULL, 'f' },
         { "id", required_argument, NULL, 'i' },
         { "timestamp", required_argument, NULL, 't' },
         { "header", required_argument, NULL, 'H' },
@@ -211,7 +254,7 @@ static int parse_args(int argc, char **argv, int verify, struct args *a)
     int ch;
 
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "+s:k:i:t:H:T:n:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+s:k:f:i:t:H:T:n:h", opts, NULL)) != -1) {
         switch (ch) {
         case 's':
             a->scheme = optarg;
@@ -227,6 +270,10 @@ static int parse_args(int argc, char **argv, int verify, struct args *a)
             }
             /* Do not leave the secret in the process's argument list. */
             OPENSSL_cleanse(optarg, strlen(optarg));
+            break;
+        case 'f':
+            if (read_secret_file(optarg, a->secrets) != 0)
+                return -1;
             break;
         case 'i':
             if (verify)
@@ -280,8 +327,8 @@ static int parse_args(int argc, char **argv, int verify, struct args *a)
     if (optind < argc)
         goto usage;
     if (kg_webhook_secrets_count(a->secrets) == 0) {
-        fprintf(stderr, "keygate: give the secret with --secret S (newest "
-                "first; repeat for older ones)\n");
+        fprintf(stderr, "keygate: give the secret with --secret S or "
+                "--secret-file FILE (newest first; repeat for older ones)\n");
         return -1;
     }
     if (verify && kg_webhook_headers_count(a->headers) == 0) {

@@ -258,6 +258,28 @@ const char *kg_plugin_default_dir(void);
 /* End a concurrency lease early. KG_ERR_NOT_FOUND if unknown or expired. */
 kg_error kg_release(kg_context *ctx, const char *lease);
 
+/*
+ * Counters of a context, for metrics.  Never renumbered, only appended.
+ */
+typedef enum kg_stat {
+    /* a limiter's backend (Redis) could not answer */
+    KG_STAT_LIMIT_BACKEND_ERRORS = 0,
+    /* ... and the limit admitted the request anyway (on_backend_error: allow) */
+    KG_STAT_LIMIT_FAIL_OPEN,
+    /* ... and the limit was decided by the memory state (on_backend_error: local) */
+    KG_STAT_LIMIT_FAIL_LOCAL,
+    /* key-store lookups answered by a fresh cache entry (lines with cache:) */
+    KG_STAT_CACHE_HITS,
+    /* ... that went to the store (no entry, or an expired one) */
+    KG_STAT_CACHE_MISSES,
+    /* ... answered by a stale entry because the store could not answer */
+    KG_STAT_CACHE_STALE,
+    KG_STAT__LAST
+} kg_stat;
+
+/* The counter's value since the context was made (0 for an unknown one). */
+uint64_t kg_context_stat(const kg_context *ctx, kg_stat stat);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -38,8 +38,9 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 #define KG_PLUGIN_ABI_MAJOR 1
-/* 1: struct kg_keystore_ops gained `migrate` (read only from plugins
- * whose descriptor says abi_minor >= 1). */
+/* 1: struct kg_keystore_ops gained `migrate` and struct kg_limit_ops
+ * gained `batch` (read only from plugins whose descriptor says
+ * abi_minor >= 1). */
 #define KG_PLUGIN_ABI_MINOR 1
 
 typedef enum kg_plugin_kind {
@@ -309,6 +310,33 @@ void kg_call_lease_undo(kg_call *call, const char *limit_name);
 /* How many leases of (call's key, limit) are held now. */
 int64_t kg_call_lease_count(kg_call *call, const char *limit_name);
 
+/*
+ * Leases kept outside the core (a Redis backend).  kg_call_lease_new()
+ * makes a lease id of (call's key, limit) in the core's format ("<16 hex
+ * random>.<hex of key id, 0x1f, limit name>") without taking anything;
+ * kg_call_lease_add() puts an id into the decision once it is held.
+ * kg_release() and kg_call_lease_undo() first try the memory state, then
+ * every registered releaser (in the order registered) until one answers
+ * KG_OK; a releaser answers KG_ERR_NOT_FOUND for a lease it does not hold.
+ * Register from create() (kg_opts_context()), unregister in destroy().
+ */
+kg_error kg_call_lease_new(kg_call *call, const char *limit_name, char *out,
+                           size_t size);
+kg_error kg_call_lease_add(kg_call *call, const char *lease);
+typedef kg_error (*kg_lease_release_fn)(void *userdata, const char *key_id,
+                                        const char *limit_name,
+                                        const char *lease);
+kg_error kg_context_add_releaser(kg_context *ctx, kg_lease_release_fn fn,
+                                 void *userdata);
+void kg_context_remove_releaser(kg_context *ctx, kg_lease_release_fn fn,
+                                void *userdata);
+
+/* The plan's lease_ttl in seconds (default 300), for remote leases. */
+int64_t kg_call_lease_ttl(kg_call *call);
+
+/* Count an event in the context's statistics (kg_context_stat()). */
+void kg_call_stat_add(kg_call *call, kg_stat stat, uint64_t n);
+
 /* ------------------------------------------------------------------ */
 /* Stage operations, one table per kind                                */
 
@@ -365,6 +393,24 @@ struct kg_limit_ops {
     void (*undo)(void *inst, kg_call *call);
     /* Report the state without consuming (kg_check_peek); may be NULL. */
     void (*peek)(void *inst, kg_call *call);
+
+    /* ---- ABI 1.1: read only from plugins with abi_minor >= 1 ---- */
+
+    /*
+     * Optional batching, for limiters whose state is remote (Redis): one
+     * round trip decides several lines.  batch_key() names the backend
+     * and protocol (NULL: this instance does not batch).  Consecutive
+     * lines of a limit stack whose batch_key() strings are equal and
+     * whose control is `required` or `requisite` are handed together, in
+     * order, to the first line's batch(), which fills results[i] for
+     * insts[i] and is all-or-nothing: unless every result is OK, nothing
+     * was consumed.  It calls kg_call_limit_report() for each line (the
+     * first line that is not OK last) and kg_call_deny() for that line.
+     * A line that gets OK from a batch may later get undo().
+     */
+    const char *(*batch_key)(void *inst);
+    void (*batch)(void *const *insts, size_t n, kg_call *call,
+                  kg_result *results);
 };
 
 struct kg_signer_ops;  /* see keygate/webhook.h */

@@ -11,9 +11,11 @@
  */
 #include "../common/limitconf.h"
 
+static kg_result fw_run(struct limitconf *lc, kg_call *call, int take);
+
 static kg_error fw_create(kg_opts *o, void **inst_r)
 {
-    return limitconf_create(o, inst_r, "window", 1, 0);
+    return limitconf_create(o, inst_r, "window", 1, 0, LC_FIXED, fw_run);
 }
 
 /* Run the algorithm; `take` 1 to consume, 0 to look, -1 to give back. */
@@ -59,15 +61,7 @@ static kg_result fw_run(struct limitconf *lc, kg_call *call, int take)
     return r;
 }
 
-static kg_result fw_acquire(void *inst, kg_call *call) { return fw_run(inst, call, 1); }
-static void fw_undo(void *inst, kg_call *call) { fw_run(inst, call, -1); }
-static void fw_peek(void *inst, kg_call *call) { fw_run(inst, call, 0); }
-
-static const struct kg_limit_ops fw_ops = {
-    .acquire = fw_acquire,
-    .undo = fw_undo,
-    .peek = fw_peek,
-};
+static const struct kg_limit_ops fw_ops = LIMITCONF_OPS;
 
 KG_PLUGIN_DEFINE(fixed_window) = {
     KG_PLUGIN_HEADER,

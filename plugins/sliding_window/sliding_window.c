@@ -12,9 +12,11 @@
  */
 #include "../common/limitconf.h"
 
+static kg_result sw_run(struct limitconf *lc, kg_call *call, int take);
+
 static kg_error sw_create(kg_opts *o, void **inst_r)
 {
-    return limitconf_create(o, inst_r, "window", 1, 0);
+    return limitconf_create(o, inst_r, "window", 1, 0, LC_SLIDING, sw_run);
 }
 
 /*
@@ -95,15 +97,7 @@ static kg_result sw_run(struct limitconf *lc, kg_call *call, int take)
     return r;
 }
 
-static kg_result sw_acquire(void *inst, kg_call *call) { return sw_run(inst, call, 1); }
-static void sw_undo(void *inst, kg_call *call) { sw_run(inst, call, -1); }
-static void sw_peek(void *inst, kg_call *call) { sw_run(inst, call, 0); }
-
-static const struct kg_limit_ops sw_ops = {
-    .acquire = sw_acquire,
-    .undo = sw_undo,
-    .peek = sw_peek,
-};
+static const struct kg_limit_ops sw_ops = LIMITCONF_OPS;
 
 KG_PLUGIN_DEFINE(sliding_window) = {
     KG_PLUGIN_HEADER,

@@ -117,6 +117,12 @@ static kg_error key_decode(const kg_webhook_secrets *secrets, size_t i,
                  "`keygate webhook secret new`", i + 1);
         return KG_ERR_INVALID;
     }
+    if (len - plen > 4 * ((HMAC_KEY_MAX + 2) / 3)) {
+        snprintf(diag->message, sizeof(diag->message), "secret %zu: too long "
+                 "for a %s secret (at most %d bytes)", i + 1, what,
+                 k->kind == K_HMAC ? HMAC_KEY_MAX : ED_KEY_LEN);
+        return KG_ERR_INVALID;
+    }
     got = sigutil_unb64(sec + plen, len - plen, k->raw, sizeof(k->raw));
     if (got < 0) {
         snprintf(diag->message, sizeof(diag->message), "secret %zu: what "
@@ -125,7 +131,8 @@ static kg_error key_decode(const kg_webhook_secrets *secrets, size_t i,
     }
     k->len = (size_t)got;
     if (k->kind == K_HMAC) {
-        if (k->len == 0 || (for_signing && k->len < HMAC_KEY_MIN)) {
+        if (k->len == 0 || k->len > HMAC_KEY_MAX ||
+            (for_signing && k->len < HMAC_KEY_MIN)) {
             snprintf(diag->message, sizeof(diag->message), "secret %zu: a "
                      "whsec_ secret must hold %d to %d bytes, not %zu", i + 1,
                      HMAC_KEY_MIN, HMAC_KEY_MAX, k->len);

@@ -14,9 +14,11 @@
 
 #define UNIT 1000000LL
 
+static kg_result tb_run(struct limitconf *lc, kg_call *call, int take);
+
 static kg_error tb_create(kg_opts *o, void **inst_r)
 {
-    return limitconf_create(o, inst_r, "burst", 1, 1);
+    return limitconf_create(o, inst_r, "burst", 1, 1, LC_BUCKET, tb_run);
 }
 
 static kg_result tb_run(struct limitconf *lc, kg_call *call, int take)
@@ -71,15 +73,7 @@ static kg_result tb_run(struct limitconf *lc, kg_call *call, int take)
     return r;
 }
 
-static kg_result tb_acquire(void *inst, kg_call *call) { return tb_run(inst, call, 1); }
-static void tb_undo(void *inst, kg_call *call) { tb_run(inst, call, -1); }
-static void tb_peek(void *inst, kg_call *call) { tb_run(inst, call, 0); }
-
-static const struct kg_limit_ops tb_ops = {
-    .acquire = tb_acquire,
-    .undo = tb_undo,
-    .peek = tb_peek,
-};
+static const struct kg_limit_ops tb_ops = LIMITCONF_OPS;
 
 KG_PLUGIN_DEFINE(token_bucket) = {
     KG_PLUGIN_HEADER,

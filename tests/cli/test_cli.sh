@@ -63,9 +63,9 @@ expect "create with a bad CIDR" 2 "not an address or network" -- $KG key create 
 expect "create with a bad expiry" 2 "expires" -- $KG key create --name x --plan free --expires tomorrow-ish
 expect "create with a bad limit" 2 "NAME=COUNT/WINDOW" -- $KG key create --name x --plan enterprise --limit hour=lots
 
-# The store: mode 0600, hashes only.
-F="$T/keys.yaml"
-[ "$(stat -c %a "$F")" = 600 ] && ok "key file is 0600" || bad "key file mode $(stat -c %a "$F")"
+# The store (the shipped policy's SQLite file): mode 0600, hashes only.
+F="$T/keys.db"
+[ "$(stat -c %a "$F")" = 600 ] && ok "key store is 0600" || bad "key store mode $(stat -c %a "$F")"
 if grep -q "$K1" "$F" || grep -q "$K2" "$F"; then bad "a key is in the key file"; else ok "no key in the key file"; fi
 
 # ---- list and show --------------------------------------------------------
@@ -133,6 +133,8 @@ expect "show a revoked key" 0 "status:      revoked" -- $KG key show "$ID2"
 expect "policy check: shipped" 0 "ok (4 plans)" -- $KG policy check
 expect "policy check FILE" 0 "ok (4 plans)" -- $BIN policy check "$CONF"
 expect "policy check --json" 0 '"valid":true,"plans":4' -- $BIN --json policy check "$CONF"
+cp "$CONF" "$T/we\"ird.yaml"
+expect "policy check --json escapes the path" 0 'we\\"ird.yaml","valid":true' -- $BIN --json policy check "$T/we\"ird.yaml"
 cat >"$T/bad.yaml" <<EOF
 credential:
   - module: bearer

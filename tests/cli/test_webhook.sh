@@ -129,6 +129,18 @@ for scheme in standard stripe github; do
     verify_with 0 "$scheme receiver holds new and old" "$T/h" "$T/p1" --secret "$S2" --secret "$S1" --now 1700000000
 done
 
+# Secrets from a file: newest first, comments and blank lines skipped.
+printf '# webhook secrets, newest first\n%s\n\n%s\n' "$S2" "$S1" >"$T/secrets"
+sign_to "$T/h" standard "$T/p1" "$S1"
+n=$((n + 1))
+( set --; while IFS= read -r l; do set -- "$@" --header "$l"; done <"$T/h"
+  exec "$KG" webhook verify --secret-file "$T/secrets" --now 1700000000 "$@" <"$T/p1" ) >"$T/out" 2>&1
+[ $? -eq 0 ] || { fail "verify --secret-file"; cat "$T/out"; }
+expect 0 "sign --secret-file" -- sh -c "'$KG' webhook sign --scheme standard --secret-file '$T/secrets' --id m --timestamp 1700000000 <'$T/p1'"
+[ "$(grep -o 'v1,' "$T/out" | wc -l)" -eq 2 ] || fail "sign --secret-file: two signatures"
+expect 2 "empty secret file" -- sh -c "'$KG' webhook sign --scheme standard --secret-file /dev/null <'$T/p1'"
+expect 2 "missing secret file" -- sh -c "'$KG' webhook sign --scheme standard --secret-file '$T/nope' <'$T/p1'"
+
 # ---- every failure reason --------------------------------------------------
 sign_to "$T/h" standard "$T/p1" "$S1"
 grep -v webhook-timestamp "$T/h" >"$T/h2"

@@ -293,18 +293,18 @@ END_TEST
 
 /* ---- scan ----------------------------------------------------------------- */
 
+#define SEEN_MAX 64
 struct seen {
-    char name[64][32];
-    char kind[64][16];
-    char error[64][1024];
+    char name[SEEN_MAX][32];
+    char kind[SEEN_MAX][16];
+    char error[SEEN_MAX][1024];
     int n;
 };
 
 static void scan_cb(const kg_plugin_info *i, void *ud)
 {
     struct seen *s = ud;
-    if (s->n >= 64)
-        return;
+    ck_assert_msg(s->n < SEEN_MAX, "more than %d plugins: raise SEEN_MAX", SEEN_MAX);
     snprintf(s->name[s->n], sizeof(s->name[0]), "%s", i->name);
     snprintf(s->kind[s->n], sizeof(s->kind[0]), "%s", i->kind ? i->kind : "");
     snprintf(s->error[s->n], sizeof(s->error[0]), "%s", i->error ? i->error : "");

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,32 @@ START_TEST(test_github_vector)
     ck_assert_int_eq(verify(gh_s, "Hello, World?", 13, sec, 300, 1),
                      KG_WEBHOOK_NO_MATCH);
     kg_webhook_secrets_free(sec);
+}
+END_TEST
+
+/*
+ * v1a with the RFC 8032 section 7.1 TEST 1 key over the spec vector's
+ * content; the expected signature was computed with an independent
+ * Ed25519 implementation (Python's cryptography).
+ */
+#define RFC_SK "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A="
+#define RFC_PK "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+#define RFC_SIG "v1a,fldxM4gAKugP6nnt1hdz3sgGfZ6d99nzrMFnZOELIxbzEHoVmAb2ADpkJK7zgPePmPsle0zV9jSeGlHFG2NVAw=="
+
+START_TEST(test_ed25519_vector)
+{
+    kg_webhook_secrets *sk = secrets(RFC_SK, NULL, NULL, NULL);
+    kg_webhook_secrets *pk = secrets(RFC_PK, NULL, NULL, NULL);
+    char pub[KG_WEBHOOK_SECRET_MAX];
+
+    ck_assert_int_eq(kg_webhook_public_key(RFC_SK, pub, sizeof(pub)), KG_OK);
+    ck_assert_str_eq(pub, RFC_PK);
+    sign(std_s, SPEC_ID, SPEC_TS, SPEC_PAYLOAD, strlen(SPEC_PAYLOAD), sk);
+    ck_assert_str_eq(kg_webhook_headers_get(hdr, "webhook-signature", NULL), RFC_SIG);
+    ck_assert_int_eq(verify(std_s, SPEC_PAYLOAD, strlen(SPEC_PAYLOAD), pk, 300,
+                            SPEC_TS), KG_WEBHOOK_VALID);
+    kg_webhook_secrets_free(sk);
+    kg_webhook_secrets_free(pk);
 }
 END_TEST
 
@@ -568,7 +595,9 @@ START_TEST(test_secret_errors)
 {
     static const char *const bad_sign[] = {
         "plainsecret", "whsec_", "whsec_!!!!", "whsec_YWJj" /* 3 bytes: too short to sign */,
-        "whsk_YWJj", "whpk_Vgs008F6/hbSTKFOiP45QPh0N3CVJLT2MEvgMDLU5u0=", NULL };
+        "whsk_YWJj", "whpk_Vgs008F6/hbSTKFOiP45QPh0N3CVJLT2MEvgMDLU5u0=",
+        /* 66 bytes: over the spec's 64 */
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL };
     kg_webhook_message m = { "msg_1", TS, "x", 1 };
     kg_diag d;
     int i;
@@ -640,6 +669,10 @@ START_TEST(test_headers_api)
     ck_assert_str_eq(name, "B");
     ck_assert_str_eq(value, "v:with:colons");
     ck_assert_int_eq(kg_webhook_headers_at(hdr, 3, &name, &value), KG_ERR_NOT_FOUND);
+    /* A line break in a value would forge a header: refused. */
+    ck_assert_int_eq(kg_webhook_headers_add(hdr, "C", "a\r\nX-Evil: 1"), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_webhook_headers_add(hdr, "C", "a\nb"), KG_ERR_INVALID);
+    ck_assert_uint_eq(kg_webhook_headers_count(hdr), 3);
     ck_assert_str_eq(kg_webhook_status_name(KG_WEBHOOK_NO_MATCH), "no_matching_signature");
     ck_assert_str_eq(kg_webhook_status_name(KG_WEBHOOK_IN_FUTURE), "timestamp_in_future");
 }
@@ -729,6 +762,12 @@ START_TEST(test_policy_signers)
                             KG_WEBHOOK_TOLERANCE_DEFAULT, SPEC_TS + 601), KG_WEBHOOK_TOO_OLD);
     ck_assert_int_eq(kg_policy_webhook_sign(p, "github", &m, sec, hdr, &d), KG_ERR_NOT_FOUND);
     ck_assert_ptr_nonnull(strstr(d.message, "github"));
+    {
+        char *x = kg_policy_explain(p);
+        ck_assert_ptr_nonnull(x);
+        ck_assert_ptr_nonnull(strstr(x, "stripe     header Stripe-Signature, tolerance 600s"));
+        free(x);
+    }
     kg_policy_free(p);
 
     /* No signers: section. */
@@ -778,6 +817,63 @@ START_TEST(test_policy_errors)
 }
 END_TEST
 
+/* One signer, many threads: every result right, nothing shared broken. */
+struct worker {
+    const kg_webhook_signer *s;
+    kg_webhook_secrets *sec;
+    int ok;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    kg_webhook_headers *h = NULL;
+    char payload[64];
+    int i;
+
+    if (kg_webhook_headers_new(&h) != KG_OK)
+        return NULL;
+    for (i = 0; i < 300; i++) {
+        kg_webhook_message m = { "msg_thr", TS + i, payload, 0 };
+        kg_webhook_status st;
+        m.payload_len = (size_t)snprintf(payload, sizeof(payload), "n=%d", i);
+        kg_webhook_headers_reset(h);
+        if (kg_webhook_sign(w->s, &m, w->sec, h, NULL) != KG_OK ||
+            kg_webhook_verify(w->s, h, payload, m.payload_len, w->sec, 0,
+                              TS + i, &st, NULL) != KG_OK ||
+            kg_webhook_verify(w->s, h, "x", 1, w->sec, 0, TS + i, &st,
+                              NULL) != KG_ERR_VERIFY)
+            break;
+        w->ok++;
+    }
+    kg_webhook_headers_free(h);
+    return NULL;
+}
+
+START_TEST(test_threads)
+{
+    const kg_webhook_signer *all[3] = { std_s, gh_s, st_s };
+    /* Two secrets every scheme can use (rotation on every call). */
+    kg_webhook_secrets *sec = secrets("whsec_Zj+vMIXUApyfeVNMCICyezCrVJJEEvyEASJ0INOWjA0=",
+                                      SPEC_SECRET, NULL, NULL);
+    pthread_t t[6];
+    struct worker w[6];
+    int i;
+
+    for (i = 0; i < 6; i++) {
+        w[i].s = all[i % 3];
+        w[i].sec = sec;
+        w[i].ok = 0;
+        ck_assert_int_eq(pthread_create(&t[i], NULL, work, &w[i]), 0);
+    }
+    for (i = 0; i < 6; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(w[i].ok, 300);
+    }
+    kg_webhook_secrets_free(sec);
+}
+END_TEST
+
 static Suite *webhook_suite(void)
 {
     Suite *s = suite_create("webhook");
@@ -787,6 +883,7 @@ static Suite *webhook_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_spec_vector);
     tcase_add_test(tc, test_github_vector);
+    tcase_add_test(tc, test_ed25519_vector);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("roundtrip");
@@ -795,6 +892,7 @@ static Suite *webhook_suite(void)
     tcase_add_test(tc, test_roundtrip_large);
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_rotation_mixed);
+    tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("failures");

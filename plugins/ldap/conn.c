@@ -1,0 +1,364 @@
+/*
+ * conn.c - connections to the directory: opening one (TLS, bind) on the
+ * first URI that answers, and a small pool of bound connections shared
+ * by the threads of a process.
+ *
+ * Failover: the URIs are tried in order.  One that fails to connect or
+ * bind is skipped for `retry` (on the policy's clock) so that a dead
+ * primary costs one connect attempt per retry interval, not one per
+ * request; when every URI is marked down they are all tried anyway, so a
+ * lone directory that comes back is used at once.  A connection to a
+ * later URI is closed once it is `retry` old, so the first URIs are
+ * returned to when they recover.
+ *
+ * Each LDAP handle is used by one thread at a time (libldap handles are
+ * not meant to be shared for synchronous calls); the pool hands out
+ * whole connections under a mutex and never holds it across network I/O.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ldapstore.h"
+
+struct kg__ldap_pconn {
+    kg__ldap_conn c;
+    uint64_t gen;
+};
+
+int64_t kg__ldap_now_us(const kg__ldap *l)
+{
+    return kg_context_now(l->ctx);
+}
+
+int kg__ldap_conn_error(int rc)
+{
+    switch (rc) {
+    case LDAP_SERVER_DOWN:
+    case LDAP_TIMEOUT:
+    case LDAP_CONNECT_ERROR:
+    case LDAP_LOCAL_ERROR:
+    case LDAP_ENCODING_ERROR:
+    case LDAP_DECODING_ERROR:
+    case LDAP_UNAVAILABLE:
+    case LDAP_BUSY:
+    case LDAP_OTHER:
+    case LDAP_PROTOCOL_ERROR:
+    case LDAP_TIMELIMIT_EXCEEDED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* "uri: what (server's diagnostic)" into err. */
+static void conn_err(LDAP *ld, const char *uri, const char *what, int rc,
+                     char *err, size_t errlen)
+{
+    char *diag = NULL;
+    if (ld != NULL)
+        ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+    snprintf(err, errlen, "%s: %s: %s%s%s%s", uri, what, ldap_err2string(rc),
+             diag && *diag ? " (" : "", diag && *diag ? diag : "",
+             diag && *diag ? ")" : "");
+    ldap_memfree(diag);
+}
+
+static void ms_to_tv(int ms, struct timeval *tv)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* TLS settings go on the handle, then a new TLS context is made from
+ * them, so instances with different CAs never share one.  libldap says
+ * only "failed" here (LDAP_OPT_ERROR), so the message names the step. */
+static int set_tls(kg__ldap *l, LDAP *ld, const char *uri, char *err,
+                   size_t errlen)
+{
+    int req = l->tls_verify ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER;
+    int min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2, zero = 0;
+    const char *what = NULL;
+
+    if (l->ca_file && ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, l->ca_file) != LDAP_OPT_SUCCESS)
+        what = "ca_file";
+    else if (l->cert_file && ldap_set_option(ld, LDAP_OPT_X_TLS_CERTFILE, l->cert_file) != LDAP_OPT_SUCCESS)
+        what = "cert_file";
+    else if (l->key_file && ldap_set_option(ld, LDAP_OPT_X_TLS_KEYFILE, l->key_file) != LDAP_OPT_SUCCESS)
+        what = "key_file";
+    else if (ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &req) != LDAP_OPT_SUCCESS ||
+             ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &min) != LDAP_OPT_SUCCESS)
+        what = "the TLS options";
+    else if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero) != LDAP_OPT_SUCCESS)
+        what = "the TLS context";
+    if (what == NULL)
+        return 0;
+    snprintf(err, errlen, "%s: cannot set up TLS: %s could not be used "
+             "(ca_file%s%s%s%s%s: do they exist, are they readable PEM?)", uri, what,
+             l->ca_file ? " " : "", l->ca_file ? l->ca_file : " not set",
+             l->cert_file ? ", cert_file " : "", l->cert_file ? l->cert_file : "",
+             l->key_file ? " and key_file" : "");
+    return -1;
+}
+
+int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen)
+{
+    LDAP *ld = NULL;
+    int rc;
+
+    /* A handle that never connects: only its TLS context is built, so
+     * that a missing or unreadable CA file fails the policy load, and
+     * libldap's global TLS set-up happens here, in the loading thread. */
+    if (ldap_initialize(&ld, l->uris[0]) != LDAP_SUCCESS) {
+        snprintf(err, errlen, "%s: cannot make an LDAP handle", l->uris[0]);
+        return -1;
+    }
+    rc = set_tls(l, ld, l->uris[0], err, errlen);
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    return rc;
+}
+
+/* Open, secure and bind a connection to uris[i].  NULL with err on failure. */
+static LDAP *open_one(kg__ldap *l, size_t i, char *err, size_t errlen)
+{
+    const char *uri = l->uris[i];
+    LDAP *ld = NULL;
+    int v3 = LDAP_VERSION3, rc;
+    int ldaps = strncasecmp(uri, "ldaps://", 8) == 0;
+    struct timeval nt, ot;
+
+    rc = ldap_initialize(&ld, uri);
+    if (rc != LDAP_SUCCESS) {
+        conn_err(NULL, uri, "bad URI", rc, err, errlen);
+        return NULL;
+    }
+    ms_to_tv(l->network_timeout_ms, &nt);
+    ms_to_tv(l->search_timeout_ms, &ot);
+    ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+    ldap_set_option(ld, LDAP_OPT_REFERRALS, l->referrals ? LDAP_OPT_ON : LDAP_OPT_OFF);
+    ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &nt);
+    /* Bounds every synchronous call (StartTLS, bind) on this handle. */
+    ldap_set_option(ld, LDAP_OPT_TIMEOUT, &ot);
+    if ((ldaps || l->tls == KG__TLS_STARTTLS) && set_tls(l, ld, uri, err, errlen) != 0)
+        goto fail;
+    if (l->tls == KG__TLS_STARTTLS && !ldaps) {
+        rc = ldap_start_tls_s(ld, NULL, NULL);
+        if (rc != LDAP_SUCCESS) {
+            conn_err(ld, uri, "StartTLS failed", rc, err, errlen);
+            goto fail;
+        }
+    }
+    if (l->sasl_external) {
+        /* An empty initial response: "the identity the connection has".
+         * Without one slapd answers saslBindInProgress. */
+        struct berval none = { 0, (char *)"" };
+        rc = ldap_sasl_bind_s(ld, NULL, "EXTERNAL", &none, NULL, NULL, NULL);
+        if (rc != LDAP_SUCCESS) {
+            conn_err(ld, uri, "SASL EXTERNAL bind failed", rc, err, errlen);
+            goto fail;
+        }
+    } else if (l->bind_dn != NULL) {
+        struct berval cred;
+        cred.bv_val = l->bind_password ? l->bind_password : "";
+        cred.bv_len = strlen(cred.bv_val);
+        /* A DN with an empty password is an "unauthenticated bind"
+         * (RFC 4513 5.1.2): anonymous in disguise.  Never send one. */
+        if (cred.bv_len == 0) {
+            snprintf(err, errlen, "%s: bind as '%s': the password is empty "
+                     "(is the variable in bind_password set, or the "
+                     "bind_password_file filled?)", uri, l->bind_dn);
+            goto fail;
+        }
+        rc = ldap_sasl_bind_s(ld, l->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+        if (rc != LDAP_SUCCESS) {
+            /* The DN is not a secret; the password never appears. */
+            char what[600];
+            snprintf(what, sizeof(what), "bind as '%s' failed", l->bind_dn);
+            conn_err(ld, uri, what, rc, err, errlen);
+            goto fail;
+        }
+    } else {
+        /* Anonymous: connect now, so that a dead server is found here
+         * (and the next URI tried) rather than at the search. */
+        rc = ldap_connect(ld);
+        if (rc != LDAP_SUCCESS) {
+            conn_err(ld, uri, "cannot connect", rc, err, errlen);
+            goto fail;
+        }
+    }
+    return ld;
+fail:
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    return NULL;
+}
+
+/* Try the URIs in order (those not marked down first).  0 on success. */
+static int open_conn(kg__ldap *l, kg__ldap_conn *c, char *err, size_t errlen)
+{
+    int64_t now = kg__ldap_now_us(l);
+    int pass;
+    size_t i;
+
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < l->nuris; i++) {
+            int64_t until = atomic_load(&l->down_until_us[i]);
+            int skipped = until > now;
+            LDAP *ld;
+            if (pass == 0 ? skipped : !skipped)
+                continue;
+            ld = open_one(l, i, err, errlen);
+            if (ld == NULL) {
+                atomic_store(&l->down_until_us[i], now + l->retry_us);
+                continue;
+            }
+            atomic_store(&l->down_until_us[i], 0);
+            c->ld = ld;
+            c->uri = i;
+            c->since_us = now;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void close_conn(kg__ldap_conn *c)
+{
+    if (c->ld != NULL)
+        ldap_unbind_ext_s(c->ld, NULL, NULL);
+    c->ld = NULL;
+}
+
+int kg__ldap_pool_init(kg__ldap *l)
+{
+    pthread_condattr_t ca;
+    if (pthread_mutex_init(&l->mu, NULL) != 0)
+        return -1;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_cond_init(&l->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        pthread_mutex_destroy(&l->mu);
+        return -1;
+    }
+    pthread_condattr_destroy(&ca);
+    if (l->pool_size > 0) {
+        l->idle = calloc(l->pool_size, sizeof(*l->idle));
+        if (l->idle == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+void kg__ldap_pool_flush(kg__ldap *l)
+{
+    struct kg__ldap_pconn *take[64];
+    size_t n, i;
+
+    do {
+        pthread_mutex_lock(&l->mu);
+        l->generation++;
+        n = l->nidle < 64 ? l->nidle : 64;
+        for (i = 0; i < n; i++)
+            take[i] = l->idle[--l->nidle];
+        pthread_mutex_unlock(&l->mu);
+        for (i = 0; i < n; i++) {
+            close_conn(&take[i]->c);
+            free(take[i]);
+        }
+    } while (n == 64);
+}
+
+void kg__ldap_pool_free(kg__ldap *l)
+{
+    kg__ldap_pool_flush(l);
+    free(l->idle);
+    l->idle = NULL;
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+}
+
+kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, char *err, size_t errlen)
+{
+    struct kg__ldap_pconn *pc = NULL;
+    struct timespec deadline;
+    uint64_t gen;
+
+    pthread_mutex_lock(&l->mu);
+    if (l->pool_size > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += l->search_timeout_ms / 1000;
+        deadline.tv_nsec += (long)(l->search_timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        /* All connections busy: wait for one, as long as a search may take. */
+        while (l->nidle == 0 && l->busy >= l->pool_size) {
+            if (pthread_cond_timedwait(&l->cv, &l->mu, &deadline) == ETIMEDOUT) {
+                pthread_mutex_unlock(&l->mu);
+                snprintf(err, errlen, "all %zu pooled connections stayed busy "
+                         "for %d ms (raise pool or search_timeout)",
+                         l->pool_size, l->search_timeout_ms);
+                return NULL;
+            }
+        }
+        if (l->nidle > 0)
+            pc = l->idle[--l->nidle];
+    }
+    l->busy++;
+    gen = l->generation;
+    pthread_mutex_unlock(&l->mu);
+
+    if (pc == NULL) {
+        pc = calloc(1, sizeof(*pc));
+        if (pc == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        pc->gen = gen;
+    }
+    /* Fail back: a connection to a later URI lives at most `retry`. */
+    if (pc->c.ld != NULL && pc->c.uri > 0 &&
+        kg__ldap_now_us(l) - pc->c.since_us >= l->retry_us)
+        close_conn(&pc->c);
+    pc->c.fresh = 0;
+    if (pc->c.ld == NULL) {
+        if (open_conn(l, &pc->c, err, errlen) != 0)
+            goto fail;
+        pc->gen = gen;
+        pc->c.fresh = 1;
+    }
+    return &pc->c;
+fail:
+    free(pc);
+    pthread_mutex_lock(&l->mu);
+    l->busy--;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+void kg__ldap_release(kg__ldap *l, kg__ldap_conn *c, int ok)
+{
+    struct kg__ldap_pconn *pc = (struct kg__ldap_pconn *)c;  /* first member */
+    int keep;
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&l->mu);
+    keep = ok && l->pool_size > 0 && pc->gen == l->generation &&
+           l->nidle < l->pool_size;
+    if (keep)
+        l->idle[l->nidle++] = pc;
+    l->busy--;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    if (!keep) {
+        close_conn(c);
+        free(pc);
+    }
+}

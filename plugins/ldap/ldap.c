@@ -1,0 +1,156 @@
+/*
+ * ldap - keystore plugin: key records as entries in an LDAP directory
+ * (OpenLDAP's libldap).  See docs/ldap.md for the options and
+ * conf/ldap/ for the schema.
+ *
+ * This file: the lookup and the descriptor.  options.c reads the
+ * options, conn.c keeps the connections, entry.c maps entries to
+ * records, manage.c writes them.
+ *
+ * A lookup searches base_dn for the key's SHA-256 (hex) with the filter
+ * template; the value is escaped per RFC 4515 so that nothing a client
+ * sends can change the filter.  Any failure to get an answer (no server,
+ * a timeout, a bind refused, a base DN missing) is `unavailable`, never
+ * `fail`: the core then serves what its cache holds and answers 503 for
+ * the rest.  The store keeps no records itself; put `cache:` on the
+ * policy line.
+ *
+ * Writes (keygate key create/update/revoke/rotate) need `writable: true`
+ * and a bind that may write under base_dn; otherwise they fail with
+ * KG_ERR_READONLY and say so.  last_used is not written on the request
+ * path (touch is not implemented): a directory write per request would
+ * cost more than the lookup, and replication makes it worse.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ldapstore.h"
+
+/* ---- searching ---------------------------------------------------------- */
+
+/*
+ * One search, retried once on a new connection when a pooled one turned
+ * out to be dead (the server restarted, an idle timeout closed it).
+ * On KG__S_OK *res_r holds the result and *c_r the connection it came on
+ * (entries are read through it): the caller frees the one and releases
+ * the other.
+ */
+kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
+                   const char *filter, LDAPControl **ctrls, int sizelimit,
+                   kg__ldap_conn **c_r, LDAPMessage **res_r, int *rc_r,
+                   char *err, size_t errlen)
+{
+    int attempt;
+
+    *res_r = NULL;
+    *c_r = NULL;
+    for (attempt = 0; attempt < 2; attempt++) {
+        struct timeval tv;
+        kg__ldap_conn *c = kg__ldap_acquire(l, err, errlen);
+        int rc, fresh;
+
+        if (c == NULL)
+            return KG__S_DOWN;
+        fresh = c->fresh;
+        tv.tv_sec = l->search_timeout_ms / 1000;
+        tv.tv_usec = (l->search_timeout_ms % 1000) * 1000;
+        rc = ldap_search_ext_s(c->ld, base, scope, filter, l->want, 0, ctrls,
+                               NULL, &tv, sizelimit, res_r);
+        if (kg__ldap_conn_error(rc)) {
+            char *diag = NULL;
+            ldap_get_option(c->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+            snprintf(err, errlen, "%s: search failed: %s%s%s", l->uris[c->uri],
+                     ldap_err2string(rc), diag && *diag ? ": " : "",
+                     diag ? diag : "");
+            ldap_memfree(diag);
+            ldap_msgfree(*res_r);
+            *res_r = NULL;
+            kg__ldap_release(l, c, 0);
+            if (fresh)
+                return KG__S_DOWN;
+            continue;
+        }
+        *rc_r = rc;
+        if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
+            snprintf(err, errlen, "%s: search under '%s' refused: %s",
+                     l->uris[c->uri], base, ldap_err2string(rc));
+            kg__ldap_release(l, c, 1);
+            ldap_msgfree(*res_r);
+            *res_r = NULL;
+            return KG__S_ERROR;
+        }
+        *c_r = c;
+        return KG__S_OK;
+    }
+    return KG__S_DOWN;
+}
+
+static kg_result ld_lookup(void *inst, kg_call *call,
+                           const unsigned char hash[KG_HASH_LEN],
+                           kg_record **rec_r)
+{
+    kg__ldap *l = inst;
+    char hex[2 * KG_HASH_LEN + 1], err[1024];
+    char *filter;
+    kg__ldap_conn *c = NULL;
+    LDAPMessage *res = NULL;
+    kg_result r = KG_RESULT_UNAVAILABLE;
+    int rc = 0;
+    (void)call;
+
+    kg_hash_to_hex(hash, hex);
+    filter = kg__ldap_filter(l->filter, hex, strlen(hex));
+    kg_wipe(hex, sizeof(hex));
+    if (filter == NULL)
+        return KG_RESULT_UNAVAILABLE;
+    if (kg__ldap_search(l, l->base_dn, l->scope, filter, NULL, 2, &c, &res, &rc, err,
+               sizeof(err)) != KG__S_OK)
+        goto out;
+    /* Two entries with one hash is a copy-and-paste in the directory:
+     * refuse the key rather than guess which one rules. */
+    if (rc == LDAP_SIZELIMIT_EXCEEDED || ldap_count_entries(c->ld, res) != 1) {
+        r = KG_RESULT_FAIL;
+        goto out;
+    }
+    *rec_r = kg__ldap_entry_record(l, c->ld, ldap_first_entry(c->ld, res),
+                                   err, sizeof(err));
+    r = *rec_r != NULL ? KG_RESULT_OK : KG_RESULT_FAIL;
+out:
+    ldap_msgfree(res);
+    kg__ldap_release(l, c, 1);
+    kg_wipe(filter, strlen(filter));
+    free(filter);
+    return r;
+}
+
+static kg_error ld_reload(void *inst, kg_diag *diag)
+{
+    (void)diag;
+    /* New connections pick up a renewed CA or certificate. */
+    kg__ldap_pool_flush(inst);
+    return KG_OK;
+}
+
+static const struct kg_keystore_ops ld_ops = {
+    .lookup = ld_lookup,
+    .get = kg__ldap_get,
+    .list = kg__ldap_list,
+    .put = kg__ldap_put,
+    .reload = ld_reload,
+    .touch = NULL,  /* see the comment at the top */
+};
+
+KG_PLUGIN_DEFINE(ldap) = {
+    KG_PLUGIN_HEADER,
+    .kind = KG_PLUGIN_KEYSTORE,
+    .name = "ldap",
+    .description = "key records (hashes only) in an LDAP directory: "
+                   "failover, TLS, pooled connections",
+    .create = kg__ldap_create,
+    .destroy = kg__ldap_destroy,
+    .keystore = &ld_ops,
+};

@@ -1,0 +1,182 @@
+/*
+ * ldapstore.h - what the files of the ldap keystore plugin share: the
+ * instance, the connection pool (conn.c) and the mapping between
+ * directory entries and key records (entry.c).  Nothing here is
+ * exported: the plugin's only exported symbol is its descriptor.
+ */
+#ifndef KEYGATE_LDAPSTORE_H
+#define KEYGATE_LDAPSTORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ldap.h>
+
+#include <keygate/plugin.h>
+
+/* Which attribute holds which field of a record ("" or NULL: none). */
+enum {
+    KG__LA_ID,
+    KG__LA_HASH,
+    KG__LA_PLAN,
+    KG__LA_PERMS,
+    KG__LA_CIDRS,
+    KG__LA_STATUS,
+    KG__LA_EXPIRES,
+    KG__LA_NAME,
+    KG__LA_PREFIX,
+    KG__LA_CREATED,
+    KG__LA_LAST_USED,
+    KG__LA_LIMITS,
+    KG__LA_COUNT
+};
+
+/* The option names under `attributes:` and the shipped schema's names. */
+extern const char *const kg__ldap_attr_option[KG__LA_COUNT];
+extern const char *const kg__ldap_attr_default[KG__LA_COUNT];
+
+typedef enum { KG__TLS_NONE, KG__TLS_STARTTLS } kg__ldap_tls;
+
+/* A pooled connection: bound, ready for a search. */
+typedef struct kg__ldap_conn {
+    LDAP *ld;
+    size_t uri;          /* index into uris of the server it talks to */
+    int64_t since_us;    /* when it was opened (the policy's clock) */
+    int fresh;           /* opened by this acquire (not reused) */
+} kg__ldap_conn;
+
+typedef struct kg__ldap {
+    kg_context *ctx;     /* for the (injectable) clock */
+
+    /* servers, in order of preference */
+    char **uris;
+    size_t nuris;
+    _Atomic int64_t *down_until_us;   /* per URI: skipped until then */
+    int64_t retry_us;    /* how long a failed URI is skipped; also when a
+                          * connection to a later URI is given up so the
+                          * first ones are tried again */
+
+    /* binding */
+    char *bind_dn;
+    char *bind_password; /* wiped on destroy; never logged */
+    int sasl_external;
+
+    /* TLS */
+    kg__ldap_tls tls;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    int tls_verify;
+
+    /* searching */
+    char *base_dn;
+    int scope;           /* LDAP_SCOPE_* */
+    char *filter;        /* template with one {hash} */
+    char *list_filter;   /* every key entry (list) */
+    char *id_filter;     /* one key by id (get, update): {hash} is the id */
+    int network_timeout_ms;
+    int search_timeout_ms;
+    int referrals;
+    int writable;
+    const char *attrs[KG__LA_COUNT];  /* into attr_store */
+    char *attr_store[KG__LA_COUNT];
+    char *object_class;
+    char *rdn_attr;      /* new entries: <rdn_attr>=<id>,<base_dn> */
+    char **want;         /* the attribute list given to searches */
+
+    /* the pool: `pool_size` idle-or-busy connections at most; 0 means
+     * no pool (a connection per lookup, for comparison) */
+    size_t pool_size;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct kg__ldap_pconn **idle;
+    size_t nidle;
+    size_t busy;
+    uint64_t generation;  /* bumped by reload: older connections close */
+} kg__ldap;
+
+/* ---- ldap.c --------------------------------------------------------- */
+
+typedef enum { KG__S_OK, KG__S_DOWN, KG__S_ERROR } kg__ldap_sres;
+/*
+ * A search on a pooled connection, retried once on a new one if a
+ * pooled one turned out dead.  KG__S_OK: *res_r (caller frees) and *c_r
+ * (caller releases) are set, *rc_r is LDAP_SUCCESS or
+ * LDAP_SIZELIMIT_EXCEEDED.  KG__S_DOWN: no server answered.
+ * KG__S_ERROR: the server refused (noSuchObject, a referral...).  err
+ * says why.
+ */
+kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
+                              const char *filter, LDAPControl **ctrls,
+                              int sizelimit, kg__ldap_conn **c_r,
+                              LDAPMessage **res_r, int *rc_r, char *err,
+                              size_t errlen);
+
+/* ---- options.c ------------------------------------------------------ */
+
+kg_error kg__ldap_create(kg_opts *o, void **inst_r);
+void kg__ldap_destroy(void *inst);
+
+/* ---- manage.c ------------------------------------------------------- */
+
+kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
+                      kg_diag *diag);
+kg_error kg__ldap_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag);
+kg_error kg__ldap_put(void *inst, const kg_record *r, int create,
+                      kg_diag *diag);
+
+/* ---- conn.c ---------------------------------------------------------- */
+
+int kg__ldap_pool_init(kg__ldap *l);
+void kg__ldap_pool_free(kg__ldap *l);
+/*
+ * A bound connection for one operation, or NULL with why in err (the
+ * directory is down or busy past the timeouts).  Give it back with
+ * kg__ldap_release(); `ok` = 0 closes it (an error left it in doubt).
+ */
+kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, char *err, size_t errlen);
+void kg__ldap_release(kg__ldap *l, kg__ldap_conn *c, int ok);
+/* Build a TLS context from the options once (at create): 0, or -1 with
+ * why in err (a CA or certificate file that cannot be used). */
+int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen);
+/* Close every idle connection (reload). */
+void kg__ldap_pool_flush(kg__ldap *l);
+/* 1 if rc means the connection (not the request) failed. */
+int kg__ldap_conn_error(int rc);
+int64_t kg__ldap_now_us(const kg__ldap *l);
+
+/* ---- entry.c --------------------------------------------------------- */
+
+/*
+ * The filter for `value` in `tmpl` (every "{hash}" replaced by value,
+ * escaped per RFC 4515: '*', '(', ')', '\' and NUL become \2A, \28, \29,
+ * \5C, \00).  malloc()ed, NULL on allocation failure.
+ */
+char *kg__ldap_filter(const char *tmpl, const char *value, size_t len);
+/* 0 if tmpl holds exactly one "{hash}" and is a parenthesised filter. */
+int kg__ldap_filter_check(const char *tmpl, char *err, size_t errlen);
+/*
+ * A key record from a search result entry.  NULL on allocation failure
+ * or when the entry lacks a hash or a plan (err says which).
+ */
+kg_record *kg__ldap_entry_record(const kg__ldap *l, LDAP *ld,
+                                 LDAPMessage *e, char *err, size_t errlen);
+/* "20261231235959Z" (GeneralizedTime) <-> Unix seconds. */
+int kg__ldap_parse_time(const char *s, int64_t *t_r);
+void kg__ldap_format_time(int64_t t, char out[20]);
+/*
+ * The modifications that make an entry hold r: for an add (mod_op
+ * LDAP_MOD_ADD, object class included, empty fields left out) or a
+ * replace (LDAP_MOD_REPLACE, empty fields deleted).  Free with
+ * kg__ldap_mods_free().  NULL on allocation failure.
+ */
+LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add);
+void kg__ldap_mods_free(LDAPMod **mods);
+/* vasprintf() that returns NULL on failure. */
+char *kg__ldap_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The DN of a new entry for id: <rdn_attr>=<id escaped per RFC 4514>,<base>. */
+char *kg__ldap_new_dn(const kg__ldap *l, const char *id);
+
+#endif

@@ -1,0 +1,640 @@
+/*
+ * check_ldap.c - the ldap key store against real slapd servers, through
+ * the public API (kg_policy_load_string + kg_check).  Started by
+ * test_ldap.sh, which runs the servers and passes:
+ *   KG_LDAP_A, KG_LDAP_B       ldap://127.0.0.1:PORT/ of two servers
+ *   KG_LDAP_DEAD               a URI where nothing listens
+ *   KG_LDAP_A_LDAPI            server A's ldapi:// socket
+ *   KG_LDAP_A_LDAPS            server A's ldaps:// port
+ *   KG_LDAP_CA, KG_LDAP_OTHER_CA  the CA that signed A's certificate, and one that did not
+ *   KG_LDAP_CTL                a script: `$KG_LDAP_CTL stop|start|pause|resume a|b`
+ * The clock is injected: cache expiry and failback never sleep.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ldap.h>
+
+#include <keygate/keygate.h>
+#include <keygate/plugin.h>
+
+static int64_t fake_now;  /* microseconds */
+static int64_t fake_clock(void *ud) { (void)ud; return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST); }
+static void advance(int64_t s) { __atomic_add_fetch(&fake_now, s * 1000000, __ATOMIC_SEQ_CST); }
+
+static const char *A, *B, *DEAD, *A_LDAPI, *A_LDAPS, *CA, *OTHER_CA, *CTL;
+
+/* Keys (plaintext: the test made them; the directory has their hashes). */
+static char k_active[KG_KEY_MAX], k_revoked[KG_KEY_MAX], k_expired[KG_KEY_MAX],
+    k_future[KG_KEY_MAX], k_disabled[KG_KEY_MAX], k_only_a[KG_KEY_MAX],
+    k_only_b[KG_KEY_MAX], k_later[KG_KEY_MAX], k_unknown[KG_KEY_MAX],
+    k_unknown2[KG_KEY_MAX];
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0') {
+        fprintf(stderr, "check_ldap: %s is not set (run me from test_ldap.sh)\n", name);
+        exit(99);
+    }
+    return v;
+}
+
+/* ---- directory contents -------------------------------------------------- */
+
+static LDAPMod *mod(const char *type, const char **vals)
+{
+    LDAPMod *m = calloc(1, sizeof(*m));
+    m->mod_op = LDAP_MOD_ADD;
+    m->mod_type = (char *)type;
+    m->mod_values = (char **)vals;
+    return m;
+}
+
+/* Keys must be the same in both servers, so generate once, add twice. */
+struct keydef {
+    const char *id;
+    char *key;
+    const char *plan, *status, *expires;
+    const char **perms, **cidrs;
+    int where;  /* 1: A, 2: B, 3: both */
+};
+
+static void add_hashed(const char *uri, const struct keydef *k)
+{
+    LDAP *ld;
+    struct berval pw = { 6, (char *)"secret" };
+    int v3 = LDAP_VERSION3, rc;
+    unsigned char h[KG_HASH_LEN];
+    char hex[2 * KG_HASH_LEN + 1], dn[256];
+    const char *oc[] = { "apiKey", NULL }, *idv[] = { k->id, NULL },
+               *hv[] = { hex, NULL }, *pv[] = { k->plan, NULL },
+               *sv[] = { k->status, NULL }, *ev[] = { k->expires, NULL },
+               *nv[] = { "test key", NULL };
+    LDAPMod *mods[12];
+    size_t n = 0, i;
+
+    kg_key_hash(k->key, strlen(k->key), h);
+    kg_hash_to_hex(h, hex);
+    mods[n++] = mod("objectClass", oc);
+    mods[n++] = mod("apiKeyId", idv);
+    mods[n++] = mod("apiKeyHash", hv);
+    mods[n++] = mod("apiKeyPlan", pv);
+    mods[n++] = mod("apiKeyName", nv);
+    if (k->status)
+        mods[n++] = mod("apiKeyStatus", sv);
+    if (k->expires)
+        mods[n++] = mod("apiKeyExpires", ev);
+    if (k->perms)
+        mods[n++] = mod("apiKeyPermission", k->perms);
+    if (k->cidrs)
+        mods[n++] = mod("apiKeyAllowedCidr", k->cidrs);
+    mods[n] = NULL;
+    snprintf(dn, sizeof(dn), "apiKeyId=%s,ou=apikeys,dc=example,dc=com", k->id);
+    if (ldap_initialize(&ld, uri) != LDAP_SUCCESS)
+        exit(99);
+    ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+    rc = ldap_sasl_bind_s(ld, "cn=admin,dc=example,dc=com", LDAP_SASL_SIMPLE, &pw,
+                          NULL, NULL, NULL);
+    if (rc == LDAP_SUCCESS)
+        rc = ldap_add_ext_s(ld, dn, mods, NULL, NULL);
+    if (rc != LDAP_SUCCESS) {
+        fprintf(stderr, "check_ldap: add %s to %s: %s\n", dn, uri, ldap_err2string(rc));
+        exit(99);
+    }
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    for (i = 0; i < n; i++)
+        free(mods[i]);
+}
+
+static const char *PERMS[] = { "scrape:read", "jobs:write", NULL };
+static const char *CIDRS[] = { "10.1.0.0/16", "2001:db8::/32", NULL };
+
+static struct keydef KEYS[] = {
+    { "k_active", k_active, "pro", "active", NULL, PERMS, CIDRS, 3 },
+    { "k_revoked", k_revoked, "pro", "revoked", NULL, NULL, NULL, 3 },
+    { "k_expired", k_expired, "pro", NULL, "20200101000000Z", NULL, NULL, 3 },
+    { "k_future", k_future, "pro", "active", "20991231235959Z", PERMS, NULL, 3 },
+    { "k_disabled", k_disabled, "pro", "disabled", NULL, NULL, NULL, 3 },
+    { "k_only_a", k_only_a, "free", NULL, NULL, NULL, NULL, 1 },
+    { "k_only_b", k_only_b, "free", NULL, NULL, NULL, NULL, 2 },
+    { "k_later", k_later, "free", NULL, NULL, NULL, NULL, 3 },
+};
+
+static void populate(void)
+{
+    size_t i;
+    for (i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]); i++) {
+        if (kg_key_generate("whizo", KEYS[i].key, KG_KEY_MAX) != KG_OK)
+            exit(99);
+        if (KEYS[i].where & 1)
+            add_hashed(A, &KEYS[i]);
+        if (KEYS[i].where & 2)
+            add_hashed(B, &KEYS[i]);
+    }
+    /* Well-formed keys that no directory holds. */
+    kg_key_generate("whizo", k_unknown, KG_KEY_MAX);
+    kg_key_generate("whizo", k_unknown2, KG_KEY_MAX);
+}
+
+static void ctl(const char *verb, const char *server)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s %s", CTL, verb, server);
+    ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+}
+
+/* ---- policies and checks ------------------------------------------------- */
+
+static kg_context *ctx;
+
+static void ctx_setup(void)
+{
+    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+    fake_now = (int64_t)time(NULL) * 1000000;
+    kg_context_set_clock(ctx, fake_clock, NULL);
+}
+
+static void ctx_teardown(void)
+{
+    kg_context_free(ctx);
+}
+
+/*
+ * A policy with the ldap store on `uris` (a YAML flow list), the store's
+ * `extra` options and `cache` (a flow mapping or ""), and a plan "pro"
+ * whose account stage is ipacl + scope, so that the record's
+ * permissions and networks reach it.
+ */
+static kg_policy *policy(const char *uris, const char *extra, const char *cache)
+{
+    char yaml[4096];
+    kg_policy *p = NULL;
+    kg_diag d;
+    kg_error e;
+
+    snprintf(yaml, sizeof(yaml),
+             "credential:\n"
+             "  - {module: header, control: required, options: {name: X-API-Key}}\n"
+             "keystore:\n"
+             "  - module: ldap\n"
+             "    control: required\n"
+             "%s%s%s"
+             "    options:\n"
+             "      uris: %s\n"
+             "      base_dn: ou=apikeys,dc=example,dc=com\n"
+             "      network_timeout: 1s\n"
+             "      search_timeout: 1s\n"
+             "      retry: 10s\n"
+             "%s"
+             "plans:\n"
+             "  free:\n"
+             "    priority: 0\n"
+             "  pro:\n"
+             "    account:\n"
+             "      - module: ipacl\n"
+             "        control: requisite\n"
+             "      - module: scope\n"
+             "        control: requisite\n"
+             "        options:\n"
+             "          unmapped: deny\n"
+             "          routes:\n"
+             "            \"GET /v1/scrape\": scrape:read\n"
+             "            \"POST /v1/jobs\": jobs:write\n"
+             "            \"DELETE /v1/jobs/*\": jobs:admin\n",
+             *cache ? "    cache: " : "", cache, *cache ? "\n" : "", uris, extra);
+    e = kg_policy_load_string(ctx, yaml, "ldap-test", &p, &d);
+    if (e != KG_OK) {
+        char buf[2048];
+        ck_abort_msg("policy: %s\n%s", kg_diag_format(&d, buf, sizeof(buf)), yaml);
+    }
+    return p;
+}
+
+#define READER \
+    "      bind_dn: cn=keygate,ou=services,dc=example,dc=com\n" \
+    "      bind_password: readpw\n"
+
+static kg_decision *check_full(kg_policy *p, const char *key, size_t klen,
+                               const char *ip, const char *method, const char *path)
+{
+    kg_request *req;
+    kg_decision *d = NULL;
+
+    ck_assert_int_eq(kg_request_new(&req), KG_OK);
+    kg_request_set_method(req, method);
+    kg_request_set_path(req, path);
+    kg_request_set_client(req, ip);
+    /* X-API-Key takes the value as it comes, so that every byte of an
+     * injection string reaches the core. */
+    kg_request_add_header_n(req, "X-API-Key", 9, key, klen);
+    ck_assert_int_eq(kg_check(p, req, &d), KG_OK);
+    kg_request_free(req);
+    return d;
+}
+
+/* The decision's code for a GET /v1/scrape from 10.1.2.3. */
+static kg_code code_of(kg_policy *p, const char *key)
+{
+    kg_decision *d = check_full(p, key, strlen(key), "10.1.2.3", "GET", "/v1/scrape");
+    kg_code c = kg_decision_code(d);
+    kg_decision_free(d);
+    return c;
+}
+
+#define ASSERT_CODE(p, key, want) do { \
+        kg_decision *d_ = check_full((p), (key), strlen(key), "10.1.2.3", "GET", "/v1/scrape"); \
+        ck_assert_msg(kg_decision_code(d_) == (want), "%s:%d: want %s, got %s (%s, by %s)", \
+                      __FILE__, __LINE__, kg_code_name(want), \
+                      kg_code_name(kg_decision_code(d_)), kg_decision_message(d_), \
+                      kg_decision_decided_by(d_)); \
+        kg_decision_free(d_); \
+    } while (0)
+
+/* ---- lookups ------------------------------------------------------------- */
+
+static char uris_a[512], uris_b[512], uris_dead_a[512], uris_ab[512], uris_ldapi[512];
+
+START_TEST(test_active)
+{
+    kg_policy *p = policy(uris_a, READER, "");
+    kg_decision *d = check_full(p, k_active, strlen(k_active), "10.1.2.3", "GET", "/v1/scrape");
+    ck_assert_msg(kg_decision_allowed(d), "%s", kg_decision_message(d));
+    ck_assert_str_eq(kg_decision_key_id(d), "k_active");
+    ck_assert_str_eq(kg_decision_plan(d), "pro");
+    ck_assert_str_eq(kg_decision_key_name(d), "test key");
+    kg_decision_free(d);
+    ASSERT_CODE(p, k_future, KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_revoked_expired)
+{
+    kg_policy *p = policy(uris_a, READER, "");
+    ASSERT_CODE(p, k_revoked, KG_CODE_KEY_REVOKED);
+    ASSERT_CODE(p, k_expired, KG_CODE_KEY_EXPIRED);
+    /* A status keygate does not know fails closed. */
+    ASSERT_CODE(p, k_disabled, KG_CODE_KEY_REVOKED);
+    ASSERT_CODE(p, k_unknown, KG_CODE_UNAUTHORIZED);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_multivalued)
+{
+    kg_policy *p = policy(uris_a, READER, "");
+    kg_decision *d;
+    char *json;
+
+    d = check_full(p, k_active, strlen(k_active), "10.1.2.3", "GET", "/v1/scrape");
+    json = kg_decision_record_json(d);
+    ck_assert_ptr_nonnull(json);
+    ck_assert_msg(strstr(json, "scrape:read") && strstr(json, "jobs:write") &&
+                  strstr(json, "10.1.0.0/16") && strstr(json, "2001:db8::/32"), "%s", json);
+    free(json);
+    kg_decision_free(d);
+    /* The second network and the second permission are honoured... */
+    d = check_full(p, k_active, strlen(k_active), "2001:db8::7", "POST", "/v1/jobs");
+    ck_assert_msg(kg_decision_allowed(d), "%s", kg_decision_message(d));
+    kg_decision_free(d);
+    /* ...and outside them the account stage says no. */
+    d = check_full(p, k_active, strlen(k_active), "192.0.2.1", "GET", "/v1/scrape");
+    ck_assert_int_eq(kg_decision_code(d), KG_CODE_IP_NOT_ALLOWED);
+    kg_decision_free(d);
+    d = check_full(p, k_active, strlen(k_active), "10.1.2.3", "DELETE", "/v1/jobs/1");
+    ck_assert_int_eq(kg_decision_code(d), KG_CODE_INSUFFICIENT_PERMISSIONS);
+    kg_decision_free(d);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_injection)
+{
+    static const char *bad[] = { "*", "*)(objectClass=*", "whizo_*", "\\2a",
+                                 "*)(|(apiKeyHash=*", ")(", NULL };
+    kg_policy *p = policy(uris_a, READER, "");
+    kg_decision *d;
+    size_t i;
+
+    for (i = 0; bad[i]; i++)
+        ASSERT_CODE(p, bad[i], KG_CODE_UNAUTHORIZED);
+    /* A NUL inside the presented key. */
+    d = check_full(p, "whizo_\0*", 8, "10.1.2.3", "GET", "/v1/scrape");
+    ck_assert_msg(kg_decision_code(d) == KG_CODE_UNAUTHORIZED ||
+                  kg_decision_code(d) == KG_CODE_INVALID_REQUEST, "NUL: %s",
+                  kg_code_name(kg_decision_code(d)));
+    kg_decision_free(d);
+    /* A well-formed unknown key is asked of the directory and refused by it. */
+    d = check_full(p, k_unknown, strlen(k_unknown), "10.1.2.3", "GET", "/v1/scrape");
+    ck_assert_int_eq(kg_decision_code(d), KG_CODE_UNAUTHORIZED);
+    ck_assert_str_eq(kg_decision_decided_by(d), "keystore:ldap");
+    kg_decision_free(d);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_failover)
+{
+    kg_policy *p = policy(uris_dead_a, READER, "");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ASSERT_CODE(p, k_unknown, KG_CODE_UNAUTHORIZED);
+    kg_policy_free(p);
+    /* Nothing answers: unavailable, never "invalid key". */
+    {
+        char u[512];
+        snprintf(u, sizeof(u), "[%s, %s]", DEAD, DEAD);
+        p = policy(u, READER, "");
+        ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+        ASSERT_CODE(p, k_unknown, KG_CODE_AUTH_UNAVAILABLE);
+        kg_policy_free(p);
+    }
+}
+END_TEST
+
+START_TEST(test_bind_refused)
+{
+    kg_policy *p = policy(uris_a, "      bind_dn: cn=keygate,ou=services,dc=example,dc=com\n"
+                                  "      bind_password: wrong\n", "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
+    /* An empty password (an unset variable) is never sent: it would be
+     * an unauthenticated bind, which is anonymous in disguise. */
+    p = policy(uris_a, "      bind_dn: cn=keygate,ou=services,dc=example,dc=com\n"
+                       "      bind_password: ${KG_LDAP_SURELY_UNSET:-}\n", "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
+    /* Anonymous may not see the base DN (the ACL): slapd says
+     * noSuchObject, which is a directory that cannot answer, not an
+     * unknown key. */
+    p = policy(uris_a, "", "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_starttls)
+{
+    char extra[1024];
+    kg_policy *p;
+
+    snprintf(extra, sizeof(extra), READER "      tls: starttls\n      ca_file: %s\n", CA);
+    p = policy(uris_a, extra, "");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    kg_policy_free(p);
+    /* The certificate is checked: a CA that did not sign it is refused. */
+    snprintf(extra, sizeof(extra), READER "      tls: starttls\n      ca_file: %s\n", OTHER_CA);
+    p = policy(uris_a, extra, "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
+    /* Server B has no certificate: StartTLS fails, nothing in clear. */
+    snprintf(extra, sizeof(extra), READER "      tls: starttls\n      ca_file: %s\n", CA);
+    p = policy(uris_b, extra, "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_ldaps)
+{
+    char extra[1024], u[512];
+    kg_policy *p;
+
+    snprintf(u, sizeof(u), "[%s]", A_LDAPS);
+    snprintf(extra, sizeof(extra), READER "      tls: ldaps\n      ca_file: %s\n", CA);
+    p = policy(u, extra, "");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    kg_policy_free(p);
+    snprintf(extra, sizeof(extra), READER "      ca_file: %s\n", OTHER_CA);
+    p = policy(u, extra, "");
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_filter_template)
+{
+    /* A filter of the policy's own: only pro keys are keys here. */
+    kg_policy *p = policy(uris_a, READER "      filter: \"(&(objectClass=apiKey)"
+                          "(apiKeyHash={hash})(apiKeyPlan=pro))\"\n      scope: one\n", "");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ASSERT_CODE(p, k_only_a, KG_CODE_UNAUTHORIZED);  /* a free key */
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_sasl_external)
+{
+    kg_policy *p = policy(uris_ldapi, "      sasl: EXTERNAL\n", "");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_bad_options)
+{
+    static const char *bad[] = {
+        "      filter: (apiKeyHash=x)\n",
+        "      scope: deep\n",
+        "      tls: maybe\n",
+        "      sasl: GSSAPI\n",
+        "      bind_password: x\n",
+        "      pool: -1\n",
+        "      search_timeout: soon\n",
+        "      attributes: {hash: \"\"}\n",
+        "      attributes: {colour: apiKeyColour}\n",
+        "      tls: starttls\n      ca_file: /nonexistent/keygate-ca.pem\n",
+        "      tls: ldaps\n",
+        NULL,
+    };
+    size_t i;
+    char yaml[2048];
+
+    for (i = 0; bad[i]; i++) {
+        kg_policy *p = NULL;
+        kg_diag d;
+        snprintf(yaml, sizeof(yaml),
+                 "credential:\n  - {module: header, control: required}\n"
+                 "keystore:\n  - module: ldap\n    control: required\n    options:\n"
+                 "      uris: %s\n      base_dn: ou=apikeys,dc=example,dc=com\n%s"
+                 "plans:\n  free:\n    priority: 0\n", uris_a, bad[i]);
+        ck_assert_msg(kg_policy_load_string(ctx, yaml, "bad", &p, &d) != KG_OK,
+                      "accepted: %s", bad[i]);
+        ck_assert_msg(d.line > 0 && d.message[0], "no place or message for %s", bad[i]);
+    }
+}
+END_TEST
+
+struct par {
+    kg_policy *p;
+    int ok;
+};
+
+static void *hammer(void *arg)
+{
+    struct par *t = arg;
+    int i;
+    for (i = 0; i < 40; i++) {
+        const char *k = (i % 3 == 0) ? k_unknown : (i % 3 == 1) ? k_active : k_future;
+        kg_code want = (i % 3 == 0) ? KG_CODE_UNAUTHORIZED : KG_CODE_NONE;
+        if (code_of(t->p, k) == want)
+            __atomic_add_fetch(&t->ok, 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+START_TEST(test_pool_threads)
+{
+    pthread_t th[8];
+    struct par t;
+    int i;
+
+    t.p = policy(uris_a, READER "      pool: 3\n", "");
+    t.ok = 0;
+    for (i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, hammer, &t);
+    for (i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_eq(t.ok, 8 * 40);
+    kg_policy_free(t.p);
+    /* Without a pool: a connection per lookup, same answers. */
+    t.p = policy(uris_a, READER "      pool: 0\n", "");
+    t.ok = 0;
+    for (i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, hammer, &t);
+    for (i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_eq(t.ok, 4 * 40);
+    kg_policy_free(t.p);
+}
+END_TEST
+
+/* ---- the directory goes away and comes back ------------------------------ */
+
+START_TEST(test_outage)
+{
+    kg_policy *p = policy(uris_a, READER, "{ttl: 5s, negative_ttl: 1s}");
+
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ASSERT_CODE(p, k_revoked, KG_CODE_KEY_REVOKED);
+    ASSERT_CODE(p, k_unknown, KG_CODE_UNAUTHORIZED);
+    advance(10);  /* every cached answer is stale now */
+    ctl("stop", "a");
+    /* Known keys: the stale records serve (revoked stays revoked). */
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ASSERT_CODE(p, k_revoked, KG_CODE_KEY_REVOKED);
+    /* Keys the cache never saw: 503, never "invalid key". */
+    ASSERT_CODE(p, k_later, KG_CODE_AUTH_UNAVAILABLE);
+    ASSERT_CODE(p, k_unknown2, KG_CODE_AUTH_UNAVAILABLE);
+    ctl("start", "a");
+    /* Recovery without a restart or a reload. */
+    ASSERT_CODE(p, k_later, KG_CODE_NONE);
+    ASSERT_CODE(p, k_unknown2, KG_CODE_UNAUTHORIZED);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_failback)
+{
+    kg_policy *p = policy(uris_ab, READER, "");
+
+    /* k_only_a exists on A only, k_only_b on B only: they show which
+     * server answered. */
+    ASSERT_CODE(p, k_only_a, KG_CODE_NONE);
+    ctl("stop", "a");
+    ASSERT_CODE(p, k_only_b, KG_CODE_NONE);
+    ASSERT_CODE(p, k_only_a, KG_CODE_UNAUTHORIZED);
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ctl("start", "a");
+    /* Within `retry` the store stays on B... */
+    advance(5);
+    ASSERT_CODE(p, k_only_b, KG_CODE_NONE);
+    /* ...then returns to A, the first URI. */
+    advance(6);
+    ASSERT_CODE(p, k_only_a, KG_CODE_NONE);
+    ASSERT_CODE(p, k_only_b, KG_CODE_UNAUTHORIZED);
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_hung_server)
+{
+    /* B accepts connections (the kernel does) but never answers: the
+     * timeouts bound the wait and the answer is 503. */
+    kg_policy *p = policy(uris_b, READER, "");  /* search_timeout: 1s */
+    time_t t0;
+
+    ASSERT_CODE(p, k_only_b, KG_CODE_NONE);  /* a pooled connection exists */
+    ctl("pause", "b");
+    t0 = time(NULL);
+    ASSERT_CODE(p, k_only_b, KG_CODE_AUTH_UNAVAILABLE);
+    ASSERT_CODE(p, k_later, KG_CODE_AUTH_UNAVAILABLE);
+    /* Each lookup: at most the search timeout on the pooled connection
+     * plus the bind timeout on a new one (about 2s here). */
+    ck_assert_int_le(time(NULL) - t0, 6);
+    ctl("resume", "b");
+    ASSERT_CODE(p, k_only_b, KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("ldap");
+    TCase *t = tcase_create("lookup");
+    tcase_add_checked_fixture(t, ctx_setup, ctx_teardown);
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, test_active);
+    tcase_add_test(t, test_revoked_expired);
+    tcase_add_test(t, test_multivalued);
+    tcase_add_test(t, test_injection);
+    tcase_add_test(t, test_failover);
+    tcase_add_test(t, test_bind_refused);
+    tcase_add_test(t, test_starttls);
+    tcase_add_test(t, test_sasl_external);
+    tcase_add_test(t, test_ldaps);
+    tcase_add_test(t, test_filter_template);
+    tcase_add_test(t, test_bad_options);
+    tcase_add_test(t, test_pool_threads);
+    suite_add_tcase(s, t);
+    /* Last: these stop and start the servers. */
+    t = tcase_create("outage");
+    tcase_add_checked_fixture(t, ctx_setup, ctx_teardown);
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, test_outage);
+    tcase_add_test(t, test_failback);
+    tcase_add_test(t, test_hung_server);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    A = env("KG_LDAP_A");
+    B = env("KG_LDAP_B");
+    DEAD = env("KG_LDAP_DEAD");
+    A_LDAPI = env("KG_LDAP_A_LDAPI");
+    A_LDAPS = env("KG_LDAP_A_LDAPS");
+    CA = env("KG_LDAP_CA");
+    OTHER_CA = env("KG_LDAP_OTHER_CA");
+    CTL = env("KG_LDAP_CTL");
+    snprintf(uris_a, sizeof(uris_a), "[%s]", A);
+    snprintf(uris_b, sizeof(uris_b), "[%s]", B);
+    snprintf(uris_dead_a, sizeof(uris_dead_a), "[%s, %s]", DEAD, A);
+    snprintf(uris_ab, sizeof(uris_ab), "[%s, %s]", A, B);
+    snprintf(uris_ldapi, sizeof(uris_ldapi), "[\"%s\"]", A_LDAPI);
+    populate();
+
+    sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,103 @@
+#!/bin/sh
+# Real Caddy (Debian's) with the shipped forward_auth snippet
+# (conf/caddy/keygate.caddy) in front of a small upstream that echoes the
+# X-Keygate-* headers and releases each lease, keygated with the shipped
+# policy.  Same checks as through nginx: allowed requests reach the
+# upstream with the key id; missing, revoked, expired, wrong-IP and
+# wrong-permission keys get the right status and JSON; the Free plan's
+# 11th request in the hour gets 429 with Retry-After.
+. "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
+
+CADDY=$(command -v caddy || echo /usr/bin/caddy)
+[ -x "$CADDY" ] || { echo "caddy is not installed (scripts/deps.sh --test)"; exit 77; }
+command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
+
+POLICY=$S/conf/keygate.yaml
+FREE=$(new_key free free)
+PRO=$(new_key pro pro)
+REV=$(new_key rev free)
+"$KEYGATE" --config "$POLICY" key revoke "$(key_id_of "$REV")" >/dev/null
+EXP=$(new_key old free --expires 2020-01-01)
+IPK=$(new_key ip pro --allow-ip 127.0.0.2/32)
+RO=$(new_key ro enterprise --permission '*:read')
+[ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
+
+start_keygated --trusted-proxy 127.0.0.1/32
+
+UPORT=$(free_port)
+CPORT=$(free_port)
+python3 "$S/tests/keygated/upstream.py" "$UPORT" "$KGD" 2>"$T/upstream.err" &
+UP_PID=$!
+mkdir -p "$T/caddy"
+cat >"$T/caddy/Caddyfile" <<CADDY
+{
+	admin off
+	auto_https off
+	storage file_system $T/caddy/data
+}
+http://127.0.0.1:$CPORT {
+	bind 127.0.0.1
+	import $S/conf/caddy/keygate.caddy
+	reverse_proxy 127.0.0.1:$UPORT
+}
+CADDY
+HOME=$T/caddy XDG_DATA_HOME=$T/caddy XDG_CONFIG_HOME=$T/caddy KEYGATED=127.0.0.1:$KGD_PORT \
+    "$CADDY" run --config "$T/caddy/Caddyfile" --adapter caddyfile >"$T/caddy/out" 2>&1 &
+CADDY_PID=$!
+EXTRA_CLEANUP='kill $CADDY_PID $UP_PID 2>/dev/null; wait $CADDY_PID $UP_PID 2>/dev/null'
+GW="http://127.0.0.1:$CPORT"
+i=0
+until [ "$(curl -s -o /dev/null -w "%{http_code}" "$GW/")" = 401 ] || [ $i -ge 200 ] || ! kill -0 $CADDY_PID 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+[ $i -lt 200 ] && ok "caddy runs with the shipped snippet" || { bad "caddy did not start: $(cat "$T/caddy/out")"; finish; }
+i=0
+until curl -s -o /dev/null "http://127.0.0.1:$UPORT/" || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+C2="--interface 127.0.0.2"
+C3="--interface 127.0.0.3"
+
+expect_status "no key" 401 $C2 "$GW/v1/scrape"
+body_has "no key: JSON through Caddy" '{"error":{"code":"unauthorized"'
+has_header "no key: WWW-Authenticate" 'WWW-Authenticate: Bearer realm="whizo API"'
+
+FREEID=$(key_id_of "$FREE")
+expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
+body_has "upstream got the key id, released the lease" "upstream key=$FREEID plan=free priority=0 released=204"
+expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
+expect_status "forged X-Keygate-Key-Id is dropped" 200 $C2 -H "Authorization: Bearer $FREE" \
+    -H "X-Keygate-Key-Id: k_0000000000000000" -H "X-Keygate-Plan: enterprise" "$GW/"
+body_has "upstream sees the real id" "upstream key=$FREEID plan=free"
+
+expect_status "revoked key" 401 $C2 -H "Authorization: Bearer $REV" "$GW/"
+body_has "revoked: JSON" '"code":"key_revoked"'
+expect_status "expired key" 401 $C2 -H "Authorization: Bearer $EXP" "$GW/"
+body_has "expired: JSON" '"code":"key_expired"'
+expect_status "two keys" 400 $C2 -H "Authorization: Bearer $FREE" -H "X-API-Key: $PRO" "$GW/"
+
+expect_status "key used from its allowed IP" 200 $C2 -H "Authorization: Bearer $IPK" "$GW/"
+expect_status "key used from another IP" 403 $C3 -H "Authorization: Bearer $IPK" "$GW/"
+body_has "wrong IP: JSON" '"code":"ip_not_allowed"'
+expect_status "forged X-Forwarded-For does not help" 403 $C3 -H "X-Forwarded-For: 127.0.0.2" \
+    -H "Authorization: Bearer $IPK" "$GW/"
+
+expect_status "read-only key reads" 200 $C2 -H "Authorization: Bearer $RO" "$GW/v1/jobs/17"
+expect_status "read-only key writes" 403 $C2 -X POST -H "Authorization: Bearer $RO" "$GW/v1/jobs"
+body_has "wrong permission: JSON" '"code":"insufficient_permissions"'
+expect_status "forged X-Original-Method does not help" 403 $C2 -X POST -H "X-Original-Method: GET" \
+    -H "X-Original-URI: /v1/jobs" -H "Authorization: Bearer $RO" "$GW/v1/jobs"
+
+n=4
+while [ $n -le 10 ]; do
+    req $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape"
+    [ "$CODE" = 200 ] || bad "free request $n: $CODE $(cat "$T/b")"
+    n=$((n + 1))
+done
+ok "free requests 4..10 allowed"
+expect_status "11th free request in the hour" 429 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape"
+body_has "11th: JSON" '{"error":{"code":"rate_limited"'
+has_header "11th: Retry-After" "Retry-After: [1-9][0-9]*$"
+has_header "11th: X-RateLimit-Remaining 0" "X-RateLimit-Remaining: 0"
+grep -q "upstream" "$T/b" && bad "429 reached the upstream" || ok "429 did not reach the upstream"
+
+stop_keygated
+req $C2 -H "Authorization: Bearer $PRO" "$GW/"
+case "$CODE" in 5*) ok "keygated down: $CODE, fails closed" ;; *) bad "keygated down: $CODE" ;; esac
+finish

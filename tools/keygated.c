@@ -1,0 +1,208 @@
+/*
+ * keygated - the keygate HTTP auth service.
+ *
+ * Order of start-up, and why:
+ *   1. bind the listening sockets (a port below 1024 needs root),
+ *   2. write the pid file, drop to --user, so that the policy, its key files and plugins are
+ *      loaded with the rights every later SIGHUP reload will have,
+ *   3. block the signals in every thread (the MHD workers inherit the
+ *      mask) and wait for them here, in the main thread, with sigwait:
+ *      a reload runs in ordinary code, never in a signal handler,
+ *   4. start the MHD daemons.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keygated.h"
+
+#define EXIT_CONFIG 2
+
+static int drop_privileges(const char *user)
+{
+    struct passwd *pw;
+
+    errno = 0;
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        kgd_log_msg("--user %s: no such user%s%s", user, errno ? ": " : "",
+                    errno ? strerror(errno) : "");
+        return -1;
+    }
+    if (getuid() != 0 && geteuid() != 0) {
+        if (pw->pw_uid == geteuid())
+            return 0;
+        kgd_log_msg("--user %s: only root can change user", user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        kgd_log_msg("--user %s: cannot switch user: %s", user, strerror(errno));
+        return -1;
+    }
+    if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
+        kgd_log_msg("--user %s: root privileges could be regained; refusing to run",
+                    user);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_pid(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        kgd_log_msg("--pid-file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    if (fclose(f) != 0) {
+        kgd_log_msg("--pid-file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void print_diag(const char *what, const kg_diag *d)
+{
+    char buf[2048];
+    kgd_log_msg("%s: %s", what, kg_diag_format(d, buf, sizeof(buf)));
+}
+
+static int check_config(const kgd_conf *conf)
+{
+    kg_context *ctx = NULL;
+    kg_diag d;
+    int rc = EXIT_CONFIG;
+
+    if (kg_context_new(&ctx) != KG_OK)
+        return EXIT_CONFIG;
+    memset(&d, 0, sizeof(d));
+    if (kgd_holder_init(ctx, conf->config, &d) != 0) {
+        char buf[2048];
+        fprintf(stderr, "keygated: %s\n", kg_diag_format(&d, buf, sizeof(buf)));
+    } else {
+        printf("keygated: policy %s is valid\n", kgd_holder_source());
+        rc = 0;
+    }
+    kgd_holder_shutdown();
+    kg_context_free(ctx);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    kgd_conf conf;
+    kg_context *ctx = NULL;
+    kg_diag diag;
+    int fds[KGD_MAX_LISTEN];
+    size_t nfds = 0, i;
+    sigset_t set;
+    int rc = EXIT_CONFIG, sig, pid_written = 0;
+    char err[512];
+
+    switch (kgd_conf_parse(&conf, argc, argv)) {
+    case 1: return 0;
+    case 0: break;
+    default: return EXIT_CONFIG;
+    }
+    if (conf.check_config)
+        return check_config(&conf);
+
+    for (i = 0; i < conf.nlisten; i++) {
+        int fd = kgd_listen_open(conf.listen[i], err, sizeof(err));
+        if (fd < 0) {
+            kgd_log_msg("%s", err);
+            goto out;
+        }
+        fds[nfds++] = fd;
+    }
+    if (kgd_log_open(conf.access_log) != 0) {
+        kgd_log_msg("--access-log %s: %s", conf.access_log, strerror(errno));
+        goto out;
+    }
+    /* The pid file is written while we may still write where root can
+     * (/run); removing it at exit may then fail, which is harmless. */
+    if (conf.pid_file != NULL) {
+        if (write_pid(conf.pid_file) != 0)
+            goto out;
+        pid_written = 1;
+    }
+    if (conf.user != NULL && drop_privileges(conf.user) != 0)
+        goto out;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    if (kg_context_new(&ctx) != KG_OK) {
+        kgd_log_msg("out of memory");
+        goto out;
+    }
+    memset(&diag, 0, sizeof(diag));
+    if (kgd_holder_init(ctx, conf.config, &diag) != 0) {
+        print_diag("cannot load the policy", &diag);
+        goto out;
+    }
+    kgd_metrics_init();
+    if (kgd_http_start(&conf, ctx, fds, nfds) != 0) {
+        nfds = 0;   /* the daemons that started closed theirs */
+        goto out;
+    }
+    kgd_log_msg("keygate %s serving policy %s", kg_version(), kgd_holder_source());
+    for (i = 0; i < nfds; i++) {
+        char name[80];
+        kgd_listen_name(fds[i], name, sizeof(name));
+        kgd_log_msg("listening on %s", name);
+    }
+
+    for (;;) {
+        /* Wake every 200 ms to flush the access log buffers. */
+        struct timespec tick = { 0, 200 * 1000 * 1000 };
+        sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) {
+            kgd_log_flush();
+            continue;
+        }
+        if (sig == SIGHUP) {
+            memset(&diag, 0, sizeof(diag));
+            kgd_log_reopen();
+            if (kgd_holder_reload(&diag) == 0) {
+                kgd_metrics_reload(1);
+                kgd_log_msg("reloaded policy %s", kgd_holder_source());
+            } else {
+                kgd_metrics_reload(0);
+                print_diag("reload failed; the previous policy keeps serving",
+                           &diag);
+            }
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            kgd_log_msg("%s: draining requests in flight (up to %us), then exiting",
+                        sig == SIGTERM ? "SIGTERM" : "SIGINT", conf.drain_s);
+            break;
+        }
+    }
+    kgd_http_stop(conf.drain_s);
+    kgd_log_flush();
+    nfds = 0;   /* closed by the daemons */
+    rc = 0;
+out:
+    kgd_holder_shutdown();
+    kg_context_free(ctx);
+    kgd_log_close();
+    for (i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (pid_written)
+        unlink(conf.pid_file);
+    return rc;
+}

@@ -1,0 +1,235 @@
+/*
+ * keygated.h - the pieces of keygated, the HTTP auth service, and what
+ * they share.  Each piece lives in its own tools/keygated_*.c file:
+ *
+ *   keygated.c          main: options, sockets, privileges, signals
+ *   keygated_conf.c     the service's settings (command line) and --help
+ *   keygated_listen.c   "ADDR:PORT" -> a listening socket
+ *   keygated_client.c   the client address (peer or X-Forwarded-For)
+ *   keygated_origin.c   the original method and path of a forwarded request
+ *   keygated_holder.c   the serving policy, refcounted, swapped on SIGHUP
+ *   keygated_http.c     libmicrohttpd: daemons, request dispatch, responses
+ *   keygated_check.c    /check and /whoami: request -> decision -> response
+ *   keygated_metrics.c  counters and their Prometheus text
+ *   keygated_log.c      the JSON access log and the service's own messages
+ *   keygated_json.c     JSON string escaping for the log and /whoami
+ *
+ * The pure pieces (client, origin, json, listen parsing) take no
+ * libmicrohttpd types so that the unit tests link them alone.
+ */
+#ifndef KEYGATE_KEYGATED_H
+#define KEYGATE_KEYGATED_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include <keygate/keygate.h>
+#include <keygate/plugin.h>
+
+#define KGD_MAX_LISTEN 8
+#define KGD_MAX_PROXIES 64
+
+/* ---- keygated_conf.c ---------------------------------------------------- */
+
+/* Where the original method and path come from (--origin). */
+typedef enum kgd_origin_mode {
+    KGD_ORIGIN_AUTO = 0,   /* X-Original-*, then X-Forwarded-*, then the path */
+    KGD_ORIGIN_NGINX,      /* X-Original-Method / X-Original-URI only */
+    KGD_ORIGIN_FORWARDED,  /* X-Forwarded-Method / X-Forwarded-Uri only */
+    KGD_ORIGIN_PATH        /* the path after /check and the request's method */
+} kgd_origin_mode;
+
+typedef struct kgd_conf {
+    const char *config;          /* NULL: the embedded default policy */
+    const char *listen[KGD_MAX_LISTEN];
+    size_t nlisten;
+    const char *user;
+    const char *pid_file;
+    const char *access_log;      /* "-" stdout, "off", or a file */
+    int check_config;
+    unsigned threads;            /* 0: one per core */
+    unsigned max_connections;
+    unsigned timeout_s;          /* idle connection timeout */
+    size_t max_header_bytes;     /* request line + headers */
+    unsigned max_headers;        /* header count */
+    unsigned drain_s;            /* SIGTERM: wait this long for in-flight */
+    kgd_origin_mode origin;
+    kg_cidr proxies[KGD_MAX_PROXIES];
+    size_t nproxies;
+} kgd_conf;
+
+/*
+ * Parse the command line into conf (defaults first).  Returns 0 to run,
+ * 1 when it printed what was asked (--help, --version) and the process
+ * should exit 0, -1 on a usage error (already printed).
+ */
+int kgd_conf_parse(kgd_conf *conf, int argc, char **argv);
+void kgd_usage(FILE *f);
+
+/* The policy keygated serves when no --config / KEYGATE_CONFIG is given:
+ * conf/keygate.yaml, embedded at build time (keygated_default.c). */
+extern const char kgd_default_policy[];
+
+/* ---- keygated_listen.c -------------------------------------------------- */
+
+/*
+ * "127.0.0.1:8080", "[::1]:8080", "localhost:8080", ":8080" (every IPv4
+ * address) into a socket address.  Returns 0, or -1 with why in err.
+ */
+int kgd_listen_parse(const char *spec, struct sockaddr_storage *ss,
+                     socklen_t *len_r, char *err, size_t errlen);
+/* A bound, listening, non-blocking socket, or -1 with why in err. */
+int kgd_listen_open(const char *spec, char *err, size_t errlen);
+/* The "ADDR:PORT" a socket is bound to (for messages and tests). */
+void kgd_listen_name(int fd, char *out, size_t size);
+
+/* ---- keygated_client.c -------------------------------------------------- */
+
+/*
+ * The client address of a request that came from `peer` (a numeric
+ * address) with the given X-Forwarded-For values (all of them, in
+ * order; may be none).  If the peer is not a trusted proxy, it is the
+ * client.  Otherwise the list is walked from the right, skipping trusted
+ * proxies: the first untrusted address is the client (the left-most
+ * entries are the client's to forge).  An entry that is not an address
+ * stops the walk at the last trusted hop.  Writes a numeric address to
+ * out (at least 64 bytes).
+ */
+void kgd_client_address(const char *peer, const char *const *xff,
+                        size_t nxff, const kg_cidr *trusted, size_t ntrusted,
+                        char *out, size_t size);
+int kgd_addr_trusted(const char *addr, const kg_cidr *trusted,
+                     size_t ntrusted);
+/* A sockaddr into a numeric address (IPv4-mapped IPv6 shown as IPv4). */
+void kgd_sockaddr_str(const struct sockaddr *sa, char *out, size_t size);
+
+/* ---- keygated_origin.c -------------------------------------------------- */
+
+/*
+ * The original request of a forward-auth call.  `url` is the request's
+ * own path ("/check/v1/scrape"), raw_uri the raw request target
+ * (with its query), and the header values are NULL when absent.
+ * method_r and path_r are filled (path: normalized, no query), each
+ * buffer at least 8 bytes.  Returns 0, or -1 if the path is unusable
+ * (the caller answers 400).
+ */
+struct kgd_origin_in {
+    const char *method;           /* the request's method */
+    const char *raw_uri;          /* may be NULL: url is used */
+    const char *x_original_method, *x_original_uri;
+    const char *x_forwarded_method, *x_forwarded_uri;
+};
+int kgd_origin(kgd_origin_mode mode, const struct kgd_origin_in *in,
+               char *method, size_t msize, char *path, size_t psize);
+/*
+ * RFC 3986 path normalization for permission checks: drop the query and
+ * fragment, decode %XX of unreserved characters, remove "." and ".."
+ * segments, merge repeated slashes.  Returns 0, or -1 (NUL, control
+ * characters, an encoded '/' or a path that does not start with '/').
+ */
+int kgd_path_normalize(const char *in, size_t len, char *out, size_t size);
+
+/* ---- keygated_json.c ---------------------------------------------------- */
+
+/*
+ * Append s (n bytes) as a JSON string literal (quotes included) to
+ * buf/len/size, escaping quotes, backslashes and control characters and
+ * replacing invalid UTF-8 with U+FFFD.  Truncates (never overflows) at
+ * size; returns the new length.
+ */
+size_t kgd_json_str(char *buf, size_t len, size_t size, const char *s,
+                    size_t n);
+/* Same as kgd_json_str for a NUL-terminated string; NULL gives null. */
+size_t kgd_json_cstr(char *buf, size_t len, size_t size, const char *s);
+size_t kgd_appendf(char *buf, size_t len, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- keygated_holder.c -------------------------------------------------- */
+
+typedef struct kgd_policy_ref kgd_policy_ref;
+
+/* Load the first policy (conf->config or the embedded one). */
+int kgd_holder_init(kg_context *ctx, const char *config, kg_diag *diag);
+/* A reference on the serving policy; give it back with kgd_policy_put. */
+kgd_policy_ref *kgd_policy_get(void);
+const kg_policy *kgd_policy_of(const kgd_policy_ref *ref);
+void kgd_policy_put(kgd_policy_ref *ref);
+/*
+ * SIGHUP: load the policy again beside the serving one and swap it in;
+ * in-flight requests finish on the old one, which is freed by the last
+ * of them.  On failure the old policy keeps serving (its key stores are
+ * re-read) and diag says why.  Returns 0 if the new policy serves.
+ */
+int kgd_holder_reload(kg_diag *diag);
+/* Drop the serving policy (at exit, after the last request). */
+void kgd_holder_shutdown(void);
+const char *kgd_holder_source(void);
+
+/* ---- keygated_metrics.c ------------------------------------------------- */
+
+enum kgd_endpoint {
+    KGD_EP_CHECK, KGD_EP_WHOAMI, KGD_EP_LEASES, KGD_EP_HEALTHZ,
+    KGD_EP_METRICS, KGD_EP_OTHER, KGD_EP__LAST
+};
+
+void kgd_metrics_init(void);
+void kgd_metrics_request(enum kgd_endpoint ep);
+void kgd_metrics_decision(const kg_decision *d, int64_t micros);
+void kgd_metrics_reload(int ok);
+void kgd_metrics_lease_release(int ok);
+void kgd_metrics_rejected(int status);  /* 400/414/431 before a decision */
+void kgd_metrics_inflight(int delta);
+long kgd_metrics_inflight_now(void);
+/* The Prometheus text exposition (malloc()ed; NULL on allocation failure). */
+char *kgd_metrics_render(const kg_context *ctx);
+
+/* ---- keygated_log.c ----------------------------------------------------- */
+
+/* "-" (stdout), "off", or a file opened for appending.  0 or -1 (errno). */
+int kgd_log_open(const char *target);
+/* Reopen the file (SIGHUP; for log rotation). */
+void kgd_log_reopen(void);
+/* Write out the buffered access lines (every 200 ms, and at exit). */
+void kgd_log_flush(void);
+void kgd_log_close(void);
+struct kgd_access {
+    const char *endpoint;    /* "check", "whoami" */
+    const char *client;
+    const char *method;
+    const char *path;
+    const kg_decision *d;
+    int64_t micros;
+};
+void kgd_log_access(const struct kgd_access *a);
+/* A line for the operator on stderr (journald), with the time. */
+void kgd_log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- keygated_http.c ---------------------------------------------------- */
+
+/* Start one daemon per socket; 0 or -1 (logged). */
+int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
+                   size_t nfds);
+/* Stop accepting, wait up to conf->drain_s for in-flight requests, stop. */
+void kgd_http_stop(unsigned drain_s);
+
+/* ---- keygated_check.c --------------------------------------------------- */
+
+struct MHD_Connection;
+struct kgd_reqctx;
+/* The shared state the handlers read. */
+typedef struct kgd_server {
+    const kgd_conf *conf;
+    kg_context *ctx;
+} kgd_server;
+
+/* A JSON error answer {"error":{"code":...,"message":...}}. */
+int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
+                      const char *code, const char *message);
+int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
+                     const char *url, const char *method,
+                     const char *raw_uri, int whoami);
+
+#endif

@@ -1,0 +1,305 @@
+/*
+ * keygated_check.c - /check and /whoami: an HTTP request into a
+ * kg_request, the policy's decision into an HTTP answer.
+ *
+ * /check (any method, any path below it) answers the gateway:
+ *   allowed  200, the decision's rate-limit headers and, for the
+ *            upstream, X-Keygate-Key-Id / -Plan / -Priority / -Lease;
+ *   denied   the decision's status, JSON body and headers, plus
+ *            X-Keygate-Status / -Code / -Error carrying the same in
+ *            headers for nginx, whose auth_request drops the body and
+ *            turns any status but 2xx/401/403 into 500 (the shipped
+ *            snippet restores them from these headers).
+ * /whoami authenticates without consuming quota and answers the record.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <microhttpd.h>
+
+#include "keygated.h"
+
+#define MAX_XFF 16
+
+struct collect {
+    kg_request *req;
+    unsigned count;
+    int oom;
+    const char *xff[MAX_XFF];
+    size_t nxff;
+    const char *orig_method, *orig_uri, *fwd_method, *fwd_uri;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
+                                      const char *key, size_t key_size,
+                                      const char *value, size_t value_size)
+{
+    struct collect *c = cls;
+    (void)kind;
+
+    c->count++;
+    if (value == NULL) {
+        value = "";
+        value_size = 0;
+    }
+    if (kg_request_add_header_n(c->req, key, key_size, value, value_size) != KG_OK)
+        c->oom = 1;
+    /* The values of interest are NUL-free strings; one that holds a NUL
+     * is not an address or a URI and is ignored here (the credential
+     * plugins still see every byte). */
+    if (strlen(value) != value_size)
+        return MHD_YES;
+    if (strcasecmp(key, "X-Forwarded-For") == 0) {
+        if (c->nxff < MAX_XFF)
+            c->xff[c->nxff++] = value;
+    } else if (c->orig_method == NULL && strcasecmp(key, "X-Original-Method") == 0) {
+        c->orig_method = value;
+    } else if (c->orig_uri == NULL && strcasecmp(key, "X-Original-URI") == 0) {
+        c->orig_uri = value;
+    } else if (c->fwd_method == NULL && strcasecmp(key, "X-Forwarded-Method") == 0) {
+        c->fwd_method = value;
+    } else if (c->fwd_uri == NULL && strcasecmp(key, "X-Forwarded-Uri") == 0) {
+        c->fwd_uri = value;
+    }
+    return MHD_YES;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void add_decision_headers(struct MHD_Response *r, const kg_decision *d)
+{
+    size_t i, n = kg_decision_header_count(d);
+    for (i = 0; i < n; i++) {
+        const char *name, *value;
+        if (kg_decision_header(d, i, &name, &value) == KG_OK)
+            MHD_add_response_header(r, name, value);
+    }
+}
+
+static void add_key_headers(struct MHD_Response *r, const kg_decision *d)
+{
+    char buf[32];
+    const char *id = kg_decision_key_id(d);
+
+    if (id != NULL)
+        MHD_add_response_header(r, "X-Keygate-Key-Id", id);
+    if (kg_decision_plan(d) != NULL) {
+        MHD_add_response_header(r, "X-Keygate-Plan", kg_decision_plan(d));
+        snprintf(buf, sizeof(buf), "%d", kg_decision_priority(d));
+        MHD_add_response_header(r, "X-Keygate-Priority", buf);
+    }
+    if (kg_decision_lease(d) != NULL)
+        MHD_add_response_header(r, "X-Keygate-Lease", kg_decision_lease(d));
+}
+
+static int respond_denied(struct MHD_Connection *conn, const kg_decision *d)
+{
+    const char *body = kg_decision_body(d);
+    struct MHD_Response *r;
+    char status[8];
+    int ret;
+
+    r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+                                        MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_decision_headers(r, d);
+    add_key_headers(r, d);
+    snprintf(status, sizeof(status), "%d", kg_decision_status(d));
+    MHD_add_response_header(r, "X-Keygate-Status", status);
+    MHD_add_response_header(r, "X-Keygate-Code", kg_code_name(kg_decision_code(d)));
+    MHD_add_response_header(r, "X-Keygate-Error", body);
+    ret = MHD_queue_response(conn, (unsigned)kg_decision_status(d), r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static int respond_allowed(struct MHD_Connection *conn, const kg_decision *d)
+{
+    struct MHD_Response *r;
+    int ret;
+
+    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_decision_headers(r, d);
+    add_key_headers(r, d);
+    ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* GET /whoami when the key is good: the record, its plan and limits. */
+static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
+{
+    char *rec = kg_decision_record_json(d);
+    size_t cap, len = 0, i, n = kg_decision_limit_count(d);
+    char *buf;
+    struct MHD_Response *r;
+    int ret;
+
+    if (rec == NULL)
+        return MHD_NO;
+    cap = strlen(rec) + 256 + n * 256;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        free(rec);
+        return MHD_NO;
+    }
+    buf[0] = '\0';
+    len = kgd_appendf(buf, len, cap, "{\"key\":%s,\"plan\":", rec);
+    len = kgd_json_cstr(buf, len, cap, kg_decision_plan(d));
+    len = kgd_appendf(buf, len, cap, ",\"priority\":%d,\"limits\":[",
+                      kg_decision_priority(d));
+    for (i = 0; i < n; i++) {
+        const char *name;
+        int64_t limit, remaining, reset, window;
+        if (kg_decision_limit(d, i, &name, &limit, &remaining, &reset,
+                              &window) != KG_OK)
+            continue;
+        len = kgd_appendf(buf, len, cap, "%s{\"name\":", i ? "," : "");
+        len = kgd_json_cstr(buf, len, cap, name);
+        len = kgd_appendf(buf, len, cap, ",\"limit\":%lld,\"remaining\":%lld,"
+                          "\"reset\":%lld,\"window\":%lld}", (long long)limit,
+                          (long long)remaining, (long long)reset,
+                          (long long)window);
+    }
+    len = kgd_appendf(buf, len, cap, "]}\n");
+    free(rec);
+    r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(buf);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_decision_headers(r, d);
+    ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
+                      const char *code, const char *message)
+{
+    char body[512];
+    size_t n = 0;
+    struct MHD_Response *r;
+    int ret;
+
+    n = kgd_appendf(body, n, sizeof(body), "{\"error\":{\"code\":");
+    n = kgd_json_cstr(body, n, sizeof(body), code);
+    n = kgd_appendf(body, n, sizeof(body), ",\"message\":");
+    n = kgd_json_cstr(body, n, sizeof(body), message);
+    n = kgd_appendf(body, n, sizeof(body), "}}");
+    r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
+                     const char *url, const char *method,
+                     const char *raw_uri, int whoami)
+{
+    const kgd_conf *conf = srv->conf;
+    struct collect c;
+    struct kgd_origin_in oi;
+    const union MHD_ConnectionInfo *ci;
+    char peer[64] = "", client[64], omethod[32], opath[2048];
+    kgd_policy_ref *ref = NULL;
+    kg_decision *d = NULL;
+    kg_error e;
+    int64_t t0 = now_us();
+    int ret = MHD_NO;
+
+    memset(&c, 0, sizeof(c));
+    if (kg_request_new(&c.req) != KG_OK)
+        return MHD_NO;
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &c);
+    if (c.oom)
+        goto out;
+    if (c.count > conf->max_headers) {
+        kgd_metrics_rejected(431);
+        ret = kgd_respond_error(conn, 431, "invalid_request",
+                                "too many request headers");
+        goto out;
+    }
+    memset(&oi, 0, sizeof(oi));
+    oi.method = method;
+    oi.raw_uri = raw_uri ? raw_uri : url;
+    oi.x_original_method = c.orig_method;
+    oi.x_original_uri = c.orig_uri;
+    oi.x_forwarded_method = c.fwd_method;
+    oi.x_forwarded_uri = c.fwd_uri;
+    if (whoami) {
+        snprintf(omethod, sizeof(omethod), "%s", method);
+        snprintf(opath, sizeof(opath), "/whoami");
+    } else if (kgd_origin(conf->origin, &oi, omethod, sizeof(omethod), opath,
+                          sizeof(opath)) != 0) {
+        kgd_metrics_rejected(400);
+        ret = kgd_respond_error(conn, 400, "invalid_request",
+                                "the original method or URI is malformed");
+        goto out;
+    }
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci != NULL)
+        kgd_sockaddr_str(ci->client_addr, peer, sizeof(peer));
+    kgd_client_address(peer, c.xff, c.nxff, conf->proxies, conf->nproxies,
+                       client, sizeof(client));
+    if (kg_request_set_method(c.req, omethod) != KG_OK ||
+        kg_request_set_path(c.req, opath) != KG_OK ||
+        (client[0] && kg_request_set_client(c.req, client) != KG_OK))
+        goto out;
+
+    ref = kgd_policy_get();
+    if (ref == NULL) {
+        ret = kgd_respond_error(conn, 503, "auth_unavailable",
+                                "keygated is shutting down");
+        goto out;
+    }
+    e = whoami ? kg_check_peek(kgd_policy_of(ref), c.req, &d)
+               : kg_check(kgd_policy_of(ref), c.req, &d);
+    kgd_policy_put(ref);
+    if (e != KG_OK)
+        goto out;
+    {
+        struct kgd_access a;
+        int64_t us = now_us() - t0;
+        a.endpoint = whoami ? "whoami" : "check";
+        a.client = client;
+        a.method = omethod;
+        a.path = opath;
+        a.d = d;
+        a.micros = us;
+        kgd_metrics_decision(d, us);
+        kgd_log_access(&a);
+    }
+    if (!kg_decision_allowed(d))
+        ret = respond_denied(conn, d);
+    else if (whoami)
+        ret = respond_whoami(conn, d);
+    else
+        ret = respond_allowed(conn, d);
+out:
+    kg_decision_free(d);
+    kg_request_free(c.req);
+    return ret;
+}
