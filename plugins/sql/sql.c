@@ -660,7 +660,8 @@ static kg_error read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
                              int64_t *interval_r, int64_t *max_pending_r)
 {
     static const char *const pg_only[] = { "conninfo", "password",
-        "password_file", "sslmode", "sslrootcert", "connect_timeout", NULL };
+        "password_file", "sslmode", "sslrootcert", "connect_timeout",
+        "statement_timeout", NULL };
     static const char *const lite_only[] = { "path", "busy_timeout", NULL };
     struct sql_conf *c = &s->conf;
     int pg = is_pg(c->driver);
@@ -674,8 +675,7 @@ static kg_error read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
             return kg_opts_error(o, other[i], "option '%s' is for the %s "
                                  "driver, not %s", other[i],
                                  pg ? "sqlite" : "postgresql", c->driver->name);
-    if ((e = opt_ms(o, "statement_timeout", 500, &c->statement_timeout_ms)) != KG_OK ||
-        (e = opt_ms(o, "pool_wait", 200, &c->pool_wait_ms)) != KG_OK ||
+    if ((e = opt_ms(o, "pool_wait", 200, &c->pool_wait_ms)) != KG_OK ||
         (e = opt_ms(o, "reconnect_delay", 1000, &c->reconnect_delay_ms)) != KG_OK ||
         (e = kg_opts_get_bool(o, "auto_migrate", !pg, auto_r)) != KG_OK ||
         (e = kg_opts_get_duration(o, "last_used_interval", 60, interval_r)) != KG_OK ||
@@ -706,8 +706,12 @@ static kg_error read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
     if ((e = dup_opt(o, "conninfo", &c->conninfo)) != KG_OK ||
         (e = dup_opt(o, "password", &c->password)) != KG_OK ||
         (e = dup_opt(o, "sslmode", &c->sslmode)) != KG_OK ||
-        (e = kg_opts_get_duration(o, "connect_timeout", 2, &c->connect_timeout_s)) != KG_OK)
+        (e = kg_opts_get_duration(o, "connect_timeout", 2, &c->connect_timeout_s)) != KG_OK ||
+        (e = opt_ms(o, "statement_timeout", 500, &c->statement_timeout_ms)) != KG_OK)
         return e;
+    if (c->statement_timeout_ms < 1)
+        return kg_opts_error(o, "statement_timeout", "statement_timeout must be "
+                             "at least 1ms");
     if (c->conninfo == NULL)
         return kg_opts_error(o, NULL, "the postgresql driver needs 'conninfo' "
                              "(e.g. \"host=db1,db2 dbname=keygate user=keygate\")");
