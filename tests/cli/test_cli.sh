@@ -158,12 +158,14 @@ expect "policy: unknown sub-command" 2 "usage: keygate policy" -- $KG policy lin
 
 # ---- plugins ----------------------------------------------------------------
 PP="$B/plugins"
-expect "plugins" 0 "bearer  *credential 1.0" -- env KEYGATE_PLUGIN_PATH="$PP" $BIN plugins
+# The ABI the built plugins carry is the header's (it grows: 1.0, 1.1, ...).
+ABI="$(sed -n 's/^#define KG_PLUGIN_ABI_MAJOR \([0-9]*\).*/\1/p' "$S/include/keygate/plugin.h").$(sed -n 's/^#define KG_PLUGIN_ABI_MINOR \([0-9]*\).*/\1/p' "$S/include/keygate/plugin.h")"
+expect "plugins" 0 "bearer  *credential $ABI" -- env KEYGATE_PLUGIN_PATH="$PP" $BIN plugins
 expect "plugins: keystore" 0 "file  *keystore" -- env KEYGATE_PLUGIN_PATH="$PP" $BIN plugins
 expect "plugins: count" 0 "plugins, 0 cannot be loaded" -- env KEYGATE_PLUGIN_PATH="$PP" $BIN plugins
 expect "plugins: broken ones and why" 1 "badabi .*cannot load: .*ABI 99.0" -- env KEYGATE_PLUGIN_PATH="$PP:$B/tests/fixtures" $BIN plugins
 expect "plugins: missing dependency named" 1 "libkgvanish.so.0" -- env KEYGATE_PLUGIN_PATH="$B/tests/fixtures/missingdep" $BIN plugins
-expect "plugins --json" 0 '"name":"header","path":"[^"]*","kind":"credential","abi":"1.0"' -- env KEYGATE_PLUGIN_PATH="$PP" $BIN --json plugins
+expect "plugins --json" 0 '"name":"header","path":"[^"]*","kind":"credential","abi":"'"$ABI"'"' -- env KEYGATE_PLUGIN_PATH="$PP" $BIN --json plugins
 expect "plugins: extra argument" 2 "usage: keygate plugins" -- $BIN plugins extra
 
 echo "1..$n"
