@@ -327,6 +327,8 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
     *rec_r = NULL;
     if (l->cache != NULL) {
         cached = kg__cache_get(l->cache, hash, c->now_us, &rec, &fresh);
+        kg_call_stat_add(c, cached && fresh ? KG_STAT_CACHE_HITS
+                                            : KG_STAT_CACHE_MISSES, 1);
         if (cached && fresh) {
             *rec_r = rec;
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
@@ -344,6 +346,7 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
             kg__cache_put(l->cache, hash, *rec_r, c->now_us);
         } else if (r == KG_RESULT_UNAVAILABLE && cached) {
             /* Serve stale while the store cannot answer. */
+            kg_call_stat_add(c, KG_STAT_CACHE_STALE, 1);
             *rec_r = rec;
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
         }

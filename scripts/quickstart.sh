@@ -38,7 +38,8 @@ fi
 mkdir -p "$BUILD"
 cd "$BUILD"
 if [ ! -f Makefile ]; then
-    ../configure --with-microhttpd=yes >configure.out 2>&1 || { tail -20 configure.out; exit 1; }
+    # keygated needs libmicrohttpd; the shipped policy keeps keys in SQLite.
+    ../configure --with-microhttpd=yes --with-sqlite=yes >configure.out 2>&1 || { tail -20 configure.out; exit 1; }
 fi
 make -j"$(nproc 2>/dev/null || echo 2)" >make.out 2>&1 || { tail -30 make.out; exit 1; }
 cd "$ROOT"

@@ -257,6 +257,28 @@ char *kgd_metrics_render(const kg_context *ctx)
     A("# HELP keygated_limiter_entries Live (key, limit) entries in the memory limiter state.\n"
       "# TYPE keygated_limiter_entries gauge\n"
       "keygated_limiter_entries %zu\n", kg_context_limit_entries(ctx));
+    {
+        uint64_t hits = kg_context_stat(ctx, KG_STAT_CACHE_HITS);
+        uint64_t misses = kg_context_stat(ctx, KG_STAT_CACHE_MISSES);
+        uint64_t stale = kg_context_stat(ctx, KG_STAT_CACHE_STALE);
+        A("# HELP keygated_keystore_cache_total Key-store cache lookups by outcome (keystore lines with cache:).\n"
+          "# TYPE keygated_keystore_cache_total counter\n"
+          "keygated_keystore_cache_total{result=\"hit\"} %llu\n"
+          "keygated_keystore_cache_total{result=\"miss\"} %llu\n"
+          "keygated_keystore_cache_total{result=\"stale\"} %llu\n",
+          (unsigned long long)hits, (unsigned long long)misses,
+          (unsigned long long)stale);
+    }
+    A("# HELP keygated_limit_backend_errors_total A limiter backend (Redis) could not answer; by what the limit did then.\n"
+      "# TYPE keygated_limit_backend_errors_total counter\n"
+      "keygated_limit_backend_errors_total %llu\n"
+      "# HELP keygated_limit_backend_fallbacks_total Requests decided without the limiter backend (on_backend_error).\n"
+      "# TYPE keygated_limit_backend_fallbacks_total counter\n"
+      "keygated_limit_backend_fallbacks_total{action=\"allow\"} %llu\n"
+      "keygated_limit_backend_fallbacks_total{action=\"local\"} %llu\n",
+      (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_BACKEND_ERRORS),
+      (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_FAIL_OPEN),
+      (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_FAIL_LOCAL));
     A("# HELP keygated_start_time_seconds When keygated started.\n"
       "# TYPE keygated_start_time_seconds gauge\n"
       "keygated_start_time_seconds %lld\n", (long long)M.started);

@@ -5,17 +5,20 @@
  *   ldap_bench gen N KEYS_FILE LDIF_FILE
  *       make N keys: their plaintext (one a line) for the benchmark, and
  *       their entries (hashes only) for slapadd
- *   ldap_bench run URI KEYS_FILE [--seconds S] [--threads T]
+ *   ldap_bench run URI KEYS_FILE [--seconds S] [--threads T] [--slapd-pid P]
  *       kg_check() with the header credential and the ldap store, no
  *       cache (every check is a directory search), for pool: 4 and
  *       pool: 0 (a connection and bind per lookup); prints lookups/s,
- *       p50, p99 and max latency for each
+ *       p50, p90, p99 and max latency for each, and the CPU time per
+ *       lookup of this process and (with --slapd-pid) of slapd
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <keygate/keygate.h>
 #include <keygate/plugin.h>
@@ -25,6 +28,45 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU seconds used so far by this process, and by the slapd (its
+ * /proc/PID/stat utime + stime; 0 if unknown).  On a busy machine wall
+ * latency is mostly waiting for a CPU; CPU per lookup is what an idle
+ * one would see. */
+static double self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static long slapd_pid;
+
+static double slapd_cpu(void)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut = 0, st = 0;
+    FILE *f;
+    int i;
+
+    if (slapd_pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", slapd_pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    if (fgets(buf, sizeof(buf), f) == NULL) {
+        fclose(f);
+        return 0;
+    }
+    fclose(f);
+    p = strrchr(buf, ')');
+    for (i = 0; p && i < 12; i++)  /* to field 14, utime */
+        p = strchr(p + 1, ' ');
+    if (p == NULL || sscanf(p, "%lu %lu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int gen(long n, const char *keys_path, const char *ldif_path)
@@ -110,6 +152,7 @@ static int bench(kg_context *ctx, const char *uri, int pool, int threads,
     struct worker w[16];
     pthread_t th[16];
     int64_t *all, t0, el;
+    double cpu0, cpu1, scpu0, scpu1;
     size_t nall = 0, i;
     long checks = 0, bad = 0;
     int t;
@@ -146,6 +189,8 @@ static int bench(kg_context *ctx, const char *uri, int pool, int threads,
         if (w[t].lat == NULL)
             return 1;
     }
+    cpu0 = self_cpu();
+    scpu0 = slapd_cpu();
     t0 = now_ns();
     for (t = 0; t < threads; t++) {
         w[t].deadline = t0 + (int64_t)(seconds * 1e9);
@@ -154,6 +199,8 @@ static int bench(kg_context *ctx, const char *uri, int pool, int threads,
     for (t = 0; t < threads; t++)
         pthread_join(th[t], NULL);
     el = now_ns() - t0;
+    cpu1 = self_cpu();
+    scpu1 = slapd_cpu();
     for (t = 0; t < threads; t++) {
         checks += w[t].checks;
         bad += w[t].bad;
@@ -176,6 +223,10 @@ static int bench(kg_context *ctx, const char *uri, int pool, int threads,
            nall ? all[nall / 2] / 1e6 : 0, nall ? all[(size_t)(nall * 0.90)] / 1e6 : 0,
            nall ? all[(size_t)(nall * 0.99)] / 1e6 : 0,
            nall ? all[i] / 1e6 : 0, checks, bad);
+    if (checks > 0)
+        printf("                    CPU per lookup: keygate %.0f us, slapd %.0f us\n",
+               (cpu1 - cpu0) * 1e6 / checks,
+               slapd_pid > 0 ? (scpu1 - scpu0) * 1e6 / checks : 0.0);
     fflush(stdout);
     free(all);
     kg_policy_free(pol);
@@ -204,6 +255,8 @@ int main(int argc, char **argv)
             seconds = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--threads") == 0)
             threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--slapd-pid") == 0)
+            slapd_pid = atol(argv[i + 1]);
     }
     if (threads < 1 || threads > 16)
         threads = 2;

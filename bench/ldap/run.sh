@@ -25,4 +25,5 @@ echo "loaded $N keys with slapadd in $(( $(date +%s) - t0 ))s"
 slapd_start bench
 echo "slapd $(/usr/sbin/slapd -VV 2>&1 | head -1 | sed 's/.*slapd //'); $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (tail latency on a busy machine is scheduling)"
-"$B/bench/ldap/ldap_bench" run "$(cat "$KG_LDAP_TMP/bench/uri")" "$KG_LDAP_TMP/keys.txt" --seconds "$SECS" --threads 2
+"$B/bench/ldap/ldap_bench" run "$(cat "$KG_LDAP_TMP/bench/uri")" "$KG_LDAP_TMP/keys.txt" --seconds "$SECS" --threads 2 \
+    --slapd-pid "$(cat "$KG_LDAP_TMP/bench/slapd.bgpid")"

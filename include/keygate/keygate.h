@@ -268,6 +268,12 @@ typedef enum kg_stat {
     KG_STAT_LIMIT_FAIL_OPEN,
     /* ... and the limit was decided by the memory state (on_backend_error: local) */
     KG_STAT_LIMIT_FAIL_LOCAL,
+    /* key-store lookups answered by a fresh cache entry (lines with cache:) */
+    KG_STAT_CACHE_HITS,
+    /* ... that went to the store (no entry, or an expired one) */
+    KG_STAT_CACHE_MISSES,
+    /* ... answered by a stale entry because the store could not answer */
+    KG_STAT_CACHE_STALE,
     KG_STAT__LAST
 } kg_stat;
 

@@ -107,10 +107,13 @@ for i = 1, #KEYS do
       end
     elseif mode == 'u' then
       tok = math.min(cap, tok + UNIT)
-      redis.call('HSET', k, 't', tok, 'u', last)
     end
     local full_in = 0
     if count > 0 then full_in = math.ceil((cap - tok) * win / count / UNIT) end
+    if mode == 'u' then
+      redis.call('HSET', k, 't', tok, 'u', last)
+      redis.call('PEXPIRE', k, (full_in + win) * 1000)
+    end
     if changed then
       writes[#writes + 1] = {'HSET', k, 't', tok, 'u', last}
       writes[#writes + 1] = {'PEXPIRE', k, (full_in + win) * 1000}

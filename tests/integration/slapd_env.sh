@@ -210,7 +210,7 @@ slapd_start() {
     setsid -f "$SLAPD" $(cat "$d/cfgarg") -h "$(cat "$d/uri") $(cat "$d/ldapi_uri") $(cat "$d/ldaps_uri" 2>/dev/null)" \
         -d 0 >"$d/slapd.log" 2>&1 </dev/null
     i=0
-    while [ $i -lt 200 ]; do
+    while [ $i -lt 600 ]; do  # 30s: a loaded CI machine is slow
         if [ -s "$d/slapd.pid" ] &&
            ldapsearch -x -H "$(cat "$d/uri")" -b "" -s base -LLL namingContexts >/dev/null 2>&1; then
             cp "$d/slapd.pid" "$d/slapd.bgpid"

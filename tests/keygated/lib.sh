@@ -70,6 +70,12 @@ stop_keygated() {
     fi
 }
 
+# wait_log PATTERN: until keygated's stderr has a line matching it (10 s).
+wait_log() {
+    i=0
+    until grep -q -- "$1" "$T/keygated.err" || [ $i -ge 200 ]; do sleep 0.05; i=$((i + 1)); done
+}
+
 # req [curl args...]: status into $CODE, headers $T/h, body $T/b.
 req() {
     CODE=$(curl -s -o "$T/b" -D "$T/h" -w '%{http_code}' --max-time 10 "$@")

@@ -15,7 +15,7 @@ credential:
   - {module: bearer, control: optional}
   - {module: header, control: optional, options: {name: X-API-Key}}
 keystore:
-  - {module: file, control: required, options: {path: keys.yaml}}
+  - {module: file, control: required, options: {path: keys.yaml}, cache: {ttl: 1m, negative_ttl: 1s}}
 plans:
   free:
     account:
@@ -174,6 +174,8 @@ body_has "metrics: no plan for missing keys" 'keygated_decisions_total{code="una
 body_has "metrics: 503 by plan" 'keygated_decisions_total{code="auth_unavailable",plan="down"} 1'
 body_has "metrics: histogram" 'keygated_decision_duration_seconds_bucket{le="+Inf"} [1-9]'
 body_has "metrics: lease releases" 'keygated_lease_releases_total{result="released"} [1-9]'
+body_has "metrics: key-store cache hits" 'keygated_keystore_cache_total{result="hit"} [1-9]'
+body_has "metrics: key-store cache misses" 'keygated_keystore_cache_total{result="miss"} [1-9]'
 if grep -q "k_[0-9a-f]\{16\}" "$T/b"; then bad "metrics carry a key id"; else ok "metrics carry no key id"; fi
 
 # ---- the access log --------------------------------------------------------
@@ -201,12 +203,12 @@ grep -q '"method":"POST","path":"/v1/jobs","status":403,"code":"insufficient_per
 
 # ---- SIGHUP ----------------------------------------------------------------
 printf 'version: 1\nplans: {free: {}}\ncredential: [' >"$POLICY"
-kill -HUP "$KGD_PID"; sleep 0.3
+kill -HUP "$KGD_PID"; wait_log "reload failed"
 grep -q "reload failed; the previous policy keeps serving" "$T/keygated.err" \
     && ok "broken policy: reload refused and logged" || bad "no reload failure logged: $(cat "$T/keygated.err")"
 expect_status "old policy still serving" 429 -H "Authorization: Bearer $FREE" "$KGD/check"
 cp "$T/policy.good" "$POLICY"
-kill -HUP "$KGD_PID"; sleep 0.3
+kill -HUP "$KGD_PID"; wait_log "reloaded policy"
 grep -q "reloaded policy" "$T/keygated.err" && ok "good policy reloaded" || bad "no reload logged"
 expect_status "limiter state survives the reload" 429 -H "Authorization: Bearer $FREE" "$KGD/check"
 expect_status "new policy serves" 200 -H "Authorization: Bearer $FREE2" "$KGD/check"

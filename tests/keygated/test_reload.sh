@@ -48,8 +48,10 @@ while kill -0 $LOAD 2>/dev/null && [ $hups -lt 200 ]; do
 done
 wait $LOAD
 cp "$T/good.yaml" "$POLICY"
+n0=$(grep -c "reloaded policy" "$T/keygated.err")
 kill -HUP "$KGD_PID"
-sleep 0.3
+i=0
+while [ "$(grep -c "reloaded policy" "$T/keygated.err")" -le "$n0" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 
 n200=$(grep -c '^200$' "$T/codes")
 nall=$(wc -l <"$T/codes")

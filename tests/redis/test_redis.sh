@@ -119,6 +119,21 @@ plans:
         control: requisite
         options: {name: burst, count: 1, window: 1h, burst: 25, backend: redis,
                   redis: {endpoints: [$eps], prefix: bucket}}
+  undo:
+    limit:
+      - module: fixed_window
+        control: requisite
+        options: {name: hour, count: 10, window: 1h, backend: redis,
+                  redis: &undo {endpoints: [$eps], prefix: undo}}
+      - module: token_bucket
+        control: requisite
+        options: {name: burst, count: 1, window: 1h, burst: 5, backend: redis, redis: *undo}
+      - module: concurrency
+        control: requisite
+        options: {name: concurrency, count: 3, backend: redis, redis: *undo}
+      - module: fixed_window          # in memory, and always denies
+        control: requisite
+        options: {name: never, count: 0, window: 1h}
   conc:
     limit:
       - module: concurrency
@@ -238,6 +253,18 @@ KS=$(newkey "$POL" slide)
 check_eq "sliding window: exactly 10 in total" "$(two_procs "$POL" "$KS" 200 16)" 10
 KB=$(newkey "$POL" bucket)
 check_eq "token bucket: exactly the burst (25) in total" "$(two_procs "$POL" "$KB" 200 16)" 25
+
+# A later (memory) line denies: what the Redis batch took is given back.
+KU=$(newkey "$POL" undo)
+out=$("$HAMMER" "$POL" "$KU" <<< "check 0 20 4 hold")
+check_eq "memory line denies every request" "$(val "$out" limited)" 20
+uk=$(rcli "$P" --scan --pattern 'undo:*:hour:f')
+check_eq "undo: the hour counter is back to 0" "$(rcli "$P" hget "$uk" c)" 0
+uk=$(rcli "$P" --scan --pattern 'undo:*:burst:b')
+check_eq "undo: the bucket is full again" "$(rcli "$P" hget "$uk" t)" 5000000
+[ "$(rcli "$P" ttl "$uk")" -gt 0 ] && ok "undo: the bucket keeps a TTL" || bad "bucket ttl $(rcli "$P" ttl "$uk")"
+uk=$(rcli "$P" --scan --pattern 'undo:*:concurrency:c')
+check_eq "undo: no lease left" "$(rcli "$P" zcard "${uk:-none}")" 0
 
 # Concurrency: two processes hold leases; a third is refused.
 KC=$(newkey "$POL" conc)
