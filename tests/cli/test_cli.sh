@@ -9,10 +9,8 @@ set -u
 # processes, but not LeakSanitizer, whose ptrace-based tracer crashed
 # ("Tracer caught signal 11") in 3 of them while the suite ran in
 # parallel.  Leaks of the library are checked by the unit tests.
-if [ -n "${ASAN_OPTIONS:-}" ]; then
-    ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
-    export ASAN_OPTIONS
-fi
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+export ASAN_OPTIONS
 B=${KEYGATE_BUILDDIR:-.}
 S=${KEYGATE_SRCDIR:-.}
 BIN="$B/tools/keygate"
