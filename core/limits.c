@@ -9,8 +9,16 @@
  *
  * The table is sharded (a mutex per shard, so two keys rarely contend)
  * and bounded: a capacity in (key, limit) entries is split evenly over
- * the shards; the least recently used slot of a full shard is evicted,
- * and idle ones are reaped from the cold end as new ones arrive.
+ * the shards.  A new slot first reaps idle ones from the next buckets of
+ * a sweeping hand; a full shard then evicts the least recently used of a
+ * handful of sampled slots (as Redis does: an exact LRU list would write
+ * two neighbouring slots, two cache misses at a million keys, on every
+ * check).
+ *
+ * Slots have one size (512 bytes: a key id of up to 31 bytes inline) and
+ * come from 2 MiB chunks the kernel may back with huge pages, kept on a
+ * free list per shard: at a million keys the limiter state is half a
+ * gigabyte, and a TLB miss on top of each cache miss doubles its cost.
  *
  * A slot is only ever read or written with its shard's lock held.  A
  * check pins its key's slot the first time a limiter locks it (pins > 0:
@@ -22,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/mman.h>
 
 #include <openssl/rand.h>
 
@@ -58,23 +68,28 @@ struct kg_slot {
 
 struct lshard;
 
+#define KEY_INLINE 32
+
 struct kslot {
-    struct kslot *hnext;
-    struct kslot *older, *newer;  /* LRU: oldest is evicted first */
+    struct kslot *hnext;          /* bucket chain; free list when free */
     struct lshard *shard;
     uint64_t hash;
     int64_t touched_s;
     int64_t idle_s;               /* the longest idle time of its entries */
     atomic_int pins;              /* checks holding it (never evicted) */
-    uint32_t nentries, morecap;
+    uint32_t nentries;
+    uint32_t morecap;
+    uint32_t nleases, leasecap;
+    uint32_t keylen;
     struct kg_slot *more;         /* entries past INLINE_ENTRIES */
     struct lease *leases;         /* inl_leases, or a heap array */
-    uint32_t nleases, leasecap;
+    char *key;                    /* the key id: keybuf, or the heap */
+    char keybuf[KEY_INLINE];
     struct kg_slot inl[INLINE_ENTRIES];
     struct lease inl_leases[INLINE_LEASES];
-    size_t keylen;
-    char key[];                   /* the key id */
-};
+} __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct kslot) == 512, "a slot is eight cache lines");
 
 struct lshard {
     pthread_mutex_t lock;
@@ -82,13 +97,24 @@ struct lshard {
     size_t nbuckets;
     size_t count;                 /* slots */
     size_t entries;               /* (key, limit) entries */
-    struct kslot *oldest, *newest;
+    size_t hand;                  /* next bucket the reaper looks at */
+    struct kslot *free;           /* slots to reuse */
 } __attribute__((aligned(64)));
+
+#define CHUNK_BYTES ((size_t)2 << 20)
+#define CARVE 16                  /* slots a shard takes from a chunk at once */
 
 struct kg__limits {
     atomic_size_t capacity;
     atomic_size_t entries;
     struct lshard shards[SHARDS];
+    /* The chunks slots are carved from (never given back before the
+     * context is freed: the state is bounded by the capacity). */
+    pthread_mutex_t chunk_lock;
+    char *chunk;
+    size_t chunk_used;
+    void **chunks;
+    size_t nchunks, chunkcap;
 };
 
 struct rndpool {
@@ -155,16 +181,80 @@ kg_error kg__limits_new(struct kg__limits **l_r)
     atomic_init(&l->entries, 0);
     for (i = 0; i < SHARDS; i++)
         pthread_mutex_init(&l->shards[i].lock, NULL);
+    pthread_mutex_init(&l->chunk_lock, NULL);
     *l_r = l;
     return KG_OK;
 }
 
-static void slot_free(struct kslot *s)
+/* A 2 MiB chunk, 2 MiB-aligned so that the kernel can back it with one
+ * huge page (a hint: without THP it is ordinary memory). */
+static char *chunk_new(void)
+{
+    size_t len = 2 * CHUNK_BYTES;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uintptr_t a;
+    if (p == MAP_FAILED)
+        return NULL;
+    a = ((uintptr_t)p + CHUNK_BYTES - 1) & ~(uintptr_t)(CHUNK_BYTES - 1);
+    if ((char *)a > p)
+        munmap(p, (size_t)((char *)a - p));
+    if ((char *)a + CHUNK_BYTES < p + len)
+        munmap((char *)a + CHUNK_BYTES, (size_t)(p + len - ((char *)a + CHUNK_BYTES)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)a, CHUNK_BYTES, MADV_HUGEPAGE);
+#endif
+    return (char *)a;
+}
+
+/* Under the shard lock: a slot from the shard's free list, refilled from
+ * the current chunk a few at a time. */
+static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh)
+{
+    struct kslot *s;
+    if (sh->free == NULL) {
+        int k;
+        pthread_mutex_lock(&l->chunk_lock);
+        for (k = 0; k < CARVE; k++) {
+            if (l->chunk == NULL || l->chunk_used + sizeof(*s) > CHUNK_BYTES) {
+                char *c;
+                if (l->nchunks == l->chunkcap) {
+                    size_t cap = l->chunkcap ? 2 * l->chunkcap : 16;
+                    void **nc = realloc(l->chunks, cap * sizeof(*nc));
+                    if (nc == NULL)
+                        break;
+                    l->chunks = nc;
+                    l->chunkcap = cap;
+                }
+                if ((c = chunk_new()) == NULL)
+                    break;
+                l->chunks[l->nchunks++] = c;
+                l->chunk = c;
+                l->chunk_used = 0;
+            }
+            s = (struct kslot *)(l->chunk + l->chunk_used);
+            l->chunk_used += sizeof(*s);
+            s->hnext = sh->free;
+            sh->free = s;
+        }
+        pthread_mutex_unlock(&l->chunk_lock);
+        if (sh->free == NULL)
+            return NULL;
+    }
+    s = sh->free;
+    sh->free = s->hnext;
+    return s;
+}
+
+static void slot_release(struct lshard *sh, struct kslot *s)
 {
     if (s->leases != s->inl_leases)
         free(s->leases);
     free(s->more);
-    free(s);
+    if (s->key != s->keybuf)
+        free(s->key);
+    s->hnext = sh->free;
+    sh->free = s;
 }
 
 void kg__limits_free(struct kg__limits *l)
@@ -178,12 +268,16 @@ void kg__limits_free(struct kg__limits *l)
             struct kslot *s = sh->buckets[b], *next;
             for (; s; s = next) {
                 next = s->hnext;
-                slot_free(s);
+                slot_release(sh, s);
             }
         }
         free(sh->buckets);
         pthread_mutex_destroy(&sh->lock);
     }
+    for (i = 0; i < l->nchunks; i++)
+        munmap(l->chunks[i], CHUNK_BYTES);
+    free(l->chunks);
+    pthread_mutex_destroy(&l->chunk_lock);
     free(l);
 }
 
@@ -197,38 +291,23 @@ size_t kg__limits_entries(struct kg__limits *l)
     return atomic_load(&l->entries);
 }
 
-static void lru_unlink(struct lshard *sh, struct kslot *s)
+/* Unlink *pp (a slot of bucket chain) and free it. */
+static void evict_at(struct kg__limits *l, struct lshard *sh, struct kslot **pp)
 {
-    if (s->older) s->older->newer = s->newer;
-    else sh->oldest = s->newer;
-    if (s->newer) s->newer->older = s->older;
-    else sh->newest = s->older;
-    s->older = s->newer = NULL;
-}
-
-static void lru_push(struct lshard *sh, struct kslot *s)
-{
-    s->older = sh->newest;
-    s->newer = NULL;
-    if (sh->newest) sh->newest->newer = s;
-    else sh->oldest = s;
-    sh->newest = s;
+    struct kslot *s = *pp;
+    *pp = s->hnext;
+    sh->count--;
+    sh->entries -= s->nentries;
+    atomic_fetch_sub(&l->entries, s->nentries);
+    slot_release(sh, s);
 }
 
 static void evict(struct kg__limits *l, struct lshard *sh, struct kslot *s)
 {
     struct kslot **pp = &sh->buckets[BUCKET(s->hash, sh->nbuckets)];
-    for (; *pp; pp = &(*pp)->hnext) {
-        if (*pp == s) {
-            *pp = s->hnext;
-            break;
-        }
-    }
-    lru_unlink(sh, s);
-    sh->count--;
-    sh->entries -= s->nentries;
-    atomic_fetch_sub(&l->entries, s->nentries);
-    slot_free(s);
+    while (*pp != s)
+        pp = &(*pp)->hnext;
+    evict_at(l, sh, pp);
 }
 
 static int grow(struct lshard *sh)
@@ -248,6 +327,7 @@ static int grow(struct lshard *sh)
     free(sh->buckets);
     sh->buckets = b;
     sh->nbuckets = nb;
+    sh->hand = 0;
     return 0;
 }
 
@@ -262,37 +342,54 @@ static void reap_leases(struct kslot *s, int64_t now_us)
     }
 }
 
-/* Recency to the second is enough for eviction, and saves touching two
- * neighbours' cache lines on every check. */
-static void touch(struct lshard *sh, struct kslot *s, int64_t now_s)
+static int idle(const struct kslot *s, int64_t now_s)
 {
-    if (s->touched_s != now_s && sh->newest != s) {
-        lru_unlink(sh, s);
-        lru_push(sh, s);
-    }
-    s->touched_s = now_s;
+    return s->touched_s + s->idle_s <= now_s && s->nleases == 0 &&
+           atomic_load(&s->pins) == 0;
 }
 
-/* Make room in a shard for one more slot: reap a couple of idle slots
- * from the cold end, then evict until under the cap. */
+/* Sampled LRU: the least recently touched unpinned slot among the first
+ * SAMPLE found from the hand on; NULL if the shard has none. */
+#define SAMPLE 8
+static struct kslot *victim(struct lshard *sh)
+{
+    struct kslot *best = NULL, *s;
+    size_t looked = 0, b;
+    int seen = 0;
+    for (b = 0; b < sh->nbuckets && seen < SAMPLE; b++, looked++) {
+        size_t i = (sh->hand + b) & (sh->nbuckets - 1);
+        for (s = sh->buckets[i]; s && seen < SAMPLE; s = s->hnext) {
+            if (atomic_load(&s->pins) > 0)
+                continue;
+            seen++;
+            if (best == NULL || s->touched_s < best->touched_s)
+                best = s;
+        }
+    }
+    sh->hand = (sh->hand + looked) & (sh->nbuckets ? sh->nbuckets - 1 : 0);
+    return best;
+}
+
+/* Make room in a shard for one more slot: reap idle slots from the next
+ * two buckets of the hand, then evict until under the cap. */
 static void make_room(struct kg__limits *l, struct lshard *sh, int64_t now_s)
 {
     size_t cap = atomic_load(&l->capacity) / SHARDS + 1;
-    struct kslot *o;
+    struct kslot *v;
     int k;
 
-    for (k = 0; k < 2 && (o = sh->oldest) != NULL; k++) {
-        if (o->touched_s + o->idle_s > now_s || o->nleases > 0 ||
-            atomic_load(&o->pins) > 0)
-            break;
-        evict(l, sh, o);
+    for (k = 0; k < 2 && sh->nbuckets; k++) {
+        struct kslot **pp = &sh->buckets[sh->hand];
+        while (*pp) {
+            if (idle(*pp, now_s))
+                evict_at(l, sh, pp);
+            else
+                pp = &(*pp)->hnext;
+        }
+        sh->hand = (sh->hand + 1) & (sh->nbuckets - 1);
     }
-    for (o = sh->oldest; o != NULL && sh->entries >= cap;) {
-        struct kslot *next = o->newer;
-        if (atomic_load(&o->pins) == 0)
-            evict(l, sh, o);
-        o = next;
-    }
+    while (sh->entries >= cap && (v = victim(sh)) != NULL)
+        evict(l, sh, v);
 }
 
 /* Find (or with `create`, make) a key's slot; returns it with the shard
@@ -309,12 +406,12 @@ static struct kslot *find(struct kg__limits *l, const char *key, size_t klen,
         for (s = sh->buckets[BUCKET(h, sh->nbuckets)]; s; s = s->hnext) {
             if (s->hash == h && s->keylen == klen &&
                 memcmp(s->key, key, klen) == 0) {
-                touch(sh, s, now_s);
+                s->touched_s = now_s;
                 return s;
             }
         }
     }
-    if (!create) {
+    if (!create || klen > UINT32_MAX) {
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
@@ -323,16 +420,22 @@ static struct kslot *find(struct kg__limits *l, const char *key, size_t klen,
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    s = malloc(sizeof(*s) + klen + 1);
-    if (s == NULL) {
+    if ((s = slot_alloc(l, sh)) == NULL) {
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
     /* Only the header is cleared: entries are cleared as they are added. */
-    memset(s, 0, offsetof(struct kslot, inl));
+    memset(s, 0, offsetof(struct kslot, keybuf));
+    s->key = klen < KEY_INLINE ? s->keybuf : malloc(klen + 1);
+    if (s->key == NULL) {
+        s->key = s->keybuf;
+        slot_release(sh, s);
+        pthread_mutex_unlock(&sh->lock);
+        return NULL;
+    }
     memcpy(s->key, key, klen);
     s->key[klen] = '\0';
-    s->keylen = klen;
+    s->keylen = (uint32_t)klen;
     s->hash = h;
     s->shard = sh;
     s->touched_s = now_s;
@@ -340,7 +443,6 @@ static struct kslot *find(struct kg__limits *l, const char *key, size_t klen,
     s->leasecap = INLINE_LEASES;
     s->hnext = sh->buckets[BUCKET(h, sh->nbuckets)];
     sh->buckets[BUCKET(h, sh->nbuckets)] = s;
-    lru_push(sh, s);
     sh->count++;
     return s;
 }
@@ -401,7 +503,7 @@ static struct kslot *key_lock(struct kg__limits *l, const char *key_id,
     struct kslot *s = pin ? *pin : NULL;
     if (s != NULL) {
         pthread_mutex_lock(&s->shard->lock);
-        touch(s->shard, s, now_s);
+        s->touched_s = now_s;
         return s;
     }
     s = find(l, key_id, strlen(key_id), now_s, 1);
