@@ -156,22 +156,27 @@ struct kg__limit_override {
 };
 
 struct kg_record {
+    /* What every check reads first, in the first two cache lines: at a
+     * million keys each line of a record is a cache miss. */
     atomic_int refs;
-    char *id;
+    kg_key_status status;
+    char *id;          /* idbuf, or the heap if longer */
+    char *plan;        /* planbuf, or the heap if longer */
+    int64_t expires;
+    unsigned char hash[KG_HASH_LEN];
+    char idbuf[24];    /* "k_" + 16 hex digits fits */
+    char planbuf[16];
+    struct kg__limit_override *limits;
+    size_t nlimits;
+    /* The rest. */
     char *name;
     char *prefix;
-    char *plan;
-    unsigned char hash[KG_HASH_LEN];
-    kg_key_status status;
     int64_t created;
-    int64_t expires;
     int64_t last_used;
     char **perms;
     size_t nperms;
     char **cidrs;
     size_t ncidrs;
-    struct kg__limit_override *limits;
-    size_t nlimits;
 };
 
 /* ---- cache.c --------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /*
  * check_request.c - the request object: what a front end hands kg_check()
  * and what plugins read back (header values byte for byte, NULs
- * included, found case-insensitively; wiped on reset).
+ * included, found case-insensitively; wiped on reset); and the key
+ * record's short strings, kept inside the record.
  */
 #include <check.h>
 #include <stdio.h>
@@ -108,6 +109,43 @@ START_TEST(reset_wipes_and_reuses)
 }
 END_TEST
 
+/* Short ids and plans live in the record, long ones on the heap; a
+ * setter may switch between the two, be given NULL, or its own value. */
+START_TEST(record_strings_short_and_long)
+{
+    static const char *const ids[] = {
+        "k_0123456789abcdef", "a-very-long-key-id-from-an-ldap-directory-0001",
+        "k_short", "", "another-long-one-that-does-not-fit-inline-at-all", "x"
+    };
+    kg_record *r = kg_record_new(), *c;
+    char own[64];
+    size_t i;
+
+    ck_assert_ptr_nonnull(r);
+    for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        ck_assert_int_eq(kg_record_set_id(r, ids[i]), KG_OK);
+        ck_assert_int_eq(kg_record_set_plan(r, ids[(i + 1) % 6]), KG_OK);
+        ck_assert_str_eq(kg_record_id(r), ids[i]);
+        ck_assert_str_eq(kg_record_plan(r), ids[(i + 1) % 6]);
+        /* Set from its own value (same pointer). */
+        ck_assert_int_eq(kg_record_set_id(r, kg_record_id(r)), KG_OK);
+        ck_assert_str_eq(kg_record_id(r), ids[i]);
+        c = kg_record_dup(r);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_str_eq(kg_record_id(c), ids[i]);
+        ck_assert_str_eq(kg_record_plan(c), ids[(i + 1) % 6]);
+        kg_record_unref(c);
+    }
+    snprintf(own, sizeof(own), "%s", kg_record_plan(r));
+    ck_assert_int_eq(kg_record_set_id(r, NULL), KG_OK);
+    ck_assert_ptr_null(kg_record_id(r));
+    ck_assert_int_eq(kg_record_set_id(r, "k_again"), KG_OK);
+    ck_assert_str_eq(kg_record_id(r), "k_again");
+    ck_assert_str_eq(kg_record_plan(r), own);
+    kg_record_unref(r);
+}
+END_TEST
+
 static Suite *request_suite(void)
 {
     Suite *s = suite_create("request");
@@ -115,6 +153,9 @@ static Suite *request_suite(void)
     tcase_add_test(tc, defaults_and_last_set_wins);
     tcase_add_test(tc, many_headers_read_back_exactly);
     tcase_add_test(tc, reset_wipes_and_reuses);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("record");
+    tcase_add_test(tc, record_strings_short_and_long);
     suite_add_tcase(s, tc);
     return s;
 }
