@@ -166,6 +166,9 @@ struct kg_record {
     unsigned char hash[KG_HASH_LEN];
     char idbuf[24];    /* "k_" + 16 hex digits fits */
     char planbuf[16];
+    /* The key's limiter slot as last seen (limits.c validates it before
+     * use): a cache, written through a const record. */
+    _Atomic(void *) lhint;
     struct kg__limit_override *limits;
     size_t nlimits;
     /* The rest. */
@@ -209,18 +212,24 @@ void kg__limits_free(struct kg__limits *l);
 void kg__limits_set_capacity(struct kg__limits *l, size_t max);
 size_t kg__limits_entries(struct kg__limits *l);
 /* A key's slot (all its limit entries and leases).  A check pins it the
- * first time it locks it (*pin caches it, so later locks skip the
- * search); kg__limits_unpin() lets it be evicted again. */
+ * first time it locks it (pin->slot caches it, so later locks skip the
+ * search); kg__limits_unpin() lets it be evicted again.  The key's record
+ * remembers the slot between checks (pin->hint: &record->lhint), so a
+ * check usually finds it without the table. */
 struct kslot;
+typedef struct kg__lpin {
+    struct kslot *slot;
+    _Atomic(void *) *hint;
+} kg__lpin;
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s,
-                         int64_t idle_seconds, struct kslot **pin);
-void kg__limits_unpin(struct kslot *s);
+                         int64_t idle_seconds, kg__lpin *pin);
+void kg__limits_unpin(kg__lpin *pin);
 /* Lease helpers (limits.c) */
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,
                       int64_t now_us, char *lease_out, size_t lease_len,
-                      int64_t *in_use_r, struct kslot **pin);
+                      int64_t *in_use_r, kg__lpin *pin);
 kg_error kg__lease_release(struct kg__limits *l, const char *lease,
                            int64_t now_us);
 /* Release a lease list ("a,b"): each from the memory state, else from
@@ -377,7 +386,7 @@ struct kg_call {
     char deny_buf[256];
     int lease_count;
     const char *ok_by;
-    struct kslot *lslot; /* the key's limiter slot, pinned (limits.c) */   /* label of the module that made the last stage pass */
+    kg__lpin lpin;       /* the key's limiter slot, pinned (limits.c) */   /* label of the module that made the last stage pass */
 };
 
 #endif
