@@ -645,11 +645,13 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     }
     kg_key_hash(key, klen, hash);
+    /* Start fetching the key's limiter slot now: at a million keys it is
+     * a cache miss that can overlap the key store's. */
+    kg__limits_prefetch(p->ctx->limits, hash, &c.lpin);
     if (run_keystore(&c, hash, &rec, &store) != 0)
         goto done;
     d->record = rec;
     c.record = rec;
-    c.lpin.hint = &rec->lhint;
     if (rec->status == KG_STATUS_REVOKED) {
         kg__decision_deny(d, KG_CODE_KEY_REVOKED, "this API key has been revoked",
                           "core:account");

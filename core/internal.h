@@ -166,9 +166,6 @@ struct kg_record {
     unsigned char hash[KG_HASH_LEN];
     char idbuf[24];    /* "k_" + 16 hex digits fits */
     char planbuf[16];
-    /* The key's limiter slot as last seen (limits.c validates it before
-     * use): a cache, written through a const record. */
-    _Atomic(void *) lhint;
     struct kg__limit_override *limits;
     size_t nlimits;
     /* The rest. */
@@ -213,9 +210,10 @@ void kg__limits_set_capacity(struct kg__limits *l, size_t max);
 size_t kg__limits_entries(struct kg__limits *l);
 /* A key's slot (all its limit entries and leases).  A check pins it the
  * first time it locks it (pin->slot caches it, so later locks skip the
- * search); kg__limits_unpin() lets it be evicted again.  The key's record
- * remembers the slot between checks (pin->hint: &record->lhint), so a
- * check usually finds it without the table. */
+ * search); kg__limits_unpin() lets it be evicted again.  A table indexed
+ * by the key's hash remembers each key's slot between checks (pin->hint),
+ * so a check usually finds it without a search, and can fetch it from
+ * memory while the key store looks the key up (kg__limits_prefetch). */
 struct kslot;
 typedef struct kg__lpin {
     struct kslot *slot;
@@ -225,6 +223,8 @@ kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s,
                          int64_t idle_seconds, kg__lpin *pin);
 void kg__limits_unpin(kg__lpin *pin);
+void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
+                         kg__lpin *pin);
 /* Lease helpers (limits.c) */
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,

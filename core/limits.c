@@ -107,9 +107,14 @@ struct lshard {
 #define CHUNK_BYTES ((size_t)2 << 20)
 #define CARVE 16                  /* slots a shard takes from a chunk at once */
 
+/* Hints: key hash -> the key's slot as last seen (see key_lock). */
+#define HINT_BITS 20
+#define NHINTS ((size_t)1 << HINT_BITS)
+
 struct kg__limits {
     atomic_size_t capacity;
     atomic_size_t entries;
+    _Atomic(void *) *hints;       /* NHINTS, mapped lazily; NULL: none */
     struct lshard shards[SHARDS];
     /* The chunks slots are carved from (never given back before the
      * context is freed: the state is bounded by the capacity). */
@@ -185,6 +190,12 @@ kg_error kg__limits_new(struct kg__limits **l_r)
     for (i = 0; i < SHARDS; i++)
         pthread_mutex_init(&l->shards[i].lock, NULL);
     pthread_mutex_init(&l->chunk_lock, NULL);
+    /* 8 MiB of address space; the kernel maps a page only once a key
+     * hashes into it.  Without it, checks search the table (no hints). */
+    l->hints = mmap(NULL, NHINTS * sizeof(*l->hints), PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (l->hints == MAP_FAILED)
+        l->hints = NULL;
     *l_r = l;
     return KG_OK;
 }
@@ -280,6 +291,8 @@ void kg__limits_free(struct kg__limits *l)
     }
     for (i = 0; i < l->nchunks; i++)
         munmap(l->chunks[i], CHUNK_BYTES);
+    if (l->hints != NULL)
+        munmap(l->hints, NHINTS * sizeof(*l->hints));
     free(l->chunks);
     pthread_mutex_destroy(&l->chunk_lock);
     free(l);
@@ -500,14 +513,38 @@ found:
 }
 
 /*
+ * Where the hint of a key hash is, and a start on fetching the slot it
+ * names: the lines a check of three limits reads.  Called right after
+ * the key is hashed, before the key store runs.
+ */
+void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
+                         kg__lpin *pin)
+{
+    uint64_t v;
+    char *s;
+    if (l == NULL || l->hints == NULL)
+        return;
+    memcpy(&v, hash + 8, sizeof(v));
+    pin->hint = &l->hints[v & (NHINTS - 1)];
+    s = atomic_load_explicit(pin->hint, memory_order_relaxed);
+    if (s != NULL) {
+        __builtin_prefetch(s, 1);
+        __builtin_prefetch(s + 128, 1);
+        __builtin_prefetch(s + 256, 1);
+        __builtin_prefetch(s + 384, 1);
+    }
+}
+
+/*
  * The key's slot, locked: the pinned one if the call has one; else the
- * one its record remembers, if that is still this key's; else found (or
- * made).  It is pinned for the call and remembered by the record.
+ * one its hint names, if that is still this key's; else found (or made).
+ * It is pinned for the call and becomes the hint.
  *
- * A remembered slot may have been evicted, even reused for another key,
- * since: slot memory is never given back and a slot never changes shard,
- * so reading s->shard is safe, and under that shard's lock the slot is
- * this key's only if it is live (keylen > 0) with the same key.
+ * A hinted slot may have been evicted, even reused for another key (or
+ * be another key's whose hash shares the hint): slot memory is never
+ * given back and a slot never changes shard, so reading s->shard is safe,
+ * and under that shard's lock the slot is this key's only if it is live
+ * (keylen > 0) with the same key id.
  */
 static struct kslot *key_lock(struct kg__limits *l, const char *key_id,
                               int64_t now_s, kg__lpin *pin)

@@ -3,8 +3,7 @@
  * reaped, the state stays under its capacity, and eviction takes cold
  * keys, never a busy one's counters.  Thousands of keys come from the
  * anykey test keystore (every well-formed key exists) through a record
- * cache, so that a key's record (and the limiter slot it remembers) lives
- * across checks; the clock is injected (no sleeping).
+ * cache; the clock is injected (no sleeping).
  */
 #include <check.h>
 #include <stdio.h>
@@ -123,9 +122,10 @@ START_TEST(capacity_evicts_cold_keys_only)
 END_TEST
 
 /*
- * A record remembers its key's limiter slot.  Once that slot is evicted
- * and its memory reused for another key, the record's memory is stale:
- * the key must get a slot of its own, never count on the other key's.
+ * The limiter remembers each key's slot by the key's hash (a hint).  Once
+ * that slot is evicted and its memory reused for another key, the hint is
+ * stale: the key must get a slot of its own, never count on the other
+ * key's.
  */
 START_TEST(stale_slot_hint_is_not_used)
 {
