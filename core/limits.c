@@ -483,7 +483,7 @@ static struct kg_slot *entry(struct kg__limits *l, struct kslot *s,
 
     for (i = 0; i < s->nentries; i++) {
         e = entry_at(s, i);
-        if (strcmp(e->name, name) == 0)
+        if (e->name[0] == name[0] && strcmp(e->name, name) == 0)
             goto found;
     }
     if (!create || nlen > NAME_MAX_LEN)
