@@ -563,6 +563,9 @@ static struct kslot *key_lock(struct kg__limits *l, const char *key_id,
         pthread_mutex_lock(&s->shard->lock);
         if (s->keylen == klen && klen > 0 && memcmp(s->key, key_id, klen) == 0) {
             s->touched_s = now_s;
+            /* The lease release (kg_release) finds the slot through its
+             * bucket, which the hint skipped: fetch that line meanwhile. */
+            __builtin_prefetch(&s->shard->buckets[BUCKET(s->hash, s->shard->nbuckets)]);
             goto found;
         }
         pthread_mutex_unlock(&s->shard->lock);
