@@ -515,6 +515,87 @@ START_TEST(ipacl_plan_and_key)
 }
 END_TEST
 
+START_TEST(record_nets_parsed_once)
+{
+    kg_record *r = kg_record_new(), *c;
+    const kg_cidr *nets;
+    unsigned char a[16];
+    size_t n = 99;
+
+    nets = kg_record_allowed_nets(r, &n);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(nets);
+    ck_assert_int_eq(kg_record_add_cidr(r, "10.1.0.0/16"), KG_OK);
+    ck_assert_int_eq(kg_record_add_cidr(r, "bogus/99"), KG_OK);  /* kept, not parsed */
+    ck_assert_int_eq(kg_record_add_cidr(r, "2001:db8::/32"), KG_OK);
+    ck_assert_uint_eq(kg_record_cidr_count(r), 3);
+    ck_assert_str_eq(kg_record_cidr(r, 1), "bogus/99");
+    nets = kg_record_allowed_nets(r, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(nets[0].prefix, 96 + 16);
+    ck_assert_uint_eq(nets[1].prefix, 32);
+    ck_assert_int_eq(kg_addr_parse("10.1.200.3", a), KG_OK);
+    ck_assert(kg_cidr_contains(&nets[0], a));
+    ck_assert(!kg_cidr_contains(&nets[1], a));
+    ck_assert_int_eq(kg_addr_parse("2001:db8:7::1", a), KG_OK);
+    ck_assert(kg_cidr_contains(&nets[1], a));
+    /* a copy has its own parsed networks */
+    c = kg_record_dup(r);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_ne(kg_record_allowed_nets(c, &n), nets);
+    ck_assert_uint_eq(n, 2);
+    kg_record_clear_cidrs(r);
+    ck_assert_ptr_null(kg_record_allowed_nets(r, &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(kg_record_cidr_count(r), 0);
+    ck_assert(kg_cidr_contains(&kg_record_allowed_nets(c, &n)[1], a));
+    kg_record_unref(r);
+    kg_record_unref(c);
+}
+END_TEST
+
+/* Write keys.yaml by hand (the CLI would refuse a bad network) and reload. */
+static void stored_key(const char *key, const char *cidrs)
+{
+    unsigned char h[KG_HASH_LEN];
+    char path[300], hex[2 * KG_HASH_LEN + 1];
+    FILE *f;
+    kg_key_hash(key, strlen(key), h);
+    kg_hash_to_hex(h, hex);
+    snprintf(path, sizeof(path), "%s/keys.yaml", dir);
+    f = fopen(path, "a");
+    ck_assert_ptr_nonnull(f);
+    if (ftell(f) == 0)
+        fputs("keys:\n", f);
+    fprintf(f, "  - {id: k_%.6s, name: t, prefix: \"%.8s\", hash: %s, plan: guarded,\n"
+            "     status: active, permissions: ['*'], allowed_cidrs: %s}\n",
+            hex, key, hex, cidrs);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(ipacl_malformed_stored_network_fails_closed)
+{
+    char bad[KG_KEY_MAX], mixed[KG_KEY_MAX];
+    kg_decision *d;
+    ck_assert_int_eq(kg_key_generate("whizo", bad, sizeof(bad)), KG_OK);
+    ck_assert_int_eq(kg_key_generate("whizo", mixed, sizeof(mixed)), KG_OK);
+    stored_key(bad, "['10.1.0.0/33']");
+    stored_key(mixed, "[not-a-net, '10.1.0.0/16']");
+    kg_policy_free(pol);
+    load("fixed_window");
+    d = check_req(bad, "GET", "/v1/jobs/7", "10.1.2.3");      /* matches nothing */
+    ck_assert_int_eq(kg_decision_code(d), KG_CODE_IP_NOT_ALLOWED);
+    ck_assert_str_eq(kg_decision_decided_by(d), "account:ipacl");
+    kg_decision_free(d);
+    d = check_req(mixed, "GET", "/v1/jobs/7", "10.1.2.3");    /* the good one matches */
+    ck_assert(kg_decision_allowed(d));
+    kg_decision_free(d);
+    d = check_req(mixed, "GET", "/v1/jobs/7", "10.2.0.1");
+    ck_assert_int_eq(kg_decision_code(d), KG_CODE_IP_NOT_ALLOWED);
+    kg_decision_free(d);
+}
+END_TEST
+
 START_TEST(scope_permissions)
 {
     char ro[KG_KEY_MAX], jobs[KG_KEY_MAX], all[KG_KEY_MAX];
@@ -602,6 +683,8 @@ static Suite *limits_suite(void)
     tc = tcase_create("account");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, ipacl_plan_and_key);
+    tcase_add_test(tc, record_nets_parsed_once);
+    tcase_add_test(tc, ipacl_malformed_stored_network_fails_closed);
     tcase_add_test(tc, scope_permissions);
     tcase_add_test(tc, limit_state_is_bounded);
     suite_add_tcase(s, tc);
