@@ -13,21 +13,13 @@ CADDY=$(command -v caddy || echo /usr/bin/caddy)
 command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
 
 POLICY=$S/conf/keygate.yaml
-FREE=$(new_key free free)
-PRO=$(new_key pro pro)
-REV=$(new_key rev free)
-"$KEYGATE" --config "$POLICY" key revoke "$(key_id_of "$REV")" >/dev/null
-EXP=$(new_key old free --expires 2020-01-01)
-IPK=$(new_key ip pro --allow-ip 127.0.0.2/32)
-RO=$(new_key ro enterprise --permission '*:read')
-[ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
+gateway_keys
 
 start_keygated --trusted-proxy 127.0.0.1/32
 
 UPORT=$(free_port)
 CPORT=$(free_port)
-python3 "$S/tests/keygated/upstream.py" "$UPORT" "$KGD" 2>"$T/upstream.err" &
-UP_PID=$!
+bg_start python3 "$S/tests/keygated/upstream.py" "$UPORT" "$KGD" 2>"$T/upstream.err"
 mkdir -p "$T/caddy"
 cat >"$T/caddy/Caddyfile" <<CADDY
 {
@@ -41,16 +33,13 @@ http://127.0.0.1:$CPORT {
 	reverse_proxy 127.0.0.1:$UPORT
 }
 CADDY
-HOME=$T/caddy XDG_DATA_HOME=$T/caddy XDG_CONFIG_HOME=$T/caddy KEYGATED=127.0.0.1:$KGD_PORT \
-    "$CADDY" run --config "$T/caddy/Caddyfile" --adapter caddyfile >"$T/caddy/out" 2>&1 &
-CADDY_PID=$!
-EXTRA_CLEANUP='kill $CADDY_PID $UP_PID 2>/dev/null; wait $CADDY_PID $UP_PID 2>/dev/null'
+bg_start env HOME="$T/caddy" XDG_DATA_HOME="$T/caddy" XDG_CONFIG_HOME="$T/caddy" \
+    KEYGATED="127.0.0.1:$KGD_PORT" "$CADDY" run --config "$T/caddy/Caddyfile" --adapter caddyfile >"$T/caddy/out" 2>&1
+CADDY_PID=$BG_PID
 GW="http://127.0.0.1:$CPORT"
-i=0
-until [ "$(curl -s -o /dev/null -w "%{http_code}" "$GW/")" = 401 ] || [ $i -ge 200 ] || ! kill -0 $CADDY_PID 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
-[ $i -lt 200 ] && ok "caddy runs with the shipped snippet" || { bad "caddy did not start: $(cat "$T/caddy/out")"; finish; }
-i=0
-until curl -s -o /dev/null "http://127.0.0.1:$UPORT/" || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+wait_http "$GW/" 401 "$CADDY_PID" && ok "caddy runs with the shipped snippet" \
+    || { bad "caddy did not start: $(cat "$T/caddy/out")"; finish; }
+wait_http "http://127.0.0.1:$UPORT/" any || bad "the upstream did not start: $(cat "$T/upstream.err")"
 C2="--interface 127.0.0.2"
 C3="--interface 127.0.0.3"
 

@@ -11,17 +11,9 @@
 
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "nginx is not installed (scripts/deps.sh --test)"; exit 77; }
-command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
 
 POLICY=$S/conf/keygate.yaml
-FREE=$(new_key free free)
-PRO=$(new_key pro pro)
-REV=$(new_key rev free)
-"$KEYGATE" --config "$POLICY" key revoke "$(key_id_of "$REV")" >/dev/null
-EXP=$(new_key old free --expires 2020-01-01)
-IPK=$(new_key ip pro --allow-ip 127.0.0.2/32)
-RO=$(new_key ro enterprise --permission '*:read')
-[ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
+gateway_keys
 
 # Only nginx (on 127.0.0.1) may speak for clients; curl comes from
 # 127.0.0.2 / 127.0.0.3 so that a client is never a trusted proxy.
@@ -65,12 +57,10 @@ http {
 NGX
 "$NGINX" -t -p "$N" -c "$N/conf/nginx.conf" >"$N/t.out" 2>&1 && ok "nginx accepts the shipped snippets" \
     || { bad "nginx -t: $(cat "$N/t.out")"; finish; }
-"$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr" &
-NGINX_PID=$!
-EXTRA_CLEANUP='kill $NGINX_PID 2>/dev/null; wait $NGINX_PID 2>/dev/null'
-i=0
-until curl -s -o /dev/null "http://127.0.0.1:$FPORT/" 2>/dev/null || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
+NGINX_PID=$BG_PID
 GW="http://127.0.0.1:$FPORT"
+wait_http "$GW/" any "$NGINX_PID" || { bad "nginx did not start: $(cat "$N/logs/stderr")"; finish; }
 C2="--interface 127.0.0.2"
 C3="--interface 127.0.0.3"
 
@@ -149,7 +139,6 @@ stop_keygated
 expect_status "keygated down" 503 $C2 -H "Authorization: Bearer $PRO" "$GW/"
 body_has "keygated down: JSON" '"code":"auth_unavailable"'
 
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null
-EXTRA_CLEANUP=
+bg_stop "$NGINX_PID"
 grep -q '\[alert\]\|\[emerg\]' "$N/logs/error.log" && bad "nginx alerts: $(grep alert "$N/logs/error.log")" || ok "no nginx alerts"
 finish
