@@ -29,6 +29,16 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* CPU time of the calling thread: checks per CPU-second is what "on one
+ * core" means, and it does not count the time another process had the
+ * core (the wall-clock figure beside it does). */
+static int64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static long rss_kb(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -49,6 +59,7 @@ struct worker {
     unsigned seed;
     int64_t deadline;
     long checks, denied;
+    int64_t cpu;       /* thread CPU time, ns */
     int64_t *lat;      /* sampled latencies, ns */
     size_t nlat, caplat;
 };
@@ -58,19 +69,27 @@ static void *run(void *arg)
     struct worker *w = arg;
     kg_request *req;
     char auth[KG_KEY_MAX + 16];
+    int64_t cpu0 = cpu_ns();
+    size_t next = (size_t)rand_r(&w->seed) % w->nkeys;
+    memcpy(auth, "Bearer ", 7);
     kg_request_new(&req);
     while (1) {
         int k;
         for (k = 0; k < 64; k++) {
-            size_t i = (size_t)rand_r(&w->seed) % w->nkeys;
+            size_t i = next;
             kg_decision *d;
             int64_t t0 = 0;
             int sample = (w->checks & 15) == 0 && w->nlat < w->caplat;
+            size_t klen = strlen(w->keys[i]);
             kg_request_reset(req);
-            snprintf(auth, sizeof(auth), "Bearer %s", w->keys[i]);
+            /* What a front end has in hand: the header, fresh from the
+             * socket (so in cache; the next key is fetched ahead). */
+            memcpy(auth + 7, w->keys[i], klen + 1);
+            next = (size_t)rand_r(&w->seed) % w->nkeys;
+            __builtin_prefetch(w->keys[next]);
             if (sample)
                 t0 = now_ns();
-            kg_request_add_header(req, "Authorization", auth);
+            kg_request_add_header_n(req, "Authorization", 13, auth, 7 + klen);
             kg_request_set_method(req, "GET");
             kg_request_set_path(req, "/v1/scrape");
             kg_check(w->pol, req, &d);
@@ -86,6 +105,7 @@ static void *run(void *arg)
         if (now_ns() > w->deadline)
             break;
     }
+    w->cpu = cpu_ns() - cpu0;
     kg_request_free(req);
     return NULL;
 }
@@ -104,6 +124,7 @@ static void measure(const char *label, const kg_policy *pol, kg_context *ctx,
     int64_t start, *all;
     size_t nall = 0, i;
     long total = 0, denied = 0;
+    int64_t cpu = 0;
     double el;
 
     memset(w, 0, sizeof(w));
@@ -123,6 +144,7 @@ static void measure(const char *label, const kg_policy *pol, kg_context *ctx,
         pthread_join(t[i], NULL);
         total += w[i].checks;
         denied += w[i].denied;
+        cpu += w[i].cpu;
         nall += w[i].nlat;
     }
     el = (double)(now_ns() - start) / 1e9;
@@ -134,10 +156,13 @@ static void measure(const char *label, const kg_policy *pol, kg_context *ctx,
         free(w[i].lat);
     }
     qsort(all, nall, sizeof(*all), cmp64);
-    printf("%-28s %d thread%s  %10.0f checks/s  p50 %6.2f us  p99 %6.2f us  (denied %ld)\n",
+    printf("%-24s %d thread%s %9.0f checks/s (%9.0f per CPU-s)  p50 %5.2f us  "
+           "p99 %5.2f us  p99.9 %6.2f us%s\n",
            label, threads, threads > 1 ? "s" : " ", total / el,
+           cpu ? total / (cpu / 1e9) : 0,
            nall ? all[nall / 2] / 1000.0 : 0, nall ? all[nall * 99 / 100] / 1000.0 : 0,
-           denied);
+           nall ? all[nall * 999 / 1000] / 1000.0 : 0,
+           denied ? " DENIED SOME" : "");
     free(all);
 }
 
