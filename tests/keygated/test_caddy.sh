@@ -3,7 +3,8 @@
 # (conf/caddy/keygate.caddy) in front of a small upstream that echoes the
 # X-Keygate-* headers and releases each lease, keygated with the shipped
 # policy.  Same checks as through nginx: allowed requests reach the
-# upstream with the key id; missing, revoked, expired, wrong-IP and
+# upstream with the key id and answer the client with keygated's
+# rate-limit headers (a client's own are dropped); missing, revoked, expired, wrong-IP and
 # wrong-permission keys get the right status and JSON; the Free plan's
 # 11th request in the hour gets 429 with Retry-After.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
@@ -50,6 +51,19 @@ has_header "no key: WWW-Authenticate" 'WWW-Authenticate: Bearer realm="whizo API
 FREEID=$(key_id_of "$FREE")
 expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
 body_has "upstream got the key id, released the lease" "upstream key=$FREEID plan=free priority=0 released=204"
+# forward_auth copies into the request only: the snippet copies the
+# rate-limit headers on into the response.
+has_header "client sees X-RateLimit-Limit" "X-RateLimit-Limit: 10$"
+has_header "client sees X-RateLimit-Remaining" "X-RateLimit-Remaining: 9$"
+has_header "client sees X-RateLimit-Reset" "X-RateLimit-Reset: [0-9]\{10\}$"
+has_header "client sees RateLimit" 'RateLimit: "hour";r=9;t=[0-9]*, "day";r=99;'
+has_header "client sees RateLimit-Policy" 'RateLimit-Policy: "hour";q=10;w=3600'
+expect_status "a client's own X-RateLimit-* are not echoed" 200 $C2 -H "Authorization: Bearer $PRO" \
+    -H "X-RateLimit-Limit: 999" -H "RateLimit-Policy: forged" "$GW/"
+has_header "... keygated's Pro limit instead" "X-RateLimit-Limit: 200$"
+has_header "... and its policy" 'RateLimit-Policy: "hour";q=200;w=3600'
+nrl=$(tr -d '\r' <"$T/h" | grep -ci '^X-RateLimit-Limit:')
+[ "$nrl" -eq 1 ] && ok "one X-RateLimit-Limit" || bad "$nrl X-RateLimit-Limit headers"
 expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
 expect_status "forged X-Keygate-Key-Id is dropped" 200 $C2 -H "Authorization: Bearer $FREE" \
     -H "X-Keygate-Key-Id: k_0000000000000000" -H "X-Keygate-Plan: enterprise" "$GW/"
