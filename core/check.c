@@ -60,7 +60,7 @@ void kg_call_limit_report(kg_call *c, const char *name, int64_t limit,
     size_t i;
 
     for (i = 0; i < d->nlimits; i++)
-        if (strcmp(d->limits[i].name, name) == 0)
+        if (d->limits[i].name[0] == name[0] && strcmp(d->limits[i].name, name) == 0)
             r = &d->limits[i];
     if (r == NULL) {
         if (d->nlimits >= KG__MAX_LIMITS)
@@ -83,7 +83,7 @@ kg_slot *kg_call_slot_lock(kg_call *c, const char *limit, int64_t idle)
     if (c->record == NULL || c->record->id == NULL)
         return NULL;
     return kg__limits_lock(c->policy->ctx->limits, c->record->id, limit,
-                           c->now_us / 1000000, idle, &c->lslot);
+                           c->now_us / 1000000, idle, &c->lpin);
 }
 
 int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
@@ -100,7 +100,7 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
         ttl = c->planp ? c->planp->lease_ttl : 300;
     r = kg__lease_acquire(c->policy->ctx->limits, c->record->id, limit, max,
                           ttl, c->now_us, lease, sizeof(lease), in_use_r,
-                          &c->lslot);
+                          &c->lpin);
     if (r == 1) {
         if (used + strlen(lease) + 2 > sizeof(d->lease)) {
             /* Cannot hand it out: give it back rather than leak it. */
@@ -645,6 +645,9 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     }
     kg_key_hash(key, klen, hash);
+    /* Start fetching the key's limiter slot now: at a million keys it is
+     * a cache miss that can overlap the key store's. */
+    kg__limits_prefetch(p->ctx->limits, hash, &c.lpin);
     if (run_keystore(&c, hash, &rec, &store) != 0)
         goto done;
     d->record = rec;
@@ -681,7 +684,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         store->mod->plugin->keystore->touch(store->inst, rec,
                                             c.now_us / 1000000);
 done:
-    kg__limits_unpin(c.lslot);
+    kg__limits_unpin(&c.lpin);
     if (d->status == 401)
         kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
     kg_wipe(hash, sizeof(hash));

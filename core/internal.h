@@ -213,18 +213,27 @@ void kg__limits_free(struct kg__limits *l);
 void kg__limits_set_capacity(struct kg__limits *l, size_t max);
 size_t kg__limits_entries(struct kg__limits *l);
 /* A key's slot (all its limit entries and leases).  A check pins it the
- * first time it locks it (*pin caches it, so later locks skip the
- * search); kg__limits_unpin() lets it be evicted again. */
+ * first time it locks it (pin->slot caches it, so later locks skip the
+ * search); kg__limits_unpin() lets it be evicted again.  A table indexed
+ * by the key's hash remembers each key's slot between checks (pin->hint),
+ * so a check usually finds it without a search, and can fetch it from
+ * memory while the key store looks the key up (kg__limits_prefetch). */
 struct kslot;
+typedef struct kg__lpin {
+    struct kslot *slot;
+    _Atomic(void *) *hint;
+} kg__lpin;
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s,
-                         int64_t idle_seconds, struct kslot **pin);
-void kg__limits_unpin(struct kslot *s);
+                         int64_t idle_seconds, kg__lpin *pin);
+void kg__limits_unpin(kg__lpin *pin);
+void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
+                         kg__lpin *pin);
 /* Lease helpers (limits.c) */
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,
                       int64_t now_us, char *lease_out, size_t lease_len,
-                      int64_t *in_use_r, struct kslot **pin);
+                      int64_t *in_use_r, kg__lpin *pin);
 kg_error kg__lease_release(struct kg__limits *l, const char *lease,
                            int64_t now_us);
 /* Release a lease list ("a,b"): each from the memory state, else from
@@ -381,7 +390,7 @@ struct kg_call {
     char deny_buf[256];
     int lease_count;
     const char *ok_by;
-    struct kslot *lslot; /* the key's limiter slot, pinned (limits.c) */   /* label of the module that made the last stage pass */
+    kg__lpin lpin;       /* the key's limiter slot, pinned (limits.c) */   /* label of the module that made the last stage pass */
 };
 
 #endif

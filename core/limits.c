@@ -71,8 +71,11 @@ struct lshard;
 #define KEY_INLINE 32
 
 struct kslot {
-    struct kslot *hnext;          /* bucket chain; free list when free */
+    /* Set when the slot is first used and never changed: a slot stays
+     * with its shard (its free list) for good.  Read without the lock by
+     * key_lock() through a record's hint. */
     struct lshard *shard;
+    struct kslot *hnext;          /* bucket chain; free list when free */
     uint64_t hash;
     int64_t touched_s;
     int64_t idle_s;               /* the longest idle time of its entries */
@@ -104,9 +107,14 @@ struct lshard {
 #define CHUNK_BYTES ((size_t)2 << 20)
 #define CARVE 16                  /* slots a shard takes from a chunk at once */
 
+/* Hints: key hash -> the key's slot as last seen (see key_lock). */
+#define HINT_BITS 20
+#define NHINTS ((size_t)1 << HINT_BITS)
+
 struct kg__limits {
     atomic_size_t capacity;
     atomic_size_t entries;
+    _Atomic(void *) *hints;       /* NHINTS, mapped lazily; NULL: none */
     struct lshard shards[SHARDS];
     /* The chunks slots are carved from (never given back before the
      * context is freed: the state is bounded by the capacity). */
@@ -182,6 +190,12 @@ kg_error kg__limits_new(struct kg__limits **l_r)
     for (i = 0; i < SHARDS; i++)
         pthread_mutex_init(&l->shards[i].lock, NULL);
     pthread_mutex_init(&l->chunk_lock, NULL);
+    /* 8 MiB of address space; the kernel maps a page only once a key
+     * hashes into it.  Without it, checks search the table (no hints). */
+    l->hints = mmap(NULL, NHINTS * sizeof(*l->hints), PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (l->hints == MAP_FAILED)
+        l->hints = NULL;
     *l_r = l;
     return KG_OK;
 }
@@ -248,6 +262,7 @@ static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh)
 
 static void slot_release(struct lshard *sh, struct kslot *s)
 {
+    s->keylen = 0;     /* dead: a record's stale hint no longer matches */
     if (s->leases != s->inl_leases)
         free(s->leases);
     free(s->more);
@@ -276,6 +291,8 @@ void kg__limits_free(struct kg__limits *l)
     }
     for (i = 0; i < l->nchunks; i++)
         munmap(l->chunks[i], CHUNK_BYTES);
+    if (l->hints != NULL)
+        munmap(l->hints, NHINTS * sizeof(*l->hints));
     free(l->chunks);
     pthread_mutex_destroy(&l->chunk_lock);
     free(l);
@@ -424,8 +441,11 @@ static struct kslot *find(struct kg__limits *l, const char *key, size_t klen,
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    /* Only the header is cleared: entries are cleared as they are added. */
-    memset(s, 0, offsetof(struct kslot, keybuf));
+    /* Only the header is cleared (entries are, as they are added), and
+     * not the shard: see struct kslot. */
+    memset(&s->hnext, 0, offsetof(struct kslot, keybuf) - offsetof(struct kslot, hnext));
+    if (s->shard == NULL)
+        s->shard = sh;
     s->key = klen < KEY_INLINE ? s->keybuf : malloc(klen + 1);
     if (s->key == NULL) {
         s->key = s->keybuf;
@@ -437,7 +457,6 @@ static struct kslot *find(struct kg__limits *l, const char *key, size_t klen,
     s->key[klen] = '\0';
     s->keylen = (uint32_t)klen;
     s->hash = h;
-    s->shard = sh;
     s->touched_s = now_s;
     s->leases = s->inl_leases;
     s->leasecap = INLINE_LEASES;
@@ -464,7 +483,7 @@ static struct kg_slot *entry(struct kg__limits *l, struct kslot *s,
 
     for (i = 0; i < s->nentries; i++) {
         e = entry_at(s, i);
-        if (strcmp(e->name, name) == 0)
+        if (e->name[0] == name[0] && strcmp(e->name, name) == 0)
             goto found;
     }
     if (!create || nlen > NAME_MAX_LEN)
@@ -494,35 +513,86 @@ found:
 }
 
 /*
- * The key's slot, locked: the pinned one if the call has one, else found
- * (or made) and pinned for the call.
+ * Where the hint of a key hash is, and a start on fetching the slot it
+ * names: the lines a check of three limits reads.  Called right after
+ * the key is hashed, before the key store runs.
+ */
+void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
+                         kg__lpin *pin)
+{
+    uint64_t v;
+    char *s;
+    if (l == NULL || l->hints == NULL)
+        return;
+    memcpy(&v, hash + 8, sizeof(v));
+    pin->hint = &l->hints[v & (NHINTS - 1)];
+    s = atomic_load_explicit(pin->hint, memory_order_relaxed);
+    if (s != NULL) {
+        __builtin_prefetch(s, 1);
+        __builtin_prefetch(s + 128, 1);
+        __builtin_prefetch(s + 256, 1);
+        __builtin_prefetch(s + 384, 1);
+    }
+}
+
+/*
+ * The key's slot, locked: the pinned one if the call has one; else the
+ * one its hint names, if that is still this key's; else found (or made).
+ * It is pinned for the call and becomes the hint.
+ *
+ * A hinted slot may have been evicted, even reused for another key (or
+ * be another key's whose hash shares the hint): slot memory is never
+ * given back and a slot never changes shard, so reading s->shard is safe,
+ * and under that shard's lock the slot is this key's only if it is live
+ * (keylen > 0) with the same key id.
  */
 static struct kslot *key_lock(struct kg__limits *l, const char *key_id,
-                              int64_t now_s, struct kslot **pin)
+                              int64_t now_s, kg__lpin *pin)
 {
-    struct kslot *s = pin ? *pin : NULL;
+    struct kslot *s = pin ? pin->slot : NULL;
+    size_t klen;
+
     if (s != NULL) {
         pthread_mutex_lock(&s->shard->lock);
         s->touched_s = now_s;
         return s;
     }
-    s = find(l, key_id, strlen(key_id), now_s, 1);
-    if (s != NULL && pin != NULL) {
+    klen = strlen(key_id);
+    if (pin != NULL && pin->hint != NULL &&
+        (s = atomic_load_explicit(pin->hint, memory_order_acquire)) != NULL) {
+        pthread_mutex_lock(&s->shard->lock);
+        if (s->keylen == klen && klen > 0 && memcmp(s->key, key_id, klen) == 0) {
+            s->touched_s = now_s;
+            /* The lease release (kg_release) finds the slot through its
+             * bucket, which the hint skipped: fetch that line meanwhile. */
+            __builtin_prefetch(&s->shard->buckets[BUCKET(s->hash, s->shard->nbuckets)]);
+            goto found;
+        }
+        pthread_mutex_unlock(&s->shard->lock);
+    }
+    s = find(l, key_id, klen, now_s, 1);
+    if (s == NULL)
+        return NULL;
+    if (pin != NULL && pin->hint != NULL)
+        atomic_store_explicit(pin->hint, s, memory_order_release);
+found:
+    if (pin != NULL) {
         atomic_fetch_add(&s->pins, 1);
-        *pin = s;
+        pin->slot = s;
     }
     return s;
 }
 
-void kg__limits_unpin(struct kslot *s)
+void kg__limits_unpin(kg__lpin *pin)
 {
-    if (s != NULL)
-        atomic_fetch_sub(&s->pins, 1);
+    if (pin->slot != NULL)
+        atomic_fetch_sub(&pin->slot->pins, 1);
+    pin->slot = NULL;
 }
 
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s, int64_t idle_s,
-                         struct kslot **pin)
+                         kg__lpin *pin)
 {
     struct kslot *s = key_lock(l, key_id, now_s, pin);
     struct kg_slot *e;
@@ -590,7 +660,7 @@ int kg__lease_format(struct kg__limits *l, const char *key_id,
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,
                       int64_t now_us, char *out, size_t outlen,
-                      int64_t *in_use_r, struct kslot **pin)
+                      int64_t *in_use_r, kg__lpin *pin)
 {
     size_t klen = strlen(key_id), nlen = strlen(limit);
     struct kslot *s;

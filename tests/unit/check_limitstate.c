@@ -2,8 +2,8 @@
  * check_limitstate.c - the memory limiter state as a whole: idle state is
  * reaped, the state stays under its capacity, and eviction takes cold
  * keys, never a busy one's counters.  Thousands of keys come from the
- * anykey test keystore (every well-formed key exists); the clock is
- * injected (no sleeping).
+ * anykey test keystore (every well-formed key exists) through a record
+ * cache; the clock is injected (no sleeping).
  */
 #include <check.h>
 #include <stdio.h>
@@ -23,7 +23,7 @@ static const char *POLICY =
     "credential:\n"
     "  - {module: bearer, control: required}\n"
     "keystore:\n"
-    "  - {module: anykey, options: {plan: one}}\n"
+    "  - {module: anykey, options: {plan: one}, cache: {ttl: 1d, max_entries: 100000}}\n"
     "plans:\n"
     "  one:\n"
     "    limit:\n"
@@ -121,6 +121,32 @@ START_TEST(capacity_evicts_cold_keys_only)
 }
 END_TEST
 
+/*
+ * The limiter remembers each key's slot by the key's hash (a hint).  Once
+ * that slot is evicted and its memory reused for another key, the hint is
+ * stale: the key must get a slot of its own, never count on the other
+ * key's.
+ */
+START_TEST(stale_slot_hint_is_not_used)
+{
+    char (*others)[KG_KEY_MAX] = make_keys(3000), a[KG_KEY_MAX];
+    size_t i;
+
+    kg_context_set_limit_capacity(ctx, 256);   /* 2 per shard */
+    ck_assert_int_eq(kg_key_generate("whizo", a, KG_KEY_MAX), KG_OK);
+    ck_assert_int_eq(check_key(a), 99999);
+    ck_assert_int_eq(check_key(a), 99998);     /* through the hint */
+    for (i = 0; i < 3000; i++)
+        ck_assert_int_eq(check_key(others[i]), 99999);
+    /* a's slot was evicted (3,000 keys through 512 entries) and its
+     * memory taken by another key, whose count is at 99999: used by
+     * mistake, a would see 99998. */
+    ck_assert_int_eq(check_key(a), 99999);
+    ck_assert_int_eq(check_key(a), 99998);
+    free(others);
+}
+END_TEST
+
 static Suite *limitstate_suite(void)
 {
     Suite *s = suite_create("limitstate");
@@ -129,6 +155,7 @@ static Suite *limitstate_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, idle_state_is_reaped);
     tcase_add_test(tc, capacity_evicts_cold_keys_only);
+    tcase_add_test(tc, stale_slot_hint_is_not_used);
     suite_add_tcase(s, tc);
     return s;
 }
