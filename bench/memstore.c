@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include <keygate/plugin.h>
 
 struct memstore {
@@ -23,9 +25,10 @@ static void ms_destroy(void *inst)
     size_t i;
     if (m == NULL)
         return;
-    for (i = 0; i < m->nslots; i++)
+    for (i = 0; m->slots && i < m->nslots; i++)
         kg_record_unref(m->slots[i]);
-    free(m->slots);
+    if (m->slots)
+        munmap(m->slots, m->nslots * sizeof(*m->slots));
     free(m);
 }
 
@@ -58,8 +61,22 @@ static kg_error ms_create(kg_opts *o, void **inst_r)
     m->nslots = 1;
     while (m->nslots < 2 * n)
         m->nslots <<= 1;
-    m->slots = calloc(m->nslots, sizeof(*m->slots));
-    while (m->slots && fgets(line, sizeof(line), f)) {
+    /* As an in-memory store of a million keys should: its table on huge
+     * pages where the kernel gives them (a TLB miss less per lookup). */
+    m->slots = mmap(NULL, m->nslots * sizeof(*m->slots), PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m->slots == MAP_FAILED)
+        m->slots = NULL;
+#ifdef MADV_HUGEPAGE
+    else
+        madvise(m->slots, m->nslots * sizeof(*m->slots), MADV_HUGEPAGE);
+#endif
+    if (m->slots == NULL) {
+        fclose(f);
+        ms_destroy(m);
+        return KG_ERR_NOMEM;
+    }
+    while (fgets(line, sizeof(line), f)) {
         unsigned char h[KG_HASH_LEN];
         char idbuf[32];
         kg_record *r = kg_record_new();

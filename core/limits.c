@@ -569,10 +569,9 @@ void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_
     pin->hint = &t->h[v & (t->n - 1)];
     s = atomic_load_explicit(pin->hint, memory_order_relaxed);
     if (s != NULL) {
-        __builtin_prefetch(s, 1);
-        __builtin_prefetch(s + 128, 1);
-        __builtin_prefetch(s + 256, 1);
-        __builtin_prefetch(s + 384, 1);
+        size_t off;
+        for (off = 0; off < sizeof(struct kslot); off += 64)
+            __builtin_prefetch(s + off, 1);
     }
 }
 
