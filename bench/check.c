@@ -242,7 +242,11 @@ static double load_ns(size_t bytes)
 
 static int one_size(size_t nkeys, double *floor_ns)
 {
-    char (*keys)[KG_KEY_MAX] = calloc(nkeys, KG_KEY_MAX);
+    /* The bench's own key list: on huge pages, so that fetching the next
+     * key ahead is not dropped for a TLB miss (a front end has the key in
+     * a fresh network buffer). */
+    char (*keys)[KG_KEY_MAX] = mmap(NULL, nkeys * KG_KEY_MAX, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     char path[] = "/tmp/kg-bench-XXXXXX", yaml[2048], label[64];
     int fd = mkstemp(path);
     FILE *f = fdopen(fd, "w");
@@ -253,6 +257,11 @@ static int one_size(size_t nkeys, double *floor_ns)
     long rss0, rss1;
     int64_t t0;
 
+    if ((void *)keys == MAP_FAILED)
+        return 1;
+#ifdef MADV_HUGEPAGE
+    madvise(keys, nkeys * KG_KEY_MAX, MADV_HUGEPAGE);
+#endif
     for (i = 0; i < nkeys; i++) {
         kg_key_generate("whizo", keys[i], KG_KEY_MAX);
         fprintf(f, "%s\n", keys[i]);
@@ -306,7 +315,7 @@ static int one_size(size_t nkeys, double *floor_ns)
     kg_context_free(ctx);
     for (i = 0; i < nkeys; i++)
         kg_wipe(keys[i], KG_KEY_MAX);
-    free(keys);
+    munmap(keys, nkeys * KG_KEY_MAX);
     return 0;
 }
 

@@ -10,8 +10,10 @@
 
 kg_record *kg_record_new(void)
 {
-    /* Cache-line aligned, so that what a check reads is two lines. */
-    kg_record *r = aligned_alloc(64, (sizeof(*r) + 63) & ~(size_t)63);
+    /* What a check reads is the first two cache lines; aligned to 128 so
+     * that they are one aligned pair, which the hardware fetches together
+     * (at a million keys, one memory wait instead of two). */
+    kg_record *r = aligned_alloc(128, (sizeof(*r) + 127) & ~(size_t)127);
     if (r != NULL) {
         memset(r, 0, sizeof(*r));
         atomic_init(&r->refs, 1);
