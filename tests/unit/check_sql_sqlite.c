@@ -40,14 +40,15 @@ static void teardown(void)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
-/* Run one SQL statement on the file directly; an integer answer or -1. */
-static long long raw_sql(const char *sql)
+/* Run one SQL statement on the file directly, waiting up to busy_ms for
+ * locks; an integer answer or -1. */
+static long long raw_sql_wait(const char *sql, int busy_ms)
 {
     sqlite3 *db;
     sqlite3_stmt *st;
     long long v = -1;
     ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
+    sqlite3_busy_timeout(db, busy_ms);
     ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
                   "%s: %s", sql, sqlite3_errmsg(db));
     if (sqlite3_step(st) == SQLITE_ROW)
@@ -55,6 +56,11 @@ static long long raw_sql(const char *sql)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return v;
+}
+
+static long long raw_sql(const char *sql)
+{
+    return raw_sql_wait(sql, 5000);
 }
 
 /* ---- records ----------------------------------------------------------- */
@@ -181,6 +187,185 @@ START_TEST(test_create_exists)
 }
 END_TEST
 
+/* ---- read snapshots ---------------------------------------------------- */
+
+/*
+ * Whether a reader holds a read snapshot: a TRUNCATE checkpoint, not
+ * allowed to wait, reports busy (1) while any reader uses the WAL.
+ */
+static long long checkpoint_busy(void)
+{
+    return raw_sql_wait("PRAGMA wal_checkpoint(TRUNCATE)", 0);
+}
+
+static void raw_set_status(const char *id, const char *status)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "UPDATE keygate_keys SET status = '%s' WHERE id = '%s'",
+             status, id);
+    raw_sql(sql);
+}
+
+/* A commit that puts frames in the WAL (SQLite writes no page for an
+ * UPDATE that changes nothing). */
+static void raw_commit(void)
+{
+    raw_sql("UPDATE keygate_keys SET name = name || '.'");
+}
+
+/*
+ * Run `args` (NULL-terminated) in another process and wait for it: the
+ * keygate CLI, or this test binary's --raw-sql mode (a plain SQLite
+ * connection of its own: SQLite must not be used in a forked child of a
+ * process that has connections open, so the child execs).
+ */
+static void other_process(const char *const *args)
+{
+    pid_t pid = fork();
+    int st;
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, 1);
+        execv(args[0], (char *const *)args);
+        _exit(127);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s %s: exit %d",
+                  args[0], args[1], WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+/* A policy file for the keygate CLI, on the test's database. */
+static void write_cli_policy(char *path, size_t len)
+{
+    FILE *f;
+    snprintf(path, len, "%s/policy.yaml", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "version: 1\nkey_prefix: whizo\ncredential:\n"
+            "  - {module: bearer, control: required}\nkeystore:\n"
+            "  - module: sql\n    control: required\n"
+            "    options: {driver: sqlite, path: '%s', busy_timeout: 10s}\n"
+            "plans:\n  free: {priority: 0}\n", dbpath);
+    fclose(f);
+}
+
+static char self_exe[600];
+
+/* Uncached lookups share a read snapshot, yet see a commit by another
+ * process (`keygate key revoke`, a plain SQLite connection) at the very
+ * next lookup, both ways. */
+START_TEST(test_snapshot_sees_other_process)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, NULL);
+    const char *builddir = getenv("KEYGATE_BUILDDIR");
+    char key[KG_KEY_MAX], id[64], tool[600], policy[600], sql[256];
+    int i;
+
+    ck_assert_msg(builddir != NULL, "KEYGATE_BUILDDIR is not set (run through make check)");
+    snprintf(tool, sizeof(tool), "%s/tools/keygate", builddir);
+    write_cli_policy(policy, sizeof(policy));
+    test_make_key(p, "free", "a", key, id, sizeof(id));
+    snprintf(sql, sizeof(sql), "UPDATE keygate_keys SET status = 'active' "
+             "WHERE id = '%s'", id);
+    for (i = 0; i < 2; i++) {
+        const char *revoke[] = { tool, "--config", policy, "key", "revoke", id, NULL };
+        const char *activate[] = { self_exe, "--raw-sql", dbpath, sql, NULL };
+
+        ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+        ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+        ck_assert_int_eq(checkpoint_busy(), 1);  /* the snapshot is held */
+        other_process(revoke);
+        ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_KEY_REVOKED);
+        ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_KEY_REVOKED);
+        other_process(activate);
+    }
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* A write on a connection whose held snapshot is stale (another
+ * connection committed since) ends the snapshot first: no busy error. */
+START_TEST(test_snapshot_then_write)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, NULL);
+    char key[KG_KEY_MAX], id[64];
+    kg_record *r = NULL;
+    kg_diag d;
+
+    test_make_key(p, "free", "a", key, id, sizeof(id));
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    raw_sql("UPDATE keygate_keys SET name = 'renamed'");
+    ck_assert_int_eq(kg_keys_get(p, id, &r, &d), KG_OK);
+    ck_assert_str_eq(kg_record_name(r), "renamed");
+    kg_record_set_status(r, KG_STATUS_REVOKED);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    raw_sql("UPDATE keygate_keys SET name = 'again'");
+    ck_assert_msg(kg_keys_update(p, r, &d) == KG_OK, "update: %s", d.message);
+    kg_record_unref(r);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_KEY_REVOKED);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* An idle connection lets go of its snapshot after snapshot_idle, so
+ * that checkpoints go on; reload and destroy let go at once;
+ * snapshot_idle: 0 never holds one. */
+START_TEST(test_snapshot_released)
+{
+    char o[1200], key[KG_KEY_MAX], id[64];
+    kg_policy *p;
+    kg_diag d;
+    int i;
+
+    snprintf(o, sizeof(o), "%s, snapshot_idle: 100ms", opts);
+    p = test_policy_ok(ctx, o, NULL);
+    test_make_key(p, "free", "a", key, id, sizeof(id));
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(checkpoint_busy(), 1);
+    /* the keeper looks every 50 ms: give it up to 5 s on a loaded machine */
+    for (i = 0; i < 500 && checkpoint_busy() != 0; i++)
+        usleep(10000);
+    ck_assert_msg(i < 500, "the idle snapshot was not released");
+    raw_set_status(id, "revoked");
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_KEY_REVOKED);
+    kg_policy_free(p);
+
+    /* reload closes the idle connections */
+    p = test_policy_ok(ctx, opts, NULL);
+    raw_set_status(id, "active");
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(checkpoint_busy(), 1);
+    ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);
+    ck_assert_int_eq(checkpoint_busy(), 0);
+    /* A new connection (its first lookup finds the WAL-index), then a
+     * commit (a snapshot of an empty WAL does not stop a TRUNCATE
+     * checkpoint). */
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    raw_commit();
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(checkpoint_busy(), 1);
+    kg_policy_free(p);
+    ck_assert_int_eq(checkpoint_busy(), 0);
+
+    /* snapshot_idle: 0 - a read transaction per lookup, none held */
+    snprintf(o, sizeof(o), "%s, snapshot_idle: 0", opts);
+    p = test_policy_ok(ctx, o, NULL);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    raw_commit();
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
+    ck_assert_int_eq(checkpoint_busy(), 0);
+    raw_set_status(id, "revoked");
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_KEY_REVOKED);
+    kg_policy_free(p);
+}
+END_TEST
+
 /* ---- options ------------------------------------------------------------- */
 
 static void load_fails(const char *o, const char *expect)
@@ -206,6 +391,10 @@ START_TEST(test_bad_options)
     load_fails(o, "pool_size must be");
     snprintf(o, sizeof(o), "driver: sqlite, path: '%s', busy_timeout: soon", dbpath);
     load_fails(o, "busy_timeout must be a time");
+    snprintf(o, sizeof(o), "driver: sqlite, path: '%s', snapshot_idle: never", dbpath);
+    load_fails(o, "snapshot_idle must be a time");
+    snprintf(o, sizeof(o), "driver: sqlite, path: '%s', mmap_size: -1", dbpath);
+    load_fails(o, "mmap_size must be");
     load_fails("driver: sqlite, path: /nonexistent-dir/keys.db", "cannot open the database");
 #ifndef HAVE_PQ
     load_fails("driver: postgresql, conninfo: 'host=x'", "not built");
@@ -371,20 +560,11 @@ START_TEST(test_cli_writes_while_reading)
     struct reader rd[NREAD];
     pid_t pids[NWRITERS];
     kg_policy *p;
-    FILE *f;
     int i, j;
 
     ck_assert_msg(builddir != NULL, "KEYGATE_BUILDDIR is not set (run through make check)");
     snprintf(tool, sizeof(tool), "%s/tools/keygate", builddir);
-    snprintf(policy, sizeof(policy), "%s/policy.yaml", dir);
-    f = fopen(policy, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "version: 1\nkey_prefix: whizo\ncredential:\n"
-            "  - {module: bearer, control: required}\nkeystore:\n"
-            "  - module: sql\n    control: required\n"
-            "    options: {driver: sqlite, path: '%s', busy_timeout: 10s}\n"
-            "plans:\n  free: {priority: 0}\n", dbpath);
-    fclose(f);
+    write_cli_policy(policy, sizeof(policy));
 
     /* No cache: every check reads the database. */
     p = test_policy_ok(ctx, opts, NULL);
@@ -453,6 +633,14 @@ static Suite *sql_sqlite_suite(void)
     tcase_add_test(tc, test_injection);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("snapshots");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_snapshot_sees_other_process);
+    tcase_add_test(tc, test_snapshot_then_write);
+    tcase_add_test(tc, test_snapshot_released);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("options");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_bad_options);
@@ -478,10 +666,30 @@ static Suite *sql_sqlite_suite(void)
     return s;
 }
 
-int main(void)
+/* --raw-sql DB SQL: run one statement on a connection of its own. */
+static int raw_sql_main(const char *db_path, const char *sql)
 {
-    SRunner *sr = srunner_create(sql_sqlite_suite());
+    sqlite3 *db;
+    int rc;
+    if (sqlite3_open(db_path, &db) != SQLITE_OK)
+        return 2;
+    sqlite3_busy_timeout(db, 10000);
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    SRunner *sr;
     int failed;
+    ssize_t n;
+
+    if (argc == 4 && strcmp(argv[1], "--raw-sql") == 0)
+        return raw_sql_main(argv[2], argv[3]);
+    n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
+    self_exe[n > 0 ? n : 0] = '\0';
+    sr = srunner_create(sql_sqlite_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
