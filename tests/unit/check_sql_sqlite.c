@@ -448,12 +448,125 @@ START_TEST(test_migrate)
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 0);
-    ck_assert_int_eq(to, 1);
-    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 1);
+    ck_assert_int_eq(to, 2);
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 2);
+    ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
+    ck_assert_int_eq(from, 2);
+    ck_assert_int_eq(to, 2);
+    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_UNAUTHORIZED);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* Whether any text column of any row of `sql` contains `needle`. */
+static int raw_has(const char *sql, const char *needle)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int found = 0, i;
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
+                  "%s: %s", sql, sqlite3_errmsg(db));
+    while (!found && sqlite3_step(st) == SQLITE_ROW)
+        for (i = 0; i < sqlite3_column_count(st); i++) {
+            const char *t = (const char *)sqlite3_column_text(st, i);
+            if (t != NULL && strstr(t, needle) != NULL)
+                found = 1;
+        }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return found;
+}
+
+/* The lookup is one search of the table's own B-tree (002), and a find
+ * by id one index search. */
+static void assert_v2_shape(void)
+{
+    ck_assert(raw_has("SELECT sql FROM sqlite_master WHERE name = 'keygate_keys'",
+                      "WITHOUT ROWID"));
+    ck_assert(raw_has("EXPLAIN QUERY PLAN SELECT * FROM keygate_keys WHERE "
+                      "key_hash = 'x'", "USING PRIMARY KEY (key_hash=?)"));
+    ck_assert(raw_has("EXPLAIN QUERY PLAN SELECT * FROM keygate_keys WHERE "
+                      "id = 'x'", "USING INDEX keygate_keys_id (id=?)"));
+}
+
+/* A version-1 database (as 001 left it, with keys in it) migrated to 2:
+ * every key kept with its state, the table rebuilt keyed by hash. */
+START_TEST(test_migrate_v1_to_v2)
+{
+    const char *src = getenv("KEYGATE_SRCDIR");
+    char path[600], o[1200], sql[512], keys[2][KG_KEY_MAX], hex[2 * KG_HASH_LEN + 1];
+    char *v1, other[KG_KEY_MAX];
+    kg_policy *p;
+    kg_record *r = NULL;
+    kg_diag d;
+    sqlite3 *db;
+    FILE *f;
+    long n;
+    int from = -1, to = -1, i;
+
+    ck_assert_msg(src != NULL, "KEYGATE_SRCDIR is not set (run through make check)");
+    snprintf(path, sizeof(path), "%s/conf/sql/001_init.sql", src);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    v1 = calloc(1, 65536);
+    n = (long)fread(v1, 1, 65535, f);
+    fclose(f);
+    ck_assert_int_gt(n, 100);
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE keygate_schema (version INTEGER "
+                                  "PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT "
+                                  "NOT NULL); INSERT INTO keygate_schema VALUES "
+                                  "(1, '001_init', 0)", NULL, NULL, NULL), SQLITE_OK);
+    for (i = 0; i < 2; i++) {
+        unsigned char h[KG_HASH_LEN];
+        ck_assert_int_eq(kg_key_generate("whizo", keys[i], KG_KEY_MAX), KG_OK);
+        kg_key_hash(keys[i], strlen(keys[i]), h);
+        kg_hash_to_hex(h, hex);
+        snprintf(sql, sizeof(sql), "INSERT INTO keygate_keys (id, key_hash, name, plan, "
+                 "status, permissions, created_at) VALUES ('k_%d', '%s', 'old %d', "
+                 "'free', '%s', 'scrape:read', 1700000000)", i, hex, i,
+                 i == 0 ? "active" : "revoked");
+        ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    free(v1);
+
+    snprintf(o, sizeof(o), "%s, auto_migrate: false", opts);
+    p = test_policy_ok(ctx, o, NULL);
+    ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 1);
-    ck_assert_int_eq(to, 1);
-    ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_UNAUTHORIZED);
+    ck_assert_int_eq(to, 2);
+    assert_v2_shape();
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 2);
+    ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_NONE);
+    ck_assert_int_eq(test_check_code(p, keys[1], NULL), KG_CODE_KEY_REVOKED);
+    test_unknown_key(other);
+    ck_assert_int_eq(test_check_code(p, other, NULL), KG_CODE_UNAUTHORIZED);
+    ck_assert_int_eq(kg_keys_get(p, "k_0", &r, &d), KG_OK);
+    ck_assert_str_eq(kg_record_name(r), "old 0");
+    ck_assert_int_eq(kg_record_permission_count(r), 1);
+    ck_assert_int_eq(kg_record_created(r), 1700000000);
+    /* still unique: id and hash */
+    ck_assert_int_eq(kg_keys_create(p, r, other, sizeof(other), &d), KG_ERR_EXISTS);
+    kg_record_unref(r);
+    ck_assert_int_eq(raw_sql("INSERT OR IGNORE INTO keygate_keys (id, key_hash, plan, "
+                             "created_at) SELECT 'k_new', key_hash, 'free', 0 FROM "
+                             "keygate_keys WHERE id = 'k_0'"), -1);
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 2);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* A new database gets the same shape (auto_migrate). */
+START_TEST(test_new_db_shape)
+{
+    kg_policy *p = test_policy_ok(ctx, opts, NULL);
+    assert_v2_shape();
     kg_policy_free(p);
 }
 END_TEST
@@ -466,11 +579,11 @@ START_TEST(test_refuse_newer_schema)
     int from, to;
 
     test_make_key(p, "free", "a", key, NULL, 0);
-    raw_sql("INSERT INTO keygate_schema (version, name, applied_at) VALUES (2, '002_future', 0)");
+    raw_sql("INSERT INTO keygate_schema (version, name, applied_at) VALUES (3, '003_future', 0)");
     /* A running instance's migrate refuses... */
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(d.message, "newer than this keygate knows"));
-    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 2);
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 3);
     kg_policy_free(p);
     /* ...and so does a new one, at load time. */
     ck_assert_int_ne(test_policy(ctx, opts, NULL, &p2, &d), KG_OK);
@@ -651,6 +764,8 @@ static Suite *sql_sqlite_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_migrate);
     tcase_add_test(tc, test_refuse_newer_schema);
+    tcase_add_test(tc, test_migrate_v1_to_v2);
+    tcase_add_test(tc, test_new_db_shape);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("last_used");
