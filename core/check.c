@@ -83,7 +83,7 @@ kg_slot *kg_call_slot_lock(kg_call *c, const char *limit, int64_t idle)
     if (c->record == NULL || c->record->id == NULL)
         return NULL;
     return kg__limits_lock(c->policy->ctx->limits, c->record->id, limit,
-                           c->now_us / 1000000, idle);
+                           c->now_us / 1000000, idle, &c->lpin);
 }
 
 int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
@@ -99,7 +99,8 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
     if (ttl <= 0)
         ttl = c->planp ? c->planp->lease_ttl : 300;
     r = kg__lease_acquire(c->policy->ctx->limits, c->record->id, limit, max,
-                          ttl, c->now_us, lease, sizeof(lease), in_use_r);
+                          ttl, c->now_us, lease, sizeof(lease), in_use_r,
+                          &c->lpin);
     if (r == 1) {
         if (used + strlen(lease) + 2 > sizeof(d->lease)) {
             /* Cannot hand it out: give it back rather than leak it. */
@@ -628,7 +629,6 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     d = kg__decision_new();
     if (d == NULL)
         return KG_ERR_NOMEM;
-    kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
     memset(&c, 0, sizeof(c));
     c.policy = p;
     c.req = req;
@@ -645,6 +645,9 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     }
     kg_key_hash(key, klen, hash);
+    /* Start fetching the key's limiter slot now: at a million keys it is
+     * a cache miss that can overlap the key store's. */
+    kg__limits_prefetch(p->ctx->limits, hash, &c.lpin);
     if (run_keystore(&c, hash, &rec, &store) != 0)
         goto done;
     d->record = rec;
@@ -669,7 +672,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     }
     c.plan = plan->name;
     c.planp = plan;
-    kg__strlcpy(d->plan, plan->name, sizeof(d->plan));
+    d->plan = rec->plan;   /* == plan->name, and lives as long as d */
     d->priority = plan->priority;
     if (run_account(&c, &plan->account) != 0)
         goto done;
@@ -681,6 +684,9 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         store->mod->plugin->keystore->touch(store->inst, rec,
                                             c.now_us / 1000000);
 done:
+    kg__limits_unpin(&c.lpin);
+    if (d->status == 401)
+        kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
     kg_wipe(hash, sizeof(hash));
     *decision_r = d;
     return KG_OK;

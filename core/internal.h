@@ -156,22 +156,27 @@ struct kg__limit_override {
 };
 
 struct kg_record {
+    /* What every check reads first, in the first two cache lines: at a
+     * million keys each line of a record is a cache miss. */
     atomic_int refs;
-    char *id;
+    kg_key_status status;
+    char *id;          /* idbuf, or the heap if longer */
+    char *plan;        /* planbuf, or the heap if longer */
+    int64_t expires;
+    unsigned char hash[KG_HASH_LEN];
+    char idbuf[24];    /* "k_" + 16 hex digits fits */
+    char planbuf[16];
+    struct kg__limit_override *limits;
+    size_t nlimits;
+    /* The rest. */
     char *name;
     char *prefix;
-    char *plan;
-    unsigned char hash[KG_HASH_LEN];
-    kg_key_status status;
     int64_t created;
-    int64_t expires;
     int64_t last_used;
     char **perms;
     size_t nperms;
     char **cidrs;
     size_t ncidrs;
-    struct kg__limit_override *limits;
-    size_t nlimits;
 };
 
 /* ---- cache.c --------------------------------------------------------- */
@@ -203,14 +208,28 @@ kg_error kg__limits_new(struct kg__limits **l_r);
 void kg__limits_free(struct kg__limits *l);
 void kg__limits_set_capacity(struct kg__limits *l, size_t max);
 size_t kg__limits_entries(struct kg__limits *l);
+/* A key's slot (all its limit entries and leases).  A check pins it the
+ * first time it locks it (pin->slot caches it, so later locks skip the
+ * search); kg__limits_unpin() lets it be evicted again.  A table indexed
+ * by the key's hash remembers each key's slot between checks (pin->hint),
+ * so a check usually finds it without a search, and can fetch it from
+ * memory while the key store looks the key up (kg__limits_prefetch). */
+struct kslot;
+typedef struct kg__lpin {
+    struct kslot *slot;
+    _Atomic(void *) *hint;
+} kg__lpin;
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s,
-                         int64_t idle_seconds);
+                         int64_t idle_seconds, kg__lpin *pin);
+void kg__limits_unpin(kg__lpin *pin);
+void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
+                         kg__lpin *pin);
 /* Lease helpers (limits.c) */
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,
                       int64_t now_us, char *lease_out, size_t lease_len,
-                      int64_t *in_use_r);
+                      int64_t *in_use_r, kg__lpin *pin);
 kg_error kg__lease_release(struct kg__limits *l, const char *lease,
                            int64_t now_us);
 /* Release a lease list ("a,b"): each from the memory state, else from
@@ -326,24 +345,25 @@ struct kg__limit_report {
 };
 
 struct kg_decision {
+    /* Set on every check (kg__decision_new clears only these). */
     kg_code code;
     int status;
+    int priority;
+    int denied_limit;   /* index of the limit that denied, or -1 */
+    int rendered;
+    size_t nlimits;
+    size_t nheaders;
+    kg_record *record;
+    const char *plan;   /* the record's plan (the decision holds the record) */
+    char *body;
     char message[256];
     char decided_by[96];
-    kg_record *record;
-    char plan[64];
-    int priority;
     char lease[512];
+    char realm[128];    /* 401 only: WWW-Authenticate */
+    /* Valid below nlimits / nheaders. */
     struct kg__limit_report limits[KG__MAX_LIMITS];
-    size_t nlimits;
-    int denied_limit;   /* index of the limit that denied, or -1 */
-    char realm[128];
-    /* rendered lazily */
-    int rendered;
-    size_t nheaders;
     const char *hname[KG__MAX_HEADERS];
     char *hvalue[KG__MAX_HEADERS];
-    char *body;
 };
 
 kg_decision *kg__decision_new(void);
@@ -365,7 +385,8 @@ struct kg_call {
     const char *deny_message;
     char deny_buf[256];
     int lease_count;
-    const char *ok_by;   /* label of the module that made the last stage pass */
+    const char *ok_by;
+    kg__lpin lpin;       /* the key's limiter slot, pinned (limits.c) */   /* label of the module that made the last stage pass */
 };
 
 #endif

@@ -1,23 +1,37 @@
 /*
  * limits.c - the memory limiter state of a context.
  *
- * One entry ("slot") per (key id, limit name), so that a policy reload
- * never resets a counter.  The table is sharded (a mutex per shard, so
- * two keys rarely contend), bounded (a capacity split evenly over the
- * shards; the least recently used slot of a full shard is evicted, and
- * idle ones are reaped as new ones arrive), and each slot carries the
- * words its limiter algorithm needs plus, for concurrency limits, its
- * leases.
+ * One slot per key id holds every limit entry of that key (the words of
+ * "hour", "day", ...) and its concurrency leases, so that one check of a
+ * plan with three limits finds its key once, and one lease release finds
+ * it once more.  The state is the context's, not the policy's, so a
+ * reload never resets a counter.
  *
- * A slot is only ever touched with its shard's lock held:
- * kg__limits_lock() returns it locked and kg_slot_unlock() releases it,
- * so an evictor (which holds the same lock) can never free a slot in use.
+ * The table is sharded (a mutex per shard, so two keys rarely contend)
+ * and bounded: a capacity in (key, limit) entries is split evenly over
+ * the shards.  A new slot first reaps idle ones from the next buckets of
+ * a sweeping hand; a full shard then evicts the least recently used of a
+ * handful of sampled slots (as Redis does: an exact LRU list would write
+ * two neighbouring slots, two cache misses at a million keys, on every
+ * check).
+ *
+ * Slots have one size (512 bytes: a key id of up to 31 bytes inline) and
+ * come from 2 MiB chunks the kernel may back with huge pages, kept on a
+ * free list per shard: at a million keys the limiter state is half a
+ * gigabyte, and a TLB miss on top of each cache miss doubles its cost.
+ *
+ * A slot is only ever read or written with its shard's lock held.  A
+ * check pins its key's slot the first time a limiter locks it (pins > 0:
+ * never evicted), so the limiters after the first lock it without a
+ * search; the check unpins it when it ends (kg__limits_unpin).
  */
 #include "internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/mman.h>
 
 #include <openssl/rand.h>
 
@@ -26,63 +40,131 @@
 /* The shard is picked by the low bits of the hash; the bucket within it
  * by the bits above, or every key of a shard would share a bucket. */
 #define BUCKET(h, n) ((size_t)((h) >> 8) & ((n) - 1))
+/* Limit entries kept inside the slot; more go to a separate array.  Three
+ * covers every shipped plan but Enterprise (which has four). */
+#define INLINE_ENTRIES 3
+#define INLINE_LEASES 2
+#define NAME_MAX_LEN 47
+/* Lease ids are drawn from OpenSSL's RNG a block at a time, per thread
+ * (no lock): one RAND_bytes() per lease costs more than the rest of a
+ * check, and a small block refilled often shows in the p99. */
+#define RND_IDS 512
 
 struct lease {
     uint64_t id;
     int64_t expires_us;
+    uint32_t entry;     /* index of the limit entry it belongs to */
+};
+
+struct kslot;
+
+/* One (key, limit) entry: what kg_call_slot_lock() hands a plugin. */
+struct kg_slot {
+    int64_t words[KG_SLOT_WORDS];
+    int64_t idle_s;
+    struct kslot *owner;
+    char name[NAME_MAX_LEN + 1];
 };
 
 struct lshard;
 
-struct kg_slot {
-    int64_t words[KG_SLOT_WORDS];
+#define KEY_INLINE 32
+
+struct kslot {
+    /* Set when the slot is first used and never changed: a slot stays
+     * with its shard (its free list) for good.  Read without the lock by
+     * key_lock() through a record's hint. */
     struct lshard *shard;
+    struct kslot *hnext;          /* bucket chain; free list when free */
     uint64_t hash;
     int64_t touched_s;
-    int64_t idle_s;
-    struct lease *leases;
-    size_t nleases, leasecap;
-    struct kg_slot *hnext;
-    struct kg_slot *older, *newer;  /* LRU: oldest is evicted first */
-    char key[];                  /* "<key id>\x1f<limit name>" */
-};
+    int64_t idle_s;               /* the longest idle time of its entries */
+    atomic_int pins;              /* checks holding it (never evicted) */
+    uint32_t nentries;
+    uint32_t morecap;
+    uint32_t nleases, leasecap;
+    uint32_t keylen;
+    struct kg_slot *more;         /* entries past INLINE_ENTRIES */
+    struct lease *leases;         /* inl_leases, or a heap array */
+    char *key;                    /* the key id: keybuf, or the heap */
+    char keybuf[KEY_INLINE];
+    struct kg_slot inl[INLINE_ENTRIES];
+    struct lease inl_leases[INLINE_LEASES];
+} __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct kslot) == 512, "a slot is eight cache lines");
 
 struct lshard {
     pthread_mutex_t lock;
-    struct kg_slot **buckets;
+    struct kslot **buckets;
     size_t nbuckets;
-    size_t count;
-    struct kg_slot *oldest, *newest;
-};
+    size_t count;                 /* slots */
+    size_t entries;               /* (key, limit) entries */
+    size_t hand;                  /* next bucket the reaper looks at */
+    struct kslot *free;           /* slots to reuse */
+} __attribute__((aligned(64)));
+
+#define CHUNK_BYTES ((size_t)2 << 20)
+#define CARVE 16                  /* slots a shard takes from a chunk at once */
+
+/* Hints: key hash -> the key's slot as last seen (see key_lock). */
+#define HINT_BITS 20
+#define NHINTS ((size_t)1 << HINT_BITS)
 
 struct kg__limits {
     atomic_size_t capacity;
     atomic_size_t entries;
+    _Atomic(void *) *hints;       /* NHINTS, mapped lazily; NULL: none */
     struct lshard shards[SHARDS];
-    /* Lease ids come from OpenSSL's RNG, drawn a block at a time: one
-     * RAND_bytes() per lease costs more than the rest of a check. */
-    pthread_mutex_t rnd_lock;
-    unsigned char rnd[4096];
-    size_t rnd_pos;
+    /* The chunks slots are carved from (never given back before the
+     * context is freed: the state is bounded by the capacity). */
+    pthread_mutex_t chunk_lock;
+    char *chunk;
+    size_t chunk_used;
+    void **chunks;
+    size_t nchunks, chunkcap;
 };
 
-static int lease_id(struct kg__limits *l, uint64_t *id)
+struct rndpool {
+    uint64_t ids[RND_IDS];
+    unsigned pos;
+};
+
+static __thread struct rndpool *tls_pool;
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_free(void *p)
 {
-    int ok = 1;
-    pthread_mutex_lock(&l->rnd_lock);
-    if (l->rnd_pos + sizeof(*id) > sizeof(l->rnd)) {
-        if (RAND_bytes(l->rnd, sizeof(l->rnd)) != 1)
-            ok = 0;
-        else
-            l->rnd_pos = 0;
+    kg_wipe(p, sizeof(struct rndpool));
+    free(p);
+}
+
+static void pool_init(void)
+{
+    (void)pthread_key_create(&pool_key, pool_free);
+}
+
+static int lease_id(uint64_t *id)
+{
+    struct rndpool *p = tls_pool;
+    if (p == NULL) {
+        pthread_once(&pool_once, pool_init);
+        if ((p = malloc(sizeof(*p))) == NULL)
+            return 0;
+        p->pos = RND_IDS;
+        /* Freed (and wiped) when the thread exits. */
+        pthread_setspecific(pool_key, p);
+        tls_pool = p;
     }
-    if (ok) {
-        memcpy(id, l->rnd + l->rnd_pos, sizeof(*id));
-        kg_wipe(l->rnd + l->rnd_pos, sizeof(*id));
-        l->rnd_pos += sizeof(*id);
+    if (p->pos >= RND_IDS) {
+        if (RAND_bytes((unsigned char *)p->ids, sizeof(p->ids)) != 1)
+            return 0;
+        p->pos = 0;
     }
-    pthread_mutex_unlock(&l->rnd_lock);
-    return ok;
+    *id = p->ids[p->pos];
+    p->ids[p->pos++] = 0;
+    return 1;
 }
 
 static uint64_t fnv1a(const char *s, size_t n)
@@ -98,24 +180,96 @@ static uint64_t fnv1a(const char *s, size_t n)
 
 kg_error kg__limits_new(struct kg__limits **l_r)
 {
-    struct kg__limits *l = calloc(1, sizeof(*l));
+    struct kg__limits *l;
     size_t i;
-    if (l == NULL)
+    if (posix_memalign((void **)&l, 64, sizeof(*l)) != 0)
         return KG_ERR_NOMEM;
+    memset(l, 0, sizeof(*l));
     atomic_init(&l->capacity, DEFAULT_CAPACITY);
     atomic_init(&l->entries, 0);
     for (i = 0; i < SHARDS; i++)
         pthread_mutex_init(&l->shards[i].lock, NULL);
-    pthread_mutex_init(&l->rnd_lock, NULL);
-    l->rnd_pos = sizeof(l->rnd);
+    pthread_mutex_init(&l->chunk_lock, NULL);
+    /* 8 MiB of address space; the kernel maps a page only once a key
+     * hashes into it.  Without it, checks search the table (no hints). */
+    l->hints = mmap(NULL, NHINTS * sizeof(*l->hints), PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (l->hints == MAP_FAILED)
+        l->hints = NULL;
     *l_r = l;
     return KG_OK;
 }
 
-static void slot_free(struct kg_slot *s)
+/* A 2 MiB chunk, 2 MiB-aligned so that the kernel can back it with one
+ * huge page (a hint: without THP it is ordinary memory). */
+static char *chunk_new(void)
 {
-    free(s->leases);
-    free(s);
+    size_t len = 2 * CHUNK_BYTES;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uintptr_t a;
+    if (p == MAP_FAILED)
+        return NULL;
+    a = ((uintptr_t)p + CHUNK_BYTES - 1) & ~(uintptr_t)(CHUNK_BYTES - 1);
+    if ((char *)a > p)
+        munmap(p, (size_t)((char *)a - p));
+    if ((char *)a + CHUNK_BYTES < p + len)
+        munmap((char *)a + CHUNK_BYTES, (size_t)(p + len - ((char *)a + CHUNK_BYTES)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)a, CHUNK_BYTES, MADV_HUGEPAGE);
+#endif
+    return (char *)a;
+}
+
+/* Under the shard lock: a slot from the shard's free list, refilled from
+ * the current chunk a few at a time. */
+static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh)
+{
+    struct kslot *s;
+    if (sh->free == NULL) {
+        int k;
+        pthread_mutex_lock(&l->chunk_lock);
+        for (k = 0; k < CARVE; k++) {
+            if (l->chunk == NULL || l->chunk_used + sizeof(*s) > CHUNK_BYTES) {
+                char *c;
+                if (l->nchunks == l->chunkcap) {
+                    size_t cap = l->chunkcap ? 2 * l->chunkcap : 16;
+                    void **nc = realloc(l->chunks, cap * sizeof(*nc));
+                    if (nc == NULL)
+                        break;
+                    l->chunks = nc;
+                    l->chunkcap = cap;
+                }
+                if ((c = chunk_new()) == NULL)
+                    break;
+                l->chunks[l->nchunks++] = c;
+                l->chunk = c;
+                l->chunk_used = 0;
+            }
+            s = (struct kslot *)(l->chunk + l->chunk_used);
+            l->chunk_used += sizeof(*s);
+            s->hnext = sh->free;
+            sh->free = s;
+        }
+        pthread_mutex_unlock(&l->chunk_lock);
+        if (sh->free == NULL)
+            return NULL;
+    }
+    s = sh->free;
+    sh->free = s->hnext;
+    return s;
+}
+
+static void slot_release(struct lshard *sh, struct kslot *s)
+{
+    s->keylen = 0;     /* dead: a record's stale hint no longer matches */
+    if (s->leases != s->inl_leases)
+        free(s->leases);
+    free(s->more);
+    if (s->key != s->keybuf)
+        free(s->key);
+    s->hnext = sh->free;
+    sh->free = s;
 }
 
 void kg__limits_free(struct kg__limits *l)
@@ -126,17 +280,21 @@ void kg__limits_free(struct kg__limits *l)
     for (i = 0; i < SHARDS; i++) {
         struct lshard *sh = &l->shards[i];
         for (b = 0; b < sh->nbuckets; b++) {
-            struct kg_slot *s = sh->buckets[b], *next;
+            struct kslot *s = sh->buckets[b], *next;
             for (; s; s = next) {
                 next = s->hnext;
-                slot_free(s);
+                slot_release(sh, s);
             }
         }
         free(sh->buckets);
         pthread_mutex_destroy(&sh->lock);
     }
-    pthread_mutex_destroy(&l->rnd_lock);
-    kg_wipe(l->rnd, sizeof(l->rnd));
+    for (i = 0; i < l->nchunks; i++)
+        munmap(l->chunks[i], CHUNK_BYTES);
+    if (l->hints != NULL)
+        munmap(l->hints, NHINTS * sizeof(*l->hints));
+    free(l->chunks);
+    pthread_mutex_destroy(&l->chunk_lock);
     free(l);
 }
 
@@ -150,47 +308,33 @@ size_t kg__limits_entries(struct kg__limits *l)
     return atomic_load(&l->entries);
 }
 
-static void lru_unlink(struct lshard *sh, struct kg_slot *s)
+/* Unlink *pp (a slot of bucket chain) and free it. */
+static void evict_at(struct kg__limits *l, struct lshard *sh, struct kslot **pp)
 {
-    if (s->older) s->older->newer = s->newer;
-    else sh->oldest = s->newer;
-    if (s->newer) s->newer->older = s->older;
-    else sh->newest = s->older;
-    s->older = s->newer = NULL;
-}
-
-static void lru_push(struct lshard *sh, struct kg_slot *s)
-{
-    s->older = sh->newest;
-    s->newer = NULL;
-    if (sh->newest) sh->newest->newer = s;
-    else sh->oldest = s;
-    sh->newest = s;
-}
-
-static void evict(struct kg__limits *l, struct lshard *sh, struct kg_slot *s)
-{
-    struct kg_slot **pp = &sh->buckets[BUCKET(s->hash, sh->nbuckets)];
-    for (; *pp; pp = &(*pp)->hnext) {
-        if (*pp == s) {
-            *pp = s->hnext;
-            break;
-        }
-    }
-    lru_unlink(sh, s);
+    struct kslot *s = *pp;
+    *pp = s->hnext;
     sh->count--;
-    atomic_fetch_sub(&l->entries, 1);
-    slot_free(s);
+    sh->entries -= s->nentries;
+    atomic_fetch_sub(&l->entries, s->nentries);
+    slot_release(sh, s);
+}
+
+static void evict(struct kg__limits *l, struct lshard *sh, struct kslot *s)
+{
+    struct kslot **pp = &sh->buckets[BUCKET(s->hash, sh->nbuckets)];
+    while (*pp != s)
+        pp = &(*pp)->hnext;
+    evict_at(l, sh, pp);
 }
 
 static int grow(struct lshard *sh)
 {
     size_t nb = sh->nbuckets ? sh->nbuckets * 2 : 16, i;
-    struct kg_slot **b = calloc(nb, sizeof(*b));
+    struct kslot **b = calloc(nb, sizeof(*b));
     if (b == NULL)
         return -1;
     for (i = 0; i < sh->nbuckets; i++) {
-        struct kg_slot *s = sh->buckets[i], *next;
+        struct kslot *s = sh->buckets[i], *next;
         for (; s; s = next) {
             next = s->hnext;
             s->hnext = b[BUCKET(s->hash, nb)];
@@ -200,12 +344,13 @@ static int grow(struct lshard *sh)
     free(sh->buckets);
     sh->buckets = b;
     sh->nbuckets = nb;
+    sh->hand = 0;
     return 0;
 }
 
-static void reap_leases(struct kg_slot *s, int64_t now_us)
+static void reap_leases(struct kslot *s, int64_t now_us)
 {
-    size_t i = 0;
+    uint32_t i = 0;
     while (i < s->nleases) {
         if (s->leases[i].expires_us <= now_us)
             s->leases[i] = s->leases[--s->nleases];
@@ -214,116 +359,282 @@ static void reap_leases(struct kg_slot *s, int64_t now_us)
     }
 }
 
-/* Find (or with `create`, make) a slot; returns it with the shard locked,
- * or NULL with nothing locked. */
-static struct kg_slot *find(struct kg__limits *l, const char *key, size_t klen,
-                            int64_t now_s, int64_t idle_s, int create)
+static int idle(const struct kslot *s, int64_t now_s)
+{
+    return s->touched_s + s->idle_s <= now_s && s->nleases == 0 &&
+           atomic_load(&s->pins) == 0;
+}
+
+/* Sampled LRU: the least recently touched unpinned slot among the first
+ * SAMPLE found from the hand on; NULL if the shard has none. */
+#define SAMPLE 8
+static struct kslot *victim(struct lshard *sh)
+{
+    struct kslot *best = NULL, *s;
+    size_t looked = 0, b;
+    int seen = 0;
+    for (b = 0; b < sh->nbuckets && seen < SAMPLE; b++, looked++) {
+        size_t i = (sh->hand + b) & (sh->nbuckets - 1);
+        for (s = sh->buckets[i]; s && seen < SAMPLE; s = s->hnext) {
+            if (atomic_load(&s->pins) > 0)
+                continue;
+            seen++;
+            if (best == NULL || s->touched_s < best->touched_s)
+                best = s;
+        }
+    }
+    sh->hand = (sh->hand + looked) & (sh->nbuckets ? sh->nbuckets - 1 : 0);
+    return best;
+}
+
+/* Make room in a shard for one more slot: reap idle slots from the next
+ * two buckets of the hand, then evict until under the cap. */
+static void make_room(struct kg__limits *l, struct lshard *sh, int64_t now_s)
+{
+    size_t cap = atomic_load(&l->capacity) / SHARDS + 1;
+    struct kslot *v;
+    int k;
+
+    for (k = 0; k < 2 && sh->nbuckets; k++) {
+        struct kslot **pp = &sh->buckets[sh->hand];
+        while (*pp) {
+            if (idle(*pp, now_s))
+                evict_at(l, sh, pp);
+            else
+                pp = &(*pp)->hnext;
+        }
+        sh->hand = (sh->hand + 1) & (sh->nbuckets - 1);
+    }
+    while (sh->entries >= cap && (v = victim(sh)) != NULL)
+        evict(l, sh, v);
+}
+
+/* Find (or with `create`, make) a key's slot; returns it with the shard
+ * locked, or NULL with nothing locked. */
+static struct kslot *find(struct kg__limits *l, const char *key, size_t klen,
+                          int64_t now_s, int create)
 {
     uint64_t h = fnv1a(key, klen);
     struct lshard *sh = &l->shards[h % SHARDS];
-    struct kg_slot *s;
-    size_t cap;
+    struct kslot *s;
 
     pthread_mutex_lock(&sh->lock);
     if (sh->nbuckets) {
         for (s = sh->buckets[BUCKET(h, sh->nbuckets)]; s; s = s->hnext) {
-            if (s->hash == h && strcmp(s->key, key) == 0) {
-                if (idle_s > s->idle_s)
-                    s->idle_s = idle_s;
-                /* Recency to the second is enough for eviction, and
-                 * saves touching two neighbours' cache lines per check. */
-                if (s->touched_s != now_s && sh->newest != s) {
-                    lru_unlink(sh, s);
-                    lru_push(sh, s);
-                }
+            if (s->hash == h && s->keylen == klen &&
+                memcmp(s->key, key, klen) == 0) {
                 s->touched_s = now_s;
                 return s;
             }
         }
     }
-    if (!create) {
+    if (!create || klen > UINT32_MAX) {
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    /* Reap a couple of idle slots from the cold end, then enforce the cap. */
-    for (int k = 0; k < 2 && sh->oldest; k++) {
-        struct kg_slot *o = sh->oldest;
-        if (o->touched_s + o->idle_s > now_s || o->nleases > 0)
-            break;
-        evict(l, sh, o);
-    }
-    cap = atomic_load(&l->capacity) / SHARDS + 1;
-    while (sh->count >= cap && sh->oldest)
-        evict(l, sh, sh->oldest);
+    make_room(l, sh, now_s);
     if (sh->count >= sh->nbuckets && grow(sh) != 0) {
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    s = calloc(1, sizeof(*s) + klen + 1);
-    if (s == NULL) {
+    if ((s = slot_alloc(l, sh)) == NULL) {
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    memcpy(s->key, key, klen + 1);
+    /* Only the header is cleared (entries are, as they are added), and
+     * not the shard: see struct kslot. */
+    memset(&s->hnext, 0, offsetof(struct kslot, keybuf) - offsetof(struct kslot, hnext));
+    if (s->shard == NULL)
+        s->shard = sh;
+    s->key = klen < KEY_INLINE ? s->keybuf : malloc(klen + 1);
+    if (s->key == NULL) {
+        s->key = s->keybuf;
+        slot_release(sh, s);
+        pthread_mutex_unlock(&sh->lock);
+        return NULL;
+    }
+    memcpy(s->key, key, klen);
+    s->key[klen] = '\0';
+    s->keylen = (uint32_t)klen;
     s->hash = h;
-    s->shard = sh;
     s->touched_s = now_s;
-    s->idle_s = idle_s;
+    s->leases = s->inl_leases;
+    s->leasecap = INLINE_LEASES;
     s->hnext = sh->buckets[BUCKET(h, sh->nbuckets)];
     sh->buckets[BUCKET(h, sh->nbuckets)] = s;
-    lru_push(sh, s);
     sh->count++;
-    atomic_fetch_add(&l->entries, 1);
     return s;
 }
 
-static size_t make_key(char *buf, size_t size, const char *key_id,
-                       const char *limit)
+static struct kg_slot *entry_at(struct kslot *s, uint32_t i)
 {
-    size_t a = strlen(key_id), b = strlen(limit);
-    if (a + b + 2 > size)
-        return 0;
-    memcpy(buf, key_id, a);
-    buf[a] = '\x1f';
-    memcpy(buf + a + 1, limit, b + 1);
-    return a + 1 + b;
+    return i < INLINE_ENTRIES ? &s->inl[i] : &s->more[i - INLINE_ENTRIES];
+}
+
+/* The entry of `name` in a locked slot, its index in *idx_r; with
+ * `create` made zeroed if absent.  NULL if absent (or out of memory). */
+static struct kg_slot *entry(struct kg__limits *l, struct kslot *s,
+                             const char *name, int64_t idle_s, int create,
+                             uint32_t *idx_r)
+{
+    size_t nlen = strlen(name);
+    struct kg_slot *e;
+    uint32_t i;
+
+    for (i = 0; i < s->nentries; i++) {
+        e = entry_at(s, i);
+        if (strcmp(e->name, name) == 0)
+            goto found;
+    }
+    if (!create || nlen > NAME_MAX_LEN)
+        return NULL;
+    if (i >= INLINE_ENTRIES && i - INLINE_ENTRIES >= s->morecap) {
+        uint32_t cap = s->morecap ? 2 * s->morecap : 2;
+        struct kg_slot *m = realloc(s->more, cap * sizeof(*m));
+        if (m == NULL)
+            return NULL;
+        s->more = m;
+        s->morecap = cap;
+    }
+    e = entry_at(s, i);
+    memset(e, 0, sizeof(*e));
+    memcpy(e->name, name, nlen + 1);
+    e->owner = s;
+    s->nentries++;
+    s->shard->entries++;
+    atomic_fetch_add(&l->entries, 1);
+found:
+    if (idle_s > e->idle_s)
+        e->idle_s = idle_s;
+    if (idle_s > s->idle_s)
+        s->idle_s = idle_s;
+    *idx_r = i;
+    return e;
+}
+
+/*
+ * Where the hint of a key hash is, and a start on fetching the slot it
+ * names: the lines a check of three limits reads.  Called right after
+ * the key is hashed, before the key store runs.
+ */
+void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
+                         kg__lpin *pin)
+{
+    uint64_t v;
+    char *s;
+    if (l == NULL || l->hints == NULL)
+        return;
+    memcpy(&v, hash + 8, sizeof(v));
+    pin->hint = &l->hints[v & (NHINTS - 1)];
+    s = atomic_load_explicit(pin->hint, memory_order_relaxed);
+    if (s != NULL) {
+        __builtin_prefetch(s, 1);
+        __builtin_prefetch(s + 128, 1);
+        __builtin_prefetch(s + 256, 1);
+        __builtin_prefetch(s + 384, 1);
+    }
+}
+
+/*
+ * The key's slot, locked: the pinned one if the call has one; else the
+ * one its hint names, if that is still this key's; else found (or made).
+ * It is pinned for the call and becomes the hint.
+ *
+ * A hinted slot may have been evicted, even reused for another key (or
+ * be another key's whose hash shares the hint): slot memory is never
+ * given back and a slot never changes shard, so reading s->shard is safe,
+ * and under that shard's lock the slot is this key's only if it is live
+ * (keylen > 0) with the same key id.
+ */
+static struct kslot *key_lock(struct kg__limits *l, const char *key_id,
+                              int64_t now_s, kg__lpin *pin)
+{
+    struct kslot *s = pin ? pin->slot : NULL;
+    size_t klen;
+
+    if (s != NULL) {
+        pthread_mutex_lock(&s->shard->lock);
+        s->touched_s = now_s;
+        return s;
+    }
+    klen = strlen(key_id);
+    if (pin != NULL && pin->hint != NULL &&
+        (s = atomic_load_explicit(pin->hint, memory_order_acquire)) != NULL) {
+        pthread_mutex_lock(&s->shard->lock);
+        if (s->keylen == klen && klen > 0 && memcmp(s->key, key_id, klen) == 0) {
+            s->touched_s = now_s;
+            goto found;
+        }
+        pthread_mutex_unlock(&s->shard->lock);
+    }
+    s = find(l, key_id, klen, now_s, 1);
+    if (s == NULL)
+        return NULL;
+    if (pin != NULL && pin->hint != NULL)
+        atomic_store_explicit(pin->hint, s, memory_order_release);
+found:
+    if (pin != NULL) {
+        atomic_fetch_add(&s->pins, 1);
+        pin->slot = s;
+    }
+    return s;
+}
+
+void kg__limits_unpin(kg__lpin *pin)
+{
+    if (pin->slot != NULL)
+        atomic_fetch_sub(&pin->slot->pins, 1);
+    pin->slot = NULL;
 }
 
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
-                         const char *limit, int64_t now_s, int64_t idle_s)
+                         const char *limit, int64_t now_s, int64_t idle_s,
+                         kg__lpin *pin)
 {
-    char key[512];
-    size_t n = make_key(key, sizeof(key), key_id, limit);
-    if (n == 0)
+    struct kslot *s = key_lock(l, key_id, now_s, pin);
+    struct kg_slot *e;
+    uint32_t idx;
+    if (s == NULL)
         return NULL;
-    return find(l, key, n, now_s, idle_s, 1);
-}
-
-int64_t *kg_slot_words(kg_slot *s)
-{
-    return s->words;
-}
-
-void kg_slot_unlock(kg_slot *s)
-{
-    if (s != NULL)
+    e = entry(l, s, limit, idle_s, 1, &idx);
+    if (e == NULL)
         pthread_mutex_unlock(&s->shard->lock);
+    return e;
 }
 
-static void format_lease(uint64_t id, const char *key, size_t n, char *out,
-                         size_t outlen)
+int64_t *kg_slot_words(kg_slot *e)
 {
-    /* Callers checked outlen >= 18 + 2n.  No printf: this is on every
-     * admitted check of a concurrency limit. */
-    static const char hx[] = "0123456789abcdef";
+    return e->words;
+}
+
+void kg_slot_unlock(kg_slot *e)
+{
+    if (e != NULL)
+        pthread_mutex_unlock(&e->owner->shard->lock);
+}
+
+/* ---- leases: "<16 hex id>.<hex of key id, 0x1f, limit name>" ---------- */
+
+static const char hx[] = "0123456789abcdef";
+
+static size_t lease_len(size_t keylen, size_t namelen)
+{
+    return 17 + 2 * (keylen + 1 + namelen);
+}
+
+/* No printf: this is on every admitted check of a concurrency limit. */
+static void format_lease(uint64_t id, const char *key, size_t klen,
+                         const char *name, size_t nlen, char *out)
+{
     size_t i, o;
-    (void)outlen;
     for (o = 0; o < 16; o++)
         out[o] = hx[(id >> (60 - 4 * o)) & 15];
     out[o++] = '.';
-    for (i = 0; i < n; i++) {
-        out[o++] = hx[(unsigned char)key[i] >> 4];
-        out[o++] = hx[(unsigned char)key[i] & 15];
+    for (i = 0; i < klen + 1 + nlen; i++) {
+        unsigned char c = i < klen ? (unsigned char)key[i]
+                        : i == klen ? 0x1f : (unsigned char)name[i - klen - 1];
+        out[o++] = hx[c >> 4];
+        out[o++] = hx[c & 15];
     }
     out[o] = '\0';
 }
@@ -331,128 +642,173 @@ static void format_lease(uint64_t id, const char *key, size_t n, char *out,
 int kg__lease_format(struct kg__limits *l, const char *key_id,
                      const char *limit, char *out, size_t size)
 {
-    char key[512];
-    size_t n = make_key(key, sizeof(key), key_id, limit);
+    size_t klen = strlen(key_id), nlen = strlen(limit);
     uint64_t id;
-    if (n == 0 || size < 18 + 2 * n)
+
+    (void)l;
+    if (klen + 1 + nlen >= 512 || size < lease_len(klen, nlen) + 1)
         return -1;
-    if (!lease_id(l, &id))
+    if (!lease_id(&id))
         return -1;
-    format_lease(id, key, n, out, size);
+    format_lease(id, key_id, klen, limit, nlen, out);
     return 0;
 }
 
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,
                       int64_t now_us, char *out, size_t outlen,
-                      int64_t *in_use_r)
+                      int64_t *in_use_r, kg__lpin *pin)
 {
-    char key[512];
-    size_t n = make_key(key, sizeof(key), key_id, limit);
-    struct kg_slot *s;
+    size_t klen = strlen(key_id), nlen = strlen(limit);
+    struct kslot *s;
+    struct kg_slot *e;
+    int64_t held = 0;
+    uint32_t idx, i;
     uint64_t id;
     int ok = 0;
 
-    if (n == 0 || outlen < 18 + 2 * n)
+    if (klen + 1 + nlen >= 512 || outlen < lease_len(klen, nlen) + 1)
         return -1;
-    s = find(l, key, n, now_us / 1000000, ttl_s, 1);
+    s = key_lock(l, key_id, now_us / 1000000, pin);
     if (s == NULL)
         return -1;
+    e = entry(l, s, limit, ttl_s, 1, &idx);
+    if (e == NULL) {
+        pthread_mutex_unlock(&s->shard->lock);
+        return -1;
+    }
     reap_leases(s, now_us);
-    if ((int64_t)s->nleases < max) {
+    for (i = 0; i < s->nleases; i++)
+        held += s->leases[i].entry == idx;
+    if (held < max) {
         if (s->nleases == s->leasecap) {
-            size_t cap = s->leasecap ? s->leasecap * 2 : 4;
-            struct lease *nl = realloc(s->leases, cap * sizeof(*nl));
+            uint32_t cap = 2 * s->leasecap;
+            struct lease *nl = malloc(cap * sizeof(*nl));
             if (nl == NULL)
                 goto out;
+            memcpy(nl, s->leases, s->nleases * sizeof(*nl));
+            if (s->leases != s->inl_leases)
+                free(s->leases);
             s->leases = nl;
             s->leasecap = cap;
         }
-        if (!lease_id(l, &id))
+        if (!lease_id(&id))
             goto out;
         s->leases[s->nleases].id = id;
         s->leases[s->nleases].expires_us = now_us + ttl_s * 1000000;
+        s->leases[s->nleases].entry = idx;
         s->nleases++;
-        format_lease(id, key, n, out, outlen);
+        held++;
+        format_lease(id, key_id, klen, limit, nlen, out);
         ok = 1;
     }
 out:
-    *in_use_r = (int64_t)s->nleases;
-    kg_slot_unlock(s);
+    *in_use_r = held;
+    pthread_mutex_unlock(&s->shard->lock);
     return ok;
 }
 
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
                         const char *limit, int64_t now_us)
 {
-    char key[512];
-    size_t n = make_key(key, sizeof(key), key_id, limit);
-    struct kg_slot *s;
-    int64_t c;
-    if (n == 0)
-        return 0;
-    s = find(l, key, n, now_us / 1000000, 0, 0);
+    struct kslot *s = find(l, key_id, strlen(key_id), now_us / 1000000, 0);
+    struct kg_slot *e;
+    int64_t c = 0;
+    uint32_t idx, i;
     if (s == NULL)
         return 0;
-    reap_leases(s, now_us);
-    c = (int64_t)s->nleases;
-    kg_slot_unlock(s);
+    e = entry(l, s, limit, 0, 0, &idx);
+    if (e != NULL) {
+        reap_leases(s, now_us);
+        for (i = 0; i < s->nleases; i++)
+            c += s->leases[i].entry == idx;
+    }
+    pthread_mutex_unlock(&s->shard->lock);
     return c;
 }
 
-static int unhex(const char *p, size_t n, char *out)
+/* Lowercase hex digit values + 1 (0: not a digit): a table, because
+ * every release parses some sixty of them. */
+static const unsigned char hexv[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6,
+    ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12,
+    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+static int hexval(char c)
 {
-    size_t i;
-    for (i = 0; i < n; i += 2) {
-        int hi, lo;
-        char c = p[i], d = p[i + 1];
-        hi = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        lo = d >= '0' && d <= '9' ? d - '0' : d >= 'a' && d <= 'f' ? d - 'a' + 10 : -1;
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i / 2] = (char)(hi << 4 | lo);
-    }
-    return 0;
+    return (int)hexv[(unsigned char)c] - 1;
 }
 
-static kg_error release_one(struct kg__limits *l, const char *lease,
-                            size_t len, int64_t now_us, char key[512])
+/*
+ * Parse one lease id into its random id and "<key id>\x1f<limit>" (in
+ * key[], NUL-terminated).  KG_ERR_INVALID if it is not one.
+ */
+static kg_error lease_parse(const char *lease, size_t len, uint64_t *id_r,
+                            char key[512], size_t *klen_r)
 {
     size_t klen, i;
-    uint64_t id;
-    struct kg_slot *s;
-    kg_error rc = KG_ERR_NOT_FOUND;
+    uint64_t id = 0;
 
     if (len < 18 || lease[16] != '.' || (len - 17) % 2 != 0 ||
         (len - 17) / 2 >= 512)
         return KG_ERR_INVALID;
-    id = 0;
     for (i = 0; i < 16; i++) {
-        char c = lease[i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        int v = hexval(lease[i]);
         if (v < 0)
             return KG_ERR_INVALID;
         id = id << 4 | (uint64_t)v;
     }
     klen = (len - 17) / 2;
-    key[0] = '\0';
-    if (unhex(lease + 17, len - 17, key) != 0)
-        return KG_ERR_INVALID;
+    for (i = 0; i < klen; i++) {
+        int hi = hexval(lease[17 + 2 * i]), lo = hexval(lease[18 + 2 * i]);
+        if (hi < 0 || lo < 0 || (hi | lo) == 0)
+            return KG_ERR_INVALID;
+        key[i] = (char)(hi << 4 | lo);
+    }
     key[klen] = '\0';
-    if (memchr(key, '\0', klen) != NULL)
-        return KG_ERR_INVALID;
-    s = l ? find(l, key, klen, now_us / 1000000, 0, 0) : NULL;
+    *id_r = id;
+    *klen_r = klen;
+    return KG_OK;
+}
+
+/* Release one lease (no comma) from the memory state.  key[] gets the
+ * "<key id>\x1f<limit>" it names. */
+static kg_error release_one(struct kg__limits *l, const char *lease,
+                            size_t len, int64_t now_us, char key[512])
+{
+    size_t klen;
+    uint64_t id;
+    char *sep;
+    struct kslot *s;
+    struct kg_slot *e;
+    uint32_t idx, i;
+    kg_error rc;
+
+    key[0] = '\0';
+    if ((rc = lease_parse(lease, len, &id, key, &klen)) != KG_OK)
+        return rc;
+    sep = memchr(key, '\x1f', klen);
+    if (sep == NULL || l == NULL)
+        return KG_ERR_NOT_FOUND;
+    s = find(l, key, (size_t)(sep - key), now_us / 1000000, 0);
     if (s == NULL)
         return KG_ERR_NOT_FOUND;
-    reap_leases(s, now_us);
-    for (i = 0; i < s->nleases; i++) {
-        if (s->leases[i].id == id) {
-            s->leases[i] = s->leases[--s->nleases];
-            rc = KG_OK;
-            break;
+    rc = KG_ERR_NOT_FOUND;
+    *sep = '\0';
+    e = entry(l, s, sep + 1, 0, 0, &idx);
+    *sep = '\x1f';
+    if (e != NULL) {
+        reap_leases(s, now_us);
+        for (i = 0; i < s->nleases; i++) {
+            if (s->leases[i].id == id && s->leases[i].entry == idx) {
+                s->leases[i] = s->leases[--s->nleases];
+                rc = KG_OK;
+                break;
+            }
         }
     }
-    kg_slot_unlock(s);
+    pthread_mutex_unlock(&s->shard->lock);
     return rc;
 }
 
@@ -460,15 +816,15 @@ kg_error kg__lease_release(struct kg__limits *l, const char *lease,
                            int64_t now_us)
 {
     /* A decision with several concurrency limits carries "a,b". */
-    kg_error rc = KG_ERR_NOT_FOUND, e;
     const char *p = lease, *comma;
     int any = 0;
 
     if (lease == NULL || *lease == '\0')
         return KG_ERR_INVALID;
     for (;;) {
-        comma = strchr(p, ',');
         char key[512];
+        kg_error e;
+        comma = strchr(p, ',');
         e = release_one(l, p, comma ? (size_t)(comma - p) : strlen(p), now_us, key);
         if (e == KG_ERR_INVALID)
             return e;
@@ -478,9 +834,7 @@ kg_error kg__lease_release(struct kg__limits *l, const char *lease,
             break;
         p = comma + 1;
     }
-    if (any)
-        rc = KG_OK;
-    return rc;
+    return any ? KG_OK : KG_ERR_NOT_FOUND;
 }
 
 kg_error kg__lease_release_any(kg_context *ctx, const char *lease,

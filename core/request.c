@@ -10,20 +10,26 @@
 #include <string.h>
 #include <strings.h>
 
+/* Everything lives in one buffer reused across resets (offsets, not
+ * pointers, since it may move while it grows): building a request costs
+ * no allocation once the buffer has reached its size. */
 struct kg__header {
-    char *name;
-    char *value;
+    size_t name;    /* offsets into mem */
+    size_t value;
     size_t vlen;
 };
 
 struct kg_request {
-    char *method;
-    char *path;
-    char *client;
+    char *mem;
+    size_t used, cap;
+    size_t method, path, client;   /* offset + 1; 0: not set */
     struct kg__header *h;
     size_t nh;
-    size_t cap;
+    size_t hcap;
 };
+
+/* A buffer grown past this by one huge request is given back on reset. */
+#define KEEP_BYTES 65536
 
 kg_error kg_request_new(kg_request **req_r)
 {
@@ -39,19 +45,18 @@ kg_error kg_request_new(kg_request **req_r)
 
 void kg_request_reset(kg_request *r)
 {
-    size_t i;
     if (r == NULL)
         return;
-    for (i = 0; i < r->nh; i++) {
-        free(r->h[i].name);
-        kg_wipe(r->h[i].value, r->h[i].vlen);
-        free(r->h[i].value);
+    /* The buffer held the key (in a header value). */
+    kg_wipe(r->mem, r->used);
+    if (r->cap > KEEP_BYTES) {
+        free(r->mem);
+        r->mem = NULL;
+        r->cap = 0;
     }
+    r->used = 0;
     r->nh = 0;
-    free(r->method);
-    free(r->path);
-    free(r->client);
-    r->method = r->path = r->client = NULL;
+    r->method = r->path = r->client = 0;
 }
 
 void kg_request_free(kg_request *r)
@@ -59,51 +64,74 @@ void kg_request_free(kg_request *r)
     if (r == NULL)
         return;
     kg_request_reset(r);
+    free(r->mem);
     free(r->h);
     free(r);
 }
 
-static kg_error set(char **dst, const char *s)
+/* Copy n bytes and a NUL into the buffer; the offset, or (size_t)-1. */
+static size_t put(kg_request *r, const char *s, size_t n)
 {
-    char *p;
-    if (s == NULL)
+    size_t off = r->used;
+    if (n >= (size_t)-1 / 2 || r->used + n + 1 < r->used)
+        return (size_t)-1;
+    if (r->used + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 256;
+        char *m;
+        while (cap < r->used + n + 1)
+            cap *= 2;
+        m = malloc(cap);
+        if (m == NULL)
+            return (size_t)-1;
+        /* Not realloc: the old buffer holds a key and must be wiped. */
+        if (r->mem != NULL) {
+            memcpy(m, r->mem, r->used);
+            kg_wipe(r->mem, r->used);
+            free(r->mem);
+        }
+        r->mem = m;
+        r->cap = cap;
+    }
+    memcpy(r->mem + off, s, n);
+    r->mem[off + n] = '\0';
+    r->used += n + 1;
+    return off;
+}
+
+static kg_error set(kg_request *r, size_t *dst, const char *s)
+{
+    size_t off;
+    if (r == NULL || s == NULL)
         return KG_ERR_INVALID;
-    p = strdup(s);
-    if (p == NULL)
+    if ((off = put(r, s, strlen(s))) == (size_t)-1)
         return KG_ERR_NOMEM;
-    free(*dst);
-    *dst = p;
+    *dst = off + 1;
     return KG_OK;
 }
 
-kg_error kg_request_set_method(kg_request *r, const char *m) { return r ? set(&r->method, m) : KG_ERR_INVALID; }
-kg_error kg_request_set_path(kg_request *r, const char *p) { return r ? set(&r->path, p) : KG_ERR_INVALID; }
-kg_error kg_request_set_client(kg_request *r, const char *c) { return r ? set(&r->client, c) : KG_ERR_INVALID; }
+kg_error kg_request_set_method(kg_request *r, const char *m) { return set(r, r ? &r->method : NULL, m); }
+kg_error kg_request_set_path(kg_request *r, const char *p) { return set(r, r ? &r->path : NULL, p); }
+kg_error kg_request_set_client(kg_request *r, const char *c) { return set(r, r ? &r->client : NULL, c); }
 
 kg_error kg_request_add_header_n(kg_request *r, const char *name,
                                  size_t name_len, const char *value,
                                  size_t value_len)
 {
-    struct kg__header *nh;
-    char *n, *v;
+    size_t n, v;
 
     if (r == NULL || name == NULL || value == NULL)
         return KG_ERR_INVALID;
-    if (r->nh == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 8;
-        nh = realloc(r->h, cap * sizeof(*nh));
+    if (r->nh == r->hcap) {
+        size_t cap = r->hcap ? r->hcap * 2 : 8;
+        struct kg__header *nh = realloc(r->h, cap * sizeof(*nh));
         if (nh == NULL)
             return KG_ERR_NOMEM;
         r->h = nh;
-        r->cap = cap;
+        r->hcap = cap;
     }
-    n = kg__strndup(name, name_len);
-    v = kg__strndup(value, value_len);
-    if (n == NULL || v == NULL) {
-        free(n);
-        free(v);
+    if ((n = put(r, name, name_len)) == (size_t)-1 ||
+        (v = put(r, value, value_len)) == (size_t)-1)
         return KG_ERR_NOMEM;
-    }
     r->h[r->nh].name = n;
     r->h[r->nh].value = v;
     r->h[r->nh].vlen = value_len;
@@ -120,9 +148,9 @@ kg_error kg_request_add_header(kg_request *r, const char *name,
                                    strlen(value));
 }
 
-const char *kg_request_method(const kg_request *r) { return r->method ? r->method : "GET"; }
-const char *kg_request_path(const kg_request *r) { return r->path ? r->path : "/"; }
-const char *kg_request_client(const kg_request *r) { return r->client; }
+const char *kg_request_method(const kg_request *r) { return r->method ? r->mem + r->method - 1 : "GET"; }
+const char *kg_request_path(const kg_request *r) { return r->path ? r->mem + r->path - 1 : "/"; }
+const char *kg_request_client(const kg_request *r) { return r->client ? r->mem + r->client - 1 : NULL; }
 size_t kg_request_header_count(const kg_request *r) { return r->nh; }
 
 kg_error kg_request_header_at(const kg_request *r, size_t i,
@@ -131,8 +159,8 @@ kg_error kg_request_header_at(const kg_request *r, size_t i,
 {
     if (i >= r->nh)
         return KG_ERR_NOT_FOUND;
-    if (name_r) *name_r = r->h[i].name;
-    if (value_r) *value_r = r->h[i].value;
+    if (name_r) *name_r = r->mem + r->h[i].name;
+    if (value_r) *value_r = r->mem + r->h[i].value;
     if (len_r) *len_r = r->h[i].vlen;
     return KG_OK;
 }
@@ -142,10 +170,10 @@ const char *kg_request_header_find(const kg_request *r, const char *name,
 {
     size_t i;
     for (i = 0; i < r->nh; i++) {
-        if (strcasecmp(r->h[i].name, name) == 0 && nth-- == 0) {
+        if (strcasecmp(r->mem + r->h[i].name, name) == 0 && nth-- == 0) {
             if (len_r)
                 *len_r = r->h[i].vlen;
-            return r->h[i].value;
+            return r->mem + r->h[i].value;
         }
     }
     return NULL;

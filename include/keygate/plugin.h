@@ -251,6 +251,8 @@ kg_error kg_policy_migrate(kg_policy *p, int apply, int *from_r, int *to_r,
 
 /* ------------------------------------------------------------------ */
 /* The request as the stages see it                                    */
+/* The strings returned stay valid until the request is next changed
+ * (set, add_header, reset) or freed: for the whole of a check. */
 
 const char *kg_request_method(const kg_request *req);
 const char *kg_request_path(const kg_request *req);

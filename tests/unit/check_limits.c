@@ -44,6 +44,15 @@ static const char *POLICY =
     "  exact:\n"
     "    limit:\n"
     "      - {module: %s, control: requisite, options: {name: n, count: 1000, window: 1h}}\n"
+    "  many:\n"
+    "    lease_ttl: 60s\n"
+    "    limit:\n"
+    "      - {module: fixed_window, control: requisite, options: {name: l1, count: 9, window: 1h}}\n"
+    "      - {module: sliding_window, control: requisite, options: {name: l2, count: 8, window: 1h}}\n"
+    "      - {module: token_bucket, control: requisite, options: {name: l3, count: 7, window: 1h}}\n"
+    "      - {module: fixed_window, control: requisite, options: {name: l4, count: 6, window: 1d}}\n"
+    "      - {module: fixed_window, control: requisite, options: {name: l5-with-a-long-name_0123456789abcdefghijklmn, count: 5, window: 1h}}\n"
+    "      - {module: concurrency, control: requisite, options: {name: l6, count: 3}}\n"
     "  guarded:\n"
     "    account:\n"
     "      - {module: ipacl, control: requisite, options: {allow: [10.0.0.0/8, '2001:db8::/32']}}\n"
@@ -481,6 +490,87 @@ START_TEST(concurrency_exact_under_threads)
 }
 END_TEST
 
+/* ---- one key, many limits ------------------------------------------------ */
+
+static int64_t remaining_of(const kg_decision *d, const char *name)
+{
+    size_t i, n = kg_decision_limit_count(d);
+    for (i = 0; i < n; i++) {
+        const char *nm;
+        int64_t rem;
+        ck_assert_int_eq(kg_decision_limit(d, i, &nm, NULL, &rem, NULL, NULL), KG_OK);
+        if (strcmp(nm, name) == 0)
+            return rem;
+    }
+    ck_abort_msg("no limit %s in the decision", name);
+    return -1;
+}
+
+/*
+ * Six limits on one key: the memory state keeps a key's first entries in
+ * its slot and the rest beside it; each must count on its own, and the
+ * lease of the sixth must release.
+ */
+START_TEST(many_limits_one_key)
+{
+    static const char *const names[] = {
+        "l1", "l2", "l3", "l4", "l5-with-a-long-name_0123456789abcdefghijklmn", "l6"
+    };
+    static const int64_t counts[] = { 9, 8, 7, 6, 5, 3 };
+    char key[KG_KEY_MAX], other[KG_KEY_MAX], leases[3][600];
+    kg_decision *d;
+    int i, j;
+
+    new_key("many", key, NULL, NULL, NULL, 0, 0, 0);
+    new_key("many", other, NULL, NULL, NULL, 0, 0, 0);
+    for (i = 0; i < 3; i++) {
+        d = check(key);
+        ck_assert_msg(kg_decision_allowed(d), "request %d: %s", i, kg_decision_message(d));
+        ck_assert_int_eq(kg_decision_limit_count(d), 6);
+        for (j = 0; j < 6; j++)
+            ck_assert_int_eq(remaining_of(d, names[j]), counts[j] - (i + 1));
+        ck_assert_ptr_nonnull(kg_decision_lease(d));
+        snprintf(leases[i], sizeof(leases[i]), "%s", kg_decision_lease(d));
+        kg_decision_free(d);
+    }
+    /* Three leases held: the sixth limit denies, and gives back what the
+     * five before it took. */
+    d = check(key);
+    ck_assert_int_eq(kg_decision_status(d), 429);
+    ck_assert_int_eq(remaining_of(d, "l6"), 0);
+    kg_decision_free(d);
+    /* Another key is counted apart. */
+    d = check(other);
+    ck_assert(kg_decision_allowed(d));
+    ck_assert_int_eq(remaining_of(d, "l1"), 8);
+    ck_assert_int_eq(kg_release(ctx, kg_decision_lease(d)), KG_OK);
+    kg_decision_free(d);
+    ck_assert_int_eq(kg_release(ctx, leases[1]), KG_OK);
+    ck_assert_int_eq(kg_release(ctx, leases[1]), KG_ERR_NOT_FOUND);
+    d = check(key);
+    ck_assert(kg_decision_allowed(d));
+    /* The denied request took nothing: 4 admitted so far. */
+    ck_assert_int_eq(remaining_of(d, "l5-with-a-long-name_0123456789abcdefghijklmn"), 1);
+    ck_assert_int_eq(remaining_of(d, "l1"), 5);
+    kg_decision_free(d);
+    d = check(key);    /* l6: 3 held again */
+    ck_assert_int_eq(kg_decision_status(d), 429);
+    kg_decision_free(d);
+    ck_assert_int_eq(kg_release(ctx, leases[0]), KG_OK);
+    d = check(key);    /* l5 (count 5) is the one that runs out now */
+    ck_assert(kg_decision_allowed(d));
+    ck_assert_int_eq(remaining_of(d, "l5-with-a-long-name_0123456789abcdefghijklmn"), 0);
+    ck_assert_int_eq(kg_release(ctx, kg_decision_lease(d)), KG_OK);
+    kg_decision_free(d);
+    d = check(key);
+    ck_assert_int_eq(kg_decision_status(d), 429);
+    ck_assert_str_eq(hdr(d, "X-RateLimit-Limit"), "5");
+    kg_decision_free(d);
+    /* Entries: 6 per key, 2 keys. */
+    ck_assert_int_eq(kg_context_limit_entries(ctx), 12);
+}
+END_TEST
+
 /* ---- account plugins ------------------------------------------------------ */
 
 START_TEST(ipacl_plan_and_key)
@@ -597,6 +687,7 @@ static Suite *limits_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, exact_under_threads, 0, 3);
     tcase_add_test(tc, concurrency_exact_under_threads);
+    tcase_add_test(tc, many_limits_one_key);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("account");

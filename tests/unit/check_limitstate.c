@@ -1,0 +1,171 @@
+/*
+ * check_limitstate.c - the memory limiter state as a whole: idle state is
+ * reaped, the state stays under its capacity, and eviction takes cold
+ * keys, never a busy one's counters.  Thousands of keys come from the
+ * anykey test keystore (every well-formed key exists) through a record
+ * cache; the clock is injected (no sleeping).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <keygate/keygate.h>
+#include <keygate/plugin.h>
+
+static int64_t fake_now;  /* microseconds */
+static int64_t fake_clock(void *ud) { (void)ud; return fake_now; }
+
+static kg_context *ctx;
+static kg_policy *pol;
+
+static const char *POLICY =
+    "credential:\n"
+    "  - {module: bearer, control: required}\n"
+    "keystore:\n"
+    "  - {module: anykey, options: {plan: one}, cache: {ttl: 1d, max_entries: 100000}}\n"
+    "plans:\n"
+    "  one:\n"
+    "    limit:\n"
+    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 100000, window: 1h}}\n";
+
+static void setup(void)
+{
+    kg_diag d;
+    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+    kg_context_set_clock(ctx, fake_clock, NULL);
+    fake_now = 1800000000LL * 1000000;     /* on the hour */
+    ck_assert_msg(kg_policy_load_string(ctx, POLICY, "limitstate", &pol, &d) == KG_OK,
+                  "%s", d.message);
+}
+
+static void teardown(void)
+{
+    kg_policy_free(pol);
+    kg_context_free(ctx);
+}
+
+/* Check one key; returns the hour limit's remaining count. */
+static int64_t check_key(const char *key)
+{
+    kg_request *req;
+    kg_decision *d;
+    char auth[KG_KEY_MAX + 8];
+    int64_t rem = -1;
+    ck_assert_int_eq(kg_request_new(&req), KG_OK);
+    snprintf(auth, sizeof(auth), "Bearer %s", key);
+    kg_request_add_header(req, "Authorization", auth);
+    ck_assert_int_eq(kg_check(pol, req, &d), KG_OK);
+    ck_assert_msg(kg_decision_allowed(d), "%s", kg_decision_message(d));
+    ck_assert_int_eq(kg_decision_limit(d, 0, NULL, NULL, &rem, NULL, NULL), KG_OK);
+    kg_decision_free(d);
+    kg_request_free(req);
+    return rem;
+}
+
+static char (*make_keys(size_t n))[KG_KEY_MAX]
+{
+    char (*k)[KG_KEY_MAX] = calloc(n, KG_KEY_MAX);
+    size_t i;
+    for (i = 0; i < n; i++)
+        ck_assert_int_eq(kg_key_generate("whizo", k[i], KG_KEY_MAX), KG_OK);
+    return k;
+}
+
+/* An hour-window entry is idle an hour after its last use; new keys
+ * arriving later sweep the idle ones away. */
+START_TEST(idle_state_is_reaped)
+{
+    char (*old)[KG_KEY_MAX] = make_keys(2000), (*young)[KG_KEY_MAX] = make_keys(8000);
+    size_t i;
+    for (i = 0; i < 2000; i++)
+        ck_assert_int_eq(check_key(old[i]), 99999);
+    ck_assert_uint_eq(kg_context_limit_entries(ctx), 2000);
+    fake_now += 2 * 3600 * 1000000LL;
+    for (i = 0; i < 8000; i++)
+        ck_assert_int_eq(check_key(young[i]), 99999);
+    /* At least 90% of the 2,000 idle entries are gone, none of the new. */
+    ck_assert_uint_ge(kg_context_limit_entries(ctx), 8000);
+    ck_assert_uint_le(kg_context_limit_entries(ctx), 8000 + 200);
+    free(old);
+    free(young);
+}
+END_TEST
+
+/*
+ * Over capacity, the least recently used of a sample is evicted: a key in
+ * steady use keeps its count while thousands of one-off keys come and go,
+ * and the state stays within the capacity.
+ */
+START_TEST(capacity_evicts_cold_keys_only)
+{
+    char (*cold)[KG_KEY_MAX] = make_keys(6000), hot[KG_KEY_MAX];
+    size_t i;
+    int64_t rem, want = 100000;
+
+    kg_context_set_limit_capacity(ctx, 2560);   /* 10 per shard */
+    ck_assert_int_eq(kg_key_generate("whizo", hot, KG_KEY_MAX), KG_OK);
+    for (i = 0; i < 6000; i++) {
+        if (i % 3 == 0) {
+            /* The busy key: used every few new keys, a second later each
+             * time, so it is never the least recently used. */
+            fake_now += 1000000;
+            rem = check_key(hot);
+            ck_assert_int_eq(rem, --want);
+        }
+        ck_assert_int_eq(check_key(cold[i]), 99999);
+        ck_assert_uint_le(kg_context_limit_entries(ctx), 2560 + 256);
+    }
+    ck_assert_int_eq(want, 100000 - 2000);
+    free(cold);
+}
+END_TEST
+
+/*
+ * The limiter remembers each key's slot by the key's hash (a hint).  Once
+ * that slot is evicted and its memory reused for another key, the hint is
+ * stale: the key must get a slot of its own, never count on the other
+ * key's.
+ */
+START_TEST(stale_slot_hint_is_not_used)
+{
+    char (*others)[KG_KEY_MAX] = make_keys(3000), a[KG_KEY_MAX];
+    size_t i;
+
+    kg_context_set_limit_capacity(ctx, 256);   /* 2 per shard */
+    ck_assert_int_eq(kg_key_generate("whizo", a, KG_KEY_MAX), KG_OK);
+    ck_assert_int_eq(check_key(a), 99999);
+    ck_assert_int_eq(check_key(a), 99998);     /* through the hint */
+    for (i = 0; i < 3000; i++)
+        ck_assert_int_eq(check_key(others[i]), 99999);
+    /* a's slot was evicted (3,000 keys through 512 entries) and its
+     * memory taken by another key, whose count is at 99999: used by
+     * mistake, a would see 99998. */
+    ck_assert_int_eq(check_key(a), 99999);
+    ck_assert_int_eq(check_key(a), 99998);
+    free(others);
+}
+END_TEST
+
+static Suite *limitstate_suite(void)
+{
+    Suite *s = suite_create("limitstate");
+    TCase *tc = tcase_create("state");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, idle_state_is_reaped);
+    tcase_add_test(tc, capacity_evicts_cold_keys_only);
+    tcase_add_test(tc, stale_slot_hint_is_not_used);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(limitstate_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
