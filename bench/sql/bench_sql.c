@@ -26,7 +26,8 @@
  *
  * Profiling just the measured uncached runs: start bench_sql under
  * `perf record -D -1 --control fifo:CTL` and set BENCH_PERF_CTL=CTL;
- * the bench enables the events around those runs only.
+ * the bench enables the events around those runs only (with
+ * BENCH_PERF_ONLY=TEXT, around the runs whose label contains TEXT).
  *
  * bench/sql/run.sh builds it, starts a PostgreSQL of its own, and runs it.
  */
@@ -213,10 +214,14 @@ static int64_t measure(const char *label, kg_policy *p, long among, long n)
  * machine's floor for an operation as long as its median. */
 static void measure_uncached(const char *label, kg_policy *p, long n)
 {
+    const char *only = getenv("BENCH_PERF_ONLY");
+    int on = only == NULL || strstr(label, only) != NULL;
     int64_t p50;
-    perf_events("enable");
+    if (on)
+        perf_events("enable");
     p50 = measure(label, p, nkeys, n);
-    perf_events("disable");
+    if (on)
+        perf_events("disable");
     machine_floor(p50, n);
 }
 
