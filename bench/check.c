@@ -198,10 +198,10 @@ static const char *POLICY =
 
 /*
  * The other floor: one dependent load from memory, a random walk over a
- * buffer as large as the limiter state of `bytes` (on huge pages where
- * the kernel gives them, as the limiter state is).  A check at a million
- * keys makes at least three such loads one after the other (the store's
- * table, the record, the key's limiter slot), so this says how far the
+ * buffer of `bytes` (on huge pages where the kernel gives them, as the
+ * limiter state is).  A check at a million keys makes at least two such
+ * loads one after the other (the store's table, then the record; the
+ * key's limiter slot is fetched alongside), so this says how far the
  * 1M-key figure can come down to the 1k-key one on this machine.
  */
 static double load_ns(size_t bytes)
@@ -333,7 +333,7 @@ int main(int argc, char **argv)
     printf("floor: one SHA-256 of a key (kg_key_hash): %.0f ns = %.0f hashes/s on one core\n",
            floor_ns, 1e9 / floor_ns);
     printf("floor: one dependent memory load, random over 512 MiB: %.0f ns "
-           "(a check at %zu keys makes at least 3 in a row)\n",
+           "(a check at %zu keys waits for at least 2 in a row)\n",
            load_ns((size_t)512 << 20), big);
     return 0;
 }

@@ -60,7 +60,7 @@ void kg_call_limit_report(kg_call *c, const char *name, int64_t limit,
     size_t i;
 
     for (i = 0; i < d->nlimits; i++)
-        if (strcmp(d->limits[i].name, name) == 0)
+        if (d->limits[i].name[0] == name[0] && strcmp(d->limits[i].name, name) == 0)
             r = &d->limits[i];
     if (r == NULL) {
         if (d->nlimits >= KG__MAX_LIMITS)

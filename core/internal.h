@@ -177,6 +177,10 @@ struct kg_record {
     size_t nperms;
     char **cidrs;
     size_t ncidrs;
+    /* cidrs parsed once when added, for ipacl's per-check match; the
+     * strings that are not networks are left out (they match nothing). */
+    kg_cidr *nets;
+    size_t nnets;
 };
 
 /* ---- cache.c --------------------------------------------------------- */

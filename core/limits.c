@@ -107,14 +107,19 @@ struct lshard {
 #define CHUNK_BYTES ((size_t)2 << 20)
 #define CARVE 16                  /* slots a shard takes from a chunk at once */
 
-/* Hints: key hash -> the key's slot as last seen (see key_lock). */
-#define HINT_BITS 20
-#define NHINTS ((size_t)1 << HINT_BITS)
+/* Hints: key hash -> the key's slot as last seen (see key_lock).  A
+ * direct-mapped table with two hints per entry of capacity (six per key
+ * of three limits), so that two busy keys rarely share one. */
+struct hints {
+    _Atomic(void *) *h;
+    size_t n;                     /* a power of two */
+    struct hints *older;          /* replaced tables, freed with the state */
+};
 
 struct kg__limits {
     atomic_size_t capacity;
     atomic_size_t entries;
-    _Atomic(void *) *hints;       /* NHINTS, mapped lazily; NULL: none */
+    _Atomic(struct hints *) hints;   /* NULL: none (checks search) */
     struct lshard shards[SHARDS];
     /* The chunks slots are carved from (never given back before the
      * context is freed: the state is bounded by the capacity). */
@@ -178,6 +183,39 @@ static uint64_t fnv1a(const char *s, size_t n)
     return h ^ (h >> 29);
 }
 
+/*
+ * (Re)size the hints for a capacity: a new table replaces the old, which
+ * stays mapped (checks in flight may be reading it) until the state is
+ * freed.  Advised for huge pages: a hint lookup should not cost a TLB
+ * miss.  Out of memory: the old table (or none) stays.
+ */
+static void hints_resize(struct kg__limits *l, size_t capacity)
+{
+    struct hints *old = atomic_load(&l->hints), *t;
+    size_t n = 1024;
+    void *m;
+
+    while (n < 2 * capacity && n < ((size_t)1 << 28))
+        n *= 2;
+    if (old != NULL && old->n == n)
+        return;
+    if ((t = calloc(1, sizeof(*t))) == NULL)
+        return;
+    m = mmap(NULL, n * sizeof(*t->h), PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        free(t);
+        return;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(m, n * sizeof(*t->h), MADV_HUGEPAGE);
+#endif
+    t->h = m;
+    t->n = n;
+    t->older = old;
+    atomic_store(&l->hints, t);
+}
+
 kg_error kg__limits_new(struct kg__limits **l_r)
 {
     struct kg__limits *l;
@@ -190,12 +228,7 @@ kg_error kg__limits_new(struct kg__limits **l_r)
     for (i = 0; i < SHARDS; i++)
         pthread_mutex_init(&l->shards[i].lock, NULL);
     pthread_mutex_init(&l->chunk_lock, NULL);
-    /* 8 MiB of address space; the kernel maps a page only once a key
-     * hashes into it.  Without it, checks search the table (no hints). */
-    l->hints = mmap(NULL, NHINTS * sizeof(*l->hints), PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (l->hints == MAP_FAILED)
-        l->hints = NULL;
+    hints_resize(l, DEFAULT_CAPACITY);
     *l_r = l;
     return KG_OK;
 }
@@ -291,8 +324,11 @@ void kg__limits_free(struct kg__limits *l)
     }
     for (i = 0; i < l->nchunks; i++)
         munmap(l->chunks[i], CHUNK_BYTES);
-    if (l->hints != NULL)
-        munmap(l->hints, NHINTS * sizeof(*l->hints));
+    for (struct hints *t = atomic_load(&l->hints), *o; t != NULL; t = o) {
+        o = t->older;
+        munmap(t->h, t->n * sizeof(*t->h));
+        free(t);
+    }
     free(l->chunks);
     pthread_mutex_destroy(&l->chunk_lock);
     free(l);
@@ -300,7 +336,11 @@ void kg__limits_free(struct kg__limits *l)
 
 void kg__limits_set_capacity(struct kg__limits *l, size_t max)
 {
+    static pthread_mutex_t resize = PTHREAD_MUTEX_INITIALIZER;
     atomic_store(&l->capacity, max);
+    pthread_mutex_lock(&resize);
+    hints_resize(l, max);
+    pthread_mutex_unlock(&resize);
 }
 
 size_t kg__limits_entries(struct kg__limits *l)
@@ -483,7 +523,7 @@ static struct kg_slot *entry(struct kg__limits *l, struct kslot *s,
 
     for (i = 0; i < s->nentries; i++) {
         e = entry_at(s, i);
-        if (strcmp(e->name, name) == 0)
+        if (e->name[0] == name[0] && strcmp(e->name, name) == 0)
             goto found;
     }
     if (!create || nlen > NAME_MAX_LEN)
@@ -520,12 +560,13 @@ found:
 void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
                          kg__lpin *pin)
 {
+    struct hints *t;
     uint64_t v;
     char *s;
-    if (l == NULL || l->hints == NULL)
+    if (l == NULL || (t = atomic_load_explicit(&l->hints, memory_order_acquire)) == NULL)
         return;
     memcpy(&v, hash + 8, sizeof(v));
-    pin->hint = &l->hints[v & (NHINTS - 1)];
+    pin->hint = &t->h[v & (t->n - 1)];
     s = atomic_load_explicit(pin->hint, memory_order_relaxed);
     if (s != NULL) {
         __builtin_prefetch(s, 1);
@@ -563,6 +604,9 @@ static struct kslot *key_lock(struct kg__limits *l, const char *key_id,
         pthread_mutex_lock(&s->shard->lock);
         if (s->keylen == klen && klen > 0 && memcmp(s->key, key_id, klen) == 0) {
             s->touched_s = now_s;
+            /* The lease release (kg_release) finds the slot through its
+             * bucket, which the hint skipped: fetch that line meanwhile. */
+            __builtin_prefetch(&s->shard->buckets[BUCKET(s->hash, s->shard->nbuckets)]);
             goto found;
         }
         pthread_mutex_unlock(&s->shard->lock);

@@ -50,6 +50,7 @@ void kg_record_unref(kg_record *r)
     free(r->prefix);
     free_list(r->perms, r->nperms);
     free_list(r->cidrs, r->ncidrs);
+    free(r->nets);
     for (i = 0; i < r->nlimits; i++)
         free(r->limits[i].name);
     free(r->limits);
@@ -124,9 +125,29 @@ kg_error kg_record_add_permission(kg_record *r, const char *p)
     return push_str(&r->perms, &r->nperms, p);
 }
 
+/*
+ * The string is kept as given (stores write it back, management shows
+ * it) and parsed here, once, so that the account stage matches parsed
+ * networks on every check.  A string that is not a network is kept but
+ * gets no parsed form: it matches no address (fail closed), as before.
+ */
 kg_error kg_record_add_cidr(kg_record *r, const char *c)
 {
-    return push_str(&r->cidrs, &r->ncidrs, c);
+    kg_cidr net;
+    kg_cidr *nv;
+    kg_error e = push_str(&r->cidrs, &r->ncidrs, c);
+
+    if (e != KG_OK || kg_cidr_parse(c, &net) != KG_OK)
+        return e;
+    nv = realloc(r->nets, (r->nnets + 1) * sizeof(*nv));
+    if (nv == NULL) {
+        /* All or nothing: a string without its network would deny. */
+        free(r->cidrs[--r->ncidrs]);
+        return KG_ERR_NOMEM;
+    }
+    nv[r->nnets++] = net;
+    r->nets = nv;
+    return KG_OK;
 }
 
 kg_error kg_record_add_limit(kg_record *r, const char *name, int64_t count,
@@ -176,6 +197,9 @@ void kg_record_clear_cidrs(kg_record *r)
     free_list(r->cidrs, r->ncidrs);
     r->cidrs = NULL;
     r->ncidrs = 0;
+    free(r->nets);
+    r->nets = NULL;
+    r->nnets = 0;
 }
 
 void kg_record_clear_limits(kg_record *r)
@@ -237,6 +261,11 @@ size_t kg_record_cidr_count(const kg_record *r) { return r->ncidrs; }
 const char *kg_record_cidr(const kg_record *r, size_t i)
 {
     return i < r->ncidrs ? r->cidrs[i] : NULL;
+}
+const kg_cidr *kg_record_allowed_nets(const kg_record *r, size_t *n_r)
+{
+    *n_r = r->nnets;
+    return r->nets;
 }
 size_t kg_record_limit_count(const kg_record *r) { return r->nlimits; }
 

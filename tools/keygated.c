@@ -150,6 +150,7 @@ int main(int argc, char **argv)
         kgd_log_msg("out of memory");
         goto out;
     }
+    kg_context_set_limit_capacity(ctx, conf.limit_capacity);
     memset(&diag, 0, sizeof(diag));
     if (kgd_holder_init(ctx, conf.config, &diag) != 0) {
         print_diag("cannot load the policy", &diag);

@@ -56,6 +56,7 @@ typedef struct kgd_conf {
     size_t max_header_bytes;     /* request line + headers */
     unsigned max_headers;        /* header count */
     unsigned drain_s;            /* SIGTERM: wait this long for in-flight */
+    size_t limit_capacity;       /* limiter entries; 0: the library's default */
     kgd_origin_mode origin;
     kg_cidr proxies[KGD_MAX_PROXIES];
     size_t nproxies;

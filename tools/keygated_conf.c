@@ -66,6 +66,10 @@ void kgd_usage(FILE *f)
 "      --max-headers N     header count (default 128; more: 431)\n"
 "      --drain SECONDS     on SIGTERM, wait this long for requests in flight\n"
 "                          (default 10)\n"
+"      --limit-capacity N  memory limiter state: at most N (key, limit)\n"
+"                          entries (512 bytes per key of up to three limits;\n"
+"                          default 1000000); idle ones go first, then the\n"
+"                          least recently used\n"
 "  -h, --help, -V, --version\n"
 "\n"
 "Signals: SIGHUP reloads the policy and key stores (a policy that does not\n"
@@ -117,7 +121,7 @@ static int add_proxy(kgd_conf *c, const char *s, int *replaced)
 int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
 {
     enum { O_CHECK = 256, O_ORIGIN, O_THREADS, O_MAXCONN, O_TIMEOUT,
-           O_MAXHB, O_MAXH, O_DRAIN };
+           O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -133,6 +137,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         { "max-header-bytes", required_argument, NULL, O_MAXHB },
         { "max-headers", required_argument, NULL, O_MAXH },
         { "drain", required_argument, NULL, O_DRAIN },
+        { "limit-capacity", required_argument, NULL, O_LIMCAP },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -205,6 +210,10 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         case O_DRAIN:
             if (parse_uint("--drain", optarg, 0, 3600, &v)) return -1;
             c->drain_s = (unsigned)v;
+            break;
+        case O_LIMCAP:
+            if (parse_uint("--limit-capacity", optarg, 1000, 1000000000, &v)) return -1;
+            c->limit_capacity = v;
             break;
         case 'h': kgd_usage(stdout); return 1;
         case 'V': printf("keygated %s\n", kg_version()); return 1;

@@ -16,7 +16,7 @@ KG_LDAP_TMP=$(mktemp -d)
 export KG_LDAP_TMP
 trap 'slapd_stop bench; rm -rf "$KG_LDAP_TMP"' EXIT
 
-port=$(slapd_free_port)
+port=$(free_port)
 slapd_setup bench "$port" conf
 t0=$(date +%s)
 "$B/bench/ldap/ldap_bench" gen "$N" "$KG_LDAP_TMP/keys.txt" "$KG_LDAP_TMP/keys.ldif"

@@ -458,6 +458,18 @@ typedef struct kg_plugin {
         name##_LTX_keygate_plugin;                                         \
     const kg_plugin name##_LTX_keygate_plugin
 
+/* ------------------------------------------------------------------ */
+/* Key records: parsed forms                                           */
+
+/*
+ * The record's allowed networks (kg_record_add_cidr), parsed when they
+ * were added, in order, *n_r of them; owned by the record, valid while a
+ * reference is held.  Strings that are not networks have no entry here:
+ * a record with kg_record_cidr_count() > 0 and no entries allows no
+ * address.
+ */
+const kg_cidr *kg_record_allowed_nets(const kg_record *r, size_t *n_r);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -22,38 +22,13 @@
 
 #define HEADER "X-Hub-Signature-256"
 
-struct github {
-    EVP_MAC_CTX *hmac;
-};
-
-static kg_error github_create(kg_opts *opts, void **inst_r)
-{
-    struct github *g = calloc(1, sizeof(*g));
-    (void)opts;
-    if (g == NULL)
-        return KG_ERR_NOMEM;
-    *inst_r = g;
-    g->hmac = sigutil_hmac_template();
-    return g->hmac ? KG_OK : KG_ERR_NOMEM;
-}
-
-static void github_destroy(void *inst)
-{
-    struct github *g = inst;
-    if (g == NULL)
-        return;
-    EVP_MAC_CTX_free(g->hmac);
-    free(g);
-}
-
-static int body_hmac(struct github *g, const kg_webhook_secrets *secrets,
+/* The raw body, keyed with secret i. */
+static int body_hmac(const sigutil_signer *g, const kg_webhook_secrets *secrets,
                      size_t i, const void *payload, size_t plen,
                      unsigned char mac[SIGUTIL_MAC_LEN])
 {
-    size_t klen;
-    const char *key = kg_webhook_secret(secrets, i, &klen);
     const void *piece[1] = { payload };
-    return sigutil_hmac(g->hmac, key, klen, piece, &plen, 1, mac);
+    return sigutil_secret_hmac(g, secrets, i, piece, &plen, 1, mac);
 }
 
 static kg_error github_sign(void *inst, const kg_webhook_message *msg,
@@ -129,7 +104,7 @@ KG_PLUGIN_DEFINE(github) = {
     .kind = KG_PLUGIN_SIGNER,
     .name = "github",
     .description = "GitHub-style signatures (X-Hub-Signature-256: sha256=<hex HMAC>)",
-    .create = github_create,
-    .destroy = github_destroy,
+    .create = sigutil_create_untimed,
+    .destroy = sigutil_destroy,
     .signer = &github_ops,
 };

@@ -77,10 +77,10 @@ static kg_result ipacl_check(void *inst, kg_call *call)
     struct ipacl *a = inst;
     const kg_record *r = kg_call_record(call);
     const char *client = kg_request_client(kg_call_request(call));
-    size_t nkey = r ? kg_record_cidr_count(r) : 0, i;
+    size_t nkey = r ? kg_record_cidr_count(r) : 0, nnets = 0;
+    const kg_cidr *nets;
     unsigned char addr[16];
     char msg[200];
-    int ok = 0;
 
     if (nkey == 0 && a->nallow == 0)
         return KG_RESULT_OK;
@@ -96,13 +96,13 @@ static kg_result ipacl_check(void *inst, kg_call *call)
     }
     if (nkey == 0)
         return KG_RESULT_OK;
-    for (i = 0; i < nkey && !ok; i++) {
-        kg_cidr c;
-        /* A malformed stored network matches nothing (fail closed). */
-        if (kg_cidr_parse(kg_record_cidr(r, i), &c) == KG_OK && kg_cidr_contains(&c, addr))
-            ok = 1;
-    }
-    if (!ok) {
+    /*
+     * The record's networks were parsed when the store built it; a
+     * malformed stored network has no parsed form, so a key whose
+     * networks are all malformed allows nothing (fail closed).
+     */
+    nets = kg_record_allowed_nets(r, &nnets);
+    if (!in_any(nets, nnets, addr)) {
         snprintf(msg, sizeof(msg), "client address %s is not in this key's allowlist", client);
         kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, msg);
         return KG_RESULT_FAIL;

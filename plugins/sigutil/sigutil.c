@@ -1,6 +1,7 @@
 /* sigutil.c - helpers shared by the signer plugins (see sigutil.h). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -196,4 +197,50 @@ kg_error sigutil_opt_tolerance(kg_opts *opts, int64_t *tolerance_r)
 {
     return kg_opts_get_duration(opts, "tolerance", KG_WEBHOOK_TOLERANCE,
                                 tolerance_r);
+}
+
+/* Both creates leave *inst_r set on failure: the loader destroys it. */
+static kg_error signer_new(kg_opts *opts, int timed, void **inst_r)
+{
+    sigutil_signer *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return KG_ERR_NOMEM;
+    *inst_r = s;
+    if (timed && sigutil_opt_tolerance(opts, &s->tolerance) != KG_OK)
+        return KG_ERR_POLICY;
+    s->hmac = sigutil_hmac_template();
+    return s->hmac ? KG_OK : KG_ERR_NOMEM;
+}
+
+kg_error sigutil_create(kg_opts *opts, void **inst_r)
+{
+    return signer_new(opts, 1, inst_r);
+}
+
+kg_error sigutil_create_untimed(kg_opts *opts, void **inst_r)
+{
+    return signer_new(opts, 0, inst_r);
+}
+
+void sigutil_destroy(void *inst)
+{
+    sigutil_signer *s = inst;
+    if (s == NULL)
+        return;
+    EVP_MAC_CTX_free(s->hmac);
+    free(s);
+}
+
+int64_t sigutil_tolerance(void *inst)
+{
+    return ((sigutil_signer *)inst)->tolerance;
+}
+
+int sigutil_secret_hmac(const sigutil_signer *s, const kg_webhook_secrets *secrets,
+                        size_t i, const void *const *piece, const size_t *len,
+                        size_t n, unsigned char out[SIGUTIL_MAC_LEN])
+{
+    size_t klen;
+    const char *key = kg_webhook_secret(secrets, i, &klen);
+    return sigutil_hmac(s->hmac, key, klen, piece, len, n, out);
 }

@@ -1,8 +1,8 @@
 /*
  * sigutil.h - what the signer plugins (standard, github, stripe) share:
- * HMAC-SHA256 over several pieces, strict hex and base64, timestamp
- * parsing and the tolerance check, and reasons for a failed
- * verification.  Compiled into each of those plugins (not exported:
+ * the instance (create/destroy/tolerance), HMAC-SHA256 over several
+ * pieces, strict hex and base64, timestamp parsing and the tolerance
+ * check, and reasons for a failed verification.  Compiled into each of those plugins (not exported:
  * the plugins' only export is their descriptor).
  */
 #ifndef KEYGATE_SIGUTIL_H
@@ -57,5 +57,29 @@ kg_error sigutil_check_time(int64_t ts, int64_t now, int64_t tolerance,
 
 /* The tolerance option (a duration, default 5m, 0 allowed). */
 kg_error sigutil_opt_tolerance(kg_opts *opts, int64_t *tolerance_r);
+
+/*
+ * A signer instance: the HMAC-SHA256 template and the tolerance option.
+ * Every HMAC signer has the same one, so the plugins' descriptors point
+ * at these functions directly.
+ */
+typedef struct sigutil_signer {
+    int64_t tolerance;
+    EVP_MAC_CTX *hmac;
+} sigutil_signer;
+
+/* kg_plugin.create for schemes with a timestamp: reads `tolerance`. */
+kg_error sigutil_create(kg_opts *opts, void **inst_r);
+/* kg_plugin.create for schemes without one: no options at all. */
+kg_error sigutil_create_untimed(kg_opts *opts, void **inst_r);
+/* kg_plugin.destroy (accepts a half-built instance and NULL). */
+void sigutil_destroy(void *inst);
+/* kg_signer_ops.tolerance. */
+int64_t sigutil_tolerance(void *inst);
+
+/* HMAC-SHA256 of n pieces keyed with secret i's bytes as given; 0 on success. */
+int sigutil_secret_hmac(const sigutil_signer *s, const kg_webhook_secrets *secrets,
+                        size_t i, const void *const *piece, const size_t *len,
+                        size_t n, unsigned char out[SIGUTIL_MAC_LEN]);
 
 #endif

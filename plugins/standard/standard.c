@@ -32,11 +32,6 @@
 #define HMAC_KEY_MAX 64   /* ... and at most 512 bits */
 #define MAX_ID_LEN 256
 
-struct standard {
-    int64_t tolerance;
-    EVP_MAC_CTX *hmac;
-};
-
 /* A secret, decoded. */
 enum kind { K_HMAC, K_SIGN, K_PUBLIC };
 struct key {
@@ -45,32 +40,6 @@ struct key {
     size_t len;
     EVP_PKEY *pk;   /* K_SIGN, K_PUBLIC */
 };
-
-static kg_error standard_create(kg_opts *opts, void **inst_r)
-{
-    struct standard *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return KG_ERR_NOMEM;
-    *inst_r = s;
-    if (sigutil_opt_tolerance(opts, &s->tolerance) != KG_OK)
-        return KG_ERR_POLICY;
-    s->hmac = sigutil_hmac_template();
-    return s->hmac ? KG_OK : KG_ERR_NOMEM;
-}
-
-static void standard_destroy(void *inst)
-{
-    struct standard *s = inst;
-    if (s == NULL)
-        return;
-    EVP_MAC_CTX_free(s->hmac);
-    free(s);
-}
-
-static int64_t standard_tolerance(void *inst)
-{
-    return ((struct standard *)inst)->tolerance;
-}
 
 static void key_clear(struct key *k)
 {
@@ -190,7 +159,7 @@ struct content {
     size_t jlen;
 };
 
-static int content_hmac(struct standard *s, struct content *c,
+static int content_hmac(const sigutil_signer *s, struct content *c,
                         const struct key *k, unsigned char mac[SIGUTIL_MAC_LEN])
 {
     const void *piece[5] = { c->id, ".", c->ts, ".", c->payload };
@@ -210,7 +179,7 @@ static kg_error standard_sign(void *inst, const kg_webhook_message *msg,
                               const kg_webhook_secrets *secrets,
                               kg_webhook_headers *out, kg_diag *diag)
 {
-    struct standard *s = inst;
+    const sigutil_signer *s = inst;
     struct content c;
     char ts[24];
     size_t i, n = kg_webhook_secrets_count(secrets);
@@ -378,7 +347,7 @@ static kg_error standard_verify(void *inst, const kg_webhook_headers *h,
                                 int64_t tolerance, int64_t now,
                                 kg_webhook_status *st_r, kg_diag *diag)
 {
-    struct standard *s = inst;
+    const sigutil_signer *s = inst;
     struct sig sig[SIGUTIL_MAX_SIGNATURES];
     const char *id, *tsv, *sigv;
     size_t nsig = 0, skipped, i, j, nsec = kg_webhook_secrets_count(secrets);
@@ -496,7 +465,7 @@ static const struct kg_signer_ops standard_ops = {
     .signature_header = "webhook-signature",
     .sign = standard_sign,
     .verify = standard_verify,
-    .tolerance = standard_tolerance,
+    .tolerance = sigutil_tolerance,
 };
 
 KG_PLUGIN_DEFINE(standard) = {
@@ -504,7 +473,7 @@ KG_PLUGIN_DEFINE(standard) = {
     .kind = KG_PLUGIN_SIGNER,
     .name = "standard",
     .description = "Standard Webhooks signatures (v1 HMAC-SHA256, v1a Ed25519)",
-    .create = standard_create,
-    .destroy = standard_destroy,
+    .create = sigutil_create,
+    .destroy = sigutil_destroy,
     .signer = &standard_ops,
 };

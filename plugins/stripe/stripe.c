@@ -22,47 +22,15 @@
 
 #define HEADER "Stripe-Signature"
 
-struct stripe {
-    int64_t tolerance;
-    EVP_MAC_CTX *hmac;
-};
-
-static kg_error stripe_create(kg_opts *opts, void **inst_r)
-{
-    struct stripe *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return KG_ERR_NOMEM;
-    *inst_r = s;
-    if (sigutil_opt_tolerance(opts, &s->tolerance) != KG_OK)
-        return KG_ERR_POLICY;
-    s->hmac = sigutil_hmac_template();
-    return s->hmac ? KG_OK : KG_ERR_NOMEM;
-}
-
-static void stripe_destroy(void *inst)
-{
-    struct stripe *s = inst;
-    if (s == NULL)
-        return;
-    EVP_MAC_CTX_free(s->hmac);
-    free(s);
-}
-
-static int64_t stripe_tolerance(void *inst)
-{
-    return ((struct stripe *)inst)->tolerance;
-}
-
-static int content_hmac(struct stripe *s, const kg_webhook_secrets *secrets,
+/* The signed content "<t>.<payload>", keyed with secret i. */
+static int content_hmac(const sigutil_signer *s, const kg_webhook_secrets *secrets,
                         size_t i, const char *t, size_t tlen,
                         const void *payload, size_t plen,
                         unsigned char mac[SIGUTIL_MAC_LEN])
 {
-    size_t klen;
-    const char *key = kg_webhook_secret(secrets, i, &klen);
     const void *piece[3] = { t, ".", payload };
     size_t len[3] = { tlen, 1, plen };
-    return sigutil_hmac(s->hmac, key, klen, piece, len, 3, mac);
+    return sigutil_secret_hmac(s, secrets, i, piece, len, 3, mac);
 }
 
 static kg_error stripe_sign(void *inst, const kg_webhook_message *msg,
@@ -198,7 +166,7 @@ static const struct kg_signer_ops stripe_ops = {
     .signature_header = HEADER,
     .sign = stripe_sign,
     .verify = stripe_verify,
-    .tolerance = stripe_tolerance,
+    .tolerance = sigutil_tolerance,
 };
 
 KG_PLUGIN_DEFINE(stripe) = {
@@ -206,7 +174,7 @@ KG_PLUGIN_DEFINE(stripe) = {
     .kind = KG_PLUGIN_SIGNER,
     .name = "stripe",
     .description = "Stripe-style signatures (Stripe-Signature: t=...,v1=<hex HMAC>)",
-    .create = stripe_create,
-    .destroy = stripe_destroy,
+    .create = sigutil_create,
+    .destroy = sigutil_destroy,
     .signer = &stripe_ops,
 };

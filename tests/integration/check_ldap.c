@@ -10,21 +10,15 @@
  *   KG_LDAP_CTL                a script: `$KG_LDAP_CTL stop|start|pause|resume a|b`
  * The clock is injected: cache expiry and failback never sleep.
  */
-#include <check.h>
+#include "../unit/testutil.h"
+
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include <ldap.h>
 
-#include <keygate/keygate.h>
-#include <keygate/plugin.h>
-
-static int64_t fake_now;  /* microseconds */
-static int64_t fake_clock(void *ud) { (void)ud; return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST); }
-static void advance(int64_t s) { __atomic_add_fetch(&fake_now, s * 1000000, __ATOMIC_SEQ_CST); }
+static tu_clock clk;
+static void advance(int64_t s) { tu_clock_advance(&clk, s); }
 
 static const char *A, *B, *DEAD, *A_LDAPI, *A_LDAPS, *CA, *OTHER_CA, *CTL;
 
@@ -155,8 +149,8 @@ static kg_context *ctx;
 static void ctx_setup(void)
 {
     ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
-    fake_now = (int64_t)time(NULL) * 1000000;
-    kg_context_set_clock(ctx, fake_clock, NULL);
+    tu_clock_install(ctx, &clk);
+    tu_clock_set(&clk, (int64_t)time(NULL));
 }
 
 static void ctx_teardown(void)
@@ -172,47 +166,36 @@ static void ctx_teardown(void)
  */
 static kg_policy *policy(const char *uris, const char *extra, const char *cache)
 {
-    char yaml[4096];
-    kg_policy *p = NULL;
-    kg_diag d;
-    kg_error e;
-
-    snprintf(yaml, sizeof(yaml),
-             "credential:\n"
-             "  - {module: header, control: required, options: {name: X-API-Key}}\n"
-             "keystore:\n"
-             "  - module: ldap\n"
-             "    control: required\n"
-             "%s%s%s"
-             "    options:\n"
-             "      uris: %s\n"
-             "      base_dn: ou=apikeys,dc=example,dc=com\n"
-             "      network_timeout: 1s\n"
-             "      search_timeout: 1s\n"
-             "      retry: 10s\n"
-             "%s"
-             "plans:\n"
-             "  free:\n"
-             "    priority: 0\n"
-             "  pro:\n"
-             "    account:\n"
-             "      - module: ipacl\n"
-             "        control: requisite\n"
-             "      - module: scope\n"
-             "        control: requisite\n"
-             "        options:\n"
-             "          unmapped: deny\n"
-             "          routes:\n"
-             "            \"GET /v1/scrape\": scrape:read\n"
-             "            \"POST /v1/jobs\": jobs:write\n"
-             "            \"DELETE /v1/jobs/*\": jobs:admin\n",
-             *cache ? "    cache: " : "", cache, *cache ? "\n" : "", uris, extra);
-    e = kg_policy_load_string(ctx, yaml, "ldap-test", &p, &d);
-    if (e != KG_OK) {
-        char buf[2048];
-        ck_abort_msg("policy: %s\n%s", kg_diag_format(&d, buf, sizeof(buf)), yaml);
-    }
-    return p;
+    return tu_policyf(ctx,
+                      "credential:\n"
+                      "  - {module: header, control: required, options: {name: X-API-Key}}\n"
+                      "keystore:\n"
+                      "  - module: ldap\n"
+                      "    control: required\n"
+                      "%s%s%s"
+                      "    options:\n"
+                      "      uris: %s\n"
+                      "      base_dn: ou=apikeys,dc=example,dc=com\n"
+                      "      network_timeout: 1s\n"
+                      "      search_timeout: 1s\n"
+                      "      retry: 10s\n"
+                      "%s"
+                      "plans:\n"
+                      "  free:\n"
+                      "    priority: 0\n"
+                      "  pro:\n"
+                      "    account:\n"
+                      "      - module: ipacl\n"
+                      "        control: requisite\n"
+                      "      - module: scope\n"
+                      "        control: requisite\n"
+                      "        options:\n"
+                      "          unmapped: deny\n"
+                      "          routes:\n"
+                      "            \"GET /v1/scrape\": scrape:read\n"
+                      "            \"POST /v1/jobs\": jobs:write\n"
+                      "            \"DELETE /v1/jobs/*\": jobs:admin\n",
+                      *cache ? "    cache: " : "", cache, *cache ? "\n" : "", uris, extra);
 }
 
 #define READER \
@@ -614,9 +597,6 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
     A = env("KG_LDAP_A");
     B = env("KG_LDAP_B");
     DEAD = env("KG_LDAP_DEAD");
@@ -631,10 +611,5 @@ int main(void)
     snprintf(uris_ab, sizeof(uris_ab), "[%s, %s]", A, B);
     snprintf(uris_ldapi, sizeof(uris_ldapi), "[\"%s\"]", A_LDAPI);
     populate();
-
-    sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(suite());
 }

@@ -59,7 +59,7 @@ static void setup(void)
              "connect_timeout: 2s",
              env("KG_TEST_PG_CONNINFO"));
     ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
-    kg_context_set_clock(ctx, test_clock, NULL);
+    kg_context_set_clock(ctx, tu_clock_fn, &test_clk);
 }
 
 static void teardown(void)
@@ -139,9 +139,9 @@ START_TEST(test_revoke_after_ttl)
     ck_assert_int_eq(kg_keys_update(b, r, &d), KG_OK);
     kg_record_unref(r);
     ck_assert_int_eq(test_check_code(b, key, NULL), KG_CODE_KEY_REVOKED);
-    test_advance(4);
+    tu_clock_advance(&test_clk, 4);
     ck_assert_int_eq(test_check_code(a, key, NULL), KG_CODE_NONE);
-    test_advance(2);
+    tu_clock_advance(&test_clk, 2);
     ck_assert_int_eq(test_check_code(a, key, NULL), KG_CODE_KEY_REVOKED);
     kg_policy_free(a);
     kg_policy_free(b);
@@ -285,7 +285,7 @@ START_TEST(test_outage)
     ck_assert_int_eq(test_check_code(p, k2, NULL), KG_CODE_NONE);
 
     server("KG_TEST_PG_STOP");
-    test_advance(120);  /* every cache entry is stale now */
+    tu_clock_advance(&test_clk, 120);  /* every cache entry is stale now */
     for (i = 0; i < 3; i++) {
         ck_assert_int_eq(test_check_code(p, k1, &status), KG_CODE_NONE);
         ck_assert_int_eq(status, 200);
@@ -315,7 +315,7 @@ START_TEST(test_outage)
     {
         char sql[200];
         snprintf(sql, sizeof(sql), "SELECT last_used_at FROM keygate_keys WHERE id = '%s'", id1);
-        ck_assert_int_eq(raw_int(c, sql), test_now_us / 1000000);
+        ck_assert_int_eq(raw_int(c, sql), tu_clock_fn(&test_clk) / 1000000);
     }
     PQfinish(c);
     kg_policy_free(p);
@@ -359,10 +359,5 @@ static Suite *sql_postgres_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(sql_postgres_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(sql_postgres_suite());
 }

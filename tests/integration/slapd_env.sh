@@ -3,7 +3,7 @@
 # bench/ldap/run.sh).  Everything lives under $KG_LDAP_TMP; servers
 # listen on 127.0.0.1 only.
 #
-#   slapd_free_port                 a TCP port nobody listens on
+#   free_port (tests/lib.sh)        a TCP port nobody listens on
 #   slapd_make_ca DIR               a CA and a server certificate for
 #                                   127.0.0.1/localhost (openssl CLI)
 #   slapd_setup NAME PORT FORM [TLSDIR]
@@ -26,16 +26,7 @@ SLAPADD=${SLAPADD:-/usr/sbin/slapadd}
 LDAP_MODULES=${LDAP_MODULES:-/usr/lib/ldap}
 LDAP_SCHEMA=${LDAP_SCHEMA:-/etc/ldap/schema}
 
-slapd_free_port() {
-    while :; do
-        p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))
-        if command -v ss >/dev/null 2>&1; then
-            ss -Htln "sport = :$p" 2>/dev/null | grep -q . && continue
-        fi
-        echo "$p"
-        return
-    done
-}
+. "$KEYGATE_SRCDIR/tests/lib.sh"
 
 slapd_make_ca() {
     d=$1
@@ -70,7 +61,7 @@ slapd_setup() {
     sock=$(printf '%s' "$d/ldapi" | sed 's|/|%2F|g')
     echo "ldapi://$sock" >"$d/ldapi_uri"
     if [ -n "$tls" ]; then
-        echo "ldaps://127.0.0.1:$(slapd_free_port)/" >"$d/ldaps_uri"
+        echo "ldaps://127.0.0.1:$(free_port)/" >"$d/ldaps_uri"
     fi
     if [ "$form" = conf ]; then
         {

@@ -29,15 +29,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-fail=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; fail=1; }
-
 slapd_make_ca "$KG_LDAP_TMP/tls" || { echo "FAIL - openssl could not make the test CA"; exit 1; }
-PA=$(slapd_free_port)
-PB=$(slapd_free_port)
-while [ "$PB" = "$PA" ]; do PB=$(slapd_free_port); done
-PD=$(slapd_free_port)
+PA=$(free_port)
+PB=$(free_port)
+while [ "$PB" = "$PA" ]; do PB=$(free_port); done
+PD=$(free_port)
 slapd_setup a "$PA" config "$KG_LDAP_TMP/tls" || { echo "FAIL - slapd a setup"; exit 1; }
 slapd_setup b "$PB" conf || { echo "FAIL - slapd b setup"; exit 1; }
 slapd_start a || exit 1
@@ -174,4 +170,4 @@ rc=$?
 if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -q 'Invalid credentials'; then ok "a refused bind is reported"; else bad "bad password: rc=$rc $out"; fi
 printf '%s\n' "$out" | grep -q hunter2 && bad "the password was printed" || ok "the password is not printed"
 
-exit $fail
+finish

@@ -14,6 +14,8 @@
 set -u
 
 B=${KEYGATE_BUILDDIR:-$(pwd)}
+S=${KEYGATE_SRCDIR:-.}
+. "$S/tests/lib.sh"
 PGBIN=${PGBIN:-}
 if [ -z "$PGBIN" ]; then
     for d in /usr/lib/postgresql/*/bin; do
@@ -44,18 +46,6 @@ fail() {
     echo "FAIL: $*"
     [ -f "$tmp/server.log" ] && tail -20 "$tmp/server.log"
     exit 1
-}
-
-# A free loopback port: one nobody listens on now (the start retries
-# another if a race takes it).
-free_port() {
-    while :; do
-        p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000 ))
-        if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
 }
 
 printf '%s\n' "pg-super-$$" > "$tmp/su.pw"

@@ -1,27 +1,26 @@
 # lib.sh - shared by keygated's shell tests: a scratch folder, keygated
-# on a free loopback port, curl helpers, TAP-ish ok/bad lines.
-# Sourced; the test sets POLICY (a file) before start_keygated.
+# on a free loopback port, curl helpers, the keys the gateway tests use.
+# Sourced; the test sets POLICY (a file) before start_keygated.  The
+# general helpers (ok/bad/finish, free_port, wait_for, wait_http,
+# bg_start) are tests/lib.sh's.
 set -u
 B=${KEYGATE_BUILDDIR:-.}
 S=${KEYGATE_SRCDIR:-.}
+. "$S/tests/lib.sh"
 KEYGATED="$B/tools/keygated"
 KEYGATE="$B/tools/keygate"
 T=$(mktemp -d "${TMPDIR:-/tmp}/keygated-test.XXXXXX")
 KEYGATE_STATE_DIR=$T
 export KEYGATE_STATE_DIR
-fail=0
-npass=0
 KGD_PID=
 
-ok() { npass=$((npass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-
+# Servers the test started with bg_start, then keygated, then the folder.
 lib_cleanup() {
+    bg_stop_all
     if [ -n "$KGD_PID" ] && kill -0 "$KGD_PID" 2>/dev/null; then
         kill -TERM "$KGD_PID" 2>/dev/null
         wait "$KGD_PID" 2>/dev/null
     fi
-    [ -n "${EXTRA_CLEANUP:-}" ] && eval "$EXTRA_CLEANUP"
     rm -rf "$T"
 }
 trap lib_cleanup EXIT
@@ -29,11 +28,6 @@ trap 'exit 1' INT TERM
 
 [ -x "$KEYGATED" ] || { echo "keygated was not built (no libmicrohttpd)"; exit 77; }
 command -v curl >/dev/null || { echo "curl is needed"; exit 1; }
-
-# A free TCP port on 127.0.0.1 (for servers that cannot take port 0).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # start_keygated [keygated options...]: runs it on 127.0.0.1:0 with the
 # policy in $POLICY; sets KGD_PID, KGD_PORT, KGD.
@@ -72,8 +66,7 @@ stop_keygated() {
 
 # wait_log PATTERN: until keygated's stderr has a line matching it (10 s).
 wait_log() {
-    i=0
-    until grep -q -- "$1" "$T/keygated.err" || [ $i -ge 200 ]; do sleep 0.05; i=$((i + 1)); done
+    wait_for 200 grep -q -- "$1" "$T/keygated.err"
 }
 
 # req [curl args...]: status into $CODE, headers $T/h, body $T/b.
@@ -110,8 +103,17 @@ key_id_of() {  # the id of the key (from the store, by its display prefix)
     "$KEYGATE" --config "$POLICY" key list | awk -v p="$(printf '%.8s' "$1")" '$2 == p { print $1 }'
 }
 
-finish() {
-    echo "$npass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit $?
+# gateway_keys: the keys the nginx and Caddy tests send through the
+# gateway, made with the shipped policy ($POLICY): FREE, PRO, REV
+# (revoked), EXP (expired), IPK (only from 127.0.0.2), RO (enterprise,
+# read-only permissions).
+gateway_keys() {
+    FREE=$(new_key free free)
+    PRO=$(new_key pro pro)
+    REV=$(new_key rev free)
+    "$KEYGATE" --config "$POLICY" key revoke "$(key_id_of "$REV")" >/dev/null
+    EXP=$(new_key old free --expires 2020-01-01)
+    IPK=$(new_key ip pro --allow-ip 127.0.0.2/32)
+    RO=$(new_key ro enterprise --permission '*:read')
+    [ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
 }

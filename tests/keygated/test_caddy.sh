@@ -3,7 +3,8 @@
 # (conf/caddy/keygate.caddy) in front of a small upstream that echoes the
 # X-Keygate-* headers and releases each lease, keygated with the shipped
 # policy.  Same checks as through nginx: allowed requests reach the
-# upstream with the key id; missing, revoked, expired, wrong-IP and
+# upstream with the key id and answer the client with keygated's
+# rate-limit headers (a client's own are dropped); missing, revoked, expired, wrong-IP and
 # wrong-permission keys get the right status and JSON; the Free plan's
 # 11th request in the hour gets 429 with Retry-After.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
@@ -13,21 +14,13 @@ CADDY=$(command -v caddy || echo /usr/bin/caddy)
 command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
 
 POLICY=$S/conf/keygate.yaml
-FREE=$(new_key free free)
-PRO=$(new_key pro pro)
-REV=$(new_key rev free)
-"$KEYGATE" --config "$POLICY" key revoke "$(key_id_of "$REV")" >/dev/null
-EXP=$(new_key old free --expires 2020-01-01)
-IPK=$(new_key ip pro --allow-ip 127.0.0.2/32)
-RO=$(new_key ro enterprise --permission '*:read')
-[ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
+gateway_keys
 
 start_keygated --trusted-proxy 127.0.0.1/32
 
 UPORT=$(free_port)
 CPORT=$(free_port)
-python3 "$S/tests/keygated/upstream.py" "$UPORT" "$KGD" 2>"$T/upstream.err" &
-UP_PID=$!
+bg_start python3 "$S/tests/keygated/upstream.py" "$UPORT" "$KGD" 2>"$T/upstream.err"
 mkdir -p "$T/caddy"
 cat >"$T/caddy/Caddyfile" <<CADDY
 {
@@ -41,16 +34,13 @@ http://127.0.0.1:$CPORT {
 	reverse_proxy 127.0.0.1:$UPORT
 }
 CADDY
-HOME=$T/caddy XDG_DATA_HOME=$T/caddy XDG_CONFIG_HOME=$T/caddy KEYGATED=127.0.0.1:$KGD_PORT \
-    "$CADDY" run --config "$T/caddy/Caddyfile" --adapter caddyfile >"$T/caddy/out" 2>&1 &
-CADDY_PID=$!
-EXTRA_CLEANUP='kill $CADDY_PID $UP_PID 2>/dev/null; wait $CADDY_PID $UP_PID 2>/dev/null'
+bg_start env HOME="$T/caddy" XDG_DATA_HOME="$T/caddy" XDG_CONFIG_HOME="$T/caddy" \
+    KEYGATED="127.0.0.1:$KGD_PORT" "$CADDY" run --config "$T/caddy/Caddyfile" --adapter caddyfile >"$T/caddy/out" 2>&1
+CADDY_PID=$BG_PID
 GW="http://127.0.0.1:$CPORT"
-i=0
-until [ "$(curl -s -o /dev/null -w "%{http_code}" "$GW/")" = 401 ] || [ $i -ge 200 ] || ! kill -0 $CADDY_PID 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
-[ $i -lt 200 ] && ok "caddy runs with the shipped snippet" || { bad "caddy did not start: $(cat "$T/caddy/out")"; finish; }
-i=0
-until curl -s -o /dev/null "http://127.0.0.1:$UPORT/" || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+wait_http "$GW/" 401 "$CADDY_PID" && ok "caddy runs with the shipped snippet" \
+    || { bad "caddy did not start: $(cat "$T/caddy/out")"; finish; }
+wait_http "http://127.0.0.1:$UPORT/" any || bad "the upstream did not start: $(cat "$T/upstream.err")"
 C2="--interface 127.0.0.2"
 C3="--interface 127.0.0.3"
 
@@ -61,6 +51,19 @@ has_header "no key: WWW-Authenticate" 'WWW-Authenticate: Bearer realm="whizo API
 FREEID=$(key_id_of "$FREE")
 expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
 body_has "upstream got the key id, released the lease" "upstream key=$FREEID plan=free priority=0 released=204"
+# forward_auth copies into the request only: the snippet copies the
+# rate-limit headers on into the response.
+has_header "client sees X-RateLimit-Limit" "X-RateLimit-Limit: 10$"
+has_header "client sees X-RateLimit-Remaining" "X-RateLimit-Remaining: 9$"
+has_header "client sees X-RateLimit-Reset" "X-RateLimit-Reset: [0-9]\{10\}$"
+has_header "client sees RateLimit" 'RateLimit: "hour";r=9;t=[0-9]*, "day";r=99;'
+has_header "client sees RateLimit-Policy" 'RateLimit-Policy: "hour";q=10;w=3600'
+expect_status "a client's own X-RateLimit-* are not echoed" 200 $C2 -H "Authorization: Bearer $PRO" \
+    -H "X-RateLimit-Limit: 999" -H "RateLimit-Policy: forged" "$GW/"
+has_header "... keygated's Pro limit instead" "X-RateLimit-Limit: 200$"
+has_header "... and its policy" 'RateLimit-Policy: "hour";q=200;w=3600'
+nrl=$(tr -d '\r' <"$T/h" | grep -ci '^X-RateLimit-Limit:')
+[ "$nrl" -eq 1 ] && ok "one X-RateLimit-Limit" || bad "$nrl X-RateLimit-Limit headers"
 expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
 expect_status "forged X-Keygate-Key-Id is dropped" 200 $C2 -H "Authorization: Bearer $FREE" \
     -H "X-Keygate-Key-Id: k_0000000000000000" -H "X-Keygate-Plan: enterprise" "$GW/"

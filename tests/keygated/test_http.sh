@@ -49,6 +49,8 @@ out=$("$KEYGATED" --bogus 2>&1); [ $? -eq 2 ] && ok "unknown option: exit 2" || 
 "$KEYGATED" --help | grep -q -- "--trusted-proxy" && ok "--help documents --trusted-proxy" || bad "--help"
 out=$("$KEYGATED" --listen nowhere 2>&1); [ $? -eq 2 ] && printf '%s' "$out" | grep -q "ADDR:PORT" \
     && ok "bad --listen explained" || bad "bad --listen: $out"
+out=$("$KEYGATED" --limit-capacity 5 2>&1); [ $? -eq 2 ] && printf '%s' "$out" | grep -q "limit-capacity wants a number from 1000" \
+    && ok "bad --limit-capacity explained" || bad "bad --limit-capacity: $out"
 
 FREE=$(new_key free free)
 FREE2=$(new_key free2 free)
@@ -60,7 +62,7 @@ EXP=$(new_key exp free --expires 2020-01-01)
 "$KEYGATE" --config "$POLICY" key revoke "$(key_id_of "$REV")" >/dev/null
 [ -n "$FREE" ] && [ -n "$SCOPED" ] && [ -n "$EXP" ] && ok "keys created" || bad "key creation"
 
-start_keygated
+start_keygated --limit-capacity 100000
 
 # ---- small endpoints -------------------------------------------------------
 expect_status "healthz" 200 "$KGD/healthz"

@@ -5,23 +5,17 @@
 # auth_request.  Allowed requests reach the upstream with the key id;
 # missing, revoked, expired, wrong-IP and wrong-permission keys get the
 # right status and JSON; the Free plan's 11th request in the hour gets 429
-# with Retry-After through nginx; post_action releases each lease; with
-# keygated gone nginx answers 503 auth_unavailable, not 500.
+# with Retry-After through nginx; the rate-limit headers reach the client
+# on proxied answers too (200 and the upstream's own 404), once each;
+# post_action releases each lease; with keygated gone nginx answers 503
+# auth_unavailable, not 500.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
 
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "nginx is not installed (scripts/deps.sh --test)"; exit 77; }
-command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
 
 POLICY=$S/conf/keygate.yaml
-FREE=$(new_key free free)
-PRO=$(new_key pro pro)
-REV=$(new_key rev free)
-"$KEYGATE" --config "$POLICY" key revoke "$(key_id_of "$REV")" >/dev/null
-EXP=$(new_key old free --expires 2020-01-01)
-IPK=$(new_key ip pro --allow-ip 127.0.0.2/32)
-RO=$(new_key ro enterprise --permission '*:read')
-[ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
+gateway_keys
 
 # Only nginx (on 127.0.0.1) may speak for clients; curl comes from
 # 127.0.0.2 / 127.0.0.3 so that a client is never a trusted proxy.
@@ -48,6 +42,10 @@ http {
     include $N/conf/keygated-upstream.conf;
     server {
         listen 127.0.0.1:$UPORT;
+        location /v1/missing {
+            default_type text/plain;
+            return 404 "upstream: no such thing\n";
+        }
         location / {
             default_type text/plain;
             return 200 "upstream key=\$http_x_keygate_key_id plan=\$http_x_keygate_plan priority=\$http_x_keygate_priority lease=\$http_x_keygate_lease\n";
@@ -65,12 +63,10 @@ http {
 NGX
 "$NGINX" -t -p "$N" -c "$N/conf/nginx.conf" >"$N/t.out" 2>&1 && ok "nginx accepts the shipped snippets" \
     || { bad "nginx -t: $(cat "$N/t.out")"; finish; }
-"$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr" &
-NGINX_PID=$!
-EXTRA_CLEANUP='kill $NGINX_PID 2>/dev/null; wait $NGINX_PID 2>/dev/null'
-i=0
-until curl -s -o /dev/null "http://127.0.0.1:$FPORT/" 2>/dev/null || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
+NGINX_PID=$BG_PID
 GW="http://127.0.0.1:$FPORT"
+wait_http "$GW/" any "$NGINX_PID" || { bad "nginx did not start: $(cat "$N/logs/stderr")"; finish; }
 C2="--interface 127.0.0.2"
 C3="--interface 127.0.0.3"
 
@@ -96,8 +92,20 @@ nwww=$(tr -d '\r' <"$T/h" | grep -ci '^WWW-Authenticate:')
 expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
 FREEID=$(key_id_of "$FREE")
 body_has "upstream got the key id" "upstream key=$FREEID plan=free priority=0 lease=."
-has_header "client sees X-RateLimit-Remaining" "X-RateLimit-Remaining: 9"
+# The rate-limit headers keygated computed reach the client on the
+# proxied 200 (auth_request_set + add_header ... always), each once.
+has_header "client sees X-RateLimit-Limit" "X-RateLimit-Limit: 10$"
+has_header "client sees X-RateLimit-Remaining" "X-RateLimit-Remaining: 9$"
+has_header "client sees X-RateLimit-Reset" "X-RateLimit-Reset: [0-9]\{10\}$"
+has_header "client sees RateLimit" 'RateLimit: "hour";r=9;t=[0-9]*, "day";r=99;'
 has_header "client sees RateLimit-Policy" 'RateLimit-Policy: "hour";q=10;w=3600'
+once_each() {
+    for h in X-RateLimit-Limit X-RateLimit-Remaining X-RateLimit-Reset RateLimit RateLimit-Policy; do
+        [ "$(tr -d '\r' <"$T/h" | grep -ci "^$h:")" -eq 1 ] || return 1
+    done
+}
+once_each && ok "each rate-limit header once on the 200" \
+    || bad "rate-limit headers not once each: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
 released 1 && ok "post_action released the lease" || bad "lease not released"
 expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
 released 2 || bad "lease 2 not released"
@@ -144,12 +152,19 @@ has_header "11th: X-RateLimit-Remaining 0" "X-RateLimit-Remaining: 0"
 has_header "11th: RateLimit" 'RateLimit: "hour";r=0'
 grep -q "upstream" "$T/b" && bad "429 reached the upstream" || ok "429 did not reach the upstream"
 
+# The upstream's own error answer (proxied, not nginx's): still told.
+expect_status "upstream 404 proxied" 404 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/missing"
+body_has "404 is the upstream's" "upstream: no such thing"
+has_header "404: X-RateLimit-Limit" "X-RateLimit-Limit: [0-9][0-9]*$"
+has_header "404: RateLimit-Policy" 'RateLimit-Policy: "hour";q='
+once_each && ok "each rate-limit header once on the 404" \
+    || bad "rate-limit headers not once each: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
+
 # keygated gone: fail closed with 503, not 500.
 stop_keygated
 expect_status "keygated down" 503 $C2 -H "Authorization: Bearer $PRO" "$GW/"
 body_has "keygated down: JSON" '"code":"auth_unavailable"'
 
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null
-EXTRA_CLEANUP=
+bg_stop "$NGINX_PID"
 grep -q '\[alert\]\|\[emerg\]' "$N/logs/error.log" && bad "nginx alerts: $(grep alert "$N/logs/error.log")" || ok "no nginx alerts"
 finish

@@ -29,9 +29,9 @@ TOTAL=20000
 i=0
 : >"$T/urls"
 while [ $i -lt $TOTAL ]; do echo "url = \"$KGD/check/v1/scrape\""; echo 'output = "/dev/null"'; i=$((i + 1)); done >"$T/urls"
-curl -s -Z --parallel-max 8 -K "$T/urls" -H "Authorization: Bearer $KEY" \
-    -w '%{http_code}\n' >"$T/codes" 2>"$T/curl.err" &
-LOAD=$!
+bg_start curl -s -Z --parallel-max 8 -K "$T/urls" -H "Authorization: Bearer $KEY" \
+    -w '%{http_code}\n' >"$T/codes" 2>"$T/curl.err"
+LOAD=$BG_PID
 
 hups=0
 bad_hups=0
@@ -46,12 +46,12 @@ while kill -0 $LOAD 2>/dev/null && [ $hups -lt 200 ]; do
     kill -HUP "$KGD_PID"
     sleep 0.02
 done
-wait $LOAD
+bg_wait "$LOAD"
 cp "$T/good.yaml" "$POLICY"
 n0=$(grep -c "reloaded policy" "$T/keygated.err")
 kill -HUP "$KGD_PID"
-i=0
-while [ "$(grep -c "reloaded policy" "$T/keygated.err")" -le "$n0" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+reloaded_again() { [ "$(grep -c "reloaded policy" "$T/keygated.err")" -gt "$n0" ]; }
+wait_for 200 reloaded_again
 
 n200=$(grep -c '^200$' "$T/codes")
 nall=$(wc -l <"$T/codes")

@@ -15,6 +15,7 @@
 set -u
 B=${KEYGATE_BUILDDIR:-.}
 S=${KEYGATE_SRCDIR:-.}
+. "$S/tests/lib.sh"
 for bin in redis-server redis-cli; do
     command -v $bin >/dev/null 2>&1 || { echo "SKIP: $bin is not installed"; exit 77; }
 done
@@ -32,9 +33,6 @@ cleanup() {
     rm -rf "$D"
 }
 trap cleanup EXIT
-fail=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; fail=1; }
 check_eq() { # DESC GOT WANTED
     if [ "$2" = "$3" ]; then ok "$1 ($2)"; else bad "$1: got '$2', wanted '$3'"; fi
 }
@@ -48,18 +46,15 @@ start_on() {
     redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
         --dir "$D/r$p" --daemonize yes --pidfile "$D/r$p.pid" \
         --logfile "$D/r$p/log" "$@" >/dev/null 2>&1 || return 1
-    for _ in $(seq 100); do
-        [ "$(rcli "$p" ping 2>/dev/null)" = PONG ] && return 0
-        sleep 0.05
-    done
-    return 1
+    wait_for 100 redis_up "$p"
 }
+redis_up() { [ "$(rcli "$1" ping 2>/dev/null)" = PONG ]; }
+redis_down() { ! rcli "$1" ping >/dev/null 2>&1; }
 # A free port with a redis-server on it: echoes the port.
 start_redis() {
     local p
     for _ in $(seq 20); do
-        p=$((20000 + RANDOM % 30000))
-        rcli "$p" ping >/dev/null 2>&1 && continue
+        p=$(free_port)
         if start_on "$p" "$@"; then echo "$p"; return 0; fi
         rm -f "$D/r$p.pid"
     done
@@ -67,10 +62,7 @@ start_redis() {
 }
 stop_redis() {
     rcli "$1" shutdown nosave >/dev/null 2>&1
-    for _ in $(seq 100); do
-        rcli "$1" ping >/dev/null 2>&1 || { rm -f "$D/r$1.pid"; return 0; }
-        sleep 0.05
-    done
+    wait_for 100 redis_down "$1" && rm -f "$D/r$1.pid"
 }
 evalsha_calls() {
     rcli "$1" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | sed 's/^$/0/' | head -1
@@ -316,18 +308,15 @@ check_eq "first endpoint down: the next one serves, exactly 10" \
 [ -n "$(rcli "$P" --scan --pattern 'fo:*:hour:f')" ] && ok "... with its state in the live Redis" || bad "no fo: keys"
 if command -v redis-sentinel >/dev/null 2>&1 || redis-server --help 2>&1 | grep -q sentinel; then
     SP=""
+    sentinel_knows() { rcli "$1" sentinel get-master-addr-by-name mymaster 2>/dev/null | grep -q "$P"; }
     for _ in $(seq 20); do
-        SP=$((20000 + RANDOM % 30000))
-        rcli "$SP" ping >/dev/null 2>&1 && continue
+        SP=$(free_port)
         mkdir -p "$D/s$SP"
         printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %s 1\n' \
             "$SP" "$D/s$SP" "$P" > "$D/s$SP/sentinel.conf"
         redis-server "$D/s$SP/sentinel.conf" --sentinel --daemonize yes \
             --pidfile "$D/s$SP.pid" --logfile "$D/s$SP/log" >/dev/null 2>&1 || continue
-        for _ in $(seq 100); do
-            rcli "$SP" sentinel get-master-addr-by-name mymaster 2>/dev/null | grep -q "$P" && break 2
-            sleep 0.05
-        done
+        wait_for 100 sentinel_knows "$SP" && break
     done
     sed -e "s/endpoints: \[127.0.0.1:$P\], prefix: free/sentinel: {master: mymaster, endpoints: [127.0.0.1:$SP]}, prefix: sen/" "$POL" > "$D/sen.yaml"
     KN=$(newkey "$D/sen.yaml" free)
@@ -355,13 +344,8 @@ out=$(h check 2 20 4)
 check_eq "Redis down, local: the memory limit (10) admits 10" "$(val "$out" allowed)" 10
 check_eq "Redis down, local: then 429" "$(val "$out" limited)" 10
 start_on "$P" || bad "restart redis-server on $P"
-back=0
-for _ in $(seq 200); do
-    out=$(h check 1 1 1)
-    if [ "$(evalsha_calls "$P")" -gt 0 ]; then back=1; break; fi
-    sleep 0.02
-done
-[ $back = 1 ] && ok "Redis back: decisions reach it again without a restart" || bad "never reconnected: $out"
+redis_back() { out=$(h check 1 1 1); [ "$(evalsha_calls "$P")" -gt 0 ]; }
+wait_for 200 redis_back && ok "Redis back: decisions reach it again without a restart" || bad "never reconnected: $out"
 out=$(h check 0 3 1)
 check_eq "deny mode back to 200" "$(val "$out" allowed)" 3
 hk=$(rcli "$P" --scan --pattern 'deny:*:hour:f')
@@ -379,15 +363,14 @@ C3=$(start_redis --cluster-enabled yes --cluster-config-file nodes.conf) ||
     { bad "cannot start 3 cluster nodes"; exit 1; }
 redis-cli --cluster create 127.0.0.1:$C1 127.0.0.1:$C2 127.0.0.1:$C3 \
     --cluster-replicas 0 --cluster-yes >"$D/cluster.out" 2>&1 || bad "cluster create: $(tail -5 "$D/cluster.out")"
-for _ in $(seq 200); do
+cluster_ok() {
     s=0
     for p in $C1 $C2 $C3; do
         rcli "$p" cluster info | grep -q 'cluster_state:ok' && s=$((s + 1))
     done
-    [ $s = 3 ] && break
-    sleep 0.05
-done
-[ $s = 3 ] && ok "3-master cluster is up" || bad "cluster state: $(rcli "$C1" cluster info | head -1)"
+    [ $s = 3 ]
+}
+wait_for 200 cluster_ok && ok "3-master cluster is up" || bad "cluster state: $(rcli "$C1" cluster info | head -1)"
 CP="$D/cluster.yaml"
 policy "$CP" "127.0.0.1:$C1"      # one seed node: the rest is learnt from MOVED
 keys=()
@@ -411,4 +394,4 @@ for p in $C1 $C2 $C3; do [ "$(evalsha_calls "$p")" -gt 0 ] && used=$((used + 1))
 [ $used -ge 2 ] && ok "decisions ran on $used masters (MOVED followed)" || bad "only $used node ran scripts"
 
 [ $fail = 0 ] && echo "all Redis backend tests passed"
-exit $fail
+finish

@@ -4,16 +4,9 @@
  * decides a denial, and the undo of a batch that a later line denied.
  * Uses the batchlim fixture, whose reports say which path ran.
  */
-#include <check.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
+#include "testutil.h"
 
-#include <keygate/keygate.h>
-#include <keygate/plugin.h>
-
-static char dir[256];
+static char *dir;
 static kg_context *ctx;
 static kg_policy *pol;
 
@@ -50,44 +43,25 @@ static const char *POLICY =
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static void setup(void)
 {
-    char yaml[4096];
-    kg_diag d;
-    kg_error e;
-    snprintf(dir, sizeof(dir), "/tmp/kg-batch-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    dir = tu_tmpdir();
     ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
-    snprintf(yaml, sizeof(yaml), POLICY, dir);
-    e = kg_policy_load_string(ctx, yaml, "batch-test", &pol, &d);
-    ck_assert_msg(e == KG_OK, "policy: %s (line %u col %u)", d.message, d.line, d.column);
+    pol = tu_policyf(ctx, POLICY, dir);
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    kg_policy_free(pol);
-    kg_context_free(ctx);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_teardown(dir, NULL, ctx, pol);
 }
 
 static void new_key(const char *plan, char key[KG_KEY_MAX])
 {
-    kg_record *r = kg_record_new();
-    kg_diag d;
-    kg_record_set_name(r, "t");
-    kg_record_set_plan(r, plan);
-    ck_assert_msg(kg_keys_create(pol, r, key, KG_KEY_MAX, &d) == KG_OK, "%s", d.message);
-    kg_record_unref(r);
+    tu_key_new(pol, plan, "t", key, NULL);
 }
 
 static kg_decision *run(const char *key, int peek)
 {
-    kg_request *req;
+    kg_request *req = tu_request_bearer(key, NULL, NULL, NULL);
     kg_decision *d;
-    char auth[128];
-    ck_assert_int_eq(kg_request_new(&req), KG_OK);
-    snprintf(auth, sizeof(auth), "Bearer %s", key);
-    kg_request_add_header(req, "Authorization", auth);
     ck_assert_int_eq(peek ? kg_check_peek(pol, req, &d) : kg_check(pol, req, &d), KG_OK);
     kg_request_free(req);
     return d;
@@ -238,10 +212,5 @@ static Suite *batch_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(batch_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(batch_suite());
 }

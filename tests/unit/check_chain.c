@@ -186,17 +186,12 @@ static kg_context *ctx;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    keyfile = tu_keyfile(dir, "p", key);
-    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+    tu_setup(&dir, &keyfile, "p", key, &ctx);
 }
 
 static void teardown(void)
 {
-    kg_context_free(ctx);
-    tu_rmrf(dir);
-    free(dir);
-    free(keyfile);
+    tu_teardown(dir, keyfile, ctx, NULL);
 }
 
 static char *policy_text(const struct row *r)

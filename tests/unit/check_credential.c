@@ -13,8 +13,7 @@ static kg_policy *pol;
 static void setup(void)
 {
     char *rec2, *text, *t;
-    dir = tu_tmpdir();
-    keyfile = tu_keyfile(dir, "free", key);
+    tu_setup(&dir, &keyfile, "free", key, &ctx);
     /* a second valid key in the same store */
     ck_assert_int_eq(kg_key_generate("whizo", key2, sizeof(key2)), KG_OK);
     rec2 = tu_key_record("k_two", key2, "free", NULL);
@@ -24,7 +23,6 @@ static void setup(void)
     free(t);
     free(text);
     free(rec2);
-    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
     t = tu_fmt("realm: \"whizo API\"\n"
                "credential:\n"
                "  - {module: bearer, control: optional}\n"
@@ -37,11 +35,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    kg_policy_free(pol);
-    kg_context_free(ctx);
-    tu_rmrf(dir);
-    free(dir);
-    free(keyfile);
+    tu_teardown(dir, keyfile, ctx, pol);
 }
 
 /* Check a request given as up to three header lines. */

@@ -26,9 +26,7 @@ static char *policy_text(void)
 static void setup(void)
 {
     char *t;
-    dir = tu_tmpdir();
-    keyfile = tu_keyfile(dir, "free", key);
-    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
+    tu_setup(&dir, &keyfile, "free", key, &ctx);
     tu_clock_install(ctx, &clk);
     t = policy_text();
     pol = tu_policy(ctx, t);
@@ -37,11 +35,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    kg_policy_free(pol);
-    kg_context_free(ctx);
-    tu_rmrf(dir);
-    free(dir);
-    free(keyfile);
+    tu_teardown(dir, keyfile, ctx, pol);
 }
 
 static int status_of(const kg_policy *p, const char *k)
@@ -58,21 +52,6 @@ static kg_code code_of(const kg_policy *p, const char *k)
     kg_code c = kg_decision_code(d);
     kg_decision_free(d);
     return c;
-}
-
-/* Create a key through the API; returns the record (caller unrefs). */
-static kg_record *create_key(kg_policy *p, const char *name, const char *plan,
-                             char out[KG_KEY_MAX])
-{
-    kg_record *r = kg_record_new();
-    kg_diag d;
-    char buf[2048];
-    kg_error e;
-    kg_record_set_name(r, name);
-    kg_record_set_plan(r, plan);
-    e = kg_keys_create(p, r, out, KG_KEY_MAX, &d);
-    ck_assert_msg(e == KG_OK, "create: %s", kg_diag_format(&d, buf, sizeof(buf)));
-    return r;
 }
 
 static int count_tmp_files(void)
@@ -99,7 +78,7 @@ START_TEST(create_writes_hash_only_mode_0600)
 
     /* the file as the test wrote it is 0644 (umask permitting) */
     chmod(keyfile, 0644);
-    r = create_key(pol, "second", "pro", k2);
+    tu_key_new(pol, "pro", "second", k2, &r);
     ck_assert_int_eq(kg_key_validate(k2, strlen(k2)), KG_OK);
     ck_assert(strncmp(k2, "whizo_", 6) == 0);
     ck_assert_ptr_nonnull(kg_record_id(r));
@@ -379,7 +358,7 @@ START_TEST(missing_file_is_an_empty_store)
                "plans: {free: {}}\n", missing);
     p = tu_policy(ctx, t);
     ck_assert_int_eq(status_of(p, key), 401);
-    r = create_key(p, "first", "free", k2);
+    tu_key_new(p, "free", "first", k2, &r);
     ck_assert_int_eq(stat(missing, &st), 0);
     ck_assert_int_eq(st.st_mode & 07777, 0600);
     ck_assert_int_eq(status_of(p, k2), 200);
@@ -456,7 +435,7 @@ START_TEST(concurrent_readers_while_writing)
         ck_assert_int_eq(kg_keys_update(pol, rec, &d), KG_OK);
         kg_record_unref(rec);
         if (i % 10 == 0)
-            kg_record_unref(create_key(pol, "more", "free", k2));
+            tu_key_new(pol, "free", "more", k2, NULL);
         if (kg_policy_reload_stores(other, &d) != KG_OK)
             reload_errors++;
     }
@@ -571,7 +550,7 @@ START_TEST(list_and_last_used)
     int n = 0;
     kg_diag d;
     kg_record *r;
-    kg_record_unref(create_key(pol, "b", "free", k2));
+    tu_key_new(pol, "free", "b", k2, NULL);
     ck_assert_int_eq(kg_keys_list(pol, count_cb, &n, &d), KG_OK);
     ck_assert_int_eq(n, 2);
     /* a check marks the key used, at the context's clock */
@@ -581,7 +560,7 @@ START_TEST(list_and_last_used)
     ck_assert_int_eq(kg_record_last_used(r), TU_EPOCH_S + 42);
     kg_record_unref(r);
     /* and it survives the next write */
-    kg_record_unref(create_key(pol, "c", "free", k2));
+    tu_key_new(pol, "free", "c", k2, NULL);
     ck_assert_int_eq(kg_keys_get(pol, "k_test", &r, &d), KG_OK);
     ck_assert_int_eq(kg_record_last_used(r), TU_EPOCH_S + 42);
     kg_record_unref(r);

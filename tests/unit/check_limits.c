@@ -2,21 +2,12 @@
  * check_limits.c - the limiter plugins and the ipacl/scope account
  * plugins, through the public API, with an injected clock (no sleeping).
  */
-#include <check.h>
+#include "testutil.h"
+
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
-#include <keygate/keygate.h>
-#include <keygate/plugin.h>
-
-static int64_t fake_now;  /* microseconds */
-static int64_t fake_clock(void *ud) { (void)ud; return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST); }
-static void set_time(int64_t s) { __atomic_store_n(&fake_now, s * 1000000, __ATOMIC_SEQ_CST); }
-
-static char dir[256];
+static tu_clock clk;
+static char *dir;
 static kg_context *ctx;
 static kg_policy *pol;
 
@@ -68,31 +59,23 @@ static const char *POLICY =
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static void load(const char *exact_module)
 {
-    char yaml[4096];
-    kg_diag d;
-    kg_error e;
-    snprintf(yaml, sizeof(yaml), POLICY, dir, exact_module);
-    e = kg_policy_load_string(ctx, yaml, "limits-test", &pol, &d);
-    ck_assert_msg(e == KG_OK, "policy: %s (line %u col %u)", d.message, d.line, d.column);
+    pol = tu_policyf(ctx, POLICY, dir, exact_module);
 }
+
+static void set_time(int64_t s) { tu_clock_set(&clk, s); }
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/kg-limits-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    dir = tu_tmpdir();
     ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
-    kg_context_set_clock(ctx, fake_clock, NULL);
+    tu_clock_install(ctx, &clk);
     set_time(1800000000);   /* 2027-01-15T08:00:00Z: on the hour */
     load("fixed_window");
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    kg_policy_free(pol);
-    kg_context_free(ctx);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_teardown(dir, NULL, ctx, pol);
 }
 
 /* Create a key on `plan`; extra: permission/cidr/limit strings. */
@@ -101,31 +84,19 @@ static void new_key(const char *plan, char key[KG_KEY_MAX], const char *perm,
                     int64_t burst)
 {
     kg_record *r = kg_record_new();
-    kg_diag d;
     kg_record_set_name(r, "t");
     kg_record_set_plan(r, plan);
     if (perm) kg_record_add_permission(r, perm);
     if (cidr) kg_record_add_cidr(r, cidr);
     if (limit) kg_record_add_limit(r, limit, count, window, burst);
-    ck_assert_msg(kg_keys_create(pol, r, key, KG_KEY_MAX, &d) == KG_OK, "%s", d.message);
+    tu_keys_create(pol, r, key);
     kg_record_unref(r);
 }
 
 static kg_decision *check_req(const char *key, const char *method, const char *path,
                               const char *ip)
 {
-    kg_request *req;
-    kg_decision *d;
-    char auth[128];
-    ck_assert_int_eq(kg_request_new(&req), KG_OK);
-    snprintf(auth, sizeof(auth), "Bearer %s", key);
-    kg_request_add_header(req, "Authorization", auth);
-    kg_request_set_method(req, method);
-    kg_request_set_path(req, path);
-    if (ip) kg_request_set_client(req, ip);
-    ck_assert_int_eq(kg_check(pol, req, &d), KG_OK);
-    kg_request_free(req);
-    return d;
+    return tu_check_bearer(pol, key, method, path, ip);
 }
 
 static kg_decision *check(const char *key)
@@ -228,13 +199,9 @@ START_TEST(denied_request_consumes_nothing)
     }
     /* Peek: the hour counter still shows 3 used, not 8. */
     {
-        kg_request *req;
-        char auth[128];
+        kg_request *req = tu_request_bearer(key, NULL, NULL, NULL);
         int64_t lim, rem;
         const char *name;
-        kg_request_new(&req);
-        snprintf(auth, sizeof(auth), "Bearer %s", key);
-        kg_request_add_header(req, "Authorization", auth);
         ck_assert_int_eq(kg_check_peek(pol, req, &d), KG_OK);
         ck_assert_int_eq(kg_decision_limit(d, 0, &name, &lim, &rem, NULL, NULL), KG_OK);
         ck_assert_str_eq(name, "hour");
@@ -351,7 +318,7 @@ START_TEST(bucket_burst_then_refill)
     ck_assert(!kg_decision_allowed(d));
     ck_assert_str_eq(hdr(d, "Retry-After"), "1");
     kg_decision_free(d);
-    fake_now += 2500000;                  /* 2.5 s: 2 tokens back */
+    tu_clock_advance_us(&clk, 2500000);  /* 2.5 s: 2 tokens back */
     for (i = 0; i < 2; i++) {
         d = check(key);
         ck_assert(kg_decision_allowed(d));
@@ -360,7 +327,7 @@ START_TEST(bucket_burst_then_refill)
     d = check(key);
     ck_assert(!kg_decision_allowed(d));
     kg_decision_free(d);
-    fake_now += 100 * 1000000LL;          /* long idle: capped at the burst */
+    tu_clock_advance(&clk, 100);          /* long idle: capped at the burst */
     for (i = 0; i < 7; i++) {
         d = check(key);
         ck_assert_int_eq(kg_decision_allowed(d), i < 5);
@@ -413,7 +380,7 @@ START_TEST(concurrency_leases)
     ck_assert(!kg_decision_allowed(c));
     kg_decision_free(c);
     /* Nobody releases: after the plan's lease_ttl (30 s) the slots free up. */
-    fake_now += 31 * 1000000LL;
+    tu_clock_advance(&clk, 31);
     c = check(key);
     ck_assert(kg_decision_allowed(c));
     kg_decision_free(c);
@@ -433,12 +400,8 @@ struct hammer {
 static void *hammer_fn(void *arg)
 {
     struct hammer *h = arg;
-    kg_request *req;
-    char auth[128];
+    kg_request *req = tu_request_bearer(h->key, NULL, NULL, NULL);
     int i;
-    kg_request_new(&req);
-    snprintf(auth, sizeof(auth), "Bearer %s", h->key);
-    kg_request_add_header(req, "Authorization", auth);
     for (i = 0; i < h->tries; i++) {
         kg_decision *d;
         if (kg_check(pol, req, &d) != KG_OK)
@@ -605,6 +568,78 @@ START_TEST(ipacl_plan_and_key)
 }
 END_TEST
 
+START_TEST(record_nets_parsed_once)
+{
+    kg_record *r = kg_record_new(), *c;
+    const kg_cidr *nets;
+    unsigned char a[16];
+    size_t n = 99;
+
+    nets = kg_record_allowed_nets(r, &n);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(nets);
+    ck_assert_int_eq(kg_record_add_cidr(r, "10.1.0.0/16"), KG_OK);
+    ck_assert_int_eq(kg_record_add_cidr(r, "bogus/99"), KG_OK);  /* kept, not parsed */
+    ck_assert_int_eq(kg_record_add_cidr(r, "2001:db8::/32"), KG_OK);
+    ck_assert_uint_eq(kg_record_cidr_count(r), 3);
+    ck_assert_str_eq(kg_record_cidr(r, 1), "bogus/99");
+    nets = kg_record_allowed_nets(r, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(nets[0].prefix, 96 + 16);
+    ck_assert_uint_eq(nets[1].prefix, 32);
+    ck_assert_int_eq(kg_addr_parse("10.1.200.3", a), KG_OK);
+    ck_assert(kg_cidr_contains(&nets[0], a));
+    ck_assert(!kg_cidr_contains(&nets[1], a));
+    ck_assert_int_eq(kg_addr_parse("2001:db8:7::1", a), KG_OK);
+    ck_assert(kg_cidr_contains(&nets[1], a));
+    /* a copy has its own parsed networks */
+    c = kg_record_dup(r);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_ne(kg_record_allowed_nets(c, &n), nets);
+    ck_assert_uint_eq(n, 2);
+    kg_record_clear_cidrs(r);
+    ck_assert_ptr_null(kg_record_allowed_nets(r, &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(kg_record_cidr_count(r), 0);
+    ck_assert(kg_cidr_contains(&kg_record_allowed_nets(c, &n)[1], a));
+    kg_record_unref(r);
+    kg_record_unref(c);
+}
+END_TEST
+
+START_TEST(ipacl_malformed_stored_network_fails_closed)
+{
+    char bad[KG_KEY_MAX], mixed[KG_KEY_MAX];
+    kg_decision *d;
+    char *r1, *r2, *text, *path = tu_path(dir, "keys.yaml");
+    /* Written by hand: the key management API would refuse a bad network. */
+    ck_assert_int_eq(kg_key_generate("whizo", bad, sizeof(bad)), KG_OK);
+    ck_assert_int_eq(kg_key_generate("whizo", mixed, sizeof(mixed)), KG_OK);
+    r1 = tu_key_record("k_bad", bad, "guarded", "    permissions: ['*']\n"
+                       "    allowed_cidrs: ['10.1.0.0/33']\n");
+    r2 = tu_key_record("k_mixed", mixed, "guarded", "    permissions: ['*']\n"
+                       "    allowed_cidrs: [not-a-net, '10.1.0.0/16']\n");
+    text = tu_fmt("keys:\n%s%s", r1, r2);
+    tu_write(path, text);
+    free(r1);
+    free(r2);
+    free(text);
+    free(path);
+    kg_policy_free(pol);
+    load("fixed_window");
+    d = check_req(bad, "GET", "/v1/jobs/7", "10.1.2.3");      /* matches nothing */
+    ck_assert_int_eq(kg_decision_code(d), KG_CODE_IP_NOT_ALLOWED);
+    ck_assert_str_eq(kg_decision_decided_by(d), "account:ipacl");
+    kg_decision_free(d);
+    d = check_req(mixed, "GET", "/v1/jobs/7", "10.1.2.3");    /* the good one matches */
+    ck_assert(kg_decision_allowed(d));
+    kg_decision_free(d);
+    d = check_req(mixed, "GET", "/v1/jobs/7", "10.2.0.1");
+    ck_assert_int_eq(kg_decision_code(d), KG_CODE_IP_NOT_ALLOWED);
+    kg_decision_free(d);
+}
+END_TEST
+
 START_TEST(scope_permissions)
 {
     char ro[KG_KEY_MAX], jobs[KG_KEY_MAX], all[KG_KEY_MAX];
@@ -693,6 +728,8 @@ static Suite *limits_suite(void)
     tc = tcase_create("account");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, ipacl_plan_and_key);
+    tcase_add_test(tc, record_nets_parsed_once);
+    tcase_add_test(tc, ipacl_malformed_stored_network_fails_closed);
     tcase_add_test(tc, scope_permissions);
     tcase_add_test(tc, limit_state_is_bounded);
     suite_add_tcase(s, tc);
@@ -701,10 +738,5 @@ static Suite *limits_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(limits_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(limits_suite());
 }

@@ -5,17 +5,9 @@
  * anykey test keystore (every well-formed key exists) through a record
  * cache; the clock is injected (no sleeping).
  */
-#include <check.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "testutil.h"
 
-#include <keygate/keygate.h>
-#include <keygate/plugin.h>
-
-static int64_t fake_now;  /* microseconds */
-static int64_t fake_clock(void *ud) { (void)ud; return fake_now; }
-
+static tu_clock clk;
 static kg_context *ctx;
 static kg_policy *pol;
 
@@ -31,12 +23,10 @@ static const char *POLICY =
 
 static void setup(void)
 {
-    kg_diag d;
     ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
-    kg_context_set_clock(ctx, fake_clock, NULL);
-    fake_now = 1800000000LL * 1000000;     /* on the hour */
-    ck_assert_msg(kg_policy_load_string(ctx, POLICY, "limitstate", &pol, &d) == KG_OK,
-                  "%s", d.message);
+    tu_clock_install(ctx, &clk);
+    tu_clock_set(&clk, 1800000000);     /* on the hour */
+    pol = tu_policy(ctx, POLICY);
 }
 
 static void teardown(void)
@@ -48,18 +38,11 @@ static void teardown(void)
 /* Check one key; returns the hour limit's remaining count. */
 static int64_t check_key(const char *key)
 {
-    kg_request *req;
-    kg_decision *d;
-    char auth[KG_KEY_MAX + 8];
+    kg_decision *d = tu_check_key(pol, key);
     int64_t rem = -1;
-    ck_assert_int_eq(kg_request_new(&req), KG_OK);
-    snprintf(auth, sizeof(auth), "Bearer %s", key);
-    kg_request_add_header(req, "Authorization", auth);
-    ck_assert_int_eq(kg_check(pol, req, &d), KG_OK);
     ck_assert_msg(kg_decision_allowed(d), "%s", kg_decision_message(d));
     ck_assert_int_eq(kg_decision_limit(d, 0, NULL, NULL, &rem, NULL, NULL), KG_OK);
     kg_decision_free(d);
-    kg_request_free(req);
     return rem;
 }
 
@@ -81,7 +64,7 @@ START_TEST(idle_state_is_reaped)
     for (i = 0; i < 2000; i++)
         ck_assert_int_eq(check_key(old[i]), 99999);
     ck_assert_uint_eq(kg_context_limit_entries(ctx), 2000);
-    fake_now += 2 * 3600 * 1000000LL;
+    tu_clock_advance(&clk, 2 * 3600);
     for (i = 0; i < 8000; i++)
         ck_assert_int_eq(check_key(young[i]), 99999);
     /* At least 90% of the 2,000 idle entries are gone, none of the new. */
@@ -109,7 +92,7 @@ START_TEST(capacity_evicts_cold_keys_only)
         if (i % 3 == 0) {
             /* The busy key: used every few new keys, a second later each
              * time, so it is never the least recently used. */
-            fake_now += 1000000;
+            tu_clock_advance(&clk, 1);
             rem = check_key(hot);
             ck_assert_int_eq(rem, --want);
         }
@@ -162,10 +145,5 @@ static Suite *limitstate_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(limitstate_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(limitstate_suite());
 }

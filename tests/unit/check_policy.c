@@ -14,20 +14,15 @@ static kg_context *ctx;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    keyfile = tu_keyfile(dir, "free", key);
+    tu_setup(&dir, &keyfile, "free", key, &ctx);
     setenv("KGT_KEYS", keyfile, 1);
     setenv("KGT_REALM", "from env", 1);
     unsetenv("KGT_UNSET");
-    ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
 }
 
 static void teardown(void)
 {
-    kg_context_free(ctx);
-    tu_rmrf(dir);
-    free(dir);
-    free(keyfile);
+    tu_teardown(dir, keyfile, ctx, NULL);
 }
 
 /* Lines 1-5: a credential and a keystore stage; plans follow. */

@@ -4,13 +4,7 @@
  * included, found case-insensitively; wiped on reset); and the key
  * record's short strings, kept inside the record.
  */
-#include <check.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <keygate/keygate.h>
-#include <keygate/plugin.h>
+#include "testutil.h"
 
 START_TEST(defaults_and_last_set_wins)
 {
@@ -162,10 +156,5 @@ static Suite *request_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(request_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(request_suite());
 }

@@ -15,29 +15,24 @@
 
 #include "sqltest.h"
 
-static char dir[256];
+static char *dir;
 static char dbpath[512];
 static char opts[1024];
 static kg_context *ctx;
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/kg-sqlite-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    dir = tu_tmpdir();
     snprintf(dbpath, sizeof(dbpath), "%s/keys.db", dir);
     snprintf(opts, sizeof(opts), "driver: sqlite, path: '%s', reconnect_delay: 0",
              dbpath);
     ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
-    kg_context_set_clock(ctx, test_clock, NULL);
+    kg_context_set_clock(ctx, tu_clock_fn, &test_clk);
 }
 
 static void teardown(void)
 {
-    char cmd[600];
-    kg_context_free(ctx);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    tu_teardown(dir, NULL, ctx, NULL);
 }
 
 /* Run one SQL statement on the file directly, waiting up to busy_ms for
@@ -81,7 +76,7 @@ START_TEST(test_roundtrip)
     kg_record_add_cidr(r, "127.0.0.0/8");
     kg_record_add_cidr(r, "2001:db8::/32");
     kg_record_add_limit(r, "hour", 100000, 3600, 500);
-    kg_record_set_expires(r, test_now_us / 1000000 + 86400);
+    kg_record_set_expires(r, tu_clock_fn(&test_clk) / 1000000 + 86400);
     ck_assert_int_eq(kg_keys_create(p, r, key, sizeof(key), &d), KG_OK);
     ck_assert_int_eq(kg_keys_get(p, kg_record_id(r), &got, &d), KG_OK);
     ck_assert_str_eq(kg_record_name(got), "scraper prod");
@@ -97,8 +92,8 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c, 100000);
     ck_assert_int_eq(w, 3600);
     ck_assert_int_eq(b, 500);
-    ck_assert_int_eq(kg_record_expires(got), test_now_us / 1000000 + 86400);
-    ck_assert_int_eq(kg_record_created(got), test_now_us / 1000000);
+    ck_assert_int_eq(kg_record_expires(got), tu_clock_fn(&test_clk) / 1000000 + 86400);
+    ck_assert_int_eq(kg_record_created(got), tu_clock_fn(&test_clk) / 1000000);
     ck_assert_int_eq(strncmp(kg_record_prefix(got), key, 8), 0);
     kg_record_unref(got);
     kg_record_unref(r);
@@ -147,9 +142,9 @@ START_TEST(test_revoke_by_other_within_ttl)
     kg_record_set_status(r, KG_STATUS_REVOKED);
     ck_assert_int_eq(kg_keys_update(cli, r, &d), KG_OK);
     kg_record_unref(r);
-    test_advance(4);
+    tu_clock_advance(&test_clk, 4);
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);  /* cached */
-    test_advance(2);
+    tu_clock_advance(&test_clk, 2);
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_KEY_REVOKED);
     kg_policy_free(cli);
     kg_policy_free(p);
@@ -606,7 +601,7 @@ START_TEST(test_last_used_write_behind)
     char o[1200], key[KG_KEY_MAX], id[64];
     kg_policy *p;
     kg_diag d;
-    int64_t t0 = test_now_us / 1000000;
+    int64_t t0 = tu_clock_fn(&test_clk) / 1000000;
 
     snprintf(o, sizeof(o), "%s, last_used_interval: 60s", opts);
     p = test_policy_ok(ctx, o, NULL);
@@ -618,18 +613,18 @@ START_TEST(test_last_used_write_behind)
     ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);  /* flush */
     ck_assert_int_eq(last_used_of(id), t0);
     /* Within the interval: not written again. */
-    test_advance(30);
+    tu_clock_advance(&test_clk, 30);
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
     ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);
     ck_assert_int_eq(last_used_of(id), t0);
     /* Past it: written, batched to the latest use. */
-    test_advance(31);
+    tu_clock_advance(&test_clk, 31);
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
-    test_advance(5);
+    tu_clock_advance(&test_clk, 5);
     ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);
     ck_assert_int_eq(last_used_of(id), t0 + 61);
     /* Shutdown writes what is pending. */
-    test_advance(100);
+    tu_clock_advance(&test_clk, 100);
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_NONE);
     kg_policy_free(p);
     ck_assert_int_eq(last_used_of(id), t0 + 166);

@@ -2,70 +2,57 @@
  * sqltest.h - helpers shared by the sql keystore tests (SQLite unit
  * tests and the PostgreSQL integration test): a policy around one sql
  * store line, an injected clock, keys made and checked through the
- * public API only.
+ * public API only (with testutil.h's helpers).
  */
 #ifndef KEYGATE_SQLTEST_H
 #define KEYGATE_SQLTEST_H
 
-#include <check.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "testutil.h"
 
-#include <keygate/keygate.h>
-#include <keygate/plugin.h>
-
-/* The injected clock (microseconds). */
-static int64_t test_now_us = 1800000000LL * 1000000;
-
-static int64_t test_clock(void *ud)
-{
-    (void)ud;
-    return test_now_us;
-}
-
-static void test_advance(int64_t seconds)
-{
-    test_now_us += seconds * 1000000;
-}
+/* The injected clock: kg_context_set_clock(ctx, tu_clock_fn, &test_clk). */
+static tu_clock test_clk = { INT64_C(1800000000) * 1000000 };
 
 /*
  * A policy: bearer credential, one sql keystore line with `store_opts`
  * (YAML flow-mapping body) and `cache` (a flow mapping or NULL), plans
  * free and pro.
  */
+static char *test_policy_text(const char *store_opts, const char *cache)
+{
+    return tu_fmt("version: 1\n"
+                  "key_prefix: whizo\n"
+                  "credential:\n"
+                  "  - module: bearer\n"
+                  "    control: required\n"
+                  "keystore:\n"
+                  "  - module: sql\n"
+                  "    control: required\n"
+                  "%s%s%s"
+                  "    options: {%s}\n"
+                  "plans:\n"
+                  "  free:\n"
+                  "    priority: 0\n"
+                  "  pro:\n"
+                  "    priority: 2\n",
+                  cache ? "    cache: " : "", cache ? cache : "", cache ? "\n" : "",
+                  store_opts);
+}
+
 static kg_error test_policy(kg_context *ctx, const char *store_opts,
                             const char *cache, kg_policy **p_r, kg_diag *d)
 {
-    char yaml[4096];
-    snprintf(yaml, sizeof(yaml),
-             "version: 1\n"
-             "key_prefix: whizo\n"
-             "credential:\n"
-             "  - module: bearer\n"
-             "    control: required\n"
-             "keystore:\n"
-             "  - module: sql\n"
-             "    control: required\n"
-             "%s%s%s"
-             "    options: {%s}\n"
-             "plans:\n"
-             "  free:\n"
-             "    priority: 0\n"
-             "  pro:\n"
-             "    priority: 2\n",
-             cache ? "    cache: " : "", cache ? cache : "", cache ? "\n" : "",
-             store_opts);
-    return kg_policy_load_string(ctx, yaml, "test.yaml", p_r, d);
+    char *yaml = test_policy_text(store_opts, cache);
+    kg_error e = kg_policy_load_string(ctx, yaml, "test.yaml", p_r, d);
+    free(yaml);
+    return e;
 }
 
 static kg_policy *test_policy_ok(kg_context *ctx, const char *store_opts,
                                  const char *cache)
 {
-    kg_policy *p = NULL;
-    kg_diag d;
-    kg_error e = test_policy(ctx, store_opts, cache, &p, &d);
-    ck_assert_msg(e == KG_OK, "policy load: %s: %s", kg_strerror(e), d.message);
+    char *yaml = test_policy_text(store_opts, cache);
+    kg_policy *p = tu_policy(ctx, yaml);
+    free(yaml);
     return p;
 }
 
@@ -73,14 +60,8 @@ static kg_policy *test_policy_ok(kg_context *ctx, const char *store_opts,
 static void test_make_key(kg_policy *p, const char *plan, const char *name,
                           char key[KG_KEY_MAX], char *id_out, size_t idlen)
 {
-    kg_record *r = kg_record_new();
-    kg_diag d;
-    kg_error e;
-    ck_assert_ptr_nonnull(r);
-    kg_record_set_plan(r, plan);
-    kg_record_set_name(r, name);
-    e = kg_keys_create(p, r, key, KG_KEY_MAX, &d);
-    ck_assert_msg(e == KG_OK, "key create: %s: %s", kg_strerror(e), d.message);
+    kg_record *r;
+    tu_key_new(p, plan, name, key, &r);
     if (id_out != NULL)
         snprintf(id_out, idlen, "%s", kg_record_id(r));
     kg_record_unref(r);
@@ -89,23 +70,11 @@ static void test_make_key(kg_policy *p, const char *plan, const char *name,
 /* Run a check with "Authorization: Bearer <key>"; the decision's code. */
 static kg_code test_check_code(kg_policy *p, const char *key, int *status_r)
 {
-    kg_request *req;
-    kg_decision *dec;
-    char hdr[512];
-    kg_code code;
-
-    ck_assert_int_eq(kg_request_new(&req), KG_OK);
-    snprintf(hdr, sizeof(hdr), "Bearer %s", key);
-    kg_request_set_method(req, "GET");
-    kg_request_set_path(req, "/v1/scrape");
-    kg_request_set_client(req, "127.0.0.1");
-    kg_request_add_header(req, "Authorization", hdr);
-    ck_assert_int_eq(kg_check(p, req, &dec), KG_OK);
-    code = kg_decision_code(dec);
+    kg_decision *dec = tu_check_bearer(p, key, "GET", "/v1/scrape", "127.0.0.1");
+    kg_code code = kg_decision_code(dec);
     if (status_r != NULL)
         *status_r = kg_decision_status(dec);
     kg_decision_free(dec);
-    kg_request_free(req);
     return code;
 }
 

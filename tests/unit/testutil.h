@@ -1,7 +1,9 @@
 /*
- * testutil.h - helpers shared by the Check suites: a scratch folder, files
- * written in one call, a fake clock, a key file holding one valid key,
- * policies loaded from text, and requests built in one call.
+ * testutil.h - helpers shared by the Check suites (unit and integration):
+ * a scratch folder, files written in one call, a fake clock, a key file
+ * holding one valid key, keys made through the key management API,
+ * policies loaded from text or a template, requests built in one call,
+ * the usual fixture and the runner.
  *
  * Header-only on purpose: every suite is one program, and the helpers are
  * small.  Everything is `static` and marked unused so that a suite that
@@ -10,7 +12,9 @@
 #ifndef KEYGATE_TESTUTIL_H
 #define KEYGATE_TESTUTIL_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -101,30 +105,40 @@ static TU_UNUSED char *tu_path(const char *dir, const char *name)
     return p;
 }
 
+static TU_UNUSED char *tu_vfmt(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0)));
+static TU_UNUSED char *tu_vfmt(const char *fmt, va_list ap)
+{
+    char *p;
+    ck_assert(vasprintf(&p, fmt, ap) >= 0);
+    return p;
+}
+
 static TU_UNUSED char *tu_fmt(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 static TU_UNUSED char *tu_fmt(const char *fmt, ...)
 {
     va_list ap;
     char *p;
-    int n;
     va_start(ap, fmt);
-    n = vasprintf(&p, fmt, ap);
+    p = tu_vfmt(fmt, ap);
     va_end(ap);
-    ck_assert(n >= 0);
     return p;
 }
 
 /* ---- the fake clock -------------------------------------------------- */
 
-/* Microseconds since the epoch; tests move it by hand. */
+/*
+ * Microseconds since the epoch; tests move it by hand.  Read and written
+ * atomically: the limiter and pool tests read it from several threads.
+ */
 typedef struct tu_clock {
     int64_t now_us;
 } tu_clock;
 
 static TU_UNUSED int64_t tu_clock_fn(void *ud)
 {
-    return ((tu_clock *)ud)->now_us;
+    return __atomic_load_n(&((tu_clock *)ud)->now_us, __ATOMIC_SEQ_CST);
 }
 
 /* 2026-01-01T00:00:00Z: far from 0, so "expires 0 = never" stays apart. */
@@ -132,13 +146,24 @@ static TU_UNUSED int64_t tu_clock_fn(void *ud)
 
 static TU_UNUSED void tu_clock_install(kg_context *ctx, tu_clock *c)
 {
-    c->now_us = TU_EPOCH_S * 1000000;
+    __atomic_store_n(&c->now_us, TU_EPOCH_S * 1000000, __ATOMIC_SEQ_CST);
     kg_context_set_clock(ctx, tu_clock_fn, c);
+}
+
+/* Set the clock to `seconds` since the epoch. */
+static TU_UNUSED void tu_clock_set(tu_clock *c, int64_t seconds)
+{
+    __atomic_store_n(&c->now_us, seconds * 1000000, __ATOMIC_SEQ_CST);
+}
+
+static TU_UNUSED void tu_clock_advance_us(tu_clock *c, int64_t us)
+{
+    __atomic_add_fetch(&c->now_us, us, __ATOMIC_SEQ_CST);
 }
 
 static TU_UNUSED void tu_clock_advance(tu_clock *c, int64_t seconds)
 {
-    c->now_us += seconds * 1000000;
+    tu_clock_advance_us(c, seconds * 1000000);
 }
 
 /* ---- keys and key files ---------------------------------------------- */
@@ -173,6 +198,41 @@ static TU_UNUSED char *tu_keyfile(const char *dir, const char *plan,
     return path;
 }
 
+/*
+ * kg_keys_create() that must succeed: r goes to the policy's writable
+ * store, the key into key_out.  r stays the caller's.
+ */
+static TU_UNUSED void tu_keys_create(kg_policy *p, kg_record *r,
+                                     char key_out[KG_KEY_MAX])
+{
+    kg_diag d;
+    char buf[2048];
+    kg_error e;
+    memset(&d, 0, sizeof(d));
+    e = kg_keys_create(p, r, key_out, KG_KEY_MAX, &d);
+    ck_assert_msg(e == KG_OK, "key create (%s): %s", kg_strerror(e),
+                  kg_diag_format(&d, buf, sizeof(buf)));
+}
+
+/*
+ * A new key on `plan` named `name` through the key management API; the
+ * key into key_out.  The record (with its new id) into *rec_r if not
+ * NULL (the caller unrefs it).
+ */
+static TU_UNUSED void tu_key_new(kg_policy *p, const char *plan, const char *name,
+                                 char key_out[KG_KEY_MAX], kg_record **rec_r)
+{
+    kg_record *r = kg_record_new();
+    ck_assert_ptr_nonnull(r);
+    kg_record_set_plan(r, plan);
+    kg_record_set_name(r, name);
+    tu_keys_create(p, r, key_out);
+    if (rec_r != NULL)
+        *rec_r = r;
+    else
+        kg_record_unref(r);
+}
+
 /* ---- policies -------------------------------------------------------- */
 
 /* Load a policy from text; fail the test with the diag if it does not load. */
@@ -187,6 +247,22 @@ static TU_UNUSED kg_policy *tu_policy(kg_context *ctx, const char *yaml)
     ck_assert_msg(e == KG_OK, "policy did not load (%s): %s\n---\n%s",
                   kg_strerror(e), kg_diag_format(&d, buf, sizeof(buf)), yaml);
     ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* tu_policy() of a printf template. */
+static TU_UNUSED kg_policy *tu_policyf(kg_context *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static TU_UNUSED kg_policy *tu_policyf(kg_context *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    char *yaml;
+    kg_policy *p;
+    va_start(ap, fmt);
+    yaml = tu_vfmt(fmt, ap);
+    va_end(ap);
+    p = tu_policy(ctx, yaml);
+    free(yaml);
     return p;
 }
 
@@ -248,15 +324,67 @@ static TU_UNUSED char *tu_bearer(const char *key)
     return tu_fmt("Authorization: Bearer %s", key);
 }
 
-/* Check with one bearer key; returns the decision. */
-static TU_UNUSED kg_decision *tu_check_key(const kg_policy *p, const char *key)
+/*
+ * A request with "Authorization: Bearer <key>", and the method, path and
+ * client address that are not NULL (a NULL one is not set at all).
+ */
+static TU_UNUSED kg_request *tu_request_bearer(const char *key, const char *method,
+                                               const char *path, const char *client)
 {
-    char *h = tu_bearer(key);
-    kg_request *r = tu_request(h, NULL);
+    kg_request *r = NULL;
+    char *auth = tu_fmt("Bearer %s", key);
+    ck_assert_int_eq(kg_request_new(&r), KG_OK);
+    ck_assert_int_eq(kg_request_add_header(r, "Authorization", auth), KG_OK);
+    if (method != NULL)
+        kg_request_set_method(r, method);
+    if (path != NULL)
+        kg_request_set_path(r, path);
+    if (client != NULL)
+        kg_request_set_client(r, client);
+    free(auth);
+    return r;
+}
+
+/* tu_request_bearer() checked; the decision (never NULL). */
+static TU_UNUSED kg_decision *tu_check_bearer(const kg_policy *p, const char *key,
+                                              const char *method, const char *path,
+                                              const char *client)
+{
+    kg_request *r = tu_request_bearer(key, method, path, client);
     kg_decision *d = tu_check(p, r);
     kg_request_free(r);
-    free(h);
     return d;
+}
+
+/* Check with one bearer key, GET / from 192.0.2.10; returns the decision. */
+static TU_UNUSED kg_decision *tu_check_key(const kg_policy *p, const char *key)
+{
+    return tu_check_bearer(p, key, "GET", "/", "192.0.2.10");
+}
+
+/* ---- the usual fixture ----------------------------------------------- */
+
+/*
+ * A scratch folder holding keys.yaml with one key on `plan` (the key into
+ * key_out, id k_test) and a new context.  tu_teardown() undoes it.
+ */
+static TU_UNUSED void tu_setup(char **dir_r, char **keyfile_r, const char *plan,
+                               char key_out[KG_KEY_MAX], kg_context **ctx_r)
+{
+    *dir_r = tu_tmpdir();
+    *keyfile_r = tu_keyfile(*dir_r, plan, key_out);
+    ck_assert_int_eq(kg_context_new(ctx_r), KG_OK);
+}
+
+/* Free the policy (may be NULL) and the context, remove the folder. */
+static TU_UNUSED void tu_teardown(char *dir, char *keyfile, kg_context *ctx,
+                                  kg_policy *pol)
+{
+    kg_policy_free(pol);
+    kg_context_free(ctx);
+    tu_rmrf(dir);
+    free(dir);
+    free(keyfile);
 }
 
 /* Run a suite; the exit status for main(). */

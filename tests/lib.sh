@@ -1,0 +1,118 @@
+# lib.sh - what the shell tests share: ok/bad lines and the summary, a
+# free loopback port, waiting for a server to answer, and servers run in
+# the background and stopped on exit.
+#
+# Sourced (by POSIX sh and bash scripts alike).  It only defines: no
+# trap, no folder, no output, so that any script (and the helper scripts
+# the tests write) may source it.  A test's own cleanup calls bg_stop_all.
+
+fail=0
+npass=0
+BG_PIDS=
+
+ok() { npass=$((npass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+# finish: the summary line; exits 0 if nothing failed, else 1.
+finish() {
+    echo "$npass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit $?
+}
+
+# free_port: a TCP port on 127.0.0.1 with no socket on it now, in
+# 20000..49999 (so that port + 10000, a Redis Cluster bus port, is still
+# a port).  A server may lose it to a race before it binds: starts that
+# can fail that way retry with another port.
+free_port() {
+    while :; do
+        lib_p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 ))
+        if command -v ss >/dev/null 2>&1; then
+            ss -Htan "sport = :$lib_p" 2>/dev/null | grep -q . && continue
+        fi
+        echo "$lib_p"
+        return 0
+    done
+}
+
+# wait_for TRIES CMD [ARGS...]: run CMD every 0.05 s until it succeeds,
+# at most TRIES times.  Its status: 0 if CMD succeeded.
+wait_for() {
+    lib_n=$1
+    shift
+    while [ "$lib_n" -gt 0 ]; do
+        "$@" && return 0
+        lib_n=$((lib_n - 1))
+        [ "$lib_n" -gt 0 ] && sleep 0.05
+    done
+    return 1
+}
+
+# http_status URL [CURL ARGS...]: the status code of a GET (000: no answer).
+http_status() {
+    lib_u=$1
+    shift
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$lib_u" 2>/dev/null
+}
+
+# http_is URL STATUS: true when a GET of URL answers STATUS ("any": any
+# answer at all).
+http_is() {
+    lib_s=$(http_status "$1")
+    if [ "$2" = any ]; then [ "$lib_s" != 000 ]; else [ "$lib_s" = "$2" ]; fi
+}
+
+# wait_http URL [STATUS [PID]]: until URL answers (with STATUS if given
+# and not "any"), 10 s at most; gives up early when process PID is gone.
+wait_http() {
+    lib_i=0
+    while [ $lib_i -lt 200 ]; do
+        http_is "$1" "${2:-any}" && return 0
+        if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.05
+        lib_i=$((lib_i + 1))
+    done
+    return 1
+}
+
+# bg_start CMD [ARGS...]: run CMD in the background (the caller's
+# redirections apply to it); its pid into BG_PID, and remembered for
+# bg_stop_all.
+bg_start() {
+    "$@" &
+    BG_PID=$!
+    BG_PIDS="$BG_PIDS $BG_PID"
+}
+
+# bg_wait PID: wait for it to end by itself, forget it (a pid is never
+# signalled after it has been waited for: it may be another's by then).
+# Its exit status.
+bg_wait() {
+    wait "$1"
+    lib_rc=$?
+    lib_left=
+    for lib_p in $BG_PIDS; do
+        [ "$lib_p" = "$1" ] || lib_left="$lib_left $lib_p"
+    done
+    BG_PIDS=$lib_left
+    return $lib_rc
+}
+
+# bg_stop PID: SIGTERM, wait for it, forget it.
+bg_stop() {
+    kill "$1" 2>/dev/null
+    bg_wait "$1" 2>/dev/null
+}
+
+# bg_stop_all: bg_stop every process bg_start started and not yet stopped.
+bg_stop_all() {
+    for lib_p in $BG_PIDS; do
+        kill "$lib_p" 2>/dev/null
+    done
+    for lib_p in $BG_PIDS; do
+        wait "$lib_p" 2>/dev/null
+    done
+    BG_PIDS=
+}
