@@ -3,17 +3,31 @@
  * store, through kg_check() (bearer credential, one keystore line, a plan
  * with no account or limit stage), single-threaded:
  *
- *   uncached   every check goes to the database (no cache: on the line)
+ *   uncached   every check goes to the database (no cache: on the line);
+ *              for SQLite also with snapshot_idle: 0 (a read transaction
+ *              per lookup, as before snapshot reuse), in the same run
  *   cached     the core's record cache in front of the same store, warm
  *   memory     bench/memstore (every key in an in-memory hash table),
- *              asked for the same hot keys: the baseline for "cached"
+ *              asked for the same hot keys: the baseline for "cached",
+ *              and, run first and last, the same-run reference that
+ *              tells a loaded machine from a slow store
+ *   floor      after each uncached run: a busy loop calibrated to that
+ *              run's median, timed the same way.  Its p99 is what this
+ *              machine, as loaded as it is, does to ANY operation that
+ *              long (interrupts, other processes, the hypervisor): the
+ *              store's p99 can only be judged against it.
  *
  * The bench loads its own keys: --keys N (default 1,000,000) random keys
  * are generated, hashed, and bulk-loaded into SQLite (one transaction)
  * and/or PostgreSQL (COPY).  Usage:
  *
- *   bench_sql [--keys N] [--checks M] [--working-set W]
+ *   bench_sql [--keys N] [--checks M] [--pg-checks M] [--working-set W]
  *             [--sqlite DB-PATH] [--pg CONNINFO]   (password: $PGPASSWORD)
+ *
+ * Profiling just the measured uncached runs: start bench_sql under
+ * `perf record -D -1 --control fifo:CTL` and set BENCH_PERF_CTL=CTL;
+ * the bench enables the events around those runs only (with
+ * BENCH_PERF_ONLY=TEXT, around the runs whose label contains TEXT).
  *
  * bench/sql/run.sh builds it, starts a PostgreSQL of its own, and runs it.
  */
@@ -38,7 +52,8 @@
 
 static char (*keys)[KG_KEY_MAX];
 static char (*hexes)[2 * KG_HASH_LEN + 1];
-static long nkeys = 1000000, nchecks = 200000, wset = 10000;
+static long nkeys = 1000000, nchecks = 200000, pgchecks = 20000, wset = 10000;
+static FILE *perf_ctl;  /* BENCH_PERF_CTL: perf's control fifo */
 
 static int64_t clock_ns(clockid_t id)
 {
@@ -52,10 +67,23 @@ static int64_t now_ns(void)
     return clock_ns(CLOCK_MONOTONIC);
 }
 
-/* What each check's latency is taken with: wall time, or the thread's
- * CPU time (leaves out waiting for a CPU on a loaded machine; means
- * nothing for PostgreSQL, whose work is in another process). */
-static clockid_t lat_clock = CLOCK_MONOTONIC;
+static void perf_events(const char *cmd)
+{
+    if (perf_ctl != NULL) {
+        fprintf(perf_ctl, "%s\n", cmd);
+        fflush(perf_ctl);
+    }
+}
+
+static void print_load(const char *when)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double a = 0, b = 0, c = 0;
+    if (f != NULL && fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
+        printf("-- %s: load average %.2f %.2f %.2f\n", when, a, b, c);
+    if (f != NULL)
+        fclose(f);
+}
 
 static int cmp64(const void *a, const void *b)
 {
@@ -84,11 +112,71 @@ static kg_policy *load(kg_context *ctx, const char *keystore_line)
     return p;
 }
 
-/* Run `n` checks of keys picked (pseudo-randomly) among the first
- * `among`; print ops/s and percentiles. */
-static void measure(const char *label, kg_policy *p, long among, long n)
+static void report(const char *label, int64_t *lat, long n, int64_t total,
+                   long denied)
+{
+    qsort(lat, (size_t)n, sizeof(*lat), cmp64);
+    printf("%-42s %9.0f /s   p50 %7.1f us   p99 %7.1f us   p99.9 %7.1f us%s\n",
+           label, (double)n / ((double)total / 1e9), lat[n / 2] / 1000.0,
+           lat[(long)(n * 0.99)] / 1000.0, lat[(long)(n * 0.999)] / 1000.0,
+           denied ? "   (SOME DENIED!)" : "");
+    fflush(stdout);
+}
+
+/*
+ * The machine's floor for an operation of `target_ns`: a busy loop
+ * calibrated to that length, timed like a check.  It touches no memory,
+ * makes no system call and cannot wait for anything, so whatever tail
+ * it has comes from the machine.
+ */
+static void machine_floor(int64_t target_ns, long n)
 {
     int64_t *lat = malloc((size_t)n * sizeof(*lat)), t0, total;
+    volatile uint64_t sink = 0;
+    uint64_t x = 88172645463325252ULL;
+    long i, j, iters = 1000;
+    int round;
+    char label[64];
+
+    if (lat == NULL || n < 101)
+        die("floor", "out of memory");
+    /* iterations for target_ns: scaled by the median of 101 timings of
+     * the loop as it is timed below, three times over */
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < 101; i++) {
+            t0 = now_ns();
+            for (j = 0; j < iters; j++) {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            }
+            sink += x;
+            lat[i] = now_ns() - t0;
+        }
+        qsort(lat, 101, sizeof(*lat), cmp64);
+        iters = (long)((double)iters * (double)target_ns / (double)(lat[50] ? lat[50] : 1));
+        if (iters < 1)
+            iters = 1;
+    }
+    total = now_ns();
+    for (i = 0; i < n; i++) {
+        t0 = now_ns();
+        for (j = 0; j < iters; j++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        }
+        sink += x;
+        lat[i] = now_ns() - t0;
+    }
+    total = now_ns() - total;
+    snprintf(label, sizeof(label), "  machine floor (a %.1f us busy loop)",
+             target_ns / 1000.0);
+    report(label, lat, n, total, 0);
+    free(lat);
+}
+
+/* Run `n` checks of keys picked (pseudo-randomly) among the first
+ * `among`; print checks/s and percentiles; the median (ns). */
+static int64_t measure(const char *label, kg_policy *p, long among, long n)
+{
+    int64_t *lat = malloc((size_t)n * sizeof(*lat)), t0, total, p50;
     kg_request *req;
     uint64_t x = 88172645463325252ULL;
     long i, denied = 0;
@@ -105,24 +193,36 @@ static void measure(const char *label, kg_policy *p, long among, long n)
         snprintf(hdr, sizeof(hdr), "Bearer %s", keys[k]);
         kg_request_reset(req);
         kg_request_add_header(req, "Authorization", hdr);
-        t0 = clock_ns(lat_clock);
+        t0 = now_ns();
         kg_check(p, req, &dec);
-        lat[i] = clock_ns(lat_clock) - t0;
+        lat[i] = now_ns() - t0;
         if (!kg_decision_allowed(dec))
             denied++;
         kg_decision_free(dec);
     }
     total = now_ns() - total;
-    qsort(lat, (size_t)n, sizeof(*lat), cmp64);
-    printf("%-30s %9.0f checks/s   p50 %7.1f us   p99 %7.1f us   p99.9 %7.1f us%s\n",
-           label, (double)n / ((double)total / 1e9), lat[n / 2] / 1000.0,
-           lat[(long)(n * 0.99)] / 1000.0, lat[(long)(n * 0.999)] / 1000.0,
-           denied ? "   (SOME DENIED!)" : "");
+    report(label, lat, n, total, denied);
     if (denied)
         fprintf(stderr, "bench_sql: %s: %ld of %ld checks denied\n", label, denied, n);
-    fflush(stdout);
+    p50 = lat[n / 2];
     kg_request_free(req);
     free(lat);
+    return p50;
+}
+
+/* An uncached run: measured (with perf's events on, if asked), then the
+ * machine's floor for an operation as long as its median. */
+static void measure_uncached(const char *label, kg_policy *p, long n)
+{
+    const char *only = getenv("BENCH_PERF_ONLY");
+    int on = only == NULL || strstr(label, only) != NULL;
+    int64_t p50;
+    if (on)
+        perf_events("enable");
+    p50 = measure(label, p, nkeys, n);
+    if (on)
+        perf_events("disable");
+    machine_floor(p50, n);
 }
 
 static void make_keys(void)
@@ -145,48 +245,63 @@ static void make_keys(void)
 
 /* The baseline: bench/memstore, every key in an in-memory hash table,
  * asked for the same hot keys as the cached runs. */
+static char keys_path[] = "/tmp/kg-bench-keys-XXXXXX";
+static int keys_written;
+
 static void bench_memory(kg_context *ctx)
 {
-    char path[] = "/tmp/kg-bench-keys-XXXXXX", line[512], label[64];
-    int fd = mkstemp(path);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    char line[512], label[64];
+    const char *path = keys_path;
     kg_policy *p;
     long i;
 
-    if (f == NULL)
-        die("memstore", "cannot create a temporary file");
-    for (i = 0; i < nkeys; i++)
-        fprintf(f, "%s\n", keys[i]);
-    fclose(f);
+    if (!keys_written) {  /* written once, for both memory runs */
+        int fd = mkstemp(keys_path);
+        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (f == NULL)
+            die("memstore", "cannot create a temporary file");
+        for (i = 0; i < nkeys; i++)
+            fprintf(f, "%s\n", keys[i]);
+        fclose(f);
+        keys_written = 1;
+    }
     snprintf(line, sizeof(line), "  - module: memstore\n    control: required\n"
              "    options: {keys_file: '%s', plan: free}\n", path);
     p = load(ctx, line);
+    print_load("memory");
     snprintf(label, sizeof(label), "memory (memstore, %ld hot)", wset);
     measure(label, p, wset, nchecks);
     kg_policy_free(p);
-    unlink(path);
 }
 
-static void bench_store(kg_context *ctx, const char *name, const char *opts)
+static void bench_store(kg_context *ctx, const char *name, const char *opts,
+                        long n)
 {
-    char line[2048], label[64];
+    char line[2048], label[96];
     kg_policy *p;
 
+    print_load(name);
     snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
              "    options: {%s, last_used_interval: 0}\n", opts);
     p = load(ctx, line);
     /* Warm the OS page cache and the connections first: "uncached" is
      * about keygate's cache, not a cold disk. */
-    measure("(warming the store)", p, nkeys, nchecks / 2);
+    measure("(warming the store)", p, nkeys, n / 2);
     snprintf(label, sizeof(label), "%s uncached (%ld keys)", name, nkeys);
-    measure(label, p, nkeys, nchecks);
-    if (strcmp(name, "sqlite") == 0) {
-        lat_clock = CLOCK_THREAD_CPUTIME_ID;
-        snprintf(label, sizeof(label), "%s uncached, on-CPU time", name);
-        measure(label, p, nkeys, nchecks);
-        lat_clock = CLOCK_MONOTONIC;
-    }
+    measure_uncached(label, p, n);
     kg_policy_free(p);
+
+    if (strcmp(name, "sqlite") == 0) {
+        /* The same store without snapshot reuse: what every lookup cost
+         * before it, measured in the same run. */
+        snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
+                 "    options: {%s, last_used_interval: 0, snapshot_idle: 0}\n", opts);
+        p = load(ctx, line);
+        measure("(warming the store)", p, nkeys, n / 4);
+        snprintf(label, sizeof(label), "%s uncached, snapshot_idle: 0", name);
+        measure_uncached(label, p, n);
+        kg_policy_free(p);
+    }
 
     snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
              "    cache: {ttl: 1h, negative_ttl: 1s, max_entries: %ld}\n"
@@ -199,15 +314,27 @@ static void bench_store(kg_context *ctx, const char *name, const char *opts)
 }
 
 #ifdef HAVE_SQLITE
+static int cmp_hex(const void *a, const void *b)
+{
+    return strcmp(hexes[*(const long *)a], hexes[*(const long *)b]);
+}
+
 static void load_sqlite(kg_context *ctx, const char *path)
 {
     char opts[1024], line[1200];
     sqlite3 *db;
     sqlite3_stmt *st;
     kg_policy *p;
-    long i;
+    long i, *order = malloc((size_t)nkeys * sizeof(*order));
     int64_t t0 = now_ns();
 
+    /* In hash order, as `keygate db migrate` leaves a table (packed);
+     * in random order it takes three times as long to load. */
+    if (order == NULL)
+        die("load", "out of memory");
+    for (i = 0; i < nkeys; i++)
+        order[i] = i;
+    qsort(order, (size_t)nkeys, sizeof(*order), cmp_hex);
     unlink(path);
     snprintf(opts, sizeof(opts), "driver: sqlite, path: '%s'", path);
     snprintf(line, sizeof(line), "  - module: sql\n    control: required\n"
@@ -216,26 +343,31 @@ static void load_sqlite(kg_context *ctx, const char *path)
     kg_policy_free(p);
     if (sqlite3_open(path, &db) != SQLITE_OK)
         die(path, sqlite3_errmsg(db));
-    sqlite3_exec(db, "PRAGMA cache_size=-262144; BEGIN", NULL, NULL, NULL);
+    /* A bench's load: no fsync, and written once into the file rather
+     * than into the WAL and then again by the checkpoint; the store
+     * reads the same pages either way, in WAL mode again after. */
+    sqlite3_exec(db, "PRAGMA journal_mode=DELETE; PRAGMA cache_size=-262144; "
+                 "PRAGMA synchronous=OFF; BEGIN", NULL, NULL, NULL);
     if (sqlite3_prepare_v2(db, "INSERT INTO keygate_keys (id, key_hash, plan, "
                            "created_at) VALUES (?1, ?2, 'free', 1800000000)",
                            -1, &st, NULL) != SQLITE_OK)
         die(path, sqlite3_errmsg(db));
     for (i = 0; i < nkeys; i++) {
         char id[32];
-        snprintf(id, sizeof(id), "b_%07ld", i);
+        snprintf(id, sizeof(id), "b_%07ld", order[i]);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, hexes[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, hexes[order[i]], -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
             die(path, sqlite3_errmsg(db));
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(db, "COMMIT; PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK)
         die(path, sqlite3_errmsg(db));
     sqlite3_close(db);
+    free(order);
     printf("loaded %ld keys into SQLite in %.1f s\n", nkeys, (now_ns() - t0) / 1e9);
-    bench_store(ctx, "sqlite", opts);
+    bench_store(ctx, "sqlite", opts, nchecks);
     unlink(path);
 }
 #endif
@@ -278,7 +410,7 @@ static void load_pg(kg_context *ctx, const char *conninfo)
     PQclear(PQexec(c, "ANALYZE keygate_keys"));
     PQfinish(c);
     printf("loaded %ld keys into PostgreSQL in %.1f s\n", nkeys, (now_ns() - t0) / 1e9);
-    bench_store(ctx, "postgresql", opts);
+    bench_store(ctx, "postgresql", opts, pgchecks);
 }
 #endif
 
@@ -287,6 +419,7 @@ int main(int argc, char **argv)
     static const struct option lo[] = {
         { "keys", required_argument, NULL, 'k' },
         { "checks", required_argument, NULL, 'n' },
+        { "pg-checks", required_argument, NULL, 'P' },
         { "working-set", required_argument, NULL, 'w' },
         { "sqlite", required_argument, NULL, 's' },
         { "pg", required_argument, NULL, 'p' },
@@ -294,23 +427,28 @@ int main(int argc, char **argv)
     };
     const char *sqlite_path = NULL, *pg = NULL;
     kg_context *ctx;
+    int64_t start = now_ns();
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "k:n:w:s:p:", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "k:n:P:w:s:p:", lo, NULL)) != -1) {
         switch (ch) {
         case 'k': nkeys = atol(optarg); break;
         case 'n': nchecks = atol(optarg); break;
+        case 'P': pgchecks = atol(optarg); break;
         case 'w': wset = atol(optarg); break;
         case 's': sqlite_path = optarg; break;
         case 'p': pg = optarg; break;
         default:
-            fprintf(stderr, "usage: bench_sql [--keys N] [--checks M] [--working-set W] "
+            fprintf(stderr, "usage: bench_sql [--keys N] [--checks M] [--pg-checks M] [--working-set W] "
                     "[--sqlite PATH] [--pg CONNINFO]\n");
             return 2;
         }
     }
-    if (nkeys < 1 || nchecks < 1 || wset < 1 || wset > nkeys)
-        die("arguments", "need keys >= working-set >= 1 and checks >= 1");
+    if (nkeys < 1 || nchecks < 100 || pgchecks < 100 || wset < 1 || wset > nkeys)
+        die("arguments", "need keys >= working-set >= 1 and checks >= 100");
+    if (getenv("BENCH_PERF_CTL") != NULL &&
+        (perf_ctl = fopen(getenv("BENCH_PERF_CTL"), "w")) == NULL)
+        die(getenv("BENCH_PERF_CTL"), "cannot open perf's control fifo");
     if (kg_context_new(&ctx) != KG_OK)
         die("context", "out of memory");
     make_keys();
@@ -324,7 +462,12 @@ int main(int argc, char **argv)
         load_pg(ctx, pg);
 #endif
     bench_memory(ctx);  /* again, to show the noise */
+    unlink(keys_path);
+    print_load("end");
+    printf("the bench took %.0f s\n", (now_ns() - start) / 1e9);
     kg_context_free(ctx);
+    if (perf_ctl != NULL)
+        fclose(perf_ctl);
     free(keys);
     free(hexes);
     return 0;

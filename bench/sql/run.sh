@@ -5,6 +5,9 @@
 # PostgreSQL with 1,000,000 keys loaded by the bench.  Run from the build
 # folder: sh ../bench/sql/run.sh  (or from an in-tree build: sh bench/sql/run.sh)
 #
+# The server runs without fsync (a bench's throwaway data: the 1M-key COPY
+# loads in half the time; lookups read the same pages either way).
+#
 # On a shared machine, BENCH_NICE=-15 (as root) runs the bench and the
 # server at a higher priority, so that other load does not make the tail
 # latencies; the figures say which was used.
@@ -27,7 +30,7 @@ while [ -z "$PORT" ]; do
     p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000 ))
     ss -Hltn "sport = :$p" | grep -q . || PORT=$p
 done
-$NICE $RUN "$PGBIN/pg_ctl" -D "$tmp/data" -l "$tmp/log" -w -o "-p $PORT -k $tmp -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
+$NICE $RUN "$PGBIN/pg_ctl" -D "$tmp/data" -l "$tmp/log" -w -o "-p $PORT -k $tmp -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c fsync=off -c full_page_writes=off -c synchronous_commit=off" start >/dev/null
 $RUN "$PGBIN/createdb" -h "$tmp" -p "$PORT" -U keygate keygate
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), nice ${BENCH_NICE:-0}"

@@ -1,6 +1,10 @@
 /*
  * migrate.c - the schema versions this build knows (conf/sql/NNN_*.sql,
- * embedded at build time) and their application.
+ * embedded at build time) and their application.  A version is one file
+ * for every driver (NNN_name.sql) or a file per driver that needs one
+ * (NNN_name.sqlite.sql): the logical schema is one, its storage may
+ * differ.  A driver without a file for a version records the version
+ * and changes nothing.
  *
  * keygate_schema holds one row per applied migration.  A migration runs
  * in one transaction with its row, under a lock that serialises
@@ -20,6 +24,7 @@
 struct sql_migration {
     int version;
     const char *name;
+    const char *driver;   /* NULL: every driver */
     const char *sql;
 };
 
@@ -53,11 +58,17 @@ kg_error sql_migrate(const struct sql_driver *drv, void *conn, int apply,
     size_t i;
     char err2[256];
 
-    /* The build itself must be sane: versions 1, 2, 3 ... in order. */
+    /* The build itself must be sane: versions 1, 2, 3 ... in order, a
+     * version given twice only as files for different drivers. */
     for (i = 0; i < NMIGRATIONS; i++) {
-        if (sql_migrations[i].version != (int)i + 1) {
+        const struct sql_migration *m = &sql_migrations[i], *prev = i ? m - 1 : NULL;
+        int ok = prev == NULL ? m->version == 1 :
+                 m->version == prev->version + 1 ||
+                 (m->version == prev->version && m->driver != NULL &&
+                  prev->driver != NULL && strcmp(m->driver, prev->driver) != 0);
+        if (!ok) {
             snprintf(err, errlen, "this build's migrations are not numbered "
-                     "1, 2, 3...: %s", sql_migrations[i].name);
+                     "1, 2, 3...: %s", m->name);
             return KG_ERR_INVALID;
         }
     }
@@ -79,17 +90,26 @@ kg_error sql_migrate(const struct sql_driver *drv, void *conn, int apply,
     }
     if ((rc = drv->script(conn, create_schema_table, err, errlen)) != SQL_OK)
         goto rollback;
-    for (i = (size_t)v; i < NMIGRATIONS; i++) {
+    for (i = 0; i < NMIGRATIONS; i++) {
         const struct sql_migration *m = &sql_migrations[i];
         char ver[16], now[24];
         const char *params[3] = { ver, m->name, now };
         char e[200];
+        size_t j;
 
+        /* one row per version: at its first file */
+        if (m->version <= v || (i > 0 && m[-1].version == m->version))
+            continue;
         snprintf(ver, sizeof(ver), "%d", m->version);
         snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-        if ((rc = drv->script(conn, m->sql, e, sizeof(e))) != SQL_OK) {
-            snprintf(err, errlen, "migration %s: %s", m->name, e);
-            goto rollback;
+        for (j = i; j < NMIGRATIONS && sql_migrations[j].version == m->version; j++) {
+            const struct sql_migration *f = &sql_migrations[j];
+            if (f->driver != NULL && strcmp(f->driver, drv->name) != 0)
+                continue;
+            if ((rc = drv->script(conn, f->sql, e, sizeof(e))) != SQL_OK) {
+                snprintf(err, errlen, "migration %s: %s", f->name, e);
+                goto rollback;
+            }
         }
         rc = drv->exec(conn, insert_version, 3, params, ignore_rows, NULL,
                        NULL, err, errlen);

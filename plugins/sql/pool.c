@@ -10,6 +10,11 @@
  * making every request wait for a connect timeout.  A caller that finds
  * every connection busy waits at most pool_wait and then gets SQL_TIMEOUT
  * (the request gets 503, never a hang).
+ *
+ * A driver that keeps something open on an idle connection between
+ * calls (SQLite: the read snapshot of the last lookup) gets a keeper
+ * thread, which hands it each idle connection now and then to let go of
+ * what has been unused too long.
  */
 #include "config.h"
 
@@ -42,8 +47,21 @@ int sql_pool_init(struct sql_pool *p, const struct sql_conf *conf)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->freed, &ca);
+    pthread_cond_init(&p->keeper_wake, &ca);
     pthread_condattr_destroy(&ca);
     return 0;
+}
+
+static void stop_keeper(struct sql_pool *p)
+{
+    if (!p->keeper_started)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->keeper_stop = 1;
+    pthread_cond_signal(&p->keeper_wake);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->keeper, NULL);
+    p->keeper_started = 0;
 }
 
 void sql_pool_destroy(struct sql_pool *p)
@@ -51,6 +69,7 @@ void sql_pool_destroy(struct sql_pool *p)
     int i;
     if (p->conns == NULL)
         return;
+    stop_keeper(p);
     for (i = 0; i < p->n; i++)
         if (p->conns[i].h != NULL)
             p->conf->driver->close(p->conns[i].h);
@@ -58,6 +77,7 @@ void sql_pool_destroy(struct sql_pool *p)
     p->conns = NULL;
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->freed);
+    pthread_cond_destroy(&p->keeper_wake);
 }
 
 /* Open slot c's connection (called without the lock held). */
@@ -178,4 +198,63 @@ void sql_pool_drop_idle(struct sql_pool *p)
     pthread_mutex_lock(&p->lock);
     p->down_until_ms = 0;
     pthread_mutex_unlock(&p->lock);
+}
+
+/* One round of the keeper: each idle connection, taken like a request
+ * takes it (so no request can use it meanwhile), goes to the driver. */
+static void keep_round(struct sql_pool *p)
+{
+    const struct sql_driver *drv = p->conf->driver;
+    int i;
+
+    for (i = 0; i < p->n; i++) {
+        void *h = NULL;
+        pthread_mutex_lock(&p->lock);
+        if (!p->conns[i].busy && p->conns[i].h != NULL) {
+            p->conns[i].busy = 1;
+            h = p->conns[i].h;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (h == NULL)
+            continue;
+        drv->idle(h, sql_now_ms(), p->keeper_idle_ms);
+        sql_pool_put(p, &p->conns[i], 0);
+    }
+}
+
+static void *keeper(void *arg)
+{
+    struct sql_pool *p = arg;
+    int64_t period = p->keeper_idle_ms / 2 > 10 ? p->keeper_idle_ms / 2 : 10;
+
+    pthread_mutex_lock(&p->lock);
+    while (!p->keeper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += period / 1000;
+        ts.tv_nsec += (period % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        if (pthread_cond_timedwait(&p->keeper_wake, &p->lock, &ts) != ETIMEDOUT)
+            continue;
+        pthread_mutex_unlock(&p->lock);
+        keep_round(p);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+int sql_pool_keep(struct sql_pool *p, int64_t idle_ms)
+{
+    if (p->conf->driver->idle == NULL || idle_ms <= 0 || p->keeper_started)
+        return 0;
+    p->keeper_idle_ms = idle_ms;
+    p->keeper_stop = 0;
+    if (pthread_create(&p->keeper, NULL, keeper, p) != 0)
+        return -1;
+    p->keeper_started = 1;
+    return 0;
 }

@@ -336,12 +336,14 @@ static int schema_ok(struct sqlstore *s, struct sql_conn *c, char *err,
 /*
  * One statement on a pooled connection.  A connection that turns out
  * dead (the server restarted since it was last used) is replaced and
- * the statement retried once on a fresh one.
+ * the statement retried once on a fresh one.  `lookup`: a read on the
+ * request path, which the driver may answer from a held read snapshot.
  */
-static int run(struct sqlstore *s, const char *sql, int n,
-               const char *const *params, sql_row_cb cb, void *ud,
-               long *changes_r, char *err, size_t errlen)
+static int run_stmt(struct sqlstore *s, int lookup, const char *sql, int n,
+                    const char *const *params, sql_row_cb cb, void *ud,
+                    long *changes_r, char *err, size_t errlen)
 {
+    const struct sql_driver *drv = s->conf.driver;
     int attempt, rc = SQL_DOWN;
 
     for (attempt = 0; attempt < 2; attempt++) {
@@ -351,9 +353,10 @@ static int run(struct sqlstore *s, const char *sql, int n,
         if (rc != SQL_OK)
             return rc;
         rc = schema_ok(s, c, err, errlen);
-        if (rc == SQL_OK)
-            rc = s->conf.driver->exec(c->h, sql, n, params, cb, ud, changes_r,
-                                      err, errlen);
+        if (rc == SQL_OK && lookup && drv->read != NULL)
+            rc = drv->read(c->h, sql, n, params, cb, ud, err, errlen);
+        else if (rc == SQL_OK)
+            rc = drv->exec(c->h, sql, n, params, cb, ud, changes_r, err, errlen);
         sql_pool_put(&s->pool, c, SQL_UNAVAILABLE(rc));
         /* Only a lost connection is retried: a timeout would just cost
          * the caller twice the time. */
@@ -361,6 +364,13 @@ static int run(struct sqlstore *s, const char *sql, int n,
             break;
     }
     return rc;
+}
+
+static int run(struct sqlstore *s, const char *sql, int n,
+               const char *const *params, sql_row_cb cb, void *ud,
+               long *changes_r, char *err, size_t errlen)
+{
+    return run_stmt(s, 0, sql, n, params, cb, ud, changes_r, err, errlen);
 }
 
 static kg_error to_kg(int rc, kg_diag *d, const char *err)
@@ -408,7 +418,8 @@ static kg_result sql_lookup(void *inst, kg_call *call,
 
     (void)call;
     kg_hash_to_hex(hash, hex);
-    rc = run(s, lookup_sql, 1, params, one_row, &o, NULL, err, sizeof(err));
+    rc = run_stmt(s, 1, lookup_sql, 1, params, one_row, &o, NULL, err,
+                  sizeof(err));
     kg_wipe(hex, sizeof(hex));
     if (rc != SQL_OK || o.bad) {
         /* Down, slow, or a row this build cannot read: no answer, which
@@ -662,7 +673,8 @@ static kg_error read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
     static const char *const pg_only[] = { "conninfo", "password",
         "password_file", "sslmode", "sslrootcert", "connect_timeout",
         "statement_timeout", NULL };
-    static const char *const lite_only[] = { "path", "busy_timeout", NULL };
+    static const char *const lite_only[] = { "path", "busy_timeout",
+        "snapshot_idle", "mmap_size", NULL };
     struct sql_conf *c = &s->conf;
     int pg = is_pg(c->driver);
     const char *const *other;
@@ -694,8 +706,13 @@ static kg_error read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
     if (!pg) {
         const char *path;
         if ((e = kg_opts_get_path(o, "path", NULL, &path)) != KG_OK ||
-            (e = opt_ms(o, "busy_timeout", 2000, &c->busy_timeout_ms)) != KG_OK)
+            (e = opt_ms(o, "busy_timeout", 2000, &c->busy_timeout_ms)) != KG_OK ||
+            (e = opt_ms(o, "snapshot_idle", 1000, &c->snapshot_idle_ms)) != KG_OK ||
+            (e = kg_opts_get_int(o, "mmap_size", 1LL << 30, &c->mmap_size)) != KG_OK)
             return e;
+        if (c->mmap_size < 0)
+            return kg_opts_error(o, "mmap_size", "mmap_size must be a number "
+                                 "of bytes (0: no memory map)");
         if (path == NULL)
             return kg_opts_error(o, NULL, "the sqlite driver needs 'path' (the "
                                  "database file, e.g. ${KEYGATE_STATE_DIR}/keys.db)");
@@ -785,6 +802,10 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
         /* postgresql: carry on, connect later */
     } else {
         e = kg_opts_error(o, "path", "%s", err);
+        goto fail;
+    }
+    if (sql_pool_keep(&s->pool, s->conf.snapshot_idle_ms) != 0) {
+        e = KG_ERR_NOMEM;
         goto fail;
     }
     if (interval > 0) {

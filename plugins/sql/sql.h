@@ -59,6 +59,18 @@ struct sql_driver {
                           size_t errlen);
     /* Starts the migration transaction, serialised across processes. */
     const char *begin_migration;
+    /*
+     * Optional (NULL: exec is used).  Like exec, for a read-only
+     * statement on the request path (the key lookup): the driver may
+     * answer it from a read snapshot it keeps open between calls, as
+     * long as that snapshot is provably current (sqlite.c).
+     */
+    int (*read)(void *conn, const char *sql, int nparams,
+                const char *const *params, sql_row_cb cb, void *ud,
+                char *err, size_t errlen);
+    /* Optional: called for an idle connection now and then (the pool's
+     * keeper); releases what the driver holds open after idle_ms unused. */
+    void (*idle)(void *conn, int64_t now_ms, int64_t idle_ms);
 };
 
 extern const struct sql_driver sql_driver_sqlite;
@@ -70,6 +82,8 @@ struct sql_conf {
     /* sqlite */
     char *path;
     int64_t busy_timeout_ms;
+    int64_t snapshot_idle_ms;  /* 0: a read transaction per lookup */
+    int64_t mmap_size;
     /* postgresql */
     char *conninfo;
     char *password;          /* wiped on free */
@@ -99,6 +113,11 @@ struct sql_pool {
     int n;
     int64_t down_until_ms;  /* after a failed connect: fail fast until then */
     char last_error[512];
+    /* the keeper thread (sql_pool_keep) */
+    pthread_t keeper;
+    pthread_cond_t keeper_wake;
+    int keeper_started, keeper_stop;
+    int64_t keeper_idle_ms;
 };
 
 int sql_pool_init(struct sql_pool *p, const struct sql_conf *conf);
@@ -115,6 +134,13 @@ void sql_pool_put(struct sql_pool *p, struct sql_conn *c, int broken);
 /* Close every idle connection (reload: re-resolve hosts, pick up a
  * failed-over primary). */
 void sql_pool_drop_idle(struct sql_pool *p);
+/*
+ * Start a thread that hands each idle connection to the driver's idle()
+ * every idle_ms / 2, so that what a driver keeps open between calls (a
+ * read snapshot) never outlives idle_ms by much.  Stopped by
+ * sql_pool_destroy.  0, or -1 if no thread could be started.
+ */
+int sql_pool_keep(struct sql_pool *p, int64_t idle_ms);
 int64_t sql_now_ms(void);
 
 /* ---- migrate.c -------------------------------------------------------- */

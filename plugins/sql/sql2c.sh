@@ -1,7 +1,10 @@
 #!/bin/sh
-# sql2c.sh SRCDIR FILE... - embed the SQL migrations (conf/sql/NNN_name.sql)
-# into a C header, so that the plugin knows exactly which schema versions
-# it speaks and needs no files at run time.
+# sql2c.sh SRCDIR FILE... - embed the SQL migrations into a C header, so
+# that the plugin knows exactly which schema versions it speaks and needs
+# no files at run time.  conf/sql/NNN_name.sql applies to every driver;
+# NNN_name.DRIVER.sql (sqlite, postgresql) to that driver only, and a
+# driver without a file for a version records it without changing
+# anything.  Files come in version order.
 set -e
 srcdir=$1
 shift
@@ -11,10 +14,15 @@ for f in "$@"; do
     base=$(basename "$f" .sql)
     v=$(echo "$base" | sed -n 's/^0*\([0-9][0-9]*\)_.*/\1/p')
     if [ -z "$v" ]; then
-        echo "sql2c.sh: $f: a migration is named NNN_name.sql" >&2
+        echo "sql2c.sh: $f: a migration is named NNN_name.sql or NNN_name.DRIVER.sql" >&2
         exit 1
     fi
-    printf '    { %s, "%s",\n' "$v" "$base"
+    case $base in
+    *.sqlite|*.postgresql) driver="\"${base##*.}\""; base=${base%.*} ;;
+    *.*) echo "sql2c.sh: $f: unknown driver '${base##*.}' (sqlite, postgresql)" >&2; exit 1 ;;
+    *) driver=NULL ;;
+    esac
+    printf '    { %s, "%s", %s,\n' "$v" "$base" "$driver"
     sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/      "/' -e 's/$/\\n"/' "$srcdir/$f"
     echo "    },"
 done

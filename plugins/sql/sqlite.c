@@ -8,6 +8,25 @@
  * busy_timeout.  A new database file is created with mode 0600.
  * Statements are prepared once per connection and kept, keyed by the
  * address of the plugin's static SQL text.
+ *
+ * Lookups reuse a read snapshot.  In WAL mode every read transaction
+ * takes and drops a POSIX lock on the -shm file (two fcntl() calls), and
+ * an empty WAL adds an fstat(): three system calls that were most of an
+ * uncached lookup's time and much of its tail (a system call costs
+ * microseconds on a paravirtualised VM).  So lite_read() leaves its read
+ * transaction open after a lookup and the next lookup on the connection
+ * runs inside it, with no system call at all, as long as the snapshot
+ * is provably current: every commit by any connection of any process
+ * rewrites the WAL-index header (the first 96 bytes of the -shm file,
+ * mapped in every reader: https://www.sqlite.org/walformat.html, 2.1;
+ * its change counter and last frame change with each transaction), so
+ * a lookup compares that header with its copy taken before the snapshot
+ * began, and starts a fresh transaction if it differs.  A revoke
+ * committed by another process is therefore seen by the next lookup, as
+ * before.  Any other statement (a write, a migration) first ends the
+ * snapshot; the pool's keeper ends one that has been unused for
+ * snapshot_idle, so that an idle connection never holds up checkpoints
+ * (a reader's snapshot pins the WAL frames it may need).
  */
 #include "config.h"
 
@@ -24,6 +43,10 @@
 
 #define MAX_STMTS 16
 #define MAX_COLS 32
+/* The two copies of the WAL-index header at the start of the -shm file. */
+#define WAL_HDR 96
+/* Its first region, as SQLite's WAL maps it. */
+#define WAL_REGION 32768
 
 struct lite {
     sqlite3 *db;
@@ -32,6 +55,11 @@ struct lite {
         sqlite3_stmt *st;
     } stmts[MAX_STMTS];
     int nstmts;
+    int reuse;                       /* snapshot_idle > 0 */
+    const volatile unsigned char *walhdr;  /* in the mapped -shm; NULL: unknown */
+    int snap_open;                   /* a read transaction is held open */
+    unsigned char snap_hdr[WAL_HDR]; /* the header before it began */
+    int64_t snap_used_ms;            /* when it last answered a lookup */
 };
 
 static int classify(int rc)
@@ -57,12 +85,23 @@ static int classify(int rc)
     }
 }
 
+/* End the held read transaction, if any (it wrote nothing). */
+static void end_snapshot(struct lite *l)
+{
+    if (!l->snap_open)
+        return;
+    l->snap_open = 0;
+    if (!sqlite3_get_autocommit(l->db))
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 static void lite_close(void *conn)
 {
     struct lite *l = conn;
     int i;
     if (l == NULL)
         return;
+    end_snapshot(l);
     for (i = 0; i < l->nstmts; i++)
         sqlite3_finalize(l->stmts[i].st);
     sqlite3_close(l->db);
@@ -72,7 +111,7 @@ static void lite_close(void *conn)
 static void *lite_open(const struct sql_conf *conf, char *err, size_t errlen)
 {
     struct lite *l = calloc(1, sizeof(*l));
-    char *msg = NULL;
+    char *msg = NULL, pragmas[160];
     sqlite3_stmt *st = NULL;
     int rc, fd;
 
@@ -113,13 +152,16 @@ static void *lite_open(const struct sql_conf *conf, char *err, size_t errlen)
     sqlite3_finalize(st);
     st = NULL;
     /*
-     * Reads through a memory map (no read() per page) and a page cache
-     * big enough for the upper levels of a million-key index: the
-     * uncached lookup stays in the tens of microseconds.  The map shares
-     * the OS page cache, so pool_size connections do not multiply it.
+     * Reads through a memory map (no read() per page: the map costs
+     * address space, not memory, and shares the OS page cache, so
+     * pool_size connections do not multiply it); SQLite's own page cache
+     * only holds pages read from the WAL.
      */
-    if (sqlite3_exec(l->db, "PRAGMA synchronous=FULL; PRAGMA mmap_size=268435456; "
-                     "PRAGMA cache_size=-8192", NULL, NULL, &msg) != SQLITE_OK) {
+    snprintf(pragmas, sizeof(pragmas), "PRAGMA synchronous=FULL; "
+             "PRAGMA mmap_size=%lld; PRAGMA cache_size=-8192",
+             (long long)conf->mmap_size);
+    l->reuse = conf->snapshot_idle_ms > 0;
+    if (sqlite3_exec(l->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", conf->path, msg ? msg : "PRAGMA failed");
         sqlite3_free(msg);
         goto fail;
@@ -173,11 +215,11 @@ static sqlite3_stmt *prepare(struct lite *l, const char *sql, int *owned_r,
     return st;
 }
 
-static int lite_exec(void *conn, const char *sql, int nparams,
-                     const char *const *params, sql_row_cb cb, void *ud,
-                     long *changes_r, char *err, size_t errlen)
+/* One statement, in whatever transaction the connection is in. */
+static int run_stmt(struct lite *l, const char *sql, int nparams,
+                    const char *const *params, sql_row_cb cb, void *ud,
+                    long *changes_r, char *err, size_t errlen)
 {
-    struct lite *l = conn;
     int owned, rc = SQLITE_OK, i, stop = 0;
     sqlite3_stmt *st = prepare(l, sql, &owned, &rc);
 
@@ -221,15 +263,101 @@ static int lite_exec(void *conn, const char *sql, int nparams,
     return classify(rc);
 }
 
+static int lite_exec(void *conn, const char *sql, int nparams,
+                     const char *const *params, sql_row_cb cb, void *ud,
+                     long *changes_r, char *err, size_t errlen)
+{
+    struct lite *l = conn;
+    end_snapshot(l);
+    return run_stmt(l, sql, nparams, params, cb, ud, changes_r, err, errlen);
+}
+
 static int lite_script(void *conn, const char *sql, char *err, size_t errlen)
 {
     struct lite *l = conn;
     char *msg = NULL;
-    int rc = sqlite3_exec(l->db, sql, NULL, NULL, &msg);
+    int rc;
+
+    end_snapshot(l);
+    rc = sqlite3_exec(l->db, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK)
         snprintf(err, errlen, "%s", msg ? msg : sqlite3_errstr(rc));
     sqlite3_free(msg);
     return classify(rc);
+}
+
+/* The WAL-index header as it is now.  Copied with volatile loads after
+ * an acquire fence: a commit that finished before this call is seen. */
+static void read_walhdr(const struct lite *l, unsigned char out[WAL_HDR])
+{
+    int i;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    for (i = 0; i < WAL_HDR; i++)
+        out[i] = l->walhdr[i];
+}
+
+/* Find the mapped -shm region that holds the header: the connection's
+ * WAL has mapped it by its first read, and keeps it until it closes. */
+static void find_walhdr(struct lite *l)
+{
+    sqlite3_file *f = NULL;
+    volatile void *p = NULL;
+
+    if (sqlite3_file_control(l->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) !=
+        SQLITE_OK || f == NULL || f->pMethods == NULL ||
+        f->pMethods->iVersion < 2 || f->pMethods->xShmMap == NULL)
+        return;
+    if (f->pMethods->xShmMap(f, 0, WAL_REGION, 0, &p) == SQLITE_OK && p != NULL)
+        l->walhdr = p;
+}
+
+/*
+ * A lookup: like lite_exec, but inside the connection's held read
+ * snapshot when nothing has been committed since it began (see the top
+ * of the file).  Only SELECTs come here.
+ */
+static int lite_read(void *conn, const char *sql, int nparams,
+                     const char *const *params, sql_row_cb cb, void *ud,
+                     char *err, size_t errlen)
+{
+    struct lite *l = conn;
+    unsigned char now[WAL_HDR];
+    int rc;
+
+    if (!l->reuse)
+        return lite_exec(conn, sql, nparams, params, cb, ud, NULL, err, errlen);
+    if (l->walhdr != NULL) {
+        read_walhdr(l, now);
+        if (l->snap_open && memcmp(now, l->snap_hdr, WAL_HDR) != 0)
+            end_snapshot(l);
+        if (!l->snap_open) {
+            /* The header copy is taken before the snapshot begins: a
+             * commit in between makes the next lookup start afresh. */
+            memcpy(l->snap_hdr, now, WAL_HDR);
+            if (sqlite3_exec(l->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
+                l->snap_open = 1;
+        }
+    }
+    if (!l->snap_open) {
+        /* No header (yet): a transaction of its own, then look again. */
+        rc = lite_exec(conn, sql, nparams, params, cb, ud, NULL, err, errlen);
+        if (rc == SQL_OK && l->walhdr == NULL)
+            find_walhdr(l);
+        return rc;
+    }
+    rc = run_stmt(l, sql, nparams, params, cb, ud, NULL, err, errlen);
+    if (rc != SQL_OK)
+        end_snapshot(l);
+    else
+        l->snap_used_ms = sql_now_ms();
+    return rc;
+}
+
+static void lite_idle(void *conn, int64_t now_ms, int64_t idle_ms)
+{
+    struct lite *l = conn;
+    if (l->snap_open && now_ms - l->snap_used_ms >= idle_ms)
+        end_snapshot(l);
 }
 
 static int one_int(void *ud, int n, const char *const *v)
@@ -261,4 +389,6 @@ const struct sql_driver sql_driver_sqlite = {
     .script = lite_script,
     .schema_version = lite_schema_version,
     .begin_migration = "BEGIN IMMEDIATE",
+    .read = lite_read,
+    .idle = lite_idle,
 };

@@ -120,9 +120,9 @@ out=$(kg db status 2>&1) || fail "db status: $out"
 out=$(kg key create --name early --plan free 2>&1) && fail "key create before migrate worked: $out"
 echo "$out" | grep -q "keygate db migrate" || fail "key create before migrate: $out"
 out=$(kg db migrate 2>&1) || fail "db migrate: $out"
-[ "$out" = "migrated the schema from version 0 to 1" ] || fail "db migrate: $out"
+[ "$out" = "migrated the schema from version 0 to 2" ] || fail "db migrate: $out"
 out=$(kg db migrate 2>&1) || fail "db migrate again: $out"
-[ "$out" = "schema version 1: up to date" ] || fail "db migrate again: $out"
+[ "$out" = "schema version 2: up to date" ] || fail "db migrate again: $out"
 
 key=$(kg key create --name "O'Brien; DROP TABLE keygate_keys;--" --plan free --permission scrape:read 2>"$tmp/err") \
     || fail "key create: $(cat "$tmp/err")"
