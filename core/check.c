@@ -104,7 +104,7 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
     if (r == 1) {
         if (used + strlen(lease) + 2 > sizeof(d->lease)) {
             /* Cannot hand it out: give it back rather than leak it. */
-            kg__lease_release(c->policy->ctx->limits, lease, c->now_us);
+            kg__lease_release_any(c->policy->ctx, lease, c->now_us);
             return 0;
         }
         if (used)

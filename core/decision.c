@@ -35,50 +35,14 @@
 #define KG__SPARE 1
 #endif
 
-#if KG__SPARE
-struct spare {
-    kg_decision *d;
-};
-static __thread struct spare *tls_spare;
-static pthread_key_t spare_key;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-
-static void spare_free(void *p)
-{
-    struct spare *s = p;
-    free(s->d);
-    free(s);
-}
-
-static void spare_init(void)
-{
-    /* The destructor frees a thread's spare when the thread exits. */
-    (void)pthread_key_create(&spare_key, spare_free);
-}
-
-/* Keep d as this thread's spare; 0 if it already has one. */
-static int spare_keep(kg_decision *d)
-{
-    if (tls_spare == NULL) {
-        pthread_once(&spare_once, spare_init);
-        if ((tls_spare = calloc(1, sizeof(*tls_spare))) == NULL)
-            return 0;
-        pthread_setspecific(spare_key, tls_spare);
-    }
-    if (tls_spare->d != NULL)
-        return 0;
-    tls_spare->d = d;
-    return 1;
-}
-#endif
-
 kg_decision *kg__decision_new(void)
 {
     kg_decision *d = NULL;
 #if KG__SPARE
-    if (tls_spare != NULL) {
-        d = tls_spare->d;
-        tls_spare->d = NULL;
+    kg__thread *t = kg__thread_get();
+    if (t != NULL) {
+        d = t->spare;
+        t->spare = NULL;
     }
 #endif
     /* Not calloc: a check writes a few hundred bytes of the 3 KB; the
@@ -114,8 +78,13 @@ void kg_decision_free(kg_decision *d)
     free(d->body);
     kg_record_unref(d->record);
 #if KG__SPARE
-    if (spare_keep(d))
-        return;
+    {
+        kg__thread *t = kg__thread_get();
+        if (t != NULL && t->spare == NULL) {
+            t->spare = d;
+            return;
+        }
+    }
 #endif
     free(d);
 }

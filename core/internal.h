@@ -65,6 +65,21 @@ int kg__parse_time(const char *s, int64_t *unix_r);
 /* Unix seconds -> "2026-12-31T10:00:00Z". */
 void kg__format_time(int64_t t, char out[32]);
 
+/*
+ * What libkeygate keeps per thread (util.c): made on a thread's first
+ * use, freed when the thread exits (the lease ids wiped first).  NULL if
+ * out of memory.
+ */
+#define KG__LEASE_IDS 512
+typedef struct kg__thread {
+    /* limits.c: lease ids drawn from RAND_bytes() a block at a time */
+    uint64_t lease_ids[KG__LEASE_IDS];
+    unsigned lease_pos;
+    /* decision.c: the last decision this thread freed, for its next */
+    struct kg_decision *spare;
+} kg__thread;
+kg__thread *kg__thread_get(void);
+
 /* ---- context.c ------------------------------------------------------- */
 
 struct kg__loader;
@@ -234,8 +249,6 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,
                       int64_t now_us, char *lease_out, size_t lease_len,
                       int64_t *in_use_r, kg__lpin *pin);
-kg_error kg__lease_release(struct kg__limits *l, const char *lease,
-                           int64_t now_us);
 /* Release a lease list ("a,b"): each from the memory state, else from
  * the context's releasers. */
 kg_error kg__lease_release_any(kg_context *ctx, const char *lease,

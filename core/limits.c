@@ -46,9 +46,8 @@
 #define INLINE_LEASES 2
 #define NAME_MAX_LEN 47
 /* Lease ids are drawn from OpenSSL's RNG a block at a time, per thread
- * (no lock): one RAND_bytes() per lease costs more than the rest of a
- * check, and a small block refilled often shows in the p99. */
-#define RND_IDS 512
+ * (no lock; kg__thread): one RAND_bytes() per lease costs more than the
+ * rest of a check, and a small block refilled often shows in the p99. */
 
 struct lease {
     uint64_t id;
@@ -130,45 +129,18 @@ struct kg__limits {
     size_t nchunks, chunkcap;
 };
 
-struct rndpool {
-    uint64_t ids[RND_IDS];
-    unsigned pos;
-};
-
-static __thread struct rndpool *tls_pool;
-static pthread_key_t pool_key;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-
-static void pool_free(void *p)
-{
-    kg_wipe(p, sizeof(struct rndpool));
-    free(p);
-}
-
-static void pool_init(void)
-{
-    (void)pthread_key_create(&pool_key, pool_free);
-}
-
 static int lease_id(uint64_t *id)
 {
-    struct rndpool *p = tls_pool;
-    if (p == NULL) {
-        pthread_once(&pool_once, pool_init);
-        if ((p = malloc(sizeof(*p))) == NULL)
+    kg__thread *t = kg__thread_get();
+    if (t == NULL)
+        return 0;
+    if (t->lease_pos >= KG__LEASE_IDS) {
+        if (RAND_bytes((unsigned char *)t->lease_ids, sizeof(t->lease_ids)) != 1)
             return 0;
-        p->pos = RND_IDS;
-        /* Freed (and wiped) when the thread exits. */
-        pthread_setspecific(pool_key, p);
-        tls_pool = p;
+        t->lease_pos = 0;
     }
-    if (p->pos >= RND_IDS) {
-        if (RAND_bytes((unsigned char *)p->ids, sizeof(p->ids)) != 1)
-            return 0;
-        p->pos = 0;
-    }
-    *id = p->ids[p->pos];
-    p->ids[p->pos++] = 0;
+    *id = t->lease_ids[t->lease_pos];
+    t->lease_ids[t->lease_pos++] = 0;
     return 1;
 }
 
@@ -853,31 +825,6 @@ static kg_error release_one(struct kg__limits *l, const char *lease,
     }
     pthread_mutex_unlock(&s->shard->lock);
     return rc;
-}
-
-kg_error kg__lease_release(struct kg__limits *l, const char *lease,
-                           int64_t now_us)
-{
-    /* A decision with several concurrency limits carries "a,b". */
-    const char *p = lease, *comma;
-    int any = 0;
-
-    if (lease == NULL || *lease == '\0')
-        return KG_ERR_INVALID;
-    for (;;) {
-        char key[512];
-        kg_error e;
-        comma = strchr(p, ',');
-        e = release_one(l, p, comma ? (size_t)(comma - p) : strlen(p), now_us, key);
-        if (e == KG_ERR_INVALID)
-            return e;
-        if (e == KG_OK)
-            any = 1;
-        if (comma == NULL)
-            break;
-        p = comma + 1;
-    }
-    return any ? KG_OK : KG_ERR_NOT_FOUND;
 }
 
 kg_error kg__lease_release_any(kg_context *ctx, const char *lease,

@@ -395,3 +395,37 @@ void kg_time_format(int64_t t, char out[32])
 {
     kg__format_time(t, out);
 }
+
+/* ---- per-thread state ------------------------------------------------ */
+
+static __thread kg__thread *tls_thread;
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+
+static void thread_free(void *p)
+{
+    kg__thread *t = p;
+    free(t->spare);
+    kg_wipe(t->lease_ids, sizeof(t->lease_ids));
+    free(t);
+}
+
+static void thread_init(void)
+{
+    (void)pthread_key_create(&thread_key, thread_free);
+}
+
+kg__thread *kg__thread_get(void)
+{
+    kg__thread *t = tls_thread;
+    if (t == NULL) {
+        pthread_once(&thread_once, thread_init);
+        if ((t = calloc(1, sizeof(*t))) == NULL)
+            return NULL;
+        t->lease_pos = KG__LEASE_IDS;
+        /* The key's destructor frees it when the thread exits. */
+        pthread_setspecific(thread_key, t);
+        tls_thread = t;
+    }
+    return t;
+}
