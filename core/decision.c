@@ -24,16 +24,7 @@
  * it.  Not under AddressSanitizer, so that a use after
  * kg_decision_free() is still caught.
  */
-#if defined(__SANITIZE_ADDRESS__)
-#define KG__SPARE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KG__SPARE 0
-#endif
-#endif
-#ifndef KG__SPARE
-#define KG__SPARE 1
-#endif
+#define KG__SPARE (!KG__SANITIZED)
 
 kg_decision *kg__decision_new(void)
 {

@@ -21,6 +21,42 @@
 #define KG__UNUSED __attribute__((unused))
 #define KG__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* 1 when built with AddressSanitizer: the core's own free lists and
+ * arenas step aside, so that a use after free is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KG__SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KG__SANITIZED 1
+#endif
+#endif
+#ifndef KG__SANITIZED
+#define KG__SANITIZED 0
+#endif
+
+/* ---- cells.c: fixed-size cells on huge pages ------------------------ */
+
+/* A 2 MiB aligned, 2 MiB chunk advised for huge pages; NULL if out of
+ * memory. */
+void *kg__hp_chunk_new(void);
+void kg__hp_chunk_free(void *chunk);
+
+/* Cells of one size (a power of two, at least 64: a cell is aligned to
+ * its size); define one with KG__CELLS_INIT. */
+typedef struct kg__cells {
+    size_t size;
+    pthread_mutex_t lock;
+    struct chunk *partial;   /* chunks with free cells */
+    struct chunk *spare;     /* an empty chunk kept for reuse */
+    size_t used;             /* cells handed out */
+    size_t chunks;           /* chunks mapped (not counting the spare) */
+} kg__cells;
+#define KG__CELLS_INIT(sz) { (sz), PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0 }
+void *kg__cells_alloc(kg__cells *c);   /* NULL if out of memory */
+void kg__cells_free(kg__cells *c, void *p);
+/* Cells in use, and chunks mapped (spare included). */
+void kg__cells_stats(kg__cells *c, size_t *used_r, size_t *chunks_r);
+
 /* ---- util.c ---------------------------------------------------------- */
 
 void kg__diag_set(kg_diag *d, const char *file, unsigned line, unsigned col,
