@@ -125,6 +125,15 @@ void kg__cache_free(kg__cache *c)
     free(c);
 }
 
+/* No lock: a shard's bucket array is made with the cache and never
+ * changes, and a prefetch of a bucket another thread is writing is only
+ * a hint to the CPU. */
+void kg__cache_prefetch(kg__cache *c, const unsigned char *hash)
+{
+    const struct cshard *s = &c->shards[hash[0] % c->nshards];
+    __builtin_prefetch(&s->buckets[bucket_of(s, hash)]);
+}
+
 int kg__cache_get(kg__cache *c, const unsigned char *hash, int64_t now,
                   kg_record **rec_r, int *fresh_r)
 {
@@ -134,7 +143,7 @@ int kg__cache_get(kg__cache *c, const unsigned char *hash, int64_t now,
 
     pthread_mutex_lock(&s->lock);
     for (e = s->buckets[bucket_of(s, hash)]; e; e = e->hnext) {
-        if (memcmp(e->hash, hash, KG_HASH_LEN) == 0) {
+        if (kg_hash_equal(e->hash, hash)) {
             *rec_r = kg_record_ref(e->rec);
             *fresh_r = now < e->expires_us;
             found = 1;
@@ -154,7 +163,7 @@ void kg__cache_put(kg__cache *c, const unsigned char *hash, kg_record *rec,
 
     pthread_mutex_lock(&s->lock);
     for (e = s->buckets[b]; e; e = e->hnext)
-        if (memcmp(e->hash, hash, KG_HASH_LEN) == 0)
+        if (kg_hash_equal(e->hash, hash))
             break;
     if (e != NULL)
         unlink_entry(s, e, b);

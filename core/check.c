@@ -317,6 +317,21 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
     }
 }
 
+/* Ask each keystore line (its cache, or the store if it can) to start
+ * fetching what its lookup of this hash will read first. */
+static void prefetch_keystore(const kg__stack *st, const unsigned char *hash)
+{
+    size_t i;
+    for (i = 0; i < st->n; i++) {
+        const kg__line *l = st->lines[i];
+        const kg_plugin *pl = l->mod->plugin;
+        if (l->cache != NULL)
+            kg__cache_prefetch(l->cache, hash);
+        else if (pl->abi_minor >= 2 && pl->keystore->prefetch != NULL)
+            pl->keystore->prefetch(l->inst, hash);
+    }
+}
+
 /* One keystore line, through its cache if it has one. */
 static kg_result lookup_line(kg_call *c, const kg__line *l,
                              const unsigned char *hash, kg_record **rec_r)
@@ -645,9 +660,13 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     }
     kg_key_hash(key, klen, hash);
-    /* Start fetching the key's limiter slot now: at a million keys it is
-     * a cache miss that can overlap the key store's. */
+    /* At a million keys the key's limiter slot and its store entry are
+     * cache misses, each behind another (the hint, the bucket): ask for
+     * the first of both chains now, then the second, so that they
+     * overlap instead of following each other. */
     kg__limits_prefetch(p->ctx->limits, hash, &c.lpin);
+    prefetch_keystore(&p->keystore, hash);
+    kg__limits_prefetch_slot(&c.lpin);
     if (run_keystore(&c, hash, &rec, &store) != 0)
         goto done;
     d->record = rec;

@@ -245,6 +245,8 @@ typedef struct kg__cache_conf {
 
 kg__cache *kg__cache_new(const kg__cache_conf *conf);
 void kg__cache_free(kg__cache *c);
+/* Start fetching the hash's bucket (check.c, before the lookup). */
+void kg__cache_prefetch(kg__cache *c, const unsigned char *hash);
 /*
  * Look a hash up.  Returns 1 and sets *rec_r (a new reference, NULL for a
  * cached "not found") if an entry is present; *fresh_r says whether it is
@@ -272,14 +274,19 @@ size_t kg__limits_entries(struct kg__limits *l);
 struct kslot;
 typedef struct kg__lpin {
     struct kslot *slot;
-    _Atomic(void *) *hint;
+    _Atomic(uintptr_t) *hint;   /* the line of hints of the key's hash */
+    uintptr_t tag;              /* its tag there */
 } kg__lpin;
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s,
                          int64_t idle_seconds, kg__lpin *pin);
 void kg__limits_unpin(kg__lpin *pin);
+/* Two steps, so that the key store's fetch can start between them: the
+ * first asks for the key's hint (no wait), the second reads it (waits
+ * for it) and asks for the slot it names. */
 void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
                          kg__lpin *pin);
+void kg__limits_prefetch_slot(const kg__lpin *pin);
 /* Lease helpers (limits.c) */
 int kg__lease_acquire(struct kg__limits *l, const char *key_id,
                       const char *limit, int64_t max, int64_t ttl_s,

@@ -40,8 +40,9 @@ extern "C" {
 #define KG_PLUGIN_ABI_MAJOR 1
 /* 1: struct kg_keystore_ops gained `migrate` and struct kg_limit_ops
  * gained `batch` (read only from plugins whose descriptor says
- * abi_minor >= 1). */
-#define KG_PLUGIN_ABI_MINOR 1
+ * abi_minor >= 1).
+ * 2: struct kg_keystore_ops gained `prefetch` (abi_minor >= 2). */
+#define KG_PLUGIN_ABI_MINOR 2
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -395,6 +396,19 @@ struct kg_keystore_ops {
      */
     kg_error (*migrate)(void *inst, int apply, int *from_r, int *to_r,
                         kg_diag *diag);
+
+    /* ---- ABI 1.2: read only from plugins with abi_minor >= 2 ---- */
+
+    /*
+     * Optional: start fetching from memory what lookup(hash) will read
+     * first (__builtin_prefetch), and return.  The core calls it as soon
+     * as the key is hashed, before the limiter's own prefetch and the
+     * lookup, so that at a million keys the store's cache miss and the
+     * limiter's overlap instead of following each other.  It must not
+     * block, take a lock another thread may hold long, write, or read
+     * memory that another thread may free meanwhile; it has no result.
+     */
+    void (*prefetch)(void *inst, const unsigned char hash[KG_HASH_LEN]);
 };
 
 struct kg_account_ops {
