@@ -133,6 +133,49 @@ START_TEST(stale_slot_hint_is_not_used)
 }
 END_TEST
 
+/* kg_check asks the key store to start fetching the key's entry (ABI
+ * 1.2 `prefetch`) with the key's hash, before the lookup; a line with a
+ * cache has its cache asked instead; and a plugin of ABI 1.1, whose ops
+ * end before that field, is never asked. */
+START_TEST(store_prefetch_is_asked_for_the_key)
+{
+    static const struct {
+        const char *module, *cache, *name;
+    } cases[] = {
+        { "anykey", "", "prefetched" },
+        { "anykey", ", cache: {ttl: 1d}", "not prefetched" },
+        { "anykey11", "", "not prefetched" },
+    };
+    size_t i;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kg_context *c2;
+        kg_policy *p2;
+        kg_decision *d;
+        char key[KG_KEY_MAX];
+        ck_assert_int_eq(kg_context_new(&c2), KG_OK);
+        p2 = tu_policyf(c2,
+            "credential:\n"
+            "  - {module: bearer, control: required}\n"
+            "keystore:\n"
+            "  - {module: %s, options: {plan: one}%s}\n"
+            "plans:\n"
+            "  one:\n"
+            "    limit:\n"
+            "      - {module: fixed_window, options: {name: hour, count: 10, window: 1h}}\n",
+            cases[i].module, cases[i].cache);
+        ck_assert_int_eq(kg_key_generate("whizo", key, sizeof(key)), KG_OK);
+        d = tu_check_key(p2, key);
+        ck_assert_msg(kg_decision_allowed(d), "%s", kg_decision_message(d));
+        ck_assert_msg(strcmp(kg_decision_key_name(d), cases[i].name) == 0,
+                      "%s%s: the store saw \"%s\", expected \"%s\"", cases[i].module,
+                      cases[i].cache, kg_decision_key_name(d), cases[i].name);
+        kg_decision_free(d);
+        kg_policy_free(p2);
+        kg_context_free(c2);
+    }
+}
+END_TEST
+
 static Suite *limitstate_suite(void)
 {
     Suite *s = suite_create("limitstate");
@@ -142,6 +185,7 @@ static Suite *limitstate_suite(void)
     tcase_add_test(tc, idle_state_is_reaped);
     tcase_add_test(tc, capacity_evicts_cold_keys_only);
     tcase_add_test(tc, stale_slot_hint_is_not_used);
+    tcase_add_test(tc, store_prefetch_is_asked_for_the_key);
     suite_add_tcase(s, tc);
     return s;
 }
