@@ -382,6 +382,7 @@ struct kg_policy {
     kg__line **all;   /* every line, for freeing */
     size_t nall;
     void *signers;    /* webhook signers (webhook.c) */
+    int memory_limits;  /* some plan has a limiter whose state is in memory */
 };
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);

@@ -401,10 +401,19 @@ static kg_error resolve_extends(struct load *L, kg__ynode *plans)
     /* Inherited flags were marked 2 so that a grandparent does not
      * override a parent; they are plain "has" from now on. */
     for (i = 0; i < p->nplans; i++) {
+        const kg__stack *st = &p->plans[i].limit;
+        size_t j;
         if (!p->plans[i].has_lease_ttl)
             p->plans[i].lease_ttl = 300;
         p->plans[i].account.stage = "account";
         p->plans[i].limit.stage = "limit";
+        /* A limiter with no batch key keeps its state in the context. */
+        for (j = 0; j < st->n; j++) {
+            const kg_plugin *pl = st->lines[j]->mod->plugin;
+            if (pl->abi_minor < 1 || pl->limit->batch_key == NULL ||
+                pl->limit->batch_key(st->lines[j]->inst) == NULL)
+                p->memory_limits = 1;
+        }
     }
     return KG_OK;
 }
