@@ -27,7 +27,7 @@
 
 #include <sys/mman.h>
 
-#define CHUNK ((size_t)2 << 20)
+#define CHUNK KG__HP_CHUNK
 
 struct cell {
     struct cell *next;

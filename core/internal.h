@@ -38,6 +38,7 @@
 
 /* A 2 MiB aligned, 2 MiB chunk advised for huge pages; NULL if out of
  * memory. */
+#define KG__HP_CHUNK ((size_t)2 << 20)
 void *kg__hp_chunk_new(void);
 void kg__hp_chunk_free(void *chunk);
 

@@ -103,7 +103,6 @@ struct lshard {
     struct kslot *free;           /* slots to reuse */
 } __attribute__((aligned(64)));
 
-#define CHUNK_BYTES ((size_t)2 << 20)
 #define CARVE 16                  /* slots a shard takes from a chunk at once */
 
 /* Hints: key hash -> the key's slot as last seen (see key_lock), two
@@ -213,27 +212,6 @@ kg_error kg__limits_new(struct kg__limits **l_r)
     return KG_OK;
 }
 
-/* A 2 MiB chunk, 2 MiB-aligned so that the kernel can back it with one
- * huge page (a hint: without THP it is ordinary memory). */
-static char *chunk_new(void)
-{
-    size_t len = 2 * CHUNK_BYTES;
-    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uintptr_t a;
-    if (p == MAP_FAILED)
-        return NULL;
-    a = ((uintptr_t)p + CHUNK_BYTES - 1) & ~(uintptr_t)(CHUNK_BYTES - 1);
-    if ((char *)a > p)
-        munmap(p, (size_t)((char *)a - p));
-    if ((char *)a + CHUNK_BYTES < p + len)
-        munmap((char *)a + CHUNK_BYTES, (size_t)(p + len - ((char *)a + CHUNK_BYTES)));
-#ifdef MADV_HUGEPAGE
-    (void)madvise((void *)a, CHUNK_BYTES, MADV_HUGEPAGE);
-#endif
-    return (char *)a;
-}
-
 /* Under the shard lock: a slot from the shard's free list, refilled from
  * the current chunk a few at a time. */
 static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh)
@@ -243,7 +221,7 @@ static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh)
         int k;
         pthread_mutex_lock(&l->chunk_lock);
         for (k = 0; k < CARVE; k++) {
-            if (l->chunk == NULL || l->chunk_used + sizeof(*s) > CHUNK_BYTES) {
+            if (l->chunk == NULL || l->chunk_used + sizeof(*s) > KG__HP_CHUNK) {
                 char *c;
                 if (l->nchunks == l->chunkcap) {
                     size_t cap = l->chunkcap ? 2 * l->chunkcap : 16;
@@ -253,7 +231,7 @@ static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh)
                     l->chunks = nc;
                     l->chunkcap = cap;
                 }
-                if ((c = chunk_new()) == NULL)
+                if ((c = kg__hp_chunk_new()) == NULL)
                     break;
                 l->chunks[l->nchunks++] = c;
                 l->chunk = c;
@@ -303,7 +281,7 @@ void kg__limits_free(struct kg__limits *l)
         pthread_mutex_destroy(&sh->lock);
     }
     for (i = 0; i < l->nchunks; i++)
-        munmap(l->chunks[i], CHUNK_BYTES);
+        kg__hp_chunk_free(l->chunks[i]);
     for (struct hints *t = atomic_load(&l->hints), *o; t != NULL; t = o) {
         o = t->older;
         munmap(t->h, t->n * sizeof(*t->h));
