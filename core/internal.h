@@ -447,8 +447,8 @@ struct kg_call {
     const char *deny_message;
     char deny_buf[256];
     int lease_count;
-    const char *ok_by;
-    kg__lpin lpin;       /* the key's limiter slot, pinned (limits.c) */   /* label of the module that made the last stage pass */
+    const char *ok_by;   /* label of the module that made the last stage pass */
+    kg__lpin lpin;       /* the key's limiter slot, pinned (limits.c) */
 };
 
 #endif

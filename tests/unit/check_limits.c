@@ -389,6 +389,52 @@ START_TEST(concurrency_leases)
 }
 END_TEST
 
+/*
+ * A release goes straight to the slot its lease id was recorded in (a
+ * lease hint), but only if that slot is the key's the lease names: a
+ * lease id spliced onto another key's name releases nothing.  A lease
+ * whose hint is gone (the hint table replaced) is still found.
+ */
+START_TEST(lease_release_checks_the_key)
+{
+    char ka[KG_KEY_MAX], kb[KG_KEY_MAX], la[600], lb[600], forged[1200];
+    kg_decision *a, *b, *d;
+
+    new_key("conc", ka, NULL, NULL, NULL, 0, 0, 0);
+    new_key("conc", kb, NULL, NULL, NULL, 0, 0, 0);
+    a = check(ka);
+    b = check(kb);
+    ck_assert(kg_decision_allowed(a) && kg_decision_allowed(b));
+    snprintf(la, sizeof(la), "%s", kg_decision_lease(a));
+    snprintf(lb, sizeof(lb), "%s", kg_decision_lease(b));
+    kg_decision_free(a);
+    kg_decision_free(b);
+    /* a's id, b's key id and limit. */
+    snprintf(forged, sizeof(forged), "%.17s%s", la, lb + 17);
+    ck_assert_str_ne(forged, la);
+    ck_assert_str_ne(forged, lb);
+    ck_assert_int_eq(kg_release(ctx, forged), KG_ERR_NOT_FOUND);
+    /* a still holds its lease: one more is admitted, not two. */
+    d = check(ka);
+    ck_assert(kg_decision_allowed(d));
+    kg_decision_free(d);
+    d = check(ka);
+    ck_assert(!kg_decision_allowed(d));
+    kg_decision_free(d);
+    ck_assert_int_eq(kg_release(ctx, la), KG_OK);
+    /* New hint tables (another capacity): b's lease is found by search. */
+    kg_context_set_limit_capacity(ctx, 50000);
+    ck_assert_int_eq(kg_release(ctx, lb), KG_OK);
+    ck_assert_int_eq(kg_release(ctx, lb), KG_ERR_NOT_FOUND);
+    d = check(kb);
+    ck_assert(kg_decision_allowed(d));
+    kg_decision_free(d);
+    d = check(kb);
+    ck_assert(kg_decision_allowed(d));
+    kg_decision_free(d);
+}
+END_TEST
+
 /* ---- exactness under threads ------------------------------------------- */
 
 struct hammer {
@@ -715,6 +761,7 @@ static Suite *limits_suite(void)
     tc = tcase_create("concurrency");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, concurrency_leases);
+    tcase_add_test(tc, lease_release_checks_the_key);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("exactness");
