@@ -86,68 +86,57 @@ kg_slot *kg_call_slot_lock(kg_call *c, const char *limit, int64_t idle)
                            c->now_us / 1000000, idle, &c->lpin);
 }
 
+/*
+ * The lease is written straight into the decision's list: room for it is
+ * made first (on the heap past the inline list), so that a lease is never
+ * taken that cannot be handed out.  Out of memory, *in_use_r is -1 and
+ * nothing is held (the plugin answers unavailable).
+ */
 int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
                           int64_t ttl, int64_t *in_use_r)
 {
-    kg_decision *d = c->d;
-    char lease[300];
-    size_t used = strlen(d->lease);
+    size_t klen, nlen, len;
+    char *out;
     int r;
 
     if (c->record == NULL || c->record->id == NULL)
         return 0;
     if (ttl <= 0)
         ttl = c->planp ? c->planp->lease_ttl : 300;
-    r = kg__lease_acquire(c->policy->ctx->limits, c->record->id, limit, max,
-                          ttl, c->now_us, lease, sizeof(lease), in_use_r,
-                          &c->lpin);
-    if (r == 1) {
-        if (used + strlen(lease) + 2 > sizeof(d->lease)) {
-            /* Cannot hand it out: give it back rather than leak it. */
-            kg__lease_release_any(c->policy->ctx, lease, c->now_us);
-            return 0;
-        }
-        if (used)
-            d->lease[used++] = ',';
-        kg__strlcpy(d->lease + used, lease, sizeof(d->lease) - used);
-        return 1;
+    klen = strlen(c->record->id);
+    nlen = strlen(limit);
+    len = KG_LEASE_SIZE(klen, nlen) - 1;
+    if ((out = kg__decision_lease_room(c->d, len)) == NULL) {
+        *in_use_r = -1;
+        return 0;
     }
-    return 0;
+    r = kg__lease_acquire(c->policy->ctx->limits, c->record->id, klen, limit,
+                          nlen, max, ttl, c->now_us, out, in_use_r, &c->lpin);
+    if (r == 1)
+        kg__decision_lease_commit(c->d, len);
+    return r == 1;
 }
 
+/* Release the lease of this (key, limit) that this call took (a later
+ * limit denied the request), matched in the list in place, and take it
+ * out of the list. */
 void kg_call_lease_undo(kg_call *c, const char *limit)
 {
-    /* Release the lease of this (key, limit) that this call took. */
     kg_decision *d = c->d;
-    char key[512], *p, *next, hexkey[1024];
-    size_t i, n;
+    char *p, *end = d->lease + d->lease_len, *comma;
+    size_t klen;
 
-    if (c->record == NULL || d->lease[0] == '\0')
+    if (c->record == NULL || c->record->id == NULL)
         return;
-    n = (size_t)snprintf(key, sizeof(key), "%s\x1f%s", c->record->id, limit);
-    if (n >= sizeof(key) || 2 * n + 1 > sizeof(hexkey))
-        return;
-    for (i = 0; i < n; i++)
-        snprintf(hexkey + 2 * i, 3, "%02x", (unsigned char)key[i]);
-    for (p = d->lease; p && *p; p = next) {
-        char one[300];
-        size_t len;
-        next = strchr(p, ',');
-        len = next ? (size_t)(next - p) : strlen(p);
-        if (next)
-            next++;
-        if (len > 17 && len < sizeof(one) && strncmp(p + 17, hexkey, len - 17) == 0 &&
-            len - 17 == 2 * n) {
-            memcpy(one, p, len);
-            one[len] = '\0';
-            kg__lease_release_any(c->policy->ctx, one, c->now_us);
-            /* Remove it from the decision's list. */
-            if (next)
-                memmove(p, next, strlen(next) + 1);
-            else if (p > d->lease)
-                p[-1] = '\0';
-            else
-                *p = '\0';
+    klen = strlen(c->record->id);
+    for (p = d->lease; p < end; p = comma + 1) {
+        if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
+            comma = end;
+        if (kg__lease_id_names(p, (size_t)(comma - p), c->record->id, klen,
+                               limit)) {
+            kg__lease_release_of(c->policy->ctx, p, (size_t)(comma - p),
+                                 c->record->id, klen, limit, c->now_us);
+            kg__decision_lease_remove(d, p, (size_t)(comma - p));
             return;
         }
     }
@@ -166,14 +155,16 @@ kg_error kg_call_lease_new(kg_call *c, const char *limit, char *out,
 
 kg_error kg_call_lease_add(kg_call *c, const char *lease)
 {
-    kg_decision *d = c->d;
-    size_t used = strlen(d->lease);
+    size_t len;
+    char *out;
+
     if (lease == NULL || *lease == '\0' || strchr(lease, ',') != NULL)
         return KG_ERR_INVALID;
-    if (used + strlen(lease) + 2 > sizeof(d->lease))
+    len = strlen(lease);
+    if ((out = kg__decision_lease_room(c->d, len)) == NULL)
         return KG_ERR_NOMEM;
-    snprintf(d->lease + used, sizeof(d->lease) - used, "%s%s",
-             used ? "," : "", lease);
+    memcpy(out, lease, len);
+    kg__decision_lease_commit(c->d, len);
     return KG_OK;
 }
 

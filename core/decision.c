@@ -44,9 +44,61 @@ kg_decision *kg__decision_new(void)
         memset(d, 0, offsetof(kg_decision, message));
         d->status = 200;
         d->denied_limit = -1;
-        d->message[0] = d->decided_by[0] = d->lease[0] = d->realm[0] = '\0';
+        d->message[0] = d->decided_by[0] = d->realm[0] = '\0';
+        d->lease = d->lease_inl;
+        d->lease_cap = sizeof(d->lease_inl);
+        d->lease_inl[0] = '\0';
     }
     return d;
+}
+
+/* The slow path of kg__decision_lease_room(): a list of at least `need`
+ * bytes on the heap; 0, or -1 if out of memory. */
+static int lease_grow(kg_decision *d, size_t need)
+{
+    size_t cap = 2 * d->lease_cap;
+    char *p;
+
+    while (cap < need)
+        cap *= 2;
+    if (d->lease == d->lease_inl) {
+        if ((p = malloc(cap)) != NULL)
+            memcpy(p, d->lease, d->lease_len + 1);
+    } else {
+        p = realloc(d->lease, cap);
+    }
+    if (p == NULL)
+        return -1;
+    d->lease = p;
+    d->lease_cap = cap;
+    return 0;
+}
+
+char *kg__decision_lease_room(kg_decision *d, size_t len)
+{
+    size_t need = d->lease_len + len + 2;   /* a comma, a NUL */
+    if (need > d->lease_cap && lease_grow(d, need) != 0)
+        return NULL;
+    return d->lease + d->lease_len + (d->lease_len > 0);
+}
+
+void kg__decision_lease_commit(kg_decision *d, size_t len)
+{
+    if (d->lease_len > 0)
+        d->lease[d->lease_len++] = ',';
+    d->lease_len += len;
+    d->lease[d->lease_len] = '\0';
+}
+
+void kg__decision_lease_remove(kg_decision *d, char *p, size_t len)
+{
+    char *end = d->lease + d->lease_len;
+    if (p + len < end)
+        len++;                  /* its comma: the next one moves up */
+    else if (p > d->lease)
+        p--, len++;             /* the last: the comma before it goes */
+    memmove(p, p + len, (size_t)(end - (p + len)) + 1);
+    d->lease_len -= len;
 }
 
 void kg__decision_deny(kg_decision *d, kg_code code, const char *message,
@@ -67,6 +119,8 @@ void kg_decision_free(kg_decision *d)
     for (i = 0; i < d->nheaders; i++)
         free(d->hvalue[i]);
     free(d->body);
+    if (d->lease != d->lease_inl)
+        free(d->lease);
     kg_record_unref(d->record);
 #if KG__SPARE
     {
@@ -187,7 +241,7 @@ const char *kg_decision_key_name(const kg_decision *d) { return d->record ? d->r
 const char *kg_decision_plan(const kg_decision *d) { return d->plan; }
 int kg_decision_priority(const kg_decision *d) { return d->priority; }
 const char *kg_decision_decided_by(const kg_decision *d) { return d->decided_by; }
-const char *kg_decision_lease(const kg_decision *d) { return d->lease[0] ? d->lease : NULL; }
+const char *kg_decision_lease(const kg_decision *d) { return d->lease_len ? d->lease : NULL; }
 
 size_t kg_decision_header_count(const kg_decision *d)
 {

@@ -288,20 +288,46 @@ void kg__limits_unpin(kg__lpin *pin);
 void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
                          kg__lpin *pin);
 void kg__limits_prefetch_slot(const kg__lpin *pin);
-/* Lease helpers (limits.c) */
-int kg__lease_acquire(struct kg__limits *l, const char *key_id,
-                      const char *limit, int64_t max, int64_t ttl_s,
-                      int64_t now_us, char *lease_out, size_t lease_len,
+/*
+ * Take one of `max` leases of (key id, limit) for ttl_s: 1 and its id
+ * written to `out` (KG_LEASE_SIZE(klen, nlen) bytes), 0 if all are held,
+ * -1 if out of memory (no slot, no room for the lease).  *in_use_r gets
+ * the number held after the call (-1 if out of memory).
+ */
+int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
+                      const char *limit, size_t nlen, int64_t max,
+                      int64_t ttl_s, int64_t now_us, char *out,
                       int64_t *in_use_r, kg__lpin *pin);
 /* Release a lease list ("a,b"): each from the memory state, else from
  * the context's releasers. */
 kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
                                int64_t now_us);
-/* A lease id "<16 hex>.<hex>" of (key id, limit name); 0 on success. */
+/* Release one lease (lease[0..len), no comma) known to be of (key_id,
+ * NUL-terminated, klen bytes; limit): the memory state's, else the
+ * releasers'. */
+kg_error kg__lease_release_of(kg_context *ctx, const char *lease, size_t len,
+                              const char *key_id, size_t klen,
+                              const char *limit, int64_t now_us);
+/* A new lease id of (key id, limit) into out (size bytes); 0 on success. */
 int kg__lease_format(struct kg__limits *l, const char *key_id,
                      const char *limit, char *out, size_t size);
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
                         const char *limit, int64_t now_us);
+
+/* ---- leaseid.c: "<16 hex id>.<hex of key id, 0x1f, limit name>" ------ */
+
+/* Write a lease id (KG_LEASE_SIZE(klen, nlen) bytes with the NUL). */
+void kg__lease_id_format(uint64_t id, const char *key, size_t klen,
+                         const char *name, size_t nlen, char *out);
+/* The random id of a lease id (lease[0..len)); -1 if it is not one. */
+int kg__lease_id_random(const char *lease, size_t len, uint64_t *id_r);
+/* After kg__lease_id_random(): decode "<key id>\x1f<limit>" into key
+ * ((len - 17) / 2 + 1 bytes, NUL-terminated); -1 if it is not hex or
+ * holds a NUL. */
+int kg__lease_id_key(const char *lease, size_t len, char *key);
+/* Is lease[0..len) a lease id of exactly (key_id, klen bytes; limit)? */
+int kg__lease_id_names(const char *lease, size_t len, const char *key_id,
+                       size_t klen, const char *limit);
 
 /* ---- chain.c --------------------------------------------------------- */
 
@@ -418,10 +444,14 @@ struct kg_decision {
     kg_record *record;
     const char *plan;   /* the record's plan (the decision holds the record) */
     char *body;
+    /* The lease ids handed out ("a,b"): lease_inl, or the heap once the
+     * list outgrows it (long key ids, many concurrency limits). */
+    char *lease;
+    size_t lease_len, lease_cap;
     char message[256];
     char decided_by[96];
-    char lease[512];
     char realm[128];    /* 401 only: WWW-Authenticate */
+    char lease_inl[512];
     /* Valid below nlimits / nheaders. */
     struct kg__limit_report limits[KG__MAX_LIMITS];
     const char *hname[KG__MAX_HEADERS];
@@ -431,6 +461,16 @@ struct kg_decision {
 kg_decision *kg__decision_new(void);
 void kg__decision_deny(kg_decision *d, kg_code code, const char *message,
                        const char *decided_by);
+/*
+ * Room at the end of the lease list for one more lease of `len` bytes
+ * (with its comma and NUL), moving the list to the heap if it must:
+ * where to write the lease, or NULL if out of memory (the list is as it
+ * was).  kg__decision_lease_commit(d, len) then appends what was written.
+ */
+char *kg__decision_lease_room(kg_decision *d, size_t len);
+void kg__decision_lease_commit(kg_decision *d, size_t len);
+/* Take the lease at p (len bytes, inside the list) out of the list. */
+void kg__decision_lease_remove(kg_decision *d, char *p, size_t len);
 
 /* ---- check.c --------------------------------------------------------- */
 

@@ -720,31 +720,7 @@ void kg_slot_unlock(kg_slot *e)
         pthread_mutex_unlock(&e->owner->shard->lock);
 }
 
-/* ---- leases: "<16 hex id>.<hex of key id, 0x1f, limit name>" ---------- */
-
-static const char hx[] = "0123456789abcdef";
-
-static size_t lease_len(size_t keylen, size_t namelen)
-{
-    return 17 + 2 * (keylen + 1 + namelen);
-}
-
-/* No printf: this is on every admitted check of a concurrency limit. */
-static void format_lease(uint64_t id, const char *key, size_t klen,
-                         const char *name, size_t nlen, char *out)
-{
-    size_t i, o;
-    for (o = 0; o < 16; o++)
-        out[o] = hx[(id >> (60 - 4 * o)) & 15];
-    out[o++] = '.';
-    for (i = 0; i < klen + 1 + nlen; i++) {
-        unsigned char c = i < klen ? (unsigned char)key[i]
-                        : i == klen ? 0x1f : (unsigned char)name[i - klen - 1];
-        out[o++] = hx[c >> 4];
-        out[o++] = hx[c & 15];
-    }
-    out[o] = '\0';
-}
+/* ---- leases (their ids: leaseid.c) ------------------------------------ */
 
 int kg__lease_format(struct kg__limits *l, const char *key_id,
                      const char *limit, char *out, size_t size)
@@ -753,34 +729,52 @@ int kg__lease_format(struct kg__limits *l, const char *key_id,
     uint64_t id;
 
     (void)l;
-    if (klen + 1 + nlen >= 512 || size < lease_len(klen, nlen) + 1)
+    if (size < KG_LEASE_SIZE(klen, nlen) || !lease_id(&id))
         return -1;
-    if (!lease_id(&id))
-        return -1;
-    format_lease(id, key_id, klen, limit, nlen, out);
+    kg__lease_id_format(id, key_id, klen, limit, nlen, out);
     return 0;
 }
 
-int kg__lease_acquire(struct kg__limits *l, const char *key_id,
-                      const char *limit, int64_t max, int64_t ttl_s,
-                      int64_t now_us, char *out, size_t outlen,
+/* A new lease of entry idx in a locked slot; 0, or -1 if out of memory. */
+static int lease_add(struct kslot *s, uint32_t idx, int64_t expires_us,
+                     uint64_t *id_r)
+{
+    if (s->nleases == s->leasecap) {
+        uint32_t cap = 2 * s->leasecap;
+        struct lease *nl = malloc(cap * sizeof(*nl));
+        if (nl == NULL)
+            return -1;
+        memcpy(nl, s->leases, s->nleases * sizeof(*nl));
+        if (s->leases != s->inl_leases)
+            free(s->leases);
+        s->leases = nl;
+        s->leasecap = cap;
+    }
+    if (!lease_id(id_r))
+        return -1;
+    s->leases[s->nleases].id = *id_r;
+    s->leases[s->nleases].expires_us = expires_us;
+    s->leases[s->nleases].entry = idx;
+    s->nleases++;
+    return 0;
+}
+
+int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
+                      const char *limit, size_t nlen, int64_t max,
+                      int64_t ttl_s, int64_t now_us, char *out,
                       int64_t *in_use_r, kg__lpin *pin)
 {
-    size_t klen = strlen(key_id), nlen = strlen(limit);
     struct kslot *s;
-    struct kg_slot *e;
     int64_t held = 0;
     uint32_t idx, i;
     uint64_t id;
-    int ok = 0;
+    int r = 0;
 
-    if (klen + 1 + nlen >= 512 || outlen < lease_len(klen, nlen) + 1)
-        return -1;
+    *in_use_r = -1;
     s = key_lock(l, key_id, now_us / 1000000, pin);
     if (s == NULL)
         return -1;
-    e = entry(l, s, limit, ttl_s, 1, &idx);
-    if (e == NULL) {
+    if (entry(l, s, limit, ttl_s, 1, &idx) == NULL) {
         pthread_mutex_unlock(&s->shard->lock);
         return -1;
     }
@@ -788,32 +782,16 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id,
     for (i = 0; i < s->nleases; i++)
         held += s->leases[i].entry == idx;
     if (held < max) {
-        if (s->nleases == s->leasecap) {
-            uint32_t cap = 2 * s->leasecap;
-            struct lease *nl = malloc(cap * sizeof(*nl));
-            if (nl == NULL)
-                goto out;
-            memcpy(nl, s->leases, s->nleases * sizeof(*nl));
-            if (s->leases != s->inl_leases)
-                free(s->leases);
-            s->leases = nl;
-            s->leasecap = cap;
+        r = lease_add(s, idx, now_us + ttl_s * 1000000, &id) == 0 ? 1 : -1;
+        if (r == 1) {
+            lease_hint_set(l, id, s);
+            kg__lease_id_format(id, key_id, klen, limit, nlen, out);
         }
-        if (!lease_id(&id))
-            goto out;
-        s->leases[s->nleases].id = id;
-        s->leases[s->nleases].expires_us = now_us + ttl_s * 1000000;
-        s->leases[s->nleases].entry = idx;
-        s->nleases++;
-        held++;
-        lease_hint_set(l, id, s);
-        format_lease(id, key_id, klen, limit, nlen, out);
-        ok = 1;
+        held += r == 1;
     }
-out:
-    *in_use_r = held;
+    *in_use_r = r < 0 ? -1 : held;
     pthread_mutex_unlock(&s->shard->lock);
-    return ok;
+    return r;
 }
 
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
@@ -835,78 +813,17 @@ int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
     return c;
 }
 
-/* Lowercase hex digit values + 1 (0: not a digit): a table, because
- * every release parses some sixty of them. */
-static const unsigned char hexv[256] = {
-    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6,
-    ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12,
-    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-};
-
-static int hexval(char c)
+/* Release lease `id` of (key, limit) from the memory state. */
+static kg_error release_mem(struct kg__limits *l, uint64_t id, const char *key,
+                            size_t klen, const char *limit, int64_t now_us)
 {
-    return (int)hexv[(unsigned char)c] - 1;
-}
-
-/*
- * Parse one lease id into its random id and "<key id>\x1f<limit>" (in
- * key[], NUL-terminated).  KG_ERR_INVALID if it is not one.
- */
-static kg_error lease_parse(const char *lease, size_t len, uint64_t *id_r,
-                            char key[512], size_t *klen_r)
-{
-    size_t klen, i;
-    uint64_t id = 0;
-
-    if (len < 18 || lease[16] != '.' || (len - 17) % 2 != 0 ||
-        (len - 17) / 2 >= 512)
-        return KG_ERR_INVALID;
-    for (i = 0; i < 16; i++) {
-        int v = hexval(lease[i]);
-        if (v < 0)
-            return KG_ERR_INVALID;
-        id = id << 4 | (uint64_t)v;
-    }
-    klen = (len - 17) / 2;
-    for (i = 0; i < klen; i++) {
-        int hi = hexval(lease[17 + 2 * i]), lo = hexval(lease[18 + 2 * i]);
-        if (hi < 0 || lo < 0 || (hi | lo) == 0)
-            return KG_ERR_INVALID;
-        key[i] = (char)(hi << 4 | lo);
-    }
-    key[klen] = '\0';
-    *id_r = id;
-    *klen_r = klen;
-    return KG_OK;
-}
-
-/* Release one lease (no comma) from the memory state.  key[] gets the
- * "<key id>\x1f<limit>" it names. */
-static kg_error release_one(struct kg__limits *l, const char *lease,
-                            size_t len, int64_t now_us, char key[512])
-{
-    size_t klen;
-    uint64_t id;
-    char *sep;
     struct kslot *s;
-    struct kg_slot *e;
     uint32_t idx, i;
-    kg_error rc;
+    kg_error rc = KG_ERR_NOT_FOUND;
 
-    key[0] = '\0';
-    if ((rc = lease_parse(lease, len, &id, key, &klen)) != KG_OK)
-        return rc;
-    sep = memchr(key, '\x1f', klen);
-    if (sep == NULL || l == NULL)
+    if (l == NULL || (s = lease_slot(l, id, key, klen, now_us / 1000000)) == NULL)
         return KG_ERR_NOT_FOUND;
-    s = lease_slot(l, id, key, (size_t)(sep - key), now_us / 1000000);
-    if (s == NULL)
-        return KG_ERR_NOT_FOUND;
-    rc = KG_ERR_NOT_FOUND;
-    *sep = '\0';
-    e = entry(l, s, sep + 1, 0, 0, &idx);
-    *sep = '\x1f';
-    if (e != NULL) {
+    if (entry(l, s, limit, 0, 0, &idx) != NULL) {
         reap_leases(s, now_us);
         for (i = 0; i < s->nleases; i++) {
             if (s->leases[i].id == id && s->leases[i].entry == idx) {
@@ -920,39 +837,95 @@ static kg_error release_one(struct kg__limits *l, const char *lease,
     return rc;
 }
 
+/* Not a memory lease: a remote backend's (same id format).  Releasers
+ * take the lease NUL-terminated: a copy, on the heap if it is long. */
+static kg_error release_remote(kg_context *ctx, const char *key_id,
+                               const char *limit, const char *lease, size_t len)
+{
+    char buf[320], *one = len < sizeof(buf) ? buf : malloc(len + 1);
+    kg_error e;
+
+    if (one == NULL)
+        return KG_ERR_NOMEM;
+    memcpy(one, lease, len);
+    one[len] = '\0';
+    e = kg__releasers_call(ctx, key_id, limit, one);
+    if (one != buf)
+        free(one);
+    return e;
+}
+
+kg_error kg__lease_release_of(kg_context *ctx, const char *lease, size_t len,
+                              const char *key_id, size_t klen,
+                              const char *limit, int64_t now_us)
+{
+    uint64_t id;
+    kg_error e;
+
+    if (kg__lease_id_random(lease, len, &id) != 0)
+        return KG_ERR_INVALID;
+    e = release_mem(ctx->limits, id, key_id, klen, limit, now_us);
+    if (e == KG_ERR_NOT_FOUND)
+        e = release_remote(ctx, key_id, limit, lease, len);
+    return e;
+}
+
+/*
+ * Release one lease (lease[0..len), no comma) of any key: its key part
+ * "<key id>\x1f<limit>" decoded on the stack, or on the heap if the key
+ * id is long, and split at its last 0x1f (a limit name has none; a key
+ * id might).
+ */
+static kg_error release_one(kg_context *ctx, const char *lease, size_t len,
+                            int64_t now_us)
+{
+    char buf[256], *key, *sep;
+    size_t klen;
+    uint64_t id;
+    kg_error e = KG_ERR_INVALID;
+
+    if (kg__lease_id_random(lease, len, &id) != 0)
+        return KG_ERR_INVALID;
+    klen = (len - 17) / 2;
+    if ((key = klen < sizeof(buf) ? buf : malloc(klen + 1)) == NULL)
+        return KG_ERR_NOMEM;
+    if (kg__lease_id_key(lease, len, key) != 0)
+        goto out;
+    e = KG_ERR_NOT_FOUND;
+    if ((sep = memrchr(key, '\x1f', klen)) == NULL)
+        goto out;
+    *sep = '\0';
+    e = kg__lease_release_of(ctx, lease, len, key, (size_t)(sep - key),
+                             sep + 1, now_us);
+out:
+    if (key != buf)
+        free(key);
+    return e;
+}
+
 kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
                                int64_t now_us)
 {
     const char *p = lease, *comma;
-    int any = 0;
+    int any = 0, nomem = 0;
 
     if (lease == NULL || *lease == '\0')
         return KG_ERR_INVALID;
-    for (;;) {
-        char key[512], one[300], *sep;
+    for (;; p = comma + 1) {
         size_t len;
         kg_error e;
 
         comma = strchr(p, ',');
         len = comma ? (size_t)(comma - p) : strlen(p);
-        e = release_one(ctx->limits, p, len, now_us, key);
+        e = release_one(ctx, p, len, now_us);
         if (e == KG_ERR_INVALID)
             return e;
-        /* Not a memory lease: a remote backend's (same id format). */
-        if (e == KG_ERR_NOT_FOUND && len < sizeof(one) &&
-            (sep = strchr(key, '\x1f')) != NULL) {
-            *sep = '\0';
-            memcpy(one, p, len);
-            one[len] = '\0';
-            e = kg__releasers_call(ctx, key, sep + 1, one);
-        }
-        if (e == KG_OK)
-            any = 1;
+        any |= e == KG_OK;
+        nomem |= e == KG_ERR_NOMEM;
         if (comma == NULL)
             break;
-        p = comma + 1;
     }
-    return any ? KG_OK : KG_ERR_NOT_FOUND;
+    return any ? KG_OK : nomem ? KG_ERR_NOMEM : KG_ERR_NOT_FOUND;
 }
 
 kg_error kg_release(kg_context *ctx, const char *lease)

@@ -333,6 +333,13 @@ static kg_error parse_plan(struct load *L, kg__ynode *key, kg__ynode *n,
     }
     if ((v = kg__ymap_get(n, "limit")) != NULL) {
         plan->has_limit = 1;
+        /* A decision reports each limit (RateLimit headers) in an array
+         * of KG__MAX_LIMITS: a plan with more would drop some unseen. */
+        if (v->type == KG__Y_SEQ && v->n > KG__MAX_LIMITS)
+            return err_at(L, v->items[KG__MAX_LIMITS], "plan '%s' has %zu "
+                          "limit lines, more than the %d a decision can "
+                          "report; merge or remove some", key->value, v->n,
+                          KG__MAX_LIMITS);
         if ((e = parse_stack(L, v, "limit", KG_PLUGIN_LIMIT,
                              &plan->limit)) != KG_OK)
             return e;

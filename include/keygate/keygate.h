@@ -255,7 +255,9 @@ kg_error kg_plugin_scan(kg_context *ctx, char *const *dirs, size_t ndirs,
 /* The compiled-in plugin directory. */
 const char *kg_plugin_default_dir(void);
 
-/* End a concurrency lease early. KG_ERR_NOT_FOUND if unknown or expired. */
+/* End a concurrency lease early (or a comma-separated list of them, as
+ * kg_decision_lease() gives it).  KG_ERR_NOT_FOUND if unknown or expired,
+ * KG_ERR_NOMEM if out of memory. */
 kg_error kg_release(kg_context *ctx, const char *lease);
 
 /*

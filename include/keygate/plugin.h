@@ -317,7 +317,9 @@ void kg_slot_unlock(kg_slot *slot);
  * Concurrency leases.  kg_call_lease_acquire() takes one of `max` slots
  * of (key, limit) for `ttl_seconds`, hands the decision a lease id and
  * returns 1; returns 0 if all `max` are held (expired leases are reaped
- * first).  *in_use_r gets the number held after the call.
+ * first).  *in_use_r gets the number held after the call, or -1 if the
+ * lease could not be taken or handed out for want of memory (nothing is
+ * held then): answer KG_RESULT_UNAVAILABLE.
  */
 int kg_call_lease_acquire(kg_call *call, const char *limit_name, int64_t max,
                           int64_t ttl_seconds, int64_t *in_use_r);
@@ -338,6 +340,10 @@ int64_t kg_call_lease_count(kg_call *call, const char *limit_name);
  */
 kg_error kg_call_lease_new(kg_call *call, const char *limit_name, char *out,
                            size_t size);
+/* The bytes of a lease id (with its NUL) of a key id and limit name of
+ * these lengths: the size kg_call_lease_new() needs. */
+#define KG_LEASE_SIZE(id_len, limit_len) \
+    (18 + 2 * ((size_t)(id_len) + 1 + (size_t)(limit_len)))
 kg_error kg_call_lease_add(kg_call *call, const char *lease);
 typedef kg_error (*kg_lease_release_fn)(void *userdata, const char *key_id,
                                         const char *limit_name,

@@ -9,8 +9,10 @@
 
 #include "limitconf.h"
 #include "redis.h"
+#include "redis_int.h"   /* kgr_release_lease */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -106,40 +108,87 @@ static void report(struct limitconf *lc, kg_call *call, int64_t count,
     }
 }
 
-void kgr_batch(void *const *insts, size_t n, kg_call *call, kg_result *res)
+/*
+ * The Redis keys and (concurrency, not peek) lease ids of a batch, as
+ * long as the key id needs: pointers into one block, `stack` if it fits,
+ * else the heap (the caller frees it when it is not `stack`).  NULL if
+ * out of memory.
+ */
+static char *batch_bufs(void *const *insts, size_t n, kg_call *call,
+                        const char *id, char *stack, size_t stacksz,
+                        char **keys, size_t *keysz, char **leases,
+                        size_t *leasesz)
 {
     struct limitconf *lead = insts[0];
-    const kg_record *rec = kg_call_record(call);
-    const char *id = rec ? kg_record_id(rec) : NULL;
+    size_t i, total = 0, idlen = strlen(id);
+    char *mem, *p;
+
+    for (i = 0; i < n; i++) {
+        struct limitconf *lc = insts[i];
+        keysz[i] = kgr_key_size(lead->redis, id, lc->name);
+        leasesz[i] = lc->algo == LC_CONCURRENCY && !kg_call_peek(call)
+                         ? KG_LEASE_SIZE(idlen, strlen(lc->name)) : 1;
+        total += keysz[i] + leasesz[i];
+    }
+    if ((mem = total <= stacksz ? stack : malloc(total)) == NULL)
+        return NULL;
+    for (p = mem, i = 0; i < n; i++) {
+        keys[i] = p;
+        leases[i] = p + keysz[i];
+        leases[i][0] = '\0';
+        p += keysz[i] + leasesz[i];
+    }
+    return mem;
+}
+
+/*
+ * Hand out the leases the script took.  If one cannot be (out of
+ * memory), give back everything the batch took, in Redis (and the leases
+ * handed out so far with them), and answer unavailable: a lease is never
+ * held that the caller was not given.
+ */
+static void batch_leases(void *const *insts, size_t n, kg_call *call,
+                         char **leases, kg_result *res)
+{
+    const char *id = kg_record_id(kg_call_record(call));
+    size_t i, added;
+
+    for (added = 0; added < n; added++)
+        if (leases[added][0] != '\0' && kg_call_lease_add(call, leases[added]) != KG_OK)
+            break;
+    if (added == n)
+        return;
+    for (i = 0; i < n; i++) {
+        struct limitconf *lc = insts[i];
+        if (lc->algo != LC_CONCURRENCY)
+            kgr_undo(lc, call);
+        else if (i < added)
+            kg_call_lease_undo(call, lc->name);
+        else
+            kgr_release_lease(lc, id, lc->name, leases[i]);
+        res[i] = KG_RESULT_UNAVAILABLE;
+    }
+}
+
+static void batch_eval(void *const *insts, size_t n, kg_call *call,
+                       kg_result *res, unsigned slot, char **keys,
+                       char **leases, const size_t *leasesz)
+{
+    struct limitconf *lead = insts[0];
     int peek = kg_call_peek(call), all_ok = 1;
     const char *argv[4 + MAX_BATCH * (1 + ARGS_PER)];
     size_t lens[4 + MAX_BATCH * (1 + ARGS_PER)];
-    char keys[MAX_BATCH][300], nums[MAX_BATCH][4][24], leases[MAX_BATCH][300];
-    char algos[MAX_BATCH][2], nkeys[8], err[256];
+    char nums[MAX_BATCH][4][24], algos[MAX_BATCH][2], nkeys[8], err[256];
     int64_t eff[MAX_BATCH][3];
     long long vals[MAX_BATCH][4];
-    unsigned slot = 0, s;
     size_t i, argc, first_fail = n;
     redisReply *r;
 
-    for (i = 0; i < n; i++)
-        res[i] = KG_RESULT_UNAVAILABLE;
-    if (id == NULL || n == 0 || n > MAX_BATCH)
-        return;
     argc = 2;
     snprintf(nkeys, sizeof(nkeys), "%zu", n);
     argv[argc++] = nkeys;
-    for (i = 0; i < n; i++) {
-        struct limitconf *lc = insts[i];
-        if (lc->magic != LIMITCONF_MAGIC ||
-            kgr_key(lead->redis, id, lc->name, lc->algo, keys[i], sizeof(keys[i]),
-                    &s) != 0)
-            return;
-        if (i > 0 && s != slot)
-            return;   /* cannot happen: one key id, one hash tag */
-        slot = s;
+    for (i = 0; i < n; i++)
         argv[argc++] = keys[i];
-    }
     argv[argc++] = peek ? "p" : "a";
     for (i = 0; i < n; i++) {
         struct limitconf *lc = insts[i];
@@ -157,9 +206,8 @@ void kgr_batch(void *const *insts, size_t n, kg_call *call, kg_result *res)
         argv[argc++] = nums[i][1];
         argv[argc++] = nums[i][2];
         argv[argc++] = nums[i][3];
-        leases[i][0] = '\0';
-        if (lc->algo == LC_CONCURRENCY && !peek &&
-            kg_call_lease_new(call, lc->name, leases[i], sizeof(leases[i])) != KG_OK)
+        if (leasesz[i] > 1 &&
+            kg_call_lease_new(call, lc->name, leases[i], leasesz[i]) != KG_OK)
             return;
         argv[argc++] = leases[i];
     }
@@ -191,9 +239,11 @@ void kgr_batch(void *const *insts, size_t n, kg_call *call, kg_result *res)
         }
     }
     /* The leases are held (the script took them all): hand out their ids. */
-    for (i = 0; i < n && all_ok && !peek; i++)
-        if (leases[i][0] != '\0')
-            kg_call_lease_add(call, leases[i]);
+    if (all_ok && !peek) {
+        batch_leases(insts, n, call, leases, res);
+        if (res[0] == KG_RESULT_UNAVAILABLE)
+            return;
+    }
     /* Reports, the line that decided last (run_limit() reads it there). */
     for (i = 0; i < n; i++)
         if (i != first_fail)
@@ -206,12 +256,45 @@ void kgr_batch(void *const *insts, size_t n, kg_call *call, kg_result *res)
     }
 }
 
+void kgr_batch(void *const *insts, size_t n, kg_call *call, kg_result *res)
+{
+    const kg_record *rec = kg_call_record(call);
+    const char *id = rec ? kg_record_id(rec) : NULL;
+    char stack[4096], *mem, *keys[MAX_BATCH], *leases[MAX_BATCH];
+    size_t keysz[MAX_BATCH], leasesz[MAX_BATCH], i;
+    unsigned slot = 0, s;
+
+    for (i = 0; i < n; i++)
+        res[i] = KG_RESULT_UNAVAILABLE;
+    if (id == NULL || n == 0 || n > MAX_BATCH)
+        return;
+    for (i = 0; i < n; i++)
+        if (((struct limitconf *)insts[i])->magic != LIMITCONF_MAGIC)
+            return;
+    mem = batch_bufs(insts, n, call, id, stack, sizeof(stack), keys, keysz,
+                     leases, leasesz);
+    if (mem == NULL)
+        return;
+    for (i = 0; i < n; i++) {
+        struct limitconf *lc = insts[i];
+        kgr_key(((struct limitconf *)insts[0])->redis, id, lc->name, lc->algo,
+                keys[i], keysz[i], &s);
+        if (i > 0 && s != slot)
+            goto out;   /* cannot happen: one key id, one hash tag */
+        slot = s;
+    }
+    batch_eval(insts, n, call, res, slot, keys, leases, leasesz);
+out:
+    if (mem != stack)
+        free(mem);
+}
+
 void kgr_undo(struct limitconf *lc, kg_call *call)
 {
     const kg_record *rec = kg_call_record(call);
     const char *argv[11];
-    size_t lens[11];
-    char key[300], num[4][24], algo[2], err[256];
+    size_t lens[11], size;
+    char buf[300], *key, num[4][24], algo[2], err[256];
     int64_t count, window, burst;
     unsigned slot;
     redisReply *r;
@@ -223,10 +306,12 @@ void kgr_undo(struct limitconf *lc, kg_call *call)
         kg_call_lease_undo(call, lc->name);
         return;
     }
-    if (rec == NULL || kg_record_id(rec) == NULL ||
-        kgr_key(lc->redis, kg_record_id(rec), lc->name, lc->algo, key, sizeof(key),
-                &slot) != 0)
+    if (rec == NULL || kg_record_id(rec) == NULL)
         return;
+    size = kgr_key_size(lc->redis, kg_record_id(rec), lc->name);
+    if ((key = size <= sizeof(buf) ? buf : malloc(size)) == NULL)
+        return;
+    kgr_key(lc->redis, kg_record_id(rec), lc->name, lc->algo, key, size, &slot);
     limitconf_effective(lc, call, &count, &window, &burst);
     algo[0] = (char)lc->algo;
     algo[1] = '\0';
@@ -249,4 +334,6 @@ void kgr_undo(struct limitconf *lc, kg_call *call)
     if (r == NULL && lc->on_error == LC_ERR_LOCAL)
         lc->local(lc, call, -1);
     freeReplyObject(r);
+    if (key != buf)
+        free(key);
 }

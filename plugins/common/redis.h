@@ -63,7 +63,9 @@ unsigned kgr_slot(const char *s, size_t n);
 struct redisReply *kgr_eval(struct kgr_client *c, unsigned slot, int argc,
                             const char **argv, size_t *lens,
                             char *err, size_t errlen);
-/* "<prefix>:{<escaped key id>}:<limit>:<algo>" and its slot; 0 on success. */
+/* "<prefix>:{<escaped key id>}:<limit>:<algo>" and its slot; 0 on
+ * success, -1 if `size` is less than kgr_key_size() (all it may need). */
+size_t kgr_key_size(struct kgr_client *c, const char *key_id, const char *limit);
 int kgr_key(struct kgr_client *c, const char *key_id, const char *limit,
             int algo, char *out, size_t size, unsigned *slot_r);
 const char *kgr_client_batch_key(struct kgr_client *c);

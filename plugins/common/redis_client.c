@@ -37,30 +37,42 @@ unsigned kgr_slot(const char *s, size_t n)
     return crc % NSLOTS;
 }
 
+size_t kgr_key_size(struct kgr_client *c, const char *key_id, const char *limit)
+{
+    /* Each byte of the key id escaped at worst to three; ":{", "}:",
+     * ":", the algorithm and the NUL. */
+    return strlen(c->prefix) + 3 * strlen(key_id) + strlen(limit) + 7;
+}
+
 int kgr_key(struct kgr_client *c, const char *key_id, const char *limit,
             int algo, char *out, size_t size, unsigned *slot_r)
 {
+    static const char hx[] = "0123456789abcdef";
+    size_t p = strlen(c->prefix), n = strlen(limit), t, i;
+
+    if (size < kgr_key_size(c, key_id, limit))
+        return -1;
+    memcpy(out, c->prefix, p);
+    memcpy(out + p, ":{", 2);
     /* The key id is the hash tag: braces (and the escape character) in
      * it are escaped so that the tag cannot end early. */
-    char tag[200];
-    size_t t = 0, i;
-    int n;
-    for (i = 0; key_id[i]; i++) {
-        char ch = key_id[i];
-        if (t + 4 >= sizeof(tag))
-            return -1;
+    for (t = p + 2, i = 0; key_id[i]; i++) {
+        unsigned char ch = (unsigned char)key_id[i];
         if (ch == '{' || ch == '}' || ch == '%') {
-            snprintf(tag + t, 4, "%%%02x", (unsigned char)ch);
-            t += 3;
+            out[t++] = '%';
+            out[t++] = hx[ch >> 4];
+            out[t++] = hx[ch & 15];
         } else {
-            tag[t++] = ch;
+            out[t++] = (char)ch;
         }
     }
-    tag[t] = '\0';
-    n = snprintf(out, size, "%s:{%s}:%s:%c", c->prefix, tag, limit, algo);
-    if (n < 0 || (size_t)n >= size)
-        return -1;
-    *slot_r = kgr_slot(tag, t);
+    *slot_r = kgr_slot(out + p + 2, t - p - 2);
+    memcpy(out + t, "}:", 2);
+    memcpy(out + t + 2, limit, n);
+    t += 2 + n;
+    out[t++] = ':';
+    out[t++] = (char)algo;
+    out[t] = '\0';
     return 0;
 }
 

@@ -289,16 +289,19 @@ kg_error kgr_release_lease(void *ud, const char *key_id, const char *limit,
     struct limitconf *lc = ud;
     struct kgr_client *c = lc->redis;
     const char *argv[11];
-    size_t lens[11];
-    char key[512], err[256];
+    size_t lens[11], size;
+    char buf[300], *key, err[256];
     unsigned slot;
     redisReply *r;
     kg_error rc = KG_ERR_NOT_FOUND;
     int i;
 
-    if (c == NULL || strcmp(limit, lc->name) != 0 ||
-        kgr_key(c, key_id, limit, LC_CONCURRENCY, key, sizeof(key), &slot) != 0)
+    if (c == NULL || strcmp(limit, lc->name) != 0)
         return KG_ERR_NOT_FOUND;
+    size = kgr_key_size(c, key_id, limit);
+    if ((key = size <= sizeof(buf) ? buf : malloc(size)) == NULL)
+        return KG_ERR_NOMEM;
+    kgr_key(c, key_id, limit, LC_CONCURRENCY, key, size, &slot);
     argv[2] = "1";
     argv[3] = key;
     argv[4] = "r";
@@ -312,5 +315,7 @@ kg_error kgr_release_lease(void *ud, const char *key_id, const char *limit,
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1)
         rc = KG_OK;
     freeReplyObject(r);
+    if (key != buf)
+        free(key);
     return rc;
 }

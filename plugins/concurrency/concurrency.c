@@ -57,6 +57,8 @@ static kg_result cc_run(struct limitconf *lc, kg_call *call, int take)
         report(lc, call, max, in_use, 0);
         return KG_RESULT_OK;
     }
+    if (in_use < 0)     /* out of memory: no lease, and no "in use" to tell */
+        return KG_RESULT_UNAVAILABLE;
     report(lc, call, max, in_use, 1);
     kg_call_deny(call, KG_CODE_RATE_LIMITED, "too many requests in flight for "
                  "this key; retry when one has finished");

@@ -132,6 +132,15 @@ plans:
         control: requisite
         options: {name: concurrency, count: 5, ttl: 60s, backend: redis,
                   redis: {endpoints: [$eps], prefix: conc}}
+  long:
+    limit:
+      - module: fixed_window
+        control: requisite
+        options: {name: hour, count: 3, window: 1h, backend: redis,
+                  redis: &long {endpoints: [$eps], prefix: long}}
+      - module: concurrency
+        control: requisite
+        options: {name: concurrency, count: 2, backend: redis, redis: *long}
 YAML
 }
 
@@ -285,6 +294,30 @@ check_eq "kg_release ends the Redis leases" "$(val "$lr" released)" 3
 check_eq "... and exactly that many slots are free again" \
     "$(val "$("$HAMMER" "$POL" "$KC2" <<< "check 0 10 4 hold")" allowed)" 3
 echo quit >&"${HA[1]}"; wait "$HA_PID" 2>/dev/null
+
+# A key id of 200 bytes (an LDAP DN, braces to escape in the hash tag):
+# limited exactly, its leases held and released like any other.
+KL=$(newkey "$POL" long)
+kf="$D/keys-single.yaml"
+lid=$(sed -n 's/^ *- *id: *\(k_[0-9a-zA-Z_]*\).*/\1/p' "$kf" | tail -1)
+long="uid=$(printf 'a%.0s' $(seq 1 166)),{ou}=people,dc=example,dc=com"
+check_eq "the long key id is 200 bytes" "${#long}" 200
+sed -i "s/id: *$lid\b/id: \"$long\"/" "$kf"
+coproc HL { "$HAMMER" "$POL" "$KL"; }
+echo "check 0 10 1 hold" >&"${HL[1]}"; read -r la <&"${HL[0]}"
+check_eq "long key id: 2 leases held, the rest limited" \
+    "$(val "$la" allowed)/$(val "$la" limited)/$(val "$la" unavailable)" "2/8/0"
+echo release >&"${HL[1]}"; read -r lr <&"${HL[0]}"
+check_eq "long key id: kg_release ends its 2 Redis leases" "$(val "$lr" released)" 2
+echo "check 0 10 1" >&"${HL[1]}"; read -r la <&"${HL[0]}"
+check_eq "long key id: then exactly 1 more (hour: 3)" "$(val "$la" allowed)" 1
+echo quit >&"${HL[1]}"; wait "$HL_PID" 2>/dev/null
+lk=$(rcli "$P" --scan --pattern 'long:*:hour:f')
+case "$lk" in "long:{uid=aaa"*"%7bou%7d=people,dc=example,dc=com}:hour:f") ok "long key id: the whole id is the hash tag" ;;
+    *) bad "long key name $lk" ;; esac
+check_eq "long key id: the hour counter" "$(rcli "$P" hget "$lk" c)" 3
+lk=$(rcli "$P" --scan --pattern 'long:*:concurrency:c')
+check_eq "long key id: no lease left" "$(rcli "$P" zcard "${lk:-none}")" 0
 
 # One round trip per decision: a plan with three limits costs one EVALSHA.
 KR=$(newkey "$POL" free)

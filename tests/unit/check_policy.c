@@ -34,6 +34,12 @@ static void teardown(void)
     "    options: {path: \"${KGT_KEYS}\"}\n"          /* 5 */
 #define PLANS "plans:\n  free: {}\n"                  /* 6, 7 */
 
+/* Limit lines, to make a plan of more limits than a decision reports. */
+#define LIM(n) "    - {module: fixed_window, options: {name: l" #n ", count: 5, window: 1h}}\n"
+#define LIM16 LIM(1) LIM(2) LIM(3) LIM(4) LIM(5) LIM(6) LIM(7) LIM(8) \
+    LIM(9) LIM(10) LIM(11) LIM(12) LIM(13) LIM(14) LIM(15) LIM(16)
+#define MANY_LIMITS HEAD "plans:\n  free:\n    limit:\n" LIM16   /* 6-24 */
+
 struct bad {
     const char *why;
     const char *yaml;
@@ -191,6 +197,8 @@ static const struct bad bads[] = {
       KG_ERR_POLICY, 7, 20, "priority must be a number from 0 to 1000" },
     { "bad lease_ttl", HEAD "plans:\n  free: {lease_ttl: forever}\n",
       KG_ERR_POLICY, 7, 21, "lease_ttl must be a duration" },
+    { "more limit lines than a decision reports", MANY_LIMITS LIM(17),
+      KG_ERR_POLICY, 25, 7, "plan 'free' has 17 limit lines, more than the 16" },
     { "a policy that is a list", "- a\n- b\n", KG_ERR_POLICY, 1, 1,
       "a policy must be a mapping" },
     { "an empty document", "", KG_ERR_POLICY, 1, 1, "empty" },
@@ -228,6 +236,19 @@ START_TEST(error_paths)
 END_TEST
 
 /* ---- what loads ------------------------------------------------------- */
+
+/* Sixteen limits (a decision reports that many) load, and all are
+ * reported. */
+START_TEST(sixteen_limits_load)
+{
+    kg_policy *p = tu_policy(ctx, MANY_LIMITS);
+    kg_decision *d = tu_check_key(p, key);
+    ck_assert_msg(kg_decision_allowed(d), "%s", kg_decision_message(d));
+    ck_assert_uint_eq(kg_decision_limit_count(d), 16);
+    kg_decision_free(d);
+    kg_policy_free(p);
+}
+END_TEST
 
 START_TEST(minimal_policy_loads)
 {
@@ -441,6 +462,7 @@ static Suite *policy_suite(void)
     tc = tcase_create("parsing");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, minimal_policy_loads);
+    tcase_add_test(tc, sixteen_limits_load);
     tcase_add_test(tc, env_expansion);
     tcase_add_test(tc, extends_inherits);
     tcase_add_test(tc, explain_mentions_each_stage);
