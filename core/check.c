@@ -654,11 +654,13 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     /* At a million keys the key's limiter slot and its store entry are
      * cache misses, each behind another (the hint, the bucket): ask for
      * the first of both chains now, then the second, so that they
-     * overlap instead of following each other.  (A policy whose limiters
-     * all keep their state elsewhere, in Redis, has no slot to fetch.) */
+     * overlap instead of following each other; the store's first, as
+     * the check waits for its record before it needs the slot.  (A
+     * policy whose limiters all keep their state elsewhere, in Redis,
+     * has no slot to fetch.) */
+    prefetch_keystore(&p->keystore, hash);
     if (p->memory_limits)
         kg__limits_prefetch(p->ctx->limits, hash, &c.lpin);
-    prefetch_keystore(&p->keystore, hash);
     kg__limits_prefetch_slot(&c.lpin);
     if (run_keystore(&c, hash, &rec, &store) != 0)
         goto done;
