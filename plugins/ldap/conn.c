@@ -122,10 +122,14 @@ int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen)
     return rc;
 }
 
-/* Open, secure and bind a connection to uris[i].  NULL with err on failure. */
-static LDAP *open_one(kg__ldap *l, size_t i, char *err, size_t errlen)
+/*
+ * Open and secure a connection to uri (ldaps:// gets TLS, and StartTLS
+ * is sent when `starttls`), bound as the store's bind when `bind`, else
+ * anonymous.  NULL with err on failure.
+ */
+static LDAP *open_uri(kg__ldap *l, const char *uri, int bind, int starttls,
+                      char *err, size_t errlen)
 {
-    const char *uri = l->uris[i];
     LDAP *ld = NULL;
     int v3 = LDAP_VERSION3, rc;
     int ldaps = strncasecmp(uri, "ldaps://", 8) == 0;
@@ -139,20 +143,29 @@ static LDAP *open_one(kg__ldap *l, size_t i, char *err, size_t errlen)
     ms_to_tv(l->network_timeout_ms, &nt);
     ms_to_tv(l->search_timeout_ms, &ot);
     ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
-    ldap_set_option(ld, LDAP_OPT_REFERRALS, l->referrals ? LDAP_OPT_ON : LDAP_OPT_OFF);
+    /* Never libldap's chasing: it hands a continuation reference to the
+     * caller whether it followed it or not, so a referred server that is
+     * down would look like "no such key".  chase.c follows them. */
+    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
     ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &nt);
     /* Bounds every synchronous call (StartTLS, bind) on this handle. */
     ldap_set_option(ld, LDAP_OPT_TIMEOUT, &ot);
-    if ((ldaps || l->tls == KG__TLS_STARTTLS) && set_tls(l, ld, uri, err, errlen) != 0)
+    if ((ldaps || starttls) && set_tls(l, ld, uri, err, errlen) != 0)
         goto fail;
-    if (l->tls == KG__TLS_STARTTLS && !ldaps) {
+    if (starttls && !ldaps) {
         rc = ldap_start_tls_s(ld, NULL, NULL);
         if (rc != LDAP_SUCCESS) {
             conn_err(ld, uri, "StartTLS failed", rc, err, errlen);
             goto fail;
         }
     }
-    if (l->sasl_external) {
+    if (!bind) {
+        rc = ldap_connect(ld);
+        if (rc != LDAP_SUCCESS) {
+            conn_err(ld, uri, "cannot connect", rc, err, errlen);
+            goto fail;
+        }
+    } else if (l->sasl_external) {
         /* An empty initial response: "the identity the connection has".
          * Without one slapd answers saslBindInProgress. */
         struct berval none = { 0, (char *)"" };
@@ -196,6 +209,21 @@ fail:
     return NULL;
 }
 
+LDAP *kg__ldap_open_referral(kg__ldap *l, const char *uri, char *err,
+                             size_t errlen)
+{
+    int tls = l->tls == KG__TLS_STARTTLS;
+    size_t i;
+
+    /* A store on ldaps:// only follows referrals with TLS too. */
+    for (i = 0; !tls && i < l->nuris; i++)
+        if (strncasecmp(l->uris[i], "ldaps://", 8) != 0)
+            break;
+    if (i == l->nuris)
+        tls = 1;
+    return open_uri(l, uri, 0, tls, err, errlen);
+}
+
 /* Try the URIs in order (those not marked down first).  0 on success. */
 static int open_conn(kg__ldap *l, kg__ldap_conn *c, char *err, size_t errlen)
 {
@@ -210,7 +238,8 @@ static int open_conn(kg__ldap *l, kg__ldap_conn *c, char *err, size_t errlen)
             LDAP *ld;
             if (pass == 0 ? skipped : !skipped)
                 continue;
-            ld = open_one(l, i, err, errlen);
+            ld = open_uri(l, l->uris[i], 1, l->tls == KG__TLS_STARTTLS,
+                          err, errlen);
             if (ld == NULL) {
                 atomic_store(&l->down_until_us[i], now + l->retry_us);
                 continue;

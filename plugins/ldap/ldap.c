@@ -75,7 +75,8 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
             continue;
         }
         *rc_r = rc;
-        if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
+        if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED &&
+            rc != LDAP_REFERRAL) {
             snprintf(err, errlen, "%s: search under '%s' refused: %s",
                      l->uris[c->uri], base, ldap_err2string(rc));
             kg__ldap_release(l, c, 1);
@@ -96,10 +97,8 @@ static kg_result ld_lookup(void *inst, kg_call *call,
     kg__ldap *l = inst;
     char hex[2 * KG_HASH_LEN + 1], err[1024];
     char *filter;
-    kg__ldap_conn *c = NULL;
-    LDAPMessage *res = NULL;
+    kg__ldap_found f;
     kg_result r = KG_RESULT_UNAVAILABLE;
-    int rc = 0;
     (void)call;
 
     kg_hash_to_hex(hash, hex);
@@ -107,21 +106,25 @@ static kg_result ld_lookup(void *inst, kg_call *call,
     kg_wipe(hex, sizeof(hex));
     if (filter == NULL)
         return KG_RESULT_UNAVAILABLE;
-    if (kg__ldap_search(l, l->base_dn, l->scope, filter, NULL, 2, &c, &res, &rc, err,
-               sizeof(err)) != KG__S_OK)
+    if (kg__ldap_find(l, filter, &f, err, sizeof(err)) != KG__S_OK)
         goto out;
-    /* Two entries with one hash is a copy-and-paste in the directory:
-     * refuse the key rather than guess which one rules. */
-    if (rc == LDAP_SIZELIMIT_EXCEEDED || ldap_count_entries(c->ld, res) != 1) {
+    if (f.n == 1 && f.rec != NULL) {
+        /* Found: a copy behind a referral not followed is not looked for. */
+        *rec_r = f.rec;
+        f.rec = NULL;
+        r = KG_RESULT_OK;
+    } else if (f.n == 0 && f.incomplete) {
+        /* Part of the tree did not answer (a referral not followed, or
+         * its server down): the key may be there, so not "unknown". */
+        r = KG_RESULT_UNAVAILABLE;
+    } else {
+        /* None; or two entries with one hash, a copy-and-paste in the
+         * directory: refuse the key rather than guess which one rules;
+         * or an entry without a hash or plan. */
         r = KG_RESULT_FAIL;
-        goto out;
     }
-    *rec_r = kg__ldap_entry_record(l, c->ld, ldap_first_entry(c->ld, res),
-                                   err, sizeof(err));
-    r = *rec_r != NULL ? KG_RESULT_OK : KG_RESULT_FAIL;
+    kg_record_unref(f.rec);
 out:
-    ldap_msgfree(res);
-    kg__ldap_release(l, c, 1);
     kg_wipe(filter, strlen(filter));
     free(filter);
     return r;

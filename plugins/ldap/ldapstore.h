@@ -103,16 +103,40 @@ typedef enum { KG__S_OK, KG__S_DOWN, KG__S_ERROR } kg__ldap_sres;
 /*
  * A search on a pooled connection, retried once on a new one if a
  * pooled one turned out dead.  KG__S_OK: *res_r (caller frees) and *c_r
- * (caller releases) are set, *rc_r is LDAP_SUCCESS or
- * LDAP_SIZELIMIT_EXCEEDED.  KG__S_DOWN: no server answered.
- * KG__S_ERROR: the server refused (noSuchObject, a referral...).  err
- * says why.
+ * (caller releases) are set, *rc_r is LDAP_SUCCESS,
+ * LDAP_SIZELIMIT_EXCEEDED or LDAP_REFERRAL (the result holds the
+ * referral; continuation references may come with the entries: see
+ * chase.c).  KG__S_DOWN: no server answered.  KG__S_ERROR: the server
+ * refused (noSuchObject, insufficient access...).  err says why.
  */
 kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
                               const char *filter, LDAPControl **ctrls,
                               int sizelimit, kg__ldap_conn **c_r,
                               LDAPMessage **res_r, int *rc_r, char *err,
                               size_t errlen);
+
+/* ---- chase.c --------------------------------------------------------- */
+
+/* What a search of base_dn found, referrals included. */
+typedef struct kg__ldap_found {
+    int n;              /* entries (counted up to 2: more is a copy) */
+    kg_record *rec;     /* the first entry's record (the caller's), or NULL
+                         * when it lacks a hash or a plan (why says so) */
+    int incomplete;     /* a referral or continuation reference was not
+                         * followed (referrals: false) or did not answer */
+    char why[512];
+} kg__ldap_found;
+
+/*
+ * Search base_dn for filter and follow what the result refers to (with
+ * `referrals: true`): each URL on a new connection of its own, anonymous
+ * (the store's credentials are never sent to a server a directory
+ * names), with TLS if the store uses TLS, our filter and attributes,
+ * at most 5 hops.  KG__S_OK: *f says what was found; otherwise as
+ * kg__ldap_search() and *f is empty.
+ */
+kg__ldap_sres kg__ldap_find(kg__ldap *l, const char *filter,
+                            kg__ldap_found *f, char *err, size_t errlen);
 
 /* ---- options.c ------------------------------------------------------ */
 
@@ -141,6 +165,10 @@ void kg__ldap_release(kg__ldap *l, kg__ldap_conn *c, int ok);
 /* Build a TLS context from the options once (at create): 0, or -1 with
  * why in err (a CA or certificate file that cannot be used). */
 int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen);
+/* An anonymous connection for a referral to uri (TLS: StartTLS when the
+ * store uses it or is on ldaps:// only).  NULL with why in err. */
+LDAP *kg__ldap_open_referral(kg__ldap *l, const char *uri, char *err,
+                             size_t errlen);
 /* Close every idle connection (reload). */
 void kg__ldap_pool_flush(kg__ldap *l);
 /* 1 if rc means the connection (not the request) failed. */

@@ -28,9 +28,7 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
 {
     kg__ldap *l = inst;
     char err[1024], *filter;
-    kg__ldap_conn *c = NULL;
-    LDAPMessage *res = NULL;
-    int rc;
+    kg__ldap_found f;
     kg_error ret;
 
     if (l->attrs[KG__LA_ID] == NULL) {
@@ -40,8 +38,7 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
     filter = kg__ldap_filter(l->id_filter, id, strlen(id));
     if (filter == NULL)
         return KG_ERR_NOMEM;
-    switch (kg__ldap_search(l, l->base_dn, l->scope, filter, NULL, 2, &c, &res, &rc,
-                   err, sizeof(err))) {
+    switch (kg__ldap_find(l, filter, &f, err, sizeof(err))) {
     case KG__S_OK:
         break;
     case KG__S_DOWN:
@@ -52,27 +49,24 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
         ret = KG_ERR_IO;
         goto out;
     }
-    if (ldap_count_entries(c->ld, res) == 0) {
+    if (f.n == 0 && f.incomplete) {
+        ret = down(diag, f.why);
+    } else if (f.n == 0) {
         ret = KG_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (ldap_count_entries(c->ld, res) > 1) {
+    } else if (f.n > 1) {
         kg_diag_set(diag, "several entries under '%s' have %s=%s: make ids unique",
                  l->base_dn, l->attrs[KG__LA_ID], id);
         ret = KG_ERR_INVALID;
-        goto out;
-    }
-    *rec_r = kg__ldap_entry_record(l, c->ld, ldap_first_entry(c->ld, res), err,
-                                   sizeof(err));
-    if (*rec_r == NULL) {
-        kg_diag_set(diag, "%s", err);
+    } else if (f.rec == NULL) {
+        kg_diag_set(diag, "%s", f.why);
         ret = KG_ERR_INVALID;
-        goto out;
+    } else {
+        *rec_r = f.rec;
+        f.rec = NULL;
+        ret = KG_OK;
     }
-    ret = KG_OK;
+    kg_record_unref(f.rec);
 out:
-    ldap_msgfree(res);
-    kg__ldap_release(l, c, 1);
     free(filter);
     return ret;
 }
@@ -112,6 +106,17 @@ kg_error kg__ldap_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
             s = kg__ldap_search(l, l->base_dn, l->scope, l->list_filter, ctrls, 0, &c,
                        &res, &rc, err, sizeof(err));
             ldap_control_free(page);
+            if (s == KG__S_OK && rc == LDAP_REFERRAL) {
+                /* Listing follows no referral: say so, not "no keys". */
+                snprintf(err, sizeof(err), "%s: base_dn '%s' is a referral: key "
+                         "list does not follow referrals (list on the server "
+                         "it names)", l->uris[c->uri], l->base_dn);
+                ldap_msgfree(res);
+                kg__ldap_release(l, c, 1);
+                c = NULL;
+                ret = down(diag, err);
+                break;
+            }
             if (s != KG__S_OK) {
                 if (s == KG__S_DOWN) {
                     ret = down(diag, err);

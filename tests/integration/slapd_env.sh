@@ -14,6 +14,9 @@
 #   slapd_start NAME / slapd_stop NAME
 #   slapd_pause NAME / slapd_resume NAME   SIGSTOP / SIGCONT: a server that
 #                                   accepts connections but never answers
+#   slapd_keys_anonymous NAME read|none
+#                                   (FORM conf only) may anonymous clients
+#                                   read the keys?  From the next start
 #
 # The directory: dc=example,dc=com with ou=apikeys (the keys), and in
 # ou=services cn=keygate (may read the keys, password "readpw") and
@@ -239,4 +242,10 @@ slapd_pause() {
 
 slapd_resume() {
     kill -CONT "$(cat "$KG_LDAP_TMP/$1/slapd.bgpid")"
+}
+
+slapd_keys_anonymous() {
+    d="$KG_LDAP_TMP/$1"
+    sed -i "/^access to dn.subtree=\"ou=apikeys/s/by \* [a-z]*\$/by * $2/" "$d/slapd.conf"
+    grep -q "^access to dn.subtree=\"ou=apikeys.*by \* $2\$" "$d/slapd.conf"
 }
