@@ -1,5 +1,7 @@
 /*
- * check_limitoom.c - the memory limiter out of memory.  Limiter slots
+ * check_limitoom.c - the memory limiter out of memory.  (And, outside
+ * the sanitizer build, a decision's lease list that cannot grow: see
+ * lease_list_out_of_memory.)  Limiter slots
  * come from 2 MiB chunks mapped with mmap() (core/cells.c
  * kg__hp_chunk_new): when none can be mapped, a key that needs a new
  * slot must get 503 auth_unavailable from every limiter kind (never be
@@ -34,6 +36,28 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     }
     return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
+
+/*
+ * And malloc(), outside the sanitizer build (AddressSanitizer's own
+ * malloc must stay the only one there): while `fail_from` is set, every
+ * allocation of at least that many bytes fails; the others go to glibc.
+ */
+#if !defined(__SANITIZE_ADDRESS__)
+#define TEST_MALLOC 1
+extern void *__libc_malloc(size_t size);
+static atomic_size_t fail_from;
+
+__attribute__((visibility("default")))
+void *malloc(size_t size)
+{
+    size_t from = atomic_load(&fail_from);
+    if (from != 0 && size >= from) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(size);
+}
+#endif
 
 static tu_clock clk;
 static kg_context *ctx;
@@ -137,6 +161,64 @@ START_TEST(new_key_unavailable_old_keys_counted)
 }
 END_TEST
 
+#ifdef TEST_MALLOC
+/*
+ * Ten concurrency limits of one lease each: the decision's lease list
+ * outgrows its inline 512 bytes at the ninth lease and must move to the
+ * heap.  With that allocation failing the check is 503 (it cannot hand
+ * out a lease it took) and gives back the eight it holds; with memory
+ * back, the same key is admitted with all ten, so none was kept.
+ */
+START_TEST(lease_list_out_of_memory)
+{
+    char key[KG_KEY_MAX], *text, *one, *save = NULL;
+    kg_decision *d;
+    int i, n = 0;
+
+    text = strdup("credential:\n"
+                  "  - {module: bearer, control: required}\n"
+                  "keystore:\n"
+                  "  - {module: anykey, options: {plan: p}}\n"
+                  "plans:\n"
+                  "  p:\n"
+                  "    limit:\n");
+    for (i = 0; i < 10; i++) {
+        char *t = tu_fmt("%s      - {module: concurrency, control: requisite, "
+                         "options: {name: c%d, count: 1}}\n", text, i);
+        free(text);
+        text = t;
+    }
+    pol = tu_policy(ctx, text);
+    free(text);
+    ck_assert_int_eq(kg_key_generate("whizo", key, KG_KEY_MAX), KG_OK);
+    /* A first check of another key, so that the thread's decision is
+     * made (and kept for reuse) before allocations fail. */
+    {
+        char other[KG_KEY_MAX];
+        ck_assert_int_eq(kg_key_generate("whizo", other, KG_KEY_MAX), KG_OK);
+        d = tu_check_key(pol, other);
+        ck_assert(kg_decision_allowed(d));
+        kg_decision_free(d);
+    }
+    atomic_store(&fail_from, 1024);
+    d = tu_check_key(pol, key);
+    atomic_store(&fail_from, 0);
+    ck_assert(limiter_unavailable(d));
+    kg_decision_free(d);
+    d = tu_check_key(pol, key);
+    ck_assert_msg(kg_decision_allowed(d), "%d %s", kg_decision_status(d),
+                  kg_decision_message(d));
+    ck_assert_uint_gt(strlen(kg_decision_lease(d)), 512);
+    text = strdup(kg_decision_lease(d));
+    for (one = strtok_r(text, ",", &save); one; one = strtok_r(NULL, ",", &save))
+        n++;
+    ck_assert_int_eq(n, 10);
+    free(text);
+    kg_decision_free(d);
+}
+END_TEST
+#endif
+
 static Suite *limitoom_suite(void)
 {
     Suite *s = suite_create("limitoom");
@@ -146,6 +228,12 @@ static Suite *limitoom_suite(void)
     tcase_add_loop_test(tc, new_key_unavailable_old_keys_counted, 0,
                         (int)(sizeof(lines) / sizeof(lines[0])));
     suite_add_tcase(s, tc);
+#ifdef TEST_MALLOC
+    tc = tcase_create("malloc fails");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, lease_list_out_of_memory);
+    suite_add_tcase(s, tc);
+#endif
     return s;
 }
 
