@@ -14,7 +14,7 @@
 # allowed with its plan, an unknown key is 401; with `referrals: false`
 # (the default) both are 503 auth_unavailable, never 401.  Then B refusing
 # anonymous reads (it still lets cn=keygate read: the chase does not send
-# the store's credentials) and B stopped: 503.
+# the store's credentials), B stopped, and a referral naming itself: 503.
 set -u
 B=${KEYGATE_BUILDDIR:-.}
 KEYGATE_SRCDIR=${KEYGATE_SRCDIR:-.}
@@ -149,6 +149,30 @@ out=$($KG --config "$T/above-off.yaml" key show "$ID2" 2>&1)
 rc=$?
 if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -q -i referral; then ok "key show, referrals off: refused, naming the referral"
 else bad "key show, referrals off: rc=$rc $out"; fi
+
+# A referral that names itself: followed five times, then 503 (a loop in
+# the directory must neither hang a check nor pass for an unknown key).
+cat >"$T/loop.ldif" <<EOF
+dn: ou=loop,dc=example,dc=com
+objectClass: referral
+objectClass: extensibleObject
+ou: loop
+ref: ldap://127.0.0.1:$PA/ou=loop,dc=example,dc=com
+EOF
+# shellcheck disable=SC2086
+if ldapadd -M -x -H "$UA" $ADMIN -f "$T/loop.ldif" >"$T/loop.log" 2>&1; then
+    policy "$T/loop.yaml" "$UA" ou=loop,dc=example,dc=com "$RO" readpw "referrals: true"
+    t0=$(date +%s)
+    expect "a referral loop: 503 after the hop limit" "$T/loop.yaml" "$K1" "$UNAVAIL"
+    out=$($KG --config "$T/loop.yaml" key show "$ID1" 2>&1)
+    case "$out" in *"more than 5 hops"*) ok "the loop is named: more than 5 hops" ;;
+        *) bad "key show in a referral loop: $out" ;; esac
+    t=$(( $(date +%s) - t0 ))
+    if [ "$t" -le 10 ]; then ok "the loop ends at once"; else bad "the loop took $t s"; fi
+else
+    cat "$T/loop.log"
+    bad "the looping referral object on A"
+fi
 
 # B refuses anonymous reads of the keys; cn=keygate may still read them.
 slapd_stop b
