@@ -414,6 +414,35 @@ struct kg_policy {
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
 
+/* A policy being loaded: what the parsers of policy.c and policy_line.c
+ * report their errors against. */
+typedef struct kg__pload {
+    kg_policy *p;
+    kg_diag *diag;
+    const char *file;
+} kg__pload;
+
+/* Set L's diag to file:line:column of n (0:0 without n): KG_ERR_POLICY. */
+kg_error kg__err_at(kg__pload *L, const kg__ynode *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Report the first key of `map` not marked used. */
+kg_error kg__check_unknown(kg__pload *L, kg__ynode *map,
+                           const char *where, const char *allowed);
+/* KG_ERR_POLICY (and the diag) unless n is a single value. */
+kg_error kg__want_scalar(kg__pload *L, kg__ynode *n, const char *what);
+
+/* ---- policy_line.c: a stage's module lines ---------------------------- */
+
+/*
+ * Load the module lines of a stage (n: a list, or NULL / empty for
+ * none) into st, each plugin instance created.  Every line is also
+ * added to L->p->all, so kg_policy_free frees them, also on error.
+ */
+kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
+                         int kind, kg__stack *st);
+/* Destroy the line's instance and free it (NULL: nothing). */
+void kg__line_free(kg__line *l);
+
 /* ---- webhook.c: the policy's signers: section ------------------------- */
 kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
                           kg_diag *diag);

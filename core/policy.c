@@ -17,7 +17,8 @@
  *
  * A line is {module: NAME, control: KEYWORD|{ok: A, fail: A, ignore: A,
  * unavailable: A}, options: {...}} (+ cache: {...} on keystore lines).
- * Every error names file:line:column.  Unknown keys are errors.
+ * Every error names file:line:column.  Unknown keys are errors.  The
+ * lines of a stage are loaded by policy_line.c.
  */
 #include "internal.h"
 
@@ -30,16 +31,7 @@
 
 #define MAX_POLICY_BYTES (16 * 1024 * 1024)
 
-struct load {
-    kg_policy *p;
-    kg_diag *diag;
-    const char *file;
-};
-
-static kg_error err_at(struct load *L, const kg__ynode *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static kg_error err_at(struct load *L, const kg__ynode *n, const char *fmt, ...)
+kg_error kg__err_at(kg__pload *L, const kg__ynode *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -49,247 +41,42 @@ static kg_error err_at(struct load *L, const kg__ynode *n, const char *fmt, ...)
 }
 
 /* Report the first key of `map` not marked used. */
-static kg_error check_unknown(struct load *L, kg__ynode *map,
-                              const char *where, const char *allowed)
+kg_error kg__check_unknown(kg__pload *L, kg__ynode *map,
+                           const char *where, const char *allowed)
 {
     size_t i;
     for (i = 0; i + 1 < map->n; i += 2)
         if (!map->items[i]->used)
-            return err_at(L, map->items[i], "unknown key '%s' in %s "
-                          "(expected one of: %s)", map->items[i]->value,
-                          where, allowed);
+            return kg__err_at(L, map->items[i], "unknown key '%s' in %s "
+                              "(expected one of: %s)", map->items[i]->value,
+                              where, allowed);
     return KG_OK;
 }
 
-static kg_error want_scalar(struct load *L, kg__ynode *n, const char *what)
+kg_error kg__want_scalar(kg__pload *L, kg__ynode *n, const char *what)
 {
     if (n->type != KG__Y_SCALAR)
-        return err_at(L, n, "%s must be a single value", what);
+        return kg__err_at(L, n, "%s must be a single value", what);
     return KG_OK;
 }
 
-static void line_free(kg__line *l)
-{
-    if (l == NULL)
-        return;
-    if (l->inst != NULL && l->mod != NULL)
-        l->mod->plugin->destroy(l->inst);
-    kg__cache_free(l->cache);
-    free(l->label);
-    free(l->control);
-    free(l);
-}
-
-static kg_error parse_control(struct load *L, kg__ynode *n, kg__line *line)
-{
-    static const char *const rn[4] = { "ok", "fail", "ignore", "unavailable" };
-    size_t i;
-    kg__buf b;
-
-    if (n == NULL) {
-        kg__control_keyword("required", line->actions);
-        line->control = strdup("required");
-        return line->control ? KG_OK : KG_ERR_NOMEM;
-    }
-    if (n->type == KG__Y_SCALAR) {
-        if (kg__control_keyword(n->value, line->actions) != 0)
-            return err_at(L, n, "unknown control '%s' (expected required, "
-                          "requisite, sufficient, optional, or a mapping "
-                          "{ok: ..., fail: ..., ignore: ..., unavailable: ...})",
-                          n->value);
-        line->control = strdup(n->value);
-        return line->control ? KG_OK : KG_ERR_NOMEM;
-    }
-    if (n->type != KG__Y_MAP)
-        return err_at(L, n, "control must be a keyword or a mapping");
-    /* Results not named act as with `required`. */
-    kg__control_keyword("required", line->actions);
-    for (i = 0; i < 4; i++) {
-        kg__ynode *v = kg__ymap_get(n, rn[i]);
-        if (v == NULL)
-            continue;
-        if (v->type != KG__Y_SCALAR || kg__action_parse(v->value, &line->actions[i]) != 0)
-            return err_at(L, v, "unknown action '%s' for result %s (expected "
-                          "ok, done, bad, die, ignore, continue or reset)",
-                          v->type == KG__Y_SCALAR ? v->value : "?", rn[i]);
-    }
-    if (check_unknown(L, n, "control", "ok, fail, ignore, unavailable") != KG_OK)
-        return KG_ERR_POLICY;
-    kg__buf_init(&b);
-    kg__buf_adds(&b, "{");
-    for (i = 0; i < 4; i++)
-        kg__buf_addf(&b, "%s%s: %s", i ? ", " : "", rn[i],
-                     kg__action_name(line->actions[i]));
-    kg__buf_adds(&b, "}");
-    line->control = kg__buf_take(&b);
-    return line->control ? KG_OK : KG_ERR_NOMEM;
-}
-
-static kg_error parse_cache(struct load *L, kg__ynode *n, kg__line *line)
-{
-    kg__cache_conf conf = { 5 * 1000000LL, 1 * 1000000LL, 100000 };
-    static const char *const keys[] = { "ttl", "negative_ttl" };
-    size_t i;
-    kg__ynode *v;
-
-    if (n->type != KG__Y_MAP)
-        return err_at(L, n, "cache must be a mapping {ttl: 5s, negative_ttl: 1s, max_entries: 100000}");
-    for (i = 0; i < 2; i++) {
-        int64_t s;
-        v = kg__ymap_get(n, keys[i]);
-        if (v == NULL)
-            continue;
-        if (v->type != KG__Y_SCALAR || kg__parse_duration(v->value, &s) != 0)
-            return err_at(L, v, "cache %s must be a duration such as 5s or 1m",
-                          keys[i]);
-        if (i == 0) conf.ttl_us = s * 1000000;
-        else conf.negative_ttl_us = s * 1000000;
-    }
-    v = kg__ymap_get(n, "max_entries");
-    if (v != NULL) {
-        char *end;
-        long long m;
-        if (v->type != KG__Y_SCALAR)
-            return err_at(L, v, "cache max_entries must be a number");
-        m = strtoll(v->value, &end, 10);
-        if (*end != '\0' || m < 1)
-            return err_at(L, v, "cache max_entries must be a positive number");
-        conf.max_entries = (size_t)m;
-    }
-    if (check_unknown(L, n, "cache", "ttl, negative_ttl, max_entries") != KG_OK)
-        return KG_ERR_POLICY;
-    line->cache = kg__cache_new(&conf);
-    return line->cache ? KG_OK : KG_ERR_NOMEM;
-}
-
-static kg_error add_line(kg_policy *p, kg__line *l)
-{
-    kg__line **nv = realloc(p->all, (p->nall + 1) * sizeof(*nv));
-    if (nv == NULL)
-        return KG_ERR_NOMEM;
-    nv[p->nall++] = l;
-    p->all = nv;
-    return KG_OK;
-}
-
-static kg_error parse_line(struct load *L, kg__ynode *n, const char *stage,
-                           int kind, kg__line **line_r)
-{
-    kg__line *line;
-    kg__ynode *mod, *v;
-    kg_opts *opts = NULL;
-    kg_error e;
-    char err[1400];
-
-    if (n->type == KG__Y_SCALAR) {
-        return err_at(L, n, "a %s line must be a mapping such as "
-                      "{module: %s, control: required}", stage, n->value);
-    }
-    if (n->type != KG__Y_MAP)
-        return err_at(L, n, "a %s line must be a mapping {module: ..., "
-                      "control: ..., options: ...}", stage);
-    mod = kg__ymap_get(n, "module");
-    if (mod == NULL)
-        return err_at(L, n, "%s line without 'module:'", stage);
-    if ((e = want_scalar(L, mod, "module")) != KG_OK)
-        return e;
-    line = calloc(1, sizeof(*line));
-    if (line == NULL)
-        return KG_ERR_NOMEM;
-    line->line = mod->line;
-    line->column = mod->column;
-    if ((e = add_line(L->p, line)) != KG_OK) {
-        line_free(line);
-        return e;
-    }
-    line->label = kg__asprintf("%s:%s", stage, mod->value);
-    if (line->label == NULL)
-        return KG_ERR_NOMEM;
-    if ((e = parse_control(L, kg__ymap_get(n, "control"), line)) != KG_OK)
-        return e;
-    v = kg__ymap_get(n, "cache");
-    if (v != NULL) {
-        if (kind != KG_PLUGIN_KEYSTORE)
-            return err_at(L, kg__ymap_key(n, "cache"), "cache: is only "
-                          "allowed on keystore lines");
-        if ((e = parse_cache(L, v, line)) != KG_OK)
-            return e;
-    }
-    v = kg__ymap_get(n, "options");
-    if (v != NULL && v->type != KG__Y_MAP &&
-        !(v->type == KG__Y_SCALAR && v->value[0] == '\0'))
-        return err_at(L, v, "options must be a mapping");
-    if (v != NULL && v->type != KG__Y_MAP)
-        v = NULL;
-    if ((e = check_unknown(L, n, "a module line",
-                           "module, control, options, cache")) != KG_OK)
-        return e;
-    e = kg__loader_get(L->p->ctx, mod->value, kind, L->p->plugin_path,
-                       L->p->nplugin_path, &line->mod, err, sizeof(err));
-    if (e != KG_OK) {
-        err_at(L, mod, "%s", err);
-        return e == KG_ERR_NOMEM ? e : KG_ERR_PLUGIN;
-    }
-    opts = kg__opts_new(L->p->ctx, L->file, L->p->dir, v, mod->value);
-    if (opts == NULL)
-        return KG_ERR_NOMEM;
-    e = line->mod->plugin->create(opts, &line->inst);
-    if (kg__opts_finish(opts, L->diag) != KG_OK) {
-        e = KG_ERR_POLICY;
-    } else if (e != KG_OK) {
-        err_at(L, mod, "plugin %s could not start: %s", mod->value,
-               kg_strerror(e));
-        e = e == KG_ERR_NOMEM ? e : KG_ERR_PLUGIN;
-    }
-    kg__opts_free(opts);
-    if (e != KG_OK)
-        return e;
-    *line_r = line;
-    return KG_OK;
-}
-
-static kg_error parse_stack(struct load *L, kg__ynode *n, const char *stage,
-                            int kind, kg__stack *st)
-{
-    size_t i;
-    kg_error e;
-
-    st->stage = stage;
-    if (n == NULL)
-        return KG_OK;
-    if (n->type == KG__Y_SCALAR && n->value[0] == '\0')
-        return KG_OK;
-    if (n->type != KG__Y_SEQ)
-        return err_at(L, n, "%s must be a list of module lines", stage);
-    st->lines = calloc(n->n ? n->n : 1, sizeof(*st->lines));
-    if (st->lines == NULL)
-        return KG_ERR_NOMEM;
-    for (i = 0; i < n->n; i++) {
-        kg__line *line = NULL;
-        if ((e = parse_line(L, n->items[i], stage, kind, &line)) != KG_OK)
-            return e;
-        st->lines[st->n++] = line;
-    }
-    return KG_OK;
-}
-
-static kg_error parse_int(struct load *L, kg__ynode *n, const char *what,
+static kg_error parse_int(kg__pload *L, kg__ynode *n, const char *what,
                           long long lo, long long hi, long long *v_r)
 {
     char *end;
     long long v;
     if (n->type != KG__Y_SCALAR)
-        return err_at(L, n, "%s must be a number", what);
+        return kg__err_at(L, n, "%s must be a number", what);
     errno = 0;
     v = strtoll(n->value, &end, 10);
     if (errno || end == n->value || *end || v < lo || v > hi)
-        return err_at(L, n, "%s must be a number from %lld to %lld, not '%s'",
-                      what, lo, hi, n->value);
+        return kg__err_at(L, n, "%s must be a number from %lld to %lld, not '%s'",
+                          what, lo, hi, n->value);
     *v_r = v;
     return KG_OK;
 }
 
-static kg_error parse_plan(struct load *L, kg__ynode *key, kg__ynode *n,
+static kg_error parse_plan(kg__pload *L, kg__ynode *key, kg__ynode *n,
                            kg__plan *plan)
 {
     kg__ynode *v;
@@ -304,9 +91,9 @@ static kg_error parse_plan(struct load *L, kg__ynode *key, kg__ynode *n,
     if (n->type == KG__Y_SCALAR && n->value[0] == '\0')
         return KG_OK;
     if (n->type != KG__Y_MAP)
-        return err_at(L, n, "plan '%s' must be a mapping", key->value);
+        return kg__err_at(L, n, "plan '%s' must be a mapping", key->value);
     if ((v = kg__ymap_get(n, "extends")) != NULL) {
-        if ((e = want_scalar(L, v, "extends")) != KG_OK)
+        if ((e = kg__want_scalar(L, v, "extends")) != KG_OK)
             return e;
         plan->extends = strdup(v->value);
         if (plan->extends == NULL)
@@ -322,13 +109,13 @@ static kg_error parse_plan(struct load *L, kg__ynode *key, kg__ynode *n,
         if (v->type != KG__Y_SCALAR ||
             kg__parse_duration(v->value, &plan->lease_ttl) != 0 ||
             plan->lease_ttl < 1)
-            return err_at(L, v, "lease_ttl must be a duration such as 30s or 5m");
+            return kg__err_at(L, v, "lease_ttl must be a duration such as 30s or 5m");
         plan->has_lease_ttl = 1;
     }
     if ((v = kg__ymap_get(n, "account")) != NULL) {
         plan->has_account = 1;
-        if ((e = parse_stack(L, v, "account", KG_PLUGIN_ACCOUNT,
-                             &plan->account)) != KG_OK)
+        if ((e = kg__parse_stack(L, v, "account", KG_PLUGIN_ACCOUNT,
+                                 &plan->account)) != KG_OK)
             return e;
     }
     if ((v = kg__ymap_get(n, "limit")) != NULL) {
@@ -336,16 +123,16 @@ static kg_error parse_plan(struct load *L, kg__ynode *key, kg__ynode *n,
         /* A decision reports each limit (RateLimit headers) in an array
          * of KG__MAX_LIMITS: a plan with more would drop some unseen. */
         if (v->type == KG__Y_SEQ && v->n > KG__MAX_LIMITS)
-            return err_at(L, v->items[KG__MAX_LIMITS], "plan '%s' has %zu "
-                          "limit lines, more than the %d a decision can "
-                          "report; merge or remove some", key->value, v->n,
-                          KG__MAX_LIMITS);
-        if ((e = parse_stack(L, v, "limit", KG_PLUGIN_LIMIT,
-                             &plan->limit)) != KG_OK)
+            return kg__err_at(L, v->items[KG__MAX_LIMITS], "plan '%s' has %zu "
+                              "limit lines, more than the %d a decision can "
+                              "report; merge or remove some", key->value, v->n,
+                              KG__MAX_LIMITS);
+        if ((e = kg__parse_stack(L, v, "limit", KG_PLUGIN_LIMIT,
+                                 &plan->limit)) != KG_OK)
             return e;
     }
-    return check_unknown(L, n, "a plan",
-                         "extends, priority, lease_ttl, account, limit");
+    return kg__check_unknown(L, n, "a plan",
+                             "extends, priority, lease_ttl, account, limit");
 }
 
 static kg_error copy_stack(kg__stack *dst, const kg__stack *src)
@@ -361,7 +148,7 @@ static kg_error copy_stack(kg__stack *dst, const kg__stack *src)
 }
 
 /* Resolve `extends:` chains: what a plan does not say comes from its parent. */
-static kg_error resolve_extends(struct load *L, kg__ynode *plans)
+static kg_error resolve_extends(kg__pload *L, kg__ynode *plans)
 {
     kg_policy *p = L->p;
     size_t i;
@@ -376,13 +163,13 @@ static kg_error resolve_extends(struct load *L, kg__ynode *plans)
             if (pp == NULL) {
                 kg__ynode *pn = kg__ymap_get(plans, pl->name);
                 kg__ynode *en = pn ? kg__ymap_key(pn, "extends") : NULL;
-                return err_at(L, en ? en : plans, "plan '%s' extends '%s', "
-                              "which is not defined", pl->name, parent);
+                return kg__err_at(L, en ? en : plans, "plan '%s' extends '%s', "
+                                  "which is not defined", pl->name, parent);
             }
             if (++depth > p->nplans) {
                 kg__ynode *pn = kg__ymap_key(plans, pl->name);
-                return err_at(L, pn, "plan '%s': extends: forms a cycle",
-                              pl->name);
+                return kg__err_at(L, pn, "plan '%s': extends: forms a cycle",
+                                  pl->name);
             }
             if (!pl->has_account && pp->has_account) {
                 if (copy_stack(&pl->account, &pp->account) != KG_OK)
@@ -436,7 +223,7 @@ const kg__plan *kg__policy_plan(const kg_policy *p, const char *name)
     return NULL;
 }
 
-static kg_error parse_policy(struct load *L, kg__ynode *root)
+static kg_error parse_policy(kg__pload *L, kg__ynode *root)
 {
     kg_policy *p = L->p;
     kg__ynode *v;
@@ -444,33 +231,33 @@ static kg_error parse_policy(struct load *L, kg__ynode *root)
     size_t i;
 
     if (root->type != KG__Y_MAP)
-        return err_at(L, root, "a policy must be a mapping with credential:, "
-                      "keystore: and plans:");
+        return kg__err_at(L, root, "a policy must be a mapping with credential:, "
+                          "keystore: and plans:");
     if ((v = kg__ymap_get(root, "version")) != NULL) {
         if (v->type != KG__Y_SCALAR || strcmp(v->value, "1") != 0)
-            return err_at(L, v, "unsupported policy version (this keygate "
-                          "reads version 1)");
+            return kg__err_at(L, v, "unsupported policy version (this keygate "
+                              "reads version 1)");
     }
     if ((v = kg__ymap_get(root, "key_prefix")) != NULL) {
-        if ((e = want_scalar(L, v, "key_prefix")) != KG_OK)
+        if ((e = kg__want_scalar(L, v, "key_prefix")) != KG_OK)
             return e;
         free(p->key_prefix);
         p->key_prefix = strdup(v->value);
         {
             char test[KG_KEY_MAX];
             if (kg_key_generate(v->value, test, sizeof(test)) != KG_OK)
-                return err_at(L, v, "key_prefix must be 1 to %d letters or "
-                              "digits", KG_KEY_PREFIX_MAX);
+                return kg__err_at(L, v, "key_prefix must be 1 to %d letters or "
+                                  "digits", KG_KEY_PREFIX_MAX);
             kg_wipe(test, sizeof(test));
         }
     }
     if ((v = kg__ymap_get(root, "realm")) != NULL) {
-        if ((e = want_scalar(L, v, "realm")) != KG_OK)
+        if ((e = kg__want_scalar(L, v, "realm")) != KG_OK)
             return e;
         if (strchr(v->value, '"') || strchr(v->value, '\\') ||
             strlen(v->value) > 100)
-            return err_at(L, v, "realm must be at most 100 characters, "
-                          "without quotes or backslashes");
+            return kg__err_at(L, v, "realm must be at most 100 characters, "
+                              "without quotes or backslashes");
         free(p->realm);
         p->realm = strdup(v->value);
     }
@@ -486,41 +273,41 @@ static kg_error parse_policy(struct load *L, kg__ynode *root)
             if (p->plugin_path == NULL)
                 return KG_ERR_NOMEM;
             for (i = 0; i < v->n; i++) {
-                if ((e = want_scalar(L, v->items[i], "a plugin_path entry")) != KG_OK)
+                if ((e = kg__want_scalar(L, v->items[i], "a plugin_path entry")) != KG_OK)
                     return e;
                 if ((p->plugin_path[p->nplugin_path++] =
                          strdup(v->items[i]->value)) == NULL)
                     return KG_ERR_NOMEM;
             }
         } else {
-            return err_at(L, v, "plugin_path must be a directory or a list of them");
+            return kg__err_at(L, v, "plugin_path must be a directory or a list of them");
         }
     }
     if (p->key_prefix == NULL || p->realm == NULL)
         return KG_ERR_NOMEM;
     v = kg__ymap_get(root, "credential");
     if (v == NULL)
-        return err_at(L, root, "the policy has no credential: stage (e.g. "
-                      "- {module: bearer, control: optional})");
-    if ((e = parse_stack(L, v, "credential", KG_PLUGIN_CREDENTIAL,
-                         &p->credential)) != KG_OK)
+        return kg__err_at(L, root, "the policy has no credential: stage (e.g. "
+                          "- {module: bearer, control: optional})");
+    if ((e = kg__parse_stack(L, v, "credential", KG_PLUGIN_CREDENTIAL,
+                             &p->credential)) != KG_OK)
         return e;
     if (p->credential.n == 0)
-        return err_at(L, v, "the credential stage is empty");
+        return kg__err_at(L, v, "the credential stage is empty");
     v = kg__ymap_get(root, "keystore");
     if (v == NULL)
-        return err_at(L, root, "the policy has no keystore: stage (e.g. "
-                      "- {module: file, options: {path: keys.yaml}})");
-    if ((e = parse_stack(L, v, "keystore", KG_PLUGIN_KEYSTORE,
-                         &p->keystore)) != KG_OK)
+        return kg__err_at(L, root, "the policy has no keystore: stage (e.g. "
+                          "- {module: file, options: {path: keys.yaml}})");
+    if ((e = kg__parse_stack(L, v, "keystore", KG_PLUGIN_KEYSTORE,
+                             &p->keystore)) != KG_OK)
         return e;
     if (p->keystore.n == 0)
-        return err_at(L, v, "the keystore stage is empty");
+        return kg__err_at(L, v, "the keystore stage is empty");
     v = kg__ymap_get(root, "plans");
     if (v == NULL)
-        return err_at(L, root, "the policy has no plans: (e.g. plans: {free: {}})");
+        return kg__err_at(L, root, "the policy has no plans: (e.g. plans: {free: {}})");
     if (v->type != KG__Y_MAP || v->n == 0)
-        return err_at(L, v, "plans must be a mapping of plan names to plans");
+        return kg__err_at(L, v, "plans must be a mapping of plan names to plans");
     p->plans = calloc(v->n / 2, sizeof(*p->plans));
     if (p->plans == NULL)
         return KG_ERR_NOMEM;
@@ -536,9 +323,9 @@ static kg_error parse_policy(struct load *L, kg__ynode *root)
         if ((e = kg__signers_load(p, v, L->file, L->diag)) != KG_OK)
             return e;
     }
-    return check_unknown(L, root, "the policy",
-                         "version, key_prefix, realm, plugin_path, credential, "
-                         "keystore, plans, signers");
+    return kg__check_unknown(L, root, "the policy",
+                             "version, key_prefix, realm, plugin_path, credential, "
+                             "keystore, plans, signers");
 }
 
 void kg_policy_free(kg_policy *p)
@@ -549,7 +336,7 @@ void kg_policy_free(kg_policy *p)
     kg__signers_free(p);
     /* Lines are destroyed in reverse order of creation. */
     for (i = p->nall; i > 0; i--)
-        line_free(p->all[i - 1]);
+        kg__line_free(p->all[i - 1]);
     free(p->all);
     free(p->credential.lines);
     free(p->keystore.lines);
@@ -574,7 +361,7 @@ static kg_error load(kg_context *ctx, const char *text, size_t len,
                      const char *name, const char *dir, kg_policy **policy_r,
                      kg_diag *diag)
 {
-    struct load L;
+    kg__pload L;
     kg_policy *p;
     kg__ynode *root;
     kg_error e;

@@ -14,7 +14,7 @@
  *         password: ${KEYGATE_DB_PASSWORD}   # or password_file: FILE
  *
  * (all options: docs/sql.md).  One schema (conf/sql/), one set of
- * statements (here), one driver file per database.  A lookup is one
+ * statements (here and manage.c), one driver file per database.  A lookup is one
  * probe of the unique index on key_hash, with the hash as a bound
  * parameter.  A database that is down, busy or slow makes a lookup
  * answer UNAVAILABLE, never FAIL: the core then serves the keys it has
@@ -23,8 +23,6 @@
  */
 #include "config.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,277 +32,13 @@
 
 #define SQL_SCHEMA 100  /* the connection's schema is not this build's */
 
-struct sqlstore {
-    struct sql_conf conf;
-    struct sql_pool pool;
-    int pool_ready;
-    struct sql_touch *touch;
-};
-
 /* ---- statements --------------------------------------------------------- */
 
-#define COLS "id, key_hash, name, prefix, plan, status, permissions, " \
-             "allowed_cidrs, limits, created_at, expires_at, last_used_at"
-#define NCOLS 12
-
 static const char lookup_sql[] =
-    "SELECT " COLS " FROM keygate_keys WHERE key_hash = $1";
-static const char get_sql[] =
-    "SELECT " COLS " FROM keygate_keys WHERE id = $1";
-static const char list_sql[] =
-    "SELECT " COLS " FROM keygate_keys ORDER BY created_at, id";
-static const char insert_sql[] =
-    "INSERT INTO keygate_keys (" COLS ") VALUES "
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-/* last_used_at only moves forward: a replace never undoes a newer use
- * that the write-behind has recorded meanwhile. */
-static const char update_sql[] =
-    "UPDATE keygate_keys SET key_hash = $2, name = $3, prefix = $4, "
-    "plan = $5, status = $6, permissions = $7, allowed_cidrs = $8, "
-    "limits = $9, created_at = $10, expires_at = $11, last_used_at = "
-    "CASE WHEN last_used_at IS NULL OR last_used_at < $12 THEN $12 "
-    "ELSE last_used_at END WHERE id = $1";
+    "SELECT " SQL_COLS " FROM keygate_keys WHERE key_hash = $1";
 static const char touch_sql[] =
     "UPDATE keygate_keys SET last_used_at = $2 WHERE id = $1 AND "
     "(last_used_at IS NULL OR last_used_at < $2)";
-
-/* ---- small helpers ------------------------------------------------------ */
-
-
-/* "250ms", "2s", "1m" or a bare number of milliseconds. */
-static kg_error opt_ms(kg_opts *o, const char *key, int64_t def, int64_t *ms_r)
-{
-    const char *s;
-    char *end;
-    long long v;
-    kg_error e = kg_opts_get_string(o, key, NULL, &s);
-
-    *ms_r = def;
-    if (e != KG_OK || s == NULL)
-        return e;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (end == s || errno != 0 || v < 0)
-        goto bad;
-    if (*end == '\0' || strcmp(end, "ms") == 0)
-        *ms_r = v;
-    else if (strcmp(end, "s") == 0)
-        *ms_r = v * 1000;
-    else if (strcmp(end, "m") == 0)
-        *ms_r = v * 60000;
-    else
-        goto bad;
-    return KG_OK;
-bad:
-    return kg_opts_error(o, key, "%s must be a time such as 250ms, 2s or 1m, "
-                         "not '%s'", key, s);
-}
-
-static char *read_secret_file(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    char buf[1024];
-    size_t n;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot read the password file: %s", path,
-                 strerror(errno));
-        return NULL;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    {
-        char *s = strdup(buf);
-        kg_wipe(buf, sizeof(buf));
-        if (s == NULL)
-            snprintf(err, errlen, "out of memory");
-        return s;
-    }
-}
-
-static void free_secret(char *s)
-{
-    if (s != NULL) {
-        kg_wipe(s, strlen(s));
-        free(s);
-    }
-}
-
-/* ---- records <-> rows --------------------------------------------------- */
-
-/* A list column: one item per line. */
-static kg_error split_lines(const char *s, kg_record *r,
-                            kg_error (*add)(kg_record *, const char *))
-{
-    char buf[512];
-    while (s != NULL && *s) {
-        const char *nl = strchr(s, '\n');
-        size_t n = nl ? (size_t)(nl - s) : strlen(s);
-        if (n > 0 && n < sizeof(buf)) {
-            kg_error e;
-            memcpy(buf, s, n);
-            buf[n] = '\0';
-            if ((e = add(r, buf)) != KG_OK)
-                return e;
-        }
-        s += n + (nl ? 1 : 0);
-    }
-    return KG_OK;
-}
-
-static kg_error parse_limits(const char *s, kg_record *r)
-{
-    while (s != NULL && *s) {
-        char name[128];
-        long long c, w, b;
-        int used = 0;
-        if (sscanf(s, "%127s %lld %lld %lld%n", name, &c, &w, &b, &used) != 4)
-            return KG_ERR_INVALID;
-        if (kg_record_add_limit(r, name, c, w, b) != KG_OK)
-            return KG_ERR_INVALID;
-        s += used;
-        while (*s == '\n')
-            s++;
-    }
-    return KG_OK;
-}
-
-static int64_t to_i64(const char *s)
-{
-    return s ? (int64_t)strtoll(s, NULL, 10) : 0;
-}
-
-static kg_record *row_to_record(int n, const char *const *v)
-{
-    kg_record *r;
-    unsigned char h[KG_HASH_LEN];
-
-    if (n < NCOLS || v[0] == NULL || v[1] == NULL || v[4] == NULL)
-        return NULL;
-    if (kg_hash_from_hex(v[1], h) != KG_OK)
-        return NULL;
-    r = kg_record_new();
-    if (r == NULL)
-        return NULL;
-    kg_record_set_hash(r, h);
-    kg_wipe(h, sizeof(h));
-    if (kg_record_set_id(r, v[0]) != KG_OK ||
-        kg_record_set_name(r, v[2]) != KG_OK ||
-        kg_record_set_prefix(r, v[3]) != KG_OK ||
-        kg_record_set_plan(r, v[4]) != KG_OK ||
-        split_lines(v[6], r, kg_record_add_permission) != KG_OK ||
-        split_lines(v[7], r, kg_record_add_cidr) != KG_OK ||
-        parse_limits(v[8], r) != KG_OK) {
-        kg_record_unref(r);
-        return NULL;
-    }
-    kg_record_set_status(r, v[5] && strcmp(v[5], "active") == 0
-                                ? KG_STATUS_ACTIVE : KG_STATUS_REVOKED);
-    kg_record_set_created(r, to_i64(v[9]));
-    kg_record_set_expires(r, to_i64(v[10]));
-    kg_record_set_last_used(r, to_i64(v[11]));
-    return r;
-}
-
-/* The record as the 12 text parameters of insert_sql / update_sql. */
-struct params {
-    char hash[2 * KG_HASH_LEN + 1];
-    char *perms, *cidrs, *limits;
-    char created[24], expires[24], last_used[24];
-    const char *v[NCOLS];
-};
-
-static void params_free(struct params *p)
-{
-    free(p->perms);
-    free(p->cidrs);
-    free(p->limits);
-    kg_wipe(p->hash, sizeof(p->hash));
-}
-
-static int bad_item(const char *s)
-{
-    for (; *s; s++)
-        if (isspace((unsigned char)*s) || iscntrl((unsigned char)*s))
-            return 1;
-    return 0;
-}
-
-static kg_error params_build(struct params *p, const kg_record *r, kg_diag *d)
-{
-    size_t i, len;
-    char *s;
-
-    memset(p, 0, sizeof(*p));
-    kg_hash_to_hex(kg_record_hash(r), p->hash);
-    /* Each list is one column, an item per line. */
-    for (len = 1, i = 0; i < kg_record_permission_count(r); i++)
-        len += strlen(kg_record_permission(r, i)) + 1;
-    for (i = 0; i < kg_record_cidr_count(r); i++)
-        len += strlen(kg_record_cidr(r, i)) + 1;
-    for (i = 0; i < kg_record_limit_count(r); i++) {
-        const char *name;
-        int64_t c, w, b;
-        kg_record_limit(r, i, &name, &c, &w, &b);
-        len += strlen(name) + 80;
-    }
-    p->perms = calloc(1, len);
-    p->cidrs = calloc(1, len);
-    p->limits = calloc(1, len);
-    if (p->perms == NULL || p->cidrs == NULL || p->limits == NULL)
-        return KG_ERR_NOMEM;
-    for (s = p->perms, i = 0; i < kg_record_permission_count(r); i++) {
-        const char *x = kg_record_permission(r, i);
-        if (bad_item(x)) {
-            kg_diag_set(d, "permission '%s' contains a space or control character", x);
-            return KG_ERR_INVALID;
-        }
-        s += sprintf(s, "%s%s", i ? "\n" : "", x);
-    }
-    for (s = p->cidrs, i = 0; i < kg_record_cidr_count(r); i++) {
-        const char *x = kg_record_cidr(r, i);
-        if (bad_item(x)) {
-            kg_diag_set(d, "address '%s' contains a space or control character", x);
-            return KG_ERR_INVALID;
-        }
-        s += sprintf(s, "%s%s", i ? "\n" : "", x);
-    }
-    for (s = p->limits, i = 0; i < kg_record_limit_count(r); i++) {
-        const char *name;
-        int64_t c, w, b;
-        kg_record_limit(r, i, &name, &c, &w, &b);
-        if (*name == '\0' || strlen(name) > 127 || bad_item(name)) {
-            kg_diag_set(d, "limit name '%s' must be 1-127 characters without "
-                     "spaces", name);
-            return KG_ERR_INVALID;
-        }
-        s += sprintf(s, "%s%s %lld %lld %lld", i ? "\n" : "", name,
-                     (long long)c, (long long)w, (long long)b);
-    }
-    snprintf(p->created, sizeof(p->created), "%lld", (long long)kg_record_created(r));
-    snprintf(p->expires, sizeof(p->expires), "%lld", (long long)kg_record_expires(r));
-    snprintf(p->last_used, sizeof(p->last_used), "%lld", (long long)kg_record_last_used(r));
-    p->v[0] = kg_record_id(r);
-    p->v[1] = p->hash;
-    p->v[2] = kg_record_name(r);
-    p->v[3] = kg_record_prefix(r);
-    p->v[4] = kg_record_plan(r);
-    p->v[5] = kg_record_status(r) == KG_STATUS_REVOKED ? "revoked" : "active";
-    p->v[6] = p->perms;
-    p->v[7] = p->cidrs;
-    p->v[8] = p->limits;
-    p->v[9] = p->created;
-    p->v[10] = kg_record_expires(r) ? p->expires : NULL;
-    p->v[11] = kg_record_last_used(r) ? p->last_used : NULL;
-    if (p->v[0] == NULL || p->v[4] == NULL) {
-        kg_diag_set(d, "a key record needs an id and a plan");
-        return KG_ERR_INVALID;
-    }
-    return KG_OK;
-}
 
 /* ---- running statements ------------------------------------------------ */
 
@@ -366,14 +100,14 @@ static int run_stmt(struct sqlstore *s, int lookup, const char *sql, int n,
     return rc;
 }
 
-static int run(struct sqlstore *s, const char *sql, int n,
-               const char *const *params, sql_row_cb cb, void *ud,
-               long *changes_r, char *err, size_t errlen)
+int sql_run(struct sqlstore *s, const char *sql, int n,
+            const char *const *params, sql_row_cb cb, void *ud,
+            long *changes_r, char *err, size_t errlen)
 {
     return run_stmt(s, 0, sql, n, params, cb, ud, changes_r, err, errlen);
 }
 
-static kg_error to_kg(int rc, kg_diag *d, const char *err)
+kg_error sql_to_kg(int rc, kg_diag *d, const char *err)
 {
     switch (rc) {
     case SQL_OK:
@@ -393,19 +127,6 @@ static kg_error to_kg(int rc, kg_diag *d, const char *err)
 
 /* ---- keystore operations ----------------------------------------------- */
 
-struct one {
-    kg_record *rec;
-    int bad;
-};
-
-static int one_row(void *ud, int n, const char *const *v)
-{
-    struct one *o = ud;
-    o->rec = row_to_record(n, v);
-    o->bad = o->rec == NULL;
-    return 1;
-}
-
 static kg_result sql_lookup(void *inst, kg_call *call,
                             const unsigned char hash[KG_HASH_LEN],
                             kg_record **rec_r)
@@ -413,12 +134,12 @@ static kg_result sql_lookup(void *inst, kg_call *call,
     struct sqlstore *s = inst;
     char hex[2 * KG_HASH_LEN + 1], err[512];
     const char *params[1] = { hex };
-    struct one o = { NULL, 0 };
+    struct sql_one o = { NULL, 0 };
     int rc;
 
     (void)call;
     kg_hash_to_hex(hash, hex);
-    rc = run_stmt(s, 1, lookup_sql, 1, params, one_row, &o, NULL, err,
+    rc = run_stmt(s, 1, lookup_sql, 1, params, sql_one_row, &o, NULL, err,
                   sizeof(err));
     kg_wipe(hex, sizeof(hex));
     if (rc != SQL_OK || o.bad) {
@@ -435,96 +156,6 @@ static kg_result sql_lookup(void *inst, kg_call *call,
     }
     *rec_r = o.rec;
     return KG_RESULT_OK;
-}
-
-static kg_error sql_get(void *inst, const char *id, kg_record **rec_r,
-                        kg_diag *diag)
-{
-    struct sqlstore *s = inst;
-    const char *params[1] = { id };
-    struct one o = { NULL, 0 };
-    char err[512] = "";
-    int rc = run(s, get_sql, 1, params, one_row, &o, NULL, err, sizeof(err));
-
-    if (rc != SQL_OK) {
-        kg_record_unref(o.rec);
-        return to_kg(rc, diag, err);
-    }
-    if (o.bad) {
-        kg_diag_set(diag, "key '%s': the stored record cannot be read", id);
-        return KG_ERR_IO;
-    }
-    if (o.rec == NULL)
-        return KG_ERR_NOT_FOUND;
-    *rec_r = o.rec;
-    return KG_OK;
-}
-
-struct listing {
-    kg_record_cb cb;
-    void *ud;
-    int stopped, bad, nomem;
-};
-
-static int list_row(void *ud, int n, const char *const *v)
-{
-    struct listing *l = ud;
-    kg_record *r = row_to_record(n, v);
-    int stop;
-    if (r == NULL) {
-        l->bad++;
-        return 0;
-    }
-    stop = l->cb(r, l->ud);
-    kg_record_unref(r);
-    if (stop)
-        l->stopped = 1;
-    return stop;
-}
-
-static kg_error sql_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
-{
-    struct sqlstore *s = inst;
-    struct listing l = { cb, ud, 0, 0, 0 };
-    char err[512] = "";
-    int rc = run(s, list_sql, 0, NULL, list_row, &l, NULL, err, sizeof(err));
-
-    if (rc != SQL_OK)
-        return to_kg(rc, diag, err);
-    if (l.bad) {
-        kg_diag_set(diag, "%d stored record(s) could not be read and were skipped",
-                 l.bad);
-        return KG_ERR_IO;
-    }
-    return KG_OK;
-}
-
-static kg_error sql_put(void *inst, const kg_record *r, int create,
-                        kg_diag *diag)
-{
-    struct sqlstore *s = inst;
-    struct params p;
-    char err[512] = "";
-    long changes = 0;
-    kg_error e;
-    int rc;
-
-    if ((e = params_build(&p, r, diag)) != KG_OK)
-        goto out;
-    rc = run(s, create ? insert_sql : update_sql, NCOLS, p.v, NULL, NULL,
-             &changes, err, sizeof(err));
-    if (rc == SQL_CONSTRAINT && create) {
-        kg_diag_set(diag, "key id '%s' (or its hash) already exists", kg_record_id(r));
-        e = KG_ERR_EXISTS;
-    } else if (rc != SQL_OK) {
-        e = to_kg(rc, diag, err);
-    } else if (!create && changes == 0) {
-        kg_diag_set(diag, "no key with id '%s'", kg_record_id(r));
-        e = KG_ERR_NOT_FOUND;
-    }
-out:
-    params_free(&p);
-    return e;
 }
 
 int sql_store_write_last_used(struct sqlstore *s, size_t n,
@@ -571,43 +202,7 @@ static kg_error sql_reload(void *inst, kg_diag *diag)
     return KG_OK;
 }
 
-static kg_error sql_do_migrate(void *inst, int apply, int *from_r, int *to_r,
-                               kg_diag *diag)
-{
-    struct sqlstore *s = inst;
-    struct sql_conn *c;
-    char err[512] = "";
-    int fresh, rc;
-    kg_error e;
-
-    rc = sql_pool_get(&s->pool, &c, &fresh, err, sizeof(err));
-    if (rc != SQL_OK)
-        return to_kg(rc, diag, err);
-    e = sql_migrate(s->conf.driver, c->h, apply, from_r, to_r, err, sizeof(err));
-    if (e == KG_OK)
-        c->schema = *to_r;
-    else
-        kg_diag_set(diag, "%s", err);
-    sql_pool_put(&s->pool, c, e == KG_ERR_UNAVAILABLE);
-    return e;
-}
-
 /* ---- instances ----------------------------------------------------------- */
-
-static const struct sql_driver *const drivers[] = {
-#ifdef HAVE_SQLITE
-    &sql_driver_sqlite,
-#endif
-#ifdef HAVE_PQ
-    &sql_driver_postgresql,
-#endif
-    NULL
-};
-
-static int is_pg(const struct sql_driver *d)
-{
-    return strcmp(d->name, "postgresql") == 0;
-}
 
 static void sql_destroy(void *inst)
 {
@@ -619,138 +214,10 @@ static void sql_destroy(void *inst)
         sql_pool_destroy(&s->pool);
     free(s->conf.path);
     free(s->conf.conninfo);
-    free_secret(s->conf.password);
+    sql_free_secret(s->conf.password);
     free(s->conf.sslmode);
     free(s->conf.sslrootcert);
     free(s);
-}
-
-static kg_error dup_opt(kg_opts *o, const char *key, char **out)
-{
-    const char *v;
-    kg_error e = kg_opts_get_string(o, key, NULL, &v);
-    if (e != KG_OK || v == NULL)
-        return e;
-    *out = strdup(v);
-    return *out ? KG_OK : KG_ERR_NOMEM;
-}
-
-static kg_error pick_driver(kg_opts *o, struct sqlstore *s)
-{
-    const char *name;
-    char built[64] = "";
-    size_t i;
-    kg_error e = kg_opts_get_string(o, "driver", NULL, &name);
-
-    if (e != KG_OK)
-        return e;
-    for (i = 0; drivers[i] != NULL; i++)
-        snprintf(built + strlen(built), sizeof(built) - strlen(built), "%s%s",
-                 i ? ", " : "", drivers[i]->name);
-    if (name == NULL)
-        return kg_opts_error(o, NULL, "option 'driver' is required (built "
-                             "drivers: %s)", built);
-    for (i = 0; drivers[i] != NULL; i++) {
-        if (strcmp(drivers[i]->name, name) == 0) {
-            s->conf.driver = drivers[i];
-            return KG_OK;
-        }
-    }
-    if (strcmp(name, "sqlite") == 0 || strcmp(name, "postgresql") == 0)
-        return kg_opts_error(o, "driver", "the %s driver is not built into "
-                             "this sql plugin (built: %s): rebuild keygate "
-                             "with %s installed (./configure --with-%s)", name,
-                             built[0] ? built : "none",
-                             name[0] == 's' ? "libsqlite3-dev" : "libpq-dev",
-                             name[0] == 's' ? "sqlite" : "pq");
-    return kg_opts_error(o, "driver", "unknown driver '%s' (built drivers: %s)",
-                         name, built);
-}
-
-static kg_error read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
-                             int64_t *interval_r, int64_t *max_pending_r)
-{
-    static const char *const pg_only[] = { "conninfo", "password",
-        "password_file", "sslmode", "sslrootcert", "connect_timeout",
-        "statement_timeout", NULL };
-    static const char *const lite_only[] = { "path", "busy_timeout",
-        "snapshot_idle", "mmap_size", NULL };
-    struct sql_conf *c = &s->conf;
-    int pg = is_pg(c->driver);
-    const char *const *other;
-    kg_error e;
-    size_t i;
-
-    other = pg ? lite_only : pg_only;
-    for (i = 0; other[i] != NULL; i++)
-        if (kg_opts_has(o, other[i]))
-            return kg_opts_error(o, other[i], "option '%s' is for the %s "
-                                 "driver, not %s", other[i],
-                                 pg ? "sqlite" : "postgresql", c->driver->name);
-    if ((e = opt_ms(o, "pool_wait", 200, &c->pool_wait_ms)) != KG_OK ||
-        (e = opt_ms(o, "reconnect_delay", 1000, &c->reconnect_delay_ms)) != KG_OK ||
-        (e = kg_opts_get_bool(o, "auto_migrate", !pg, auto_r)) != KG_OK ||
-        (e = kg_opts_get_duration(o, "last_used_interval", 60, interval_r)) != KG_OK ||
-        (e = kg_opts_get_int(o, "last_used_max_pending", 100000, max_pending_r)) != KG_OK)
-        return e;
-    {
-        int64_t n;
-        if ((e = kg_opts_get_int(o, "pool_size", pg ? 8 : 4, &n)) != KG_OK)
-            return e;
-        if (n < 1 || n > 1000)
-            return kg_opts_error(o, "pool_size", "pool_size must be 1..1000");
-        c->pool_size = (int)n;
-    }
-    if (*max_pending_r < 1)
-        return kg_opts_error(o, "last_used_max_pending", "must be at least 1");
-    if (!pg) {
-        const char *path;
-        if ((e = kg_opts_get_path(o, "path", NULL, &path)) != KG_OK ||
-            (e = opt_ms(o, "busy_timeout", 2000, &c->busy_timeout_ms)) != KG_OK ||
-            (e = opt_ms(o, "snapshot_idle", 1000, &c->snapshot_idle_ms)) != KG_OK ||
-            (e = kg_opts_get_int(o, "mmap_size", 1LL << 30, &c->mmap_size)) != KG_OK)
-            return e;
-        if (c->mmap_size < 0)
-            return kg_opts_error(o, "mmap_size", "mmap_size must be a number "
-                                 "of bytes (0: no memory map)");
-        if (path == NULL)
-            return kg_opts_error(o, NULL, "the sqlite driver needs 'path' (the "
-                                 "database file, e.g. ${KEYGATE_STATE_DIR}/keys.db)");
-        if ((c->path = strdup(path)) == NULL)
-            return KG_ERR_NOMEM;
-        return KG_OK;
-    }
-    if ((e = dup_opt(o, "conninfo", &c->conninfo)) != KG_OK ||
-        (e = dup_opt(o, "password", &c->password)) != KG_OK ||
-        (e = dup_opt(o, "sslmode", &c->sslmode)) != KG_OK ||
-        (e = kg_opts_get_duration(o, "connect_timeout", 2, &c->connect_timeout_s)) != KG_OK ||
-        (e = opt_ms(o, "statement_timeout", 500, &c->statement_timeout_ms)) != KG_OK)
-        return e;
-    if (c->statement_timeout_ms < 1)
-        return kg_opts_error(o, "statement_timeout", "statement_timeout must be "
-                             "at least 1ms");
-    if (c->conninfo == NULL)
-        return kg_opts_error(o, NULL, "the postgresql driver needs 'conninfo' "
-                             "(e.g. \"host=db1,db2 dbname=keygate user=keygate\")");
-    if (kg_opts_has(o, "password_file")) {
-        const char *pf;
-        char err[512];
-        if (c->password != NULL)
-            return kg_opts_error(o, "password_file", "give password or "
-                                 "password_file, not both");
-        if ((e = kg_opts_get_path(o, "password_file", NULL, &pf)) != KG_OK)
-            return e;
-        if ((c->password = read_secret_file(pf, err, sizeof(err))) == NULL)
-            return kg_opts_error(o, "password_file", "%s", err);
-    }
-    if (kg_opts_has(o, "sslrootcert")) {
-        const char *p;
-        if ((e = kg_opts_get_path(o, "sslrootcert", NULL, &p)) != KG_OK)
-            return e;
-        if ((c->sslrootcert = strdup(p)) == NULL)
-            return KG_ERR_NOMEM;
-    }
-    return KG_OK;
 }
 
 static kg_error sql_create(kg_opts *o, void **inst_r)
@@ -764,8 +231,8 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
 
     if (s == NULL)
         return KG_ERR_NOMEM;
-    if ((e = pick_driver(o, s)) != KG_OK ||
-        (e = read_options(o, s, &auto_migrate, &interval, &max_pending)) != KG_OK)
+    if ((e = sql_pick_driver(o, s)) != KG_OK ||
+        (e = sql_read_options(o, s, &auto_migrate, &interval, &max_pending)) != KG_OK)
         goto fail;
     if (sql_pool_init(&s->pool, &s->conf) != 0) {
         e = KG_ERR_NOMEM;
@@ -798,7 +265,7 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
             e = kg_opts_error(o, NULL, "%s", err);
             goto fail;
         }
-    } else if (is_pg(s->conf.driver)) {
+    } else if (sql_is_pg(s->conf.driver)) {
         /* postgresql: carry on, connect later */
     } else {
         e = kg_opts_error(o, "path", "%s", err);
@@ -824,12 +291,12 @@ fail:
 
 static const struct kg_keystore_ops sql_ops = {
     .lookup = sql_lookup,
-    .get = sql_get,
-    .list = sql_list,
-    .put = sql_put,
+    .get = sql_store_get,
+    .list = sql_store_list,
+    .put = sql_store_put,
     .reload = sql_reload,
     .touch = sql_touch,
-    .migrate = sql_do_migrate,
+    .migrate = sql_store_migrate,
 };
 
 KG_PLUGIN_DEFINE(sql) = {

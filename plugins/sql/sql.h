@@ -1,13 +1,14 @@
 /*
  * sql.h - the insides of the sql keystore plugin: the driver interface
  * that sqlite.c and postgresql.c implement, the connection pool
- * (pool.c), the last-used write-behind (touch.c) and the migrations
- * (migrate.c).  Nothing here is exported: the module's only public
- * symbol is its descriptor.
+ * (pool.c), the last-used write-behind (touch.c), the migrations
+ * (migrate.c), the options (options.c), records as rows (rows.c) and
+ * the management operations (manage.c).  Nothing here is exported: the
+ * module's only public symbol is its descriptor.
  *
  * The plugin speaks one SQL dialect: statements are written once, in
- * sql.c, with PostgreSQL's $1..$n placeholders; the SQLite driver maps
- * them to ?1..?n.  Every value travels as text (NULL for SQL NULL) and
+ * sql.c and manage.c, with PostgreSQL's $1..$n placeholders; the SQLite
+ * driver maps them to ?1..?n.  Every value travels as text (NULL for SQL NULL) and
  * as a bound parameter, never spliced into a statement.
  */
 #ifndef KEYGATE_SQL_H
@@ -154,10 +155,82 @@ int sql_schema_latest(void);
 kg_error sql_migrate(const struct sql_driver *drv, void *conn, int apply,
                      int *from_r, int *to_r, char *err, size_t errlen);
 
+/* ---- sql.c: the instance and its statements ---------------------------- */
+
+struct sqlstore {
+    struct sql_conf conf;
+    struct sql_pool pool;
+    int pool_ready;
+    struct sql_touch *touch;
+};
+
+/* The columns of keygate_keys, in the order of a row (rows.c). */
+#define SQL_COLS "id, key_hash, name, prefix, plan, status, permissions, " \
+                 "allowed_cidrs, limits, created_at, expires_at, last_used_at"
+#define SQL_NCOLS 12
+
+/*
+ * Run one statement on a pooled connection (retried once on a fresh one
+ * if the connection turns out dead).  An SQL_* code, err filled if not
+ * SQL_OK.
+ */
+int sql_run(struct sqlstore *s, const char *sql, int n,
+            const char *const *params, sql_row_cb cb, void *ud,
+            long *changes_r, char *err, size_t errlen);
+/* An SQL_* code as a kg_error, with the message in d. */
+kg_error sql_to_kg(int rc, kg_diag *d, const char *err);
+
+/* ---- options.c -------------------------------------------------------- */
+
+/* The `driver` option: which driver of those built (s->conf.driver). */
+kg_error sql_pick_driver(kg_opts *o, struct sqlstore *s);
+/* The other options, into s->conf and the out parameters; what is
+ * allocated is freed by the caller's destroy, also on error. */
+kg_error sql_read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
+                          int64_t *interval_r, int64_t *max_pending_r);
+int sql_is_pg(const struct sql_driver *d);
+/* Wipe and free a secret (NULL: nothing). */
+void sql_free_secret(char *s);
+
+/* ---- rows.c: records <-> rows ------------------------------------------ */
+
+/* The record of a row of SQL_COLS; NULL if it cannot be read. */
+kg_record *sql_row_to_record(int n, const char *const *v);
+
+/* The record as the 12 text parameters of insert_sql / update_sql. */
+struct sql_params {
+    char hash[2 * KG_HASH_LEN + 1];
+    char *perms, *cidrs, *limits;
+    char created[24], expires[24], last_used[24];
+    const char *v[SQL_NCOLS];
+};
+
+/* Fill p from r (each list one column, an item per line; an item with
+ * a space or control character is refused); p->v then holds the
+ * parameters.  p must be freed with sql_params_free even on error. */
+kg_error sql_params_build(struct sql_params *p, const kg_record *r, kg_diag *d);
+void sql_params_free(struct sql_params *p);
+
+/* One row into o->rec (o->bad: it could not be read); a sql_row_cb. */
+struct sql_one {
+    kg_record *rec;
+    int bad;
+};
+int sql_one_row(void *ud, int n, const char *const *v);
+
+/* ---- manage.c: the management operations ------------------------------ */
+
+kg_error sql_store_get(void *inst, const char *id, kg_record **rec_r,
+                       kg_diag *diag);
+kg_error sql_store_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag);
+kg_error sql_store_put(void *inst, const kg_record *r, int create,
+                       kg_diag *diag);
+kg_error sql_store_migrate(void *inst, int apply, int *from_r, int *to_r,
+                           kg_diag *diag);
+
 /* ---- touch.c: last_used_at written behind ------------------------------ */
 
 struct sql_touch;
-struct sqlstore;
 /* Flush every `interval_s` seconds from a thread of its own. */
 struct sql_touch *sql_touch_new(struct sqlstore *s, int64_t interval_s,
                                 size_t max_pending);

@@ -1,0 +1,98 @@
+/*
+ * filestore.h - what the files of the file keystore plugin share: the
+ * in-memory index of the key file (table.c), reading the key file
+ * (load.c), writing it atomically (write.c) and the management
+ * operations (manage.c); file.c holds the descriptor, the instance and
+ * the lookups.  Nothing here is exported: the plugin's only exported
+ * symbol is its descriptor.
+ */
+#ifndef KEYGATE_FILESTORE_H
+#define KEYGATE_FILESTORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <keygate/plugin.h>
+
+struct entry {
+    kg_record *rec;
+    _Atomic int64_t last_used;
+    struct entry *next;       /* hash chain */
+};
+
+struct table {
+    struct entry **buckets;
+    size_t nbuckets;
+    struct entry **all;       /* file order */
+    size_t n;
+};
+
+struct filestore {
+    char *path;
+    char *lockpath;
+    int64_t refresh_s;
+    int create;
+    pthread_rwlock_t lock;
+    struct table *t;
+    struct stat st;           /* of the file last loaded */
+    int have_st;
+    atomic_llong last_check;
+    atomic_flag checking;
+};
+
+/* Errors name the key file's line and column, in the message (for the
+ * policy loader, which reports them at the policy's `path:` option) and
+ * in *at (for reload, which fills a kg_diag). */
+struct place {
+    unsigned line, column;
+};
+
+/* The bucket of a hash: its first 8 bytes (a SHA-256 is uniform). */
+static inline size_t bucket(const struct table *t, const unsigned char *h)
+{
+    uint64_t v;
+    memcpy(&v, h, sizeof(v));
+    return (size_t)(v & (t->nbuckets - 1));
+}
+
+/* ---- table.c: the index by hash, in file order ------------------------ */
+
+/* Accepts NULL; unrefs the records. */
+void kg__file_table_free(struct table *t);
+/* Append r (the table takes the reference).  -1: out of memory, r is
+ * still the caller's. */
+int kg__file_table_add(struct table *t, kg_record *r);
+
+/* ---- load.c ----------------------------------------------------------- */
+
+/* Read the file into a new table.  A missing file is an empty store if
+ * `create` is set.  NULL on error, with err and *at filled. */
+struct table *kg__file_load(const char *path, int create, struct stat *st_r,
+                            int *have_st_r, char *err, size_t errlen,
+                            struct place *at);
+
+/* ---- write.c ---------------------------------------------------------- */
+
+/* Write the table to path atomically: temp file 0600, fsync, rename,
+ * fsync of the folder. */
+kg_error kg__file_write(const char *path, struct table *t, char *err, size_t errlen);
+
+/* ---- file.c ----------------------------------------------------------- */
+
+/* Swap in a freshly read table (taking it), carrying last_used over. */
+void kg__file_swap_table(struct filestore *fs, struct table *nt,
+                         const struct stat *st, int have_st);
+/* Re-read the key file; a bad file never replaces a good table. */
+kg_error kg__file_reload(void *inst, kg_diag *diag);
+
+/* ---- manage.c: the keystore's management operations ------------------- */
+
+kg_error kg__file_get(void *inst, const char *id, kg_record **rec_r, kg_diag *diag);
+kg_error kg__file_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag);
+kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag);
+
+#endif

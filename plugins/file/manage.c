@@ -1,0 +1,184 @@
+/*
+ * manage.c - the file keystore's management operations: get and list
+ * (re-reading the file first), put (create or replace a record under
+ * the write lock, then write the file and swap in the new table).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "filestore.h"
+
+static kg_record *with_last_used(struct entry *e)
+{
+    kg_record *c = kg_record_dup(e->rec);
+    if (c != NULL)
+        kg_record_set_last_used(c, atomic_load(&e->last_used));
+    return c;
+}
+
+kg_error kg__file_get(void *inst, const char *id, kg_record **rec_r, kg_diag *diag)
+{
+    struct filestore *fs = inst;
+    size_t i;
+    kg_error rc = KG_ERR_NOT_FOUND;
+    (void)diag;
+    kg__file_reload(fs, NULL);
+    pthread_rwlock_rdlock(&fs->lock);
+    for (i = 0; i < fs->t->n; i++) {
+        if (strcmp(kg_record_id(fs->t->all[i]->rec), id) == 0) {
+            *rec_r = with_last_used(fs->t->all[i]);
+            rc = *rec_r ? KG_OK : KG_ERR_NOMEM;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&fs->lock);
+    return rc;
+}
+
+kg_error kg__file_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
+{
+    struct filestore *fs = inst;
+    size_t i;
+    (void)diag;
+    kg__file_reload(fs, NULL);
+    pthread_rwlock_rdlock(&fs->lock);
+    for (i = 0; i < fs->t->n; i++) {
+        kg_record *c = with_last_used(fs->t->all[i]);
+        if (c == NULL) {
+            pthread_rwlock_unlock(&fs->lock);
+            return KG_ERR_NOMEM;
+        }
+        if (cb(c, ud) != 0) {
+            kg_record_unref(c);
+            break;
+        }
+        kg_record_unref(c);
+    }
+    pthread_rwlock_unlock(&fs->lock);
+    return KG_OK;
+}
+
+kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag)
+{
+    struct filestore *fs = inst;
+    int lfd;
+    struct table *t;
+    struct stat st;
+    int have_st = 0;
+    char err[1024] = "";
+    kg_record *copy = NULL;
+    size_t i;
+    kg_error rc;
+    kg_diag local;
+    struct place at;
+
+    /* The caller may not want the details; the messages still go somewhere. */
+    if (diag == NULL)
+        diag = &local;
+    lfd = open(fs->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd < 0 || flock(lfd, LOCK_EX) != 0) {
+        snprintf(diag->message, sizeof(diag->message), "%s: cannot lock: %s",
+                 fs->lockpath, strerror(errno));
+        if (lfd >= 0)
+            close(lfd);
+        return KG_ERR_IO;
+    }
+    /* Re-read under the lock so that a concurrent writer's change stays. */
+    t = kg__file_load(fs->path, fs->create, &st, &have_st, err, sizeof(err), &at);
+    if (t == NULL) {
+        snprintf(diag->message, sizeof(diag->message), "%s (the file was not changed)", err);
+        rc = KG_ERR_IO;
+        goto out;
+    }
+    copy = kg_record_dup(r);
+    if (copy == NULL) {
+        rc = KG_ERR_NOMEM;
+        goto out;
+    }
+    for (i = 0; i < t->n; i++) {
+        if (strcmp(kg_record_id(t->all[i]->rec), kg_record_id(r)) == 0)
+            break;
+    }
+    if (i < t->n) {
+        if (create) {
+            snprintf(diag->message, sizeof(diag->message), "key id '%s' already exists",
+                     kg_record_id(r));
+            rc = KG_ERR_EXISTS;
+            goto out;
+        }
+        kg_record_unref(t->all[i]->rec);
+        t->all[i]->rec = copy;
+        atomic_store(&t->all[i]->last_used, kg_record_last_used(copy));
+        copy = NULL;
+        /* Rebuild the hash index: the hash may have changed (rotation). */
+        {
+            size_t n = t->n, k;
+            struct entry **all = t->all;
+            t->all = NULL;
+            t->n = 0;
+            free(t->buckets);
+            t->buckets = NULL;
+            t->nbuckets = 0;
+            for (k = 0; k < n; k++) {
+                kg_record *rr = all[k]->rec;
+                int64_t lu = atomic_load(&all[k]->last_used);
+                free(all[k]);
+                if (kg__file_table_add(t, rr) != 0) {
+                    kg_record_unref(rr);
+                    free(all);
+                    rc = KG_ERR_NOMEM;
+                    goto out;
+                }
+                atomic_store(&t->all[t->n - 1]->last_used, lu);
+            }
+            free(all);
+        }
+    } else {
+        if (!create) {
+            snprintf(diag->message, sizeof(diag->message), "no key with id '%s'",
+                     kg_record_id(r));
+            rc = KG_ERR_NOT_FOUND;
+            goto out;
+        }
+        if (kg__file_table_add(t, copy) != 0) {
+            rc = KG_ERR_NOMEM;
+            goto out;
+        }
+        copy = NULL;
+    }
+    /* Carry in-memory last_used into what is written. */
+    pthread_rwlock_rdlock(&fs->lock);
+    for (i = 0; i < t->n; i++) {
+        size_t j;
+        for (j = 0; j < fs->t->n; j++) {
+            if (strcmp(kg_record_id(t->all[i]->rec), kg_record_id(fs->t->all[j]->rec)) == 0) {
+                int64_t a = atomic_load(&fs->t->all[j]->last_used);
+                if (a > atomic_load(&t->all[i]->last_used))
+                    atomic_store(&t->all[i]->last_used, a);
+            }
+        }
+    }
+    pthread_rwlock_unlock(&fs->lock);
+    rc = kg__file_write(fs->path, t, err, sizeof(err));
+    if (rc != KG_OK) {
+        snprintf(diag->message, sizeof(diag->message), "%s", err);
+        goto out;
+    }
+    if (stat(fs->path, &st) == 0)
+        have_st = 1;
+    kg__file_swap_table(fs, t, &st, have_st);
+    t = NULL;
+out:
+    kg_record_unref(copy);
+    kg__file_table_free(t);
+    flock(lfd, LOCK_UN);
+    close(lfd);
+    return rc;
+}

@@ -1,0 +1,206 @@
+/*
+ * write.c - writing the key file atomically: a temporary file with mode
+ * 0600, fsync, rename over the old one, fsync of the folder, so that a
+ * crash leaves the old file or the new one, never half of one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "filestore.h"
+
+static int emit_scalar(yaml_emitter_t *em, const char *s)
+{
+    yaml_event_t ev;
+    yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s),
+                                 1, 1, YAML_ANY_SCALAR_STYLE);
+    return yaml_emitter_emit(em, &ev);
+}
+
+static int emit_kv(yaml_emitter_t *em, const char *k, const char *v)
+{
+    return emit_scalar(em, k) && emit_scalar(em, v ? v : "");
+}
+
+static int emit_time(yaml_emitter_t *em, const char *k, int64_t t)
+{
+    char buf[32];
+    if (t == 0)
+        return 1;
+    kg_time_format(t, buf);
+    return emit_kv(em, k, buf);
+}
+
+static int emit_record(yaml_emitter_t *em, const kg_record *r, int64_t last_used)
+{
+    yaml_event_t ev;
+    char hex[2 * KG_HASH_LEN + 1], num[32];
+    size_t i;
+    int ok = 1;
+
+    kg_hash_to_hex(kg_record_hash(r), hex);
+    yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+    ok &= yaml_emitter_emit(em, &ev);
+    ok &= emit_kv(em, "id", kg_record_id(r));
+    if (kg_record_name(r)) ok &= emit_kv(em, "name", kg_record_name(r));
+    if (kg_record_prefix(r)) ok &= emit_kv(em, "prefix", kg_record_prefix(r));
+    ok &= emit_kv(em, "hash", hex);
+    ok &= emit_kv(em, "plan", kg_record_plan(r));
+    ok &= emit_kv(em, "status", kg_record_status(r) == KG_STATUS_REVOKED ? "revoked" : "active");
+    if (kg_record_permission_count(r)) {
+        ok &= emit_scalar(em, "permissions");
+        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
+        ok &= yaml_emitter_emit(em, &ev);
+        for (i = 0; i < kg_record_permission_count(r); i++)
+            ok &= emit_scalar(em, kg_record_permission(r, i));
+        yaml_sequence_end_event_initialize(&ev);
+        ok &= yaml_emitter_emit(em, &ev);
+    }
+    if (kg_record_cidr_count(r)) {
+        ok &= emit_scalar(em, "allowed_cidrs");
+        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
+        ok &= yaml_emitter_emit(em, &ev);
+        for (i = 0; i < kg_record_cidr_count(r); i++)
+            ok &= emit_scalar(em, kg_record_cidr(r, i));
+        yaml_sequence_end_event_initialize(&ev);
+        ok &= yaml_emitter_emit(em, &ev);
+    }
+    if (kg_record_limit_count(r)) {
+        ok &= emit_scalar(em, "limits");
+        yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+        ok &= yaml_emitter_emit(em, &ev);
+        for (i = 0; i < kg_record_limit_count(r); i++) {
+            const char *name;
+            int64_t c, w, b;
+            kg_record_limit(r, i, &name, &c, &w, &b);
+            ok &= emit_scalar(em, name);
+            yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_MAPPING_STYLE);
+            ok &= yaml_emitter_emit(em, &ev);
+            snprintf(num, sizeof(num), "%lld", (long long)c);
+            ok &= emit_kv(em, "count", num);
+            snprintf(num, sizeof(num), "%lld", (long long)w);
+            ok &= emit_kv(em, "window", num);
+            if (b) {
+                snprintf(num, sizeof(num), "%lld", (long long)b);
+                ok &= emit_kv(em, "burst", num);
+            }
+            yaml_mapping_end_event_initialize(&ev);
+            ok &= yaml_emitter_emit(em, &ev);
+        }
+        yaml_mapping_end_event_initialize(&ev);
+        ok &= yaml_emitter_emit(em, &ev);
+    }
+    ok &= emit_time(em, "created", kg_record_created(r));
+    ok &= emit_time(em, "expires", kg_record_expires(r));
+    ok &= emit_time(em, "last_used", last_used);
+    yaml_mapping_end_event_initialize(&ev);
+    ok &= yaml_emitter_emit(em, &ev);
+    return ok;
+}
+
+static int write_handler(void *data, unsigned char *buf, size_t size)
+{
+    return fwrite(buf, 1, size, (FILE *)data) == size;
+}
+
+/* Write the table to path atomically: temp file 0600, fsync, rename,
+ * fsync of the folder. */
+kg_error kg__file_write(const char *path, struct table *t, char *err, size_t errlen)
+{
+    char *tmp = NULL, *dir = NULL, *slash;
+    int fd = -1, ok = 1;
+    FILE *f = NULL;
+    yaml_emitter_t em;
+    yaml_event_t ev;
+    size_t i;
+    kg_error rc = KG_ERR_IO;
+
+    tmp = malloc(strlen(path) + 32);
+    if (tmp == NULL)
+        return KG_ERR_NOMEM;
+    sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return KG_ERR_IO;
+    }
+    fchmod(fd, 0600);
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return KG_ERR_IO;
+    }
+    fputs("# keygate key file: SHA-256 hashes of API keys, never the keys.\n"
+          "# Written by `keygate key ...`; a hand edit takes effect on reload.\n", f);
+    yaml_emitter_initialize(&em);
+    yaml_emitter_set_output(&em, write_handler, f);
+    yaml_emitter_set_unicode(&em, 1);
+    yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+    ok &= yaml_emitter_emit(&em, &ev);
+    yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+    ok &= yaml_emitter_emit(&em, &ev);
+    yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+    ok &= yaml_emitter_emit(&em, &ev);
+    ok &= emit_scalar(&em, "keys");
+    yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                         t->n ? YAML_BLOCK_SEQUENCE_STYLE : YAML_FLOW_SEQUENCE_STYLE);
+    ok &= yaml_emitter_emit(&em, &ev);
+    for (i = 0; i < t->n && ok; i++)
+        ok &= emit_record(&em, t->all[i]->rec, atomic_load(&t->all[i]->last_used));
+    yaml_sequence_end_event_initialize(&ev);
+    ok &= yaml_emitter_emit(&em, &ev);
+    yaml_mapping_end_event_initialize(&ev);
+    ok &= yaml_emitter_emit(&em, &ev);
+    yaml_document_end_event_initialize(&ev, 1);
+    ok &= yaml_emitter_emit(&em, &ev);
+    yaml_stream_end_event_initialize(&ev);
+    ok &= yaml_emitter_emit(&em, &ev);
+    yaml_emitter_delete(&em);
+    if (!ok || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        snprintf(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+        fclose(f);
+        unlink(tmp);
+        goto out;
+    }
+    if (fclose(f) != 0) {
+        snprintf(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: cannot replace: %s", path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    dir = strdup(path);
+    if (dir != NULL) {
+        int dfd;
+        slash = strrchr(dir, '/');
+        if (slash == NULL)
+            strcpy(dir, ".");
+        else if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    rc = KG_OK;
+out:
+    free(dir);
+    free(tmp);
+    return rc;
+}
