@@ -472,7 +472,7 @@ void kg__decision_lease_commit(kg_decision *d, size_t len);
 /* Take the lease at p (len bytes, inside the list) out of the list. */
 void kg__decision_lease_remove(kg_decision *d, char *p, size_t len);
 
-/* ---- check.c --------------------------------------------------------- */
+/* ---- check.c, call.c ------------------------------------------------- */
 
 struct kg_call {
     const kg_policy *policy;
