@@ -43,11 +43,6 @@ struct chunk {
     int listed;
 };
 
-static size_t header_bytes(size_t size)
-{
-    return (sizeof(struct chunk) + size - 1) / size * size;
-}
-
 void *kg__hp_chunk_new(void)
 {
     size_t len = 2 * CHUNK;
@@ -76,6 +71,11 @@ void kg__hp_chunk_free(void *chunk)
 }
 
 #if !KG__SANITIZED
+
+static size_t header_bytes(size_t size)
+{
+    return (sizeof(struct chunk) + size - 1) / size * size;
+}
 
 static void unlist(kg__cells *c, struct chunk *k)
 {

@@ -109,7 +109,7 @@ void kg__format_time(int64_t t, char out[32]);
  */
 #define KG__LEASE_IDS 512
 typedef struct kg__thread {
-    /* limits.c: lease ids drawn from RAND_bytes() a block at a time */
+    /* leases.c: lease ids drawn from RAND_bytes() a block at a time */
     uint64_t lease_ids[KG__LEASE_IDS];
     unsigned lease_pos;
     /* decision.c: the last decision this thread freed, for its next */
@@ -260,7 +260,7 @@ void kg__cache_put(kg__cache *c, const unsigned char *hash, kg_record *rec,
 void kg__cache_clear(kg__cache *c);
 size_t kg__cache_size(kg__cache *c);
 
-/* ---- limits.c: the memory limiter state ------------------------------ */
+/* ---- limits.c, hints.c, leases.c: the memory limiter state ---------- */
 
 kg_error kg__limits_new(struct kg__limits **l_r);
 void kg__limits_free(struct kg__limits *l);
@@ -501,7 +501,7 @@ void kg__decision_lease_commit(kg_decision *d, size_t len);
 /* Take the lease at p (len bytes, inside the list) out of the list. */
 void kg__decision_lease_remove(kg_decision *d, char *p, size_t len);
 
-/* ---- check.c --------------------------------------------------------- */
+/* ---- check.c, call.c ------------------------------------------------- */
 
 struct kg_call {
     const kg_policy *policy;
@@ -517,7 +517,7 @@ struct kg_call {
     char deny_buf[256];
     int lease_count;
     const char *ok_by;   /* label of the module that made the last stage pass */
-    kg__lpin lpin;       /* the key's limiter slot, pinned (limits.c) */
+    kg__lpin lpin;       /* the key's limiter slot, pinned (hints.c) */
 };
 
 #endif

@@ -1,0 +1,246 @@
+/*
+ * hints.c - a key's limiter slot without a search, and a lease's.
+ *
+ * A table indexed by the key's hash remembers each key's slot between
+ * checks (kg__lpin.hint), so a check usually finds it without a bucket
+ * walk, and can fetch it from memory while the key store looks the key
+ * up (kg__limits_prefetch).  Lease hints do the same for a release.  A
+ * hint is only ever a guess: the slot it names is checked under its
+ * shard's lock (see kg__key_lock).
+ */
+#include "limits_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/mman.h>
+
+/* Hints: key hash -> the key's slot as last seen (see kg__key_lock), two
+ * per entry of capacity (six per key of three limits).  The key's hash
+ * picks a line of eight hints (one cache line); each hint is a slot's
+ * address tagged with 25 other bits of the hash (in the bits a slot's
+ * address leaves unused), which pick the key's hint within the line.  A
+ * direct-mapped table lost 6% of the hints at a million keys to keys
+ * sharing an entry, each such check then searching the slot's bucket
+ * (two more cache misses); eight ways keep almost all of them. */
+#define HINT_WAYS 8
+#define HINT_LOW ((uintptr_t)sizeof(struct kslot) - 1)
+#define HINT_TAG_MASK (((uintptr_t)0xffff << 48) | HINT_LOW)
+
+/*
+ * (Re)size the hints for a capacity: a new table replaces the old, which
+ * stays mapped (checks in flight may be reading it) until the state is
+ * freed.  Advised for huge pages: a hint lookup should not cost a TLB
+ * miss.  Out of memory: the old table (or none) stays.
+ */
+void kg__hints_resize(struct kg__limits *l, size_t capacity)
+{
+    struct hints *old = atomic_load(&l->hints), *t;
+    size_t n = 1024, bytes;
+    void *m;
+
+    while (n < 2 * capacity && n < ((size_t)1 << 28))
+        n *= 2;
+    if (old != NULL && old->n == n)
+        return;
+    if ((t = calloc(1, sizeof(*t))) == NULL)
+        return;
+    bytes = (n + n / 8) * sizeof(*t->h);
+    m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        free(t);
+        return;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(m, bytes, MADV_HUGEPAGE);
+#endif
+    t->h = m;
+    t->n = n;
+    t->lease = t->h + n;
+    t->nlease = n / 8;
+    t->older = old;
+    atomic_store(&l->hints, t);
+}
+
+/* Every table the state has had: the current one and those it replaced. */
+void kg__hints_free(struct kg__limits *l)
+{
+    for (struct hints *t = atomic_load(&l->hints), *o; t != NULL; t = o) {
+        o = t->older;
+        munmap(t->h, (t->n + t->nlease) * sizeof(*t->h));
+        free(t);
+    }
+}
+
+/* A hint's tag: 25 bits of w, in the bits a slot's address leaves 0. */
+static uintptr_t hint_tag(uint64_t w)
+{
+    return (uintptr_t)(w & HINT_LOW) | (uintptr_t)((w >> 9) & 0xffff) << 48;
+}
+
+static _Atomic(uintptr_t) *lease_hint(struct hints *t, uint64_t id)
+{
+    return &t->lease[id & (t->nlease - 1)];
+}
+
+/*
+ * Where the hint of a key hash is, and a start on fetching the slot it
+ * names: the lines a check of three limits reads.  Called right after
+ * the key is hashed, before the key store runs.
+ */
+void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
+                         kg__lpin *pin)
+{
+    struct hints *t;
+    kg__thread *th;
+    uint64_t v, w;
+    if (l == NULL || (t = atomic_load_explicit(&l->hints, memory_order_acquire)) == NULL)
+        return;
+    memcpy(&v, hash + 8, sizeof(v));
+    memcpy(&w, hash + 16, sizeof(w));
+    pin->hint = &t->h[v & (t->n - 1) & ~(uint64_t)(HINT_WAYS - 1)];
+    pin->tag = hint_tag(w);
+    __builtin_prefetch(pin->hint);
+    /* And the lease hint the check's lease (if its plan has a
+     * concurrency limit) will be written to: its next lease id's. */
+    if ((th = kg__thread_get()) != NULL && th->lease_pos < KG__LEASE_IDS)
+        __builtin_prefetch(lease_hint(t, th->lease_ids[th->lease_pos]), 1);
+}
+
+/* The slot the key's hint names, or NULL. */
+static struct kslot *hint_get(const kg__lpin *pin)
+{
+    int i;
+    for (i = 0; i < HINT_WAYS; i++) {
+        uintptr_t e = atomic_load_explicit(&pin->hint[i], memory_order_acquire);
+        if (e != 0 && (e & HINT_TAG_MASK) == pin->tag)
+            return (struct kslot *)(e & ~HINT_TAG_MASK);
+    }
+    return NULL;
+}
+
+/* Make s the key's hint: in place of its old one, else in a free way,
+ * else in a way picked by the slot's address (as good as at random).
+ * Two checks of keys of one line may race here: a hint lost is only a
+ * search next time. */
+static void hint_set(const kg__lpin *pin, struct kslot *s)
+{
+    uintptr_t a = (uintptr_t)s, e;
+    int i, way = -1;
+    if (a & HINT_TAG_MASK)
+        return;            /* an address with no room for the tag */
+    for (i = 0; i < HINT_WAYS; i++) {
+        e = atomic_load_explicit(&pin->hint[i], memory_order_relaxed);
+        if (e != 0 && (e & HINT_TAG_MASK) == pin->tag) {
+            way = i;
+            break;
+        }
+        if (e == 0 && way < 0)
+            way = i;
+    }
+    if (way < 0)
+        way = (int)((a / sizeof(struct kslot)) % HINT_WAYS);
+    atomic_store_explicit(&pin->hint[way], a | pin->tag, memory_order_release);
+}
+
+/* Under s's lock: s holds the lease `id`. */
+void kg__lease_hint_set(struct kg__limits *l, uint64_t id, struct kslot *s)
+{
+    struct hints *t = atomic_load_explicit(&l->hints, memory_order_acquire);
+    uintptr_t a = (uintptr_t)s;
+    if (t != NULL && !(a & HINT_TAG_MASK))
+        atomic_store_explicit(lease_hint(t, id), a | hint_tag(id >> 32),
+                              memory_order_release);
+}
+
+/*
+ * The slot of key id key[0..klen) for releasing lease `id`, locked (as
+ * kg__limits_find() returns it): the one the lease's hint names if it is
+ * still this key's (as kg__key_lock checks a key hint), else found.  The
+ * hint is used up: a lease is released once.
+ */
+struct kslot *kg__lease_slot(struct kg__limits *l, uint64_t id,
+                             const char *key, size_t klen, int64_t now_s)
+{
+    struct hints *t = atomic_load_explicit(&l->hints, memory_order_acquire);
+    _Atomic(uintptr_t) *e;
+    uintptr_t v;
+    struct kslot *s;
+
+    if (t == NULL)
+        return kg__limits_find(l, key, klen, now_s, 0);
+    e = lease_hint(t, id);
+    v = atomic_load_explicit(e, memory_order_acquire);
+    if (v == 0 || (v & HINT_TAG_MASK) != hint_tag(id >> 32))
+        return kg__limits_find(l, key, klen, now_s, 0);
+    s = (struct kslot *)(v & ~HINT_TAG_MASK);
+    pthread_mutex_lock(&s->shard->lock);
+    if (klen > 0 && s->keylen == klen && memcmp(s->key, key, klen) == 0) {
+        atomic_compare_exchange_strong(e, &v, 0);
+        s->touched_s = now_s;
+        return s;
+    }
+    pthread_mutex_unlock(&s->shard->lock);
+    return kg__limits_find(l, key, klen, now_s, 0);
+}
+
+void kg__limits_prefetch_slot(const kg__lpin *pin)
+{
+    char *s;
+    size_t off;
+    if (pin->hint == NULL || (s = (char *)hint_get(pin)) == NULL)
+        return;
+    for (off = 0; off < sizeof(struct kslot); off += 64)
+        __builtin_prefetch(s + off, 1);
+}
+
+/*
+ * The key's slot, locked: the pinned one if the call has one; else the
+ * one its hint names, if that is still this key's; else found (or made).
+ * It is pinned for the call and becomes the hint.
+ *
+ * A hinted slot may have been evicted, even reused for another key (or
+ * be another key's whose hash shares the hint): slot memory is never
+ * given back and a slot never changes shard, so reading s->shard is safe,
+ * and under that shard's lock the slot is this key's only if it is live
+ * (keylen > 0) with the same key id.
+ */
+struct kslot *kg__key_lock(struct kg__limits *l, const char *key_id,
+                           int64_t now_s, kg__lpin *pin)
+{
+    struct kslot *s = pin ? pin->slot : NULL;
+    size_t klen;
+
+    if (s != NULL) {
+        pthread_mutex_lock(&s->shard->lock);
+        s->touched_s = now_s;
+        return s;
+    }
+    klen = strlen(key_id);
+    if (pin != NULL && pin->hint != NULL && (s = hint_get(pin)) != NULL) {
+        pthread_mutex_lock(&s->shard->lock);
+        if (s->keylen == klen && klen > 0 && memcmp(s->key, key_id, klen) == 0) {
+            s->touched_s = now_s;
+            goto found;
+        }
+        pthread_mutex_unlock(&s->shard->lock);
+    }
+    s = kg__limits_find(l, key_id, klen, now_s, 1);
+    if (s == NULL)
+        return NULL;
+    if (pin != NULL && pin->hint != NULL)
+        hint_set(pin, s);
+found:
+    if (pin != NULL) {
+        atomic_fetch_add(&s->pins, 1);
+        pin->slot = s;
+    }
+    return s;
+}
+
+void kg__limits_unpin(kg__lpin *pin)
+{
+    if (pin->slot != NULL)
+        atomic_fetch_sub(&pin->slot->pins, 1);
+    pin->slot = NULL;
+}

@@ -1,0 +1,256 @@
+/*
+ * leases.c - concurrency leases in the memory limiter state: taken,
+ * counted and released in their key's slot (limits.c), found again on
+ * release through their lease hint (hints.c); a lease the memory state
+ * does not hold goes to the remote backends' releasers.  Lease id text:
+ * leaseid.c.
+ */
+#include "limits_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+/* Lease ids are drawn from OpenSSL's RNG a block at a time, per thread
+ * (no lock; kg__thread): one RAND_bytes() per lease costs more than the
+ * rest of a check, and a small block refilled often shows in the p99. */
+
+static int lease_id(uint64_t *id)
+{
+    kg__thread *t = kg__thread_get();
+    if (t == NULL)
+        return 0;
+    if (t->lease_pos >= KG__LEASE_IDS) {
+        if (RAND_bytes((unsigned char *)t->lease_ids, sizeof(t->lease_ids)) != 1)
+            return 0;
+        t->lease_pos = 0;
+    }
+    *id = t->lease_ids[t->lease_pos];
+    t->lease_ids[t->lease_pos++] = 0;
+    return 1;
+}
+
+static void reap_leases(struct kslot *s, int64_t now_us)
+{
+    uint32_t i = 0;
+    while (i < s->nleases) {
+        if (s->leases[i].expires_us <= now_us)
+            s->leases[i] = s->leases[--s->nleases];
+        else
+            i++;
+    }
+}
+
+int kg__lease_format(struct kg__limits *l, const char *key_id,
+                     const char *limit, char *out, size_t size)
+{
+    size_t klen = strlen(key_id), nlen = strlen(limit);
+    uint64_t id;
+
+    (void)l;
+    if (size < KG_LEASE_SIZE(klen, nlen) || !lease_id(&id))
+        return -1;
+    kg__lease_id_format(id, key_id, klen, limit, nlen, out);
+    return 0;
+}
+
+/* A new lease of entry idx in a locked slot; 0, or -1 if out of memory. */
+static int lease_add(struct kslot *s, uint32_t idx, int64_t expires_us,
+                     uint64_t *id_r)
+{
+    if (s->nleases == s->leasecap) {
+        uint32_t cap = 2 * s->leasecap;
+        struct lease *nl = malloc(cap * sizeof(*nl));
+        if (nl == NULL)
+            return -1;
+        memcpy(nl, s->leases, s->nleases * sizeof(*nl));
+        if (s->leases != s->inl_leases)
+            free(s->leases);
+        s->leases = nl;
+        s->leasecap = cap;
+    }
+    if (!lease_id(id_r))
+        return -1;
+    s->leases[s->nleases].id = *id_r;
+    s->leases[s->nleases].expires_us = expires_us;
+    s->leases[s->nleases].entry = idx;
+    s->nleases++;
+    return 0;
+}
+
+int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
+                      const char *limit, size_t nlen, int64_t max,
+                      int64_t ttl_s, int64_t now_us, char *out,
+                      int64_t *in_use_r, kg__lpin *pin)
+{
+    struct kslot *s;
+    int64_t held = 0;
+    uint32_t idx, i;
+    uint64_t id;
+    int r = 0;
+
+    *in_use_r = -1;
+    s = kg__key_lock(l, key_id, now_us / 1000000, pin);
+    if (s == NULL)
+        return -1;
+    if (kg__limits_entry(l, s, limit, ttl_s, 1, &idx) == NULL) {
+        pthread_mutex_unlock(&s->shard->lock);
+        return -1;
+    }
+    reap_leases(s, now_us);
+    for (i = 0; i < s->nleases; i++)
+        held += s->leases[i].entry == idx;
+    if (held < max) {
+        r = lease_add(s, idx, now_us + ttl_s * 1000000, &id) == 0 ? 1 : -1;
+        if (r == 1) {
+            kg__lease_hint_set(l, id, s);
+            kg__lease_id_format(id, key_id, klen, limit, nlen, out);
+        }
+        held += r == 1;
+    }
+    *in_use_r = r < 0 ? -1 : held;
+    pthread_mutex_unlock(&s->shard->lock);
+    return r;
+}
+
+int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
+                        const char *limit, int64_t now_us)
+{
+    struct kslot *s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0);
+    struct kg_slot *e;
+    int64_t c = 0;
+    uint32_t idx, i;
+    if (s == NULL)
+        return 0;
+    e = kg__limits_entry(l, s, limit, 0, 0, &idx);
+    if (e != NULL) {
+        reap_leases(s, now_us);
+        for (i = 0; i < s->nleases; i++)
+            c += s->leases[i].entry == idx;
+    }
+    pthread_mutex_unlock(&s->shard->lock);
+    return c;
+}
+
+/* Release lease `id` of (key, limit) from the memory state. */
+static kg_error release_mem(struct kg__limits *l, uint64_t id, const char *key,
+                            size_t klen, const char *limit, int64_t now_us)
+{
+    struct kslot *s;
+    uint32_t idx, i;
+    kg_error rc = KG_ERR_NOT_FOUND;
+
+    if (l == NULL || (s = kg__lease_slot(l, id, key, klen, now_us / 1000000)) == NULL)
+        return KG_ERR_NOT_FOUND;
+    if (kg__limits_entry(l, s, limit, 0, 0, &idx) != NULL) {
+        reap_leases(s, now_us);
+        for (i = 0; i < s->nleases; i++) {
+            if (s->leases[i].id == id && s->leases[i].entry == idx) {
+                s->leases[i] = s->leases[--s->nleases];
+                rc = KG_OK;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->shard->lock);
+    return rc;
+}
+
+/* Not a memory lease: a remote backend's (same id format).  Releasers
+ * take the lease NUL-terminated: a copy, on the heap if it is long. */
+static kg_error release_remote(kg_context *ctx, const char *key_id,
+                               const char *limit, const char *lease, size_t len)
+{
+    char buf[320], *one = len < sizeof(buf) ? buf : malloc(len + 1);
+    kg_error e;
+
+    if (one == NULL)
+        return KG_ERR_NOMEM;
+    memcpy(one, lease, len);
+    one[len] = '\0';
+    e = kg__releasers_call(ctx, key_id, limit, one);
+    if (one != buf)
+        free(one);
+    return e;
+}
+
+kg_error kg__lease_release_of(kg_context *ctx, const char *lease, size_t len,
+                              const char *key_id, size_t klen,
+                              const char *limit, int64_t now_us)
+{
+    uint64_t id;
+    kg_error e;
+
+    if (kg__lease_id_random(lease, len, &id) != 0)
+        return KG_ERR_INVALID;
+    e = release_mem(ctx->limits, id, key_id, klen, limit, now_us);
+    if (e == KG_ERR_NOT_FOUND)
+        e = release_remote(ctx, key_id, limit, lease, len);
+    return e;
+}
+
+/*
+ * Release one lease (lease[0..len), no comma) of any key: its key part
+ * "<key id>\x1f<limit>" decoded on the stack, or on the heap if the key
+ * id is long, and split at its last 0x1f (a limit name has none; a key
+ * id might).
+ */
+static kg_error release_one(kg_context *ctx, const char *lease, size_t len,
+                            int64_t now_us)
+{
+    char buf[256], *key, *sep;
+    size_t klen;
+    uint64_t id;
+    kg_error e = KG_ERR_INVALID;
+
+    if (kg__lease_id_random(lease, len, &id) != 0)
+        return KG_ERR_INVALID;
+    klen = (len - 17) / 2;
+    if ((key = klen < sizeof(buf) ? buf : malloc(klen + 1)) == NULL)
+        return KG_ERR_NOMEM;
+    if (kg__lease_id_key(lease, len, key) != 0)
+        goto out;
+    e = KG_ERR_NOT_FOUND;
+    if ((sep = memrchr(key, '\x1f', klen)) == NULL)
+        goto out;
+    *sep = '\0';
+    e = kg__lease_release_of(ctx, lease, len, key, (size_t)(sep - key),
+                             sep + 1, now_us);
+out:
+    if (key != buf)
+        free(key);
+    return e;
+}
+
+kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
+                               int64_t now_us)
+{
+    const char *p = lease, *comma;
+    int any = 0, nomem = 0;
+
+    if (lease == NULL || *lease == '\0')
+        return KG_ERR_INVALID;
+    for (;; p = comma + 1) {
+        size_t len;
+        kg_error e;
+
+        comma = strchr(p, ',');
+        len = comma ? (size_t)(comma - p) : strlen(p);
+        e = release_one(ctx, p, len, now_us);
+        if (e == KG_ERR_INVALID)
+            return e;
+        any |= e == KG_OK;
+        nomem |= e == KG_ERR_NOMEM;
+        if (comma == NULL)
+            break;
+    }
+    return any ? KG_OK : nomem ? KG_ERR_NOMEM : KG_ERR_NOT_FOUND;
+}
+
+kg_error kg_release(kg_context *ctx, const char *lease)
+{
+    if (ctx == NULL || lease == NULL)
+        return KG_ERR_INVALID;
+    return kg__lease_release_any(ctx, lease, kg_context_now(ctx));
+}
