@@ -187,6 +187,32 @@ kg_error kg_opts_get_path(kg_opts *o, const char *key, const char *def,
     return KG_OK;
 }
 
+kg_error kg_opts_get_secret_file(kg_opts *o, const char *key, char **secret_r)
+{
+    const char *path;
+    char buf[1024];
+    size_t n;
+    FILE *f;
+    kg_error e = kg_opts_get_path(o, key, NULL, &path);
+
+    *secret_r = NULL;
+    if (e != KG_OK || path == NULL)
+        return e;
+    if ((f = fopen(path, "re")) == NULL)
+        return kg_opts_error(o, key, "cannot read %s: %s", path, strerror(errno));
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0')
+        e = kg_opts_error(o, key, "%s is empty: it should hold the secret on "
+                          "its first line", path);
+    else if ((*secret_r = strdup(buf)) == NULL)
+        e = KG_ERR_NOMEM;
+    kg_wipe(buf, sizeof(buf));
+    return e;
+}
+
 size_t kg_opts_list_size(kg_opts *o, const char *key)
 {
     kg__ynode *n = get(o, key);

@@ -89,6 +89,12 @@ kg_error kg_opts_get_duration(kg_opts *o, const char *key, int64_t def,
  * The result is valid until create() returns. */
 kg_error kg_opts_get_path(kg_opts *o, const char *key, const char *def,
                           const char **path_r);
+/* A secret kept in a file (a password_file): the file named by the
+ * option (a path as kg_opts_get_path takes it), its first line.  *secret_r
+ * is NULL if the option is absent, else a copy the plugin owns (wipe it,
+ * then free it); the buffer it was read through is wiped.  An unreadable
+ * or empty file is reported at the option's place (KG_ERR_POLICY). */
+kg_error kg_opts_get_secret_file(kg_opts *o, const char *key, char **secret_r);
 /* A sequence of scalars (a single scalar counts as a list of one). */
 size_t kg_opts_list_size(kg_opts *o, const char *key);
 const char *kg_opts_list_item(kg_opts *o, const char *key, size_t i);

@@ -23,28 +23,6 @@
 
 /* ---- options ----------------------------------------------------------- */
 
-static char *read_secret_file(kg_opts *o, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char buf[1024];
-    size_t n;
-    char *s;
-    if (f == NULL) {
-        kg_opts_error(o, "password_file", "cannot read %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    s = n > 0 ? strdup(buf) : NULL;
-    if (n == 0)
-        kg_opts_error(o, "password_file", "%s is empty", path);
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return s;
-}
-
 static kg_error get_ms(kg_opts *o, const char *key, int64_t def, int64_t min,
                        int64_t *v)
 {
@@ -78,7 +56,7 @@ static kg_error add_endpoint(struct kgr_client *c, kg_opts *o, const char *key,
 static kg_error read_options(kg_opts *top, kg_opts *o, struct kgr_client *c,
                              char *keybuf, size_t keysize)
 {
-    const char *v, *pwfile = NULL;
+    const char *v;
     size_t i, n, k = 0;
     kg_opts *so, *tls;
     int64_t pool;
@@ -128,16 +106,16 @@ static kg_error read_options(kg_opts *top, kg_opts *o, struct kgr_client *c,
         return e;
     if (v && *v && (c->username = strdup(v)) == NULL)
         return KG_ERR_NOMEM;
-    if ((e = kg_opts_get_string(o, "password", NULL, &v)) != KG_OK ||
-        (e = kg_opts_get_path(o, "password_file", NULL, &pwfile)) != KG_OK)
+    if ((e = kg_opts_get_string(o, "password", NULL, &v)) != KG_OK)
         return e;
-    if (v && *v && pwfile)
+    if (v && *v && kg_opts_has(o, "password_file"))
         return kg_opts_error(o, "password_file", "give either password or "
                              "password_file, not both");
     if (v && *v && (c->password = strdup(v)) == NULL)
         return KG_ERR_NOMEM;
-    if (pwfile && (c->password = read_secret_file(o, pwfile)) == NULL)
-        return KG_ERR_POLICY;
+    if (!(v && *v) &&
+        (e = kg_opts_get_secret_file(o, "password_file", &c->password)) != KG_OK)
+        return e;
     if (c->username && !c->password)
         return kg_opts_error(o, "username", "an ACL username needs a password "
                              "(password: ${REDIS_PASSWORD} or password_file:)");

@@ -72,25 +72,6 @@ static kg_error opt_path(kg_opts *o, const char *key, char **out)
     return KG_OK;
 }
 
-/* The password file's first line; the buffer it was read into is wiped. */
-static kg_error read_password(kg_opts *o, const char *path, char **out)
-{
-    FILE *f = fopen(path, "re");
-    char buf[1024];
-    size_t n;
-
-    if (f == NULL)
-        return kg_opts_error(o, "bind_password_file", "%s: cannot read the "
-                             "bind password: %s", path, strerror(errno));
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    *out = strdup(buf);
-    kg_wipe(buf, sizeof(buf));
-    return *out ? KG_OK : KG_ERR_NOMEM;
-}
-
 static kg_error parse_attrs(kg__ldap *l, kg_opts *o)
 {
     kg_opts *m = kg_opts_child(o, "attributes");
@@ -155,7 +136,7 @@ void kg__ldap_destroy(void *inst)
 kg_error kg__ldap_create(kg_opts *o, void **inst_r)
 {
     kg__ldap *l = calloc(1, sizeof(*l));
-    const char *s, *scope, *tls, *sasl, *pwfile;
+    const char *s, *scope, *tls, *sasl;
     char *pw = NULL, err[512];
     int64_t pool, retry;
     size_t i;
@@ -197,10 +178,9 @@ kg_error kg__ldap_create(kg_opts *o, void **inst_r)
     /* binding: a DN and password, SASL EXTERNAL, or anonymous */
     if ((e = opt_str(o, "bind_dn", NULL, &l->bind_dn)) != KG_OK ||
         (e = kg_opts_get_string(o, "bind_password", NULL, &s)) != KG_OK ||
-        (e = kg_opts_get_path(o, "bind_password_file", NULL, &pwfile)) != KG_OK ||
         (e = kg_opts_get_string(o, "sasl", NULL, &sasl)) != KG_OK)
         goto fail;
-    if (s != NULL && pwfile != NULL) {
+    if (s != NULL && kg_opts_has(o, "bind_password_file")) {
         e = kg_opts_error(o, "bind_password_file", "give bind_password or "
                           "bind_password_file, not both");
         goto fail;
@@ -209,7 +189,8 @@ kg_error kg__ldap_create(kg_opts *o, void **inst_r)
         e = KG_ERR_NOMEM;
         goto fail;
     }
-    if (pwfile != NULL && (e = read_password(o, pwfile, &pw)) != KG_OK)
+    if (s == NULL &&
+        (e = kg_opts_get_secret_file(o, "bind_password_file", &pw)) != KG_OK)
         goto fail;
     l->bind_password = pw;
     if (sasl != NULL) {

@@ -41,31 +41,6 @@ bad:
                          "not '%s'", key, s);
 }
 
-static char *read_secret_file(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    char buf[1024];
-    size_t n;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot read the password file: %s", path,
-                 strerror(errno));
-        return NULL;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    {
-        char *s = strdup(buf);
-        kg_wipe(buf, sizeof(buf));
-        if (s == NULL)
-            snprintf(err, errlen, "out of memory");
-        return s;
-    }
-}
-
 void sql_free_secret(char *s)
 {
     if (s != NULL) {
@@ -197,15 +172,11 @@ kg_error sql_read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
         return kg_opts_error(o, NULL, "the postgresql driver needs 'conninfo' "
                              "(e.g. \"host=db1,db2 dbname=keygate user=keygate\")");
     if (kg_opts_has(o, "password_file")) {
-        const char *pf;
-        char err[512];
         if (c->password != NULL)
             return kg_opts_error(o, "password_file", "give password or "
                                  "password_file, not both");
-        if ((e = kg_opts_get_path(o, "password_file", NULL, &pf)) != KG_OK)
+        if ((e = kg_opts_get_secret_file(o, "password_file", &c->password)) != KG_OK)
             return e;
-        if ((c->password = read_secret_file(pf, err, sizeof(err))) == NULL)
-            return kg_opts_error(o, "password_file", "%s", err);
     }
     if (kg_opts_has(o, "sslrootcert")) {
         const char *p;

@@ -412,6 +412,48 @@ START_TEST(load_file_relative_paths)
 }
 END_TEST
 
+/*
+ * A secret kept in a file (kg_opts_get_secret_file, as password_file
+ * options use it): its first line, the path taken from the policy's
+ * folder; an empty or missing file is an error at the option's place.
+ * (The anykey fixture reads its plan that way from `plan_file`.)
+ */
+START_TEST(secret_file_option)
+{
+    char *path = tu_path(dir, "policy.yaml"), *secret = tu_path(dir, "plan.txt");
+    kg_policy *p = NULL;
+    kg_diag d;
+    kg_decision *dec;
+    char k[KG_KEY_MAX];
+
+    tu_write(path, "credential: [{module: bearer}]\n"
+                   "keystore:\n"
+                   "  - {module: anykey, options: {plan_file: plan.txt}}\n"
+                   "plans: {free: {}, gold: {}}\n");
+    tu_write(secret, "gold\nsecond line\n");
+    ck_assert_int_eq(kg_policy_load_file(ctx, path, &p, &d), KG_OK);
+    ck_assert_int_eq(kg_key_generate("whizo", k, KG_KEY_MAX), KG_OK);
+    dec = tu_check_key(p, k);
+    ck_assert_msg(kg_decision_allowed(dec), "%s", kg_decision_message(dec));
+    ck_assert_str_eq(kg_decision_plan(dec), "gold");
+    kg_decision_free(dec);
+    kg_policy_free(p);
+
+    tu_write(secret, "\n");
+    ck_assert_int_eq(kg_policy_load_file(ctx, path, &p, &d), KG_ERR_POLICY);
+    ck_assert_msg(strstr(d.message, "is empty") != NULL, "%s", d.message);
+    ck_assert_uint_eq(d.line, 3);
+    ck_assert_uint_eq(d.column, 43);
+
+    unlink(secret);
+    ck_assert_int_eq(kg_policy_load_file(ctx, path, &p, &d), KG_ERR_POLICY);
+    ck_assert_msg(strstr(d.message, "cannot read") != NULL &&
+                  strstr(d.message, "plan.txt") != NULL, "%s", d.message);
+    free(secret);
+    free(path);
+}
+END_TEST
+
 START_TEST(load_file_with_nul)
 {
     char *path = tu_path(dir, "nul.yaml");
@@ -471,6 +513,7 @@ static Suite *policy_suite(void)
     tc = tcase_create("files");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, load_file_missing);
+    tcase_add_test(tc, secret_file_option);
     tcase_add_test(tc, load_file_relative_paths);
     tcase_add_test(tc, load_file_with_nul);
     tcase_add_test(tc, bad_arguments);
