@@ -175,19 +175,27 @@ static kg_error release_remote(kg_context *ctx, const char *key_id,
     return e;
 }
 
+/* Release lease `id` (lease[0..len)) of (key_id, limit): the memory
+ * state's, else a remote backend's. */
+static kg_error release_id(kg_context *ctx, uint64_t id, const char *lease,
+                           size_t len, const char *key_id, size_t klen,
+                           const char *limit, int64_t now_us)
+{
+    kg_error e = release_mem(ctx->limits, id, key_id, klen, limit, now_us);
+    if (e == KG_ERR_NOT_FOUND)
+        e = release_remote(ctx, key_id, limit, lease, len);
+    return e;
+}
+
 kg_error kg__lease_release_of(kg_context *ctx, const char *lease, size_t len,
                               const char *key_id, size_t klen,
                               const char *limit, int64_t now_us)
 {
     uint64_t id;
-    kg_error e;
 
     if (kg__lease_id_random(lease, len, &id) != 0)
         return KG_ERR_INVALID;
-    e = release_mem(ctx->limits, id, key_id, klen, limit, now_us);
-    if (e == KG_ERR_NOT_FOUND)
-        e = release_remote(ctx, key_id, limit, lease, len);
-    return e;
+    return release_id(ctx, id, lease, len, key_id, klen, limit, now_us);
 }
 
 /*
@@ -215,8 +223,8 @@ static kg_error release_one(kg_context *ctx, const char *lease, size_t len,
     if ((sep = memrchr(key, '\x1f', klen)) == NULL)
         goto out;
     *sep = '\0';
-    e = kg__lease_release_of(ctx, lease, len, key, (size_t)(sep - key),
-                             sep + 1, now_us);
+    e = release_id(ctx, id, lease, len, key, (size_t)(sep - key), sep + 1,
+                   now_us);
 out:
     if (key != buf)
         free(key);
