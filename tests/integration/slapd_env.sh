@@ -249,3 +249,17 @@ slapd_keys_anonymous() {
     sed -i "/^access to dn.subtree=\"ou=apikeys/s/by \* [a-z]*\$/by * $2/" "$d/slapd.conf"
     grep -q "^access to dn.subtree=\"ou=apikeys.*by \* $2\$" "$d/slapd.conf"
 }
+
+# What every slapd test starts with: skip (77) without slapd, then a
+# temporary folder KG_LDAP_TMP, and servers a and b stopped and the
+# folder removed when the test exits, however it exits.
+slapd_begin() {
+    if [ ! -x "$SLAPD" ] || [ ! -x "$SLAPADD" ] || ! command -v ldapsearch >/dev/null 2>&1; then
+        echo "SKIP: slapd or ldap-utils not installed (apt-get install slapd ldap-utils)"
+        exit 77
+    fi
+    KG_LDAP_TMP=$(mktemp -d)
+    export KG_LDAP_TMP
+    trap 'slapd_stop a; slapd_stop b; rm -rf "$KG_LDAP_TMP"' EXIT
+    trap 'exit 1' INT TERM
+}

@@ -21,20 +21,7 @@ KEYGATE_SRCDIR=${KEYGATE_SRCDIR:-.}
 export KEYGATE_SRCDIR
 . "$KEYGATE_SRCDIR/tests/integration/slapd_env.sh"
 
-if [ ! -x "$SLAPD" ] || [ ! -x "$SLAPADD" ] || ! command -v ldapsearch >/dev/null 2>&1; then
-    echo "SKIP: slapd or ldap-utils not installed (apt-get install slapd ldap-utils)"
-    exit 77
-fi
-
-KG_LDAP_TMP=$(mktemp -d)
-export KG_LDAP_TMP
-cleanup() {
-    slapd_stop a
-    slapd_stop b
-    rm -rf "$KG_LDAP_TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+slapd_begin
 
 T=$KG_LDAP_TMP
 ADMIN="-D cn=admin,dc=example,dc=com -w secret"
