@@ -131,20 +131,21 @@ static kg_result ms_lookup(void *inst, kg_call *call, const unsigned char hash[K
 }
 
 /* The slots lookup() reads (the table never changes once made): the
- * first one's line, and the next line when the first slot is in the
- * second half of its line.  At a million keys that leaves 2.5% of the
- * lookups reading a line not asked for (10% without the second line).
- * A table a quarter full would make it 0.26% (a simulation of this
- * probing), but measured in turns it was no faster: not worth twice the
- * memory. */
+ * first one's line and always the next.  Fetching the next line only
+ * when the first slot is in the second half of its line left 2.5% of
+ * the lookups at a million keys reading a line not asked for: a third
+ * cache miss in a row, which put those checks in the p98-p99 band
+ * (stage timings of kg_check, 2026-11-28).  Measured in turns against
+ * that (bench/ab.sh, 3 rounds, 1M keys): p50 1.18-1.19 us against
+ * 1.21-1.23, 784-790k checks/s against 718-773k.  A table a quarter
+ * full was no faster and costs twice the memory. */
 static void ms_prefetch(void *inst, const unsigned char hash[KG_HASH_LEN])
 {
     struct memstore *m = inst;
     size_t s = slot_of(m, hash);
     const size_t per_line = 64 / sizeof(struct mslot);
     __builtin_prefetch(&m->slots[s]);
-    if (s % per_line >= per_line / 2)
-        __builtin_prefetch(&m->slots[(s + per_line) & (m->nslots - 1)]);
+    __builtin_prefetch(&m->slots[(s + per_line) & (m->nslots - 1)]);
 }
 
 static const struct kg_keystore_ops ms_ops = { .lookup = ms_lookup,
