@@ -10,12 +10,17 @@
  *                                once unless `hold`
  *           bench K N T          the same, timing each check
  *           release              release every held lease
+ *           oom SIZE             from now on every malloc() of exactly
+ *                                SIZE bytes fails (0: none); answers
+ *                                oom=SIZE, or oom=unsupported in a
+ *                                sanitizer build (its malloc is its own)
  *           quit
  *   stdout: one line per command:
  *           allowed=A limited=L unavailable=U other=O backend_errors=E
- *           fail_open=F fail_local=C
+ *           fail_open=F fail_local=C failed_allocs=M
  *           (bench adds: seconds=S per_second=R p50_us=X p99_us=Y)
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -25,6 +30,28 @@
 #include <time.h>
 
 #include <keygate/keygate.h>
+
+/* Allocations of fail_size bytes fail while it is not 0 (and are
+ * counted): how the test reaches the out-of-memory paths of a Redis
+ * batch.  Not in a sanitizer build, whose malloc must stay its own. */
+static atomic_size_t fail_size;
+static atomic_long failed_allocs;
+#if !defined(__SANITIZE_ADDRESS__)
+#define HAMMER_OOM 1
+extern void *__libc_malloc(size_t size);
+
+__attribute__((visibility("default")))
+void *malloc(size_t size)
+{
+    size_t f = atomic_load_explicit(&fail_size, memory_order_relaxed);
+    if (f != 0 && size == f) {
+        atomic_fetch_add(&failed_allocs, 1);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(size);
+}
+#endif
 
 struct round {
     kg_policy *policy;
@@ -128,12 +155,13 @@ static void run(struct round *r, long threads)
         pthread_join(t[i], NULL);
     t1 = mono_us();
     printf("allowed=%ld limited=%ld unavailable=%ld other=%ld backend_errors=%llu "
-           "fail_open=%llu fail_local=%llu",
+           "fail_open=%llu fail_local=%llu failed_allocs=%ld",
            atomic_load(&r->allowed), atomic_load(&r->limited),
            atomic_load(&r->unavailable), atomic_load(&r->other),
            (unsigned long long)kg_context_stat(r->ctx, KG_STAT_LIMIT_BACKEND_ERRORS),
            (unsigned long long)kg_context_stat(r->ctx, KG_STAT_LIMIT_FAIL_OPEN),
-           (unsigned long long)kg_context_stat(r->ctx, KG_STAT_LIMIT_FAIL_LOCAL));
+           (unsigned long long)kg_context_stat(r->ctx, KG_STAT_LIMIT_FAIL_LOCAL),
+           atomic_load(&failed_allocs));
     if (r->bench && r->n > 0) {
         double s = (double)(t1 - t0) / 1e6;
         qsort(r->lat_us, (size_t)r->n, sizeof(int64_t), cmp64);
@@ -193,6 +221,16 @@ int main(int argc, char **argv)
             }
             r.nleases = 0;
             printf("released=%ld\n", released);
+            fflush(stdout);
+            continue;
+        }
+        if (strcmp(cmd, "oom") == 0) {
+#ifdef HAMMER_OOM
+            atomic_store(&fail_size, (size_t)(k > 0 ? k : 0));
+            printf("oom=%ld\n", k > 0 ? k : 0);
+#else
+            printf("oom=unsupported\n");
+#endif
             fflush(stdout);
             continue;
         }
