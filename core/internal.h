@@ -220,6 +220,9 @@ struct kg_record {
     char planbuf[16];
     struct kg__limit_override *limits;
     size_t nlimits;
+    /* The record table the record was placed in (rtable.c), or NULL for
+     * a record of its own cell. */
+    struct kg_record_table *table;
     /* The rest. */
     char *name;
     char *prefix;
@@ -234,6 +237,19 @@ struct kg_record {
     kg_cidr *nets;
     size_t nnets;
 };
+
+/* ---- record.c / rtable.c -------------------------------------------- */
+
+/* Records take 256 bytes: a cell (cells.c), or a place in a record
+ * table. */
+#define KG__RECORD_CELL 256
+/* Copy r's fields into c (zeroed, or holding only what this set); KG_OK
+ * or the first error. */
+kg_error kg__record_copy_fields(kg_record *c, const kg_record *r);
+/* Free what a record holds outside its 256 bytes. */
+void kg__record_clear(kg_record *r);
+/* A placed record's last reference went: the table may go with it. */
+void kg__record_table_unref(struct kg_record_table *t);
 
 /* ---- cache.c --------------------------------------------------------- */
 

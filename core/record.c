@@ -12,9 +12,8 @@
  * reads is the first two cache lines, one aligned pair, which the
  * hardware fetches together; and a huge page saves the TLB miss that a
  * record among a million on 4 KiB pages costs on top of its cache miss. */
-#define RECORD_CELL 256
-_Static_assert(sizeof(kg_record) <= RECORD_CELL, "a record fits its cell");
-static kg__cells records = KG__CELLS_INIT(RECORD_CELL);
+_Static_assert(sizeof(kg_record) <= KG__RECORD_CELL, "a record fits its cell");
+static kg__cells records = KG__CELLS_INIT(KG__RECORD_CELL);
 
 kg_record *kg_record_new(void)
 {
@@ -41,14 +40,9 @@ static void free_list(char **v, size_t n)
     free(v);
 }
 
-void kg_record_unref(kg_record *r)
+void kg__record_clear(kg_record *r)
 {
     size_t i;
-
-    if (r == NULL)
-        return;
-    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
-        return;
     if (r->id != r->idbuf)
         free(r->id);
     if (r->plan != r->planbuf)
@@ -62,7 +56,22 @@ void kg_record_unref(kg_record *r)
         free(r->limits[i].name);
     free(r->limits);
     kg_wipe(r->hash, sizeof(r->hash));
-    kg__cells_free(&records, r);
+}
+
+void kg_record_unref(kg_record *r)
+{
+    struct kg_record_table *t;
+
+    if (r == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    t = r->table;
+    kg__record_clear(r);
+    if (t != NULL)
+        kg__record_table_unref(t);
+    else
+        kg__cells_free(&records, r);
 }
 
 static kg_error set_str(char **dst, const char *s)
@@ -219,14 +228,11 @@ void kg_record_clear_limits(kg_record *r)
     r->nlimits = 0;
 }
 
-kg_record *kg_record_dup(const kg_record *r)
+kg_error kg__record_copy_fields(kg_record *c, const kg_record *r)
 {
-    kg_record *c;
     size_t i;
     kg_error e = KG_OK;
 
-    if (r == NULL || (c = kg_record_new()) == NULL)
-        return NULL;
     e |= kg_record_set_id(c, r->id);
     e |= kg_record_set_name(c, r->name);
     e |= kg_record_set_prefix(c, r->prefix);
@@ -243,7 +249,16 @@ kg_record *kg_record_dup(const kg_record *r)
     for (i = 0; i < r->nlimits; i++)
         e |= kg_record_add_limit(c, r->limits[i].name, r->limits[i].count,
                                  r->limits[i].window, r->limits[i].burst);
-    if (e != KG_OK) {
+    return e != KG_OK ? KG_ERR_NOMEM : KG_OK;
+}
+
+kg_record *kg_record_dup(const kg_record *r)
+{
+    kg_record *c;
+
+    if (r == NULL || (c = kg_record_new()) == NULL)
+        return NULL;
+    if (kg__record_copy_fields(c, r) != KG_OK) {
         kg_record_unref(c);
         return NULL;
     }
