@@ -76,6 +76,8 @@ uint64_t kg_context_stat(const kg_context *c, kg_stat stat)
 {
     if (c == NULL || (int)stat < 0 || stat >= KG_STAT__LAST)
         return 0;
+    if (stat == KG_STAT_LIMIT_SLOTS_AT_HOME)
+        return kg__limits_at_home(c->limits);
     return atomic_load(&((kg_context *)c)->stats[stat]);
 }
 

@@ -7,6 +7,26 @@
  * up (kg__limits_prefetch).  Lease hints do the same for a release.  A
  * hint is only ever a guess: the slot it names is checked under its
  * shard's lock (see kg__key_lock).
+ *
+ * Homes.  A hint costs a cache miss before the slot's own: at a million
+ * keys, two in a row.  So each hint table comes with a region of slots
+ * indexed by other bits of the hash, a quarter as many as the capacity
+ * in entries (a key has one to three limits): the key's home.  A key's
+ * new slot is placed there if no slot ever was (most keys: 64% at a
+ * million keys and that capacity), and the check fetches the home at
+ * once, beside the hint, so for those keys the slot is one miss away.
+ * A home is only a place: the slot is still found through its hint or
+ * its bucket, and a key whose home was taken gets a slot from the
+ * chunks as before.  Once made there, a slot stays its shard's (a
+ * hinted slot's shard is read without a lock), and goes back to that
+ * shard's free list when evicted.
+ *
+ * The region is mapped on 4 KiB pages: keys land in it at random, and a
+ * deployment of a thousand keys on huge pages would hold 2 MiB for each
+ * of them.  Once half the homes are taken it is dense: it is advised for
+ * huge pages then, and collapsed into them at once where the kernel can
+ * (MADV_COLLAPSE, Linux 6.1), by the check that took the home, after it
+ * has let go of every lock (kg__limits_unpin).
  */
 #include "limits_int.h"
 
@@ -14,6 +34,10 @@
 #include <string.h>
 
 #include <sys/mman.h>
+
+#if defined(__linux__) && !defined(MADV_COLLAPSE)
+#define MADV_COLLAPSE 25
+#endif
 
 /* Hints: key hash -> the key's slot as last seen (see kg__key_lock), two
  * per entry of capacity (six per key of three limits).  The key's hash
@@ -59,6 +83,14 @@ void kg__hints_resize(struct kg__limits *l, size_t capacity)
     t->lease = t->h + n;
     t->nlease = n / 8;
     t->older = old;
+    /* Homes; out of memory: none (every new slot from the chunks). */
+    t->nhome = 1024;
+    while (t->nhome < capacity / 4 && t->nhome < ((size_t)1 << 26))
+        t->nhome *= 2;
+    m = mmap(NULL, t->nhome * sizeof(struct kslot), PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    t->home = m == MAP_FAILED ? NULL : m;
+    atomic_init(&t->home_taken, 0);
     atomic_store(&l->hints, t);
 }
 
@@ -68,8 +100,21 @@ void kg__hints_free(struct kg__limits *l)
     for (struct hints *t = atomic_load(&l->hints), *o; t != NULL; t = o) {
         o = t->older;
         munmap(t->h, (t->n + t->nlease) * sizeof(*t->h));
+        if (t->home != NULL)
+            munmap(t->home, t->nhome * sizeof(struct kslot));
         free(t);
     }
+}
+
+uint64_t kg__limits_at_home(struct kg__limits *l)
+{
+    uint64_t n = 0;
+    struct hints *t;
+    if (l == NULL)
+        return 0;
+    for (t = atomic_load(&l->hints); t != NULL; t = t->older)
+        n += atomic_load(&t->home_taken);
+    return n;
 }
 
 /* A hint's tag: 25 bits of w, in the bits a slot's address leaves 0. */
@@ -101,6 +146,14 @@ void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_
     pin->hint = &t->h[v & (t->n - 1) & ~(uint64_t)(HINT_WAYS - 1)];
     pin->tag = hint_tag(w);
     __builtin_prefetch(pin->hint);
+    if (t->home != NULL) {
+        size_t off;
+        memcpy(&v, hash + 24, sizeof(v));
+        pin->home = &t->home[v & (t->nhome - 1)];
+        pin->home_of = t;
+        for (off = 0; off < sizeof(struct kslot); off += 64)
+            __builtin_prefetch((char *)pin->home + off, 1);
+    }
     /* And the lease hint the check's lease (if its plan has a
      * concurrency limit) will be written to: its next lease id's. */
     if ((th = kg__thread_get()) != NULL && th->lease_pos < KG__LEASE_IDS)
@@ -168,11 +221,11 @@ struct kslot *kg__lease_slot(struct kg__limits *l, uint64_t id,
     struct kslot *s;
 
     if (t == NULL)
-        return kg__limits_find(l, key, klen, now_s, 0);
+        return kg__limits_find(l, key, klen, now_s, 0, NULL);
     e = lease_hint(t, id);
     v = atomic_load_explicit(e, memory_order_acquire);
     if (v == 0 || (v & HINT_TAG_MASK) != hint_tag(id >> 32))
-        return kg__limits_find(l, key, klen, now_s, 0);
+        return kg__limits_find(l, key, klen, now_s, 0, NULL);
     s = (struct kslot *)(v & ~HINT_TAG_MASK);
     pthread_mutex_lock(&s->shard->lock);
     if (klen > 0 && s->keylen == klen && memcmp(s->key, key, klen) == 0) {
@@ -181,7 +234,7 @@ struct kslot *kg__lease_slot(struct kg__limits *l, uint64_t id,
         return s;
     }
     pthread_mutex_unlock(&s->shard->lock);
-    return kg__limits_find(l, key, klen, now_s, 0);
+    return kg__limits_find(l, key, klen, now_s, 0, NULL);
 }
 
 void kg__limits_prefetch_slot(const kg__lpin *pin)
@@ -225,7 +278,13 @@ struct kslot *kg__key_lock(struct kg__limits *l, const char *key_id,
         }
         pthread_mutex_unlock(&s->shard->lock);
     }
-    s = kg__limits_find(l, key_id, klen, now_s, 1);
+    {
+        struct kg__home home = { pin ? pin->home : NULL, 0 };
+        s = kg__limits_find(l, key_id, klen, now_s, 1, &home);
+        if (home.taken && atomic_fetch_add(&pin->home_of->home_taken, 1) + 1 ==
+                              pin->home_of->nhome / 2)
+            pin->home_dense = 1;
+    }
     if (s == NULL)
         return NULL;
     if (pin != NULL && pin->hint != NULL)
@@ -243,4 +302,15 @@ void kg__limits_unpin(kg__lpin *pin)
     if (pin->slot != NULL)
         atomic_fetch_sub(&pin->slot->pins, 1);
     pin->slot = NULL;
+    if (pin->home_dense) {
+        /* Half the homes are taken (see the top of this file). */
+        struct hints *t = pin->home_of;
+        pin->home_dense = 0;
+#ifdef MADV_HUGEPAGE
+        (void)madvise(t->home, t->nhome * sizeof(struct kslot), MADV_HUGEPAGE);
+#endif
+#ifdef MADV_COLLAPSE
+        (void)madvise(t->home, t->nhome * sizeof(struct kslot), MADV_COLLAPSE);
+#endif
+    }
 }

@@ -282,6 +282,8 @@ kg_error kg__limits_new(struct kg__limits **l_r);
 void kg__limits_free(struct kg__limits *l);
 void kg__limits_set_capacity(struct kg__limits *l, size_t max);
 size_t kg__limits_entries(struct kg__limits *l);
+/* Slots ever made at their key's home (hints.c). */
+uint64_t kg__limits_at_home(struct kg__limits *l);
 /* A key's slot (all its limit entries and leases).  A check pins it the
  * first time it locks it (pin->slot caches it, so later locks skip the
  * search); kg__limits_unpin() lets it be evicted again.  A table indexed
@@ -293,6 +295,11 @@ typedef struct kg__lpin {
     struct kslot *slot;
     _Atomic(uintptr_t) *hint;   /* the line of hints of the key's hash */
     uintptr_t tag;              /* its tag there */
+    /* The key's home: the slot its hash names (hints.c), where a new
+     * slot for it is placed if that is free. */
+    struct kslot *home;
+    struct hints *home_of;      /* the hint table the home belongs to */
+    int home_dense;             /* this check filled half the homes */
 } kg__lpin;
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s,

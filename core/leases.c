@@ -117,7 +117,7 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
                         const char *limit, int64_t now_us)
 {
-    struct kslot *s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0);
+    struct kslot *s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0, NULL);
     struct kg_slot *e;
     int64_t c = 0;
     uint32_t idx, i;

@@ -67,9 +67,21 @@ kg_error kg__limits_new(struct kg__limits **l_r)
 
 /* Under the shard lock: a slot from the shard's free list, refilled from
  * the current chunk a few at a time. */
-static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh)
+static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh,
+                                struct kg__home *home)
 {
     struct kslot *s;
+    /* The key's home, if no slot was ever made there: it becomes this
+     * shard's for good, as a slot carved from a chunk does. */
+    if (home != NULL && home->slot != NULL) {
+        struct lshard *none = NULL;
+        if (__atomic_load_n(&home->slot->shard, __ATOMIC_RELAXED) == NULL &&
+            __atomic_compare_exchange_n(&home->slot->shard, &none, sh, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            home->taken = 1;
+            return home->slot;
+        }
+    }
     if (sh->free == NULL) {
         int k;
         pthread_mutex_lock(&l->chunk_lock);
@@ -248,7 +260,8 @@ static void make_room(struct kg__limits *l, struct lshard *sh, int64_t now_s)
 /* Find (or with `create`, make) a key's slot; returns it with the shard
  * locked, or NULL with nothing locked. */
 struct kslot *kg__limits_find(struct kg__limits *l, const char *key,
-                              size_t klen, int64_t now_s, int create)
+                              size_t klen, int64_t now_s, int create,
+                              struct kg__home *home)
 {
     uint64_t h = fnv1a(key, klen);
     struct lshard *sh = &l->shards[h % SHARDS];
@@ -273,7 +286,7 @@ struct kslot *kg__limits_find(struct kg__limits *l, const char *key,
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }
-    if ((s = slot_alloc(l, sh)) == NULL) {
+    if ((s = slot_alloc(l, sh, home)) == NULL) {
         pthread_mutex_unlock(&sh->lock);
         return NULL;
     }

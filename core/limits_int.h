@@ -87,6 +87,18 @@ struct hints {
     _Atomic(uintptr_t) *lease;
     size_t nlease;                /* a power of two */
     struct hints *older;          /* replaced tables, freed with the state */
+    /* Homes: slots placed by the key's hash (see hints.c), nhome of them
+     * (a power of two), mapped with the table and unmapped with it. */
+    struct kslot *home;
+    size_t nhome;
+    atomic_size_t home_taken;
+};
+
+/* A new slot's preferred place: taken (and `taken` set) if no slot was
+ * ever made there. */
+struct kg__home {
+    struct kslot *slot;
+    int taken;
 };
 
 struct kg__limits {
@@ -108,7 +120,8 @@ struct kg__limits {
 /* Find (or with `create`, make) a key's slot; returns it with the shard
  * locked, or NULL with nothing locked. */
 struct kslot *kg__limits_find(struct kg__limits *l, const char *key,
-                              size_t klen, int64_t now_s, int create);
+                              size_t klen, int64_t now_s, int create,
+                              struct kg__home *home);
 /* The entry of `name` in a locked slot, its index in *idx_r; with
  * `create` made zeroed if absent.  NULL if absent (or out of memory). */
 struct kg_slot *kg__limits_entry(struct kg__limits *l, struct kslot *s,

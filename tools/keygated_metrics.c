@@ -279,6 +279,10 @@ char *kgd_metrics_render(const kg_context *ctx)
       (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_BACKEND_ERRORS),
       (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_FAIL_OPEN),
       (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_FAIL_LOCAL));
+    A("# HELP keygated_limit_slots_at_home_total Memory limiter slots made at their key's home (one cache miss per check instead of two).\n"
+      "# TYPE keygated_limit_slots_at_home_total counter\n"
+      "keygated_limit_slots_at_home_total %llu\n",
+      (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME));
     A("# HELP keygated_start_time_seconds When keygated started.\n"
       "# TYPE keygated_start_time_seconds gauge\n"
       "keygated_start_time_seconds %lld\n", (long long)M.started);

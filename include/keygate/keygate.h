@@ -276,6 +276,9 @@ typedef enum kg_stat {
     KG_STAT_CACHE_MISSES,
     /* ... answered by a stale entry because the store could not answer */
     KG_STAT_CACHE_STALE,
+    /* memory limiter slots made at their key's home (placed by the key's
+     * hash: a check of that key waits for one cache miss, not two) */
+    KG_STAT_LIMIT_SLOTS_AT_HOME,
     KG_STAT__LAST
 } kg_stat;
 

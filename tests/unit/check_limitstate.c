@@ -133,6 +133,61 @@ START_TEST(stale_slot_hint_is_not_used)
 }
 END_TEST
 
+/*
+ * Homes: a new key's slot is placed by the key's hash where no slot ever
+ * was, so that a check can fetch it at once (core/hints.c).  With room
+ * to spare (16,384 homes for a capacity of 65,536 entries), almost every
+ * new key gets its home.
+ */
+START_TEST(new_keys_get_their_home)
+{
+    char (*k)[KG_KEY_MAX] = make_keys(200);
+    size_t i;
+    uint64_t home;
+
+    kg_context_set_limit_capacity(ctx, 65536);
+    for (i = 0; i < 200; i++)
+        ck_assert_int_eq(check_key(k[i]), 99999);
+    home = kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME);
+    /* Two of 200 keys share a home with a chance of 70%; ten never. */
+    ck_assert_uint_ge(home, 190);
+    ck_assert_uint_le(home, 200);
+    /* Checked again: counted on their own slot, no new one made. */
+    for (i = 0; i < 200; i++)
+        ck_assert_int_eq(check_key(k[i]), 99998);
+    ck_assert_uint_eq(kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME), home);
+    free(k);
+}
+END_TEST
+
+/*
+ * More keys than homes (3,500 keys, 4,096 homes for 16,384 entries: a
+ * home for about 2,350 of them, the rest from the chunks): each key still
+ * counts on its own slot, never on the one another key made at a home
+ * they share.  Past half the homes taken, the region is advised for huge
+ * pages and collapsed (by a check, once): the counts go on.
+ */
+START_TEST(shared_homes_keep_counts_apart)
+{
+    char (*k)[KG_KEY_MAX] = make_keys(3500);
+    size_t i;
+    uint64_t home;
+
+    kg_context_set_limit_capacity(ctx, 16384);
+    for (i = 0; i < 3500; i++)
+        ck_assert_int_eq(check_key(k[i]), 99999);
+    home = kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME);
+    ck_assert_uint_gt(home, 2048);       /* the region went dense */
+    ck_assert_uint_lt(home, 2600);       /* and many keys share a home */
+    for (i = 0; i < 3500; i++)
+        ck_assert_int_eq(check_key(k[i]), 99998);
+    for (i = 0; i < 3500; i += 7)
+        ck_assert_int_eq(check_key(k[i]), 99997);
+    ck_assert_uint_eq(kg_context_limit_entries(ctx), 3500);
+    free(k);
+}
+END_TEST
+
 /* kg_check asks the key store to start fetching the key's entry (ABI
  * 1.2 `prefetch`) with the key's hash, before the lookup; a line with a
  * cache has its cache asked instead; and a plugin of ABI 1.1, whose ops
@@ -185,6 +240,8 @@ static Suite *limitstate_suite(void)
     tcase_add_test(tc, idle_state_is_reaped);
     tcase_add_test(tc, capacity_evicts_cold_keys_only);
     tcase_add_test(tc, stale_slot_hint_is_not_used);
+    tcase_add_test(tc, new_keys_get_their_home);
+    tcase_add_test(tc, shared_homes_keep_counts_apart);
     tcase_add_test(tc, store_prefetch_is_asked_for_the_key);
     suite_add_tcase(s, tc);
     return s;
