@@ -21,7 +21,8 @@
  * hinted slot's shard is read without a lock), and goes back to that
  * shard's free list when evicted.
  *
- * The region is mapped on 4 KiB pages: keys land in it at random, and a
+ * The region is mapped on 4 KiB pages (MADV_NOHUGEPAGE, even where huge
+ * pages are the system's default): keys land in it at random, and a
  * deployment of a thousand keys on huge pages would hold 2 MiB for each
  * of them.  Once half the homes are taken it is dense: it is advised for
  * huge pages then, and collapsed into them at once where the kernel can
@@ -90,6 +91,12 @@ void kg__hints_resize(struct kg__limits *l, size_t capacity)
     m = mmap(NULL, t->nhome * sizeof(struct kslot), PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     t->home = m == MAP_FAILED ? NULL : m;
+#ifdef MADV_NOHUGEPAGE
+    /* Sparse: 4 KiB pages even where huge pages are the system's default
+     * (`always`), until half full. */
+    if (t->home != NULL)
+        (void)madvise(t->home, t->nhome * sizeof(struct kslot), MADV_NOHUGEPAGE);
+#endif
     atomic_init(&t->home_taken, 0);
     atomic_store(&l->hints, t);
 }
