@@ -86,25 +86,30 @@ static int changed(struct filestore *fs, const struct stat *st)
            st->st_mtim.tv_nsec != fs->st.st_mtim.tv_nsec;
 }
 
+/* Before a management read (get, list): the file as it is now, read
+ * again only if it changed since it was last read (or cannot be
+ * stat()ed).  Reading it every time made kg_keys_get() parse the whole
+ * file: a loop over a file's keys took n^2 record parses. */
+void kg__file_refresh(struct filestore *fs)
+{
+    struct stat st;
+    int again;
+    pthread_rwlock_rdlock(&fs->lock);
+    again = stat(fs->path, &st) != 0 || changed(fs, &st);
+    pthread_rwlock_unlock(&fs->lock);
+    if (again)
+        kg__file_reload(fs, NULL);
+}
+
 /* Swap in a freshly read table, carrying last_used over. */
 void kg__file_swap_table(struct filestore *fs, struct table *nt,
                        const struct stat *st, int have_st)
 {
     struct table *old;
-    size_t i, j;
 
     pthread_rwlock_wrlock(&fs->lock);
     old = fs->t;
-    for (i = 0; i < nt->n; i++) {
-        for (j = 0; old && j < old->n; j++) {
-            if (strcmp(kg_record_id(nt->all[i]->rec), kg_record_id(old->all[j]->rec)) == 0) {
-                int64_t a = atomic_load(&old->all[j]->last_used);
-                if (a > atomic_load(&nt->all[i]->last_used))
-                    atomic_store(&nt->all[i]->last_used, a);
-                break;
-            }
-        }
-    }
+    kg__file_table_carry_last_used(nt, old);
     fs->t = nt;
     if (have_st)
         fs->st = *st;

@@ -22,12 +22,18 @@ struct entry {
     kg_record *rec;
     _Atomic int64_t last_used;
     struct entry *next;       /* hash chain */
+    struct entry *idnext;     /* key id chain */
 };
 
+/* Two indexes, by key hash (lookups) and by key id (management, and the
+ * duplicate check of a load: a scan there made loading n keys take n^2/2
+ * comparisons, an hour at a million), both of nbuckets buckets, grown
+ * with the records (at most one per bucket on average). */
 struct table {
     struct entry **buckets;
+    struct entry **ids;
     size_t nbuckets;
-    struct entry **all;       /* file order */
+    struct entry **all;       /* file order, room for nbuckets */
     size_t n;
 };
 
@@ -66,6 +72,14 @@ void kg__file_table_free(struct table *t);
 /* Append r (the table takes the reference).  -1: out of memory, r is
  * still the caller's. */
 int kg__file_table_add(struct table *t, kg_record *r);
+/* The entry of a key id, or NULL. */
+struct entry *kg__file_table_find_id(const struct table *t, const char *id);
+/* Rebuild both indexes (after a record was replaced: its hash may have
+ * changed).  -1: out of memory, the table unchanged. */
+int kg__file_table_reindex(struct table *t);
+/* Each entry of nt takes the later of its last_used and that of the
+ * entry of the same key id in old (which may be NULL). */
+void kg__file_table_carry_last_used(struct table *nt, const struct table *old);
 
 /* ---- load.c ----------------------------------------------------------- */
 
@@ -88,6 +102,8 @@ void kg__file_swap_table(struct filestore *fs, struct table *nt,
                          const struct stat *st, int have_st);
 /* Re-read the key file; a bad file never replaces a good table. */
 kg_error kg__file_reload(void *inst, kg_diag *diag);
+/* Reload if the file changed since it was last read (see file.c). */
+void kg__file_refresh(struct filestore *fs);
 
 /* ---- manage.c: the keystore's management operations ------------------- */
 

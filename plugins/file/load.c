@@ -228,19 +228,16 @@ struct table *kg__file_load(const char *path, int create, struct stat *st_r,
     for (it = keys->data.sequence.items.start; it < keys->data.sequence.items.top; it++) {
         yaml_node_t *n = yaml_document_get_node(&doc, *it);
         kg_record *r = parse_entry(&doc, n, path, err, errlen, at);
-        size_t i;
         if (r == NULL)
             goto out;
-        for (i = 0; i < t->n; i++) {
-            if (strcmp(kg_record_id(t->all[i]->rec), kg_record_id(r)) == 0) {
-                at->line = (unsigned)n->start_mark.line + 1;
-                at->column = (unsigned)n->start_mark.column + 1;
-                snprintf(err, errlen, "%s:%zu:%zu: duplicate key id '%s'", path,
-                         n->start_mark.line + 1, n->start_mark.column + 1,
-                         kg_record_id(r));
-                kg_record_unref(r);
-                goto out;
-            }
+        if (kg__file_table_find_id(t, kg_record_id(r)) != NULL) {
+            at->line = (unsigned)n->start_mark.line + 1;
+            at->column = (unsigned)n->start_mark.column + 1;
+            snprintf(err, errlen, "%s:%zu:%zu: duplicate key id '%s'", path,
+                     n->start_mark.line + 1, n->start_mark.column + 1,
+                     kg_record_id(r));
+            kg_record_unref(r);
+            goto out;
         }
         if (kg__file_table_add(t, r) != 0) {
             kg_record_unref(r);

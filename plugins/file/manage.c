@@ -26,17 +26,14 @@ static kg_record *with_last_used(struct entry *e)
 kg_error kg__file_get(void *inst, const char *id, kg_record **rec_r, kg_diag *diag)
 {
     struct filestore *fs = inst;
-    size_t i;
+    struct entry *e;
     kg_error rc = KG_ERR_NOT_FOUND;
     (void)diag;
-    kg__file_reload(fs, NULL);
+    kg__file_refresh(fs);
     pthread_rwlock_rdlock(&fs->lock);
-    for (i = 0; i < fs->t->n; i++) {
-        if (strcmp(kg_record_id(fs->t->all[i]->rec), id) == 0) {
-            *rec_r = with_last_used(fs->t->all[i]);
-            rc = *rec_r ? KG_OK : KG_ERR_NOMEM;
-            break;
-        }
+    if ((e = kg__file_table_find_id(fs->t, id)) != NULL) {
+        *rec_r = with_last_used(e);
+        rc = *rec_r ? KG_OK : KG_ERR_NOMEM;
     }
     pthread_rwlock_unlock(&fs->lock);
     return rc;
@@ -47,7 +44,7 @@ kg_error kg__file_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
     struct filestore *fs = inst;
     size_t i;
     (void)diag;
-    kg__file_reload(fs, NULL);
+    kg__file_refresh(fs);
     pthread_rwlock_rdlock(&fs->lock);
     for (i = 0; i < fs->t->n; i++) {
         kg_record *c = with_last_used(fs->t->all[i]);
@@ -74,7 +71,7 @@ kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag)
     int have_st = 0;
     char err[1024] = "";
     kg_record *copy = NULL;
-    size_t i;
+    struct entry *e;
     kg_error rc;
     kg_diag local;
     struct place at;
@@ -102,44 +99,24 @@ kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag)
         rc = KG_ERR_NOMEM;
         goto out;
     }
-    for (i = 0; i < t->n; i++) {
-        if (strcmp(kg_record_id(t->all[i]->rec), kg_record_id(r)) == 0)
-            break;
-    }
-    if (i < t->n) {
+    if ((e = kg__file_table_find_id(t, kg_record_id(r))) != NULL) {
+        kg_record *was = e->rec;
         if (create) {
             snprintf(diag->message, sizeof(diag->message), "key id '%s' already exists",
                      kg_record_id(r));
             rc = KG_ERR_EXISTS;
             goto out;
         }
-        kg_record_unref(t->all[i]->rec);
-        t->all[i]->rec = copy;
-        atomic_store(&t->all[i]->last_used, kg_record_last_used(copy));
-        copy = NULL;
-        /* Rebuild the hash index: the hash may have changed (rotation). */
-        {
-            size_t n = t->n, k;
-            struct entry **all = t->all;
-            t->all = NULL;
-            t->n = 0;
-            free(t->buckets);
-            t->buckets = NULL;
-            t->nbuckets = 0;
-            for (k = 0; k < n; k++) {
-                kg_record *rr = all[k]->rec;
-                int64_t lu = atomic_load(&all[k]->last_used);
-                free(all[k]);
-                if (kg__file_table_add(t, rr) != 0) {
-                    kg_record_unref(rr);
-                    free(all);
-                    rc = KG_ERR_NOMEM;
-                    goto out;
-                }
-                atomic_store(&t->all[t->n - 1]->last_used, lu);
-            }
-            free(all);
+        e->rec = copy;
+        /* Both indexes again: the hash may have changed (rotation). */
+        if (kg__file_table_reindex(t) != 0) {
+            e->rec = was;
+            rc = KG_ERR_NOMEM;
+            goto out;
         }
+        kg_record_unref(was);
+        atomic_store(&e->last_used, kg_record_last_used(copy));
+        copy = NULL;
     } else {
         if (!create) {
             snprintf(diag->message, sizeof(diag->message), "no key with id '%s'",
@@ -155,16 +132,7 @@ kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag)
     }
     /* Carry in-memory last_used into what is written. */
     pthread_rwlock_rdlock(&fs->lock);
-    for (i = 0; i < t->n; i++) {
-        size_t j;
-        for (j = 0; j < fs->t->n; j++) {
-            if (strcmp(kg_record_id(t->all[i]->rec), kg_record_id(fs->t->all[j]->rec)) == 0) {
-                int64_t a = atomic_load(&fs->t->all[j]->last_used);
-                if (a > atomic_load(&t->all[i]->last_used))
-                    atomic_store(&t->all[i]->last_used, a);
-            }
-        }
-    }
+    kg__file_table_carry_last_used(t, fs->t);
     pthread_rwlock_unlock(&fs->lock);
     rc = kg__file_write(fs->path, t, err, sizeof(err));
     if (rc != KG_OK) {

@@ -346,6 +346,66 @@ START_TEST(corrupt_file_never_replaces_a_good_table)
 }
 END_TEST
 
+/*
+ * A file of 3,000 keys (the indexes by hash and by id grow past their
+ * first 64 buckets several times): every key is found by its hash and by
+ * its id, last_used survives a reload for each, and a duplicate id near
+ * the end is reported at its line (found through the id index: loading
+ * once compared every id with every earlier one).
+ */
+START_TEST(many_keys_indexed_by_hash_and_id)
+{
+    enum { NK = 3000 };
+    char (*k)[KG_KEY_MAX] = calloc(NK, KG_KEY_MAX), id[32], *text, *rec, *t2;
+    size_t len = 0, cap = 1 << 20, i;
+    kg_diag d;
+    kg_record *r;
+
+    text = malloc(cap);
+    len = (size_t)snprintf(text, cap, "keys:\n");
+    for (i = 0; i < NK; i++) {
+        ck_assert_int_eq(kg_key_generate("whizo", k[i], KG_KEY_MAX), KG_OK);
+        snprintf(id, sizeof(id), "k_%zu", i);
+        rec = tu_key_record(id, k[i], "free", NULL);
+        if (len + strlen(rec) + 1 > cap)
+            text = realloc(text, cap *= 2);
+        memcpy(text + len, rec, strlen(rec) + 1);
+        len += strlen(rec);
+        free(rec);
+    }
+    tu_write(keyfile, text);
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    tu_clock_advance(&clk, 5);
+    for (i = 0; i < NK; i += 1)
+        ck_assert_int_eq(status_of(pol, k[i]), 200);
+    ck_assert_int_eq(status_of(pol, key), 401);    /* the old file's key */
+    /* Unchanged file, reloaded: the table is read again; each key's
+     * last_used (set by its check) is carried over by id. */
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    for (i = 0; i < NK; i += 7) {
+        snprintf(id, sizeof(id), "k_%zu", i);
+        ck_assert_int_eq(kg_keys_get(pol, id, &r, &d), KG_OK);
+        ck_assert_str_eq(kg_record_id(r), id);
+        ck_assert_int_eq(kg_record_last_used(r), TU_EPOCH_S + 5);
+        kg_record_unref(r);
+    }
+    ck_assert_int_eq(kg_keys_get(pol, "k_3000", &r, &d), KG_ERR_NOT_FOUND);
+    /* The same keys and, at the end, a second "k_7": refused at its line
+     * (7 lines per record after "keys:"), the good table kept. */
+    rec = tu_key_record("k_7", key, "free", NULL);
+    t2 = tu_fmt("%s%s", text, rec);
+    tu_write(keyfile, t2);
+    ck_assert_int_ne(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_ptr_nonnull(strstr(d.message, "duplicate key id 'k_7'"));
+    ck_assert_uint_eq(d.line, 2 + 6 * NK);
+    ck_assert_int_eq(status_of(pol, k[NK - 1]), 200);
+    free(rec);
+    free(t2);
+    free(text);
+    free(k);
+}
+END_TEST
+
 START_TEST(missing_file_is_an_empty_store)
 {
     char *t, *missing = tu_path(dir, "sub-none.yaml"), k2[KG_KEY_MAX];
@@ -602,6 +662,7 @@ static Suite *filestore_suite(void)
     tcase_add_test(tc, revoked_is_401_key_revoked);
     tcase_add_test(tc, expired_is_401_key_expired);
     tcase_add_test(tc, list_and_last_used);
+    tcase_add_test(tc, many_keys_indexed_by_hash_and_id);
     suite_add_tcase(s, tc);
     return s;
 }
