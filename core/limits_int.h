@@ -92,6 +92,10 @@ struct hints {
     struct kslot *home;
     size_t nhome;
     atomic_size_t home_taken;
+    /* The thread collapsing the region into huge pages, once dense;
+     * joined when the state is freed. */
+    pthread_t collapser;
+    int collapsing;
 };
 
 /* A new slot's preferred place: taken (and `taken` set) if no slot was
