@@ -133,6 +133,19 @@ START_TEST(stale_slot_hint_is_not_used)
 }
 END_TEST
 
+/* Make n keys, set the capacity, check each key once (a new slot each):
+ * the keys, and in *home the slots made at their home. */
+static char (*first_checks(size_t n, size_t capacity, uint64_t *home))[KG_KEY_MAX]
+{
+    char (*k)[KG_KEY_MAX] = make_keys(n);
+    size_t i;
+    kg_context_set_limit_capacity(ctx, capacity);
+    for (i = 0; i < n; i++)
+        ck_assert_int_eq(check_key(k[i]), 99999);
+    *home = kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME);
+    return k;
+}
+
 /*
  * Homes: a new key's slot is placed by the key's hash where no slot ever
  * was, so that a check can fetch it at once (core/hints.c).  With room
@@ -141,14 +154,10 @@ END_TEST
  */
 START_TEST(new_keys_get_their_home)
 {
-    char (*k)[KG_KEY_MAX] = make_keys(200);
-    size_t i;
     uint64_t home;
+    char (*k)[KG_KEY_MAX] = first_checks(200, 65536, &home);
+    size_t i;
 
-    kg_context_set_limit_capacity(ctx, 65536);
-    for (i = 0; i < 200; i++)
-        ck_assert_int_eq(check_key(k[i]), 99999);
-    home = kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME);
     /* Two of 200 keys share a home with a chance of 70%; ten never. */
     ck_assert_uint_ge(home, 190);
     ck_assert_uint_le(home, 200);
@@ -169,14 +178,10 @@ END_TEST
  */
 START_TEST(shared_homes_keep_counts_apart)
 {
-    char (*k)[KG_KEY_MAX] = make_keys(3500);
-    size_t i;
     uint64_t home;
+    char (*k)[KG_KEY_MAX] = first_checks(3500, 16384, &home);
+    size_t i;
 
-    kg_context_set_limit_capacity(ctx, 16384);
-    for (i = 0; i < 3500; i++)
-        ck_assert_int_eq(check_key(k[i]), 99999);
-    home = kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME);
     ck_assert_uint_gt(home, 2048);       /* the region went dense */
     ck_assert_uint_lt(home, 2600);       /* and many keys share a home */
     for (i = 0; i < 3500; i++)

@@ -62,6 +62,15 @@ static void assert_is(const kg_record *r, const unsigned char h[KG_HASH_LEN], si
     ck_assert_int_eq(count, (int64_t)n + 1);
 }
 
+/* Add record number n of hash h to t: `want` expected. */
+static void add(kg_record_table *t, const unsigned char h[KG_HASH_LEN], size_t n,
+                kg_error want)
+{
+    kg_record *r = mkrec(h, n);
+    ck_assert_int_eq(kg_record_table_add(t, r), want);
+    kg_record_unref(r);     /* the table has its own copy */
+}
+
 #define N 5000
 
 START_TEST(every_record_is_found_and_no_other)
@@ -72,11 +81,8 @@ START_TEST(every_record_is_found_and_no_other)
 
     ck_assert_int_eq(kg_record_table_new(N, &t), KG_OK);
     for (i = 0; i < N; i++) {
-        kg_record *r;
         kg_key_hash((const char *)&i, sizeof(i), h);
-        r = mkrec(h, i);
-        ck_assert_int_eq(kg_record_table_add(t, r), KG_OK);
-        kg_record_unref(r);     /* the table has its own copy */
+        add(t, h, i, KG_OK);
     }
     ck_assert_uint_eq(kg_record_table_count(t), N);
     for (i = 0; i < N; i++) {
@@ -109,11 +115,8 @@ START_TEST(hashes_sharing_a_place_are_all_found)
     /* 40 records on one place, and 10 on the place at the end of the
      * table (the 128 places: probing wraps around to the start). */
     for (i = 0; i < 50; i++) {
-        kg_record *r;
         mkhash(h, i < 40 ? 5 : 127, i + 1);
-        r = mkrec(h, i);
-        ck_assert_int_eq(kg_record_table_add(t, r), KG_OK);
-        kg_record_unref(r);
+        add(t, h, i, KG_OK);
     }
     for (i = 0; i < 50; i++) {
         kg_record *r;
@@ -139,29 +142,26 @@ START_TEST(duplicates_and_one_too_many_are_refused)
     size_t i;
 
     ck_assert_int_eq(kg_record_table_new(3, &t), KG_OK);
+    r = kg_record_new();
     for (i = 0; i < 3; i++) {
         mkhash(h, i, i + 1);
-        r = mkrec(h, i);
-        ck_assert_int_eq(kg_record_table_add(t, r), KG_OK);
-        kg_record_unref(r);
+        add(t, h, i, KG_OK);
     }
     /* The same hash as record 1, another id: refused, 1 unchanged. */
     mkhash(h, 1, 2);
-    r = mkrec(h, 99);
-    ck_assert_int_eq(kg_record_table_add(t, r), KG_ERR_EXISTS);
-    kg_record_unref(r);
+    add(t, h, 99, KG_ERR_EXISTS);
     got = kg_record_table_get(t, h);
     assert_is(got, h, 1);
     kg_record_unref(got);
     /* A fourth: past max_records. */
     mkhash(h, 3, 4);
-    r = mkrec(h, 3);
-    ck_assert_int_eq(kg_record_table_add(t, r), KG_ERR_INVALID);
-    kg_record_unref(r);
+    add(t, h, 3, KG_ERR_INVALID);
     ck_assert_ptr_null(kg_record_table_get(t, h));
     ck_assert_uint_eq(kg_record_table_count(t), 3);
     ck_assert_int_eq(kg_record_table_new(1, NULL), KG_ERR_INVALID);
     ck_assert_int_eq(kg_record_table_add(NULL, r), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_record_table_add(t, NULL), KG_ERR_INVALID);
+    kg_record_unref(r);
     ck_assert_ptr_null(kg_record_table_get(NULL, h));
     kg_record_table_free(t);
     kg_record_table_free(NULL);
@@ -172,17 +172,13 @@ START_TEST(a_referenced_record_outlives_its_table)
 {
     kg_record_table *t;
     unsigned char h[KG_HASH_LEN], h2[KG_HASH_LEN];
-    kg_record *r, *held, *held2, *dup;
+    kg_record *held, *held2, *dup;
 
     ck_assert_int_eq(kg_record_table_new(10, &t), KG_OK);
     mkhash(h, 1, 1);
-    r = mkrec(h, 1);         /* a long id: its heap part must go too */
-    ck_assert_int_eq(kg_record_table_add(t, r), KG_OK);
-    kg_record_unref(r);
+    add(t, h, 1, KG_OK);     /* a long id: its heap part must go too */
     mkhash(h2, 2, 2);
-    r = mkrec(h2, 2);
-    ck_assert_int_eq(kg_record_table_add(t, r), KG_OK);
-    kg_record_unref(r);
+    add(t, h2, 2, KG_OK);
     held = kg_record_table_get(t, h);
     held2 = kg_record_table_get(t, h2);
     /* A copy of a placed record is a record of its own. */
@@ -234,9 +230,7 @@ START_TEST(threads_look_up_together)
     ck_assert_int_eq(kg_record_table_new(N, &t), KG_OK);
     for (i = 0; i < N; i++) {
         kg_key_hash((const char *)&i, sizeof(i), h);
-        r = mkrec(h, i);
-        ck_assert_int_eq(kg_record_table_add(t, r), KG_OK);
-        kg_record_unref(r);
+        add(t, h, i, KG_OK);
     }
     for (i = 0; i < 4; i++) {
         rd[i].t = t;
