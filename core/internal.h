@@ -216,18 +216,21 @@ struct kg_record {
     char *plan;        /* planbuf, or the heap if longer */
     int64_t expires;
     unsigned char hash[KG_HASH_LEN];
-    char idbuf[24];    /* "k_" + 16 hex digits fits */
+    char idbuf[20];    /* "k_" + 16 hex digits fits */
+    uint32_t nlimits;
     char planbuf[16];
     struct kg__limit_override *limits;
-    size_t nlimits;
     /* The record table the record was placed in (rtable.c), or NULL for
      * a record of its own cell. */
     struct kg_record_table *table;
+    /* Raised by kg_record_touch() on a record checks share: the one
+     * field that changes after a record is made, hence atomic, and here
+     * in the second line, which a check has read already. */
+    _Atomic int64_t last_used;
     /* The rest. */
     char *name;
     char *prefix;
     int64_t created;
-    int64_t last_used;
     char **perms;
     size_t nperms;
     char **cidrs;

@@ -192,7 +192,7 @@ kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace,
     }
     kg_record_set_id(nr, NULL);
     nr->created = 0;
-    nr->last_used = 0;
+    kg_record_set_last_used(nr, 0);
     /* Create the new key first: if that fails the old one is untouched. */
     if ((e = kg_keys_create(p, nr, key_out, key_size, diag)) != KG_OK)
         goto out;

@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@
  * hardware fetches together; and a huge page saves the TLB miss that a
  * record among a million on 4 KiB pages costs on top of its cache miss. */
 _Static_assert(sizeof(kg_record) <= KG__RECORD_CELL, "a record fits its cell");
+_Static_assert(offsetof(kg_record, last_used) + sizeof(int64_t) <= 128,
+               "what a check reads and touches is in the first two lines");
 static kg__cells records = KG__CELLS_INIT(KG__RECORD_CELL);
 
 kg_record *kg_record_new(void)
@@ -114,7 +117,20 @@ void kg_record_set_hash(kg_record *r, const unsigned char hash[KG_HASH_LEN])
 void kg_record_set_status(kg_record *r, kg_key_status s) { r->status = s; }
 void kg_record_set_created(kg_record *r, int64_t t) { r->created = t; }
 void kg_record_set_expires(kg_record *r, int64_t t) { r->expires = t; }
-void kg_record_set_last_used(kg_record *r, int64_t t) { r->last_used = t; }
+void kg_record_set_last_used(kg_record *r, int64_t t)
+{
+    atomic_store_explicit(&r->last_used, t, memory_order_relaxed);
+}
+
+void kg_record_touch(const kg_record *r, int64_t when)
+{
+    _Atomic int64_t *lu = &((kg_record *)r)->last_used;
+    int64_t cur = atomic_load_explicit(lu, memory_order_relaxed);
+    while (cur < when &&
+           !atomic_compare_exchange_weak_explicit(lu, &cur, when, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
 
 static kg_error push_str(char ***v, size_t *n, const char *s)
 {
@@ -241,7 +257,7 @@ kg_error kg__record_copy_fields(kg_record *c, const kg_record *r)
     c->status = r->status;
     c->created = r->created;
     c->expires = r->expires;
-    c->last_used = r->last_used;
+    kg_record_set_last_used(c, kg_record_last_used(r));
     for (i = 0; i < r->nperms; i++)
         e |= kg_record_add_permission(c, r->perms[i]);
     for (i = 0; i < r->ncidrs; i++)
@@ -273,7 +289,10 @@ const unsigned char *kg_record_hash(const kg_record *r) { return r->hash; }
 kg_key_status kg_record_status(const kg_record *r) { return r->status; }
 int64_t kg_record_created(const kg_record *r) { return r->created; }
 int64_t kg_record_expires(const kg_record *r) { return r->expires; }
-int64_t kg_record_last_used(const kg_record *r) { return r->last_used; }
+int64_t kg_record_last_used(const kg_record *r)
+{
+    return atomic_load_explicit(&((kg_record *)r)->last_used, memory_order_relaxed);
+}
 size_t kg_record_permission_count(const kg_record *r) { return r->nperms; }
 const char *kg_record_permission(const kg_record *r, size_t i)
 {
@@ -353,7 +372,7 @@ char *kg_record_to_json(const kg_record *r)
     kg__buf_adds(&b, "}");
     json_time(&b, "created", r->created);
     json_time(&b, "expires", r->expires);
-    json_time(&b, "last_used", r->last_used);
+    json_time(&b, "last_used", kg_record_last_used(r));
     kg__buf_adds(&b, "}");
     return kg__buf_take(&b);
 }

@@ -42,7 +42,8 @@ extern "C" {
  * gained `batch` (read only from plugins whose descriptor says
  * abi_minor >= 1).
  * 2: struct kg_keystore_ops gained `prefetch` (abi_minor >= 2).
- * 3: record tables (kg_record_table_*); no struct changed. */
+ * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
+ * changed. */
 #define KG_PLUGIN_ABI_MINOR 3
 
 typedef enum kg_plugin_kind {
@@ -136,6 +137,9 @@ void kg_record_set_status(kg_record *r, kg_key_status status);
 void kg_record_set_created(kg_record *r, int64_t unix_seconds);
 void kg_record_set_expires(kg_record *r, int64_t unix_seconds); /* 0: never */
 void kg_record_set_last_used(kg_record *r, int64_t unix_seconds);
+/* Raise last_used to `unix_seconds` (if it is earlier), atomically: for
+ * a key store's `touch`, on a record that checks share (ABI 1.3). */
+void kg_record_touch(const kg_record *r, int64_t unix_seconds);
 kg_error kg_record_add_permission(kg_record *r, const char *perm);
 kg_error kg_record_add_cidr(kg_record *r, const char *cidr);
 /* A per-key limit that replaces the plan's limit of the same name. */

@@ -13,8 +13,10 @@
  * change, write a temporary file with mode 0600, fsync it, rename it over
  * the old one and fsync the folder: a crash leaves the old file or the
  * new one, never half of one, and two writers never lose each other's
- * change.  Lookups go through an index by hash (no scan).  last_used is
- * kept in memory and saved with the next write.
+ * change.  Lookups go to the record's place in a record table (one
+ * cache miss; an index by hash if that table could not be made).
+ * last_used is kept in the records (kg_record_touch) and saved with the
+ * next write.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -71,6 +73,7 @@ static kg_error file_create(kg_opts *opts, void **inst_r)
         e = kg_opts_error(opts, "path", "%s", err);
         goto fail;
     }
+    kg__file_table_seal(fs->t);
     *inst_r = fs;
     return KG_OK;
 fail:
@@ -107,6 +110,7 @@ void kg__file_swap_table(struct filestore *fs, struct table *nt,
 {
     struct table *old;
 
+    kg__file_table_seal(nt);
     pthread_rwlock_wrlock(&fs->lock);
     old = fs->t;
     kg__file_table_carry_last_used(nt, old);
@@ -177,7 +181,10 @@ static kg_result file_lookup(void *inst, kg_call *call,
 
     maybe_refresh(fs, kg_call_now(call) / 1000000);
     pthread_rwlock_rdlock(&fs->lock);
-    if (fs->t->nbuckets) {
+    if (fs->t->rt != NULL) {
+        *rec_r = kg_record_table_get(fs->t->rt, hash);
+        r = *rec_r ? KG_RESULT_OK : KG_RESULT_FAIL;
+    } else if (fs->t->nbuckets) {
         for (e = fs->t->buckets[bucket(fs->t, hash)]; e; e = e->next) {
             if (kg_hash_equal(kg_record_hash(e->rec), hash)) {
                 *rec_r = kg_record_ref(e->rec);
@@ -190,23 +197,12 @@ static kg_result file_lookup(void *inst, kg_call *call,
     return r;
 }
 
+/* The record is the store's own (or was, before a reload): its
+ * last_used is raised in place, no lock, no search. */
 static void file_touch(void *inst, const kg_record *rec, int64_t when)
 {
-    struct filestore *fs = inst;
-    struct entry *e;
-    const unsigned char *hash = kg_record_hash(rec);
-
-    pthread_rwlock_rdlock(&fs->lock);
-    if (fs->t->nbuckets) {
-        for (e = fs->t->buckets[bucket(fs->t, hash)]; e; e = e->next) {
-            if (e->rec == rec) {
-                if (atomic_load_explicit(&e->last_used, memory_order_relaxed) < when)
-                    atomic_store_explicit(&e->last_used, when, memory_order_relaxed);
-                break;
-            }
-        }
-    }
-    pthread_rwlock_unlock(&fs->lock);
+    (void)inst;
+    kg_record_touch(rec, when);
 }
 
 static const struct kg_keystore_ops file_ops = {

@@ -18,9 +18,10 @@
 
 #include <keygate/plugin.h>
 
+/* A record's last_used is its own (kg_record_touch: no entry to find on
+ * the check's path). */
 struct entry {
     kg_record *rec;
-    _Atomic int64_t last_used;
     struct entry *next;       /* hash chain */
     struct entry *idnext;     /* key id chain */
 };
@@ -35,6 +36,10 @@ struct table {
     size_t nbuckets;
     struct entry **all;       /* file order, room for nbuckets */
     size_t n;
+    /* Once sealed: the records placed by hash (a lookup is one cache
+     * miss, not three: bucket, entry, record), the entries' records
+     * being the placed ones.  NULL: lookups go through the buckets. */
+    kg_record_table *rt;
 };
 
 struct filestore {
@@ -77,9 +82,12 @@ struct entry *kg__file_table_find_id(const struct table *t, const char *id);
 /* Rebuild both indexes (after a record was replaced: its hash may have
  * changed).  -1: out of memory, the table unchanged. */
 int kg__file_table_reindex(struct table *t);
-/* Each entry of nt takes the later of its last_used and that of the
- * entry of the same key id in old (which may be NULL). */
+/* Each record of nt takes the later of its last_used and that of the
+ * record of the same key id in old (which may be NULL). */
 void kg__file_table_carry_last_used(struct table *nt, const struct table *old);
+/* Place the records in a record table, once the table is complete (no
+ * add after); out of memory, the table stays as it was (still whole). */
+void kg__file_table_seal(struct table *t);
 
 /* ---- load.c ----------------------------------------------------------- */
 

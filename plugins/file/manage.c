@@ -15,12 +15,11 @@
 
 #include "filestore.h"
 
+/* A copy for the caller, last_used included: the store's record is
+ * shared with checks and not to be changed. */
 static kg_record *with_last_used(struct entry *e)
 {
-    kg_record *c = kg_record_dup(e->rec);
-    if (c != NULL)
-        kg_record_set_last_used(c, atomic_load(&e->last_used));
-    return c;
+    return kg_record_dup(e->rec);
 }
 
 kg_error kg__file_get(void *inst, const char *id, kg_record **rec_r, kg_diag *diag)
@@ -115,7 +114,6 @@ kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag)
             goto out;
         }
         kg_record_unref(was);
-        atomic_store(&e->last_used, kg_record_last_used(copy));
         copy = NULL;
     } else {
         if (!create) {

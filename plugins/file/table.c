@@ -62,12 +62,15 @@ void kg__file_table_free(struct table *t)
     free(t->all);
     free(t->buckets);
     free(t->ids);
+    kg_record_table_free(t->rt);
     free(t);
 }
 
 int kg__file_table_add(struct table *t, kg_record *r)
 {
     struct entry *e;
+    if (t->rt != NULL)
+        return -1;      /* sealed: lookups would not see it */
     if (t->n == t->nbuckets) {
         size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
         struct entry **na = realloc(t->all, nb * sizeof(*na));
@@ -81,7 +84,6 @@ int kg__file_table_add(struct table *t, kg_record *r)
     if (e == NULL)
         return -1;
     e->rec = r;
-    atomic_init(&e->last_used, kg_record_last_used(r));
     t->all[t->n++] = e;
     link_entry(t, e);
     return 0;
@@ -108,11 +110,38 @@ void kg__file_table_carry_last_used(struct table *nt, const struct table *old)
     size_t i;
     for (i = 0; i < nt->n; i++) {
         struct entry *o = kg__file_table_find_id(old, kg_record_id(nt->all[i]->rec));
-        int64_t a;
-        if (o == NULL)
-            continue;
-        a = atomic_load(&o->last_used);
-        if (a > atomic_load(&nt->all[i]->last_used))
-            atomic_store(&nt->all[i]->last_used, a);
+        if (o != NULL)
+            kg_record_touch(nt->all[i]->rec, kg_record_last_used(o->rec));
     }
+}
+
+void kg__file_table_seal(struct table *t)
+{
+    kg_record_table *rt;
+    kg_record **placed;
+    size_t i;
+
+    if (t->rt != NULL || kg_record_table_new(t->n, &rt) != KG_OK)
+        return;
+    placed = malloc((t->n ? t->n : 1) * sizeof(*placed));
+    for (i = 0; placed != NULL && i < t->n; i++) {
+        if (kg_record_table_add(rt, t->all[i]->rec) != KG_OK)
+            break;
+        placed[i] = kg_record_table_get(rt, kg_record_hash(t->all[i]->rec));
+    }
+    if (placed == NULL || i < t->n) {
+        /* Out of memory, or two records of one hash: the buckets
+         * serve (the later record, as before tables were sealed). */
+        while (placed != NULL && i-- > 0)
+            kg_record_unref(placed[i]);
+        free(placed);
+        kg_record_table_free(rt);
+        return;
+    }
+    for (i = 0; i < t->n; i++) {
+        kg_record_unref(t->all[i]->rec);
+        t->all[i]->rec = placed[i];
+    }
+    free(placed);
+    t->rt = rt;
 }

@@ -156,7 +156,7 @@ kg_error kg__file_write(const char *path, struct table *t, char *err, size_t err
                                          t->n ? YAML_BLOCK_SEQUENCE_STYLE : YAML_FLOW_SEQUENCE_STYLE);
     ok &= yaml_emitter_emit(&em, &ev);
     for (i = 0; i < t->n && ok; i++)
-        ok &= emit_record(&em, t->all[i]->rec, atomic_load(&t->all[i]->last_used));
+        ok &= emit_record(&em, t->all[i]->rec, kg_record_last_used(t->all[i]->rec));
     yaml_sequence_end_event_initialize(&ev);
     ok &= yaml_emitter_emit(&em, &ev);
     yaml_mapping_end_event_initialize(&ev);

@@ -406,6 +406,31 @@ START_TEST(many_keys_indexed_by_hash_and_id)
 }
 END_TEST
 
+/*
+ * Two records of one hash (two ids for one key: hand-edited, since the
+ * CLI never writes that) cannot both have the hash's place in a record
+ * table: the store then answers through its index by hash, with the
+ * later record, as it always did.
+ */
+START_TEST(one_hash_twice_served_by_the_index)
+{
+    char *a = tu_key_record("k_a", key, "free", NULL), *b = tu_key_record("k_b", key, "pro", NULL);
+    char *text = tu_fmt("keys:\n%s%s", a, b);
+    kg_diag d;
+    kg_decision *dec;
+
+    tu_write(keyfile, text);
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    dec = tu_check_key(pol, key);
+    ck_assert_int_eq(kg_decision_status(dec), 200);
+    ck_assert_str_eq(kg_decision_plan(dec), "pro");
+    kg_decision_free(dec);
+    free(a);
+    free(b);
+    free(text);
+}
+END_TEST
+
 START_TEST(missing_file_is_an_empty_store)
 {
     char *t, *missing = tu_path(dir, "sub-none.yaml"), k2[KG_KEY_MAX];
@@ -663,6 +688,7 @@ static Suite *filestore_suite(void)
     tcase_add_test(tc, expired_is_401_key_expired);
     tcase_add_test(tc, list_and_last_used);
     tcase_add_test(tc, many_keys_indexed_by_hash_and_id);
+    tcase_add_test(tc, one_hash_twice_served_by_the_index);
     suite_add_tcase(s, tc);
     return s;
 }
