@@ -1,9 +1,14 @@
 /*
- * load.c - reading the key file: the YAML document, each key record in
- * it (every error names the file, line and column), into a new table.
+ * load.c - reading the key file, one record at a time: libyaml's events
+ * build a small tree of each record (struct ynode), which is turned into
+ * a kg_record and freed before the next is read, so a load holds the
+ * table and one record, not a document of the whole file (2.6 GB for a
+ * million keys when it did).  Every error names the file, line and
+ * column.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +18,149 @@
 
 #include "filestore.h"
 
-static const char *scalar(yaml_document_t *d, yaml_node_t *n)
+/* A record nests three deep (record, limits, a limit); a little room
+ * past that for the error to be the record's, not the reader's. */
+#define MAX_DEPTH 8
+
+/* One node of a record, as the events gave it: a scalar (value, len), a
+ * sequence (kids) or a mapping (kids: key, value, key, value...). */
+struct ynode {
+    yaml_node_type_t type;
+    char *value;
+    size_t len;
+    yaml_mark_t mark;
+    struct ynode **kids;
+    size_t nkids, cap;
+};
+
+static void ynode_free(struct ynode *n)
 {
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+    size_t i;
+    if (n == NULL)
+        return;
+    for (i = 0; i < n->nkids; i++)
+        ynode_free(n->kids[i]);
+    free(n->kids);
+    free(n->value);
+    free(n);
+}
+
+struct reader {
+    yaml_parser_t parser;
+    const char *path;
+    char *err;
+    size_t errlen;
+    struct place *at;
+};
+
+static void fail_at(struct reader *rd, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail_at(struct reader *rd, yaml_mark_t m, const char *fmt, ...)
+{
+    va_list ap;
+    size_t n;
+    rd->at->line = (unsigned)m.line + 1;
+    rd->at->column = (unsigned)m.column + 1;
+    snprintf(rd->err, rd->errlen, "%s:%zu:%zu: ", rd->path, m.line + 1, m.column + 1);
+    n = strlen(rd->err);
+    va_start(ap, fmt);
+    vsnprintf(rd->err + n, rd->errlen - n, fmt, ap);
+    va_end(ap);
+}
+
+/* The next event; 0 (the error set) if the YAML is bad. */
+static int next_event(struct reader *rd, yaml_event_t *ev)
+{
+    if (yaml_parser_parse(&rd->parser, ev))
+        return 1;
+    fail_at(rd, rd->parser.problem_mark, "YAML error: %s",
+            rd->parser.problem ? rd->parser.problem : "?");
+    return 0;
+}
+
+static int add_kid(struct ynode *n, struct ynode *k)
+{
+    if (n->nkids == n->cap) {
+        size_t nc = n->cap ? 2 * n->cap : 8;
+        struct ynode **nk = realloc(n->kids, nc * sizeof(*nk));
+        if (nk == NULL)
+            return -1;
+        n->kids = nk;
+        n->cap = nc;
+    }
+    n->kids[n->nkids++] = k;
+    return 0;
+}
+
+/* The node that event `ev` starts (ev is used up), read to its end;
+ * NULL with the error set. */
+static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, int depth)
+{
+    struct ynode *n = calloc(1, sizeof(*n));
+    yaml_event_type_t end;
+
+    if (n == NULL) {
+        yaml_event_delete(ev);
+        snprintf(rd->err, rd->errlen, "out of memory");
+        return NULL;
+    }
+    n->mark = ev->start_mark;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        n->type = YAML_SCALAR_NODE;
+        n->len = ev->data.scalar.length;
+        /* The event's buffer is the node's (nul-terminated by libyaml). */
+        n->value = (char *)ev->data.scalar.value;
+        ev->data.scalar.value = NULL;
+        yaml_event_delete(ev);
+        return n;
+    case YAML_SEQUENCE_START_EVENT:
+        n->type = YAML_SEQUENCE_NODE;
+        end = YAML_SEQUENCE_END_EVENT;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        n->type = YAML_MAPPING_NODE;
+        end = YAML_MAPPING_END_EVENT;
+        break;
+    case YAML_ALIAS_EVENT:
+        fail_at(rd, ev->start_mark, "anchors and aliases are not used in a key file "
+                "(write each record out in full)");
+        goto fail;
+    default:
+        fail_at(rd, ev->start_mark, "unexpected YAML event");
+        goto fail;
+    }
+    if (depth >= MAX_DEPTH) {
+        fail_at(rd, ev->start_mark, "nested too deep for a key record");
+        goto fail;
+    }
+    yaml_event_delete(ev);
+    for (;;) {
+        struct ynode *k;
+        if (!next_event(rd, ev))
+            goto fail_nodel;
+        if (ev->type == end) {
+            yaml_event_delete(ev);
+            return n;
+        }
+        if ((k = read_node(rd, ev, depth + 1)) == NULL)
+            goto fail_nodel;
+        if (add_kid(n, k) != 0) {
+            ynode_free(k);
+            snprintf(rd->err, rd->errlen, "out of memory");
+            goto fail_nodel;
+        }
+    }
+fail:
+    yaml_event_delete(ev);
+fail_nodel:
+    ynode_free(n);
+    return NULL;
+}
+
+static const char *scalar(const struct ynode *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? n->value : NULL;
 }
 
 /* "" / null / ~ is "no time"; otherwise the core's time format. */
@@ -28,31 +173,24 @@ static int parse_time(const char *s, int64_t *t)
     return kg_time_parse(s, t) == KG_OK ? 0 : -1;
 }
 
-#define BAD(n, ...) do { at->line = (unsigned)(n)->start_mark.line + 1; \
-        at->column = (unsigned)(n)->start_mark.column + 1; \
-        snprintf(err, errlen, "%s:%zu:%zu: ", path, \
-        (n)->start_mark.line + 1, (n)->start_mark.column + 1); \
-        snprintf(err + strlen(err), errlen - strlen(err), __VA_ARGS__); \
-        goto fail; } while (0)
+#define BAD(n, ...) do { fail_at(rd, (n)->mark, __VA_ARGS__); goto fail; } while (0)
 
-static kg_record *parse_entry(yaml_document_t *d, yaml_node_t *m,
-                              const char *path, char *err, size_t errlen,
-                              struct place *at)
+/* A record from its node; NULL with the error set. */
+static kg_record *parse_entry(struct reader *rd, const struct ynode *m)
 {
     kg_record *r = kg_record_new();
-    yaml_node_pair_t *p;
+    size_t p;
     int have_hash = 0;
 
     if (r == NULL) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(rd->err, rd->errlen, "out of memory");
         return NULL;
     }
     if (m->type != YAML_MAPPING_NODE)
         BAD(m, "a key record must be a mapping");
-    for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
-        yaml_node_t *kn = yaml_document_get_node(d, p->key);
-        yaml_node_t *vn = yaml_document_get_node(d, p->value);
-        const char *k = scalar(d, kn), *v = scalar(d, vn);
+    for (p = 0; p + 1 < m->nkids; p += 2) {
+        const struct ynode *kn = m->kids[p], *vn = m->kids[p + 1];
+        const char *k = scalar(kn), *v = scalar(vn);
         if (k == NULL)
             BAD(kn, "record keys must be strings");
         if (!strcmp(k, "id") || !strcmp(k, "name") || !strcmp(k, "prefix") ||
@@ -84,37 +222,36 @@ static kg_record *parse_entry(yaml_document_t *d, yaml_node_t *m,
                 else kg_record_set_last_used(r, t);
             }
         } else if (!strcmp(k, "permissions") || !strcmp(k, "allowed_cidrs")) {
-            yaml_node_item_t *it;
-            if (vn->type == YAML_SCALAR_NODE && vn->data.scalar.length == 0)
+            size_t it;
+            if (vn->type == YAML_SCALAR_NODE && vn->len == 0)
                 continue;
             if (vn->type != YAML_SEQUENCE_NODE)
                 BAD(vn, "'%s' must be a list", k);
-            for (it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
-                yaml_node_t *in = yaml_document_get_node(d, *it);
-                const char *iv = scalar(d, in);
+            for (it = 0; it < vn->nkids; it++) {
+                const struct ynode *in = vn->kids[it];
+                const char *iv = scalar(in);
                 if (iv == NULL)
                     BAD(in, "items of '%s' must be strings", k);
                 if (k[0] == 'p') kg_record_add_permission(r, iv);
                 else kg_record_add_cidr(r, iv);
             }
         } else if (!strcmp(k, "limits")) {
-            yaml_node_pair_t *lp;
-            if (vn->type == YAML_SCALAR_NODE && vn->data.scalar.length == 0)
+            size_t lp;
+            if (vn->type == YAML_SCALAR_NODE && vn->len == 0)
                 continue;
             if (vn->type != YAML_MAPPING_NODE)
                 BAD(vn, "limits must be a mapping of name: {count, window, burst}");
-            for (lp = vn->data.mapping.pairs.start; lp < vn->data.mapping.pairs.top; lp++) {
-                yaml_node_t *ln = yaml_document_get_node(d, lp->key);
-                yaml_node_t *lv = yaml_document_get_node(d, lp->value);
-                const char *lname = scalar(d, ln);
+            for (lp = 0; lp + 1 < vn->nkids; lp += 2) {
+                const struct ynode *ln = vn->kids[lp], *lv = vn->kids[lp + 1];
+                const char *lname = scalar(ln);
                 long long c = -1, w = 0, b = 0;
-                yaml_node_pair_t *q;
+                size_t q;
                 if (lname == NULL || lv->type != YAML_MAPPING_NODE)
                     BAD(lv, "a limit must be name: {count: N, window: SECONDS}");
-                for (q = lv->data.mapping.pairs.start; q < lv->data.mapping.pairs.top; q++) {
-                    const char *qk = scalar(d, yaml_document_get_node(d, q->key));
-                    yaml_node_t *qvn = yaml_document_get_node(d, q->value);
-                    const char *qv = scalar(d, qvn);
+                for (q = 0; q + 1 < lv->nkids; q += 2) {
+                    const char *qk = scalar(lv->kids[q]);
+                    const struct ynode *qvn = lv->kids[q + 1];
+                    const char *qv = scalar(qvn);
                     char *end;
                     long long x;
                     if (qk == NULL || qv == NULL)
@@ -143,6 +280,106 @@ fail:
     return NULL;
 }
 
+/* The records of the sequence whose start event was just read, each
+ * added to t as soon as it is read.  0 on success. */
+static int read_records(struct reader *rd, struct table *t)
+{
+    yaml_event_t ev;
+    for (;;) {
+        struct ynode *n;
+        kg_record *r;
+        if (!next_event(rd, &ev))
+            return -1;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        if ((n = read_node(rd, &ev, 0)) == NULL)
+            return -1;
+        r = parse_entry(rd, n);
+        if (r != NULL && kg__file_table_find_id(t, kg_record_id(r)) != NULL) {
+            fail_at(rd, n->mark, "duplicate key id '%s'", kg_record_id(r));
+            kg_record_unref(r);
+            r = NULL;
+        } else if (r != NULL && kg__file_table_add(t, r) != 0) {
+            kg_record_unref(r);
+            r = NULL;
+            snprintf(rd->err, rd->errlen, "out of memory");
+        }
+        ynode_free(n);
+        if (r == NULL)
+            return -1;
+    }
+}
+
+/* The document: a mapping whose one key is keys:, a list of records (or
+ * empty); an empty file is an empty store.  0 on success. */
+static int read_document(struct reader *rd, struct table *t)
+{
+    yaml_event_t ev;
+    int have_keys = 0;
+
+    /* Stream start, then a document or the end of an empty stream. */
+    if (!next_event(rd, &ev))
+        return -1;
+    yaml_event_delete(&ev);
+    if (!next_event(rd, &ev))
+        return -1;
+    if (ev.type == YAML_STREAM_END_EVENT) {
+        yaml_event_delete(&ev);
+        return 0;
+    }
+    yaml_event_delete(&ev);            /* document start */
+    if (!next_event(rd, &ev))
+        return -1;
+    if (ev.type != YAML_MAPPING_START_EVENT) {
+        int empty = ev.type == YAML_SCALAR_EVENT && ev.data.scalar.length == 0;
+        yaml_event_delete(&ev);
+        if (empty)
+            return 0;                   /* a document of nothing */
+        snprintf(rd->err, rd->errlen, "%s: a key file is a mapping with keys: [...]",
+                 rd->path);
+        return -1;
+    }
+    yaml_event_delete(&ev);
+    for (;;) {
+        const char *k;
+        if (!next_event(rd, &ev))
+            return -1;
+        if (ev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;                   /* what follows the document is not read */
+        }
+        k = ev.type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.value : NULL;
+        if (k == NULL || strcmp(k, "keys") != 0) {
+            fail_at(rd, ev.start_mark, "unknown top-level key '%s' (a key file has "
+                    "only keys:)", k ? k : "?");
+            yaml_event_delete(&ev);
+            return -1;
+        }
+        if (have_keys) {
+            fail_at(rd, ev.start_mark, "keys: is given twice (one list of records)");
+            yaml_event_delete(&ev);
+            return -1;
+        }
+        have_keys = 1;
+        yaml_event_delete(&ev);
+        if (!next_event(rd, &ev))
+            return -1;
+        if (ev.type == YAML_SEQUENCE_START_EVENT) {
+            yaml_event_delete(&ev);
+            if (read_records(rd, t) != 0)
+                return -1;
+        } else if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.length == 0) {
+            yaml_event_delete(&ev);     /* keys: (nothing) */
+        } else {
+            fail_at(rd, ev.start_mark, "keys: must be a list of records");
+            yaml_event_delete(&ev);
+            return -1;
+        }
+    }
+}
+
 /* Read the file into a new table.  A missing file is an empty store if
  * `create` is set. */
 struct table *kg__file_load(const char *path, int create, struct stat *st_r,
@@ -150,12 +387,9 @@ struct table *kg__file_load(const char *path, int create, struct stat *st_r,
                                struct place *at)
 {
     struct table *t = calloc(1, sizeof(*t));
+    struct reader rd = { .path = path, .err = err, .errlen = errlen, .at = at };
     FILE *f;
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    yaml_node_t *root, *keys = NULL;
-    yaml_node_item_t *it;
-    int ok = 0;
+    int rc;
 
     at->line = at->column = 0;
     if (t == NULL) {
@@ -174,83 +408,12 @@ struct table *kg__file_load(const char *path, int create, struct stat *st_r,
     }
     if (fstat(fileno(f), st_r) == 0)
         *have_st_r = 1;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        at->line = (unsigned)parser.problem_mark.line + 1;
-        at->column = (unsigned)parser.problem_mark.column + 1;
-        snprintf(err, errlen, "%s:%zu:%zu: YAML error: %s", path,
-                 parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-                 parser.problem ? parser.problem : "?");
-        yaml_parser_delete(&parser);
-        fclose(f);
-        free(t);
-        return NULL;
-    }
-    root = yaml_document_get_root_node(&doc);
-    if (root == NULL) {
-        ok = 1;  /* empty file: empty store */
-        goto out;
-    }
-    if (root->type == YAML_MAPPING_NODE) {
-        yaml_node_pair_t *p;
-        for (p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-            const char *k = scalar(&doc, yaml_document_get_node(&doc, p->key));
-            if (k && strcmp(k, "keys") == 0)
-                keys = yaml_document_get_node(&doc, p->value);
-            else {
-                yaml_node_t *kn = yaml_document_get_node(&doc, p->key);
-                at->line = (unsigned)kn->start_mark.line + 1;
-                at->column = (unsigned)kn->start_mark.column + 1;
-                snprintf(err, errlen, "%s:%zu:%zu: unknown top-level key '%s' "
-                         "(a key file has only keys:)", path,
-                         kn->start_mark.line + 1, kn->start_mark.column + 1,
-                         k ? k : "?");
-                goto out;
-            }
-        }
-    }
-    if (keys == NULL || (keys->type == YAML_SCALAR_NODE && keys->data.scalar.length == 0)) {
-        if (root->type != YAML_MAPPING_NODE) {
-            snprintf(err, errlen, "%s: a key file is a mapping with keys: [...]", path);
-            goto out;
-        }
-        ok = 1;
-        goto out;
-    }
-    if (keys->type != YAML_SEQUENCE_NODE) {
-        at->line = (unsigned)keys->start_mark.line + 1;
-        at->column = (unsigned)keys->start_mark.column + 1;
-        snprintf(err, errlen, "%s:%zu:%zu: keys: must be a list of records",
-                 path, keys->start_mark.line + 1, keys->start_mark.column + 1);
-        goto out;
-    }
-    for (it = keys->data.sequence.items.start; it < keys->data.sequence.items.top; it++) {
-        yaml_node_t *n = yaml_document_get_node(&doc, *it);
-        kg_record *r = parse_entry(&doc, n, path, err, errlen, at);
-        if (r == NULL)
-            goto out;
-        if (kg__file_table_find_id(t, kg_record_id(r)) != NULL) {
-            at->line = (unsigned)n->start_mark.line + 1;
-            at->column = (unsigned)n->start_mark.column + 1;
-            snprintf(err, errlen, "%s:%zu:%zu: duplicate key id '%s'", path,
-                     n->start_mark.line + 1, n->start_mark.column + 1,
-                     kg_record_id(r));
-            kg_record_unref(r);
-            goto out;
-        }
-        if (kg__file_table_add(t, r) != 0) {
-            kg_record_unref(r);
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-    }
-    ok = 1;
-out:
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
+    yaml_parser_initialize(&rd.parser);
+    yaml_parser_set_input_file(&rd.parser, f);
+    rc = read_document(&rd, t);
+    yaml_parser_delete(&rd.parser);
     fclose(f);
-    if (!ok) {
+    if (rc != 0) {
         kg__file_table_free(t);
         return NULL;
     }

@@ -347,6 +347,60 @@ START_TEST(corrupt_file_never_replaces_a_good_table)
 END_TEST
 
 /*
+ * The key file is read a record at a time (libyaml's events, not a
+ * document of the whole file): each shape it refuses is named at its
+ * line and column, and the good table stays; an empty file is an empty
+ * store.
+ */
+START_TEST(key_file_shapes_refused_at_their_place)
+{
+    static const struct {
+        const char *text;
+        unsigned line, column;
+        const char *says;
+    } bad[] = {
+        { "keys:\n  - id: k_1\n    hash: &h aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+          "    plan: free\n  - id: k_2\n    hash: *h\n    plan: free\n", 6, 11, "aliases" },
+        { "other: 1\n", 1, 1, "unknown top-level key 'other'" },
+        { "keys: []\nkeys: []\n", 2, 1, "given twice" },
+        { "keys: 5\n", 1, 7, "keys: must be a list" },
+        { "keys:\n  - id: k_1\n    limits: {a: {count: [[[[[[[1]]]]]]]}}\n", 3, 0, "nested too deep" },
+        { "keys:\n  - id: k_1\n  - 7\n", 2, 5, "needs at least id, hash and plan" },
+        { "keys:\n  - {id: k_1, plan: free, hash: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}\n"
+          "  - {id: k_1, plan: free, hash: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb}\n",
+          3, 5, "duplicate key id 'k_1'" },
+        { "keys: [\n", 2, 0, "YAML error" },
+    };
+    size_t i;
+    kg_diag d;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tu_write(keyfile, bad[i].text);
+        ck_assert_int_ne(kg_policy_reload_stores(pol, &d), KG_OK);
+        ck_assert_msg(strstr(d.message, bad[i].says) != NULL, "case %zu: %s", i, d.message);
+        ck_assert_str_eq(d.file, keyfile);
+        ck_assert_msg(d.line == bad[i].line, "case %zu: line %u: %s", i, d.line, d.message);
+        if (bad[i].column != 0)
+            ck_assert_msg(d.column == bad[i].column, "case %zu: column %u: %s", i,
+                          d.column, d.message);
+        ck_assert_int_eq(status_of(pol, key), 200);
+    }
+    /* A root that is not a mapping: said so (no place to name). */
+    tu_write(keyfile, "- a\n");
+    ck_assert_int_ne(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_ptr_nonnull(strstr(d.message, "a key file is a mapping"));
+    ck_assert_int_eq(status_of(pol, key), 200);
+    /* An empty file, and keys: with nothing, are empty stores. */
+    tu_write(keyfile, "");
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_int_eq(status_of(pol, key), 401);
+    tu_write(keyfile, "keys:\n");
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_int_eq(status_of(pol, key), 401);
+}
+END_TEST
+
+/*
  * A file of 3,000 keys (the indexes by hash and by id grow past their
  * first 64 buckets several times): every key is found by its hash and by
  * its id, last_used survives a reload for each, and a duplicate id near
@@ -671,6 +725,7 @@ static Suite *filestore_suite(void)
     tcase_add_test(tc, reload_picks_up_changes);
     tcase_add_test(tc, refresh_picks_up_changes_on_the_clock);
     tcase_add_test(tc, corrupt_file_never_replaces_a_good_table);
+    tcase_add_test(tc, key_file_shapes_refused_at_their_place);
     tcase_add_test(tc, missing_file_is_an_empty_store);
     suite_add_tcase(s, tc);
 
