@@ -470,8 +470,8 @@ static kg_error check(const kg_policy *p, const kg_request *req,
 
     if (run_credential(&c, &key, &klen) != 0)
         goto done;
-    /* The checksum refuses typos and forgeries before any store is asked. */
-    if (kg_key_validate(key, klen) != KG_OK) {
+    /* No key is longer: what is, is refused before it is hashed. */
+    if (klen >= KG_KEY_MAX) {
         kg__decision_deny(d, KG_CODE_UNAUTHORIZED, "invalid API key",
                           "core:keyfmt");
         goto done;
@@ -487,6 +487,14 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     prefetch_keystore(&p->keystore, hash);
     if (p->memory_limits)
         kg__limits_prefetch(p->ctx->limits, hash, &c.lpin);
+    /* The checksum refuses typos and forgeries before any store is
+     * asked; checked here, its work (a CRC-32 of the key, byte by byte)
+     * is done while those lines come in, not before they are asked for. */
+    if (kg_key_validate(key, klen) != KG_OK) {
+        kg__decision_deny(d, KG_CODE_UNAUTHORIZED, "invalid API key",
+                          "core:keyfmt");
+        goto done;
+    }
     kg__limits_prefetch_slot(&c.lpin);
     if (run_keystore(&c, hash, &rec, &store) != 0)
         goto done;

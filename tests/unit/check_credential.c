@@ -161,6 +161,17 @@ START_TEST(bearer_bad_checksum_is_401)
     free(h);
     /* not even our format: "Bearer abc" */
     UNAUTH(check3(pol, "Authorization: Bearer abc.def", NULL, NULL), "a foreign token");
+    /* longer than any key: refused by the format, before it is hashed */
+    {
+        char big[4 * KG_KEY_MAX];
+        memset(big, 'a', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        h = tu_bearer(big);
+        d = check3(pol, h, NULL, NULL);
+        ck_assert_str_eq(kg_decision_decided_by(d), "core:keyfmt");
+        UNAUTH(d, "an overlong token");
+        free(h);
+    }
 }
 END_TEST
 
