@@ -401,6 +401,83 @@ START_TEST(key_file_shapes_refused_at_their_place)
 END_TEST
 
 /*
+ * Key files mangled at random (a fixed seed, so a failure can be
+ * replayed): every one either loads or is refused with a message, at a
+ * line and column where the YAML or a record went wrong; a refused one
+ * never replaces the good table (the key still works).  Under the
+ * sanitizer run this is also the reader's memory check on bad input.
+ */
+START_TEST(mangled_key_files_never_crash_or_replace)
+{
+    static const char marks[] = ":-[]{}'\"&*!#|>%@,? \n\t\\\x80\xff";
+    char *good_rec = tu_key_record("k_test", key, "free", NULL);
+    char *more = tu_key_record("k_more", key, "pro",
+                               "    permissions: [\"jobs:read\", \"*:read\"]\n"
+                               "    allowed_cidrs:\n      - 10.0.0.0/8\n      - \"2001:db8::/32\"\n"
+                               "    limits: {hour: {count: 5, window: 3600, burst: 2}}\n"
+                               "    expires: 2030-01-01T00:00:00Z\n");
+    char *good, *text;
+    unsigned seed = 20261129;
+    int i, refused = 0, loaded = 0;
+    size_t len;
+    kg_diag d;
+
+    /* the second record repeats the key's hash under another id: the
+     * index's fallback (one_hash_twice...) is on the way too */
+    good = tu_fmt("keys:\n%s%s", good_rec, more);
+    len = strlen(good);
+    for (i = 0; i < 400; i++) {
+        int m, nm = 1 + (int)(rand_r(&seed) % 3);
+        text = strdup(good);
+        for (m = 0; m < nm; m++) {
+            size_t at = (size_t)rand_r(&seed) % len, n = strlen(text);
+            switch (rand_r(&seed) % 3) {
+            case 0:     /* a byte becomes a mark */
+                if (at < n)
+                    text[at] = marks[(size_t)rand_r(&seed) % (sizeof(marks) - 1)];
+                break;
+            case 1:     /* cut short */
+                if (at < n)
+                    text[at] = '\0';
+                break;
+            default:    /* a run of up to 8 bytes removed */
+                if (at < n) {
+                    size_t k = 1 + (size_t)rand_r(&seed) % 8;
+                    if (at + k > n)
+                        k = n - at;
+                    memmove(text + at, text + at + k, n - at - k + 1);
+                }
+                break;
+            }
+        }
+        tu_write(keyfile, text);
+        if (kg_policy_reload_stores(pol, &d) == KG_OK) {
+            loaded++;
+            tu_write(keyfile, good);
+            ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+        } else {
+            refused++;
+            ck_assert_msg(d.message[0] != '\0', "case %d: no message", i);
+            ck_assert_msg(d.line > 0 || strstr(d.message, "a key file is a mapping") != NULL,
+                          "case %d: no place: %s\n%s", i, d.message, text);
+            if (d.line > 0)
+                ck_assert_msg(strcmp(d.file, keyfile) == 0, "case %d: file %s: %s", i,
+                              d.file, d.message);
+        }
+        ck_assert_msg(status_of(pol, key) == 200, "case %d: the good table was lost\n%s",
+                      i, text);
+        free(text);
+    }
+    /* both ways were taken */
+    ck_assert_int_gt(refused, 50);
+    ck_assert_int_gt(loaded, 10);
+    free(good);
+    free(good_rec);
+    free(more);
+}
+END_TEST
+
+/*
  * A file of 3,000 keys (the indexes by hash and by id grow past their
  * first 64 buckets several times): every key is found by its hash and by
  * its id, last_used survives a reload for each, and a duplicate id near
@@ -726,6 +803,7 @@ static Suite *filestore_suite(void)
     tcase_add_test(tc, refresh_picks_up_changes_on_the_clock);
     tcase_add_test(tc, corrupt_file_never_replaces_a_good_table);
     tcase_add_test(tc, key_file_shapes_refused_at_their_place);
+    tcase_add_test(tc, mangled_key_files_never_crash_or_replace);
     tcase_add_test(tc, missing_file_is_an_empty_store);
     suite_add_tcase(s, tc);
 
