@@ -17,9 +17,13 @@
  * once, beside the hint, so for those keys the slot is one miss away.
  * A home is only a place: the slot is still found through its hint or
  * its bucket, and a key whose home was taken gets a slot from the
- * chunks as before.  Once made there, a slot stays its shard's (a
- * hinted slot's shard is read without a lock), and goes back to that
- * shard's free list when evicted.
+ * chunks as before.  A home slot evicted is left vacant, never put on a
+ * free list, and the next new key whose home it is takes it again, from
+ * whichever shard: the slot then moves to that shard, with both shards'
+ * locks held (slot_alloc).  Without that, homes were used up once each:
+ * after the key set turned over, a quarter of the new keys had one
+ * instead of two thirds.  A hinted slot's shard is read without a lock,
+ * so kg__slot_lock() checks it again once it holds that shard's lock.
  *
  * The region is mapped on 4 KiB pages (MADV_NOHUGEPAGE, even where huge
  * pages are the system's default): keys land in it at random, and a
@@ -102,6 +106,7 @@ void kg__hints_resize(struct kg__limits *l, size_t capacity)
         (void)madvise(t->home, t->nhome * sizeof(struct kslot), MADV_NOHUGEPAGE);
 #endif
     atomic_init(&t->home_taken, 0);
+    atomic_init(&t->home_retaken, 0);
     atomic_store(&l->hints, t);
 }
 
@@ -126,7 +131,7 @@ uint64_t kg__limits_at_home(struct kg__limits *l)
     if (l == NULL)
         return 0;
     for (t = atomic_load(&l->hints); t != NULL; t = t->older)
-        n += atomic_load(&t->home_taken);
+        n += atomic_load(&t->home_taken) + atomic_load(&t->home_retaken);
     return n;
 }
 
@@ -209,6 +214,24 @@ static void hint_set(const kg__lpin *pin, struct kslot *s)
     atomic_store_explicit(&pin->hint[way], a | pin->tag, memory_order_release);
 }
 
+/*
+ * Lock the shard of a slot found through a hint, without holding any
+ * lock: the shard it belongs to when the lock is got (returned, locked).
+ * A slot's shard changes only when a vacant home is taken by a key of
+ * another shard, with the old shard's lock held; so once the shard read
+ * is locked and still the slot's, it stays the slot's until unlocked.
+ */
+struct lshard *kg__slot_lock(struct kslot *s)
+{
+    for (;;) {
+        struct lshard *sh = __atomic_load_n(&s->shard, __ATOMIC_ACQUIRE);
+        pthread_mutex_lock(&sh->lock);
+        if (__atomic_load_n(&s->shard, __ATOMIC_RELAXED) == sh)
+            return sh;
+        pthread_mutex_unlock(&sh->lock);
+    }
+}
+
 /* Under s's lock: s holds the lease `id`. */
 void kg__lease_hint_set(struct kg__limits *l, uint64_t id, struct kslot *s)
 {
@@ -232,6 +255,7 @@ struct kslot *kg__lease_slot(struct kg__limits *l, uint64_t id,
     _Atomic(uintptr_t) *e;
     uintptr_t v;
     struct kslot *s;
+    struct lshard *sh;
 
     if (t == NULL)
         return kg__limits_find(l, key, klen, now_s, 0, NULL);
@@ -240,13 +264,13 @@ struct kslot *kg__lease_slot(struct kg__limits *l, uint64_t id,
     if (v == 0 || (v & HINT_TAG_MASK) != hint_tag(id >> 32))
         return kg__limits_find(l, key, klen, now_s, 0, NULL);
     s = (struct kslot *)(v & ~HINT_TAG_MASK);
-    pthread_mutex_lock(&s->shard->lock);
+    sh = kg__slot_lock(s);
     if (klen > 0 && s->keylen == klen && memcmp(s->key, key, klen) == 0) {
         atomic_compare_exchange_strong(e, &v, 0);
         s->touched_s = now_s;
         return s;
     }
-    pthread_mutex_unlock(&s->shard->lock);
+    pthread_mutex_unlock(&sh->lock);
     return kg__limits_find(l, key, klen, now_s, 0, NULL);
 }
 
@@ -267,9 +291,9 @@ void kg__limits_prefetch_slot(const kg__lpin *pin)
  *
  * A hinted slot may have been evicted, even reused for another key (or
  * be another key's whose hash shares the hint): slot memory is never
- * given back and a slot never changes shard, so reading s->shard is safe,
- * and under that shard's lock the slot is this key's only if it is live
- * (keylen > 0) with the same key id.
+ * given back, so reading s->shard is safe (kg__slot_lock locks the shard
+ * the slot is in), and under that shard's lock the slot is this key's
+ * only if it is live (keylen > 0) with the same key id.
  */
 struct kslot *kg__key_lock(struct kg__limits *l, const char *key_id,
                            int64_t now_s, kg__lpin *pin)
@@ -284,19 +308,21 @@ struct kslot *kg__key_lock(struct kg__limits *l, const char *key_id,
     }
     klen = strlen(key_id);
     if (pin != NULL && pin->hint != NULL && (s = hint_get(pin)) != NULL) {
-        pthread_mutex_lock(&s->shard->lock);
+        struct lshard *sh = kg__slot_lock(s);
         if (s->keylen == klen && klen > 0 && memcmp(s->key, key_id, klen) == 0) {
             s->touched_s = now_s;
             goto found;
         }
-        pthread_mutex_unlock(&s->shard->lock);
+        pthread_mutex_unlock(&sh->lock);
     }
     {
-        struct kg__home home = { pin ? pin->home : NULL, 0 };
+        struct kg__home home = { pin ? pin->home : NULL, 0, 0 };
         s = kg__limits_find(l, key_id, klen, now_s, 1, &home);
         if (home.taken && atomic_fetch_add(&pin->home_of->home_taken, 1) + 1 ==
                               pin->home_of->nhome / 2)
             pin->home_dense = 1;
+        if (home.retaken)
+            atomic_fetch_add(&pin->home_of->home_retaken, 1);
     }
     if (s == NULL)
         return NULL;

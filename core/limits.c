@@ -71,15 +71,35 @@ static struct kslot *slot_alloc(struct kg__limits *l, struct lshard *sh,
                                 struct kg__home *home)
 {
     struct kslot *s;
-    /* The key's home, if no slot was ever made there: it becomes this
-     * shard's for good, as a slot carved from a chunk does. */
-    if (home != NULL && home->slot != NULL) {
-        struct lshard *none = NULL;
-        if (__atomic_load_n(&home->slot->shard, __ATOMIC_RELAXED) == NULL &&
-            __atomic_compare_exchange_n(&home->slot->shard, &none, sh, 0,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+    /* The key's home, if no slot was ever made there (it becomes this
+     * shard's), or if the one made there was evicted and is vacant: it
+     * moves to this shard, with its old shard's lock held too (tried,
+     * never waited for: two checks may want each other's), so that no
+     * one holding that lock can be using it. */
+    if (home != NULL && (s = home->slot) != NULL) {
+        struct lshard *none = NULL, *o = __atomic_load_n(&s->shard, __ATOMIC_ACQUIRE);
+        if (o == NULL && __atomic_compare_exchange_n(&s->shard, &none, sh, 0,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            s->is_home = 1;
             home->taken = 1;
-            return home->slot;
+            return s;
+        }
+        if (o == sh && s->vacant) {
+            s->vacant = 0;
+            home->retaken = 1;
+            return s;
+        }
+        if (o != NULL && o != sh && pthread_mutex_trylock(&o->lock) == 0) {
+            int ok = __atomic_load_n(&s->shard, __ATOMIC_RELAXED) == o && s->vacant;
+            if (ok) {
+                s->vacant = 0;
+                __atomic_store_n(&s->shard, sh, __ATOMIC_RELEASE);
+            }
+            pthread_mutex_unlock(&o->lock);
+            if (ok) {
+                home->retaken = 1;
+                return s;
+            }
         }
     }
     if (sh->free == NULL) {
@@ -124,6 +144,11 @@ static void slot_release(struct lshard *sh, struct kslot *s)
     free(s->more);
     if (s->key != s->keybuf)
         free(s->key);
+    s->key = s->keybuf;
+    if (s->is_home) {
+        s->vacant = 1;      /* kept for a key whose home it is */
+        return;
+    }
     s->hnext = sh->free;
     sh->free = s;
 }

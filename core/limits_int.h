@@ -58,6 +58,11 @@ struct kslot {
     char keybuf[KEY_INLINE];
     struct kg_slot inl[INLINE_ENTRIES];
     struct lease inl_leases[INLINE_LEASES];
+    /* A slot of the home region (hints.c), set when first taken; such a
+     * slot is never put on a free list: evicted, it is left `vacant`
+     * (under its shard's lock) for the next key whose home it is. */
+    uint32_t is_home;
+    uint32_t vacant;
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct kslot) == 512, "a slot is eight cache lines");
@@ -92,17 +97,18 @@ struct hints {
     struct kslot *home;
     size_t nhome;
     atomic_size_t home_taken;
+    atomic_size_t home_retaken;   /* vacant homes taken again */
     /* The thread collapsing the region into huge pages, once dense;
      * joined when the state is freed. */
     pthread_t collapser;
     int collapsing;
 };
 
-/* A new slot's preferred place: taken (and `taken` set) if no slot was
- * ever made there. */
+/* A new slot's preferred place: taken if no slot was ever made there
+ * (`taken` set) or if the slot made there was evicted (`retaken`). */
 struct kg__home {
     struct kslot *slot;
-    int taken;
+    int taken, retaken;
 };
 
 struct kg__limits {
@@ -138,6 +144,8 @@ struct kg_slot *kg__limits_entry(struct kg__limits *l, struct kslot *s,
 void kg__hints_resize(struct kg__limits *l, size_t capacity);
 /* Unmap every hint table the state has had. */
 void kg__hints_free(struct kg__limits *l);
+/* Lock the shard of a slot reached without a lock (a hint): returned. */
+struct lshard *kg__slot_lock(struct kslot *s);
 /* The key's slot, locked (pinned for the call if pin is not NULL). */
 struct kslot *kg__key_lock(struct kg__limits *l, const char *key_id,
                            int64_t now_s, kg__lpin *pin);

@@ -7,6 +7,9 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 static tu_clock clk;
 static kg_context *ctx;
 static kg_policy *pol;
@@ -193,6 +196,123 @@ START_TEST(shared_homes_keep_counts_apart)
 }
 END_TEST
 
+/* The home of a key with the 1,024 homes of a capacity of 512 entries
+ * (core/hints.c: bits 192-255 of the key's SHA-256). */
+static uint64_t home_of(const char *key)
+{
+    unsigned char h[KG_HASH_LEN];
+    uint64_t v;
+    kg_key_hash(key, strlen(key), h);
+    memcpy(&v, h + 24, sizeof(v));
+    return v & 1023;
+}
+
+/*
+ * A home whose slot was evicted is not lost to other keys' use: the next
+ * new key whose home it is takes it again (most likely from another
+ * shard: the slot moves), and counts there on its own, as the evicted key
+ * does on a slot of its own when it comes back.
+ */
+START_TEST(vacant_home_is_taken_again)
+{
+    char (*others)[KG_KEY_MAX] = make_keys(3000), a[KG_KEY_MAX], b[KG_KEY_MAX];
+    uint64_t before;
+    size_t i;
+
+    kg_context_set_limit_capacity(ctx, 512);   /* 2 entries per shard */
+    ck_assert_int_eq(kg_key_generate("whizo", a, KG_KEY_MAX), KG_OK);
+    do
+        ck_assert_int_eq(kg_key_generate("whizo", b, KG_KEY_MAX), KG_OK);
+    while (home_of(b) != home_of(a));
+    ck_assert_int_eq(check_key(a), 99999);
+    ck_assert_uint_eq(kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME), 1);
+    /* a is evicted (as in stale_slot_hint_is_not_used) by keys none of
+     * which has a's home. */
+    tu_clock_advance(&clk, 1);
+    for (i = 0; i < 3000; i++)
+        if (home_of(others[i]) != home_of(a))
+            ck_assert_int_eq(check_key(others[i]), 99999);
+    before = kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME);
+    ck_assert_int_eq(check_key(b), 99999);
+    ck_assert_uint_eq(kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME), before + 1);
+    ck_assert_int_eq(check_key(a), 99999);
+    ck_assert_uint_eq(kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME), before + 1);
+    ck_assert_int_eq(check_key(b), 99998);
+    ck_assert_int_eq(check_key(a), 99998);
+    free(others);
+}
+END_TEST
+
+/*
+ * Homes moving between shards while other threads hold stale hints to
+ * them: 4 threads, each with 300 keys of its own, on a capacity of 512
+ * entries (constant eviction, 1,024 homes shared by 1,200 keys).  A key
+ * either counts on its own slot (one less than its last check) or starts
+ * afresh (evicted): never anything else, which is what counting on a
+ * slot another key has taken over would give.
+ */
+#define MT_THREADS 4
+#define MT_KEYS 300
+struct churner {
+    char (*keys)[KG_KEY_MAX];
+    int64_t last[MT_KEYS];
+    unsigned seed;
+    atomic_int *wrong;
+    long fresh;
+};
+
+static void *churn_fn(void *arg)
+{
+    struct churner *c = arg;
+    int i;
+    for (i = 0; i < 20000; i++) {
+        size_t k = (size_t)rand_r(&c->seed) % MT_KEYS;
+        kg_decision *d = tu_check_key(pol, c->keys[k]);
+        int64_t rem = -1;
+        if (!kg_decision_allowed(d) ||
+            kg_decision_limit(d, 0, NULL, NULL, &rem, NULL, NULL) != KG_OK ||
+            (rem != 99999 && rem != c->last[k] - 1))
+            atomic_fetch_add(c->wrong, 1);
+        if (rem == 99999)
+            c->fresh++;
+        c->last[k] = rem;
+        kg_decision_free(d);
+    }
+    return NULL;
+}
+
+START_TEST(homes_move_under_stale_hints)
+{
+    pthread_t t[MT_THREADS];
+    struct churner c[MT_THREADS];
+    atomic_int wrong = 0;
+    long fresh = 0;
+    int i, k;
+
+    kg_context_set_limit_capacity(ctx, 512);
+    for (i = 0; i < MT_THREADS; i++) {
+        c[i].keys = make_keys(MT_KEYS);
+        for (k = 0; k < MT_KEYS; k++)
+            c[i].last[k] = 100000;
+        c[i].seed = (unsigned)i + 1;
+        c[i].wrong = &wrong;
+        c[i].fresh = 0;
+    }
+    for (i = 0; i < MT_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, churn_fn, &c[i]), 0);
+    for (i = 0; i < MT_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        fresh += c[i].fresh;
+        free(c[i].keys);
+    }
+    ck_assert_int_eq(atomic_load(&wrong), 0);
+    /* evictions did happen (1,200 keys through 512 entries), and homes
+     * were taken again */
+    ck_assert_int_gt(fresh, 10000);
+    ck_assert_uint_gt(kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME), 2000);
+}
+END_TEST
+
 /* kg_check asks the key store to start fetching the key's entry (ABI
  * 1.2 `prefetch`) with the key's hash, before the lookup; a line with a
  * cache has its cache asked instead; and a plugin of ABI 1.1, whose ops
@@ -247,6 +367,8 @@ static Suite *limitstate_suite(void)
     tcase_add_test(tc, stale_slot_hint_is_not_used);
     tcase_add_test(tc, new_keys_get_their_home);
     tcase_add_test(tc, shared_homes_keep_counts_apart);
+    tcase_add_test(tc, vacant_home_is_taken_again);
+    tcase_add_test(tc, homes_move_under_stale_hints);
     tcase_add_test(tc, store_prefetch_is_asked_for_the_key);
     suite_add_tcase(s, tc);
     return s;
