@@ -315,6 +315,24 @@ static int one_size(size_t nkeys, double *floor_ns, double p50_r[3])
         kg_request_free(req);
     }
     rss1 = rss_kb();
+    /* Once half its homes are taken, the limiter has a thread collapse
+     * them into huge pages (core/hints.c): a one-time event of a second
+     * or more, during which checks touching the pages being collapsed
+     * wait.  The steady state is measured after it: wait until the
+     * process's huge pages stop growing (at most 20 s). */
+    {
+        long was = -1, now = thp_kb();
+        int64_t w0 = now_ns();
+        while (now != was && now_ns() - w0 < 20000000000LL) {
+            struct timespec ts = { 0, 200000000 };
+            nanosleep(&ts, NULL);
+            was = now;
+            now = thp_kb();
+        }
+        if (now_ns() - w0 > 500000000LL)
+            printf("(waited %.1f s for the huge-page collapse to settle)\n",
+                   (double)(now_ns() - w0) / 1e9);
+    }
     printf("%zu keys: limiter state %zu entries, %.0f bytes per key (3 limits), "
            "%.0f%% of the keys' slots at their home; "
            "process RSS %ld MiB, %ld MiB on huge pages\n",
