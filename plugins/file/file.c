@@ -3,8 +3,10 @@
  *
  * Options:
  *   path: keys.yaml    the key file (relative: from the policy's folder)
- *   refresh: 2s        how often a lookup may stat() the file and reload
- *                      it if it changed (0: only on reload/SIGHUP)
+ *   refresh: 2s        how often a lookup may stat() the file; if it
+ *                      changed, a thread reads it again while lookups
+ *                      go on with the table they have (0: only on
+ *                      reload/SIGHUP)
  *   create: true       a missing file is an empty store (written on the
  *                      first `keygate key create`)
  *
@@ -19,6 +21,7 @@
  * next write.
  */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +36,8 @@ static void file_destroy(void *inst)
     struct filestore *fs = inst;
     if (fs == NULL)
         return;
+    if (fs->refresher_started)
+        pthread_join(fs->refresher, NULL);
     kg__file_table_free(fs->t);
     pthread_rwlock_destroy(&fs->lock);
     free(fs->path);
@@ -105,16 +110,28 @@ void kg__file_refresh(struct filestore *fs)
 }
 
 /* Swap in a freshly read table, carrying last_used over. */
-void kg__file_swap_table(struct filestore *fs, struct table *nt,
-                       const struct stat *st, int have_st)
+unsigned long long kg__file_read_seq(struct filestore *fs)
+{
+    return atomic_fetch_add(&fs->load_seq, 1) + 1;
+}
+
+void kg__file_swap_table(struct filestore *fs, struct table *nt, unsigned long long seq,
+                         const struct stat *st, int have_st)
 {
     struct table *old;
 
     kg__file_table_seal(nt);
     pthread_rwlock_wrlock(&fs->lock);
+    if (seq < fs->table_seq) {
+        /* A later read is in place already: this one is out of date. */
+        pthread_rwlock_unlock(&fs->lock);
+        kg__file_table_free(nt);
+        return;
+    }
     old = fs->t;
     kg__file_table_carry_last_used(nt, old);
     fs->t = nt;
+    fs->table_seq = seq;
     if (have_st)
         fs->st = *st;
     fs->have_st = have_st;
@@ -129,9 +146,27 @@ kg_error kg__file_reload(void *inst, kg_diag *diag)
     int have_st = 0;
     char err[1024], prefix[600];
     struct place at;
+    unsigned long long seq = kg__file_read_seq(fs);
     struct table *nt = kg__file_load(fs->path, fs->create, &st, &have_st, err,
                                  sizeof(err), &at);
 
+    /* An empty file (0 bytes) where keys were: a file being written in
+     * place (an editor), not a store emptied on purpose (that is
+     * `keys: []`).  The table stays. */
+    if (nt != NULL && have_st && st.st_size == 0 && nt->n == 0) {
+        size_t had;
+        pthread_rwlock_rdlock(&fs->lock);
+        had = fs->t->n;
+        pthread_rwlock_unlock(&fs->lock);
+        if (had > 0) {
+            kg__file_table_free(nt);
+            nt = NULL;
+            at.line = at.column = 0;
+            snprintf(err, sizeof(err), "%s: the key file is empty (0 bytes), taken for a "
+                     "file being written: the %zu keys loaded stay (write `keys: []` to "
+                     "empty the store)", fs->path, had);
+        }
+    }
     if (nt == NULL) {
         /* A bad file never replaces a good table.  The diag names the key
          * file and the place in it; the message without that prefix. */
@@ -152,10 +187,26 @@ kg_error kg__file_reload(void *inst, kg_diag *diag)
         }
         return KG_ERR_IO;
     }
-    kg__file_swap_table(fs, nt, &st, have_st);
+    kg__file_swap_table(fs, nt, seq, &st, have_st);
     return KG_OK;
 }
 
+static void *refresh_thread(void *arg)
+{
+    struct filestore *fs = arg;
+    kg__file_reload(fs, NULL);
+    atomic_flag_clear(&fs->checking);
+    return NULL;
+}
+
+/*
+ * Every `refresh` seconds a lookup stat()s the file; if it changed, a
+ * thread reads it again and swaps the new table in, and the lookups go
+ * on meanwhile with the table they have: the lookup that noticed does
+ * not wait for the read (a second for a few hundred thousand keys).
+ * One refresh at a time: `checking` stays set until the thread is done.
+ * Without a thread (none can be started), the lookup reads it itself.
+ */
 static void maybe_refresh(struct filestore *fs, int64_t now_s)
 {
     struct stat st;
@@ -164,10 +215,24 @@ static void maybe_refresh(struct filestore *fs, int64_t now_s)
     if (fs->refresh_s <= 0 || now_s - last < fs->refresh_s)
         return;
     if (atomic_flag_test_and_set(&fs->checking))
-        return;  /* another thread is looking */
+        return;  /* another thread is looking, or reading */
     atomic_store(&fs->last_check, now_s);
-    if (stat(fs->path, &st) == 0 && changed(fs, &st))
+    if (stat(fs->path, &st) == 0 && changed(fs, &st)) {
+        sigset_t all, was;
+        int started;
+        /* The last refresh's thread has cleared the flag: it is ending. */
+        if (fs->refresher_started)
+            pthread_join(fs->refresher, NULL);
+        /* With every signal blocked: the caller's signals are its own. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &was);
+        started = pthread_create(&fs->refresher, NULL, refresh_thread, fs) == 0;
+        pthread_sigmask(SIG_SETMASK, &was, NULL);
+        fs->refresher_started = started;
+        if (started)
+            return;
         kg__file_reload(fs, NULL);
+    }
     atomic_flag_clear(&fs->checking);
 }
 

@@ -52,7 +52,17 @@ struct filestore {
     struct stat st;           /* of the file last loaded */
     int have_st;
     atomic_llong last_check;
+    /* Set while a lookup looks at the file, and while the thread it
+     * started to read the file again runs (file.c, maybe_refresh). */
     atomic_flag checking;
+    pthread_t refresher;
+    int refresher_started;    /* joined before the next, and on destroy */
+    /* Each read of the file takes a number before it starts; a table
+     * replaces the one in place only if its read started later (a slow
+     * refresh never undoes a reload or a write that read the file after
+     * it). */
+    atomic_ullong load_seq;
+    unsigned long long table_seq; /* of fs->t; under the lock */
 };
 
 /* Errors name the key file's line and column, in the message (for the
@@ -105,8 +115,12 @@ kg_error kg__file_write(const char *path, struct table *t, char *err, size_t err
 
 /* ---- file.c ----------------------------------------------------------- */
 
-/* Swap in a freshly read table (taking it), carrying last_used over. */
-void kg__file_swap_table(struct filestore *fs, struct table *nt,
+/* The number a read of the file takes before it starts (see load_seq). */
+unsigned long long kg__file_read_seq(struct filestore *fs);
+/* Swap in a freshly read table (taking it), carrying last_used over,
+ * unless the table in place comes from a read that started later (then
+ * nt is freed). */
+void kg__file_swap_table(struct filestore *fs, struct table *nt, unsigned long long seq,
                          const struct stat *st, int have_st);
 /* Re-read the key file; a bad file never replaces a good table. */
 kg_error kg__file_reload(void *inst, kg_diag *diag);

@@ -74,6 +74,7 @@ kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag)
     kg_error rc;
     kg_diag local;
     struct place at;
+    unsigned long long seq;
 
     /* The caller may not want the details; the messages still go somewhere. */
     if (diag == NULL)
@@ -137,9 +138,12 @@ kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag)
         snprintf(diag->message, sizeof(diag->message), "%s", err);
         goto out;
     }
+    /* The table is the file as renamed into place: newer than what any
+     * read that started before now can give. */
+    seq = kg__file_read_seq(fs);
     if (stat(fs->path, &st) == 0)
         have_st = 1;
-    kg__file_swap_table(fs, t, &st, have_st);
+    kg__file_swap_table(fs, t, seq, &st, have_st);
     t = NULL;
 out:
     kg_record_unref(copy);

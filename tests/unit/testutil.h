@@ -70,12 +70,19 @@ static TU_UNUSED void tu_rmrf(const char *path)
     }
 }
 
+/* Write a file whole, as keygate writes key files (a temporary file
+ * renamed over it): a store refreshing in the background reads the old
+ * text or the new, never half of one. */
 static TU_UNUSED void tu_write(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    char tmp[4096];
+    FILE *f;
+    snprintf(tmp, sizeof(tmp), "%s.tu-tmp", path);
+    f = fopen(tmp, "w");
+    ck_assert_msg(f != NULL, "%s: %s", tmp, strerror(errno));
     fputs(text, f);
     ck_assert_int_eq(fclose(f), 0);
+    ck_assert_msg(rename(tmp, path) == 0, "%s: %s", path, strerror(errno));
 }
 
 /* The whole file as a malloc()ed string, or NULL if it cannot be read. */
