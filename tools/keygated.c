@@ -174,6 +174,7 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&set, NULL, &tick);
         if (sig < 0) {
             kgd_log_flush();
+            kgd_holder_collect();
             continue;
         }
         if (sig == SIGHUP) {
@@ -182,6 +183,7 @@ int main(int argc, char **argv)
             if (kgd_holder_reload(&diag) == 0) {
                 kgd_metrics_reload(1);
                 kgd_log_msg("reloaded policy %s", kgd_holder_source());
+                kgd_holder_collect();
             } else {
                 kgd_metrics_reload(0);
                 print_diag("reload failed; the previous policy keeps serving",

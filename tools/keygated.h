@@ -158,6 +158,11 @@ int kgd_holder_init(kg_context *ctx, const char *config, kg_diag *diag);
 kgd_policy_ref *kgd_policy_get(void);
 const kg_policy *kgd_policy_of(const kgd_policy_ref *ref);
 void kgd_policy_put(kgd_policy_ref *ref);
+/* Free the policies no one holds any more (the main thread's job: a
+ * request dropping the last reference only puts the policy on a list). */
+void kgd_holder_collect(void);
+/* How many wait on that list. */
+size_t kgd_holder_pending(void);
 /*
  * SIGHUP: load the policy again beside the serving one and swap it in;
  * in-flight requests finish on the old one, which is freed by the last

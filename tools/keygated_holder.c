@@ -11,6 +11,12 @@
  * The swap itself is a pointer exchange under a mutex held for a few
  * instructions; the expensive part (parsing, loading plugins, reading
  * key stores) happens outside it.
+ *
+ * Freeing an old policy is expensive too (its key stores: 0.3 s for a
+ * file of a million keys), and the last reference is often a request's:
+ * so the policy goes to a list that the main thread empties
+ * (kgd_holder_collect, on its 200 ms tick, after a reload and at
+ * shutdown), and no request waits for it.
  */
 #include "config.h"
 
@@ -23,6 +29,7 @@
 struct kgd_policy_ref {
     kg_policy *policy;
     atomic_long refs;
+    struct kgd_policy_ref *next;   /* on the list of those to free */
 };
 
 static struct {
@@ -31,7 +38,9 @@ static struct {
     kg_context *ctx;
     char *config;        /* NULL: the embedded default */
     pthread_mutex_t reload_lock;   /* one reload at a time */
-} H = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, PTHREAD_MUTEX_INITIALIZER };
+    kgd_policy_ref *dead;          /* no reference left: to free (under lock) */
+    size_t ndead;
+} H = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
 
 static kg_error load(kg_policy **p_r, kg_diag *diag)
 {
@@ -93,9 +102,36 @@ void kgd_policy_put(kgd_policy_ref *r)
     if (r == NULL)
         return;
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&H.lock);
+        r->next = H.dead;
+        H.dead = r;
+        H.ndead++;
+        pthread_mutex_unlock(&H.lock);
+    }
+}
+
+void kgd_holder_collect(void)
+{
+    kgd_policy_ref *r, *next;
+    pthread_mutex_lock(&H.lock);
+    r = H.dead;
+    H.dead = NULL;
+    H.ndead = 0;
+    pthread_mutex_unlock(&H.lock);
+    for (; r != NULL; r = next) {
+        next = r->next;
         kg_policy_free(r->policy);
         free(r);
     }
+}
+
+size_t kgd_holder_pending(void)
+{
+    size_t n;
+    pthread_mutex_lock(&H.lock);
+    n = H.ndead;
+    pthread_mutex_unlock(&H.lock);
+    return n;
 }
 
 int kgd_holder_reload(kg_diag *diag)
@@ -147,6 +183,7 @@ void kgd_holder_shutdown(void)
     H.cur = NULL;
     pthread_mutex_unlock(&H.lock);
     kgd_policy_put(old);
+    kgd_holder_collect();
     free(H.config);
     H.config = NULL;
 }
