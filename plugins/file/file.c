@@ -86,7 +86,7 @@ fail:
     return e;
 }
 
-static int changed(struct filestore *fs, const struct stat *st)
+int kg__file_changed(const struct filestore *fs, const struct stat *st)
 {
     return !fs->have_st || st->st_ino != fs->st.st_ino ||
            st->st_size != fs->st.st_size ||
@@ -103,7 +103,7 @@ void kg__file_refresh(struct filestore *fs)
     struct stat st;
     int again;
     pthread_rwlock_rdlock(&fs->lock);
-    again = stat(fs->path, &st) != 0 || changed(fs, &st);
+    again = stat(fs->path, &st) != 0 || kg__file_changed(fs, &st);
     pthread_rwlock_unlock(&fs->lock);
     if (again)
         kg__file_reload(fs, NULL);
@@ -217,7 +217,7 @@ static void maybe_refresh(struct filestore *fs, int64_t now_s)
     if (atomic_flag_test_and_set(&fs->checking))
         return;  /* another thread is looking, or reading */
     atomic_store(&fs->last_check, now_s);
-    if (stat(fs->path, &st) == 0 && changed(fs, &st)) {
+    if (stat(fs->path, &st) == 0 && kg__file_changed(fs, &st)) {
         sigset_t all, was;
         int started;
         /* The last refresh's thread has cleared the flag: it is ending. */

@@ -95,6 +95,9 @@ int kg__file_table_reindex(struct table *t);
 /* Each record of nt takes the later of its last_used and that of the
  * record of the same key id in old (which may be NULL). */
 void kg__file_table_carry_last_used(struct table *nt, const struct table *old);
+/* A table of copies of t's records (not sealed: to be changed and
+ * written); NULL if out of memory. */
+struct table *kg__file_table_copy(const struct table *t);
 /* Place the records in a record table, once the table is complete (no
  * add after); out of memory, the table stays as it was (still whole). */
 void kg__file_table_seal(struct table *t);
@@ -115,6 +118,9 @@ kg_error kg__file_write(const char *path, struct table *t, char *err, size_t err
 
 /* ---- file.c ----------------------------------------------------------- */
 
+/* Whether the file (as stat() sees it now) differs from the one the
+ * table was read from: inode, size or mtime; or none was read. */
+int kg__file_changed(const struct filestore *fs, const struct stat *st);
 /* The number a read of the file takes before it starts (see load_seq). */
 unsigned long long kg__file_read_seq(struct filestore *fs);
 /* Swap in a freshly read table (taking it), carrying last_used over,

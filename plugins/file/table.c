@@ -145,3 +145,18 @@ void kg__file_table_seal(struct table *t)
     free(placed);
     t->rt = rt;
 }
+
+struct table *kg__file_table_copy(const struct table *t)
+{
+    struct table *c = calloc(1, sizeof(*c));
+    size_t i;
+    for (i = 0; c != NULL && i < t->n; i++) {
+        kg_record *r = kg_record_dup(t->all[i]->rec);
+        if (r == NULL || kg__file_table_add(c, r) != 0) {
+            kg_record_unref(r);
+            kg__file_table_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}

@@ -732,6 +732,31 @@ static void *reader(void *arg)
     return NULL;
 }
 
+/*
+ * Two processes' worth of stores on one file, writing in turn: each
+ * write starts from the file as it is (the table in memory only if the
+ * file is still the one it was read from), so neither loses the
+ * other's key.
+ */
+START_TEST(two_writers_keep_each_others_keys)
+{
+    char *t = policy_text(), k[4][KG_KEY_MAX];
+    kg_policy *other = tu_policy(ctx, t), *fresh;
+    int i;
+
+    for (i = 0; i < 4; i++)
+        tu_key_new(i % 2 ? other : pol, "free", "turns", k[i], NULL);
+    /* a store reading the file now has them all, and the original key */
+    fresh = tu_policy(ctx, t);
+    for (i = 0; i < 4; i++)
+        ck_assert_msg(status_of(fresh, k[i]) == 200, "key %d of 4 was lost", i);
+    ck_assert_int_eq(status_of(fresh, key), 200);
+    kg_policy_free(fresh);
+    kg_policy_free(other);
+    free(t);
+}
+END_TEST
+
 START_TEST(concurrent_readers_while_writing)
 {
     struct race r;
@@ -921,6 +946,7 @@ static Suite *filestore_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, concurrent_readers_while_writing);
+    tcase_add_test(tc, two_writers_keep_each_others_keys);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lifecycle");
