@@ -195,7 +195,7 @@ static void *refresh_thread(void *arg)
 {
     struct filestore *fs = arg;
     kg__file_reload(fs, NULL);
-    atomic_flag_clear(&fs->checking);
+    atomic_store(&fs->refreshing, 0);
     return NULL;
 }
 
@@ -204,8 +204,10 @@ static void *refresh_thread(void *arg)
  * thread reads it again and swaps the new table in, and the lookups go
  * on meanwhile with the table they have: the lookup that noticed does
  * not wait for the read (a second for a few hundred thousand keys).
- * One refresh at a time: `checking` stays set until the thread is done.
- * Without a thread (none can be started), the lookup reads it itself.
+ * One lookup at a time looks (`checking`, held only for that), and one
+ * read at a time runs (`refreshing`, cleared by the thread when done;
+ * the next look joins it).  Without a thread (none can be started), the
+ * lookup reads the file itself, as before.
  */
 static void maybe_refresh(struct filestore *fs, int64_t now_s)
 {
@@ -215,24 +217,28 @@ static void maybe_refresh(struct filestore *fs, int64_t now_s)
     if (fs->refresh_s <= 0 || now_s - last < fs->refresh_s)
         return;
     if (atomic_flag_test_and_set(&fs->checking))
-        return;  /* another thread is looking, or reading */
+        return;  /* another thread is looking */
     atomic_store(&fs->last_check, now_s);
+    if (fs->refresher_started) {
+        if (atomic_load(&fs->refreshing))
+            goto out;          /* the last read is still going: next time */
+        pthread_join(fs->refresher, NULL);
+        fs->refresher_started = 0;
+    }
     if (stat(fs->path, &st) == 0 && kg__file_changed(fs, &st)) {
         sigset_t all, was;
-        int started;
-        /* The last refresh's thread has cleared the flag: it is ending. */
-        if (fs->refresher_started)
-            pthread_join(fs->refresher, NULL);
+        atomic_store(&fs->refreshing, 1);
         /* With every signal blocked: the caller's signals are its own. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &was);
-        started = pthread_create(&fs->refresher, NULL, refresh_thread, fs) == 0;
+        fs->refresher_started = pthread_create(&fs->refresher, NULL, refresh_thread, fs) == 0;
         pthread_sigmask(SIG_SETMASK, &was, NULL);
-        fs->refresher_started = started;
-        if (started)
-            return;
-        kg__file_reload(fs, NULL);
+        if (!fs->refresher_started) {
+            atomic_store(&fs->refreshing, 0);
+            kg__file_reload(fs, NULL);
+        }
     }
+out:
     atomic_flag_clear(&fs->checking);
 }
 

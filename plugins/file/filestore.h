@@ -52,11 +52,12 @@ struct filestore {
     struct stat st;           /* of the file last loaded */
     int have_st;
     atomic_llong last_check;
-    /* Set while a lookup looks at the file, and while the thread it
-     * started to read the file again runs (file.c, maybe_refresh). */
+    /* Set while a lookup looks at the file (file.c, maybe_refresh); the
+     * refresher fields are only touched with it set, or on destroy. */
     atomic_flag checking;
+    atomic_int refreshing;    /* the thread reading the file again runs */
     pthread_t refresher;
-    int refresher_started;    /* joined before the next, and on destroy */
+    int refresher_started;    /* not yet joined */
     /* Each read of the file takes a number before it starts; a table
      * replaces the one in place only if its read started later (a slow
      * refresh never undoes a reload or a write that read the file after
