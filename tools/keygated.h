@@ -165,12 +165,13 @@ void kgd_holder_collect(void);
 size_t kgd_holder_pending(void);
 /*
  * SIGHUP: load the policy again beside the serving one and swap it in;
- * in-flight requests finish on the old one, which is freed by the last
- * of them.  On failure the old policy keeps serving (its key stores are
+ * in-flight requests finish on the old one, which goes to be freed by
+ * kgd_holder_collect() once the last of them ends.  On failure the old policy keeps serving (its key stores are
  * re-read) and diag says why.  Returns 0 if the new policy serves.
  */
 int kgd_holder_reload(kg_diag *diag);
-/* Drop the serving policy (at exit, after the last request). */
+/* Drop the serving policy and free every policy let go of (at exit,
+ * after the last request). */
 void kgd_holder_shutdown(void);
 const char *kgd_holder_source(void);
 

@@ -39,8 +39,7 @@ static struct {
     char *config;        /* NULL: the embedded default */
     pthread_mutex_t reload_lock;   /* one reload at a time */
     kgd_policy_ref *dead;          /* no reference left: to free (under lock) */
-    size_t ndead;
-} H = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+} H = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, NULL };
 
 static kg_error load(kg_policy **p_r, kg_diag *diag)
 {
@@ -105,7 +104,6 @@ void kgd_policy_put(kgd_policy_ref *r)
         pthread_mutex_lock(&H.lock);
         r->next = H.dead;
         H.dead = r;
-        H.ndead++;
         pthread_mutex_unlock(&H.lock);
     }
 }
@@ -116,7 +114,6 @@ void kgd_holder_collect(void)
     pthread_mutex_lock(&H.lock);
     r = H.dead;
     H.dead = NULL;
-    H.ndead = 0;
     pthread_mutex_unlock(&H.lock);
     for (; r != NULL; r = next) {
         next = r->next;
@@ -127,9 +124,11 @@ void kgd_holder_collect(void)
 
 size_t kgd_holder_pending(void)
 {
-    size_t n;
+    size_t n = 0;
+    kgd_policy_ref *r;
     pthread_mutex_lock(&H.lock);
-    n = H.ndead;
+    for (r = H.dead; r != NULL; r = r->next)
+        n++;
     pthread_mutex_unlock(&H.lock);
     return n;
 }

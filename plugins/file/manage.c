@@ -15,13 +15,6 @@
 
 #include "filestore.h"
 
-/* A copy for the caller, last_used included: the store's record is
- * shared with checks and not to be changed. */
-static kg_record *with_last_used(struct entry *e)
-{
-    return kg_record_dup(e->rec);
-}
-
 kg_error kg__file_get(void *inst, const char *id, kg_record **rec_r, kg_diag *diag)
 {
     struct filestore *fs = inst;
@@ -31,7 +24,7 @@ kg_error kg__file_get(void *inst, const char *id, kg_record **rec_r, kg_diag *di
     kg__file_refresh(fs);
     pthread_rwlock_rdlock(&fs->lock);
     if ((e = kg__file_table_find_id(fs->t, id)) != NULL) {
-        *rec_r = with_last_used(e);
+        *rec_r = kg_record_dup(e->rec);   /* checks share the store's */
         rc = *rec_r ? KG_OK : KG_ERR_NOMEM;
     }
     pthread_rwlock_unlock(&fs->lock);
@@ -46,7 +39,7 @@ kg_error kg__file_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
     kg__file_refresh(fs);
     pthread_rwlock_rdlock(&fs->lock);
     for (i = 0; i < fs->t->n; i++) {
-        kg_record *c = with_last_used(fs->t->all[i]);
+        kg_record *c = kg_record_dup(fs->t->all[i]->rec);
         if (c == NULL) {
             pthread_rwlock_unlock(&fs->lock);
             return KG_ERR_NOMEM;
