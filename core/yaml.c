@@ -161,6 +161,12 @@ static kg__ynode *build(struct build *b, yaml_node_t *node)
             if (k == NULL)
                 break;
             n->items[n->n++] = k;
+            /*
+             * A key whose ${...} expansion failed has no value: the diag
+             * is set, stop before anything compares it.
+             */
+            if (b->failed)
+                break;
             if (k->type != KG__Y_SCALAR) {
                 kg__diag_set(b->diag, b->file, k->line, k->column,
                              "mapping keys must be plain strings");

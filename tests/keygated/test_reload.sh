@@ -21,6 +21,9 @@ plans:
       - {module: sliding_window, control: requisite, options: {name: slide, count: 1000000, window: 1h}}
 YAML
 printf 'version: 1\ncredential:\n  - {module: bearer, control: required}\nplans: [oops\n' >"$T/bad.yaml"
+# A mapping key whose ${ expansion fails once crashed the parser, and with it
+# keygated on SIGHUP: every other broken policy is this one.
+printf 'a: 1\n${b: 2\n' >"$T/crash.yaml"
 cp "$T/good.yaml" "$POLICY"
 KEY=$(new_key bulk bulk)
 start_keygated --threads 2
@@ -38,7 +41,9 @@ bad_hups=0
 while kill -0 $LOAD 2>/dev/null && [ $hups -lt 200 ]; do
     hups=$((hups + 1))
     if [ $((hups % 5)) -eq 0 ]; then
-        cp "$T/bad.yaml" "$T/next.yaml"; bad_hups=$((bad_hups + 1))
+        if [ $((hups % 10)) -eq 0 ]; then cp "$T/crash.yaml" "$T/next.yaml"
+        else cp "$T/bad.yaml" "$T/next.yaml"; fi
+        bad_hups=$((bad_hups + 1))
     else
         cp "$T/good.yaml" "$T/next.yaml"
     fi
@@ -66,6 +71,8 @@ okr=$(sed -n 's/^keygated_reloads_total{result="ok"} //p' "$T/b")
 badr=$(sed -n 's/^keygated_reloads_total{result="failed"} //p' "$T/b")
 [ "${okr:-0}" -ge 3 ] && ok "$okr reloads succeeded" || bad "reloads ok: $okr"
 [ "${badr:-0}" -ge 1 ] && ok "$badr broken policies refused" || bad "reloads failed: $badr"
+grep -q "reload failed; the previous policy keeps serving: .*policy.yaml:2:1: unterminated" "$T/keygated.err" \
+    && ok "the typo'd mapping key was refused at 2:1" || bad "no 2:1 refusal in: $(grep reload "$T/keygated.err" | head -3)"
 grep -q "reload failed; the previous policy keeps serving: .*policy.yaml:[0-9]*:[0-9]*: " "$T/keygated.err" \
     && ok "the refusal says where" || bad "no located reload error in: $(grep reload "$T/keygated.err" | head -3)"
 body_has "decisions counted" "keygated_decisions_total{code=\"ok\",plan=\"bulk\"} $((TOTAL + 1))"
