@@ -3,11 +3,11 @@
 # (idempotent; run as root or with sudo).
 set -e
 PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
-      libssl-dev libyaml-dev zlib1g-dev check
+      libssl-dev libyaml-dev zlib1g-dev
       libmicrohttpd-dev libsqlite3-dev libpq-dev libldap2-dev libhiredis-dev
       curl ca-certificates"
 # Servers for the integration tests and the benchmarks.
-TEST_PKGS="openssl postgresql slapd ldap-utils redis-server nginx caddy wrk sqlite3 procps iproute2 python3"
+TEST_PKGS="check openssl postgresql slapd ldap-utils redis-server nginx caddy wrk sqlite3 procps iproute2 python3"
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
