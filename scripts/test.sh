@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 sh scripts/deps.sh --test
 ./autogen.sh >/dev/null 2>&1
 mkdir -p _build && cd _build
-../configure --with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes >configure.out 2>&1 || { cat configure.out; exit 1; }
+WITH="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes"
+../configure $WITH --enable-werror >configure.out 2>&1 || { cat configure.out; exit 1; }
 tail -12 configure.out
 J=$(nproc 2>/dev/null || echo 2)
 status=0
@@ -17,7 +18,14 @@ make -j"$J" check || status=1
 # Check's own summary lines, one per suite.
 grep -h -E '^[0-9]+%: Checks: ' tests/unit/*.log 2>/dev/null || true
 echo "== sanitizers (ASan + UBSan) =="
-make check-sanitizers SAN_CONFIGURE_FLAGS="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes" || status=1
+make check-sanitizers SAN_CONFIGURE_FLAGS="$WITH" || status=1
+echo "== ThreadSanitizer (unit suites) =="
+make check-tsan SAN_CONFIGURE_FLAGS="$WITH" || status=1
+echo "== valgrind memcheck (unit suites) =="
+make check-valgrind || status=1
+echo "== make distcheck (the tarball builds, installs and passes the unit suites) =="
+make distcheck TESTS='$(UNIT_TESTS) tests/abi/test_abi.sh' >distcheck.out 2>&1 \
+    && tail -4 distcheck.out || { tail -40 distcheck.out; status=1; }
 results=$(find . -name '*.trs' -exec grep -h '^:test-result:' {} + || true)
 pass=$(printf '%s\n' "$results" | grep -c 'PASS' || true)
 fail=$(printf '%s\n' "$results" | grep -c -E 'FAIL|ERROR' || true)

@@ -36,7 +36,7 @@
  * batch.  Not in a sanitizer build, whose malloc must stay its own. */
 static atomic_size_t fail_size;
 static atomic_long failed_allocs;
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define HAMMER_OOM 1
 extern void *__libc_malloc(size_t size);
 

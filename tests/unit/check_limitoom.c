@@ -42,7 +42,7 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
  * malloc must stay the only one there): while `fail_from` is set, every
  * allocation of at least that many bytes fails; the others go to glibc.
  */
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define TEST_MALLOC 1
 extern void *__libc_malloc(size_t size);
 static atomic_size_t fail_from;
