@@ -9,7 +9,7 @@ sh scripts/deps.sh --test
 ./autogen.sh >/dev/null 2>&1
 mkdir -p _build && cd _build
 WITH="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes"
-../configure $WITH --enable-werror >configure.out 2>&1 || { cat configure.out; exit 1; }
+../configure $WITH --with-man=yes --enable-werror >configure.out 2>&1 || { cat configure.out; exit 1; }
 tail -12 configure.out
 J=$(nproc 2>/dev/null || echo 2)
 status=0

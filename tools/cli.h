@@ -19,6 +19,9 @@ struct cli {
 };
 
 const char *cli_config_path(struct cli *c);
+/* Whether a command's arguments (argv[1] on) ask for its usage: --help or
+ * -h anywhere, answered before a policy is loaded or a FILE opened. */
+int cli_wants_help(int argc, char **argv);
 /* Load the policy or print why (file:line:column) and return NULL. */
 kg_policy *cli_load_policy(struct cli *c, const char *path);
 void cli_print_diag(const char *what, kg_error e, const kg_diag *d);

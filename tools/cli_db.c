@@ -21,10 +21,13 @@ int cmd_db(struct cli *c, int argc, char **argv)
     kg_error e;
     int apply, from = 0, to = 0, rc;
 
+    if (cli_wants_help(argc, argv)) {   /* db --help, db migrate --help */
+        db_usage(stdout);
+        return EXIT_OK;
+    }
     if (argc != 2 || (strcmp(argv[1], "migrate") && strcmp(argv[1], "status"))) {
-        int help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
-        db_usage(help ? stdout : stderr);
-        return help ? EXIT_OK : EXIT_USAGE;
+        db_usage(stderr);
+        return EXIT_USAGE;
     }
     apply = strcmp(argv[1], "migrate") == 0;
     p = cli_load_policy(c, NULL);

@@ -254,21 +254,16 @@ int cmd_key(struct cli *c, int argc, char **argv)
     kg_diag d;
     kg_error e;
 
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        key_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    /* Help needs no policy: answer it before loading one. */
+    if (cli_wants_help(argc, argv)) {
+        key_usage(stdout);
+        return EXIT_OK;
+    }
+    if (argc < 2) {
+        key_usage(stderr);
+        return EXIT_USAGE;
     }
     sub = argv[1];
-    /* Help needs no policy: answer it before loading one. */
-    {
-        int i;
-        for (i = 2; i < argc; i++) {
-            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-                key_usage(stdout);
-                return EXIT_OK;
-            }
-        }
-    }
     if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "show") &&
         strcmp(sub, "update") && strcmp(sub, "revoke") && strcmp(sub, "rotate")) {
         fprintf(stderr, "keygate: unknown key command '%s'\n", sub);

@@ -8,14 +8,20 @@
 
 int cmd_policy(struct cli *c, int argc, char **argv)
 {
+    static const char usage[] =
+        "usage: keygate policy check [FILE]     validate (file:line:column errors)\n"
+        "       keygate policy explain [FILE]   each stage's compiled control table\n";
     const char *file;
     kg_policy *p;
 
+    /* `policy check --help` too: not a policy named "--help". */
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
     if (argc < 2 || argc > 3 || (strcmp(argv[1], "check") && strcmp(argv[1], "explain"))) {
-        fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-                "usage: keygate policy check [FILE]     validate (file:line:column errors)\n"
-                "       keygate policy explain [FILE]   each stage's compiled control table\n");
-        return argc >= 2 && !strcmp(argv[1], "--help") ? EXIT_OK : EXIT_USAGE;
+        fputs(usage, stderr);
+        return EXIT_USAGE;
     }
     file = argc == 3 ? argv[2] : cli_config_path(c);
     p = cli_load_policy(c, file);

@@ -21,6 +21,15 @@ const char *cli_config_path(struct cli *c)
     return KG_SYSCONFDIR "/keygate.yaml";
 }
 
+int cli_wants_help(int argc, char **argv)
+{
+    int i;
+    for (i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
+}
+
 void cli_print_diag(const char *what, kg_error e, const kg_diag *d)
 {
     char buf[2048];
