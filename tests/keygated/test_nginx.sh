@@ -248,6 +248,10 @@ released_after=$(curl -s "$KGD/metrics" | sed -n 's/^keygated_lease_releases_tot
 wait_for 100 none_held && ok "clients that hung up hold no lease ($((released_after - released_before)) released so far)" \
     || bad "$(held) leases held after the clients hung up"
 expect_status "the key is not busy after them" 200 $C2 -H "Authorization: Bearer $ABORT" "http://127.0.0.1:$F2PORT/v1/scrape"
+# Logged as nginx logs a client that left (499), not as "009" (the
+# $status of a request with no answer yet, in post_action).
+grep -q '" 499 ' "$N2/logs/api.access.log" && ! grep -q '" 009 ' "$N2/logs/api.access.log" \
+    && ok "clients that hung up are logged 499" || bad "hung-up clients logged: $(cut -d'"' -f3 "$N2/logs/api.access.log" | tr '\n' '|')"
 bg_stop "$NGINX2_PID"
 
 # keygated gone: fail closed with 503, not 500.
