@@ -97,7 +97,7 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
     if (c->record == NULL || c->record->id == NULL)
         return 0;
     if (ttl <= 0)
-        ttl = c->planp ? c->planp->lease_ttl : 300;
+        ttl = kg_call_lease_ttl(c);
     klen = strlen(c->record->id);
     nlen = strlen(limit);
     len = KG_LEASE_SIZE(klen, nlen) - 1;
@@ -180,4 +180,14 @@ int64_t kg_call_lease_count(kg_call *c, const char *limit)
         return 0;
     return kg__lease_count(c->policy->ctx->limits, c->record->id, limit,
                            c->now_us);
+}
+
+int64_t kg_call_lease_retry_after(kg_call *c, const char *limit, int64_t ttl)
+{
+    if (c->record == NULL || c->record->id == NULL)
+        return 0;
+    if (ttl <= 0)
+        ttl = kg_call_lease_ttl(c);
+    return kg__lease_retry_after(c->policy->ctx->limits, c->record->id, limit,
+                                 ttl, c->now_us);
 }

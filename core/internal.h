@@ -339,6 +339,15 @@ int kg__lease_format(struct kg__limits *l, const char *key_id,
                      const char *limit, char *out, size_t size);
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
                         const char *limit, int64_t now_us);
+/*
+ * Retry-After (s) for a request denied by a full concurrency limit: as
+ * long as the youngest lease has been held (a request that has run for a
+ * while is likely to run a while more), at least 1 s, and never past the
+ * earliest lease's expiry (a lost release frees its slot then), rounded
+ * up; of the leases of (key, limit) taken for ttl_s, 0 when none is held.
+ */
+int64_t kg__lease_retry_after(struct kg__limits *l, const char *key_id,
+                              const char *limit, int64_t ttl_s, int64_t now_us);
 
 /* ---- leaseid.c: "<16 hex id>.<hex of key id, 0x1f, limit name>" ------ */
 

@@ -114,23 +114,64 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
     return r;
 }
 
+/*
+ * The leases of (key, limit) held at now_us: how many, and the earliest
+ * and the latest expiry among them (both 0 when none is held).
+ */
+static int64_t lease_span(struct kg__limits *l, const char *key_id,
+                          const char *limit, int64_t now_us,
+                          int64_t *first_r, int64_t *last_r)
+{
+    struct kslot *s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0, NULL);
+    int64_t c = 0, first = 0, last = 0;
+    uint32_t idx, i;
+
+    if (s != NULL) {
+        if (kg__limits_entry(l, s, limit, 0, 0, &idx) != NULL) {
+            reap_leases(s, now_us);
+            for (i = 0; i < s->nleases; i++) {
+                int64_t x = s->leases[i].expires_us;
+                if (s->leases[i].entry != idx)
+                    continue;
+                first = c == 0 || x < first ? x : first;
+                last = c == 0 || x > last ? x : last;
+                c++;
+            }
+        }
+        pthread_mutex_unlock(&s->shard->lock);
+    }
+    *first_r = first;
+    *last_r = last;
+    return c;
+}
+
 int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
                         const char *limit, int64_t now_us)
 {
-    struct kslot *s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0, NULL);
-    struct kg_slot *e;
-    int64_t c = 0;
-    uint32_t idx, i;
-    if (s == NULL)
+    int64_t first, last;
+    return lease_span(l, key_id, limit, now_us, &first, &last);
+}
+
+/* The rule of kg__lease_retry_after() (internal.h), in microseconds;
+ * a youngest age below 0 (lease_ttl shortened by a reload) counts as 0. */
+static int64_t retry_of(int64_t first_left_us, int64_t youngest_age_us)
+{
+    int64_t wait = youngest_age_us > 1000000 ? youngest_age_us : 1000000;
+    if (first_left_us < wait)
+        wait = first_left_us;
+    wait = (wait + 999999) / 1000000;
+    return wait > 1 ? wait : 1;
+}
+
+int64_t kg__lease_retry_after(struct kg__limits *l, const char *key_id,
+                              const char *limit, int64_t ttl_s, int64_t now_us)
+{
+    int64_t first, last;
+    if (lease_span(l, key_id, limit, now_us, &first, &last) == 0)
         return 0;
-    e = kg__limits_entry(l, s, limit, 0, 0, &idx);
-    if (e != NULL) {
-        reap_leases(s, now_us);
-        for (i = 0; i < s->nleases; i++)
-            c += s->leases[i].entry == idx;
-    }
-    pthread_mutex_unlock(&s->shard->lock);
-    return c;
+    /* A lease expires ttl after it was taken: the latest expiry is the
+     * youngest lease's. */
+    return retry_of(first - now_us, ttl_s * 1000000 - (last - now_us));
 }
 
 /* Release lease `id` of (key, limit) from the memory state. */

@@ -43,8 +43,9 @@ extern "C" {
  * abi_minor >= 1).
  * 2: struct kg_keystore_ops gained `prefetch` (abi_minor >= 2).
  * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
- * changed. */
-#define KG_PLUGIN_ABI_MINOR 3
+ * changed.
+ * 4: kg_call_lease_retry_after(); no struct changed. */
+#define KG_PLUGIN_ABI_MINOR 4
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -366,6 +367,15 @@ int kg_call_lease_acquire(kg_call *call, const char *limit_name, int64_t max,
 void kg_call_lease_undo(kg_call *call, const char *limit_name);
 /* How many leases of (call's key, limit) are held now. */
 int64_t kg_call_lease_count(kg_call *call, const char *limit_name);
+/*
+ * Seconds a request denied by the full limit should wait (its
+ * Retry-After): as long as the youngest lease of (call's key, limit) has
+ * been held, at least 1, and never past the earliest lease's expiry;
+ * ttl_seconds as given to kg_call_lease_acquire().  0 when none is held.
+ * (Since ABI minor 4.)
+ */
+int64_t kg_call_lease_retry_after(kg_call *call, const char *limit_name,
+                                  int64_t ttl_seconds);
 
 /*
  * Leases kept outside the core (a Redis backend).  kg_call_lease_new()

@@ -132,6 +132,14 @@ for i = 1, #KEYS do
         writes[#writes + 1] = {'ZADD', k, now + ttl * UNIT, member}
         writes[#writes + 1] = {'PEXPIRE', k, ttl * 1000 + 1000, 'GT'}
         writes[#writes + 1] = {'PEXPIRE', k, ttl * 1000 + 1000, 'NX'}
+      elseif held > 0 then
+        -- Retry-After: as long as the youngest lease has been held (at
+        -- least 1 s), never past the earliest expiry, as the memory
+        -- state says it (core/leases.c).
+        local first = tonumber(redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')[2])
+        local last = tonumber(redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')[2])
+        local wait = math.min(math.max(ttl * UNIT - (last - now), UNIT), first - now)
+        ok, retry = 0, math.max(math.ceil(wait / UNIT), 1)
       else
         ok, retry = 0, 1
       end

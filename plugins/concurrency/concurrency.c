@@ -59,7 +59,7 @@ static kg_result cc_run(struct limitconf *lc, kg_call *call, int take)
     }
     if (in_use < 0)     /* out of memory: no lease, and no "in use" to tell */
         return KG_RESULT_UNAVAILABLE;
-    report(lc, call, max, in_use, 1);
+    report(lc, call, max, in_use, kg_call_lease_retry_after(call, lc->name, lc->ttl));
     kg_call_deny(call, KG_CODE_RATE_LIMITED, "too many requests in flight for "
                  "this key; retry when one has finished");
     return KG_RESULT_FAIL;

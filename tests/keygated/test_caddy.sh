@@ -15,6 +15,7 @@ command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
 
 POLICY=$S/conf/keygate.yaml
 gateway_keys
+XFFK=$(new_key xff pro --allow-ip 203.0.113.0/24)
 
 start_keygated --trusted-proxy 127.0.0.1/32
 
@@ -68,6 +69,9 @@ expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
 expect_status "forged X-Keygate-Key-Id is dropped" 200 $C2 -H "Authorization: Bearer $FREE" \
     -H "X-Keygate-Key-Id: k_0000000000000000" -H "X-Keygate-Plan: enterprise" "$GW/"
 body_has "upstream sees the real id" "upstream key=$FREEID plan=free"
+expect_status "forged X-Keygate-Account, -Lease" 200 $C2 -H "Authorization: Bearer $PRO" \
+    -H "X-Keygate-Account: acct_forged" -H "X-Keygate-Lease: forged" "$GW/"
+body_has "... do not reach the upstream" "upstream key=$(key_id_of "$PRO") plan=pro priority=2 released=204 account=$"
 
 expect_status "revoked key" 401 $C2 -H "Authorization: Bearer $REV" "$GW/"
 body_has "revoked: JSON" '"code":"key_revoked"'
@@ -80,6 +84,11 @@ expect_status "key used from another IP" 403 $C3 -H "Authorization: Bearer $IPK"
 body_has "wrong IP: JSON" '"code":"ip_not_allowed"'
 expect_status "forged X-Forwarded-For does not help" 403 $C3 -H "X-Forwarded-For: 127.0.0.2" \
     -H "Authorization: Bearer $IPK" "$GW/"
+# Caddy (127.0.0.1) is a trusted proxy, and so is a client on 127.0.0.1:
+# Caddy must hand keygated the address it saw, not the client's words.
+expect_status "allowlisted key, spoofed X-Forwarded-For from a trusted address" 403 \
+    -H "X-Forwarded-For: 203.0.113.7" -H "Authorization: Bearer $XFFK" "$GW/v1/scrape"
+body_has "spoofed X-Forwarded-For: JSON" '"code":"ip_not_allowed"'
 
 expect_status "read-only key reads" 200 $C2 -H "Authorization: Bearer $RO" "$GW/v1/jobs/17"
 expect_status "read-only key writes" 403 $C2 -X POST -H "Authorization: Bearer $RO" "$GW/v1/jobs"

@@ -1,8 +1,13 @@
 #!/bin/sh
-# Real nginx (Debian's) with the shipped snippets (conf/nginx/) in front of
-# a small upstream (an nginx server that echoes the X-Keygate-* headers it
-# receives), keygated with the shipped policy (conf/keygate.yaml) behind
-# auth_request.  Allowed requests reach the upstream with the key id;
+# Real nginx (Debian's) running the shipped example site and snippets
+# (conf/nginx/) in front of a small upstream (an nginx server that echoes
+# the X-Keygate-* headers it receives), keygated with the shipped policy
+# (conf/keygate.yaml) behind auth_request.  Allowed requests reach the
+# upstream with the key id, and client-made X-Keygate-* headers never do
+# (protected or public location); a client's own X-Forwarded-For does not
+# pass an allowlist; the access log has the client's status, not
+# post_action's 204; clients that hang up while keygated decides leave
+# no lease held;
 # missing, revoked, expired, wrong-IP and wrong-permission keys get the
 # right status and JSON; the Free plan's 11th request in the hour gets 429
 # with Retry-After through nginx; the rate-limit headers reach the client
@@ -14,59 +19,79 @@
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "nginx is not installed (scripts/deps.sh --test)"; exit 77; }
 
+command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
+
 POLICY=$S/conf/keygate.yaml
 gateway_keys
+XFFK=$(new_key xff pro --allow-ip 203.0.113.0/24)
+ABORT=$(new_key abort pro)
 
 # Only nginx (on 127.0.0.1) may speak for clients; curl comes from
 # 127.0.0.2 / 127.0.0.3 so that a client is never a trusted proxy.
 start_keygated --trusted-proxy 127.0.0.1/32
 
-N=$T/nginx
-mkdir -p "$N/conf" "$N/logs" "$N/tmp"
-chmod 755 "$T" "$N" "$N/logs" "$N/tmp"
-sed "s/127\.0\.0\.1:8080/127.0.0.1:$KGD_PORT/" "$S/conf/nginx/keygated-upstream.conf" >"$N/conf/keygated-upstream.conf"
-FPORT=$(free_port)
-UPORT=$(free_port)
-cat >"$N/conf/nginx.conf" <<NGX
+# nginx_site DIR FPORT KPORT [upstream]: an nginx prefix in DIR running
+# the shipped example (conf/nginx/example.conf, its paths and ports made
+# the test's) on FPORT, with keygated at KPORT, in front of the upstream
+# on $UPORT, which it also runs when told to: an nginx server that
+# answers with the X-Keygate-* headers it received, and with 500 for
+# /v1/fail.  Sets NGINX_PID.
+nginx_site() {
+    d=$1
+    up=
+    [ "${4:-}" = upstream ] && up="listen 127.0.0.1:$UPORT;" || up="listen unix:$d/upstream.sock;"
+    mkdir -p "$d/conf" "$d/logs" "$d/tmp"
+    chmod 755 "$T" "$d" "$d/logs" "$d/tmp"
+    sed "s/127\.0\.0\.1:8080/127.0.0.1:$3/" "$S/conf/nginx/keygated-upstream.conf" >"$d/conf/keygated-upstream.conf"
+    sed -e "s#/etc/nginx/keygate/keygated-upstream\.conf#$d/conf/keygated-upstream.conf#" \
+        -e "s#/etc/nginx/keygate/#$S/conf/nginx/#g" -e "s#/var/log/nginx/#$d/logs/#" \
+        -e "s#listen 80;#listen 127.0.0.1:$2;#" -e "s#127\.0\.0\.1:9000#127.0.0.1:$UPORT#g" \
+        "$S/conf/nginx/example.conf" >"$d/conf/example.conf"
+    cat >"$d/conf/nginx.conf" <<NGX
 worker_processes 1;
-pid $N/nginx.pid;
-error_log $N/logs/error.log notice;
+pid $d/nginx.pid;
+error_log $d/logs/error.log notice;
 events { worker_connections 256; }
 http {
-    access_log $N/logs/access.log;
-    client_body_temp_path $N/tmp/body;
-    proxy_temp_path $N/tmp/proxy;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
-    include $N/conf/keygated-upstream.conf;
+    access_log $d/logs/access.log;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
     server {
-        listen 127.0.0.1:$UPORT;
+        $up
         location /v1/missing {
             default_type text/plain;
             return 404 "upstream: no such thing\n";
         }
+        location /v1/fail {
+            default_type text/plain;
+            return 500 "upstream: failed\n";
+        }
         location / {
             default_type text/plain;
-            return 200 "upstream key=\$http_x_keygate_key_id plan=\$http_x_keygate_plan priority=\$http_x_keygate_priority lease=\$http_x_keygate_lease\n";
+            return 200 "upstream key=\$http_x_keygate_key_id plan=\$http_x_keygate_plan priority=\$http_x_keygate_priority lease=\$http_x_keygate_lease account=\$http_x_keygate_account\n";
         }
     }
-    server {
-        listen 127.0.0.1:$FPORT;
-        include $S/conf/nginx/keygate-locations.conf;
-        location / {
-            include $S/conf/nginx/keygate-protect.conf;
-            proxy_pass http://127.0.0.1:$UPORT;
-        }
-    }
+    include $d/conf/example.conf;
 }
 NGX
-"$NGINX" -t -p "$N" -c "$N/conf/nginx.conf" >"$N/t.out" 2>&1 && ok "nginx accepts the shipped snippets" \
-    || { bad "nginx -t: $(cat "$N/t.out")"; finish; }
-bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
-NGINX_PID=$BG_PID
+    if ! "$NGINX" -t -p "$d" -c "$d/conf/nginx.conf" >"$d/t.out" 2>&1; then
+        bad "nginx -t: $(cat "$d/t.out")"
+        finish
+    fi
+    bg_start "$NGINX" -p "$d" -c "$d/conf/nginx.conf" -g 'daemon off;' 2>>"$d/logs/stderr"
+    NGINX_PID=$BG_PID
+    wait_http "http://127.0.0.1:$2/" any "$NGINX_PID" || { bad "nginx did not start: $(cat "$d/logs/stderr")"; finish; }
+}
+
+N=$T/nginx
+FPORT=$(free_port)
+UPORT=$(free_port)
+nginx_site "$N" "$FPORT" "$KGD_PORT" upstream
+ok "nginx runs the shipped example and snippets"
 GW="http://127.0.0.1:$FPORT"
-wait_http "$GW/" any "$NGINX_PID" || { bad "nginx did not start: $(cat "$N/logs/stderr")"; finish; }
 C2="--interface 127.0.0.2"
 C3="--interface 127.0.0.3"
 
@@ -159,6 +184,75 @@ has_header "404: X-RateLimit-Limit" "X-RateLimit-Limit: [0-9][0-9]*$"
 has_header "404: RateLimit-Policy" 'RateLimit-Policy: "hour";q='
 once_each && ok "each rate-limit header once on the 404" \
     || bad "rate-limit headers not once each: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
+
+# Headers of keygated's names that a client sends never reach the
+# upstream: not on a protected path (replaced by keygated's or removed)
+# nor on the example's public /status (keygate-public.conf).
+FORGE="-H X-Keygate-Key-Id:k_forged -H X-Keygate-Account:acct_forged -H X-Keygate-Plan:enterprise
+ -H X-Keygate-Priority:99 -H X-Keygate-Lease:forged"
+expect_status "public /status with forged X-Keygate-*" 200 $C2 $FORGE "$GW/status"
+body_has "... none reaches the upstream" "upstream key= plan= priority= lease= account=$"
+expect_status "protected path with forged X-Keygate-*" 200 $C2 $FORGE -H "Authorization: Bearer $PRO" "$GW/v1/jobs/1"
+PROID=$(key_id_of "$PRO")
+body_has "... the upstream sees keygated's only" "upstream key=$PROID plan=pro priority=2 lease=[0-9a-f]\{16\}\..* account=$"
+
+# X-Forwarded-For: what nginx saw, not what the client wrote.  nginx
+# (127.0.0.1) is a trusted proxy; so is a client on 127.0.0.1 itself,
+# and nginx's $proxy_add_x_forwarded_for handed keygated "203.0.113.7,
+# 127.0.0.1", whose right-most untrusted entry is the client's invention.
+expect_status "allowlisted key, spoofed X-Forwarded-For from a trusted address" 403 \
+    -H "X-Forwarded-For: 203.0.113.7" -H "Authorization: Bearer $XFFK" "$GW/v1/scrape"
+body_has "spoofed X-Forwarded-For: JSON" '"code":"ip_not_allowed"'
+
+# The access log keeps the client's status (keygate-log.conf), not the
+# 204 of post_action's release: the upstream's 500 and a 200.
+expect_status "upstream 500 proxied" 500 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/fail"
+body_has "500 is the upstream's" "upstream: failed"
+expect_status "allowed request to log" 200 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/logged"
+logged() {  # logged PATH STATUS: the access log's line for PATH says STATUS
+    grep -q "\"GET $1 HTTP/1\.1\" $2 " "$N/logs/api.access.log"
+}
+wait_for 100 logged /v1/logged 200 && ok "access log: 200 for an allowed request" \
+    || bad "access log, allowed request: $(grep /v1/logged "$N/logs/api.access.log")"
+wait_for 100 logged /v1/fail 500 && ok "access log: the upstream's 500" \
+    || bad "access log, upstream 500: $(grep /v1/fail "$N/logs/api.access.log")"
+grep -q '" 204 ' "$N/logs/api.access.log" && bad "post_action's 204 in the access log: $(grep '" 204 ' "$N/logs/api.access.log")" \
+    || ok "no 204 in the access log"
+
+# Clients that hang up while keygated decides.  A relay between a second
+# nginx and keygated holds each answer back 0.4 s, so that keygated has
+# taken the lease when the client (curl --max-time 0.1 .. 0.6) leaves:
+# the lease must still be released, and no lease be held once all are
+# done (Pro: 10 in flight; a held lease lasts lease_ttl, 5 minutes).
+N2=$T/nginx2
+RPORT=$(free_port)
+F2PORT=$(free_port)
+bg_start python3 "$S/tests/keygated/slowrelay.py" "$RPORT" "$KGD_PORT" 0.4 2>"$T/relay.err"
+wait_for 100 curl -s -o /dev/null "http://127.0.0.1:$RPORT/healthz" || bad "the relay did not start: $(cat "$T/relay.err")"
+nginx_site "$N2" "$F2PORT" "$RPORT"
+NGINX2_PID=$NGINX_PID
+held() {  # the number of ABORT's leases held now, from /whoami
+    curl -s --max-time 5 -H "Authorization: Bearer $ABORT" "$KGD/whoami" | python3 -c '
+import json, sys
+print([10 - l["remaining"] for l in json.load(sys.stdin)["limits"] if l["name"] == "concurrency"][0])'
+}
+none_held() { [ "$(held)" = 0 ]; }
+released_before=$(curl -s "$KGD/metrics" | sed -n 's/^keygated_lease_releases_total{result="released"} //p')
+clients=
+for t in 0.10 0.15 0.20 0.25 0.30 0.10 0.15 0.20 0.50 0.60; do
+    curl -s -o /dev/null --max-time "$t" $C2 -H "Authorization: Bearer $ABORT" "http://127.0.0.1:$F2PORT/v1/scrape" &
+    clients="$clients $!"
+done
+wait $clients
+released_after=$(curl -s "$KGD/metrics" | sed -n 's/^keygated_lease_releases_total{result="released"} //p')
+wait_for 100 none_held && ok "clients that hung up hold no lease ($((released_after - released_before)) released so far)" \
+    || bad "$(held) leases held after the clients hung up"
+expect_status "the key is not busy after them" 200 $C2 -H "Authorization: Bearer $ABORT" "http://127.0.0.1:$F2PORT/v1/scrape"
+# Logged as nginx logs a client that left (499), not as "009" (the
+# $status of a request with no answer yet, in post_action).
+grep -q '" 499 ' "$N2/logs/api.access.log" && ! grep -q '" 009 ' "$N2/logs/api.access.log" \
+    && ok "clients that hung up are logged 499" || bad "hung-up clients logged: $(cut -d'"' -f3 "$N2/logs/api.access.log" | tr '\n' '|')"
+bg_stop "$NGINX2_PID"
 
 # keygated gone: fail closed with 503, not 500.
 stop_keygated

@@ -23,10 +23,11 @@ class Handler(BaseHTTPRequestHandler):
             c.request("DELETE", "/leases/" + lease)
             released = str(c.getresponse().status)
             c.close()
-        body = ("upstream key=%s plan=%s priority=%s released=%s\n" % (
+        body = ("upstream key=%s plan=%s priority=%s released=%s account=%s\n" % (
             self.headers.get("X-Keygate-Key-Id", ""),
             self.headers.get("X-Keygate-Plan", ""),
-            self.headers.get("X-Keygate-Priority", ""), released)).encode()
+            self.headers.get("X-Keygate-Priority", ""), released,
+            self.headers.get("X-Keygate-Account", ""))).encode()
         length = int(self.headers.get("Content-Length", "0") or 0)
         if length:
             self.rfile.read(length)

@@ -17,8 +17,8 @@
  *           quit
  *   stdout: one line per command:
  *           allowed=A limited=L unavailable=U other=O backend_errors=E
- *           fail_open=F fail_local=C failed_allocs=M
- *           (bench adds: seconds=S per_second=R p50_us=X p99_us=Y)
+ *           fail_open=F fail_local=C failed_allocs=M max_retry=R
+ *           (R: the largest Retry-After of the round's 429s; bench adds: seconds=S per_second=R p50_us=X p99_us=Y)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -60,7 +60,7 @@ struct round {
     long n, next_index;
     int hold, bench;
     atomic_long next;
-    atomic_long allowed, limited, unavailable, other;
+    atomic_long allowed, limited, unavailable, other, max_retry;
     int64_t *lat_us;
     pthread_mutex_t lock;
     char **leases;
@@ -91,6 +91,15 @@ static void keep_lease(struct round *r, const char *lease)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* The largest Retry-After seen in the round. */
+static void note_retry(struct round *r, const kg_decision *d)
+{
+    const char *ra = kg_decision_header_value(d, "Retry-After");
+    long v = ra ? strtol(ra, NULL, 10) : 0, m = atomic_load(&r->max_retry);
+    while (v > m && !atomic_compare_exchange_weak(&r->max_retry, &m, v))
+        ;
+}
+
 static void *worker(void *arg)
 {
     struct round *r = arg;
@@ -114,7 +123,7 @@ static void *worker(void *arg)
             r->lat_us[i] = mono_us() - t0;
         switch (kg_decision_status(d)) {
         case 200: atomic_fetch_add(&r->allowed, 1); break;
-        case 429: atomic_fetch_add(&r->limited, 1); break;
+        case 429: atomic_fetch_add(&r->limited, 1); note_retry(r, d); break;
         case 503: atomic_fetch_add(&r->unavailable, 1); break;
         default: atomic_fetch_add(&r->other, 1); break;
         }
@@ -147,6 +156,7 @@ static void run(struct round *r, long threads)
     atomic_store(&r->limited, 0);
     atomic_store(&r->unavailable, 0);
     atomic_store(&r->other, 0);
+    atomic_store(&r->max_retry, 0);
     r->lat_us = r->bench ? calloc((size_t)r->n, sizeof(int64_t)) : NULL;
     t0 = mono_us();
     for (i = 0; i < threads; i++)
@@ -155,13 +165,13 @@ static void run(struct round *r, long threads)
         pthread_join(t[i], NULL);
     t1 = mono_us();
     printf("allowed=%ld limited=%ld unavailable=%ld other=%ld backend_errors=%llu "
-           "fail_open=%llu fail_local=%llu failed_allocs=%ld",
+           "fail_open=%llu fail_local=%llu failed_allocs=%ld max_retry=%ld",
            atomic_load(&r->allowed), atomic_load(&r->limited),
            atomic_load(&r->unavailable), atomic_load(&r->other),
            (unsigned long long)kg_context_stat(r->ctx, KG_STAT_LIMIT_BACKEND_ERRORS),
            (unsigned long long)kg_context_stat(r->ctx, KG_STAT_LIMIT_FAIL_OPEN),
            (unsigned long long)kg_context_stat(r->ctx, KG_STAT_LIMIT_FAIL_LOCAL),
-           atomic_load(&failed_allocs));
+           atomic_load(&failed_allocs), atomic_load(&r->max_retry));
     if (r->bench && r->n > 0) {
         double s = (double)(t1 - t0) / 1e6;
         qsort(r->lat_us, (size_t)r->n, sizeof(int64_t), cmp64);

@@ -219,6 +219,55 @@ START_TEST(key_id_with_separator)
 }
 END_TEST
 
+/* The Retry-After of a check denied now (a 429). */
+static long retry_after(void)
+{
+    kg_decision *d = tu_check_key(pol, key);
+    const char *ra = kg_decision_header_value(d, "Retry-After");
+    long v;
+    ck_assert_int_eq(kg_decision_status(d), 429);
+    ck_assert_ptr_nonnull(ra);
+    v = strtol(ra, NULL, 10);
+    kg_decision_free(d);
+    return v;
+}
+
+/* A full concurrency limit's Retry-After: 1 s while its leases are
+ * fresh; then as long as the youngest lease has been held; never past
+ * the earliest lease's expiry (the plan's lease_ttl, 5 minutes), when
+ * the slot is free again.  (It said 1 for leases that had been lost 4
+ * minutes before.) */
+START_TEST(concurrency_retry_after)
+{
+    char *a, *b;
+
+    key_with_id("k_retry", "conc");
+    a = admitted();                             /* at t */
+    tu_clock_advance_us(&clk, 300000);
+    b = admitted();                             /* at t + 0.3 s */
+    ck_assert_int_eq(retry_after(), 1);
+    tu_clock_advance(&clk, 40);
+    ck_assert_int_eq(retry_after(), 40);        /* b held for 40.0 s */
+    tu_clock_advance_us(&clk, 500000);
+    ck_assert_int_eq(retry_after(), 41);        /* 40.5 s, rounded up */
+    ck_assert_int_eq(kg_release(ctx, b), KG_OK);
+    free(b);
+    tu_clock_advance(&clk, 100);                /* t + 140.8 s */
+    b = admitted();
+    tu_clock_advance(&clk, 20);
+    ck_assert_int_eq(retry_after(), 20);        /* the youngest, b */
+    tu_clock_advance(&clk, 130);                /* t + 290.8 s */
+    ck_assert_int_eq(retry_after(), 10);        /* a expires at t + 300 */
+    tu_clock_advance_us(&clk, 8900000);
+    ck_assert_int_eq(retry_after(), 1);         /* 0.3 s left */
+    tu_clock_advance_us(&clk, 300000);
+    free(admitted());                           /* a expired */
+    ck_assert_int_eq(kg_release(ctx, a), KG_ERR_NOT_FOUND);
+    free(a);
+    free(b);
+}
+END_TEST
+
 static Suite *leases_suite(void)
 {
     Suite *s = suite_create("leases");
@@ -229,6 +278,7 @@ static Suite *leases_suite(void)
     tcase_add_loop_test(tc, three_concurrency_limits, 0, n);
     tcase_add_loop_test(tc, denied_check_undoes_its_own_leases, 0, n);
     tcase_add_test(tc, key_id_with_separator);
+    tcase_add_test(tc, concurrency_retry_after);
     suite_add_tcase(s, tc);
     return s;
 }
