@@ -424,8 +424,8 @@ int kg__method_valid(const char *m);
  * The path of the target `in` (len bytes, query and fragment dropped)
  * normalized into out, which has room for len + 2 bytes; *flags_r gets
  * the KG__TARGET_* flags of what servers read differently.  Returns 0,
- * or -1 if it is no path (no leading '/', a control character, an
- * encoded NUL, control character or '/').
+ * or -1 if it is no path (no leading '/', a control character, a '%'
+ * that starts no escape, an encoded NUL, control character or '/').
  */
 int kg__target_normalize(const char *in, size_t len, char *out,
                          unsigned *flags_r);

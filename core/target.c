@@ -92,9 +92,16 @@ int kg__target_normalize(const char *in, size_t len, char *out,
             unsigned char c = (unsigned char)in[i];
             if (c < 0x20 || c == 0x7f)
                 return -1;
-            if (c == '%' && i + 2 < len && hexval(in[i + 1]) >= 0 &&
-                hexval(in[i + 2]) >= 0) {
-                int v = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
+            if (c == '%') {
+                int v;
+                /* A '%' that starts no escape is no URI (RFC 3986 2.1).
+                 * Let through, "%%32e" would be "%2e" here, which is
+                 * not the "%2e" that means "." and "." to an upstream
+                 * that decodes twice: the path would not be one string
+                 * with one meaning. */
+                if (i + 2 >= len || hexval(in[i + 1]) < 0 || hexval(in[i + 2]) < 0)
+                    return -1;
+                v = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
                 /* An encoded '/' is data to the upstream but a separator
                  * to some proxies; an encoded NUL or control character
                  * is no path at all. */

@@ -113,6 +113,7 @@ if [ -x "$B/tools/keygated" ]; then
 400 GET /v1/jobs/..\admin
 400 GET /v1/crawl//../admin
 400 GET /v1/jobs/%2F42
+400 GET /v1/jobs/%%34%32
 400 GET v1/jobs/42
 400 G(T /v1/jobs/42
 TARGETS
