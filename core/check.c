@@ -1,7 +1,7 @@
 /*
- * check.c - one check: credential -> key format -> keystore (through
- * the cache) -> core account checks -> the plan's account stage -> the
- * plan's limit stage -> decision.
+ * check.c - one check: the request's target -> credential -> key format
+ * -> keystore (through the cache) -> core account checks -> the plan's
+ * account stage -> the plan's limit stage -> decision.
  *
  * Each stage is run by the chain engine (chain.c).  A stage that ends
  * "unavailable" always becomes 503 auth_unavailable, never an invalid
@@ -468,6 +468,18 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     c.peek = peek;
     c.now_us = kg_context_now(p->ctx);
 
+    /* A target the front end could not set, or one the upstream may read
+     * otherwise than the route check would, is refused before anything
+     * else: no key or plan makes it safe (docs/policy.md "Request
+     * targets"). */
+    {
+        const char *why = kg__target_refusal(kg__request_target_state(req) &
+                                             ~p->paths_allow);
+        if (why != NULL) {
+            kg__decision_deny(d, KG_CODE_INVALID_REQUEST, why, "core:target");
+            goto done;
+        }
+    }
     if (run_credential(&c, &key, &klen) != 0)
         goto done;
     /* No key is longer: what is, is refused before it is hashed. */

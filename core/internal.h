@@ -416,6 +416,34 @@ int kg__chain_step(kg__chain *c, const kg__action actions[4], kg_result r,
 /* The stack's result: KG_RESULT_OK, _FAIL or _UNAVAILABLE. */
 kg_result kg__chain_result(const kg__chain *c);
 
+/* ---- target.c, request.c: the method and target --------------------- */
+
+/* What a request's target is, as kg_check() reads it: a bad method or
+ * target, and what servers read differently (docs/policy.md "Request
+ * targets"); the last three are the policy's `paths:` to allow. */
+#define KG__TARGET_MALFORMED 0x1u
+#define KG__TARGET_SEMICOLON 0x2u      /* ";" on a ".", ".." or empty segment */
+#define KG__TARGET_BACKSLASH 0x4u      /* "\" or "%5C" */
+#define KG__TARGET_DOUBLE_SLASH 0x8u   /* ".." over an empty segment */
+
+#define KG__METHOD_MAX 32
+/* 1 if m is an HTTP method token (RFC 9110) of at most KG__METHOD_MAX. */
+int kg__method_valid(const char *m);
+/*
+ * The path of the target `in` (len bytes, query and fragment dropped)
+ * normalized into out, which has room for len + 2 bytes; *flags_r gets
+ * the KG__TARGET_* flags of what servers read differently.  Returns 0,
+ * or -1 if it is no path (no leading '/', a control character, a '%'
+ * that starts no escape, an encoded NUL, control character or '/').
+ */
+int kg__target_normalize(const char *in, size_t len, char *out,
+                         unsigned *flags_r);
+/* Why kg_check() refuses a target in this state (KG__TARGET_* bits), or
+ * NULL if it does not. */
+const char *kg__target_refusal(unsigned state);
+/* The request's KG__TARGET_* bits. */
+unsigned kg__request_target_state(const kg_request *req);
+
 /* ---- policy.c -------------------------------------------------------- */
 
 typedef struct kg__plan {
@@ -445,6 +473,7 @@ struct kg_policy {
     size_t nall;
     void *signers;    /* webhook signers (webhook.c) */
     int memory_limits;  /* some plan has a limiter whose state is in memory */
+    unsigned paths_allow;   /* KG__TARGET_* the policy's paths: allows */
 };
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
@@ -460,6 +489,9 @@ typedef struct kg__pload {
 /* Set L's diag to file:line:column of n (0:0 without n): KG_ERR_POLICY. */
 kg_error kg__err_at(kg__pload *L, const kg__ynode *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The policy's `paths:` mapping (target.c): the KG__TARGET_* bits it
+ * allows are or-ed into *allow_r. */
+kg_error kg__paths_load(kg__pload *L, kg__ynode *map, unsigned *allow_r);
 /* Report the first key of `map` not marked used. */
 kg_error kg__check_unknown(kg__pload *L, kg__ynode *map,
                            const char *where, const char *allowed);

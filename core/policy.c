@@ -5,6 +5,7 @@
  *   key_prefix: whizo
  *   realm: "whizo API"
  *   plugin_path: [dir, ...]
+ *   paths: {semicolon: refuse, backslash: refuse, double_slash: refuse}
  *   credential: [line, ...]
  *   keystore:   [line, ...]
  *   plans:
@@ -285,6 +286,9 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
     }
     if (p->key_prefix == NULL || p->realm == NULL)
         return KG_ERR_NOMEM;
+    if ((v = kg__ymap_get(root, "paths")) != NULL &&
+        (e = kg__paths_load(L, v, &p->paths_allow)) != KG_OK)
+        return e;
     v = kg__ymap_get(root, "credential");
     if (v == NULL)
         return kg__err_at(L, root, "the policy has no credential: stage (e.g. "
@@ -324,8 +328,8 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
             return e;
     }
     return kg__check_unknown(L, root, "the policy",
-                             "version, key_prefix, realm, plugin_path, credential, "
-                             "keystore, plans, signers");
+                             "version, key_prefix, realm, plugin_path, paths, "
+                             "credential, keystore, plans, signers");
 }
 
 void kg_policy_free(kg_policy *p)
@@ -528,6 +532,11 @@ char *kg_policy_explain(const kg_policy *p)
     kg__buf_init(&b);
     kg__buf_addf(&b, "policy %s\n", p->source);
     kg__buf_addf(&b, "key prefix: %s_   realm: \"%s\"\n", p->key_prefix, p->realm);
+    kg__buf_addf(&b, "request targets: ';' on a dot segment %s, '\\' %s, "
+                 "'//..' %s (400 invalid_request when refused)\n",
+                 p->paths_allow & KG__TARGET_SEMICOLON ? "allowed" : "refused",
+                 p->paths_allow & KG__TARGET_BACKSLASH ? "allowed" : "refused",
+                 p->paths_allow & KG__TARGET_DOUBLE_SLASH ? "allowed" : "refused");
     kg__buf_adds(&b, "\nactions: ok = counts as success; done = success, "
                  "stop the stage (unless an earlier module failed);\n"
                  "  bad = remember failure, go on; die = fail, stop; "

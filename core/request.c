@@ -1,8 +1,9 @@
 /*
- * request.c - what a front end knows of a request: method, path, client
- * address and headers.  Header values are kept byte for byte (they may
- * hold NULs; the stages decide what is malformed) and are wiped when the
- * request is reset or freed, since one of them carries the key.
+ * request.c - what a front end knows of a request: method, target (and
+ * its normalized path, target.c), client address and headers.  Header
+ * values are kept byte for byte (they may hold NULs; the stages decide
+ * what is malformed) and are wiped when the request is reset or freed,
+ * since one of them carries the key.
  */
 #include "internal.h"
 
@@ -22,7 +23,10 @@ struct kg__header {
 struct kg_request {
     char *mem;
     size_t used, cap;
-    size_t method, path, client;   /* offset + 1; 0: not set */
+    size_t method, path, target, client;   /* offset + 1; 0: not set */
+    unsigned flags;       /* KG__TARGET_* of the path */
+    int bad_method, bad_path;   /* the last one set was refused */
+    int key_only;         /* kg_request_set_key_only() */
     struct kg__header *h;
     size_t nh;
     size_t hcap;
@@ -56,7 +60,9 @@ void kg_request_reset(kg_request *r)
     }
     r->used = 0;
     r->nh = 0;
-    r->method = r->path = r->client = 0;
+    r->method = r->path = r->target = r->client = 0;
+    r->flags = 0;
+    r->bad_method = r->bad_path = r->key_only = 0;
 }
 
 void kg_request_free(kg_request *r)
@@ -69,8 +75,9 @@ void kg_request_free(kg_request *r)
     free(r);
 }
 
-/* Copy n bytes and a NUL into the buffer; the offset, or (size_t)-1. */
-static size_t put(kg_request *r, const char *s, size_t n)
+/* Room for n bytes and a NUL at the end of the buffer (moved, wiped,
+ * if it must grow); their offset, or (size_t)-1. */
+static size_t reserve(kg_request *r, size_t n)
 {
     size_t off = r->used;
     if (n >= (size_t)-1 / 2 || r->used + n + 1 < r->used)
@@ -92,26 +99,104 @@ static size_t put(kg_request *r, const char *s, size_t n)
         r->mem = m;
         r->cap = cap;
     }
-    memcpy(r->mem + off, s, n);
-    r->mem[off + n] = '\0';
     r->used += n + 1;
     return off;
 }
 
-static kg_error set(kg_request *r, size_t *dst, const char *s)
+/* Copy n bytes and a NUL into the buffer; the offset, or (size_t)-1. */
+static size_t put(kg_request *r, const char *s, size_t n)
+{
+    size_t off = reserve(r, n);
+    if (off == (size_t)-1)
+        return off;
+    memcpy(r->mem + off, s, n);
+    r->mem[off + n] = '\0';
+    return off;
+}
+
+kg_error kg_request_set_method(kg_request *r, const char *m)
 {
     size_t off;
-    if (r == NULL || s == NULL)
+    if (r == NULL || m == NULL)
         return KG_ERR_INVALID;
-    if ((off = put(r, s, strlen(s))) == (size_t)-1)
+    r->key_only = 0;
+    r->method = 0;
+    /* A refused method leaves none set, and the request refused
+     * (kg_check: 400), whatever the caller does with the error. */
+    r->bad_method = !kg__method_valid(m);
+    if (r->bad_method)
+        return KG_ERR_INVALID;
+    if ((off = put(r, m, strlen(m))) == (size_t)-1)
         return KG_ERR_NOMEM;
-    *dst = off + 1;
+    r->method = off + 1;
     return KG_OK;
 }
 
-kg_error kg_request_set_method(kg_request *r, const char *m) { return set(r, r ? &r->method : NULL, m); }
-kg_error kg_request_set_path(kg_request *r, const char *p) { return set(r, r ? &r->path : NULL, p); }
-kg_error kg_request_set_client(kg_request *r, const char *c) { return set(r, r ? &r->client : NULL, c); }
+kg_error kg_request_set_path(kg_request *r, const char *target)
+{
+    size_t len, raw, norm;
+    unsigned flags = 0;
+
+    if (r == NULL || target == NULL)
+        return KG_ERR_INVALID;
+    r->key_only = 0;
+    r->path = r->target = 0;
+    r->flags = 0;
+    r->bad_path = 0;
+    len = strlen(target);
+    /* The raw target first (by offset: the buffer may move), then the
+     * path normalized from that copy. */
+    if ((raw = put(r, target, len)) == (size_t)-1 ||
+        (norm = reserve(r, len + 1)) == (size_t)-1)
+        return KG_ERR_NOMEM;
+    if (kg__target_normalize(r->mem + raw, len, r->mem + norm, &flags) != 0) {
+        r->bad_path = 1;
+        return KG_ERR_INVALID;
+    }
+    r->target = raw + 1;
+    r->path = norm + 1;
+    r->flags = flags;
+    return KG_OK;
+}
+
+kg_error kg_request_set_target(kg_request *r, const char *method,
+                               const char *target)
+{
+    kg_error a = kg_request_set_method(r, method);
+    kg_error b = kg_request_set_path(r, target);
+    if (a == KG_ERR_NOMEM || b == KG_ERR_NOMEM)
+        return KG_ERR_NOMEM;
+    return a != KG_OK ? a : b;
+}
+
+kg_error kg_request_set_key_only(kg_request *r)
+{
+    if (r == NULL)
+        return KG_ERR_INVALID;
+    r->method = r->path = r->target = 0;
+    r->flags = 0;
+    r->bad_method = r->bad_path = 0;
+    r->key_only = 1;
+    return KG_OK;
+}
+
+kg_error kg_request_set_client(kg_request *r, const char *c)
+{
+    size_t off;
+    if (r == NULL || c == NULL)
+        return KG_ERR_INVALID;
+    if ((off = put(r, c, strlen(c))) == (size_t)-1)
+        return KG_ERR_NOMEM;
+    r->client = off + 1;
+    return KG_OK;
+}
+
+unsigned kg__request_target_state(const kg_request *r)
+{
+    if (r->bad_method || r->bad_path)
+        return KG__TARGET_MALFORMED;
+    return r->flags;
+}
 
 kg_error kg_request_add_header_n(kg_request *r, const char *name,
                                  size_t name_len, const char *value,
@@ -148,8 +233,18 @@ kg_error kg_request_add_header(kg_request *r, const char *name,
                                    strlen(value));
 }
 
-const char *kg_request_method(const kg_request *r) { return r->method ? r->mem + r->method - 1 : "GET"; }
-const char *kg_request_path(const kg_request *r) { return r->path ? r->mem + r->path - 1 : "/"; }
+/* Not set: "", which is no method and no path, so that no rule takes a
+ * request that names no operation for "GET /". */
+const char *kg_request_method(const kg_request *r) { return r->method ? r->mem + r->method - 1 : ""; }
+const char *kg_request_path(const kg_request *r) { return r->path ? r->mem + r->path - 1 : ""; }
+const char *kg_request_target(const kg_request *r) { return r->target ? r->mem + r->target - 1 : NULL; }
+
+kg_target_kind kg_request_target_kind(const kg_request *r)
+{
+    if (r->key_only)
+        return KG_TARGET_KEY;
+    return r->method && r->path ? KG_TARGET_ROUTE : KG_TARGET_NONE;
+}
 const char *kg_request_client(const kg_request *r) { return r->client ? r->mem + r->client - 1 : NULL; }
 size_t kg_request_header_count(const kg_request *r) { return r->nh; }
 

@@ -12,8 +12,9 @@ static void check_usage(FILE *f)
     fputs("usage: keygate check [--header 'Name: value']... [--ip ADDR]\n"
           "                     [--method M] [--path P] [--repeat N] [--peek]\n"
           "Runs the policy on the request and prints the decision, one line per\n"
-          "repetition.  Exit 0 if the (last) request was allowed, 1 if denied,\n"
-          "2 on a usage or policy error.\n", f);
+          "repetition.  The path is a request target (a query may follow), read\n"
+          "as keygated reads X-Original-URI (default: GET /).  Exit 0 if the\n"
+          "(last) request was allowed, 1 if denied, 2 on a usage or policy error.\n", f);
 }
 
 static void print_decision(struct cli *c, const kg_decision *d, int n)
@@ -128,8 +129,10 @@ int cmd_check(struct cli *c, int argc, char **argv)
         return EXIT_USAGE;
     if (kg_request_new(&req) != KG_OK)
         goto out;
-    kg_request_set_method(req, method);
-    kg_request_set_path(req, path);
+    /* A method or path the library refuses is not a usage error: the
+     * check answers 400 for it, as keygated does for the same target. */
+    if (kg_request_set_target(req, method, path) == KG_ERR_NOMEM)
+        goto out;
     if (ip)
         kg_request_set_client(req, ip);
     for (i = 0; i < nh; i++) {

@@ -6,7 +6,7 @@
  *   keygated_conf.c     the service's settings (command line) and --help
  *   keygated_listen.c   "ADDR:PORT" -> a listening socket
  *   keygated_client.c   the client address (peer or X-Forwarded-For)
- *   keygated_origin.c   the original method and path of a forwarded request
+ *   keygated_origin.c   the original method and target of a forwarded request
  *   keygated_holder.c   the serving policy, refcounted, swapped on SIGHUP
  *   keygated_http.c     libmicrohttpd: daemons, request dispatch, responses
  *   keygated_check.c    /check and /whoami: request -> decision -> response
@@ -110,28 +110,21 @@ void kgd_sockaddr_str(const struct sockaddr *sa, char *out, size_t size);
 /* ---- keygated_origin.c -------------------------------------------------- */
 
 /*
- * The original request of a forward-auth call.  `url` is the request's
- * own path ("/check/v1/scrape"), raw_uri the raw request target
- * (with its query), and the header values are NULL when absent.
- * method_r and path_r are filled (path: normalized, no query), each
- * buffer at least 8 bytes.  Returns 0, or -1 if the path is unusable
- * (the caller answers 400).
+ * The original request of a forward-auth call: which method and target
+ * the gateway asks about.  raw_uri is the request's own target
+ * ("/check/v1/scrape?x=1"); a header value is NULL when absent, and an
+ * empty one counts as absent.  *method_r and *target_r point into `in`
+ * (*target_r is NULL when there is none: a bare /check).  They are not
+ * checked here: kg_request_set_target() checks and normalizes them.
  */
 struct kgd_origin_in {
     const char *method;           /* the request's method */
-    const char *raw_uri;          /* may be NULL: url is used */
+    const char *raw_uri;          /* its target, with the query */
     const char *x_original_method, *x_original_uri;
     const char *x_forwarded_method, *x_forwarded_uri;
 };
-int kgd_origin(kgd_origin_mode mode, const struct kgd_origin_in *in,
-               char *method, size_t msize, char *path, size_t psize);
-/*
- * RFC 3986 path normalization for permission checks: drop the query and
- * fragment, decode %XX of unreserved characters, remove "." and ".."
- * segments, merge repeated slashes.  Returns 0, or -1 (NUL, control
- * characters, an encoded '/' or a path that does not start with '/').
- */
-int kgd_path_normalize(const char *in, size_t len, char *out, size_t size);
+void kgd_origin(kgd_origin_mode mode, const struct kgd_origin_in *in,
+                const char **method_r, const char **target_r);
 
 /* ---- keygated_json.c ---------------------------------------------------- */
 

@@ -26,13 +26,21 @@
 
 #define MAX_XFF 16
 
+/* The headers that name the original request: each may come once. */
+enum { H_ORIG_METHOD, H_ORIG_URI, H_FWD_METHOD, H_FWD_URI, H__N };
+static const char *const origin_headers[H__N] = {
+    "X-Original-Method", "X-Original-URI", "X-Forwarded-Method", "X-Forwarded-Uri"
+};
+
 struct collect {
     kg_request *req;
     unsigned count;
     int oom;
     const char *xff[MAX_XFF];
     size_t nxff;
-    const char *orig_method, *orig_uri, *fwd_method, *fwd_uri;
+    const char *origin[H__N];
+    unsigned norigin[H__N];
+    const char *bad_origin;   /* one of them came twice or holds a NUL */
 };
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
@@ -40,6 +48,7 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
                                       const char *value, size_t value_size)
 {
     struct collect *c = cls;
+    size_t i;
     (void)kind;
 
     c->count++;
@@ -49,23 +58,23 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
     }
     if (kg_request_add_header_n(c->req, key, key_size, value, value_size) != KG_OK)
         c->oom = 1;
-    /* The values of interest are NUL-free strings; one that holds a NUL
-     * is not an address or a URI and is ignored here (the credential
-     * plugins still see every byte). */
+    /* Two of a header that names the original request make it
+     * ambiguous: which of them did the gateway mean, and which one did a
+     * client add?  Refused, never first-wins; so is one with a NUL. */
+    for (i = 0; i < H__N; i++) {
+        if (strcasecmp(key, origin_headers[i]) != 0)
+            continue;
+        if (++c->norigin[i] > 1 || strlen(value) != value_size)
+            c->bad_origin = origin_headers[i];
+        c->origin[i] = value;
+        return MHD_YES;
+    }
+    /* An X-Forwarded-For value with a NUL is no address list and is
+     * ignored here (the credential plugins still see every byte). */
     if (strlen(value) != value_size)
         return MHD_YES;
-    if (strcasecmp(key, "X-Forwarded-For") == 0) {
-        if (c->nxff < MAX_XFF)
-            c->xff[c->nxff++] = value;
-    } else if (c->orig_method == NULL && strcasecmp(key, "X-Original-Method") == 0) {
-        c->orig_method = value;
-    } else if (c->orig_uri == NULL && strcasecmp(key, "X-Original-URI") == 0) {
-        c->orig_uri = value;
-    } else if (c->fwd_method == NULL && strcasecmp(key, "X-Forwarded-Method") == 0) {
-        c->fwd_method = value;
-    } else if (c->fwd_uri == NULL && strcasecmp(key, "X-Forwarded-Uri") == 0) {
-        c->fwd_uri = value;
-    }
+    if (strcasecmp(key, "X-Forwarded-For") == 0 && c->nxff < MAX_XFF)
+        c->xff[c->nxff++] = value;
     return MHD_YES;
 }
 
@@ -221,9 +230,8 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
 {
     const kgd_conf *conf = srv->conf;
     struct collect c;
-    struct kgd_origin_in oi;
     const union MHD_ConnectionInfo *ci;
-    char peer[64] = "", client[64], omethod[32], opath[2048];
+    char peer[64] = "", client[64];
     kgd_policy_ref *ref = NULL;
     kg_decision *d = NULL;
     kg_error e;
@@ -242,31 +250,42 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
                                 "too many request headers");
         goto out;
     }
-    memset(&oi, 0, sizeof(oi));
-    oi.method = method;
-    oi.raw_uri = raw_uri ? raw_uri : url;
-    oi.x_original_method = c.orig_method;
-    oi.x_original_uri = c.orig_uri;
-    oi.x_forwarded_method = c.fwd_method;
-    oi.x_forwarded_uri = c.fwd_uri;
-    if (whoami) {
-        snprintf(omethod, sizeof(omethod), "%s", method);
-        snprintf(opath, sizeof(opath), "/whoami");
-    } else if (kgd_origin(conf->origin, &oi, omethod, sizeof(omethod), opath,
-                          sizeof(opath)) != 0) {
+    if (c.bad_origin != NULL) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s must come once, without NUL bytes",
+                 c.bad_origin);
         kgd_metrics_rejected(400);
-        ret = kgd_respond_error(conn, 400, "invalid_request",
-                                "the original method or URI is malformed");
+        ret = kgd_respond_error(conn, 400, "invalid_request", msg);
         goto out;
     }
+    if (whoami) {
+        e = kg_request_set_key_only(c.req);
+    } else {
+        struct kgd_origin_in oi;
+        const char *om, *ot;
+        memset(&oi, 0, sizeof(oi));
+        oi.method = method;
+        oi.raw_uri = raw_uri ? raw_uri : url;
+        oi.x_original_method = c.origin[H_ORIG_METHOD];
+        oi.x_original_uri = c.origin[H_ORIG_URI];
+        oi.x_forwarded_method = c.origin[H_FWD_METHOD];
+        oi.x_forwarded_uri = c.origin[H_FWD_URI];
+        kgd_origin(conf->origin, &oi, &om, &ot);
+        /* A bad method or target (KG_ERR_INVALID) is refused by the
+         * check itself, as the command line and an embedder see it;
+         * without a target (a bare /check) only the method is set, and
+         * a route check fails closed. */
+        e = ot != NULL ? kg_request_set_target(c.req, om, ot)
+                       : kg_request_set_method(c.req, om);
+    }
+    if (e == KG_ERR_NOMEM)
+        goto out;
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci != NULL)
         kgd_sockaddr_str(ci->client_addr, peer, sizeof(peer));
     kgd_client_address(peer, c.xff, c.nxff, conf->proxies, conf->nproxies,
                        client, sizeof(client));
-    if (kg_request_set_method(c.req, omethod) != KG_OK ||
-        kg_request_set_path(c.req, opath) != KG_OK ||
-        (client[0] && kg_request_set_client(c.req, client) != KG_OK))
+    if (client[0] && kg_request_set_client(c.req, client) != KG_OK)
         goto out;
 
     ref = kgd_policy_get();
@@ -285,8 +304,14 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
         int64_t us = now_us() - t0;
         a.endpoint = whoami ? "whoami" : "check";
         a.client = client;
-        a.method = omethod;
-        a.path = opath;
+        /* The normalized path (a query may hold secrets); null for
+         * none, or for one refused as malformed. */
+        a.method = whoami ? method : kg_request_method(c.req);
+        a.path = whoami ? "/whoami" : kg_request_path(c.req);
+        if (*a.method == '\0')
+            a.method = NULL;
+        if (*a.path == '\0')
+            a.path = NULL;
         a.d = d;
         a.micros = us;
         kgd_metrics_decision(d, us);

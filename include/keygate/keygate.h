@@ -143,9 +143,40 @@ void kg_request_free(kg_request *req);
 /* Empty the request so that it can be reused for the next one. */
 void kg_request_reset(kg_request *req);
 
-/* Strings are copied. */
+/*
+ * The operation the request asks for: its method ("GET") and its target
+ * as the client sent it ("/v1/jobs/../scrape?url=x"), copied.  The method
+ * is an HTTP token of at most 32 characters; the target starts with '/'.
+ * Route checks (the scope plugin) see the target's path normalized as
+ * docs/policy.md "Request targets" says: query and fragment dropped,
+ * percent-encoded unreserved characters decoded, "." and ".." segments
+ * removed, repeated slashes merged ("/v1/scrape/../jobs/42" is
+ * "/v1/jobs/42"); plugins can read the target as given, query included.
+ *
+ * KG_ERR_INVALID if the method or the target cannot be used (not a
+ * token; no leading '/', a control character, an encoded NUL, control
+ * character or '/'): kg_check() then refuses the request (400
+ * invalid_request) whatever the caller does with the error.  A target
+ * that servers read differently (";" parameters on a dot segment, a
+ * backslash, ".." over an empty segment) is accepted here and refused
+ * by kg_check() unless the policy's `paths:` allows it.
+ *
+ * A request on which no method or no path was set names no operation:
+ * a route check fails closed on it.
+ */
+kg_error kg_request_set_target(kg_request *req, const char *method,
+                               const char *target);
+/* The two halves of kg_request_set_target(); a path is a target too. */
 kg_error kg_request_set_method(kg_request *req, const char *method);
 kg_error kg_request_set_path(kg_request *req, const char *path);
+/*
+ * The request asks about its key only, not for an operation of the API
+ * (keygated's /whoami): route checks let it pass; everything else (the
+ * key, its status, its networks) is checked as for any request.  Clears
+ * the method and target; setting either clears this.
+ */
+kg_error kg_request_set_key_only(kg_request *req);
+/* Strings are copied. */
 kg_error kg_request_set_client(kg_request *req, const char *address);
 /* Values are taken as given, byte for byte (len may contain NULs). */
 kg_error kg_request_add_header(kg_request *req, const char *name,

@@ -44,7 +44,8 @@ extern "C" {
  * 2: struct kg_keystore_ops gained `prefetch` (abi_minor >= 2).
  * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
  * changed.
- * 4: kg_call_lease_retry_after(); no struct changed. */
+ * 4: kg_call_lease_retry_after(), kg_request_target() and
+ * kg_request_target_kind(); no struct changed. */
 #define KG_PLUGIN_ABI_MINOR 4
 
 typedef enum kg_plugin_kind {
@@ -295,8 +296,21 @@ kg_error kg_policy_migrate(kg_policy *p, int apply, int *from_r, int *to_r,
 /* The strings returned stay valid until the request is next changed
  * (set, add_header, reset) or freed: for the whole of a check. */
 
+/* The method, and the target's normalized path without its query
+ * (keygate.h, kg_request_set_target); "" when not set. */
 const char *kg_request_method(const kg_request *req);
 const char *kg_request_path(const kg_request *req);
+/* The target as it was given, query included, or NULL (ABI 1.4). */
+const char *kg_request_target(const kg_request *req);
+/* What the request names (ABI 1.4). */
+typedef enum kg_target_kind {
+    KG_TARGET_NONE = 0,    /* no method or no path was set: a check of
+                            * routes must fail closed */
+    KG_TARGET_ROUTE = 1,   /* an operation: kg_request_method(), _path() */
+    KG_TARGET_KEY = 2      /* the key itself, no operation
+                            * (kg_request_set_key_only: keygated's /whoami) */
+} kg_target_kind;
+kg_target_kind kg_request_target_kind(const kg_request *req);
 const char *kg_request_client(const kg_request *req);
 size_t kg_request_header_count(const kg_request *req);
 kg_error kg_request_header_at(const kg_request *req, size_t i,

@@ -13,6 +13,10 @@
  * where * matches within one segment and ** across segments; the query
  * string is not part of the match.
  *
+ * The path is the request's normalized one (kg_request_set_target).  A
+ * request that names no method and path fails (400 invalid_request); one
+ * about the key itself (keygated's /whoami) passes.
+ *
  * Key permissions: "jobs:read" exactly, "jobs:*" (every operation on
  * jobs), "*:read" (read anything: a read-only key) and "*" (everything).
  * Missing permission: 403 insufficient_permissions.
@@ -168,6 +172,19 @@ static kg_result scope_check(void *inst, kg_call *call)
     char msg[256];
     size_t i, j;
 
+    switch (kg_request_target_kind(req)) {
+    case KG_TARGET_ROUTE:
+        break;
+    case KG_TARGET_KEY:
+        /* Not an operation of the API (keygated's /whoami): no route,
+         * nothing for the key's permissions to cover. */
+        return KG_RESULT_OK;
+    default:
+        /* No operation named: never taken for "GET /". */
+        kg_call_deny(call, KG_CODE_INVALID_REQUEST, "the request names no "
+                     "method and path to check the key's permissions against");
+        return KG_RESULT_FAIL;
+    }
     for (i = 0; i < s->n; i++) {
         const struct rule *r = &s->rules[i];
         if (r->method != NULL && strcmp(r->method, method) != 0)

@@ -4,14 +4,16 @@
 # the rate-limit headers; an IP outside the key's allowlist gets 403
 # ip_not_allowed; a read-only Enterprise key on a write route gets 403
 # insufficient_permissions; a revoked key 401 key_revoked; an expired one
-# 401 key_expired.
+# 401 key_expired.  And keygate check and keygated (when built) decide
+# the same targets alike (issue 16 item 3).
 set -u
 B=${KEYGATE_BUILDDIR:-.}
 S=${KEYGATE_SRCDIR:-.}
+. "$S/tests/lib.sh"   # bg_start, wait_for
 KG="$B/tools/keygate --config $S/conf/keygate.yaml"
 KEYGATE_STATE_DIR=$(mktemp -d)
 export KEYGATE_STATE_DIR
-trap 'rm -rf "$KEYGATE_STATE_DIR"' EXIT
+trap 'bg_stop_all; rm -rf "$KEYGATE_STATE_DIR"' EXIT
 fail=0
 ok() { echo "ok - $1"; }
 bad() { echo "FAIL - $1"; fail=1; }
@@ -73,5 +75,50 @@ expect "revoked key" 1 'denied 401 key_revoked' -- $KG check --header "Authoriza
 
 EXP=$($KG key create --name old --plan free --expires 2020-01-01 2>/dev/null)
 expect "expired key" 1 'denied 401 key_expired' -- $KG check --header "Authorization: Bearer $EXP"
+
+# ---- keygate check and keygated read a target alike ----------------------
+# The same Enterprise key (jobs:read, crawl:read), the same method and
+# target: `keygate check --method M --path T` and keygated's answer to
+# X-Original-Method: M, X-Original-URI: T must be the same status, the one
+# listed.  (The first line was 403 from the CLI, 200 from keygated.)
+SCOPED=$($KG key create --name scoped --plan enterprise --permission jobs:read \
+         --permission crawl:read 2>/dev/null) || bad "create scoped key"
+if [ -x "$B/tools/keygated" ]; then
+    bg_start "$B/tools/keygated" --config "$S/conf/keygate.yaml" --listen 127.0.0.1:0 \
+        --access-log off 2>"$KEYGATE_STATE_DIR/keygated.err"
+    wait_for 200 grep -q "listening on" "$KEYGATE_STATE_DIR/keygated.err"
+    PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$KEYGATE_STATE_DIR/keygated.err" | head -1)
+    [ -n "$PORT" ] || bad "keygated did not start: $(cat "$KEYGATE_STATE_DIR/keygated.err")"
+    while IFS=' ' read -r want m t; do
+        cli=$($KG check --header "Authorization: Bearer $SCOPED" --method "$m" --path "$t" 2>&1 |
+              sed -n 's/^1 [a-z]* \([0-9]*\) .*/\1/p')
+        kgd=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
+              -H "Authorization: Bearer $SCOPED" -H "X-Original-Method: $m" \
+              -H "X-Original-URI: $t" "http://127.0.0.1:${PORT:-1}/check")
+        desc=$(printf '%s %s' "$m" "$t" | sed 's/\\/\\\\/g')   # ok's echo halves '\\'
+        if [ "$cli" = "$want" ] && [ "$kgd" = "$want" ]; then
+            ok "$desc: $want from both"
+        else
+            bad "$desc: keygate check $cli, keygated $kgd, wanted $want"
+        fi
+    done <<'TARGETS'
+200 GET /v1/scrape/../jobs/42
+200 GET /v1/jobs/%34%32?page=2
+200 GET //v1/crawl/./a/b
+403 POST /v1/jobs
+403 GET /v1/crawl/../admin
+403 GET /admin
+400 GET /v1/crawl/..;/admin
+400 GET /v1/crawl/..%3B/admin
+400 GET /v1/jobs/..\admin
+400 GET /v1/crawl//../admin
+400 GET /v1/jobs/%2F42
+400 GET /v1/jobs/%%34%32
+400 GET v1/jobs/42
+400 G(T /v1/jobs/42
+TARGETS
+else
+    echo "# keygated not built: only keygate check was tested"
+fi
 
 exit $fail

@@ -107,4 +107,58 @@ for line in open(sys.argv[1], "rb"):
 ' "$T/access.log"; then ok "access log stays valid UTF-8 JSON"; else bad "access log broken"; fi
 grep -q "$KEY" "$T/access.log" && bad "key in the access log" || ok "no key in the access log"
 stop_keygated
+
+# ==== Targets that servers read differently, and who names the target ======
+# (issue 16 items 2, 3, 9.)  On the shipped policy, whose Enterprise plan
+# maps routes to permissions (scope, unmapped: deny): a key that may only
+# read crawls (or jobs) must not reach /v1/admin or /admin through a path
+# that Tomcat, Jetty or Spring read otherwise (";" parameters stripped, "\"
+# taken for "/"): each is 400 invalid_request, wherever the target comes
+# from.  Two headers naming the original request are 400, not first-wins.
+# /whoami answers any valid key: it is keygated's, not a route of the API.
+POLICY=$S/conf/keygate.yaml
+CRAWL=$(new_key crawl enterprise --permission crawl:read)
+JOBS=$(new_key jobs enterprise --permission jobs:read)
+ENT=$(new_key ent enterprise --permission '*')
+[ -n "$CRAWL" ] && [ -n "$JOBS" ] && [ -n "$ENT" ] && ok "enterprise keys on the shipped policy" || bad "enterprise keys"
+start_keygated
+expect_status "crawl:read reads a crawl" 200 -H "Authorization: Bearer $CRAWL" \
+    -H "X-Original-Method: GET" -H "X-Original-URI: /v1/crawl/x" "$KGD/check"
+expect_status "crawl:read, plain dot segments to /v1/admin" 403 -H "Authorization: Bearer $CRAWL" \
+    -H "X-Original-Method: GET" -H "X-Original-URI: /v1/crawl/../admin" "$KGD/check"
+for t in '/v1/crawl/..;/admin' '/v1/crawl/..%3b/admin' '/v1/crawl/x/..\..\admin' \
+         '/v1/crawl/%2e%2e;x/admin' '/v1/crawl/;/../../admin' '/v1/crawl/..%5C..%5Cadmin' \
+         '/v1/crawl//../admin'; do
+    tt=$(printf '%s' "$t" | sed 's/\\/\\\\/g')   # doubled: ok's echo halves them
+    expect_status "crawl:read, X-Original-URI $tt" 400 -H "Authorization: Bearer $CRAWL" \
+        -H "X-Original-Method: GET" -H "X-Original-URI: $t" "$KGD/check"
+    body_has "  ... invalid_request" '"code":"invalid_request"'
+    expect_status "crawl:read, X-Forwarded-Uri $tt" 400 -H "Authorization: Bearer $CRAWL" \
+        -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: $t" "$KGD/check"
+done
+expect_status "jobs:read, X-Original-URI /v1/jobs/..\\\\admin" 400 -H "Authorization: Bearer $JOBS" \
+    -H "X-Original-URI: /v1/jobs/..\\admin" "$KGD/check"
+expect_status "jobs:read, Envoy /check/v1/jobs/..;/admin" 400 --path-as-is \
+    -H "Authorization: Bearer $JOBS" "$KGD/check/v1/jobs/..;/admin"
+J="b'$JOBS'"
+expect_raw "jobs:read, Envoy /check/v1/jobs/..\\\\admin" \
+    "b'GET /check/v1/jobs/..\\\\admin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ' + $J + b'\r\n\r\n'" "400"
+expect_raw "two X-Original-URI headers" \
+    "b'GET /check HTTP/1.1\r\nHost: x\r\nX-Original-URI: /v1/jobs/1\r\nX-Original-URI: /v1/admin\r\nAuthorization: Bearer ' + $J + b'\r\n\r\n'" "400"
+expect_raw "two equal X-Original-URI headers" \
+    "b'GET /check HTTP/1.1\r\nHost: x\r\nX-Original-URI: /v1/jobs/1\r\nX-Original-URI: /v1/jobs/1\r\nAuthorization: Bearer ' + $J + b'\r\n\r\n'" "400"
+expect_raw "two X-Forwarded-Uri headers" \
+    "b'GET /check HTTP/1.1\r\nHost: x\r\nX-Forwarded-Uri: /v1/jobs/1\r\nx-forwarded-uri: /admin\r\nAuthorization: Bearer ' + $J + b'\r\n\r\n'" "400"
+expect_raw "two X-Original-Method headers" \
+    "b'GET /check HTTP/1.1\r\nHost: x\r\nX-Original-Method: GET\r\nX-Original-Method: DELETE\r\nX-Original-URI: /v1/jobs/1\r\nAuthorization: Bearer ' + $J + b'\r\n\r\n'" "400"
+expect_raw "one X-Original-URI: first-wins was never needed" \
+    "b'GET /check HTTP/1.1\r\nHost: x\r\nX-Original-URI: /v1/jobs/1\r\nAuthorization: Bearer ' + $J + b'\r\n\r\n'" "200"
+expect_status "a bare /check names no route: scope fails closed" 400 -H "Authorization: Bearer $JOBS" "$KGD/check"
+expect_status "whoami, enterprise key with *" 200 -H "Authorization: Bearer $ENT" "$KGD/whoami"
+body_has "  ... its record" '"plan":"enterprise"'
+expect_status "whoami, enterprise key with crawl:read" 200 -H "Authorization: Bearer $CRAWL" "$KGD/whoami"
+expect_status "whoami still needs a valid key" 401 -H "Authorization: Bearer whizo_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" "$KGD/whoami"
+stop_keygated
+# ==== end of the targets block ==============================================
+
 finish

@@ -198,7 +198,8 @@ for k in "$FREE" "$FREE2" "$IPKEY" "$SCOPED" "$DOWN" "$REV" "$EXP"; do
     grep -q "$k" "$T/access.log" && leak=1
 done
 [ $leak -eq 0 ] && ok "access log never holds a key" || bad "a key is in the access log"
-grep -q '"key_prefix":"whizo_..","plan":"free","client":"203.0.113.9","method":"GET","path":"/","status":200' "$T/access.log" \
+# (A bare /check names no path: null, never "/".)
+grep -q '"key_prefix":"whizo_..","plan":"free","client":"203.0.113.9","method":"GET","path":null,"status":200' "$T/access.log" \
     && ok "access log: prefix, plan, client from X-Forwarded-For" || bad "access log line: $(grep 203.0.113.9 "$T/access.log" | head -1)"
 grep -q '"method":"POST","path":"/v1/jobs","status":403,"code":"insufficient_permissions","decided_by":"account:scope"' "$T/access.log" \
     && ok "access log: original method/path, code, decided_by" || bad "access log scope line missing"
