@@ -21,6 +21,7 @@ int cmd_db(struct cli *c, int argc, char **argv)
     kg_error e;
     int apply, from = 0, to = 0, rc;
 
+    argc = cli_take_json(c, argc, argv);
     if (argc != 2 || (strcmp(argv[1], "migrate") && strcmp(argv[1], "status"))) {
         int help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
         db_usage(help ? stdout : stderr);

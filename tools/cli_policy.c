@@ -11,6 +11,7 @@ int cmd_policy(struct cli *c, int argc, char **argv)
     const char *file;
     kg_policy *p;
 
+    argc = cli_take_json(c, argc, argv);
     if (argc < 2 || argc > 3 || (strcmp(argv[1], "check") && strcmp(argv[1], "explain"))) {
         fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
                 "usage: keygate policy check [FILE]     validate (file:line:column errors)\n"
@@ -52,6 +53,7 @@ static void scan_cb(const kg_plugin_info *i, void *ud)
         s->bad++;
     s->n++;
     if (s->c->json) {
+        cli_list_item(s->c);
         printf("{\"name\":");
         cli_json_str(stdout, i->name);
         printf(",\"path\":");
@@ -62,7 +64,7 @@ static void scan_cb(const kg_plugin_info *i, void *ud)
         cli_json_str(stdout, i->description);
         printf(",\"error\":");
         cli_json_str(stdout, i->error);
-        printf("}\n");
+        printf("}");
     } else if (i->error) {
         printf("%-16s %-10s %-5s cannot load: %s\n", i->name, "-", "-", i->error);
     } else {
@@ -74,6 +76,7 @@ static void scan_cb(const kg_plugin_info *i, void *ud)
 int cmd_plugins(struct cli *c, int argc, char **argv)
 {
     struct scan s = { c, 0, 0 };
+    argc = cli_take_json(c, argc, argv);
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: keygate plugins\n"
                "Lists every plugin on the search path ($KEYGATE_PLUGIN_PATH, then\n"
@@ -88,7 +91,9 @@ int cmd_plugins(struct cli *c, int argc, char **argv)
     if (!c->json)
         printf("search path: $KEYGATE_PLUGIN_PATH, then %s\n", kg_plugin_default_dir());
     kg_plugin_scan(c->ctx, NULL, 0, scan_cb, &s);
-    if (!c->json)
+    if (c->json)
+        cli_list_end(c);
+    else
         printf("%d plugins, %d cannot be loaded\n", s.n, s.bad);
     return s.bad ? EXIT_DENIED : EXIT_OK;
 }
