@@ -270,6 +270,15 @@ expect "plugins: broken ones and why" 1 "badabi .*cannot load: .*ABI 99.0" -- en
 expect "plugins: missing dependency named" 1 "libkgvanish.so.0" -- env KEYGATE_PLUGIN_PATH="$B/tests/fixtures/missingdep" $BIN plugins
 expect "plugins --json" 0 '"name":"header","path":"[^"]*","kind":"credential","abi":"1\.[0-9]*"' -- env KEYGATE_PLUGIN_PATH="$PP" $BIN --json plugins
 expect "plugins: extra argument" 2 "usage: keygate plugins" -- $BIN plugins extra
+# The policy's plugin_path is searched first, and the search path says
+# what KEYGATE_PLUGIN_PATH holds (issue 23 item 8).
+printf 'plugin_path: [%s]\ncredential: [{module: nosuch}]\n' "$B/plugins" >"$T/pp.yaml"
+expect "plugins: the policy's plugin_path" 0 "bearer  *credential" -- env -u KEYGATE_PLUGIN_PATH $BIN --config "$T/pp.yaml" plugins
+expect "plugins: says where it came from" 0 "^search path: $B/plugins (plugin_path of $T/pp.yaml), then " -- env -u KEYGATE_PLUGIN_PATH $BIN --config "$T/pp.yaml" plugins
+expect "plugins: KEYGATE_PLUGIN_PATH's value" 0 "then /nowhere/a:/nowhere/b (KEYGATE_PLUGIN_PATH), then" -- env KEYGATE_PLUGIN_PATH=/nowhere/a:/nowhere/b $BIN --config "$T/pp.yaml" plugins
+out=$(env KEYGATE_PLUGIN_PATH=/nowhere $BIN --config "$T/pp.yaml" plugins 2>&1)
+case "$out" in *'$KEYGATE_PLUGIN_PATH'*) bad "plugins prints the variable's name: $out" ;; *) ok "plugins prints no '\$KEYGATE_PLUGIN_PATH'" ;; esac
+expect "plugins: a policy given must be readable" 2 "cannot open the policy" -- $BIN --config "$T/none.yaml" plugins
 
 echo "1..$n"
 [ $fail -eq 0 ] && echo "$n passed, 0 failed" || echo "some of $n failed"
