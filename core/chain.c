@@ -19,7 +19,7 @@
  * stack saw a module answer unavailable (mapped to ignore, as sufficient
  * and optional do), it ends unavailable rather than failed: nobody gave
  * a definite no, and one module could not answer, so "invalid key" would
- * be a lie (DESIGN.md: unavailable never turns into an invalid key).
+ * be a lie (docs/architecture.md: unavailable never turns into an invalid key).
  *
  * The keywords map onto actions as Linux-PAM's do (pam.conf(5)):
  *   required   [success=ok   ignore=ignore default=bad]

@@ -2,7 +2,7 @@
  * decision.c - the outcome of a check and its HTTP rendering, the same
  * for every front end (keygated, the CLI, embedders):
  *
- *   status + code (DESIGN.md's table), a JSON body for denials,
+ *   status + code (docs/architecture.md's table), a JSON body for denials,
  *   WWW-Authenticate on 401, X-RateLimit-{Limit,Remaining,Reset} for the
  *   limit nearest exhaustion, the IETF RateLimit-Policy / RateLimit fields
  *   for every limit, and Retry-After on 429.

@@ -172,6 +172,9 @@ kg_opts *kg__opts_new(kg_context *ctx, const char *file, const char *dir,
                       struct kg__ynode *map, const char *plugin);
 /* After create(): KG_OK, or the first error (type error or unknown key). */
 kg_error kg__opts_finish(kg_opts *o, kg_diag *diag);
+/* The string the plugin last read for its top-level `name` option (its
+ * default if absent), or NULL if it never asked; valid while o is. */
+const char *kg__opts_name(const kg_opts *o);
 void kg__opts_free(kg_opts *o);
 
 /* ---- yaml.c: a small tree over libyaml's events ---------------------- */
@@ -389,6 +392,9 @@ typedef struct kg__line {
     char *control;        /* as written, for explain */
     kg__action actions[4];
     kg__cache *cache;     /* keystore lines only */
+    /* limit lines: the limit's name as the plugin read it (its `name`
+     * option), NULL if it reads none (kg_policy_plan_limit_name) */
+    char *limit_name;
     unsigned line, column;
 } kg__line;
 
@@ -497,6 +503,16 @@ kg_error kg__check_unknown(kg__pload *L, kg__ynode *map,
                            const char *where, const char *allowed);
 /* KG_ERR_POLICY (and the diag) unless n is a single value. */
 kg_error kg__want_scalar(kg__pload *L, kg__ynode *n, const char *what);
+/* A policy's `plugin_path:` node (a folder or a list of them) into
+ * *dirs_r (malloc()ed strings in a malloc()ed array, *n_r of them, the
+ * caller's to free, also the part made before an error). */
+kg_error kg__parse_plugin_path(kg__pload *L, kg__ynode *v, char ***dirs_r,
+                               size_t *n_r);
+/* A policy file's text, NUL-terminated, into *text_r (the caller frees
+ * it); KG_ERR_IO, _POLICY (too large, a NUL byte) or _NOMEM with the
+ * diag filled. */
+kg_error kg__read_policy_file(const char *path, char **text_r, size_t *len_r,
+                              kg_diag *diag);
 
 /* ---- policy_line.c: a stage's module lines ---------------------------- */
 

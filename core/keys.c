@@ -26,9 +26,48 @@ static const kg__line *writable_store(kg_policy *p, kg_diag *diag, int write)
     return NULL;
 }
 
-static kg_error validate(kg_policy *p, const kg_record *r, kg_diag *diag)
+/*
+ * A key's name is shown on one line of `keygate key list`: refuse an
+ * empty one, control characters (a newline would split the row, an
+ * escape sequence would repaint the terminal) and more than
+ * KG_KEY_NAME_MAX bytes.  NULL (no name) is allowed.
+ */
+static kg_error check_name(const char *name, kg_diag *diag)
+{
+    const unsigned char *s = (const unsigned char *)name;
+    if (name == NULL)
+        return KG_OK;
+    if (*s == '\0') {
+        kg__diag_set(diag, NULL, 0, 0, "the name is empty (give a few words "
+                     "that say what the key is for)");
+        return KG_ERR_INVALID;
+    }
+    if (strlen(name) > KG_KEY_NAME_MAX) {
+        kg__diag_set(diag, NULL, 0, 0, "the name is longer than %d bytes",
+                     KG_KEY_NAME_MAX);
+        return KG_ERR_INVALID;
+    }
+    for (; *s; s++) {
+        if (*s < 0x20 || *s == 0x7f) {
+            kg__diag_set(diag, NULL, 0, 0, "the name holds a control character "
+                         "(0x%02x at byte %zu): names are one line of "
+                         "printable text", *s, (size_t)(s - (const unsigned char *)name));
+            return KG_ERR_INVALID;
+        }
+    }
+    return KG_OK;
+}
+
+/*
+ * The record's fields against the policy.  Its name is checked unless it
+ * is `kept_name` (the name the key already has: a key named before names
+ * were checked can still be revoked, rotated and updated).
+ */
+static kg_error validate(kg_policy *p, const kg_record *r,
+                         const char *kept_name, kg_diag *diag)
 {
     size_t i;
+    kg_error e;
     if (r->plan == NULL || kg__policy_plan(p, r->plan) == NULL) {
         kg__buf b;
         kg__buf_init(&b);
@@ -57,10 +96,9 @@ static kg_error validate(kg_policy *p, const kg_record *r, kg_diag *diag)
             return KG_ERR_INVALID;
         }
     }
-    if (r->name != NULL && strlen(r->name) > 200) {
-        kg__diag_set(diag, NULL, 0, 0, "the name is longer than 200 characters");
-        return KG_ERR_INVALID;
-    }
+    if (kept_name == NULL || r->name == NULL || strcmp(kept_name, r->name) != 0)
+        if ((e = check_name(r->name, diag)) != KG_OK)
+            return e;
     return KG_OK;
 }
 
@@ -76,8 +114,10 @@ static kg_error new_id(char out[24])
     return KG_OK;
 }
 
-kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
-                        size_t key_size, kg_diag *diag)
+/* kg_keys_create(), whose record may keep `kept_name` unchecked (a
+ * rotation's new key has the old one's name). */
+static kg_error create(kg_policy *p, kg_record *r, const char *kept_name,
+                       char *key_out, size_t key_size, kg_diag *diag)
 {
     const kg__line *l;
     char id[24], disp[KG_KEY_DISPLAY_LEN + 1];
@@ -89,7 +129,7 @@ kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
         return KG_ERR_INVALID;
     if ((l = writable_store(p, diag, 1)) == NULL)
         return KG_ERR_READONLY;
-    if ((e = validate(p, r, diag)) != KG_OK)
+    if ((e = validate(p, r, kept_name, diag)) != KG_OK)
         return e;
     if ((e = kg_key_generate(p->key_prefix, key_out, key_size)) != KG_OK)
         return e;
@@ -115,6 +155,12 @@ kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
 fail:
     kg_wipe(key_out, key_size);
     return e;
+}
+
+kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
+                        size_t key_size, kg_diag *diag)
+{
+    return create(p, r, NULL, key_out, key_size, diag);
 }
 
 kg_error kg_keys_get(kg_policy *p, const char *id, kg_record **rec_r,
@@ -161,8 +207,21 @@ kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag)
         kg__diag_set(diag, NULL, 0, 0, "the record to update has no id");
         return KG_ERR_INVALID;
     }
-    if ((e = validate(p, r, diag)) != KG_OK)
-        return e;
+    if ((e = validate(p, r, NULL, diag)) != KG_OK) {
+        /* Refused for its name: pass if that is the stored one. */
+        kg_record *old = NULL;
+        kg_diag d2;
+        int kept = e == KG_ERR_INVALID && r->name != NULL &&
+                   kg_keys_get(p, r->id, &old, &d2) == KG_OK &&
+                   old->name != NULL && strcmp(old->name, r->name) == 0;
+        if (kept) {
+            kg__diag_clear(diag);
+            e = validate(p, r, old->name, diag);
+        }
+        kg_record_unref(old);
+        if (e != KG_OK)
+            return e;
+    }
     e = l->mod->plugin->keystore->put(l->inst, r, 0, diag);
     if (e == KG_OK)
         clear_caches(p);
@@ -194,7 +253,7 @@ kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace,
     nr->created = 0;
     kg_record_set_last_used(nr, 0);
     /* Create the new key first: if that fails the old one is untouched. */
-    if ((e = kg_keys_create(p, nr, key_out, key_size, diag)) != KG_OK)
+    if ((e = create(p, nr, old->name, key_out, key_size, diag)) != KG_OK)
         goto out;
     if (grace <= 0)
         old->status = KG_STATUS_REVOKED;

@@ -25,6 +25,9 @@ struct kg_opts {
     kg_diag err;
     int failed;
     kg_opts *root;
+    /* The value handed out for `name` (default included): a limiter's
+     * name, which key records' overrides are matched against. */
+    const char *name_read;
 };
 
 kg_opts *kg__opts_new(kg_context *ctx, const char *file, const char *dir,
@@ -103,7 +106,14 @@ kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
     kg_error e;
     kg__ynode *n = scalar(o, key, &e);
     *val_r = n ? n->value : def;
+    if (o == o->root && strcmp(key, "name") == 0)
+        o->name_read = *val_r;
     return e;
+}
+
+const char *kg__opts_name(const kg_opts *o)
+{
+    return o->name_read;
 }
 
 kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,

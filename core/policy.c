@@ -224,6 +224,44 @@ const kg__plan *kg__policy_plan(const kg_policy *p, const char *name)
     return NULL;
 }
 
+kg_error kg__parse_plugin_path(kg__pload *L, kg__ynode *v, char ***dirs_r,
+                               size_t *n_r)
+{
+    char **dirs;
+    size_t i, n = 0;
+    kg_error e;
+
+    if (v->type == KG__Y_SCALAR) {
+        dirs = calloc(1, sizeof(char *));
+        if (dirs == NULL || (dirs[0] = strdup(v->value)) == NULL) {
+            free(dirs);
+            return KG_ERR_NOMEM;
+        }
+        n = 1;
+    } else if (v->type == KG__Y_SEQ) {
+        dirs = calloc(v->n ? v->n : 1, sizeof(char *));
+        if (dirs == NULL)
+            return KG_ERR_NOMEM;
+        for (i = 0; i < v->n; i++) {
+            e = kg__want_scalar(L, v->items[i], "a plugin_path entry");
+            if (e == KG_OK && (dirs[n] = strdup(v->items[i]->value)) == NULL)
+                e = KG_ERR_NOMEM;
+            if (e != KG_OK) {
+                /* what was parsed stays the caller's, to free as a whole */
+                *dirs_r = dirs;
+                *n_r = n;
+                return e;
+            }
+            n++;
+        }
+    } else {
+        return kg__err_at(L, v, "plugin_path must be a directory or a list of them");
+    }
+    *dirs_r = dirs;
+    *n_r = n;
+    return KG_OK;
+}
+
 static kg_error parse_policy(kg__pload *L, kg__ynode *root)
 {
     kg_policy *p = L->p;
@@ -262,28 +300,9 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         free(p->realm);
         p->realm = strdup(v->value);
     }
-    if ((v = kg__ymap_get(root, "plugin_path")) != NULL) {
-        if (v->type == KG__Y_SCALAR) {
-            p->plugin_path = calloc(1, sizeof(char *));
-            if (p->plugin_path == NULL ||
-                (p->plugin_path[0] = strdup(v->value)) == NULL)
-                return KG_ERR_NOMEM;
-            p->nplugin_path = 1;
-        } else if (v->type == KG__Y_SEQ) {
-            p->plugin_path = calloc(v->n ? v->n : 1, sizeof(char *));
-            if (p->plugin_path == NULL)
-                return KG_ERR_NOMEM;
-            for (i = 0; i < v->n; i++) {
-                if ((e = kg__want_scalar(L, v->items[i], "a plugin_path entry")) != KG_OK)
-                    return e;
-                if ((p->plugin_path[p->nplugin_path++] =
-                         strdup(v->items[i]->value)) == NULL)
-                    return KG_ERR_NOMEM;
-            }
-        } else {
-            return kg__err_at(L, v, "plugin_path must be a directory or a list of them");
-        }
-    }
+    if ((v = kg__ymap_get(root, "plugin_path")) != NULL &&
+        (e = kg__parse_plugin_path(L, v, &p->plugin_path, &p->nplugin_path)) != KG_OK)
+        return e;
     if (p->key_prefix == NULL || p->realm == NULL)
         return KG_ERR_NOMEM;
     if ((v = kg__ymap_get(root, "paths")) != NULL &&
@@ -416,18 +435,13 @@ kg_error kg_policy_load_string(kg_context *ctx, const char *yaml,
                 policy_r, diag);
 }
 
-kg_error kg_policy_load_file(kg_context *ctx, const char *path,
-                             kg_policy **policy_r, kg_diag *diag)
+kg_error kg__read_policy_file(const char *path, char **text_r, size_t *len_r,
+                              kg_diag *diag)
 {
     FILE *f;
-    char *buf = NULL, *dcopy = NULL;
+    char *buf = NULL;
     size_t len = 0, cap = 0;
-    kg_error e;
 
-    kg__diag_clear(diag);
-    if (ctx == NULL || path == NULL || policy_r == NULL)
-        return KG_ERR_INVALID;
-    *policy_r = NULL;
     f = fopen(path, "r");
     if (f == NULL) {
         kg__diag_set(diag, path, 0, 0, "cannot open the policy: %s",
@@ -473,6 +487,24 @@ kg_error kg_policy_load_file(kg_context *ctx, const char *path,
         free(buf);
         return KG_ERR_POLICY;
     }
+    *text_r = buf;
+    *len_r = len;
+    return KG_OK;
+}
+
+kg_error kg_policy_load_file(kg_context *ctx, const char *path,
+                             kg_policy **policy_r, kg_diag *diag)
+{
+    char *buf = NULL, *dcopy = NULL;
+    size_t len = 0;
+    kg_error e;
+
+    kg__diag_clear(diag);
+    if (ctx == NULL || path == NULL || policy_r == NULL)
+        return KG_ERR_INVALID;
+    *policy_r = NULL;
+    if ((e = kg__read_policy_file(path, &buf, &len, diag)) != KG_OK)
+        return e;
     dcopy = strdup(path);
     if (dcopy == NULL) {
         free(buf);

@@ -21,6 +21,7 @@ void kg__line_free(kg__line *l)
     kg__cache_free(l->cache);
     free(l->label);
     free(l->control);
+    free(l->limit_name);
     free(l);
 }
 
@@ -178,6 +179,9 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     if (opts == NULL)
         return KG_ERR_NOMEM;
     e = line->mod->plugin->create(opts, &line->inst);
+    if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
+        (line->limit_name = strdup(kg__opts_name(opts))) == NULL)
+        e = KG_ERR_NOMEM;
     if (kg__opts_finish(opts, L->diag) != KG_OK) {
         e = KG_ERR_POLICY;
     } else if (e != KG_OK) {

@@ -11,6 +11,11 @@ mkdir -p _build && cd _build
 WITH="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes"
 ../configure $WITH --with-man=yes --enable-werror >configure.out 2>&1 || { cat configure.out; exit 1; }
 tail -12 configure.out
+# Autoconf's `rm -f core` against the core/ folder (m4/kg_rm_core.m4).
+if grep "cannot remove" configure.out; then
+    echo "configure printed rm errors"
+    exit 1
+fi
 J=$(nproc 2>/dev/null || echo 2)
 status=0
 make -j"$J" >make.out 2>&1 || { tail -50 make.out; exit 1; }

@@ -2,6 +2,7 @@
 #ifndef KEYGATE_CLI_H
 #define KEYGATE_CLI_H
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include <keygate/keygate.h>
@@ -12,11 +13,41 @@
 #define EXIT_DENIED 1   /* check denied, verify failed, not found */
 #define EXIT_USAGE 2    /* usage, policy or configuration error */
 
+/* Output forms (struct cli's json). */
+enum { CLI_TEXT = 0, CLI_JSON = 1, CLI_JSONL = 2 };
+
 struct cli {
     const char *config;   /* NULL: KEYGATE_CONFIG, then the installed one */
-    int json;
+    int json;             /* CLI_TEXT, CLI_JSON or CLI_JSONL */
+    size_t listed;        /* items of the list being printed (cli_list_*) */
     kg_context *ctx;
 };
+
+/*
+ * --json and --jsonl are taken wherever they stand, before the command
+ * or among its options (`keygate key list --json`): every command's
+ * option table ends with CLI_JSON_OPTIONS and hands what getopt_long()
+ * returns to cli_json_option() first.
+ */
+#define CLI_OPT_JSON 0x4a01
+#define CLI_OPT_JSONL 0x4a02
+#define CLI_JSON_OPTIONS                                                   \
+    { "json", no_argument, NULL, CLI_OPT_JSON },                           \
+    { "jsonl", no_argument, NULL, CLI_OPT_JSONL }
+/* 1 (and c->json set) if ch is CLI_OPT_JSON or CLI_OPT_JSONL, else 0. */
+int cli_json_option(struct cli *c, int ch);
+/* For a command that takes no option with a value: take --json and
+ * --jsonl out of argv[1..argc) (up to a "--"); returns the new argc. */
+int cli_take_json(struct cli *c, int argc, char **argv);
+
+/*
+ * A list of items: cli_list_item() before each, cli_list_end() after the
+ * last.  Under --json the items make one JSON array (an item a line),
+ * under --jsonl an object a line (JSON Lines); in text nothing is added.
+ * Items are printed without their newline.
+ */
+void cli_list_item(struct cli *c);
+void cli_list_end(struct cli *c);
 
 const char *cli_config_path(struct cli *c);
 /* Whether a command's arguments (argv[1] on) ask for its usage: --help or
@@ -29,6 +60,10 @@ void cli_json_str(FILE *f, const char *s);
 int cli_parse_expiry(const char *s, int64_t now, int64_t *t_r);
 int cli_parse_limit(const char *s, kg_record *r);
 void cli_time(int64_t t, char out[32]);
+/* s as one line of text: s itself, or a copy in buf with each control
+ * character written \xNN (a name from a store that did not check it;
+ * truncated to fit). */
+const char *cli_printable(const char *s, char *buf, size_t size);
 
 int cmd_key(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);

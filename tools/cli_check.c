@@ -77,6 +77,7 @@ int cmd_check(struct cli *c, int argc, char **argv)
         { "repeat", required_argument, NULL, 'n' },
         { "peek", no_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' },
+        CLI_JSON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     const char *headers[128];
@@ -90,6 +91,8 @@ int cmd_check(struct cli *c, int argc, char **argv)
 
     optind = 0;  /* a fresh getopt (see cli_key.c) */
     while ((ch = getopt_long(argc, argv, "H:i:m:p:n:kh", opts, NULL)) != -1) {
+        if (cli_json_option(c, ch))
+            continue;
         switch (ch) {
         case 'H':
             if (nh == 128 || strchr(optarg, ':') == NULL) {

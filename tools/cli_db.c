@@ -25,6 +25,7 @@ int cmd_db(struct cli *c, int argc, char **argv)
         db_usage(stdout);
         return EXIT_OK;
     }
+    argc = cli_take_json(c, argc, argv);
     if (argc != 2 || (strcmp(argv[1], "migrate") && strcmp(argv[1], "status"))) {
         db_usage(stderr);
         return EXIT_USAGE;

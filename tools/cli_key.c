@@ -1,44 +1,89 @@
 /* cli_key.c - `keygate key create|list|show|update|revoke|rotate`. */
 #include "config.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "cli.h"
+#include "cli_key.h"
 
-static void key_usage(FILE *f)
+void key_usage(FILE *f)
 {
     fputs("usage: keygate key create --name NAME --plan PLAN [--permission P]...\n"
           "                  [--allow-ip CIDR]... [--expires DURATION|DATE]\n"
           "                  [--limit NAME=COUNT/WINDOW[:BURST]]...\n"
           "       keygate key list\n"
           "       keygate key show ID\n"
-          "       keygate key update ID [--name N] [--plan P] [--permission P]...\n"
-          "                  [--allow-ip CIDR]... [--expires DURATION|DATE|never]\n"
+          "       keygate key update ID [--name N] [--plan P] [--expires DURATION|DATE|never]\n"
+          "                  [--permission P]... | [--add-permission P]... [--remove-permission P]...\n"
+          "                  [--allow-ip CIDR]... | [--add-allow-ip CIDR]... [--remove-allow-ip CIDR]...\n"
           "                  [--limit ...]... [--clear-permissions] [--clear-ips] [--clear-limits]\n"
           "       keygate key revoke ID\n"
           "       keygate key rotate ID [--grace DURATION]\n"
+          "Every command takes --json (one JSON document; key list: an array) or\n"
+          "--jsonl (key list: an object a line), before or after its arguments.\n"
+          "NAME: 1 to 128 bytes of one-line text.\n"
+          "update: --permission and --allow-ip REPLACE the key's whole list (the\n"
+          "  old one is printed); --add-... and --remove-... change one entry.\n"
+          "--permission needs a plan that runs the scope module, --allow-ip one\n"
+          "  that runs ipacl, --limit NAME=... one that has a limit NAME: a\n"
+          "  setting the plan would not enforce is refused.\n"
+          "STATUS: active, expired (its expiry has passed: checks answer\n"
+          "  key_expired) or revoked.\n"
           "DURATION: 30s, 15m, 12h, 30d, 2w.  DATE: 2026-12-31 or 2026-12-31T12:00:00Z.\n",
           f);
+}
+
+/* What a check would make of the key now. */
+static const char *key_status(struct cli *c, const kg_record *r)
+{
+    int64_t now = kg_context_now(c->ctx) / 1000000;
+    if (kg_record_status(r) == KG_STATUS_REVOKED)
+        return "revoked";
+    /* as core/check.c: expired from the second it names */
+    if (kg_record_expires(r) != 0 && now >= kg_record_expires(r))
+        return "expired";
+    return "active";
+}
+
+/*
+ * The record as JSON (no newline), its "status" what a check would make
+ * of it now (kg_record_to_json() says the stored one: active or revoked).
+ * The escaping of every string makes `,"status":"active"` appear once, as
+ * that field.
+ */
+static void print_json(struct cli *c, const kg_record *r)
+{
+    static const char stored[] = ",\"status\":\"active\"";
+    const char *status = key_status(c, r);
+    char *j = kg_record_to_json(r), *at;
+
+    if (j == NULL) {
+        fputs("{}", stdout);
+        return;
+    }
+    at = strcmp(status, "expired") == 0 ? strstr(j, stored) : NULL;
+    if (at != NULL)
+        printf("%.*s,\"status\":\"%s\"%s", (int)(at - j), j, status,
+               at + sizeof(stored) - 1);
+    else
+        fputs(j, stdout);
+    free(j);
 }
 
 static void print_record(struct cli *c, const kg_record *r)
 {
     size_t i;
-    char t[32];
+    char t[32], name[1024];
     if (c->json) {
-        char *j = kg_record_to_json(r);
-        printf("%s\n", j ? j : "{}");
-        free(j);
+        print_json(c, r);
+        putchar('\n');
         return;
     }
     printf("id:          %s\n", kg_record_id(r));
-    printf("name:        %s\n", kg_record_name(r) ? kg_record_name(r) : "");
+    printf("name:        %s\n", cli_printable(kg_record_name(r), name, sizeof(name)));
     printf("prefix:      %s...\n", kg_record_prefix(r) ? kg_record_prefix(r) : "");
     printf("plan:        %s\n", kg_record_plan(r));
-    printf("status:      %s\n", kg_record_status(r) == KG_STATUS_REVOKED ? "revoked" : "active");
+    printf("status:      %s\n", key_status(c, r));
     printf("permissions:");
     for (i = 0; i < kg_record_permission_count(r); i++)
         printf(" %s", kg_record_permission(r, i));
@@ -62,132 +107,20 @@ static void print_record(struct cli *c, const kg_record *r)
     printf("last used:   %s\n", kg_record_last_used(r) ? t : "never");
 }
 
-/* Options shared by create and update. */
-struct edit {
-    const char *name, *plan, *expires;
-    const char *perms[64], *ips[64], *limits[32];
-    size_t nperms, nips, nlimits;
-    int clear_perms, clear_ips, clear_limits;
-    int64_t grace;
-    int have_grace;
-};
-
-static int parse_edit(int argc, char **argv, struct edit *e, int *first_arg)
+static int key_create(struct cli *c, kg_policy *p, const struct key_edit *e)
 {
-    static const struct option opts[] = {
-        { "name", required_argument, NULL, 'n' },
-        { "plan", required_argument, NULL, 'p' },
-        { "permission", required_argument, NULL, 'P' },
-        { "allow-ip", required_argument, NULL, 'i' },
-        { "expires", required_argument, NULL, 'e' },
-        { "limit", required_argument, NULL, 'l' },
-        { "grace", required_argument, NULL, 'g' },
-        { "clear-permissions", no_argument, NULL, 1 },
-        { "clear-ips", no_argument, NULL, 2 },
-        { "clear-limits", no_argument, NULL, 3 },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    int ch;
-    /* 0, not 1: glibc then starts afresh (main() parsed with "+", which
-     * would otherwise stay in force and stop at the key id, so that
-     * `key update ID --plan P` was a usage error). */
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "n:p:P:i:e:l:g:h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'n': e->name = optarg; break;
-        case 'p': e->plan = optarg; break;
-        case 'P':
-            if (e->nperms == 64) return -1;
-            e->perms[e->nperms++] = optarg;
-            break;
-        case 'i':
-            if (e->nips == 64) return -1;
-            e->ips[e->nips++] = optarg;
-            break;
-        case 'e': e->expires = optarg; break;
-        case 'l':
-            if (e->nlimits == 32) return -1;
-            e->limits[e->nlimits++] = optarg;
-            break;
-        case 'g': {
-            char *end;
-            long long v = strtoll(optarg, &end, 10);
-            int64_t mul = 1;
-            if (end == optarg || v < 0) return -1;
-            if (*end == 's') mul = 1;
-            else if (*end == 'm') mul = 60;
-            else if (*end == 'h') mul = 3600;
-            else if (*end == 'd') mul = 86400;
-            else if (*end == 'w') mul = 604800;
-            else if (*end) return -1;
-            if (*end && end[1]) return -1;
-            e->grace = v * mul;
-            e->have_grace = 1;
-            break;
-        }
-        case 1: e->clear_perms = 1; break;
-        case 2: e->clear_ips = 1; break;
-        case 3: e->clear_limits = 1; break;
-        case 'h': key_usage(stdout); exit(EXIT_OK);
-        default: return -1;
-        }
-    }
-    *first_arg = optind;
-    return 0;
-}
-
-static int apply_edit(struct cli *c, const struct edit *e, kg_record *r)
-{
-    size_t i;
-    if (e->name) kg_record_set_name(r, e->name);
-    if (e->plan) kg_record_set_plan(r, e->plan);
-    if (e->clear_perms || e->nperms) kg_record_clear_permissions(r);
-    for (i = 0; i < e->nperms; i++)
-        kg_record_add_permission(r, e->perms[i]);
-    if (e->clear_ips || e->nips) kg_record_clear_cidrs(r);
-    for (i = 0; i < e->nips; i++)
-        kg_record_add_cidr(r, e->ips[i]);
-    if (e->clear_limits) kg_record_clear_limits(r);
-    for (i = 0; i < e->nlimits; i++) {
-        if (cli_parse_limit(e->limits[i], r) != 0) {
-            fprintf(stderr, "keygate: --limit %s: expected NAME=COUNT/WINDOW[:BURST], "
-                    "e.g. hour=100000/1h\n", e->limits[i]);
-            return -1;
-        }
-    }
-    if (e->expires) {
-        int64_t t;
-        if (cli_parse_expiry(e->expires, kg_context_now(c->ctx) / 1000000, &t) != 0) {
-            fprintf(stderr, "keygate: --expires %s: expected a duration (30d) or a "
-                    "date (2026-12-31)\n", e->expires);
-            return -1;
-        }
-        kg_record_set_expires(r, t);
-    }
-    return 0;
-}
-
-static int key_create(struct cli *c, kg_policy *p, int argc, char **argv)
-{
-    struct edit e;
     kg_record *r;
     char key[KG_KEY_MAX];
     kg_diag d;
     kg_error err;
-    int first, rc = EXIT_USAGE;
+    int rc = EXIT_USAGE;
 
-    memset(&e, 0, sizeof(e));
-    if (parse_edit(argc, argv, &e, &first) != 0 || first != argc) {
-        key_usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (e.name == NULL || e.plan == NULL) {
+    if (e->name == NULL || e->plan == NULL) {
         fprintf(stderr, "keygate: key create needs --name and --plan\n");
         return EXIT_USAGE;
     }
     r = kg_record_new();
-    if (r == NULL || apply_edit(c, &e, r) != 0)
+    if (r == NULL || key_apply(c, e, r) != 0 || key_enforced(p, r, KEY_HAS_ALL) != 0)
         goto out;
     err = kg_keys_create(p, r, key, sizeof(key), &d);
     if (err != KG_OK) {
@@ -216,28 +149,42 @@ out:
 static int list_cb(const kg_record *r, void *ud)
 {
     struct cli *c = ud;
-    char t[32], lu[32];
+    char t[32], lu[32], name[1024];
     if (c->json) {
-        char *j = kg_record_to_json(r);
-        printf("%s\n", j ? j : "{}");
-        free(j);
+        cli_list_item(c);
+        print_json(c, r);
         return 0;
     }
     cli_time(kg_record_expires(r), t);
     cli_time(kg_record_last_used(r), lu);
     printf("%-20s %-12s %-12s %-8s %-21s %-21s %s\n", kg_record_id(r),
            kg_record_prefix(r) ? kg_record_prefix(r) : "", kg_record_plan(r),
-           kg_record_status(r) == KG_STATUS_REVOKED ? "revoked" : "active",
-           kg_record_expires(r) ? t : "never", kg_record_last_used(r) ? lu : "never",
-           kg_record_name(r) ? kg_record_name(r) : "");
+           key_status(c, r), kg_record_expires(r) ? t : "never",
+           kg_record_last_used(r) ? lu : "never",
+           cli_printable(kg_record_name(r), name, sizeof(name)));
     return 0;
 }
 
-static int with_record(struct cli *c, kg_policy *p, const char *id, kg_record **r_r)
+static int key_list(struct cli *c, kg_policy *p)
+{
+    kg_diag d;
+    kg_error e;
+    if (!c->json)
+        printf("%-20s %-12s %-12s %-8s %-21s %-21s %s\n", "ID", "PREFIX", "PLAN",
+               "STATUS", "EXPIRES", "LAST USED", "NAME");
+    e = kg_keys_list(p, list_cb, c, &d);
+    if (e != KG_OK) {
+        cli_print_diag("key list", e, &d);
+        return EXIT_DENIED;
+    }
+    cli_list_end(c);
+    return EXIT_OK;
+}
+
+static int with_record(kg_policy *p, const char *id, kg_record **r_r)
 {
     kg_diag d;
     kg_error e = kg_keys_get(p, id, r_r, &d);
-    (void)c;
     if (e != KG_OK) {
         cli_print_diag("key", e, &d);
         return e == KG_ERR_NOT_FOUND ? EXIT_DENIED : EXIT_USAGE;
@@ -245,14 +192,88 @@ static int with_record(struct cli *c, kg_policy *p, const char *id, kg_record **
     return EXIT_OK;
 }
 
-int cmd_key(struct cli *c, int argc, char **argv)
+static int key_revoke(struct cli *c, kg_policy *p, kg_record *r)
 {
-    kg_policy *p;
-    const char *sub;
-    int rc = EXIT_USAGE;
-    kg_record *r = NULL;
     kg_diag d;
     kg_error e;
+    kg_record_set_status(r, KG_STATUS_REVOKED);
+    e = kg_keys_update(p, r, &d);
+    if (e != KG_OK) {
+        cli_print_diag("key revoke", e, &d);
+        return EXIT_DENIED;
+    }
+    if (c->json)
+        printf("{\"id\":\"%s\",\"status\":\"revoked\"}\n", kg_record_id(r));
+    else
+        printf("revoked %s (%s...)\n", kg_record_id(r), kg_record_prefix(r));
+    return EXIT_OK;
+}
+
+static int key_update(struct cli *c, kg_policy *p, const struct key_edit *e,
+                      kg_record *r)
+{
+    kg_diag d;
+    kg_error err;
+    /* Only what this update sets is held against the plan: a key
+     * renamed keeps what it had. */
+    if (key_apply(c, e, r) != 0 || key_enforced(p, r, key_touched(e)) != 0)
+        return EXIT_USAGE;
+    err = kg_keys_update(p, r, &d);
+    if (err != KG_OK) {
+        cli_print_diag("key update", err, &d);
+        return err == KG_ERR_INVALID ? EXIT_USAGE : EXIT_DENIED;
+    }
+    print_record(c, r);
+    return EXIT_OK;
+}
+
+static int key_rotate(struct cli *c, kg_policy *p, const struct key_edit *e,
+                      const char *id)
+{
+    char key[KG_KEY_MAX];
+    kg_record *nr = NULL;
+    kg_diag d;
+    kg_error err;
+
+    err = kg_keys_rotate(p, id, e->have_grace ? e->grace : 0, key, sizeof(key),
+                         &nr, &d);
+    if (err != KG_OK) {
+        cli_print_diag("key rotate", err, &d);
+        return err == KG_ERR_NOT_FOUND ? EXIT_DENIED : EXIT_USAGE;
+    }
+    if (c->json) {
+        char *j = kg_record_to_json(nr);
+        printf("{\"key\":\"%s\",\"replaces\":\"%s\",%s\n", key, id, j ? j + 1 : "}");
+        free(j);
+    } else {
+        printf("%s\n", key);
+        fprintf(stderr, "new key %s (%s...) replaces %s, which %s.\n"
+                "The key is shown only this once: store it now.\n",
+                kg_record_id(nr), kg_record_prefix(nr), id,
+                e->have_grace && e->grace > 0 ? "stays valid until the grace ends"
+                                              : "is revoked");
+    }
+    kg_wipe(key, sizeof(key));
+    kg_record_unref(nr);
+    return EXIT_OK;
+}
+
+int cmd_key(struct cli *c, int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        unsigned sub;
+        int operands;   /* the key id, or none */
+    } subs[] = {
+        { "create", KEY_CREATE, 0 }, { "list", KEY_LIST, 0 },
+        { "show", KEY_SHOW, 1 }, { "update", KEY_UPDATE, 1 },
+        { "revoke", KEY_REVOKE, 1 }, { "rotate", KEY_ROTATE, 1 },
+    };
+    struct key_edit e;
+    kg_policy *p;
+    kg_record *r = NULL;
+    size_t s;
+    int first, rc = EXIT_USAGE;
 
     /* Help needs no policy: answer it before loading one. */
     if (cli_wants_help(argc, argv)) {
@@ -263,98 +284,40 @@ int cmd_key(struct cli *c, int argc, char **argv)
         key_usage(stderr);
         return EXIT_USAGE;
     }
-    sub = argv[1];
-    if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "show") &&
-        strcmp(sub, "update") && strcmp(sub, "revoke") && strcmp(sub, "rotate")) {
-        fprintf(stderr, "keygate: unknown key command '%s'\n", sub);
+    for (s = 0; s < sizeof(subs) / sizeof(subs[0]); s++)
+        if (strcmp(argv[1], subs[s].name) == 0)
+            break;
+    if (s == sizeof(subs) / sizeof(subs[0])) {
+        fprintf(stderr, "keygate: unknown key command '%s'\n", argv[1]);
+        key_usage(stderr);
+        return EXIT_USAGE;
+    }
+    memset(&e, 0, sizeof(e));
+    first = key_parse(c, subs[s].sub, argc - 1, argv + 1, &e);
+    if (first < 0)
+        return EXIT_USAGE;
+    if (argc - 1 - first != subs[s].operands) {
         key_usage(stderr);
         return EXIT_USAGE;
     }
     p = cli_load_policy(c, NULL);
     if (p == NULL)
         return EXIT_USAGE;
-    argc--;
-    argv++;
-    if (!strcmp(sub, "create")) {
-        rc = key_create(c, p, argc, argv);
-    } else if (!strcmp(sub, "list")) {
-        if (!c->json)
-            printf("%-20s %-12s %-12s %-8s %-21s %-21s %s\n", "ID", "PREFIX", "PLAN",
-                   "STATUS", "EXPIRES", "LAST USED", "NAME");
-        e = kg_keys_list(p, list_cb, c, &d);
-        rc = e == KG_OK ? EXIT_OK : EXIT_DENIED;
-        if (e != KG_OK)
-            cli_print_diag("key list", e, &d);
-    } else if (argc != 2 && strcmp(sub, "update") && strcmp(sub, "rotate")) {
-        key_usage(stderr);
-    } else if (!strcmp(sub, "show")) {
-        if ((rc = with_record(c, p, argv[1], &r)) == EXIT_OK)
+    switch (subs[s].sub) {
+    case KEY_CREATE: rc = key_create(c, p, &e); break;
+    case KEY_LIST: rc = key_list(c, p); break;
+    case KEY_ROTATE: rc = key_rotate(c, p, &e, argv[1 + first]); break;
+    default:
+        if ((rc = with_record(p, argv[1 + first], &r)) != EXIT_OK)
+            break;
+        if (subs[s].sub == KEY_SHOW)
             print_record(c, r);
-    } else if (!strcmp(sub, "revoke")) {
-        if ((rc = with_record(c, p, argv[1], &r)) == EXIT_OK) {
-            kg_record_set_status(r, KG_STATUS_REVOKED);
-            e = kg_keys_update(p, r, &d);
-            if (e != KG_OK) {
-                cli_print_diag("key revoke", e, &d);
-                rc = EXIT_DENIED;
-            } else if (c->json) {
-                printf("{\"id\":\"%s\",\"status\":\"revoked\"}\n", kg_record_id(r));
-            } else {
-                printf("revoked %s (%s...)\n", kg_record_id(r), kg_record_prefix(r));
-            }
-        }
-    } else {
-        struct edit ed;
-        int first;
-        memset(&ed, 0, sizeof(ed));
-        if (parse_edit(argc, argv, &ed, &first) != 0 || first != argc - 1) {
-            key_usage(stderr);
-            goto out;
-        }
-        if (!strcmp(sub, "update")) {
-            if ((rc = with_record(c, p, argv[first], &r)) != EXIT_OK)
-                goto out;
-            if (apply_edit(c, &ed, r) != 0) {
-                rc = EXIT_USAGE;
-                goto out;
-            }
-            e = kg_keys_update(p, r, &d);
-            if (e != KG_OK) {
-                cli_print_diag("key update", e, &d);
-                rc = e == KG_ERR_INVALID ? EXIT_USAGE : EXIT_DENIED;
-                goto out;
-            }
-            print_record(c, r);
-            rc = EXIT_OK;
-        } else {
-            char key[KG_KEY_MAX];
-            kg_record *nr = NULL;
-            e = kg_keys_rotate(p, argv[first], ed.have_grace ? ed.grace : 0,
-                               key, sizeof(key), &nr, &d);
-            if (e != KG_OK) {
-                cli_print_diag("key rotate", e, &d);
-                rc = e == KG_ERR_NOT_FOUND ? EXIT_DENIED : EXIT_USAGE;
-                goto out;
-            }
-            if (c->json) {
-                char *j = kg_record_to_json(nr);
-                printf("{\"key\":\"%s\",\"replaces\":\"%s\",%s\n", key, argv[first],
-                       j ? j + 1 : "}");
-                free(j);
-            } else {
-                printf("%s\n", key);
-                fprintf(stderr, "new key %s (%s...) replaces %s, which %s.\n"
-                        "The key is shown only this once: store it now.\n",
-                        kg_record_id(nr), kg_record_prefix(nr), argv[first],
-                        ed.have_grace && ed.grace > 0 ? "stays valid until the grace ends"
-                                                      : "is revoked");
-            }
-            kg_wipe(key, sizeof(key));
-            kg_record_unref(nr);
-            rc = EXIT_OK;
-        }
+        else if (subs[s].sub == KEY_REVOKE)
+            rc = key_revoke(c, p, r);
+        else
+            rc = key_update(c, p, &e, r);
+        break;
     }
-out:
     kg_record_unref(r);
     kg_policy_free(p);
     return rc;

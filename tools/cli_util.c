@@ -30,6 +30,52 @@ int cli_wants_help(int argc, char **argv)
     return 0;
 }
 
+int cli_json_option(struct cli *c, int ch)
+{
+    if (ch != CLI_OPT_JSON && ch != CLI_OPT_JSONL)
+        return 0;
+    c->json = ch == CLI_OPT_JSON ? CLI_JSON : CLI_JSONL;
+    return 1;
+}
+
+int cli_take_json(struct cli *c, int argc, char **argv)
+{
+    int i, n = 1;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                argv[n++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], "--json") == 0)
+            c->json = CLI_JSON;
+        else if (strcmp(argv[i], "--jsonl") == 0)
+            c->json = CLI_JSONL;
+        else
+            argv[n++] = argv[i];
+    }
+    argv[n] = NULL;
+    return n;
+}
+
+void cli_list_item(struct cli *c)
+{
+    if (c->json == CLI_JSON)
+        fputs(c->listed ? ",\n" : "[\n", stdout);
+    else if (c->json == CLI_JSONL && c->listed)
+        fputc('\n', stdout);
+    c->listed++;
+}
+
+void cli_list_end(struct cli *c)
+{
+    if (c->json == CLI_JSON)
+        fputs(c->listed ? "\n]\n" : "[]\n", stdout);
+    else if (c->json == CLI_JSONL && c->listed)
+        fputc('\n', stdout);
+    c->listed = 0;
+}
+
 void cli_print_diag(const char *what, kg_error e, const kg_diag *d)
 {
     char buf[2048];
@@ -76,6 +122,31 @@ void cli_json_str(FILE *f, const char *s)
             fputc(*p, f);
     }
     fputc('"', f);
+}
+
+static int is_control(unsigned char ch)
+{
+    return ch < 0x20 || ch == 0x7f;
+}
+
+const char *cli_printable(const char *s, char *buf, size_t size)
+{
+    const unsigned char *p;
+    size_t n = 0;
+    if (s == NULL)
+        return "";
+    for (p = (const unsigned char *)s; *p && !is_control(*p); p++)
+        ;
+    if (*p == '\0')
+        return s;
+    for (p = (const unsigned char *)s; *p && n + 5 < size; p++) {
+        if (is_control(*p))
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", *p);
+        else
+            buf[n++] = (char)*p;
+    }
+    buf[n] = '\0';
+    return buf;
 }
 
 void cli_time(int64_t t, char out[32])

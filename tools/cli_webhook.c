@@ -170,6 +170,7 @@ static int cmd_secret(struct cli *c, int argc, char **argv)
     static const struct option opts[] = {
         { "scheme", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
+        CLI_JSON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     char secret[KG_WEBHOOK_SECRET_MAX], pub[KG_WEBHOOK_SECRET_MAX];
@@ -184,7 +185,9 @@ static int cmd_secret(struct cli *c, int argc, char **argv)
     argc--;
     argv++;
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        if (cli_json_option(c, ch))
+            continue;
         switch (ch) {
         case 's':
             if (strcmp(optarg, "v1") == 0) {
@@ -237,7 +240,8 @@ struct args {
 };
 
 /* Parse sign/verify options; returns -1 (usage printed) on error. */
-static int parse_args(int argc, char **argv, int verify, struct args *a)
+static int parse_args(struct cli *c, int argc, char **argv, int verify,
+                      struct args *a)
 {
     static const struct option opts[] = {
         { "scheme", required_argument, NULL, 's' },
@@ -249,12 +253,15 @@ static int parse_args(int argc, char **argv, int verify, struct args *a)
         { "tolerance", required_argument, NULL, 'T' },
         { "now", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
+        CLI_JSON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     int ch;
 
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "+s:k:f:i:t:H:T:n:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:k:f:i:t:H:T:n:h", opts, NULL)) != -1) {
+        if (cli_json_option(c, ch))
+            continue;
         switch (ch) {
         case 's':
             a->scheme = optarg;
@@ -509,7 +516,7 @@ int cmd_webhook(struct cli *c, int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
-    rc = parse_args(argc - 1, argv + 1, verify, &a);
+    rc = parse_args(c, argc - 1, argv + 1, verify, &a);
     if (rc != 0) {
         rc = rc > 0 ? EXIT_OK : EXIT_USAGE;
         goto out;

@@ -13,7 +13,7 @@
 static void usage(FILE *f)
 {
     fputs(
-"usage: keygate [--config FILE] [--json] COMMAND ...\n"
+"usage: keygate [--config FILE] [--json|--jsonl] COMMAND ...\n"
 "\n"
 "Keys (in the policy's key store):\n"
 "  key create --name NAME --plan PLAN [--permission P]... [--allow-ip CIDR]...\n"
@@ -21,9 +21,11 @@ static void usage(FILE *f)
 "                                 create a key; the key is printed once\n"
 "  key list                       list keys (display prefix only, never the key)\n"
 "  key show ID                    one key's record\n"
-"  key update ID [--name N] [--plan P] [--permission P]... [--allow-ip CIDR]...\n"
-"             [--expires DURATION|DATE|never] [--limit ...]... [--clear-permissions]\n"
-"             [--clear-ips] [--clear-limits]\n"
+"  key update ID [--name N] [--plan P] [--expires DURATION|DATE|never] [--limit ...]...\n"
+"             [--permission P]... [--allow-ip CIDR]...   (these REPLACE the key's list)\n"
+"             [--add-permission P]... [--remove-permission P]...\n"
+"             [--add-allow-ip CIDR]... [--remove-allow-ip CIDR]...\n"
+"             [--clear-permissions] [--clear-ips] [--clear-limits]\n"
 "  key revoke ID                  revoke a key now\n"
 "  key rotate ID [--grace DURATION]\n"
 "                                 new key now; the old one works until the grace ends\n"
@@ -50,7 +52,9 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 "  --config FILE   the policy (default: $KEYGATE_CONFIG, then " KG_SYSCONFDIR "/keygate.yaml)\n"
-"  --json          machine-readable output\n"
+"  --json          machine-readable output: one JSON document (a list is an array)\n"
+"  --jsonl         the same, a list as JSON Lines (an object a line)\n"
+"                  (both are also taken after the command: keygate key list --json)\n"
 "  --help, --version\n"
 "\n"
 "Exit status: 0 success/allowed, 1 denied/failed, 2 usage or policy error.\n",
@@ -61,9 +65,9 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
-        { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
+        CLI_JSON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     struct cli c;
@@ -72,10 +76,11 @@ int main(int argc, char **argv)
 
     memset(&c, 0, sizeof(c));
     /* "+": stop at the command; its own options follow it. */
-    while ((ch = getopt_long(argc, argv, "+c:jhV", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+        if (cli_json_option(&c, ch))
+            continue;
         switch (ch) {
         case 'c': c.config = optarg; break;
-        case 'j': c.json = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         case 'V': printf("keygate %s\n", kg_version()); return EXIT_OK;
         default: usage(stderr); return EXIT_USAGE;

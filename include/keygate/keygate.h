@@ -133,6 +133,40 @@ char *kg_policy_explain(const kg_policy *policy);
 size_t kg_policy_plan_count(const kg_policy *policy);
 const char *kg_policy_plan_name(const kg_policy *policy, size_t i);
 
+/*
+ * What a plan enforces, for tools that check a key's settings against
+ * it (`keygate key create` refuses a permission on a plan that runs no
+ * `scope` module, a limit override no limit of the plan would read).
+ *
+ * kg_policy_plan_has_module(): 1 if a line of the plan's account or
+ * limit stage (its own or inherited by `extends:`) runs the plugin
+ * named `module`, 0 if none does, -1 if the policy has no such plan.
+ *
+ * kg_policy_plan_limit_count() / _name(): the plan's limit lines, in
+ * order (0 for an unknown plan), and the name of line i: its `name`
+ * option as the plugin read it, default included ("hour", "burst"...),
+ * which is the name a key record's limit override must have to replace
+ * that limit.  NULL for a line whose plugin reads no `name` option (and
+ * i out of range).  The string lives as long as the policy.
+ */
+int kg_policy_plan_has_module(const kg_policy *policy, const char *plan,
+                              const char *module);
+size_t kg_policy_plan_limit_count(const kg_policy *policy, const char *plan);
+const char *kg_policy_plan_limit_name(const kg_policy *policy,
+                                      const char *plan, size_t i);
+
+/*
+ * The `plugin_path:` of a policy file, read without loading the policy
+ * (no plugin is loaded, no store opened; ${VAR} expanded as a load
+ * does): what `keygate plugins` searches first.  *dirs_r gets a
+ * NULL-terminated array of *n_r folders, one malloc()ed block that the
+ * caller frees with free(); an empty array if the policy has none.  An
+ * unreadable file or bad YAML: KG_ERR_IO or KG_ERR_POLICY with the diag
+ * filled (file:line:column), *dirs_r NULL.
+ */
+kg_error kg_policy_read_plugin_path(const char *path, char ***dirs_r,
+                                    size_t *n_r, kg_diag *diag);
+
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 

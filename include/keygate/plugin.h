@@ -211,6 +211,9 @@ void kg_record_table_free(kg_record_table *t);
 #define KG_KEY_DISPLAY_LEN 8
 /* prefix + '_' + random + checksum + NUL */
 #define KG_KEY_MAX (KG_KEY_PREFIX_MAX + 1 + KG_KEY_RANDOM_LEN + KG_KEY_CHECKSUM_LEN + 1)
+/* A key's name: 1 to 128 bytes of printable text, one line (no control
+ * character); kg_keys_create() and kg_keys_update() refuse other names. */
+#define KG_KEY_NAME_MAX 128
 
 /* A new key "<prefix>_<32 base62><6 base62 CRC32>" from OpenSSL's RNG. */
 kg_error kg_key_generate(const char *prefix, char *buf, size_t size);
@@ -263,7 +266,11 @@ int kg_cidr_contains(const kg_cidr *c, const unsigned char addr[16]);
  * The store used is the first keystore line whose plugin can write
  * (KG_ERR_READONLY if none).  kg_keys_create() fills in what the record
  * lacks (id, display prefix, created), generates the key, stores its
- * hash and writes the key (shown once) into key_out.
+ * hash and writes the key (shown once) into key_out.  Both it and
+ * kg_keys_update() refuse (KG_ERR_INVALID, diag says why) an unknown
+ * plan, a bad network or permission, and a name that is empty, longer
+ * than KG_KEY_NAME_MAX bytes or holds a control character (an update
+ * that keeps the stored name as it is passes, whatever it is).
  */
 kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
                         size_t key_size, kg_diag *diag);

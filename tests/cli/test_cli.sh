@@ -61,7 +61,7 @@ expect "unknown key sub-command" 2 "unknown key command 'explode'" -- $KG key ex
 K1=$($KG key create --name alpha --plan pro 2>"$T/err") && ok "key create" || bad "key create: $(cat "$T/err")"
 printf '%s\n' "$K1" | grep -q "$KEYRE" && ok "the key has the format" || bad "key: $K1"
 grep -q "shown only this once" "$T/err" && ok "create warns the key is shown once" || bad "create stderr: $(cat "$T/err")"
-J=$($KG --json key create --name beta --plan free --permission 'scrape:read' --allow-ip 203.0.113.0/24 --expires 30d)
+J=$($KG --json key create --name beta --plan free --allow-ip 203.0.113.0/24 --expires 30d)
 K2=$(printf '%s' "$J" | json_field key)
 ID2=$(printf '%s' "$J" | json_field id)
 printf '%s\n' "$K2" | grep -q "$KEYRE" && ok "--json create has key" || bad "json create: $J"
@@ -109,7 +109,7 @@ expect "check: policy error is 2" 2 "cannot open the policy" -- $BIN --config "$
 expect "check: KEYGATE_CONFIG is used" 0 "allowed 200" -- env KEYGATE_CONFIG="$CONF" $BIN check --header "Authorization: Bearer $K1"
 
 # ---- update, revoke, rotate -------------------------------------------------
-expect "update" 0 "plan:        starter" -- $KG key update "$ID2" --plan starter --name renamed --permission 'jobs:read' --clear-ips
+expect "update" 0 "plan:        starter" -- $KG key update "$ID2" --plan starter --name renamed --clear-ips
 expect "update kept" 0 "name:        renamed" -- $KG key show "$ID2"
 expect "update cleared the allowlist" 0 "allowed 200" -- $KG check --header "Authorization: Bearer $K2" --ip 198.51.100.7
 expect "update to an unknown plan" 2 "unknown plan" -- $KG key update "$ID2" --plan gold
@@ -131,13 +131,108 @@ expect "rotate without grace: old key revoked" 1 "denied 401 key_revoked" -- $KG
 expect "rotate without grace: new key works" 0 "allowed 200" -- $KG check --header "Authorization: Bearer $K1C"
 expect "rotate a revoked key" 2 "revoked" -- $KG key rotate "$ID1B"
 expect "rotate an unknown id" 1 "no key with id" -- $KG key rotate k_nope
-expect "rotate: bad grace" 2 "usage" -- $KG key rotate "$ID1" --grace soon
+expect "rotate: bad grace" 2 "grace soon: expected a duration" -- $KG key rotate "$ID1" --grace soon
 
 expect "revoke" 0 "revoked $ID2" -- $KG key revoke "$ID2"
 expect "revoked key" 1 "denied 401 key_revoked" -- $KG check --header "Authorization: Bearer $K2"
 expect "--json revoke" 0 "\"status\":\"revoked\"" -- $KG --json key revoke "$ID2"
 expect "revoke an unknown id" 1 "no key with id" -- $KG key revoke k_nope
 expect "show a revoked key" 0 "status:      revoked" -- $KG key show "$ID2"
+
+# ---- key names: one line of 1 to 128 bytes (issue 23 item 6) --------------
+expect "name: empty is refused" 2 "the name is empty" -- $KG key create --name '' --plan free
+expect "name: a newline is refused" 2 "control character (0x0a at byte 3)" -- $KG key create --name "$(printf 'two\nlines')" --plan free
+expect "name: an escape is refused" 2 "control character (0x1b" -- $KG key create --name "$(printf 'x\033[2J')" --plan free
+N128=$(printf '%0128d' 0)
+expect "name: 129 bytes are refused" 2 "longer than 128 bytes" -- $KG key create --name "${N128}9" --plan free
+expect "name: 128 bytes are taken" 0 "$KEYRE" -- $KG key create --name "$N128" --plan free
+NID=$($KG --json key list | grep "\"name\":\"$N128\"" | json_field id)
+expect "name: a rename to '' is refused" 2 "the name is empty" -- $KG key update "$NID" --name ''
+expect "name: a rename to two lines is refused" 2 "control character" -- $KG key update "$NID" --name "$(printf 'a\nb')"
+[ "$($KG key list | wc -l)" -eq "$(( $($KG --json key list | grep -c '"id":') + 1 ))" ] \
+    && ok "key list: a row a key" || bad "key list rows: $($KG key list)"
+$KG key revoke "$NID" >/dev/null
+
+# ---- --json wherever it stands; lists are one array (issue 23 item 7) ------
+L=$($KG key list --json 2>&1) && ok "key list --json is taken" || bad "key list --json: $L"
+[ "$(printf '%s\n' "$L" | head -1)" = "[" ] && [ "$(printf '%s\n' "$L" | tail -1)" = "]" ] \
+    && ok "--json key list is one array" || bad "json list: $L"
+NL=$(printf '%s\n' "$L" | grep -c '"id":')
+[ "$(printf '%s\n' "$L" | grep -c '^{"id":.*},$')" -eq $((NL - 1)) ] \
+    && ok "--json key list: its items are comma-separated" || bad "json list: $L"
+[ "$($KG --json key list)" = "$L" ] && ok "--json before and after the command agree" || bad "json list before: $($KG --json key list)"
+LL=$($KG key list --jsonl)
+[ "$(printf '%s\n' "$LL" | grep -c '^{"id":.*}$')" -eq "$NL" ] && [ "$(printf '%s\n' "$LL" | wc -l)" -eq "$NL" ] \
+    && ok "--jsonl key list: an object a line" || bad "jsonl list: $LL"
+printf 'credential: [{module: bearer}]\nkeystore: [{module: file, options: {path: %s/none.yaml}}]\nplans: {free: {}}\n' "$T" >"$T/empty.yaml"
+expect "--json key list of no key is []" 0 '^\[\]$' -- $BIN --config "$T/empty.yaml" key list --json
+expect "key show ID --json" 0 "\"id\":\"$ID2\"" -- $KG key show "$ID2" --json
+expect "check --json" 1 '"allowed":false,"status":401' -- $KG check --json
+expect "policy check --json" 0 '"valid":true' -- $KG policy check --json
+expect "policy check FILE --json" 0 '"valid":true' -- $BIN policy check "$CONF" --json
+expect "db status --json" 0 '"from":' -- $KG db status --json
+expect "webhook secret new --json" 0 '"secret":"whsec_' -- $BIN webhook secret new --json
+expect "plugins --json is one array" 0 '^\[$' -- env KEYGATE_PLUGIN_PATH="$B/plugins" $BIN plugins --json
+expect "--jsonl before the command" 0 '^{"name":' -- env KEYGATE_PLUGIN_PATH="$B/plugins" $BIN --jsonl plugins
+
+# ---- status: expired (issue 23 item 4) --------------------------------------
+XK=$($KG --json key create --name gone --plan free --expires 2020-01-01)
+XID=$(printf '%s' "$XK" | json_field id)
+expect "key list says expired" 0 "^$XID .* expired  2020-01-01" -- $KG key list
+expect "key show says expired" 0 "status:      expired" -- $KG key show "$XID"
+expect "key show --json says expired" 0 '"status":"expired"' -- $KG key show "$XID" --json
+AID=$($KG --json key create --name live --plan free --expires 30d | json_field id)
+expect "a key that expires later is active" 0 "status:      active" -- $KG key show "$AID"
+expect "a check of it agrees" 1 "key_expired" -- $KG check --header "X-API-Key: $(printf '%s' "$XK" | json_field key)"
+
+# ---- update: replacing and editing lists (issue 23 item 5) ------------------
+EK=$($KG --json key create --name lists --plan enterprise --permission a:read --permission b:write --allow-ip 10.0.0.0/8)
+EID=$(printf '%s' "$EK" | json_field id)
+expect "update --help says --permission replaces" 0 "REPLACE the key's whole list" -- $KG key update --help
+expect "update --permission says what it replaced" 0 "permissions were replaced; they were: a:read b:write" -- $KG key update "$EID" --permission c:read
+expect "... and replaced it" 0 "permissions: c:read$" -- $KG key show "$EID"
+expect "--add-permission adds" 0 "permissions: c:read d:read$" -- $KG key update "$EID" --add-permission d:read --add-permission c:read
+expect "--remove-permission removes" 0 "permissions: d:read$" -- $KG key update "$EID" --remove-permission c:read
+expect "--remove-permission of none it has" 2 "no such entry; its permissions: d:read" -- $KG key update "$EID" --remove-permission zz
+expect "... changes nothing" 0 "permissions: d:read$" -- $KG key show "$EID"
+expect "--permission with --add-permission" 2 "give one or the other" -- $KG key update "$EID" --permission x --add-permission y
+expect "--add-allow-ip adds" 0 "allowed ips: 10.0.0.0/8 192.0.2.0/24$" -- $KG key update "$EID" --add-allow-ip 192.0.2.0/24
+expect "--remove-allow-ip removes" 0 "allowed ips: 192.0.2.0/24$" -- $KG key update "$EID" --remove-allow-ip 10.0.0.0/8
+expect "--allow-ip says what it replaced" 0 "allowed networks were replaced; they were: 192.0.2.0/24" -- $KG key update "$EID" --allow-ip 198.51.100.0/24
+expect "--add-permission is for update" 2 "key create does not take --add-permission" -- $KG key create --name x --plan enterprise --add-permission a
+expect "rotate takes no --plan" 2 "key rotate does not take --plan" -- $KG key rotate "$EID" --plan free
+expect "show takes no --name" 2 "key show does not take --name" -- $KG key show "$EID" --name x
+
+# ---- settings nothing would enforce are refused (issue 23 item 2) ---------
+expect "--permission on a plan without scope" 2 "plan 'free' does not check permissions.*plans that do: enterprise" -- $KG key create --name x --plan free --permission a:read
+expect "--limit of a name the plan lacks" 2 "plan 'enterprise' has no limit named 'minute'.*its limits: burst hour day concurrency" -- $KG key create --name x --plan enterprise --limit minute=5/1m
+expect "--limit of a name the plan has" 0 "$KEYRE" -- $KG key create --name x --plan pro --limit hour=5/1h
+expect "a key with permissions to a plan without scope" 2 "plan 'pro' does not check permissions" -- $KG key update "$EID" --plan pro
+expect "... once it drops them" 0 "plan:        pro" -- $KG key update "$EID" --plan pro --clear-permissions
+expect "--add-permission on a plan without scope" 2 "does not check permissions" -- $KG key update "$EID" --add-permission a:read
+expect "a rename keeps what it had" 0 "name:        renamed" -- $KG key update "$EID" --name renamed
+cat >"$T/bare.yaml" <<EOF
+credential: [{module: bearer}]
+keystore: [{module: file, options: {path: $T/bare-keys.yaml}}]
+plans: {bare: {}}
+EOF
+expect "--allow-ip on a plan without ipacl" 2 "plan 'bare' does not check the client's address.*plans that do: none" -- $BIN --config "$T/bare.yaml" key create --name x --plan bare --allow-ip 10.0.0.0/8
+expect "--limit on a plan without limits" 2 "plan 'bare' has no limit named 'hour'.*its limits: none" -- $BIN --config "$T/bare.yaml" key create --name x --plan bare --limit hour=1/1h
+
+# A name from a store that did not check it (written by hand) is shown on
+# its row, its control characters as \xNN, and the key can be revoked.
+cat >"$T/bare-keys.yaml" <<EOF
+keys:
+  - id: k_hand
+    name: "two\nlines\e"
+    prefix: "whizo_ab"
+    hash: $(printf '%064d' 0)
+    plan: bare
+    status: active
+EOF
+expect "a hand-written name is one row" 0 'k_hand .*two\\x0alines\\x1b$' -- $BIN --config "$T/bare.yaml" key list
+expect "... and one line of key show" 0 'name:        two\\x0alines\\x1b$' -- $BIN --config "$T/bare.yaml" key show k_hand
+expect "... and the key is revoked" 0 "revoked k_hand" -- $BIN --config "$T/bare.yaml" key revoke k_hand
 
 # ---- policy -----------------------------------------------------------------
 expect "policy check: shipped" 0 "ok (4 plans)" -- $KG policy check
@@ -175,6 +270,15 @@ expect "plugins: broken ones and why" 1 "badabi .*cannot load: .*ABI 99.0" -- en
 expect "plugins: missing dependency named" 1 "libkgvanish.so.0" -- env KEYGATE_PLUGIN_PATH="$B/tests/fixtures/missingdep" $BIN plugins
 expect "plugins --json" 0 '"name":"header","path":"[^"]*","kind":"credential","abi":"1\.[0-9]*"' -- env KEYGATE_PLUGIN_PATH="$PP" $BIN --json plugins
 expect "plugins: extra argument" 2 "usage: keygate plugins" -- $BIN plugins extra
+# The policy's plugin_path is searched first, and the search path says
+# what KEYGATE_PLUGIN_PATH holds (issue 23 item 8).
+printf 'plugin_path: [%s]\ncredential: [{module: nosuch}]\n' "$B/plugins" >"$T/pp.yaml"
+expect "plugins: the policy's plugin_path" 0 "bearer  *credential" -- env -u KEYGATE_PLUGIN_PATH $BIN --config "$T/pp.yaml" plugins
+expect "plugins: says where it came from" 0 "^search path: $B/plugins (plugin_path of $T/pp.yaml), then " -- env -u KEYGATE_PLUGIN_PATH $BIN --config "$T/pp.yaml" plugins
+expect "plugins: KEYGATE_PLUGIN_PATH's value" 0 "then /nowhere/a:/nowhere/b (KEYGATE_PLUGIN_PATH), then" -- env KEYGATE_PLUGIN_PATH=/nowhere/a:/nowhere/b $BIN --config "$T/pp.yaml" plugins
+out=$(env KEYGATE_PLUGIN_PATH=/nowhere $BIN --config "$T/pp.yaml" plugins 2>&1)
+case "$out" in *'$KEYGATE_PLUGIN_PATH'*) bad "plugins prints the variable's name: $out" ;; *) ok "plugins prints no '\$KEYGATE_PLUGIN_PATH'" ;; esac
+expect "plugins: a policy given must be readable" 2 "cannot open the policy" -- $BIN --config "$T/none.yaml" plugins
 
 echo "1..$n"
 [ $fail -eq 0 ] && echo "$n passed, 0 failed" || echo "some of $n failed"

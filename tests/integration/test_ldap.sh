@@ -83,6 +83,9 @@ policy() {  # policy FILE BIND_DN WRITABLE [extra option lines]
         echo "  pro:"
         echo "    account:"
         echo "      - {module: ipacl, control: requisite}"
+        # keys of this plan may hold permissions (keygate key create
+        # refuses them on a plan that runs no scope)
+        echo "      - {module: scope, control: requisite, options: {unmapped: allow, routes: {'POST /v1/jobs': jobs:write}}}"
     } >"$f"
 }
 RW=cn=keygate-rw,ou=services,dc=example,dc=com

@@ -111,7 +111,12 @@ keystore:
       sslmode: disable
       pool_size: 2
 plans:
-  free: {priority: 0}
+  # keys may hold permissions (keygate key create refuses them on a plan
+  # that runs no scope)
+  free:
+    priority: 0
+    account:
+      - {module: scope, options: {unmapped: allow, routes: {"POST /v1/jobs": jobs:write}}}
 EOF
 kg() { "$K" --config "$tmp/policy.yaml" "$@"; }
 

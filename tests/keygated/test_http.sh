@@ -1,6 +1,6 @@
 #!/bin/sh
 # keygated over HTTP (curl against a real keygated on a free port): every
-# endpoint and every decision code of DESIGN.md's table, the original
+# endpoint and every decision code of docs/architecture.md's table, the original
 # request from nginx / Traefik / Caddy / Envoy conventions, the client
 # address through trusted proxies, the access log, --check-config, and a
 # SIGHUP with a broken and then a fixed policy.

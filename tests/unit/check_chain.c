@@ -25,7 +25,7 @@
  * keygate maps its results onto PAM's: ok = success, fail = a failure,
  * unavailable = a failure of its own kind (PAM's "default" for the
  * keywords), ignore = PAM_IGNORE, which never makes a stack succeed.
- * Two rules of keygate's own (DESIGN.md): a stack in which nothing
+ * Two rules of keygate's own (docs/architecture.md): a stack in which nothing
  * counted fails; and unavailable is never reported as a definite no:
  * when the stack's status comes from an unavailable module (the first
  * failure), or no module counted and one of them could not answer, the

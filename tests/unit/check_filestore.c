@@ -164,6 +164,78 @@ START_TEST(put_create_vs_exists)
 }
 END_TEST
 
+/* A name is one line of printable text, 1 to KG_KEY_NAME_MAX bytes
+ * (issue 23 item 6: a newline split `keygate key list` rows, '' was
+ * taken); a key named before that keeps working through update and
+ * rotation while its name is left as it is. */
+static kg_error create_named(const char *name, kg_diag *d)
+{
+    kg_record *r = kg_record_new();
+    char k2[KG_KEY_MAX];
+    kg_error e;
+    kg_record_set_plan(r, "free");
+    kg_record_set_name(r, name);
+    e = kg_keys_create(pol, r, k2, sizeof(k2), d);
+    kg_record_unref(r);
+    return e;
+}
+
+START_TEST(names_are_one_line_of_text)
+{
+    char longest[KG_KEY_NAME_MAX + 2], k2[KG_KEY_MAX], *text, *t, *at;
+    kg_record *got = NULL, *nr = NULL;
+    kg_diag d;
+
+    ck_assert_int_eq(create_named("", &d), KG_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(d.message, "empty"));
+    ck_assert_int_eq(create_named("two\nlines", &d), KG_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(d.message, "control character (0x0a at byte 3)"));
+    ck_assert_int_eq(create_named("esc\033[2J", &d), KG_ERR_INVALID);
+    ck_assert_int_eq(create_named("del\177", &d), KG_ERR_INVALID);
+    memset(longest, 'n', sizeof(longest));
+    longest[KG_KEY_NAME_MAX + 1] = '\0';
+    ck_assert_int_eq(create_named(longest, &d), KG_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(d.message, "longer than 128 bytes"));
+    longest[KG_KEY_NAME_MAX] = '\0';
+    ck_assert_int_eq(create_named(longest, &d), KG_OK);
+    ck_assert_int_eq(create_named("caf\xc3\xa9 \"prod\" key", &d), KG_OK);
+    /* a rename is checked the same way */
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &got, &d), KG_OK);
+    kg_record_set_name(got, "tab\there");
+    ck_assert_int_eq(kg_keys_update(pol, got, &d), KG_ERR_INVALID);
+    kg_record_set_name(got, "");
+    ck_assert_int_eq(kg_keys_update(pol, got, &d), KG_ERR_INVALID);
+    kg_record_unref(got);
+    got = NULL;
+
+    /* a name from before, with a newline in it, written by hand */
+    text = tu_read(keyfile);
+    at = strstr(text, "name: k_test test key");
+    ck_assert_ptr_nonnull(at);
+    *at = '\0';
+    t = tu_fmt("%sname: \"old\\nname\"%s", text, at + strlen("name: k_test test key"));
+    tu_write(keyfile, t);
+    free(text);
+    free(t);
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &got, &d), KG_OK);
+    ck_assert_str_eq(kg_record_name(got), "old\nname");
+    /* ... is updated and revoked with its name left alone */
+    kg_record_set_plan(got, "pro");
+    ck_assert_int_eq(kg_keys_update(pol, got, &d), KG_OK);
+    ck_assert_int_eq(kg_keys_rotate(pol, "k_test", 3600, k2, sizeof(k2), &nr, &d), KG_OK);
+    ck_assert_str_eq(kg_record_name(nr), "old\nname");
+    /* ... but not renamed to another bad name */
+    kg_record_set_name(got, "new\nname");
+    ck_assert_int_eq(kg_keys_update(pol, got, &d), KG_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(d.message, "control character"));
+    kg_record_set_name(got, "fixed");
+    ck_assert_int_eq(kg_keys_update(pol, got, &d), KG_OK);
+    kg_record_unref(got);
+    kg_record_unref(nr);
+}
+END_TEST
+
 START_TEST(update_round_trips_every_field)
 {
     kg_record *r = NULL, *back = NULL;
@@ -928,6 +1000,7 @@ static Suite *filestore_suite(void)
     tcase_add_test(tc, failed_write_leaves_the_old_file);
     tcase_add_test(tc, put_create_vs_exists);
     tcase_add_test(tc, update_round_trips_every_field);
+    tcase_add_test(tc, names_are_one_line_of_text);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("read");

@@ -489,6 +489,77 @@ START_TEST(bad_arguments)
 }
 END_TEST
 
+/* What a plan enforces (issue 23 item 2: keygate key create took
+ * settings nothing would read): the modules of its stages, inherited
+ * ones included, and its limits' names, defaults included. */
+START_TEST(plan_queries)
+{
+    kg_policy *p = tu_policy(ctx,
+        HEAD "plans:\n"
+        "  free:\n    limit:\n"
+        "      - {module: fixed_window, options: {name: hour, count: 5, window: 1h}}\n"
+        "      - {module: concurrency, options: {count: 2}}\n"
+        "  ent:\n    extends: free\n    account:\n"
+        "      - {module: scope, options: {routes: {\"GET /x\": x:read}}}\n");
+    ck_assert_int_eq(kg_policy_plan_has_module(p, "free", "scope"), 0);
+    ck_assert_int_eq(kg_policy_plan_has_module(p, "ent", "scope"), 1);
+    ck_assert_int_eq(kg_policy_plan_has_module(p, "ent", "fixed_window"), 1);
+    ck_assert_int_eq(kg_policy_plan_has_module(p, "gold", "scope"), -1);
+    ck_assert_uint_eq(kg_policy_plan_limit_count(p, "free"), 2);
+    ck_assert_str_eq(kg_policy_plan_limit_name(p, "free", 0), "hour");
+    /* a default name is the one the plugin uses */
+    ck_assert_str_eq(kg_policy_plan_limit_name(p, "free", 1), "concurrency");
+    ck_assert_ptr_null(kg_policy_plan_limit_name(p, "free", 2));
+    /* inherited */
+    ck_assert_uint_eq(kg_policy_plan_limit_count(p, "ent"), 2);
+    ck_assert_str_eq(kg_policy_plan_limit_name(p, "ent", 0), "hour");
+    ck_assert_uint_eq(kg_policy_plan_limit_count(p, "gold"), 0);
+    ck_assert_ptr_null(kg_policy_plan_limit_name(p, "gold", 0));
+    kg_policy_free(p);
+}
+END_TEST
+
+/* A policy's plugin_path, read without loading it (issue 23 item 8:
+ * keygate plugins ignored it): even when a plugin it names is missing. */
+START_TEST(read_plugin_path)
+{
+    char *path = tu_path(dir, "pp.yaml"), **dirs = NULL;
+    size_t n = 9;
+    kg_diag d;
+
+    tu_write(path, "plugin_path: [/opt/a, \"${KGT_REALM}/b\"]\n"
+                   "credential: [{module: nosuch}]\n");
+    ck_assert_int_eq(kg_policy_read_plugin_path(path, &dirs, &n, &d), KG_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(dirs[0], "/opt/a");
+    ck_assert_str_eq(dirs[1], "from env/b");
+    ck_assert_ptr_null(dirs[2]);
+    free(dirs);
+    tu_write(path, "plugin_path: /opt/one\n");
+    ck_assert_int_eq(kg_policy_read_plugin_path(path, &dirs, &n, &d), KG_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(dirs[0], "/opt/one");
+    free(dirs);
+    tu_write(path, "credential: []\n");
+    ck_assert_int_eq(kg_policy_read_plugin_path(path, &dirs, &n, &d), KG_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(dirs[0]);
+    free(dirs);
+    tu_write(path, "plugin_path: {a: b}\n");
+    ck_assert_int_eq(kg_policy_read_plugin_path(path, &dirs, &n, &d), KG_ERR_POLICY);
+    ck_assert_ptr_null(dirs);
+    ck_assert_uint_eq(d.line, 1);
+    ck_assert_uint_eq(d.column, 14);
+    tu_write(path, "plugin_path: [/a, [/b]]\n");
+    ck_assert_int_eq(kg_policy_read_plugin_path(path, &dirs, &n, &d), KG_ERR_POLICY);
+    ck_assert_ptr_null(dirs);
+    ck_assert_int_eq(kg_policy_read_plugin_path("/nonexistent/p.yaml", &dirs, &n, &d),
+                     KG_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(d.message, "cannot open"));
+    free(path);
+}
+END_TEST
+
 START_TEST(strerror_covers_every_code)
 {
     int i;
@@ -516,6 +587,7 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, env_expansion);
     tcase_add_test(tc, extends_inherits);
     tcase_add_test(tc, explain_mentions_each_stage);
+    tcase_add_test(tc, plan_queries);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("files");
@@ -526,6 +598,7 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, load_file_with_nul);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, strerror_covers_every_code);
+    tcase_add_test(tc, read_plugin_path);
     suite_add_tcase(s, tc);
     return s;
 }
