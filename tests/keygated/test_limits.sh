@@ -91,6 +91,7 @@ expect_many() {  # DESC WANT-LINE N [close]
 # The soft limit a login shell or a container often has (the hard one
 # stays): keygated raises it for its --max-connections (4096).
 ulimit -S -n 1024 2>/dev/null
+[ "$(ulimit -n)" = 1024 ] || echo "# could not lower the soft limit on open files to 1024"
 start_keygated --threads 2
 # The kernel's queue of connections not yet accepted is as long as
 # --max-connections (4096; capped by net.core.somaxconn), not 1024, which
