@@ -74,7 +74,8 @@ echo "Free key: $FREE"
 echo "(also saved in $STATE/demo-keys.env; list keys: $KEYGATE --config conf/keygate.yaml key list)"
 
 say "5/5 keygated on $LISTEN"
-ARGS="--config $POLICY --listen $LISTEN --pid-file $STATE/keygated.pid --access-log $STATE/access.log"
+. "$ROOT/scripts/quickstart-keygated.sh"
+ARGS=$(quickstart_keygated_args "$POLICY" "$LISTEN" "$STATE")
 if [ "$FOREGROUND" -eq 1 ]; then
     echo "running in the foreground (Ctrl-C stops it); in another shell:"
     echo "  . $STATE/demo-keys.env"

@@ -20,11 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "keygated.h"
 
 #define EXIT_CONFIG 2
+/* Descriptors besides the connections: standard streams, listeners, each
+ * worker's epoll and wake-up descriptors, the logs, the key stores'
+ * files and their servers' connections. */
+#define FD_RESERVE 128
 
 static int drop_privileges(const char *user)
 {
@@ -54,6 +59,40 @@ static int drop_privileges(const char *user)
         return -1;
     }
     return 0;
+}
+
+/*
+ * Make room for --max-connections on every listener.  The soft limit on
+ * open files is often 1024 (a login shell, a container): past it accept()
+ * fails, and the connections beyond it waited unanswered in the kernel's
+ * queue for as long as the others stayed open.  The soft limit is raised
+ * as far as the hard limit allows (no privilege needed); if that is not
+ * enough, the connection limit is lowered to fit and said so, so that
+ * libmicrohttpd's own limit, not a failing accept(), is what holds new
+ * connections back.
+ */
+static void fit_connections(kgd_conf *conf, size_t nlisten)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)conf->max_connections * nlisten + FD_RESERVE;
+    unsigned fit;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need)
+        rl.rlim_cur = need;
+    else
+        rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur >= need)
+        return;
+    fit = rl.rlim_cur > FD_RESERVE + nlisten
+              ? (unsigned)((rl.rlim_cur - FD_RESERVE) / nlisten) : 1;
+    kgd_log_msg("only %llu open files allowed (ulimit -n; LimitNOFILE=): "
+                "serving at most %u connections per listener, not %u",
+                (unsigned long long)rl.rlim_cur, fit, conf->max_connections);
+    conf->max_connections = fit;
 }
 
 static int write_pid(const char *path)
@@ -117,8 +156,10 @@ int main(int argc, char **argv)
     if (conf.check_config)
         return check_config(&conf);
 
+    fit_connections(&conf, conf.nlisten);
     for (i = 0; i < conf.nlisten; i++) {
-        int fd = kgd_listen_open(conf.listen[i], err, sizeof(err));
+        int fd = kgd_listen_open(conf.listen[i], conf.max_connections, err,
+                                 sizeof(err));
         if (fd < 0) {
             kgd_log_msg("%s", err);
             goto out;

@@ -10,6 +10,8 @@
  *   keygated_holder.c   the serving policy, refcounted, swapped on SIGHUP
  *   keygated_http.c     libmicrohttpd: daemons, request dispatch, responses
  *   keygated_check.c    /check and /whoami: request -> decision -> response
+ *   keygated_head.c     a request's head against --max-header-bytes and
+ *                       libmicrohttpd's per-connection memory (414/431)
  *   keygated_metrics.c  counters and their Prometheus text
  *   keygated_log.c      the JSON access log and the service's own messages
  *   keygated_json.c     JSON string escaping for the log and /whoami
@@ -82,8 +84,16 @@ extern const char kgd_default_policy[];
  */
 int kgd_listen_parse(const char *spec, struct sockaddr_storage *ss,
                      socklen_t *len_r, char *err, size_t errlen);
-/* A bound, listening, non-blocking socket, or -1 with why in err. */
-int kgd_listen_open(const char *spec, char *err, size_t errlen);
+/*
+ * A bound, listening, non-blocking socket, or -1 with why in err.  The
+ * kernel queues up to `backlog` connections not yet accepted (capped by
+ * net.core.somaxconn): keygated passes --max-connections, so that as
+ * many clients as it will serve at once can connect at once (with 1024,
+ * 2,000 simultaneous connects overflowed the queue; the overflow's SYNs
+ * were dropped and retried a second or more later).
+ */
+int kgd_listen_open(const char *spec, unsigned backlog, char *err,
+                    size_t errlen);
 /* The "ADDR:PORT" a socket is bound to (for messages and tests). */
 void kgd_listen_name(int fd, char *out, size_t size);
 
@@ -215,9 +225,23 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
 /* Stop accepting, wait up to conf->drain_s for in-flight requests, stop. */
 void kgd_http_stop(unsigned drain_s);
 
-/* ---- keygated_check.c --------------------------------------------------- */
+/* ---- keygated_head.c ---------------------------------------------------- */
 
 struct MHD_Connection;
+/* The per-connection memory libmicrohttpd is given (its pool). */
+size_t kgd_head_pool(const kgd_conf *conf);
+/*
+ * Called once the request's head is in.  A head over --max-header-bytes,
+ * or one that left libmicrohttpd too little room to build an answer, is
+ * answered 414 (a long request line) or 431 and *refused_r set; the
+ * result is then dispatch's.  Otherwise *refused_r is 0.
+ */
+int kgd_head_refuse(struct MHD_Connection *conn, const kgd_conf *conf,
+                    const char *method, const char *raw_uri,
+                    const char *version, int *refused_r);
+
+/* ---- keygated_check.c --------------------------------------------------- */
+
 struct kgd_reqctx;
 /* The shared state the handlers read. */
 typedef struct kgd_server {
@@ -225,6 +249,10 @@ typedef struct kgd_server {
     kg_context *ctx;
 } kgd_server;
 
+/* The JSON error body {"error":{"code":...,"message":...}} into buf
+ * (truncated at size); returns its length. */
+size_t kgd_error_body(char *buf, size_t size, const char *code,
+                      const char *message);
 /* A JSON error answer {"error":{"code":...,"message":...}}. */
 int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
                       const char *code, const char *message);

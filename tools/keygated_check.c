@@ -69,8 +69,10 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
         c->origin[i] = value;
         return MHD_YES;
     }
-    /* An X-Forwarded-For value with a NUL is no address list and is
-     * ignored here (the credential plugins still see every byte). */
+    /* libmicrohttpd 0.9.75 ends a value at its first NUL (and gives that
+     * length), so the credential plugins see what precedes it only
+     * (docs/keygated.md, "Limits on input").  Should a value hold a NUL,
+     * it is not an address list, and is ignored here. */
     if (strlen(value) != value_size)
         return MHD_YES;
     if (strcasecmp(key, "X-Forwarded-For") == 0 && c->nxff < MAX_XFF)
@@ -201,19 +203,26 @@ static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
     return ret;
 }
 
+size_t kgd_error_body(char *buf, size_t size, const char *code,
+                      const char *message)
+{
+    size_t n = 0;
+
+    n = kgd_appendf(buf, n, size, "{\"error\":{\"code\":");
+    n = kgd_json_cstr(buf, n, size, code);
+    n = kgd_appendf(buf, n, size, ",\"message\":");
+    n = kgd_json_cstr(buf, n, size, message);
+    return kgd_appendf(buf, n, size, "}}");
+}
+
 int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
                       const char *code, const char *message)
 {
     char body[512];
-    size_t n = 0;
+    size_t n = kgd_error_body(body, sizeof(body), code, message);
     struct MHD_Response *r;
     int ret;
 
-    n = kgd_appendf(body, n, sizeof(body), "{\"error\":{\"code\":");
-    n = kgd_json_cstr(body, n, sizeof(body), code);
-    n = kgd_appendf(body, n, sizeof(body), ",\"message\":");
-    n = kgd_json_cstr(body, n, sizeof(body), message);
-    n = kgd_appendf(body, n, sizeof(body), "}}");
     r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;

@@ -51,7 +51,8 @@ void kgd_usage(FILE *f)
 "  -t, --trusted-proxy CIDR\n"
 "                          a peer allowed to say who the client is with\n"
 "                          X-Forwarded-For (right-most untrusted entry wins);\n"
-"                          repeatable; default 127.0.0.0/8 and ::1; 'none'\n"
+"                          repeatable; default 127.0.0.1 and ::1 (a\n"
+"                          gateway on this host); 'none'\n"
 "                          trusts no one (the TCP peer is the client)\n"
 "  -a, --access-log FILE   JSON access log: a file, '-' for stdout (default),\n"
 "                          or 'off'; reopened on SIGHUP\n"
@@ -153,7 +154,11 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
     c->max_header_bytes = 16384;
     c->max_headers = 128;
     c->drain_s = 10;
-    kg_cidr_parse("127.0.0.0/8", &c->proxies[c->nproxies++]);
+    /* Only the addresses a gateway on this host connects from: trusting
+     * all of 127.0.0.0/8 would let any local client that can pick its
+     * source address (127.0.0.2, ...) say who it is in X-Forwarded-For
+     * (docs/keygated.md, "The client address"). */
+    kg_cidr_parse("127.0.0.1/32", &c->proxies[c->nproxies++]);
     kg_cidr_parse("::1/128", &c->proxies[c->nproxies++]);
     if (env != NULL && *env != '\0')
         c->config = env;

@@ -6,10 +6,11 @@
  * worker threads (one per core by default): a check is CPU work of a
  * few microseconds, so more threads than cores only add switching.
  *
- * Limits on input: the request line and headers must fit in the
- * per-connection memory (--max-header-bytes; MHD answers 414 or 431
- * past it), the header count is checked here (431), and a body is read
- * and dropped, never stored.  Every request gets a context from the
+ * Limits on input: the request line and headers over --max-header-bytes
+ * get 414 (a long request line) or 431 (keygated_head.c), the header count is
+ * checked in keygated_check.c (431), and a body is read and dropped,
+ * never stored.  An HTTP/1.1 request without Host gets 400 (MHD's strict
+ * mode).  Every request gets a context from the
  * URI-log callback (the only place MHD shows the raw request target,
  * query included, which Envoy's path_prefix needs) that the completion
  * callback frees.
@@ -145,16 +146,19 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn,
 {
     struct kgd_reqctx *rc = *con_cls;
     (void)cls;
-    (void)version;
     (void)upload_data;
 
     if (rc == NULL)
         return MHD_NO;   /* out of memory in uri_logger: drop the connection */
     if (!rc->started) {
-        /* Headers are in; wait for (and drop) any body before answering,
-         * so that the connection can be kept alive. */
+        /* Headers are in: a head too large is refused now; otherwise
+         * wait for (and drop) any body before answering, so that the
+         * connection can be kept alive. */
+        int r, refused;
         rc->started = 1;
-        return MHD_YES;
+        r = kgd_head_refuse(conn, S.srv.conf, method,
+                            rc->raw_uri ? rc->raw_uri : url, version, &refused);
+        return refused ? (enum MHD_Result)r : MHD_YES;
     }
     if (*upload_data_size != 0) {
         *upload_data_size = 0;
@@ -234,7 +238,8 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
             MHD_OPTION_THREAD_POOL_SIZE, threads,
             MHD_OPTION_CONNECTION_LIMIT, conf->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, conf->timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, conf->max_header_bytes,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, kgd_head_pool(conf),
+            MHD_OPTION_STRICT_FOR_CLIENT, 1,
             MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
             MHD_OPTION_END);

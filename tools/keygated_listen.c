@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -86,7 +87,8 @@ bad:
     return -1;
 }
 
-int kgd_listen_open(const char *spec, char *err, size_t errlen)
+int kgd_listen_open(const char *spec, unsigned backlog, char *err,
+                    size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -112,7 +114,9 @@ int kgd_listen_open(const char *spec, char *err, size_t errlen)
         close(fd);
         return -1;
     }
-    if (listen(fd, 1024) != 0) {
+    /* The kernel caps the queue at net.core.somaxconn (4096 by default
+     * since Linux 5.4). */
+    if (listen(fd, backlog > INT_MAX ? INT_MAX : (int)backlog) != 0) {
         snprintf(err, errlen, "%s: listen: %s", spec, strerror(errno));
         close(fd);
         return -1;

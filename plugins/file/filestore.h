@@ -114,7 +114,8 @@ struct table *kg__file_load(const char *path, int create, struct stat *st_r,
 /* ---- write.c ---------------------------------------------------------- */
 
 /* Write the table to path atomically: temp file 0600, fsync, rename,
- * fsync of the folder. */
+ * fsync of the folder.  Called with "<path>.lock" held (flock), which
+ * lets it remove the temporary files of writers that were killed. */
 kg_error kg__file_write(const char *path, struct table *t, char *err, size_t errlen);
 
 /* ---- file.c ----------------------------------------------------------- */

@@ -1,9 +1,12 @@
 /*
  * write.c - writing the key file atomically: a temporary file with mode
  * 0600, fsync, rename over the old one, fsync of the folder, so that a
- * crash leaves the old file or the new one, never half of one.
+ * crash leaves the old file or the new one, never half of one.  What a
+ * killed writer left behind (its "<file>.tmp.<pid>") goes at the next
+ * write.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -110,8 +113,45 @@ static int write_handler(void *data, unsigned char *buf, size_t size)
     return fwrite(buf, 1, size, (FILE *)data) == size;
 }
 
+/*
+ * Remove the "<path>.tmp.<pid>" files of writers that died before their
+ * rename (kill -9 of `keygate key create`).  Only called with the
+ * store's lock file held: every writer holds it from before it creates
+ * its temporary file until after it renamed or removed it, so a live
+ * writer has no temporary file now, whatever its pid, and each one here
+ * is stale.  Best effort: a file that cannot be removed stays.
+ */
+static void remove_stale_tmp(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base);
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+    DIR *d = NULL;
+    struct dirent *de;
+    int dfd;
+
+    if (dir == NULL || (d = opendir(dir)) == NULL)
+        goto out;
+    dfd = dirfd(d);
+    while ((de = readdir(d)) != NULL) {
+        const char *p = de->d_name;
+        if (strncmp(p, base, blen) != 0 || strncmp(p + blen, ".tmp.", 5) != 0)
+            continue;
+        p += blen + 5;
+        if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
+            continue;
+        unlinkat(dfd, de->d_name, 0);
+    }
+out:
+    if (d != NULL)
+        closedir(d);
+    free(dir);
+}
+
 /* Write the table to path atomically: temp file 0600, fsync, rename,
- * fsync of the folder. */
+ * fsync of the folder.  The caller holds the store's lock file (see
+ * remove_stale_tmp). */
 kg_error kg__file_write(const char *path, struct table *t, char *err, size_t errlen)
 {
     char *tmp = NULL, *dir = NULL, *slash;
@@ -125,6 +165,7 @@ kg_error kg__file_write(const char *path, struct table *t, char *err, size_t err
     tmp = malloc(strlen(path) + 32);
     if (tmp == NULL)
         return KG_ERR_NOMEM;
+    remove_stale_tmp(path);
     sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {

@@ -32,9 +32,16 @@ command -v curl >/dev/null || { echo "curl is needed"; exit 1; }
 # start_keygated [keygated options...]: runs it on 127.0.0.1:0 with the
 # policy in $POLICY; sets KGD_PID, KGD_PORT, KGD.
 start_keygated() {
+    launch_keygated --config "$POLICY" --listen 127.0.0.1:0 \
+        --access-log "$T/access.log" "$@"
+}
+
+# launch_keygated OPTIONS...: runs keygated with exactly these options
+# (one --listen 127.0.0.1:0 among them) and waits for its port; sets
+# KGD_PID, KGD_PORT, KGD.
+launch_keygated() {
     : >"$T/keygated.err"
-    "$KEYGATED" --config "$POLICY" --listen 127.0.0.1:0 \
-        --access-log "$T/access.log" "$@" 2>>"$T/keygated.err" &
+    "$KEYGATED" "$@" 2>>"$T/keygated.err" &
     KGD_PID=$!
     i=0
     KGD_PORT=

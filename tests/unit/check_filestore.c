@@ -7,8 +7,11 @@
  */
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/file.h>
+#include <sys/wait.h>
 
 static char *dir, *keyfile;
 static char key[KG_KEY_MAX];
@@ -829,6 +832,84 @@ START_TEST(two_writers_keep_each_others_keys)
 }
 END_TEST
 
+/*
+ * A writer killed between creating its temporary file and renaming it
+ * (kill -9 of `keygate key create`) leaves "<file>.tmp.<pid>": the next
+ * write removes it, and only such names.
+ */
+START_TEST(a_killed_writers_tmp_file_goes_at_the_next_write)
+{
+    char *stale = tu_fmt("%s.tmp.%ld", keyfile, 999999L);
+    char *other = tu_fmt("%s.tmp.notapid", keyfile);
+    char k2[KG_KEY_MAX];
+    FILE *f;
+
+    ck_assert_ptr_nonnull(f = fopen(stale, "w"));
+    fputs("keys: [half a file", f);
+    fclose(f);
+    ck_assert_ptr_nonnull(f = fopen(other, "w"));
+    fclose(f);
+    tu_key_new(pol, "free", "after a kill", k2, NULL);
+    ck_assert_int_ne(access(stale, F_OK), 0);
+    ck_assert_int_eq(access(other, F_OK), 0);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    unlink(other);
+    free(stale);
+    free(other);
+}
+END_TEST
+
+/*
+ * The temporary file of a writer that is alive is never removed: a
+ * writer holds the store's lock file from before it creates its
+ * temporary file until after its rename, and another writer only cleans
+ * up once it holds that lock.  Here a child process is that writer: it
+ * takes the lock, creates its temporary file, lets the test start a
+ * write, waits, then renames its file aside (which fails if the file was
+ * removed under it) and exits.
+ */
+START_TEST(a_live_writers_tmp_file_is_kept)
+{
+    char *lockpath = tu_fmt("%s.lock", keyfile);
+    char *aside = tu_fmt("%s/renamed-by-the-writer", dir);
+    char k2[KG_KEY_MAX], c;
+    int ready[2], status;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(ready), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char *tmp = tu_fmt("%s.tmp.%ld", keyfile, (long)getpid());
+        int lfd = open(lockpath, O_RDWR | O_CREAT, 0600);
+        int fd;
+        if (lfd < 0 || flock(lfd, LOCK_EX) != 0)
+            _exit(2);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0)
+            _exit(3);
+        close(fd);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(4);
+        usleep(300 * 1000);   /* the test's write is waiting for the lock */
+        _exit(rename(tmp, aside) == 0 ? 0 : 5);
+    }
+    close(ready[1]);
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    tu_key_new(pol, "free", "while another writes", k2, NULL);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the live writer's tmp file was removed under it (%d)",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ck_assert_int_eq(access(aside, F_OK), 0);
+    ck_assert_int_eq(count_tmp_files(), 0);
+    ck_assert_int_eq(status_of(pol, k2), 200);
+    free(lockpath);
+    free(aside);
+}
+END_TEST
+
 START_TEST(concurrent_readers_while_writing)
 {
     struct race r;
@@ -1020,6 +1101,8 @@ static Suite *filestore_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, concurrent_readers_while_writing);
     tcase_add_test(tc, two_writers_keep_each_others_keys);
+    tcase_add_test(tc, a_killed_writers_tmp_file_goes_at_the_next_write);
+    tcase_add_test(tc, a_live_writers_tmp_file_is_kept);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lifecycle");
