@@ -18,6 +18,14 @@ make -j"$J" check || status=1
 grep -h -E '^[0-9]+%: Checks: ' tests/unit/*.log 2>/dev/null || true
 echo "== sanitizers (ASan + UBSan) =="
 make check-sanitizers SAN_CONFIGURE_FLAGS="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes" || status=1
+# ---- Debian packages (tests/debian/test_packages.sh) -------------------
+# Built from the tracked files, installed on this machine, keygated run as
+# its unit says, then purged.  Needs root: skipped (77) without it.
+echo "== Debian packages =="
+pkg_rc=0
+sh ../tests/debian/test_packages.sh || pkg_rc=$?
+case $pkg_rc in 0) ;; 77) echo "Debian packages: skipped" ;; *) status=1 ;; esac
+# ---- end of the Debian packages block -----------------------------------
 results=$(find . -name '*.trs' -exec grep -h '^:test-result:' {} + || true)
 pass=$(printf '%s\n' "$results" | grep -c 'PASS' || true)
 fail=$(printf '%s\n' "$results" | grep -c -E 'FAIL|ERROR' || true)
