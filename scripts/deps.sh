@@ -16,6 +16,11 @@ SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 want="$PKGS"
 [ "${1:-}" = "--test" ] && want="$PKGS $TEST_PKGS"
+# Building and checking the Debian packages (--deb; --test too, since
+# scripts/test.sh ends with tests/debian/test_packages.sh).
+DEB_PKGS="debhelper dpkg-dev lintian fakeroot check git adduser"
+[ "${1:-}" = "--deb" ] && want="$PKGS $DEB_PKGS"
+[ "${1:-}" = "--test" ] && want="$want $DEB_PKGS"
 missing=
 for p in $want; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

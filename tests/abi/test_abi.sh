@@ -45,6 +45,17 @@ else
     bad "libkeygate.so's exports and the map differ:"
     sed -n '3,$p' "$T/d2" | grep '^[-+]' | sed 's/^/#   /'
 fi
+# The Debian symbols file lists the same names (dpkg-gensymbols -c4 would
+# fail the package build much later otherwise).
+if [ -f "$S/debian/libkeygate0.symbols" ]; then
+    sed -n 's/^ \(kg_[A-Za-z0-9_]*\)@KEYGATE_.*/\1/p' "$S/debian/libkeygate0.symbols" | sort -u >"$T/deb"
+    if diff -u "$T/map" "$T/deb" >"$T/d3"; then
+        ok "debian/libkeygate0.symbols lists the map's symbols"
+    else
+        bad "debian/libkeygate0.symbols and the map differ:"
+        sed -n '3,$p' "$T/d3" | grep '^[-+]' | sed 's/^/#   /'
+    fi
+fi
 unversioned=$(grep -v '@KEYGATE_' "$T/exported_v" | head -5)
 [ -z "$unversioned" ] && ok "every export carries a KEYGATE_ version" || bad "unversioned exports: $unversioned"
 leaked=$(grep -v '^kg_' "$T/exported" | head -5)
