@@ -2,8 +2,9 @@
  * cache.c - the record cache in front of a key store.
  *
  * Positive entries live `ttl`, negative ("no such key") entries
- * `negative_ttl`; an expired entry is kept (until evicted) so that it can
- * be served while the store is unavailable ("stale while unavailable").
+ * `negative_ttl`; an expired entry is kept (until evicted) so that a
+ * record can be served while the store is unavailable ("stale while
+ * unavailable", check.c); an expired negative entry never is.
  * Sharded by hash with a mutex per shard; each shard is bounded and
  * evicts its oldest insertion first.  The shards split max_entries
  * between them, so the total never exceeds it; a small cache has fewer

@@ -177,11 +177,14 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
     if (l->cache != NULL) {
         if (r == KG_RESULT_OK || r == KG_RESULT_FAIL) {
             kg__cache_put(l->cache, hash, *rec_r, c->now_us);
-        } else if (r == KG_RESULT_UNAVAILABLE && cached) {
-            /* Serve stale while the store cannot answer. */
+        } else if (r == KG_RESULT_UNAVAILABLE && cached && rec != NULL) {
+            /* Serve a stale record while the store cannot answer.  Never
+             * a stale "no such key": negative_ttl bounds how long a key
+             * just created can be refused, and a store that cannot say
+             * whether it exists now is an outage (503), not a 401. */
             kg_call_stat_add(c, KG_STAT_CACHE_STALE, 1);
             *rec_r = rec;
-            return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
+            return KG_RESULT_OK;
         }
     }
     kg_record_unref(rec);

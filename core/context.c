@@ -1,6 +1,6 @@
 /*
  * context.c - the process-wide handle: loaded plugins, the memory
- * limiter state and the clock.  Policies come and go; the context stays.
+ * limiter state, the clock and the operator's log (log.c).  Policies come and go; the context stays.
  */
 #include "internal.h"
 
@@ -31,6 +31,7 @@ kg_error kg_context_new(kg_context **ctx_r)
     for (int i = 0; i < KG_STAT__LAST; i++)
         atomic_init(&c->stats[i], 0);
     pthread_rwlock_init(&c->rel_lock, NULL);
+    kg__log_init(&c->log);
     if ((e = kg__loader_new(&c->loader)) != KG_OK ||
         (e = kg__limits_new(&c->limits)) != KG_OK) {
         kg_context_free(c);
@@ -47,6 +48,7 @@ void kg_context_free(kg_context *c)
     kg__limits_free(c->limits);
     kg__loader_free(c->loader);
     pthread_rwlock_destroy(&c->rel_lock);
+    kg__log_destroy(&c->log);
     free(c->releasers);
     free(c);
 }

@@ -127,6 +127,24 @@ struct kg__releaser {
     void *userdata;
 };
 
+/* log.c: who may say something again when, per backend name. */
+#define KG__LOG_BACKENDS 64
+struct kg__logslot {
+    char name[128];
+    int64_t last_us;      /* when a line of it was last passed on */
+    uint64_t held;        /* lines held back since */
+};
+struct kg__log {
+    pthread_mutex_t lock;
+    kg_log_fn fn;         /* NULL: stderr */
+    void *userdata;
+    int64_t interval_us;
+    struct kg__logslot slot[KG__LOG_BACKENDS];
+    size_t n;
+};
+void kg__log_init(struct kg__log *l);
+void kg__log_destroy(struct kg__log *l);
+
 struct kg_context {
     kg_clock_fn clock;
     void *clock_userdata;
@@ -137,6 +155,7 @@ struct kg_context {
     pthread_rwlock_t rel_lock;
     struct kg__releaser *releasers;
     size_t nreleasers;
+    struct kg__log log;
 };
 
 /* Ask the registered releasers for one lease (no comma); KG_ERR_NOT_FOUND

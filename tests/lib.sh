@@ -116,3 +116,50 @@ bg_stop_all() {
     done
     BG_PIDS=
 }
+
+# backend_says_why DESC POLICY KEY PATTERN ERRFILE: keygated ($B/tools)
+# on POLICY, whose key store cannot answer; 40 checks of KEY over about
+# 2 s must all be 503, and keygated's stderr (kept in ERRFILE) must hold
+# exactly one line matching PATTERN: a backend's failure is said with
+# its reason once per interval (10 s), not once per request.  Skipped
+# (an ok line saying so) when keygated was not built.
+backend_says_why() {
+    lib_d=$1 lib_pol=$2 lib_key=$3 lib_pat=$4 lib_err=$5
+    if [ ! -x "$B/tools/keygated" ]; then
+        ok "$lib_d: skipped (keygated not built)"
+        return 0
+    fi
+    : >"$lib_err"
+    bg_start "$B/tools/keygated" --config "$lib_pol" --listen 127.0.0.1:0 \
+        --access-log off 2>>"$lib_err"
+    lib_pid=$BG_PID
+    lib_port=
+    lib_i=0
+    while [ -z "$lib_port" ] && [ $lib_i -lt 200 ] && kill -0 "$lib_pid" 2>/dev/null; do
+        sleep 0.05
+        lib_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$lib_err" | head -1)
+        lib_i=$((lib_i + 1))
+    done
+    if [ -z "$lib_port" ]; then
+        bad "$lib_d: keygated did not start: $(cat "$lib_err")"
+        bg_stop "$lib_pid"
+        return 1
+    fi
+    lib_codes=
+    lib_i=0
+    while [ $lib_i -lt 40 ]; do
+        lib_codes="$lib_codes $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
+            -H "Authorization: Bearer $lib_key" "http://127.0.0.1:$lib_port/check")"
+        sleep 0.05
+        lib_i=$((lib_i + 1))
+    done
+    bg_stop "$lib_pid"
+    lib_n=$(grep -c -- "$lib_pat" "$lib_err")
+    if [ "$(echo $lib_codes | tr ' ' '\n' | sort -u)" != 503 ]; then
+        bad "$lib_d: answers$lib_codes, wanted 503 only"
+    elif [ "$lib_n" -ne 1 ]; then
+        bad "$lib_d: $lib_n lines match '$lib_pat' (wanted 1) in: $(cat "$lib_err")"
+    else
+        ok "$lib_d: 40 x 503, the reason logged once: $(grep -- "$lib_pat" "$lib_err" | cut -c1-300)"
+    fi
+}

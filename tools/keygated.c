@@ -116,6 +116,12 @@ static void print_diag(const char *what, const kg_diag *d)
     kgd_log_msg("%s: %s", what, kg_diag_format(d, buf, sizeof(buf)));
 }
 
+static void backend_log(void *unused, const char *message)
+{
+    (void)unused;
+    kgd_log_msg("%s", message);
+}
+
 static int check_config(const kgd_conf *conf)
 {
     kg_context *ctx = NULL;
@@ -192,6 +198,9 @@ int main(int argc, char **argv)
         goto out;
     }
     kg_context_set_limit_capacity(ctx, conf.limit_capacity);
+    /* Why a backend fails, once per backend per interval (core/log.c),
+     * with the service's other messages. */
+    kg_context_set_log(ctx, backend_log, NULL);
     memset(&diag, 0, sizeof(diag));
     if (kgd_holder_init(ctx, conf.config, &diag) != 0) {
         print_diag("cannot load the policy", &diag);

@@ -94,6 +94,21 @@ void kg_context_set_clock(kg_context *ctx, kg_clock_fn fn, void *userdata);
 int64_t kg_context_now(const kg_context *ctx);
 
 /*
+ * Messages for the operator: why a backend failed (a certificate that
+ * did not verify, a bind refused, a timeout, a connection refused), one
+ * line each, without a newline, never holding a secret.  A plugin sends
+ * them (kg_context_log_backend() in plugin.h) from the thread that met
+ * the failure, at most one per backend per interval.  `fn` must be
+ * thread-safe and must not call into libkeygate.  Without one (fn NULL,
+ * the default) they go to stderr as "keygate: <message>".
+ */
+typedef void (*kg_log_fn)(void *userdata, const char *message);
+void kg_context_set_log(kg_context *ctx, kg_log_fn fn, void *userdata);
+/* At most one message per backend per `seconds` (on the context's
+ * clock); 0 restores the default, 10 seconds. */
+void kg_context_set_log_interval(kg_context *ctx, int64_t seconds);
+
+/*
  * Bound the memory limiter state: at most `max_entries` (key, limit)
  * entries; idle ones are evicted first.  0 means the default (1,000,000).
  */

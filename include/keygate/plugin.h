@@ -44,8 +44,9 @@ extern "C" {
  * 2: struct kg_keystore_ops gained `prefetch` (abi_minor >= 2).
  * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
  * changed.
- * 4: kg_call_lease_retry_after(), kg_request_target() and
- * kg_request_target_kind(); no struct changed. */
+ * 4: kg_call_lease_retry_after(), kg_request_target(),
+ * kg_request_target_kind() and kg_context_log_backend(); no struct
+ * changed. */
 #define KG_PLUGIN_ABI_MINOR 4
 
 typedef enum kg_plugin_kind {
@@ -428,6 +429,20 @@ int64_t kg_call_lease_ttl(kg_call *call);
 
 /* Count an event in the context's statistics (kg_context_stat()). */
 void kg_call_stat_add(kg_call *call, kg_stat stat, uint64_t n);
+
+/*
+ * Tell the operator why a backend failed (kg_context_set_log): the line
+ * is "<backend>: <message>", `backend` naming the server (a URI, a
+ * host:port; never a secret).  At most one line per backend name per
+ * interval (kg_context_set_log_interval) is passed on: the first at
+ * once, then the next failure once the interval has passed, saying how
+ * many were held back meanwhile.  One held back costs a short lock and
+ * no formatting.  Line breaks and control characters in the message
+ * (a server's diagnostic) become spaces.  Safe from any thread.
+ */
+void kg_context_log_backend(kg_context *ctx, const char *backend,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------------ */
 /* Stage operations, one table per kind                                */

@@ -190,6 +190,22 @@ static int load_script(struct kgr_client *c, struct node *n, char *err,
     return ok ? 0 : -1;
 }
 
+/* Why Redis failed, for the operator (once per interval, core/log.c),
+ * under the name of the first endpoint (or Sentinel) configured. */
+static void say(struct kgr_client *c, const char *err)
+{
+    char name[300];
+    if (c->nendpoints > 0 && c->nodes[0]->unix_path != NULL)
+        snprintf(name, sizeof(name), "redis %s", c->nodes[0]->unix_path);
+    else if (c->nendpoints > 0)
+        snprintf(name, sizeof(name), "redis %s:%d", c->nodes[0]->host,
+                 c->nodes[0]->port);
+    else
+        snprintf(name, sizeof(name), "redis sentinel %s",
+                 c->nsentinels > 0 ? c->sentinels[0] : "");
+    kg_context_log_backend(c->ctx, name, "%s", err);
+}
+
 redisReply *kgr_eval(struct kgr_client *c, unsigned slot, int argc,
                      const char **argv, size_t *lens, char *err,
                      size_t errlen)
@@ -315,6 +331,8 @@ redisReply *kgr_eval(struct kgr_client *c, unsigned slot, int argc,
     }
     snprintf(err, errlen, "too many Redis Cluster redirections");
 out:
+    if (r == NULL)
+        say(c, err);
     redisFreeCommand(cmd);
     free(acmd);
     return r;

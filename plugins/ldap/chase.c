@@ -100,6 +100,7 @@ static int follow_url(kg__ldap *l, const char *url, int continuation,
     } else {
         snprintf(why, whylen, "referral %s: search under '%s' refused: %s",
                  url, base, ldap_err2string(rc));
+        kg__ldap_say(l, server, why);
     }
 out:
     ldap_msgfree(res);

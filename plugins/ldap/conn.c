@@ -74,13 +74,25 @@ static void ms_to_tv(int ms, struct timeval *tv)
     tv->tv_usec = (ms % 1000) * 1000;
 }
 
+void kg__ldap_say(kg__ldap *l, const char *uri, const char *err)
+{
+    size_t n = strlen(uri);
+    /* err names the URI first, as the CLI shows it; the log line names
+     * the backend itself. */
+    if (strncmp(err, uri, n) == 0 && err[n] == ':' && err[n + 1] == ' ')
+        err += n + 2;
+    kg_context_log_backend(l->ctx, uri, "%s", err);
+}
+
 /* TLS settings go on the handle, then a new TLS context is made from
  * them, so instances with different CAs never share one.  libldap says
- * only "failed" here (LDAP_OPT_ERROR), so the message names the step. */
-static int set_tls(kg__ldap *l, LDAP *ld, const char *uri, char *err,
-                   size_t errlen)
+ * only "failed" here (LDAP_OPT_ERROR), so the message names the step.
+ * verify 0: the certificate is not checked (tlsdiag.c's look only). */
+static int set_tls(kg__ldap *l, LDAP *ld, const char *uri, int verify,
+                   char *err, size_t errlen)
 {
-    int req = l->tls_verify ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER;
+    int req = l->tls_verify && verify ? LDAP_OPT_X_TLS_DEMAND
+                                      : LDAP_OPT_X_TLS_NEVER;
     int min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2, zero = 0;
     const char *what = NULL;
 
@@ -117,22 +129,16 @@ int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen)
         snprintf(err, errlen, "%s: cannot make an LDAP handle", l->uris[0]);
         return -1;
     }
-    rc = set_tls(l, ld, l->uris[0], err, errlen);
+    rc = set_tls(l, ld, l->uris[0], 1, err, errlen);
     ldap_unbind_ext_s(ld, NULL, NULL);
     return rc;
 }
 
-/*
- * Open and secure a connection to uri (ldaps:// gets TLS, and StartTLS
- * is sent when `starttls`), bound as the store's bind when `bind`, else
- * anonymous.  NULL with err on failure.
- */
-static LDAP *open_uri(kg__ldap *l, const char *uri, int bind, int starttls,
-                      char *err, size_t errlen)
+/* A handle on uri with the store's timeouts (TLS not set up yet). */
+static LDAP *new_handle(kg__ldap *l, const char *uri, char *err, size_t errlen)
 {
     LDAP *ld = NULL;
     int v3 = LDAP_VERSION3, rc;
-    int ldaps = strncasecmp(uri, "ldaps://", 8) == 0;
     struct timeval nt, ot;
 
     rc = ldap_initialize(&ld, uri);
@@ -150,11 +156,97 @@ static LDAP *open_uri(kg__ldap *l, const char *uri, int bind, int starttls,
     ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &nt);
     /* Bounds every synchronous call (StartTLS, bind) on this handle. */
     ldap_set_option(ld, LDAP_OPT_TIMEOUT, &ot);
-    if ((ldaps || starttls) && set_tls(l, ld, uri, err, errlen) != 0)
+    return ld;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Did the TLS handshake (not the network) fail?  StartTLS says "Connect
+ * error"; on ldaps:// the first operation says "Can't contact LDAP
+ * server" with the TLS layer's message as diagnostic, where a refused
+ * or unreachable port leaves none.  Only a failure that came at once
+ * counts: looking again at a server that is slow to answer would cost
+ * another timeout.
+ */
+static int handshake_failed(kg__ldap *l, LDAP *ld, int starttls_step, int rc,
+                            int64_t started_ms)
+{
+    char *diag = NULL;
+    int yes;
+
+    if (!l->tls_verify || mono_ms() - started_ms > l->network_timeout_ms / 2)
+        return 0;
+    if (starttls_step)
+        return rc == LDAP_CONNECT_ERROR;
+    if (rc != LDAP_SERVER_DOWN && rc != LDAP_CONNECT_ERROR)
+        return 0;
+    ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+    yes = diag != NULL && *diag != '\0';
+    ldap_memfree(diag);
+    return yes;
+}
+
+/*
+ * After a handshake that failed: connect again without verifying, take
+ * the certificate the server presents, close (nothing was sent on that
+ * connection), and say what is wrong with it (tlsdiag.c) in err, after
+ * "uri: TLS: ".  err is left alone if that cannot be found out.
+ */
+static void diagnose_tls(kg__ldap *l, const char *uri, int starttls,
+                         char *err, size_t errlen)
+{
+    char tmp[512], why[768];
+    struct berval cert = { 0, NULL };
+    LDAPURLDesc *lud = NULL;
+    LDAP *ld = new_handle(l, uri, tmp, sizeof(tmp));
+    int rc;
+
+    if (ld == NULL || set_tls(l, ld, uri, 0, tmp, sizeof(tmp)) != 0)
+        goto out;
+    rc = starttls ? ldap_start_tls_s(ld, NULL, NULL) : ldap_connect(ld);
+    if (rc != LDAP_SUCCESS ||
+        ldap_get_option(ld, LDAP_OPT_X_TLS_PEERCERT, &cert) != LDAP_OPT_SUCCESS ||
+        cert.bv_val == NULL || ldap_url_parse(uri, &lud) != LDAP_URL_SUCCESS)
+        goto out;
+    if (kg__ldap_cert_why(l, (const unsigned char *)cert.bv_val, cert.bv_len,
+                          lud->lud_host, why, sizeof(why)) == 0)
+        snprintf(err, errlen, "%s: TLS: %s", uri, why);
+out:
+    ldap_free_urldesc(lud);
+    ber_memfree(cert.bv_val);
+    if (ld != NULL)
+        ldap_unbind_ext_s(ld, NULL, NULL);
+}
+
+/*
+ * Open and secure a connection to uri (ldaps:// gets TLS, and StartTLS
+ * is sent when `starttls`), bound as the store's bind when `bind`, else
+ * anonymous.  NULL with err on failure; the failure is also logged
+ * (kg_context_log_backend, once per URI per interval).
+ */
+static LDAP *open_uri(kg__ldap *l, const char *uri, int bind, int starttls,
+                      char *err, size_t errlen)
+{
+    LDAP *ld;
+    int rc = LDAP_SUCCESS, tls_step = 0;
+    int ldaps = strncasecmp(uri, "ldaps://", 8) == 0;
+    int64_t started = mono_ms();
+
+    ld = new_handle(l, uri, err, errlen);
+    if (ld == NULL)
+        goto fail;
+    if ((ldaps || starttls) && set_tls(l, ld, uri, 1, err, errlen) != 0)
         goto fail;
     if (starttls && !ldaps) {
         rc = ldap_start_tls_s(ld, NULL, NULL);
         if (rc != LDAP_SUCCESS) {
+            tls_step = 1;
             conn_err(ld, uri, "StartTLS failed", rc, err, errlen);
             goto fail;
         }
@@ -205,7 +297,12 @@ static LDAP *open_uri(kg__ldap *l, const char *uri, int bind, int starttls,
     }
     return ld;
 fail:
-    ldap_unbind_ext_s(ld, NULL, NULL);
+    if (rc != LDAP_SUCCESS && (ldaps || tls_step) &&
+        handshake_failed(l, ld, tls_step, rc, started))
+        diagnose_tls(l, uri, tls_step, err, errlen);
+    kg__ldap_say(l, uri, err);
+    if (ld != NULL)
+        ldap_unbind_ext_s(ld, NULL, NULL);
     return NULL;
 }
 
@@ -332,6 +429,7 @@ kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, char *err, size_t errlen)
                 snprintf(err, errlen, "all %zu pooled connections stayed busy "
                          "for %d ms (raise pool or search_timeout)",
                          l->pool_size, l->search_timeout_ms);
+                kg_context_log_backend(l->ctx, l->uris[0], "%s", err);
                 return NULL;
             }
         }

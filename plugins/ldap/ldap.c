@@ -67,6 +67,7 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
                      ldap_err2string(rc), diag && *diag ? ": " : "",
                      diag ? diag : "");
             ldap_memfree(diag);
+            kg__ldap_say(l, l->uris[c->uri], err);
             ldap_msgfree(*res_r);
             *res_r = NULL;
             kg__ldap_release(l, c, 0);
@@ -79,6 +80,7 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
             rc != LDAP_REFERRAL) {
             snprintf(err, errlen, "%s: search under '%s' refused: %s",
                      l->uris[c->uri], base, ldap_err2string(rc));
+            kg__ldap_say(l, l->uris[c->uri], err);
             kg__ldap_release(l, c, 1);
             ldap_msgfree(*res_r);
             *res_r = NULL;

@@ -171,9 +171,23 @@ LDAP *kg__ldap_open_referral(kg__ldap *l, const char *uri, char *err,
                              size_t errlen);
 /* Close every idle connection (reload). */
 void kg__ldap_pool_flush(kg__ldap *l);
+/* Log err (which names uri first) for the operator, at most once per
+ * URI per interval (kg_context_log_backend). */
+void kg__ldap_say(kg__ldap *l, const char *uri, const char *err);
 /* 1 if rc means the connection (not the request) failed. */
 int kg__ldap_conn_error(int rc);
 int64_t kg__ldap_now_us(const kg__ldap *l);
+
+/* ---- tlsdiag.c -------------------------------------------------------- */
+
+/*
+ * Why the certificate (DER) a server at `host` presented is refused:
+ * verified with OpenSSL against l's ca_file (or the system's CAs) and
+ * host, the reason and the certificate's subject and issuer into why.
+ * 0, or -1 when that cannot be found out (why untouched).
+ */
+int kg__ldap_cert_why(const kg__ldap *l, const unsigned char *der, size_t len,
+                      const char *host, char *why, size_t whylen);
 
 /* ---- entry.c --------------------------------------------------------- */
 

@@ -268,6 +268,24 @@ static int pg_schema_version(void *conn, int *v, char *err, size_t errlen)
     return rc;
 }
 
+static void pg_describe(const struct sql_conf *conf, char *out, size_t size)
+{
+    PQconninfoOption *opts = PQconninfoParse(conf->conninfo, NULL), *o;
+    const char *host = NULL, *port = NULL, *db = NULL;
+    for (o = opts; o != NULL && o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0 || (strcmp(o->keyword, "hostaddr") == 0 && !host))
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    snprintf(out, size, "postgresql host=%s port=%s dbname=%s",
+             host ? host : "(default)", port ? port : "(default)",
+             db ? db : "(default)");
+    PQconninfoFree(opts);
+}
+
 const struct sql_driver sql_driver_postgresql = {
     .name = "postgresql",
     .open = pg_open,
@@ -277,4 +295,5 @@ const struct sql_driver sql_driver_postgresql = {
     .schema_version = pg_schema_version,
     /* Concurrent `keygate db migrate` runs take turns. */
     .begin_migration = "BEGIN; SELECT pg_advisory_xact_lock(7305001)",
+    .describe = pg_describe,
 };

@@ -144,7 +144,10 @@ static kg_result sql_lookup(void *inst, kg_call *call,
     kg_wipe(hex, sizeof(hex));
     if (rc != SQL_OK || o.bad) {
         /* Down, slow, or a row this build cannot read: no answer, which
-         * is not the same as "no such key". */
+         * is not the same as "no such key".  The operator hears why. */
+        kg_context_log_backend(s->ctx, s->name, "%s", rc != SQL_OK ? err
+                               : "a key's row could not be read (a newer "
+                                 "schema, or a row written by hand?)");
         kg_record_unref(o.rec);
         return KG_RESULT_UNAVAILABLE;
     }
@@ -231,9 +234,11 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
 
     if (s == NULL)
         return KG_ERR_NOMEM;
+    s->ctx = kg_opts_context(o);
     if ((e = sql_pick_driver(o, s)) != KG_OK ||
         (e = sql_read_options(o, s, &auto_migrate, &interval, &max_pending)) != KG_OK)
         goto fail;
+    s->conf.driver->describe(&s->conf, s->name, sizeof(s->name));
     if (sql_pool_init(&s->pool, &s->conf) != 0) {
         e = KG_ERR_NOMEM;
         goto fail;

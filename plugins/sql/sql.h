@@ -72,6 +72,9 @@ struct sql_driver {
     /* Optional: called for an idle connection now and then (the pool's
      * keeper); releases what the driver holds open after idle_ms unused. */
     void (*idle)(void *conn, int64_t now_ms, int64_t idle_ms);
+    /* The database's name in the operator's log: where it is, never a
+     * password ("postgresql host=db1 port=5432 dbname=keygate"). */
+    void (*describe)(const struct sql_conf *conf, char *out, size_t size);
 };
 
 extern const struct sql_driver sql_driver_sqlite;
@@ -158,6 +161,8 @@ kg_error sql_migrate(const struct sql_driver *drv, void *conn, int apply,
 /* ---- sql.c: the instance and its statements ---------------------------- */
 
 struct sqlstore {
+    kg_context *ctx;         /* the operator's log */
+    char name[256];          /* the driver's describe() */
     struct sql_conf conf;
     struct sql_pool pool;
     int pool_ready;

@@ -381,6 +381,11 @@ static int lite_schema_version(void *conn, int *v, char *err, size_t errlen)
     return lite_exec(conn, version_sql, 0, NULL, one_int, v, NULL, err, errlen);
 }
 
+static void lite_describe(const struct sql_conf *conf, char *out, size_t size)
+{
+    snprintf(out, size, "sqlite %s", conf->path ? conf->path : "");
+}
+
 const struct sql_driver sql_driver_sqlite = {
     .name = "sqlite",
     .open = lite_open,
@@ -391,4 +396,5 @@ const struct sql_driver sql_driver_sqlite = {
     .begin_migration = "BEGIN IMMEDIATE",
     .read = lite_read,
     .idle = lite_idle,
+    .describe = lite_describe,
 };

@@ -513,10 +513,41 @@ START_TEST(test_outage)
     /* Keys the cache never saw: 503, never "invalid key". */
     ASSERT_CODE(p, k_later, KG_CODE_AUTH_UNAVAILABLE);
     ASSERT_CODE(p, k_unknown2, KG_CODE_AUTH_UNAVAILABLE);
+    /* A "no such key" past negative_ttl: 503 too (issue 16 item 4). */
+    ASSERT_CODE(p, k_unknown, KG_CODE_AUTH_UNAVAILABLE);
     ctl("start", "a");
     /* Recovery without a restart or a reload. */
     ASSERT_CODE(p, k_later, KG_CODE_NONE);
     ASSERT_CODE(p, k_unknown2, KG_CODE_UNAUTHORIZED);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* Issue 16 item 4: a key refused as unknown, then created in the
+ * directory, while both servers go down: once negative_ttl has passed
+ * the answer is 503, never the cached 401. */
+START_TEST(test_outage_new_key)
+{
+    kg_policy *p = policy(uris_ab, READER, "{ttl: 5s, negative_ttl: 1s}");
+    char k_new[KG_KEY_MAX];
+    struct keydef def = { "k_new_in_outage", k_new, "free", NULL, NULL,
+                          NULL, NULL, 3 };
+
+    ck_assert_int_eq(kg_key_generate("whizo", k_new, sizeof(k_new)), KG_OK);
+    ASSERT_CODE(p, k_new, KG_CODE_UNAUTHORIZED);
+    add_hashed(A, &def);
+    add_hashed(B, &def);
+    ASSERT_CODE(p, k_new, KG_CODE_UNAUTHORIZED);   /* within negative_ttl */
+    ctl("stop", "a");
+    ctl("stop", "b");
+    ASSERT_CODE(p, k_new, KG_CODE_UNAUTHORIZED);   /* still within it */
+    advance(2);
+    ASSERT_CODE(p, k_new, KG_CODE_AUTH_UNAVAILABLE);
+    advance(10);
+    ASSERT_CODE(p, k_new, KG_CODE_AUTH_UNAVAILABLE);
+    ctl("start", "a");
+    ctl("start", "b");
+    ASSERT_CODE(p, k_new, KG_CODE_NONE);
     kg_policy_free(p);
 }
 END_TEST
@@ -589,6 +620,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(t, ctx_setup, ctx_teardown);
     tcase_set_timeout(t, 60);
     tcase_add_test(t, test_outage);
+    tcase_add_test(t, test_outage_new_key);
     tcase_add_test(t, test_failback);
     tcase_add_test(t, test_hung_server);
     suite_add_tcase(s, t);

@@ -271,6 +271,7 @@ START_TEST(test_outage)
 {
     kg_policy *p = with("last_used_interval: 60s", "{ttl: 2s, negative_ttl: 1s}");
     char k1[KG_KEY_MAX], k2[KG_KEY_MAX], id1[64], unknown[KG_KEY_MAX], late[KG_KEY_MAX];
+    char refused[KG_KEY_MAX];
     kg_record *r;
     kg_diag d;
     int status, i;
@@ -283,10 +284,18 @@ START_TEST(test_outage)
     ck_assert_int_eq(kg_policy_reload_stores(p, &d), KG_OK);  /* flush last_used */
     ck_assert_int_eq(test_check_code(p, k1, NULL), KG_CODE_NONE);  /* re-cache */
     ck_assert_int_eq(test_check_code(p, k2, NULL), KG_CODE_NONE);
+    /* A key refused as unknown just before the outage: its "no" is
+     * cached for negative_ttl only (issue 16 item 4). */
+    test_unknown_key(refused);
+    ck_assert_int_eq(test_check_code(p, refused, &status), KG_CODE_UNAUTHORIZED);
 
     server("KG_TEST_PG_STOP");
+    ck_assert_int_eq(test_check_code(p, refused, &status), KG_CODE_UNAUTHORIZED);
     tu_clock_advance(&test_clk, 120);  /* every cache entry is stale now */
     for (i = 0; i < 3; i++) {
+        /* a stale record is served, a stale "no such key" never is */
+        ck_assert_int_eq(test_check_code(p, refused, &status), KG_CODE_AUTH_UNAVAILABLE);
+        ck_assert_int_eq(status, 503);
         ck_assert_int_eq(test_check_code(p, k1, &status), KG_CODE_NONE);
         ck_assert_int_eq(status, 200);
         ck_assert_int_eq(test_check_code(p, k2, &status), KG_CODE_NONE);

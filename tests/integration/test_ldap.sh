@@ -160,4 +160,31 @@ rc=$?
 if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -q 'Invalid credentials'; then ok "a refused bind is reported"; else bad "bad password: rc=$rc $out"; fi
 printf '%s\n' "$out" | grep -q hunter2 && bad "the password was printed" || ok "the password is not printed"
 
+# ---- a backend failure says why (issue 16 item 8) ------------------------
+# A CA that did not sign A's certificate: libldap (GnuTLS) says only
+# "Connect error ((unknown error code))" (StartTLS) or "Can't contact
+# LDAP server" (ldaps://); the plugin names the certificate problem.
+for mode in starttls ldaps; do
+    if [ $mode = ldaps ]; then u=$KG_LDAP_A_LDAPS; else u=$KG_LDAP_A; fi
+    policy "$KG_LDAP_TMP/wrongca-$mode.yaml" "$RO" false "bind_password_file: $KG_LDAP_TMP/ro.pw" \
+        "tls: $mode" "ca_file: $KG_LDAP_OTHER_CA"
+    sed -i "s|uris: \[.*\]|uris: [$u]|" "$KG_LDAP_TMP/wrongca-$mode.yaml"
+    out=$($KG --config "$KG_LDAP_TMP/wrongca-$mode.yaml" key list 2>&1 >/dev/null)
+    if printf '%s\n' "$out" | grep -q "did not verify against ca_file $KG_LDAP_OTHER_CA: unable to get local issuer certificate (it is 'CN=localhost', issued by 'CN=keygate test CA')" &&
+       ! printf '%s\n' "$out" | grep -q -e 'unknown error code' -e "Can't contact"; then
+        ok "$mode with a wrong CA: the CLI names the certificate problem"
+    else
+        bad "$mode with a wrong CA: $out"
+    fi
+done
+backend_says_why "keygated, StartTLS with a wrong CA" "$KG_LDAP_TMP/wrongca-starttls.yaml" \
+    "$KEY" "keygated: $KG_LDAP_A: TLS: the server's certificate did not verify" \
+    "$KG_LDAP_TMP/keygated.err"
+backend_says_why "keygated, ldaps with a wrong CA" "$KG_LDAP_TMP/wrongca-ldaps.yaml" \
+    "$KEY" "keygated: $KG_LDAP_A_LDAPS: TLS: the server's certificate did not verify" \
+    "$KG_LDAP_TMP/keygated.err"
+# A bind refused says so, in keygated's log too.
+backend_says_why "keygated, a bind refused" "$KG_LDAP_TMP/badpw.yaml" "$KEY" \
+    "keygated: $KG_LDAP_A: bind as '$RO' failed: Invalid credentials" "$KG_LDAP_TMP/keygated.err"
+
 finish

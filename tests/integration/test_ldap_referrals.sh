@@ -99,9 +99,15 @@ ldapdelete -x -H "$UB" $ADMIN "apiKeyId=$ID3,ou=apikeys,dc=example,dc=com" >/dev
     bad "delete $ID3"
 
 # expect WHAT POLICY KEY PATTERN: `keygate check` prints a line matching PATTERN.
+# expect DESC POLICY KEY PATTERN: the decision `keygate check` prints;
+# what it says on stderr (why a server failed) is left in $T/why.
 expect() {
-    o=$($KG --config "$2" check --header "Authorization: Bearer $3" 2>&1)
-    case "$o" in $4) ok "$1" ;; *) bad "$1: $o" ;; esac
+    o=$($KG --config "$2" check --header "Authorization: Bearer $3" 2>"$T/why")
+    case "$o" in $4) ok "$1" ;; *) bad "$1: $o $(cat "$T/why")" ;; esac
+}
+# why DESC PATTERN: the last check's stderr names the reason.
+why() {
+    if grep -q -- "$2" "$T/why"; then ok "$1"; else bad "$1: $(cat "$T/why")"; fi
 }
 ALLOWED1="1 allowed 200 ok key=$ID1 plan=partner priority=3 *"
 ALLOWED2="1 allowed 200 ok key=$ID2 plan=partner priority=3 *"
@@ -169,12 +175,14 @@ expect "B without anonymous read: cn=keygate still reads B directly" "$T/direct.
 for shape in at under above; do
     expect "$shape, B refuses anonymous reads: 503 (the chase binds anonymously)" \
         "$T/$shape-on.yaml" "$K2" "$UNAVAIL"
+    why "... and says why" "^keygate: $UB: referral $UB.*: search under '.*' refused: No such object"
 done
 
 # B down: the referral cannot be followed.
 slapd_stop b
 for shape in at above; do
     expect "$shape, B stopped: 503" "$T/$shape-on.yaml" "$K1" "$UNAVAIL"
+    why "... and says why" "^keygate: $UB: cannot connect: Can't contact LDAP server"
 done
 
 finish

@@ -162,6 +162,13 @@ echo "$out" | grep -q "O'Brien" || fail "verify-full with the right CA: $out"
 sed "s|^      sslmode: disable|      sslmode: verify-full\n      sslrootcert: $tmp/other.crt|" "$tmp/policy.yaml" > "$tmp/tls2.yaml"
 out=$(kgtls --config "$tmp/tls2.yaml" key list 2>&1) && fail "verify-full with the wrong CA worked"
 echo "$out" | grep -q "certificate verify failed" || fail "verify-full with the wrong CA: $out"
+# keygated answers 503 and says why, once per interval (issue 16 item 8).
+LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$tmp/lsan.supp" \
+    backend_says_why "keygated, PostgreSQL with a wrong CA" "$tmp/tls2.yaml" "$key" \
+    "keygated: postgresql host=127.0.0.1,127.0.0.1 port=1,$PORT dbname=keygate_cli: cannot connect to PostgreSQL: .*certificate verify failed" \
+    "$tmp/keygated.err" >"$tmp/says.out"
+cat "$tmp/says.out"
+grep -q '^ok' "$tmp/says.out" || fail "keygated with the wrong CA"
 
 # Keys revoked by the CLI reach a running instance: in the Check program.
 echo "PASS: CLI end to end against PostgreSQL"

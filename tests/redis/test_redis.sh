@@ -433,7 +433,7 @@ fi
 FP="$D/faults.yaml"
 fault_policy "$FP" "$P"
 KD=$(newkey "$FP" deny); KA=$(newkey "$FP" allow); KL=$(newkey "$FP" local)
-coproc H { "$HAMMER" "$FP" "$KD" "$KA" "$KL"; }
+coproc H { "$HAMMER" "$FP" "$KD" "$KA" "$KL" 2>"$D/hammer.err"; }
 h() { echo "$*" >&"${H[1]}"; local l; read -r l <&"${H[0]}"; echo "$l"; }
 check_eq "local mode, Redis up: 3 admitted" "$(val "$(h check 2 3 1)" allowed)" 3
 stop_redis "$P"
@@ -447,6 +447,10 @@ check_eq "Redis down, allow: counted in fail_open" "$(val "$out" fail_open)" 5
 out=$(h check 2 20 4)
 check_eq "Redis down, local: the memory limit (10) admits 10" "$(val "$out" allowed)" 10
 check_eq "Redis down, local: then 429" "$(val "$out" limited)" 10
+# Why, on stderr (no log function set), once for 30 failed checks
+# within the interval, not once each (issue 16 item 8).
+n=$(grep -c "^keygate: redis 127.0.0.1:$P: cannot connect to Redis at 127.0.0.1:$P.*refused" "$D/hammer.err")
+check_eq "Redis down: the reason logged once: $(head -c 200 "$D/hammer.err")" "$n" 1
 start_on "$P" || bad "restart redis-server on $P"
 redis_back() { out=$(h check 1 1 1); [ "$(evalsha_calls "$P")" -gt 0 ]; }
 wait_for 200 redis_back && ok "Redis back: decisions reach it again without a restart" || bad "never reconnected: $out"

@@ -198,6 +198,42 @@ START_TEST(unknown_key_while_unavailable_is_503)
 }
 END_TEST
 
+/* A "no such key" past negative_ttl is not served while the store is
+ * down: the key may have been created since (issue 16 item 4). */
+START_TEST(stale_negative_while_unavailable_is_503)
+{
+    char other[KG_KEY_MAX];
+    kg_decision *d;
+    int i;
+
+    ck_assert_int_eq(kg_key_generate("whizo", other, sizeof(other)), KG_OK);
+    ck_assert_int_eq(status_of(pol, other), 401);
+    flag(gone, 1);
+    ck_assert_int_eq(status_of(pol, key), 401);
+    ck_assert_int_eq(asked(), 2);
+    flag(down, 1);
+    /* within negative_ttl the cached no still answers, store untouched */
+    ck_assert_int_eq(status_of(pol, other), 401);
+    ck_assert_int_eq(status_of(pol, key), 401);
+    ck_assert_int_eq(asked(), 2);
+    /* past it, for as long as the outage lasts: 503, never 401 */
+    for (i = 0; i < 12; i++) {
+        tu_clock_advance(&clk, 1);
+        d = tu_check_key(pol, other);
+        ck_assert_int_eq(kg_decision_status(d), 503);
+        ck_assert_int_eq(kg_decision_code(d), KG_CODE_AUTH_UNAVAILABLE);
+        ck_assert_str_eq(kg_decision_decided_by(d), "keystore:flaky");
+        kg_decision_free(d);
+        ck_assert_int_eq(status_of(pol, key), 503);
+    }
+    /* back up: the key created meanwhile is found, the other still no */
+    flag(down, 0);
+    flag(gone, 0);
+    ck_assert_int_eq(status_of(pol, key), 200);
+    ck_assert_int_eq(status_of(pol, other), 401);
+}
+END_TEST
+
 /* ---- size ---------------------------------------------------------------- */
 
 START_TEST(size_cap)
@@ -257,6 +293,7 @@ static Suite *cache_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, serve_stale_while_unavailable);
     tcase_add_test(tc, unknown_key_while_unavailable_is_503);
+    tcase_add_test(tc, stale_negative_while_unavailable_is_503);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("size");
