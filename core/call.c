@@ -1,8 +1,9 @@
 /*
  * call.c - the kg_call accessors plugins use (plugin.h): what a call is
- * about (request, record, plan, time), its deny, its limits' reports, the
- * limiter slots and leases of its key (the memory state: limits.c,
- * leases.c), and the context's counters.  The stages that hand a call
+ * about (request, record, account, plan, time), its deny, its limits'
+ * reports, the limiter slots and leases of its subject (the account or
+ * the key: kg_call_subject; the memory state: limits.c, leases.c), and
+ * the context's counters.  The stages that hand a call
  * to plugins: check.c.
  */
 #include "internal.h"
@@ -16,6 +17,27 @@ const char *kg_call_plan(kg_call *c) { return c->plan; }
 kg_context *kg_call_context(kg_call *c) { return c->policy->ctx; }
 int64_t kg_call_now(kg_call *c) { return c->now_us; }
 int kg_call_peek(kg_call *c) { return c->peek; }
+
+const kg_account *kg_call_account(kg_call *c) { return c->account; }
+const char *kg_call_subject(kg_call *c) { return c->subject; }
+
+/* What the memory state of this call's limit is keyed by: the running
+ * line's subject, else (a plugin calling outside the limit stage) the
+ * key's id; NULL without a record. */
+static const char *subject(const kg_call *c)
+{
+    if (c->subject != NULL)
+        return c->subject;
+    return c->record ? c->record->id : NULL;
+}
+
+/* The call's pin holds the slot of its main subject (the account, or the
+ * key without one), found through the key hash's hint; a `per: key` line
+ * of a key with an account finds its own slot without it. */
+static kg__lpin *pin(kg_call *c)
+{
+    return c->per_key && c->account != NULL ? NULL : &c->lpin;
+}
 
 void kg_call_deny(kg_call *c, kg_code code, const char *message)
 {
@@ -31,19 +53,21 @@ void kg_call_deny(kg_call *c, kg_code code, const char *message)
 int kg_call_limit(kg_call *c, const char *name, int64_t *count,
                   int64_t *window, int64_t *burst)
 {
-    const kg_record *r = c->record;
-    size_t i;
-    if (r == NULL)
+    const struct kg__limit_override *o;
+    if (c->record == NULL)
         return 0;
-    for (i = 0; i < r->nlimits; i++) {
-        if (strcmp(r->limits[i].name, name) == 0) {
-            if (count) *count = r->limits[i].count;
-            if (window && r->limits[i].window > 0) *window = r->limits[i].window;
-            if (burst && r->limits[i].burst > 0) *burst = r->limits[i].burst;
-            return 1;
-        }
-    }
-    return 0;
+    /* A line counted per account reads the account's overrides; one
+     * counted per key (or a key without an account), the key's. */
+    if (c->account != NULL && !c->per_key)
+        o = kg__override_find(c->account->limits, c->account->nlimits, name);
+    else
+        o = kg__override_find(c->record->limits, c->record->nlimits, name);
+    if (o == NULL)
+        return 0;
+    if (count) *count = o->count;
+    if (window && o->window > 0) *window = o->window;
+    if (burst && o->burst > 0) *burst = o->burst;
+    return 1;
 }
 
 void kg_call_limit_report(kg_call *c, const char *name, int64_t limit,
@@ -75,10 +99,11 @@ void kg_call_limit_report(kg_call *c, const char *name, int64_t limit,
 
 kg_slot *kg_call_slot_lock(kg_call *c, const char *limit, int64_t idle)
 {
-    if (c->record == NULL || c->record->id == NULL)
+    const char *subj = subject(c);
+    if (subj == NULL)
         return NULL;
-    return kg__limits_lock(c->policy->ctx->limits, c->record->id, limit,
-                           c->now_us / 1000000, idle, &c->lpin);
+    return kg__limits_lock(c->policy->ctx->limits, subj, limit,
+                           c->now_us / 1000000, idle, pin(c));
 }
 
 /*
@@ -91,22 +116,23 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
                           int64_t ttl, int64_t *in_use_r)
 {
     size_t klen, nlen, len;
+    const char *subj = subject(c);
     char *out;
     int r;
 
-    if (c->record == NULL || c->record->id == NULL)
+    if (subj == NULL)
         return 0;
     if (ttl <= 0)
         ttl = kg_call_lease_ttl(c);
-    klen = strlen(c->record->id);
+    klen = strlen(subj);
     nlen = strlen(limit);
     len = KG_LEASE_SIZE(klen, nlen) - 1;
     if ((out = kg__decision_lease_room(c->d, len)) == NULL) {
         *in_use_r = -1;
         return 0;
     }
-    r = kg__lease_acquire(c->policy->ctx->limits, c->record->id, klen, limit,
-                          nlen, max, ttl, c->now_us, out, in_use_r, &c->lpin);
+    r = kg__lease_acquire(c->policy->ctx->limits, subj, klen, limit,
+                          nlen, max, ttl, c->now_us, out, in_use_r, pin(c));
     if (r == 1)
         kg__decision_lease_commit(c->d, len);
     return r == 1;
@@ -119,18 +145,18 @@ void kg_call_lease_undo(kg_call *c, const char *limit)
 {
     kg_decision *d = c->d;
     char *p, *end = d->lease + d->lease_len, *comma;
+    const char *subj = subject(c);
     size_t klen;
 
-    if (c->record == NULL || c->record->id == NULL)
+    if (subj == NULL)
         return;
-    klen = strlen(c->record->id);
+    klen = strlen(subj);
     for (p = d->lease; p < end; p = comma + 1) {
         if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
             comma = end;
-        if (kg__lease_id_names(p, (size_t)(comma - p), c->record->id, klen,
-                               limit)) {
+        if (kg__lease_id_names(p, (size_t)(comma - p), subj, klen, limit)) {
             kg__lease_release_of(c->policy->ctx, p, (size_t)(comma - p),
-                                 c->record->id, klen, limit, c->now_us);
+                                 subj, klen, limit, c->now_us);
             kg__decision_lease_remove(d, p, (size_t)(comma - p));
             return;
         }
@@ -140,10 +166,10 @@ void kg_call_lease_undo(kg_call *c, const char *limit)
 kg_error kg_call_lease_new(kg_call *c, const char *limit, char *out,
                            size_t size)
 {
-    if (c->record == NULL || c->record->id == NULL || limit == NULL || out == NULL)
+    const char *subj = subject(c);
+    if (subj == NULL || limit == NULL || out == NULL)
         return KG_ERR_INVALID;
-    if (kg__lease_format(c->policy->ctx->limits, c->record->id, limit, out,
-                         size) != 0)
+    if (kg__lease_format(c->policy->ctx->limits, subj, limit, out, size) != 0)
         return KG_ERR_INVALID;
     return KG_OK;
 }
@@ -176,18 +202,19 @@ void kg_call_stat_add(kg_call *c, kg_stat stat, uint64_t n)
 
 int64_t kg_call_lease_count(kg_call *c, const char *limit)
 {
-    if (c->record == NULL || c->record->id == NULL)
+    const char *subj = subject(c);
+    if (subj == NULL)
         return 0;
-    return kg__lease_count(c->policy->ctx->limits, c->record->id, limit,
-                           c->now_us);
+    return kg__lease_count(c->policy->ctx->limits, subj, limit, c->now_us);
 }
 
 int64_t kg_call_lease_retry_after(kg_call *c, const char *limit, int64_t ttl)
 {
-    if (c->record == NULL || c->record->id == NULL)
+    const char *subj = subject(c);
+    if (subj == NULL)
         return 0;
     if (ttl <= 0)
         ttl = kg_call_lease_ttl(c);
-    return kg__lease_retry_after(c->policy->ctx->limits, c->record->id, limit,
-                                 ttl, c->now_us);
+    return kg__lease_retry_after(c->policy->ctx->limits, subj, limit, ttl,
+                                 c->now_us);
 }

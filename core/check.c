@@ -1,7 +1,8 @@
 /*
  * check.c - one check: the request's target -> credential -> key format
- * -> keystore (through the cache) -> core account checks -> the plan's
- * account stage -> the plan's limit stage -> decision.
+ * -> keystore (through the cache) -> core checks of the key and its
+ * account -> the plan's account stage -> the plan's limit stage (each
+ * line counting under the account or the key) -> decision.
  *
  * Each stage is run by the chain engine (chain.c).  A stage that ends
  * "unavailable" always becomes 503 auth_unavailable, never an invalid
@@ -323,13 +324,23 @@ static size_t batch_span(const kg__stack *st, size_t i)
         (key = st->lines[i]->mod->plugin->limit->batch_key(st->lines[i]->inst)) == NULL)
         return 1;
     for (j = i + 1; j < st->n && j - i < KG__MAX_BATCH; j++) {
-        if (!batchable(st->lines[j]))
+        /* One batch counts under one subject (kg_call_subject). */
+        if (!batchable(st->lines[j]) || st->lines[j]->per_key != st->lines[i]->per_key)
             break;
         k2 = st->lines[j]->mod->plugin->limit->batch_key(st->lines[j]->inst);
         if (k2 == NULL || strcmp(k2, key) != 0)
             break;
     }
     return j - i;
+}
+
+/* What line l counts under: its key's id for `per: key` (or a key
+ * without an account), else the account's (docs/policy.md "Accounts"). */
+static void set_subject(kg_call *c, const kg__line *l)
+{
+    c->per_key = l->per_key;
+    c->subject = c->account != NULL && !l->per_key ? c->account->id
+                                                   : c->record->id;
 }
 
 static int run_limit(kg_call *c, const kg__stack *st)
@@ -359,6 +370,7 @@ static int run_limit(kg_call *c, const kg__stack *st)
 
         c->deny_code = KG_CODE_NONE;
         c->deny_message = NULL;
+        set_subject(c, l);
         if (i >= bfrom + bn) {
             /* A new run of lines: one batch() call if they share a backend. */
             size_t span = batch_span(st, i);
@@ -425,14 +437,20 @@ static int run_limit(kg_call *c, const kg__stack *st)
     if (kg__chain_result(&ch) == KG_RESULT_OK) {
         if (ch.decider >= 0)
             c->ok_by = st->lines[ch.decider]->label;
+        c->subject = NULL;
+        c->per_key = 0;
         return 0;
     }
     /* Denied: give back what was taken, newest first. */
     for (i = ran; i > 0; i--) {
         const kg__line *l = st->lines[i - 1];
-        if (i - 1 < sizeof(took) && took[i - 1] && l->mod->plugin->limit->undo)
+        if (i - 1 < sizeof(took) && took[i - 1] && l->mod->plugin->limit->undo) {
+            set_subject(c, l);
             l->mod->plugin->limit->undo(l->inst, c);
+        }
     }
+    c->subject = NULL;
+    c->per_key = 0;
     if (kg__chain_result(&ch) == KG_RESULT_UNAVAILABLE) {
         unavailable(c, ch.decider >= 0 ? st->lines[ch.decider] : NULL,
                     "the rate limiter");
@@ -457,6 +475,8 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     kg_record *rec = NULL;
     const kg__line *store = NULL;
     const kg__plan *plan;
+    const kg_account *acct;
+    const char *plan_name;
 
     if (p == NULL || req == NULL || decision_r == NULL)
         return KG_ERR_INVALID;
@@ -525,17 +545,34 @@ static kg_error check(const kg_policy *p, const kg_request *req,
                           "core:account");
         goto done;
     }
-    plan = kg__policy_plan(p, rec->plan);
+    /* The key's account (docs/policy.md "Accounts"), read with the
+     * record: its plan is the key's, and while it is suspended no key
+     * of it passes.  A key naming an account its store did not find
+     * (deleted) is no key. */
+    acct = rec->account;
+    if (acct == NULL && rec->account_id != NULL) {
+        kg__decision_deny(d, KG_CODE_UNAUTHORIZED, "this API key's account "
+                          "does not exist", "core:account");
+        goto done;
+    }
+    if (acct != NULL && acct->status == KG_ACCOUNT_SUSPENDED) {
+        kg__decision_deny(d, KG_CODE_ACCOUNT_SUSPENDED, "this API key's "
+                          "account is suspended", "core:account");
+        goto done;
+    }
+    plan_name = acct != NULL ? acct->plan : rec->plan;
+    plan = kg__policy_plan(p, plan_name);
     if (plan == NULL) {
         char msg[200];
         snprintf(msg, sizeof(msg), "this key's plan '%s' is not offered "
-                 "by this service", rec->plan ? rec->plan : "");
+                 "by this service", plan_name ? plan_name : "");
         kg__decision_deny(d, KG_CODE_UNAUTHORIZED, msg, "core:plan");
         goto done;
     }
+    c.account = acct;
     c.plan = plan->name;
     c.planp = plan;
-    d->plan = rec->plan;   /* == plan->name, and lives as long as d */
+    d->plan = plan_name;   /* == plan->name, and lives as long as d */
     d->priority = plan->priority;
     if (run_account(&c, &plan->account) != 0)
         goto done;

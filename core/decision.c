@@ -236,6 +236,18 @@ int kg_decision_status(const kg_decision *d) { return d->status; }
 kg_code kg_decision_code(const kg_decision *d) { return d->code; }
 const char *kg_decision_message(const kg_decision *d) { return d->message; }
 const char *kg_decision_key_id(const kg_decision *d) { return d->record ? d->record->id : NULL; }
+const char *kg_decision_account_id(const kg_decision *d)
+{
+    return d->record ? d->record->account_id : NULL;
+}
+const char *kg_decision_account_external_id(const kg_decision *d)
+{
+    return d->record && d->record->account ? d->record->account->external_id : NULL;
+}
+const char *kg_decision_account_metadata(const kg_decision *d)
+{
+    return d->record && d->record->account ? d->record->account->metadata : NULL;
+}
 const char *kg_decision_key_prefix(const kg_decision *d) { return d->record ? d->record->prefix : NULL; }
 const char *kg_decision_key_name(const kg_decision *d) { return d->record ? d->record->name : NULL; }
 const char *kg_decision_plan(const kg_decision *d) { return d->plan; }

@@ -242,14 +242,20 @@ struct kg_record {
     uint32_t nlimits;
     char planbuf[16];
     struct kg__limit_override *limits;
-    /* The record table the record was placed in (rtable.c), or NULL for
-     * a record of its own cell. */
-    struct kg_record_table *table;
+    /* The key's account (kg_record_set_account), or NULL: a check reads
+     * it right after the record (docs/policy.md "Accounts"). */
+    struct kg_account *account;
     /* Raised by kg_record_touch() on a record checks share: the one
      * field that changes after a record is made, hence atomic, and here
      * in the second line, which a check has read already. */
     _Atomic int64_t last_used;
     /* The rest. */
+    /* The record table the record was placed in (rtable.c), or NULL for
+     * a record of its own cell: read only when the last reference goes. */
+    struct kg_record_table *table;
+    /* The account's id: the account's own string while one is attached
+     * (no copy), else a copy (management: the account a key is for). */
+    char *account_id;
     char *name;
     char *prefix;
     int64_t created;
@@ -262,6 +268,64 @@ struct kg_record {
     kg_cidr *nets;
     size_t nnets;
 };
+
+/* ---- record.c: lists shared by key records and accounts ------------- */
+
+void kg__strv_free(char **v, size_t n);
+/* Append a copy of s; KG_ERR_INVALID for NULL, KG_ERR_NOMEM. */
+kg_error kg__strv_push(char ***v, size_t *n, const char *s);
+/* Append a network as given (kept for writing back) and its parsed form
+ * (none if it is not a network: it then matches nothing); all or
+ * nothing. */
+kg_error kg__nets_push(char ***cidrs, size_t *ncidrs, kg_cidr **nets,
+                       size_t *nnets, const char *c);
+void kg__nets_clear(char ***cidrs, size_t *ncidrs, kg_cidr **nets,
+                    size_t *nnets);
+/* Set the override of `name` (one per name: a second replaces it). */
+kg_error kg__override_set(struct kg__limit_override **v, uint32_t *n,
+                          const char *name, int64_t count, int64_t window,
+                          int64_t burst);
+void kg__overrides_free(struct kg__limit_override *v, uint32_t n);
+/* The override of `name` in v, or NULL. */
+const struct kg__limit_override *kg__override_find(
+    const struct kg__limit_override *v, uint32_t n, const char *name);
+/* Append the JSON of the lists: "[..]" of strings, "{name:{count..}}". */
+void kg__json_strv(kg__buf *b, char *const *v, size_t n);
+void kg__json_overrides(kg__buf *b, const struct kg__limit_override *v,
+                        uint32_t n);
+/* ,"key":"2026-..." or ,"key":null for 0. */
+void kg__json_time(kg__buf *b, const char *key, int64_t t);
+
+/* ---- account.c: account records ------------------------------------ */
+
+struct kg_account {
+    atomic_int refs;
+    kg_account_status status;
+    char *id;
+    char *external_id;
+    char *name;
+    char *plan;
+    char *metadata;           /* a JSON object, or NULL */
+    int64_t created, updated;
+    char **perms;
+    size_t nperms;
+    char **cidrs;
+    size_t ncidrs;
+    kg_cidr *nets;
+    size_t nnets;
+    struct kg__limit_override *limits;
+    uint32_t nlimits;
+};
+
+/* metadata.c: json[0..len) as one JSON object, written again compactly
+ * into *out_r (malloc()ed: what is kept and spliced into JSON output is
+ * always valid JSON); libyaml reads it (JSON is YAML's flow style), and
+ * what JSON does not allow (unquoted strings and keys, single quotes,
+ * anchors, tags, block style) is refused: -1 with why in err. */
+int kg__json_object_canon(const char *json, size_t len, char **out_r,
+                          char *err, size_t errlen);
+/* 1 if s is an account id or external id (KG_ACCOUNT_ID_MAX). */
+int kg__account_id_valid(const char *s);
 
 /* ---- record.c / rtable.c -------------------------------------------- */
 
@@ -414,6 +478,8 @@ typedef struct kg__line {
     /* limit lines: the limit's name as the plugin read it (its `name`
      * option), NULL if it reads none (kg_policy_plan_limit_name) */
     char *limit_name;
+    /* limit lines: `per: key` (counted per key, not per account) */
+    int per_key;
     unsigned line, column;
 } kg__line;
 
@@ -545,6 +611,27 @@ kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
 /* Destroy the line's instance and free it (NULL: nothing). */
 void kg__line_free(kg__line *l);
 
+/* ---- keys.c, accounts.c: management ---------------------------------- */
+
+/* The checks of kg_keys_create() and kg_accounts_create(), the diag
+ * naming `field`: a name (one line of printable text), a plan of the
+ * policy, networks and permissions as stores keep them. */
+kg_error kg__check_name(const char *field, const char *name, kg_diag *diag);
+kg_error kg__check_plan(kg_policy *p, const char *plan, kg_diag *diag);
+kg_error kg__check_nets_perms(char *const *cidrs, size_t ncidrs,
+                              char *const *perms, size_t nperms,
+                              kg_diag *diag);
+/* Empty every keystore line's record cache (a management write). */
+void kg__clear_caches(kg_policy *p);
+/* The first keystore line that keeps accounts, or NULL (diag says so). */
+const kg__line *kg__account_store(kg_policy *p, kg_diag *diag);
+/* KG_OK if r's permissions and networks are within a's ceiling, else
+ * KG_ERR_INVALID with the diag naming the first that is not. */
+kg_error kg__key_within_account(const kg_record *r, const kg_account *a,
+                                kg_diag *diag);
+/* A new account id, "acct_" and 16 hex digits. */
+kg_error kg__account_new_id(char out[32]);
+
 /* ---- webhook.c: the policy's signers: section ------------------------- */
 kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
                           kg_diag *diag);
@@ -619,6 +706,11 @@ struct kg_call {
     char deny_buf[256];
     int lease_count;
     const char *ok_by;   /* label of the module that made the last stage pass */
+    const kg_account *account;   /* the record's account, or NULL */
+    /* What the running limit line counts under (kg_call_subject): the
+     * account id, or the key id (a `per: key` line, no account). */
+    const char *subject;
+    int per_key;         /* the running limit line counts per key */
     kg__lpin lpin;       /* the key's limiter slot, pinned (hints.c) */
 };
 

@@ -27,31 +27,72 @@ static const kg__line *writable_store(kg_policy *p, kg_diag *diag, int write)
 }
 
 /*
- * A key's name is shown on one line of `keygate key list`: refuse an
- * empty one, control characters (a newline would split the row, an
- * escape sequence would repaint the terminal) and more than
- * KG_KEY_NAME_MAX bytes.  NULL (no name) is allowed.
+ * A name is shown on one line of `keygate key list`: refuse an empty
+ * one, control characters (a newline would split the row, an escape
+ * sequence would repaint the terminal) and more than KG_KEY_NAME_MAX
+ * bytes.  NULL (no name) is allowed.
  */
-static kg_error check_name(const char *name, kg_diag *diag)
+kg_error kg__check_name(const char *field, const char *name, kg_diag *diag)
 {
     const unsigned char *s = (const unsigned char *)name;
     if (name == NULL)
         return KG_OK;
     if (*s == '\0') {
-        kg__diag_set(diag, NULL, 0, 0, "the name is empty (give a few words "
-                     "that say what the key is for)");
+        kg__diag_set(diag, NULL, 0, 0, "the %s is empty (give a few words "
+                     "that say what it is for)", field);
         return KG_ERR_INVALID;
     }
     if (strlen(name) > KG_KEY_NAME_MAX) {
-        kg__diag_set(diag, NULL, 0, 0, "the name is longer than %d bytes",
+        kg__diag_set(diag, NULL, 0, 0, "the %s is longer than %d bytes", field,
                      KG_KEY_NAME_MAX);
         return KG_ERR_INVALID;
     }
     for (; *s; s++) {
         if (*s < 0x20 || *s == 0x7f) {
-            kg__diag_set(diag, NULL, 0, 0, "the name holds a control character "
+            kg__diag_set(diag, NULL, 0, 0, "the %s holds a control character "
                          "(0x%02x at byte %zu): names are one line of "
-                         "printable text", *s, (size_t)(s - (const unsigned char *)name));
+                         "printable text", field, *s,
+                         (size_t)(s - (const unsigned char *)name));
+            return KG_ERR_INVALID;
+        }
+    }
+    return KG_OK;
+}
+
+kg_error kg__check_plan(kg_policy *p, const char *plan, kg_diag *diag)
+{
+    kg__buf b;
+    size_t i;
+    if (plan != NULL && kg__policy_plan(p, plan) != NULL)
+        return KG_OK;
+    kg__buf_init(&b);
+    for (i = 0; i < p->nplans; i++) {
+        if (i) kg__buf_adds(&b, ", ");
+        kg__buf_adds(&b, p->plans[i].name);
+    }
+    kg__diag_set(diag, NULL, 0, 0, "unknown plan '%s' (this policy has: %s)",
+                 plan ? plan : "", b.p ? b.p : "");
+    kg__buf_free(&b);
+    return KG_ERR_INVALID;
+}
+
+kg_error kg__check_nets_perms(char *const *cidrs, size_t ncidrs,
+                              char *const *perms, size_t nperms, kg_diag *diag)
+{
+    size_t i;
+    for (i = 0; i < ncidrs; i++) {
+        kg_cidr c;
+        if (kg_cidr_parse(cidrs[i], &c) != KG_OK) {
+            kg__diag_set(diag, NULL, 0, 0, "'%s' is not an address or network "
+                         "(e.g. 203.0.113.0/24 or 2001:db8::/32)", cidrs[i]);
+            return KG_ERR_INVALID;
+        }
+    }
+    for (i = 0; i < nperms; i++) {
+        const char *s = perms[i];
+        if (*s == '\0' || strpbrk(s, " \t\r\n,") != NULL) {
+            kg__diag_set(diag, NULL, 0, 0, "'%s' is not a permission (e.g. "
+                         "scrape:read, jobs:write or *)", s);
             return KG_ERR_INVALID;
         }
     }
@@ -59,45 +100,88 @@ static kg_error check_name(const char *name, kg_diag *diag)
 }
 
 /*
+ * A key of an account (a store that keeps accounts): the account
+ * exists, the key's plan is the account's (filled in if the record
+ * names none), its settings are within the account's ceiling and its
+ * limit overrides are of lines counted per key.
+ */
+static kg_error check_account(kg_policy *p, kg_record *r, kg_diag *diag)
+{
+    const kg__line *l = kg__account_store(p, NULL);
+    const kg__plan *pl;
+    kg_account *a = NULL;
+    kg_error e;
+    size_t i, j;
+
+    if (r->account_id == NULL)
+        return KG_OK;
+    if (l == NULL) {
+        kg__diag_set(diag, NULL, 0, 0, "account: this policy's key store keeps "
+                     "no accounts");
+        return KG_ERR_INVALID;
+    }
+    e = l->mod->plugin->keystore->account_get(l->inst, r->account_id, &a, diag);
+    if (e == KG_ERR_NOT_FOUND) {
+        kg__diag_set(diag, NULL, 0, 0, "account: no account with id '%.160s' "
+                     "(see `keygate account list`)", r->account_id);
+        return KG_ERR_INVALID;
+    }
+    if (e != KG_OK)
+        return e;
+    /* An external id names the account too: the key keeps its id. */
+    if ((e = kg_record_set_account_id(r, a->id)) != KG_OK)
+        goto out;
+    if (r->plan != NULL && a->plan != NULL && strcmp(r->plan, a->plan) != 0) {
+        kg__diag_set(diag, NULL, 0, 0, "plan: a key's plan is its account's "
+                     "('%s' for account %s); change the account's plan with "
+                     "`keygate account update %s --plan %s`", a->plan, a->id,
+                     a->id, r->plan);
+        e = KG_ERR_INVALID;
+        goto out;
+    }
+    if ((e = kg_record_set_plan(r, a->plan)) != KG_OK)
+        goto out;
+    if (r->status != KG_STATUS_REVOKED &&
+        (e = kg__key_within_account(r, a, diag)) != KG_OK)
+        goto out;
+    pl = kg__policy_plan(p, a->plan);
+    for (i = 0; pl != NULL && i < r->nlimits; i++) {
+        for (j = 0; j < pl->limit.n; j++) {
+            const kg__line *ll = pl->limit.lines[j];
+            if (ll->limit_name && strcmp(ll->limit_name, r->limits[i].name) == 0 &&
+                !ll->per_key) {
+                kg__diag_set(diag, NULL, 0, 0, "limit: '%s' of plan '%s' is "
+                             "counted per account: override it on the account "
+                             "(`keygate account update %s --limit ...`)",
+                             r->limits[i].name, a->plan, a->id);
+                e = KG_ERR_INVALID;
+                goto out;
+            }
+        }
+    }
+out:
+    kg_account_unref(a);
+    return e;
+}
+
+/*
  * The record's fields against the policy.  Its name is checked unless it
  * is `kept_name` (the name the key already has: a key named before names
  * were checked can still be revoked, rotated and updated).
  */
-static kg_error validate(kg_policy *p, const kg_record *r,
-                         const char *kept_name, kg_diag *diag)
+static kg_error validate(kg_policy *p, kg_record *r, const char *kept_name,
+                         kg_diag *diag)
 {
-    size_t i;
     kg_error e;
-    if (r->plan == NULL || kg__policy_plan(p, r->plan) == NULL) {
-        kg__buf b;
-        kg__buf_init(&b);
-        for (i = 0; i < p->nplans; i++) {
-            if (i) kg__buf_adds(&b, ", ");
-            kg__buf_adds(&b, p->plans[i].name);
-        }
-        kg__diag_set(diag, NULL, 0, 0, "unknown plan '%s' (this policy has: %s)",
-                     r->plan ? r->plan : "", b.p ? b.p : "");
-        kg__buf_free(&b);
-        return KG_ERR_INVALID;
-    }
-    for (i = 0; i < r->ncidrs; i++) {
-        kg_cidr c;
-        if (kg_cidr_parse(r->cidrs[i], &c) != KG_OK) {
-            kg__diag_set(diag, NULL, 0, 0, "'%s' is not an address or network "
-                         "(e.g. 203.0.113.0/24 or 2001:db8::/32)", r->cidrs[i]);
-            return KG_ERR_INVALID;
-        }
-    }
-    for (i = 0; i < r->nperms; i++) {
-        const char *s = r->perms[i];
-        if (*s == '\0' || strpbrk(s, " \t\r\n,") != NULL) {
-            kg__diag_set(diag, NULL, 0, 0, "'%s' is not a permission (e.g. "
-                         "scrape:read, jobs:write or *)", s);
-            return KG_ERR_INVALID;
-        }
-    }
+    if ((e = check_account(p, r, diag)) != KG_OK)
+        return e;
+    if ((e = kg__check_plan(p, r->plan, diag)) != KG_OK)
+        return e;
+    if ((e = kg__check_nets_perms(r->cidrs, r->ncidrs, r->perms, r->nperms,
+                                  diag)) != KG_OK)
+        return e;
     if (kept_name == NULL || r->name == NULL || strcmp(kept_name, r->name) != 0)
-        if ((e = check_name(r->name, diag)) != KG_OK)
+        if ((e = kg__check_name("name", r->name, diag)) != KG_OK)
             return e;
     return KG_OK;
 }
@@ -186,7 +270,7 @@ kg_error kg_keys_list(kg_policy *p, kg_record_cb cb, void *ud, kg_diag *diag)
     return l->mod->plugin->keystore->list(l->inst, cb, ud, diag);
 }
 
-static void clear_caches(kg_policy *p)
+void kg__clear_caches(kg_policy *p)
 {
     size_t i;
     for (i = 0; i < p->keystore.n; i++)
@@ -196,6 +280,7 @@ static void clear_caches(kg_policy *p)
 kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag)
 {
     const kg__line *l;
+    kg_record *w = NULL;
     kg_error e;
     kg__diag_clear(diag);
     if (p == NULL || r == NULL)
@@ -207,24 +292,29 @@ kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag)
         kg__diag_set(diag, NULL, 0, 0, "the record to update has no id");
         return KG_ERR_INVALID;
     }
-    if ((e = validate(p, r, NULL, diag)) != KG_OK) {
+    /* A copy: validate() fills in the plan of the key's account. */
+    if ((w = kg_record_dup(r)) == NULL)
+        return KG_ERR_NOMEM;
+    if ((e = validate(p, w, NULL, diag)) != KG_OK) {
         /* Refused for its name: pass if that is the stored one. */
         kg_record *old = NULL;
         kg_diag d2;
-        int kept = e == KG_ERR_INVALID && r->name != NULL &&
-                   kg_keys_get(p, r->id, &old, &d2) == KG_OK &&
-                   old->name != NULL && strcmp(old->name, r->name) == 0;
+        int kept = e == KG_ERR_INVALID && w->name != NULL &&
+                   kg_keys_get(p, w->id, &old, &d2) == KG_OK &&
+                   old->name != NULL && strcmp(old->name, w->name) == 0;
         if (kept) {
             kg__diag_clear(diag);
-            e = validate(p, r, old->name, diag);
+            e = validate(p, w, old->name, diag);
         }
         kg_record_unref(old);
         if (e != KG_OK)
-            return e;
+            goto out;
     }
-    e = l->mod->plugin->keystore->put(l->inst, r, 0, diag);
+    e = l->mod->plugin->keystore->put(l->inst, w, 0, diag);
     if (e == KG_OK)
-        clear_caches(p);
+        kg__clear_caches(p);
+out:
+    kg_record_unref(w);
     return e;
 }
 

@@ -2,7 +2,7 @@
  * policy_line.c - a stage of a policy: its module lines, each
  *
  *   {module: NAME, control: KEYWORD|{ok: A, fail: A, ignore: A,
- *    unavailable: A}, options: {...}, cache: {...}}
+ *    unavailable: A}, options: {...}, cache: {...}, per: account|key}
  *
  * loaded (the plugin found and its instance created with the options)
  * in the order of the list.
@@ -160,6 +160,21 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
         if ((e = parse_cache(L, v, line)) != KG_OK)
             return e;
     }
+    v = kg__ymap_get(n, "per");
+    if (v != NULL) {
+        /* What a limit counts under (docs/policy.md "Accounts"). */
+        if (kind != KG_PLUGIN_LIMIT)
+            return kg__err_at(L, kg__ymap_key(n, "per"), "per: is only "
+                              "allowed on limit lines");
+        if ((e = kg__want_scalar(L, v, "per")) != KG_OK)
+            return e;
+        if (strcmp(v->value, "key") == 0)
+            line->per_key = 1;
+        else if (strcmp(v->value, "account") != 0)
+            return kg__err_at(L, v, "per must be account (the default: the "
+                              "account's keys share the limit) or key, not '%s'",
+                              v->value);
+    }
     v = kg__ymap_get(n, "options");
     if (v != NULL && v->type != KG__Y_MAP &&
         !(v->type == KG__Y_SCALAR && v->value[0] == '\0'))
@@ -167,7 +182,7 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     if (v != NULL && v->type != KG__Y_MAP)
         v = NULL;
     if ((e = kg__check_unknown(L, n, "a module line",
-                               "module, control, options, cache")) != KG_OK)
+                               "module, control, options, cache, per")) != KG_OK)
         return e;
     e = kg__loader_get(L->p->ctx, mod->value, kind, L->p->plugin_path,
                        L->p->nplugin_path, &line->mod, err, sizeof(err));

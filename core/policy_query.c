@@ -41,6 +41,13 @@ const char *kg_policy_plan_limit_name(const kg_policy *p, const char *plan,
     return pl && i < pl->limit.n ? pl->limit.lines[i]->limit_name : NULL;
 }
 
+int kg_policy_plan_limit_per_key(const kg_policy *p, const char *plan,
+                                 size_t i)
+{
+    const kg__plan *pl = p && plan ? kg__policy_plan(p, plan) : NULL;
+    return pl && i < pl->limit.n ? pl->limit.lines[i]->per_key : -1;
+}
+
 /* dirs[0..n) as one block: the pointers, a NULL, then the strings. */
 static char **one_block(char *const *dirs, size_t n)
 {

@@ -35,7 +35,7 @@ kg_record *kg_record_ref(kg_record *r)
     return r;
 }
 
-static void free_list(char **v, size_t n)
+void kg__strv_free(char **v, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++)
@@ -43,21 +43,51 @@ static void free_list(char **v, size_t n)
     free(v);
 }
 
+void kg__overrides_free(struct kg__limit_override *v, uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        free(v[i].name);
+    free(v);
+}
+
+void kg__nets_clear(char ***cidrs, size_t *ncidrs, kg_cidr **nets, size_t *nnets)
+{
+    kg__strv_free(*cidrs, *ncidrs);
+    *cidrs = NULL;
+    *ncidrs = 0;
+    free(*nets);
+    *nets = NULL;
+    *nnets = 0;
+}
+
+/* The account's id string is the record's while the account is
+ * attached (see struct kg_record). */
+static void drop_account(kg_record *r)
+{
+    if (r->account != NULL) {
+        kg_account_unref(r->account);
+        r->account = NULL;
+        r->account_id = NULL;
+    } else {
+        free(r->account_id);
+        r->account_id = NULL;
+    }
+}
+
 void kg__record_clear(kg_record *r)
 {
-    size_t i;
     if (r->id != r->idbuf)
         free(r->id);
     if (r->plan != r->planbuf)
         free(r->plan);
+    drop_account(r);
     free(r->name);
     free(r->prefix);
-    free_list(r->perms, r->nperms);
-    free_list(r->cidrs, r->ncidrs);
+    kg__strv_free(r->perms, r->nperms);
+    kg__strv_free(r->cidrs, r->ncidrs);
     free(r->nets);
-    for (i = 0; i < r->nlimits; i++)
-        free(r->limits[i].name);
-    free(r->limits);
+    kg__overrides_free(r->limits, r->nlimits);
     kg_wipe(r->hash, sizeof(r->hash));
 }
 
@@ -132,7 +162,7 @@ void kg_record_touch(const kg_record *r, int64_t when)
         ;
 }
 
-static kg_error push_str(char ***v, size_t *n, const char *s)
+kg_error kg__strv_push(char ***v, size_t *n, const char *s)
 {
     char **nv;
     char *dup;
@@ -154,8 +184,34 @@ static kg_error push_str(char ***v, size_t *n, const char *s)
 
 kg_error kg_record_add_permission(kg_record *r, const char *p)
 {
-    return push_str(&r->perms, &r->nperms, p);
+    return kg__strv_push(&r->perms, &r->nperms, p);
 }
+
+kg_error kg_record_set_account(kg_record *r, kg_account *a)
+{
+    if (a == NULL || a->id == NULL)
+        return KG_ERR_INVALID;
+    kg_account_ref(a);
+    drop_account(r);
+    r->account = a;
+    r->account_id = a->id;
+    return KG_OK;
+}
+
+kg_error kg_record_set_account_id(kg_record *r, const char *id)
+{
+    char *dup = NULL;
+    if (r->account != NULL && id != NULL && strcmp(r->account->id, id) == 0)
+        return KG_OK;
+    if (id != NULL && (dup = strdup(id)) == NULL)
+        return KG_ERR_NOMEM;
+    drop_account(r);
+    r->account_id = dup;
+    return KG_OK;
+}
+
+const kg_account *kg_record_account(const kg_record *r) { return r->account; }
+const char *kg_record_account_id(const kg_record *r) { return r->account_id; }
 
 /*
  * The string is kept as given (stores write it back, management shows
@@ -165,81 +221,96 @@ kg_error kg_record_add_permission(kg_record *r, const char *p)
  */
 kg_error kg_record_add_cidr(kg_record *r, const char *c)
 {
+    return kg__nets_push(&r->cidrs, &r->ncidrs, &r->nets, &r->nnets, c);
+}
+
+kg_error kg__nets_push(char ***cidrs, size_t *ncidrs, kg_cidr **nets,
+                       size_t *nnets, const char *c)
+{
     kg_cidr net;
     kg_cidr *nv;
-    kg_error e = push_str(&r->cidrs, &r->ncidrs, c);
+    kg_error e = kg__strv_push(cidrs, ncidrs, c);
 
     if (e != KG_OK || kg_cidr_parse(c, &net) != KG_OK)
         return e;
-    nv = realloc(r->nets, (r->nnets + 1) * sizeof(*nv));
+    nv = realloc(*nets, (*nnets + 1) * sizeof(*nv));
     if (nv == NULL) {
         /* All or nothing: a string without its network would deny. */
-        free(r->cidrs[--r->ncidrs]);
+        free((*cidrs)[--*ncidrs]);
         return KG_ERR_NOMEM;
     }
-    nv[r->nnets++] = net;
-    r->nets = nv;
+    nv[(*nnets)++] = net;
+    *nets = nv;
     return KG_OK;
 }
 
 kg_error kg_record_add_limit(kg_record *r, const char *name, int64_t count,
                              int64_t window, int64_t burst)
 {
+    return kg__override_set(&r->limits, &r->nlimits, name, count, window, burst);
+}
+
+kg_error kg__override_set(struct kg__limit_override **v, uint32_t *n,
+                          const char *name, int64_t count, int64_t window,
+                          int64_t burst)
+{
     struct kg__limit_override *nv;
     char *dup;
-    size_t i;
+    uint32_t i;
 
     if (name == NULL || count < 0 || window < 0 || burst < 0)
         return KG_ERR_INVALID;
     /* One override per name: a second one replaces the first. */
-    for (i = 0; i < r->nlimits; i++) {
-        if (strcmp(r->limits[i].name, name) == 0) {
-            r->limits[i].count = count;
-            r->limits[i].window = window;
-            r->limits[i].burst = burst;
+    for (i = 0; i < *n; i++) {
+        if (strcmp((*v)[i].name, name) == 0) {
+            (*v)[i].count = count;
+            (*v)[i].window = window;
+            (*v)[i].burst = burst;
             return KG_OK;
         }
     }
     dup = strdup(name);
     if (dup == NULL)
         return KG_ERR_NOMEM;
-    nv = realloc(r->limits, (r->nlimits + 1) * sizeof(*nv));
+    nv = realloc(*v, (*n + 1) * sizeof(*nv));
     if (nv == NULL) {
         free(dup);
         return KG_ERR_NOMEM;
     }
-    nv[r->nlimits].name = dup;
-    nv[r->nlimits].count = count;
-    nv[r->nlimits].window = window;
-    nv[r->nlimits].burst = burst;
-    r->nlimits++;
-    r->limits = nv;
+    nv[*n].name = dup;
+    nv[*n].count = count;
+    nv[*n].window = window;
+    nv[*n].burst = burst;
+    (*n)++;
+    *v = nv;
     return KG_OK;
+}
+
+const struct kg__limit_override *kg__override_find(
+    const struct kg__limit_override *v, uint32_t n, const char *name)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        if (strcmp(v[i].name, name) == 0)
+            return &v[i];
+    return NULL;
 }
 
 void kg_record_clear_permissions(kg_record *r)
 {
-    free_list(r->perms, r->nperms);
+    kg__strv_free(r->perms, r->nperms);
     r->perms = NULL;
     r->nperms = 0;
 }
 
 void kg_record_clear_cidrs(kg_record *r)
 {
-    free_list(r->cidrs, r->ncidrs);
-    r->cidrs = NULL;
-    r->ncidrs = 0;
-    free(r->nets);
-    r->nets = NULL;
-    r->nnets = 0;
+    kg__nets_clear(&r->cidrs, &r->ncidrs, &r->nets, &r->nnets);
 }
 
 void kg_record_clear_limits(kg_record *r)
 {
-    size_t i;
-    for (i = 0; i < r->nlimits; i++)
-        free(r->limits[i].name);
-    free(r->limits);
+    kg__overrides_free(r->limits, r->nlimits);
     r->limits = NULL;
     r->nlimits = 0;
 }
@@ -258,6 +329,10 @@ kg_error kg__record_copy_fields(kg_record *c, const kg_record *r)
     c->created = r->created;
     c->expires = r->expires;
     kg_record_set_last_used(c, kg_record_last_used(r));
+    if (r->account != NULL)
+        e |= kg_record_set_account(c, r->account);
+    else
+        e |= kg_record_set_account_id(c, r->account_id);
     for (i = 0; i < r->nperms; i++)
         e |= kg_record_add_permission(c, r->perms[i]);
     for (i = 0; i < r->ncidrs; i++)
@@ -322,7 +397,7 @@ kg_error kg_record_limit(const kg_record *r, size_t i, const char **name_r,
     return KG_OK;
 }
 
-static void json_time(kg__buf *b, const char *key, int64_t t)
+void kg__json_time(kg__buf *b, const char *key, int64_t t)
 {
     char ts[32];
     kg__buf_addf(b, ",\"%s\":", key);
@@ -334,10 +409,34 @@ static void json_time(kg__buf *b, const char *key, int64_t t)
     }
 }
 
+void kg__json_strv(kg__buf *b, char *const *v, size_t n)
+{
+    size_t i;
+    kg__buf_adds(b, "[");
+    for (i = 0; i < n; i++) {
+        if (i) kg__buf_adds(b, ",");
+        kg__buf_json_str(b, v[i]);
+    }
+    kg__buf_adds(b, "]");
+}
+
+void kg__json_overrides(kg__buf *b, const struct kg__limit_override *v, uint32_t n)
+{
+    uint32_t i;
+    kg__buf_adds(b, "{");
+    for (i = 0; i < n; i++) {
+        if (i) kg__buf_adds(b, ",");
+        kg__buf_json_str(b, v[i].name);
+        kg__buf_addf(b, ":{\"count\":%lld,\"window\":%lld,\"burst\":%lld}",
+                     (long long)v[i].count, (long long)v[i].window,
+                     (long long)v[i].burst);
+    }
+    kg__buf_adds(b, "}");
+}
+
 char *kg_record_to_json(const kg_record *r)
 {
     kg__buf b;
-    size_t i;
 
     kg__buf_init(&b);
     kg__buf_adds(&b, "{\"id\":");
@@ -346,33 +445,21 @@ char *kg_record_to_json(const kg_record *r)
     kg__buf_json_str(&b, r->name);
     kg__buf_adds(&b, ",\"prefix\":");
     kg__buf_json_str(&b, r->prefix);
+    kg__buf_adds(&b, ",\"account\":");
+    kg__buf_json_str(&b, r->account_id);
     kg__buf_adds(&b, ",\"plan\":");
-    kg__buf_json_str(&b, r->plan);
+    kg__buf_json_str(&b, r->account ? r->account->plan : r->plan);
     kg__buf_adds(&b, ",\"status\":");
     kg__buf_json_str(&b, r->status == KG_STATUS_REVOKED ? "revoked" : "active");
-    kg__buf_adds(&b, ",\"permissions\":[");
-    for (i = 0; i < r->nperms; i++) {
-        if (i) kg__buf_adds(&b, ",");
-        kg__buf_json_str(&b, r->perms[i]);
-    }
-    kg__buf_adds(&b, "],\"allowed_cidrs\":[");
-    for (i = 0; i < r->ncidrs; i++) {
-        if (i) kg__buf_adds(&b, ",");
-        kg__buf_json_str(&b, r->cidrs[i]);
-    }
-    kg__buf_adds(&b, "],\"limits\":{");
-    for (i = 0; i < r->nlimits; i++) {
-        if (i) kg__buf_adds(&b, ",");
-        kg__buf_json_str(&b, r->limits[i].name);
-        kg__buf_addf(&b, ":{\"count\":%lld,\"window\":%lld,\"burst\":%lld}",
-                     (long long)r->limits[i].count,
-                     (long long)r->limits[i].window,
-                     (long long)r->limits[i].burst);
-    }
-    kg__buf_adds(&b, "}");
-    json_time(&b, "created", r->created);
-    json_time(&b, "expires", r->expires);
-    json_time(&b, "last_used", kg_record_last_used(r));
+    kg__buf_adds(&b, ",\"permissions\":");
+    kg__json_strv(&b, r->perms, r->nperms);
+    kg__buf_adds(&b, ",\"allowed_cidrs\":");
+    kg__json_strv(&b, r->cidrs, r->ncidrs);
+    kg__buf_adds(&b, ",\"limits\":");
+    kg__json_overrides(&b, r->limits, r->nlimits);
+    kg__json_time(&b, "created", r->created);
+    kg__json_time(&b, "expires", r->expires);
+    kg__json_time(&b, "last_used", kg_record_last_used(r));
     kg__buf_adds(&b, "}");
     return kg__buf_take(&b);
 }

@@ -47,6 +47,7 @@ const char *kg_code_name(kg_code code)
     case KG_CODE_INSUFFICIENT_PERMISSIONS: return "insufficient_permissions";
     case KG_CODE_IP_NOT_ALLOWED: return "ip_not_allowed";
     case KG_CODE_RATE_LIMITED: return "rate_limited";
+    case KG_CODE_ACCOUNT_SUSPENDED: return "account_suspended";
     case KG_CODE_AUTH_UNAVAILABLE: return "auth_unavailable";
     case KG_CODE__LAST: break;
     }
@@ -64,6 +65,7 @@ int kg_code_status(kg_code code)
     case KG_CODE_INSUFFICIENT_PERMISSIONS:
     case KG_CODE_IP_NOT_ALLOWED: return 403;
     case KG_CODE_RATE_LIMITED: return 429;
+    case KG_CODE_ACCOUNT_SUSPENDED: return 403;
     case KG_CODE_AUTH_UNAVAILABLE: return 503;
     case KG_CODE__LAST: break;
     }

@@ -7,7 +7,8 @@
  * and reads the kg_decision.  A policy is immutable once loaded: it may be
  * used from any number of threads at once, and replaced by loading a new
  * one into the same context (limiter state is kept by the context, keyed
- * by key id and limit name, so a reload never resets a counter).
+ * by account id, or key id, and limit name, so a reload never resets a
+ * counter).
  *
  * Every handle is opaque; every *_free() accepts NULL.  Functions that can
  * fail return a kg_error (0 is success) and, where the failure has a
@@ -169,6 +170,10 @@ int kg_policy_plan_has_module(const kg_policy *policy, const char *plan,
 size_t kg_policy_plan_limit_count(const kg_policy *policy, const char *plan);
 const char *kg_policy_plan_limit_name(const kg_policy *policy,
                                       const char *plan, size_t i);
+/* 1 if the plan's limit line i counts per key (`per: key`), 0 if per
+ * account (the default), -1 for an unknown plan or i out of range. */
+int kg_policy_plan_limit_per_key(const kg_policy *policy, const char *plan,
+                                 size_t i);
 
 /*
  * The `plugin_path:` of a policy file, read without loading the policy
@@ -248,6 +253,7 @@ typedef enum kg_code {
     KG_CODE_IP_NOT_ALLOWED,           /* 403 */
     KG_CODE_RATE_LIMITED,             /* 429 */
     KG_CODE_AUTH_UNAVAILABLE,         /* 503 */
+    KG_CODE_ACCOUNT_SUSPENDED,        /* 403: the key's account is suspended */
     KG_CODE__LAST
 } kg_code;
 
@@ -282,6 +288,16 @@ kg_code kg_decision_code(const kg_decision *d);
 const char *kg_decision_message(const kg_decision *d);
 /* NULL when no key was identified. */
 const char *kg_decision_key_id(const kg_decision *d);
+/*
+ * The account of the key behind the decision: its id ("acct_..."), its
+ * external id and its metadata (a JSON object), each NULL when no key
+ * was identified, or the key's store keeps no accounts (the key is then
+ * its own account: docs/policy.md "Accounts"), or the account has none.
+ * The strings live as long as the decision.
+ */
+const char *kg_decision_account_id(const kg_decision *d);
+const char *kg_decision_account_external_id(const kg_decision *d);
+const char *kg_decision_account_metadata(const kg_decision *d);
 const char *kg_decision_key_prefix(const kg_decision *d);
 const char *kg_decision_key_name(const kg_decision *d);
 const char *kg_decision_plan(const kg_decision *d);
@@ -312,6 +328,121 @@ kg_error kg_decision_limit(const kg_decision *d, size_t i, const char **name_r,
 
 /* The key record behind the decision, as a JSON object (never the hash). */
 char *kg_decision_record_json(const kg_decision *d);
+
+/* ------------------------------------------------------------------ */
+/* Accounts                                                            */
+
+/*
+ * An account is the customer that owns keys (docs/policy.md
+ * "Accounts"): its plan is its keys' plan, its plan's limits are
+ * counted per account (a limit line with `per: key` counts per key),
+ * its allowed networks and permissions are a ceiling for its keys', and
+ * while it is suspended every key of it is refused (403
+ * account_suspended).
+ *
+ * An account record is reference counted, like a key record: accounts
+ * handed out by the library (kg_accounts_get, a kg_account_cb) are the
+ * caller's to kg_account_unref() (a callback's are lent for the call).
+ */
+typedef struct kg_account kg_account;
+
+typedef enum kg_account_status {
+    KG_ACCOUNT_ACTIVE = 0,
+    KG_ACCOUNT_SUSPENDED = 1
+} kg_account_status;
+
+/* The id kg_accounts_create() makes: "acct_" and 16 hex digits. */
+#define KG_ACCOUNT_ID_PREFIX "acct_"
+/* An account's id or external id: 1 to 128 bytes of letters, digits
+ * and "._:@-" (it goes into headers, logs and lease ids as it is). */
+#define KG_ACCOUNT_ID_MAX 128
+/* An account's metadata: a JSON object of at most this many bytes. */
+#define KG_ACCOUNT_METADATA_MAX 4096
+
+kg_account *kg_account_new(void);
+kg_account *kg_account_ref(kg_account *a);
+void kg_account_unref(kg_account *a);
+/* A deep copy with a reference count of one; NULL if out of memory. */
+kg_account *kg_account_dup(const kg_account *a);
+
+/* Setters copy their strings; NULL clears.  KG_ERR_NOMEM if out of
+ * memory.  kg_account_set_metadata() also refuses (KG_ERR_INVALID)
+ * what is not one JSON object of at most KG_ACCOUNT_METADATA_MAX bytes. */
+kg_error kg_account_set_id(kg_account *a, const char *id);
+kg_error kg_account_set_external_id(kg_account *a, const char *external_id);
+kg_error kg_account_set_name(kg_account *a, const char *name);
+kg_error kg_account_set_plan(kg_account *a, const char *plan);
+kg_error kg_account_set_metadata(kg_account *a, const char *json);
+void kg_account_set_status(kg_account *a, kg_account_status status);
+void kg_account_set_created(kg_account *a, int64_t unix_seconds);
+void kg_account_set_updated(kg_account *a, int64_t unix_seconds);
+/* The ceiling of its keys' permissions and networks (none: no ceiling). */
+kg_error kg_account_add_permission(kg_account *a, const char *perm);
+kg_error kg_account_add_cidr(kg_account *a, const char *cidr);
+/* A limit of the plan, overridden for this account (by the limit line's
+ * name, as a key record's override: kg_record_add_limit). */
+kg_error kg_account_add_limit(kg_account *a, const char *name, int64_t count,
+                              int64_t window_seconds, int64_t burst);
+void kg_account_clear_permissions(kg_account *a);
+void kg_account_clear_cidrs(kg_account *a);
+void kg_account_clear_limits(kg_account *a);
+
+const char *kg_account_id(const kg_account *a);
+const char *kg_account_external_id(const kg_account *a);  /* or NULL */
+const char *kg_account_name(const kg_account *a);
+const char *kg_account_plan(const kg_account *a);
+const char *kg_account_metadata(const kg_account *a);     /* or NULL */
+kg_account_status kg_account_status_of(const kg_account *a);
+int64_t kg_account_created(const kg_account *a);
+int64_t kg_account_updated(const kg_account *a);
+size_t kg_account_permission_count(const kg_account *a);
+const char *kg_account_permission(const kg_account *a, size_t i);
+size_t kg_account_cidr_count(const kg_account *a);
+const char *kg_account_cidr(const kg_account *a, size_t i);
+size_t kg_account_limit_count(const kg_account *a);
+kg_error kg_account_limit(const kg_account *a, size_t i, const char **name_r,
+                          int64_t *count_r, int64_t *window_r,
+                          int64_t *burst_r);
+/* "active" or "suspended". */
+const char *kg_account_status_name(kg_account_status status);
+/* The account as a JSON object; malloc()ed, the caller frees; NULL if
+ * out of memory. */
+char *kg_account_to_json(const kg_account *a);
+
+/* A callback over accounts; return non-zero to stop. */
+typedef int (*kg_account_cb)(const kg_account *a, void *userdata);
+
+/*
+ * Account management, through the policy's first keystore line whose
+ * plugin keeps accounts (KG_ERR_UNSUPPORTED, diag says so, if none).
+ *
+ * kg_accounts_create() fills in what the account lacks (its id, created,
+ * updated; status active) and stores it; it and kg_accounts_update()
+ * refuse (KG_ERR_INVALID, the diag names the field) a plan the policy
+ * does not have, a name or id as keys' names and ids are refused
+ * (KG_ACCOUNT_ID_MAX), a bad network or permission, a limit override no
+ * limit of the plan would read, networks or permissions on a plan that
+ * does not check them; KG_ERR_EXISTS for an id or external id another
+ * account has.  kg_accounts_update() sets `updated` and replaces the
+ * account of the same id; it refuses (KG_ERR_INVALID) a ceiling that
+ * leaves a key of the account outside it.
+ *
+ * kg_accounts_get() finds an account by id or by external id.
+ *
+ * kg_accounts_delete() refuses (KG_ERR_EXISTS) while keys of the account
+ * exist, unless with_keys, which revokes them in the same write; revoked
+ * keys keep their account id.
+ *
+ * Nothing is written when one of them fails.
+ */
+kg_error kg_accounts_create(kg_policy *p, kg_account *a, kg_diag *diag);
+kg_error kg_accounts_get(kg_policy *p, const char *id, kg_account **acct_r,
+                         kg_diag *diag);
+kg_error kg_accounts_list(kg_policy *p, kg_account_cb cb, void *userdata,
+                          kg_diag *diag);
+kg_error kg_accounts_update(kg_policy *p, kg_account *a, kg_diag *diag);
+kg_error kg_accounts_delete(kg_policy *p, const char *id, int with_keys,
+                            kg_diag *diag);
 
 /* ------------------------------------------------------------------ */
 /* Plugins on the search path (what `keygate plugins` lists)          */

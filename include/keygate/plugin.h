@@ -46,8 +46,12 @@ extern "C" {
  * changed.
  * 4: kg_call_lease_retry_after(), kg_request_target(),
  * kg_request_target_kind() and kg_context_log_backend(); no struct
- * changed. */
-#define KG_PLUGIN_ABI_MINOR 4
+ * changed.
+ * 5: accounts: struct kg_keystore_ops gained account_get, account_list,
+ * account_put and account_delete (abi_minor >= 5); records carry their
+ * account (kg_record_set_account); kg_call_account(), kg_call_subject(),
+ * kg_account_allowed_nets(). */
+#define KG_PLUGIN_ABI_MINOR 5
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -172,6 +176,24 @@ kg_error kg_record_limit(const kg_record *r, size_t i, const char **name_r,
 /* The record as a JSON object (no hash); malloc()ed, caller frees. */
 char *kg_record_to_json(const kg_record *r);
 
+/*
+ * The key's account (ABI 1.5).  A store that keeps accounts sets the
+ * account of every record it returns: kg_record_set_account() takes a
+ * reference to the account and sets the record's account id to its id;
+ * the account is then read with the record by every check (the plan is
+ * the account's, docs/policy.md "Accounts"), and cached with it by the
+ * core's record cache.  A store that keeps no accounts sets neither: the
+ * key is its own account (its plan, its limits counted per key).  A
+ * record with an account id and no account (the store did not find it)
+ * is refused by a check (401 unauthorized) unless it is revoked.
+ * kg_record_set_account_id() sets the id alone (management: the account
+ * a new key is for) and drops an account of another id.
+ */
+kg_error kg_record_set_account(kg_record *r, kg_account *a);
+kg_error kg_record_set_account_id(kg_record *r, const char *account_id);
+const kg_account *kg_record_account(const kg_record *r);
+const char *kg_record_account_id(const kg_record *r);   /* or NULL */
+
 /* A callback over records; return non-zero to stop. */
 typedef int (*kg_record_cb)(const kg_record *r, void *userdata);
 
@@ -240,6 +262,10 @@ void kg_diag_set(kg_diag *diag, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* "90", "90s", "15m", "1h", "7d", "2w" -> seconds.  KG_ERR_INVALID if not. */
 kg_error kg_duration_parse(const char *s, int64_t *seconds_r);
+/* 1 if permission `have` grants `need`: equal, "*", "jobs:*" for any
+ * "jobs:..." and "*:read" for any "...:read" (the scope plugin's rule,
+ * and an account's ceiling's). */
+int kg_permission_grants(const char *have, const char *need);
 /* "2026-12-31" or "2026-12-31T10:00:00Z" -> Unix seconds (UTC). */
 kg_error kg_time_parse(const char *s, int64_t *unix_r);
 /* Unix seconds -> "2026-12-31T10:00:00Z" (32 bytes is enough). */
@@ -272,6 +298,16 @@ int kg_cidr_contains(const kg_cidr *c, const unsigned char addr[16]);
  * plan, a bad network or permission, and a name that is empty, longer
  * than KG_KEY_NAME_MAX bytes or holds a control character (an update
  * that keeps the stored name as it is passes, whatever it is).
+ *
+ * Accounts (a store that keeps them, ABI 1.5): a record with an account
+ * id belongs to that account, which must exist; its plan is the
+ * account's (a record that names another plan is refused; one that
+ * names none gets it), its permissions and networks must be within the
+ * account's ceiling, and a limit override it carries must be of a line
+ * counted `per: key` (the others are the account's to override).  A
+ * record without an account id is given an account of its own on its
+ * plan by the store (kg_record_account_id() of what kg_keys_get() then
+ * returns names it).
  */
 kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
                         size_t key_size, kg_diag *diag);
@@ -348,10 +384,25 @@ int64_t kg_call_now(kg_call *call);
 int kg_call_peek(kg_call *call);
 /* Why this module answers fail: the decision's code and message. */
 void kg_call_deny(kg_call *call, kg_code code, const char *message);
+/* The key's account (ABI 1.5), or NULL if its store keeps none.  An
+ * account check applies the account's ceiling as well as the key's
+ * settings: ipacl wants the client in the key's networks and in the
+ * account's, scope the operation granted by both. */
+const kg_account *kg_call_account(kg_call *call);
+/*
+ * What the running limit line counts under (ABI 1.5): the account's id,
+ * or the key's for a line with `per: key` or a key without an account.
+ * The memory state (kg_call_slot_lock, leases) is keyed by it; a
+ * limiter that keeps its state elsewhere (Redis) keys it the same way.
+ * NULL outside the limit stage or without a record.
+ */
+const char *kg_call_subject(kg_call *call);
 
 /*
- * The limit the key has for `name`: the record's override if it has one,
- * else the given plan defaults.  Returns 1 if an override was applied.
+ * The limit the key has for `name`: on a line counted per account, the
+ * account's override if it has one; on a line counted per key (or for a
+ * key without an account), the key record's; else the given plan
+ * defaults are left as they are.  Returns 1 if an override was applied.
  */
 int kg_call_limit(kg_call *call, const char *name, int64_t *count,
                   int64_t *window_seconds, int64_t *burst);
@@ -362,9 +413,10 @@ void kg_call_limit_report(kg_call *call, const char *name, int64_t limit,
                           int64_t window_seconds, int64_t retry_after);
 
 /*
- * Limiter state: an entry per (key id, limit name) in the context, so a
- * policy reload never resets it.  kg_call_slot_lock() returns the entry
- * for the call's key (created zeroed on first use) locked; the plugin
+ * Limiter state: an entry per (subject, limit name) in the context, so a
+ * policy reload never resets it; the subject is the account's id or the
+ * key's (kg_call_subject).  kg_call_slot_lock() returns the entry for
+ * the call's subject (created zeroed on first use) locked; the plugin
  * reads and writes its KG_SLOT_WORDS words and unlocks it.  Entries not
  * touched for `idle_seconds` may be evicted.
  */
@@ -500,6 +552,36 @@ struct kg_keystore_ops {
      * memory that another thread may free meanwhile; it has no result.
      */
     void (*prefetch)(void *inst, const unsigned char hash[KG_HASH_LEN]);
+
+    /* ---- ABI 1.5: accounts, read only from plugins with abi_minor >= 5 ---- */
+
+    /*
+     * A store that keeps accounts (docs/plugins.md "Accounts") sets all
+     * four, and its lookup() returns records that carry their account
+     * (kg_record_set_account), in one lookup (a join, or accounts held
+     * in memory): a check asks the store once.  It stores a key's
+     * account id with the key (put), and a key written without one is
+     * given an account of its own ("acct_" + the key id after "k_"; its
+     * plan, its limit overrides moved to the account), as an existing
+     * store's keys are when it is migrated.
+     *
+     * account_get: by id or by external id (a new reference), else
+     * KG_ERR_NOT_FOUND.  account_list: every account, in a stable order.
+     * account_put: insert (create=1: KG_ERR_EXISTS if the id, or the
+     * external id, is another account's) or replace (KG_ERR_NOT_FOUND if
+     * there is no such id; KG_ERR_EXISTS if the new external id is
+     * another's); the diag names the field.  account_delete: remove the
+     * account; while keys of it exist KG_ERR_EXISTS, unless with_keys:
+     * then they are revoked in the same write (all or nothing).
+     */
+    kg_error (*account_get)(void *inst, const char *id, kg_account **acct_r,
+                            kg_diag *diag);
+    kg_error (*account_list)(void *inst, kg_account_cb cb, void *userdata,
+                             kg_diag *diag);
+    kg_error (*account_put)(void *inst, const kg_account *a, int create,
+                            kg_diag *diag);
+    kg_error (*account_delete)(void *inst, const char *id, int with_keys,
+                               kg_diag *diag);
 };
 
 struct kg_account_ops {
@@ -574,6 +656,8 @@ typedef struct kg_plugin {
  * address.
  */
 const kg_cidr *kg_record_allowed_nets(const kg_record *r, size_t *n_r);
+/* An account's allowed networks, parsed the same way (ABI 1.5). */
+const kg_cidr *kg_account_allowed_nets(const kg_account *a, size_t *n_r);
 
 #pragma GCC visibility pop
 

@@ -150,7 +150,7 @@ static char *batch_bufs(void *const *insts, size_t n, kg_call *call,
 static void batch_leases(void *const *insts, size_t n, kg_call *call,
                          char **leases, kg_result *res)
 {
-    const char *id = kg_record_id(kg_call_record(call));
+    const char *id = kg_call_subject(call);
     size_t i, added;
 
     for (added = 0; added < n; added++)
@@ -258,8 +258,9 @@ static void batch_eval(void *const *insts, size_t n, kg_call *call,
 
 void kgr_batch(void *const *insts, size_t n, kg_call *call, kg_result *res)
 {
-    const kg_record *rec = kg_call_record(call);
-    const char *id = rec ? kg_record_id(rec) : NULL;
+    /* The account's id, or the key's (`per: key`): what the line counts
+     * under (docs/policy.md "Accounts"), and the Cluster hash tag. */
+    const char *id = kg_call_subject(call);
     char stack[4096], *mem, *keys[MAX_BATCH], *leases[MAX_BATCH];
     size_t keysz[MAX_BATCH], leasesz[MAX_BATCH], i;
     unsigned slot = 0, s;
@@ -306,12 +307,12 @@ void kgr_undo(struct limitconf *lc, kg_call *call)
         kg_call_lease_undo(call, lc->name);
         return;
     }
-    if (rec == NULL || kg_record_id(rec) == NULL)
+    if (rec == NULL || kg_call_subject(call) == NULL)
         return;
-    size = kgr_key_size(lc->redis, kg_record_id(rec), lc->name);
+    size = kgr_key_size(lc->redis, kg_call_subject(call), lc->name);
     if ((key = size <= sizeof(buf) ? buf : malloc(size)) == NULL)
         return;
-    kgr_key(lc->redis, kg_record_id(rec), lc->name, lc->algo, key, size, &slot);
+    kgr_key(lc->redis, kg_call_subject(call), lc->name, lc->algo, key, size, &slot);
     limitconf_effective(lc, call, &count, &window, &burst);
     algo[0] = (char)lc->algo;
     algo[1] = '\0';

@@ -18,7 +18,8 @@
  * change.  Lookups go to the record's place in a record table (one
  * cache miss; an index by hash if that table could not be made).
  * last_used is kept in the records (kg_record_touch) and saved with the
- * next write.
+ * next write.  Accounts are an accounts: list beside keys: (accounts.c);
+ * each record the store hands out carries its account.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -283,6 +284,10 @@ static const struct kg_keystore_ops file_ops = {
     .put = kg__file_put,
     .reload = kg__file_reload,
     .touch = file_touch,
+    .account_get = kg__file_account_get,
+    .account_list = kg__file_account_list,
+    .account_put = kg__file_account_put,
+    .account_delete = kg__file_account_delete,
 };
 
 KG_PLUGIN_DEFINE(file) = {

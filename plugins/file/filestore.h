@@ -40,6 +40,12 @@ struct table {
      * miss, not three: bucket, entry, record), the entries' records
      * being the placed ones.  NULL: lookups go through the buckets. */
     kg_record_table *rt;
+    /* The accounts (accounts.c), in file order, and an index by id
+     * (open addressing: position + 1, 0 empty; anb a power of two). */
+    kg_account **accts;
+    size_t nacct, acap;
+    size_t *aidx;
+    size_t anb;
 };
 
 struct filestore {
@@ -103,6 +109,29 @@ struct table *kg__file_table_copy(const struct table *t);
  * add after); out of memory, the table stays as it was (still whole). */
 void kg__file_table_seal(struct table *t);
 
+/* ---- accounts.c: the accounts of the key file ------------------------- */
+
+/* Append a (a reference is taken).  -1: out of memory. */
+int kg__file_acct_add(struct table *t, kg_account *a);
+/* The account of this id, or else of this external id; NULL if none. */
+kg_account *kg__file_acct_find(const struct table *t, const char *id);
+/* Its position in t->accts, or (size_t)-1. */
+size_t kg__file_acct_pos(const struct table *t, const char *id);
+/* Replace the account at pos (a reference is taken).  -1: out of memory. */
+int kg__file_acct_replace(struct table *t, size_t pos, kg_account *a);
+/* Remove the account at pos. */
+void kg__file_acct_remove(struct table *t, size_t pos);
+void kg__file_acct_free(struct table *t);
+/* Copy src's accounts (shared references) into t.  -1: out of memory. */
+int kg__file_acct_copy(struct table *t, const struct table *src);
+/* Attach each key to its account (kg_record_set_account; its plan the
+ * account's); a key whose account is not in the file keeps the id alone
+ * (checks refuse it unless revoked).  Before the table is sealed. */
+void kg__file_acct_attach(struct table *t);
+/* Give every key without an account one of its own (docs/policy.md
+ * "Accounts"), before a write.  -1: out of memory. */
+int kg__file_acct_migrate(struct table *t, int64_t now);
+
 /* ---- load.c ----------------------------------------------------------- */
 
 /* Read the file into a new table.  A missing file is an empty store if
@@ -140,5 +169,13 @@ void kg__file_refresh(struct filestore *fs);
 kg_error kg__file_get(void *inst, const char *id, kg_record **rec_r, kg_diag *diag);
 kg_error kg__file_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag);
 kg_error kg__file_put(void *inst, const kg_record *r, int create, kg_diag *diag);
+kg_error kg__file_account_get(void *inst, const char *id, kg_account **a_r,
+                              kg_diag *diag);
+kg_error kg__file_account_list(void *inst, kg_account_cb cb, void *ud,
+                               kg_diag *diag);
+kg_error kg__file_account_put(void *inst, const kg_account *a, int create,
+                              kg_diag *diag);
+kg_error kg__file_account_delete(void *inst, const char *id, int with_keys,
+                                 kg_diag *diag);
 
 #endif

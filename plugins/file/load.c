@@ -175,6 +175,148 @@ static int parse_time(const char *s, int64_t *t)
 
 #define BAD(n, ...) do { fail_at(rd, (n)->mark, __VA_ARGS__); goto fail; } while (0)
 
+/* What the lists and limits of a key record and of an account are added
+ * to. */
+static int rec_perm(void *o, const char *s) { return kg_record_add_permission(o, s) != KG_OK; }
+static int rec_cidr(void *o, const char *s) { return kg_record_add_cidr(o, s) != KG_OK; }
+static int rec_limit(void *o, const char *n, int64_t c, int64_t w, int64_t b)
+{
+    return kg_record_add_limit(o, n, c, w, b) != KG_OK;
+}
+static int acct_perm(void *o, const char *s) { return kg_account_add_permission(o, s) != KG_OK; }
+static int acct_cidr(void *o, const char *s) { return kg_account_add_cidr(o, s) != KG_OK; }
+static int acct_limit(void *o, const char *n, int64_t c, int64_t w, int64_t b)
+{
+    return kg_account_add_limit(o, n, c, w, b) != KG_OK;
+}
+
+/* A list of strings (or nothing) into obj; 0, or -1 with the error set. */
+static int parse_list(struct reader *rd, const char *k, const struct ynode *vn,
+                      void *obj, int (*add)(void *, const char *))
+{
+    size_t it;
+    if (vn->type == YAML_SCALAR_NODE && vn->len == 0)
+        return 0;
+    if (vn->type != YAML_SEQUENCE_NODE)
+        BAD(vn, "'%s' must be a list", k);
+    for (it = 0; it < vn->nkids; it++) {
+        const struct ynode *in = vn->kids[it];
+        const char *iv = scalar(in);
+        if (iv == NULL)
+            BAD(in, "items of '%s' must be strings", k);
+        if (add(obj, iv) != 0) {
+            snprintf(rd->err, rd->errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+fail:
+    return -1;
+}
+
+/* limits: {name: {count, window, burst}} (or nothing) into obj. */
+static int parse_limits(struct reader *rd, const struct ynode *vn, void *obj,
+                        int (*add)(void *, const char *, int64_t, int64_t, int64_t))
+{
+    size_t lp;
+    if (vn->type == YAML_SCALAR_NODE && vn->len == 0)
+        return 0;
+    if (vn->type != YAML_MAPPING_NODE)
+        BAD(vn, "limits must be a mapping of name: {count, window, burst}");
+    for (lp = 0; lp + 1 < vn->nkids; lp += 2) {
+        const struct ynode *ln = vn->kids[lp], *lv = vn->kids[lp + 1];
+        const char *lname = scalar(ln);
+        long long c = -1, w = 0, b = 0;
+        size_t q;
+        if (lname == NULL || lv->type != YAML_MAPPING_NODE)
+            BAD(lv, "a limit must be name: {count: N, window: SECONDS}");
+        for (q = 0; q + 1 < lv->nkids; q += 2) {
+            const char *qk = scalar(lv->kids[q]);
+            const struct ynode *qvn = lv->kids[q + 1];
+            const char *qv = scalar(qvn);
+            char *end;
+            long long x;
+            if (qk == NULL || qv == NULL)
+                BAD(qvn, "limit fields must be numbers");
+            x = strtoll(qv, &end, 10);
+            if (*end || x < 0)
+                BAD(qvn, "limit %s must be a number >= 0", qk);
+            if (!strcmp(qk, "count")) c = x;
+            else if (!strcmp(qk, "window")) w = x;
+            else if (!strcmp(qk, "burst")) b = x;
+            else BAD(qvn, "unknown limit field '%s' (count, window, burst)", qk);
+        }
+        if (c < 0)
+            BAD(lv, "limit '%s' has no count", lname);
+        if (add(obj, lname, c, w, b) != 0) {
+            snprintf(rd->err, rd->errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+fail:
+    return -1;
+}
+
+/* An account from its node; NULL with the error set. */
+static kg_account *parse_account(struct reader *rd, const struct ynode *m)
+{
+    kg_account *a = kg_account_new();
+    size_t p;
+
+    if (a == NULL) {
+        snprintf(rd->err, rd->errlen, "out of memory");
+        return NULL;
+    }
+    if (m->type != YAML_MAPPING_NODE)
+        BAD(m, "an account must be a mapping");
+    for (p = 0; p + 1 < m->nkids; p += 2) {
+        const struct ynode *kn = m->kids[p], *vn = m->kids[p + 1];
+        const char *k = scalar(kn), *v = scalar(vn);
+        int64_t t;
+        if (k == NULL)
+            BAD(kn, "account keys must be strings");
+        if (!strcmp(k, "permissions") || !strcmp(k, "allowed_cidrs")) {
+            if (parse_list(rd, k, vn, a, k[0] == 'p' ? acct_perm : acct_cidr) != 0)
+                goto fail;
+            continue;
+        }
+        if (!strcmp(k, "limits")) {
+            if (parse_limits(rd, vn, a, acct_limit) != 0)
+                goto fail;
+            continue;
+        }
+        if (v == NULL)
+            BAD(vn, "'%s' must be a single value", k);
+        if (!strcmp(k, "id")) kg_account_set_id(a, v);
+        else if (!strcmp(k, "external_id")) kg_account_set_external_id(a, v);
+        else if (!strcmp(k, "name")) kg_account_set_name(a, v);
+        else if (!strcmp(k, "plan")) kg_account_set_plan(a, v);
+        else if (!strcmp(k, "status")) {
+            if (!strcmp(v, "active")) kg_account_set_status(a, KG_ACCOUNT_ACTIVE);
+            else if (!strcmp(v, "suspended")) kg_account_set_status(a, KG_ACCOUNT_SUSPENDED);
+            else BAD(vn, "status must be active or suspended, not '%s'", v);
+        } else if (!strcmp(k, "metadata")) {
+            if (vn->len > 0 && kg_account_set_metadata(a, v) != KG_OK)
+                BAD(vn, "metadata must be a JSON object of at most %d bytes",
+                    KG_ACCOUNT_METADATA_MAX);
+        } else if (!strcmp(k, "created") || !strcmp(k, "updated")) {
+            if (parse_time(v, &t) != 0)
+                BAD(vn, "'%s' must be a time such as 2026-12-31T00:00:00Z", k);
+            if (k[0] == 'c') kg_account_set_created(a, t);
+            else kg_account_set_updated(a, t);
+        } else {
+            BAD(kn, "unknown field '%s' in an account", k);
+        }
+    }
+    if (kg_account_id(a) == NULL || kg_account_plan(a) == NULL)
+        BAD(m, "an account needs at least id and plan");
+    return a;
+fail:
+    kg_account_unref(a);
+    return NULL;
+}
+
 /* A record from its node; NULL with the error set. */
 static kg_record *parse_entry(struct reader *rd, const struct ynode *m)
 {
@@ -222,72 +364,40 @@ static kg_record *parse_entry(struct reader *rd, const struct ynode *m)
                 else kg_record_set_last_used(r, t);
             }
         } else if (!strcmp(k, "permissions") || !strcmp(k, "allowed_cidrs")) {
-            size_t it;
-            if (vn->type == YAML_SCALAR_NODE && vn->len == 0)
-                continue;
-            if (vn->type != YAML_SEQUENCE_NODE)
-                BAD(vn, "'%s' must be a list", k);
-            for (it = 0; it < vn->nkids; it++) {
-                const struct ynode *in = vn->kids[it];
-                const char *iv = scalar(in);
-                if (iv == NULL)
-                    BAD(in, "items of '%s' must be strings", k);
-                if (k[0] == 'p') kg_record_add_permission(r, iv);
-                else kg_record_add_cidr(r, iv);
-            }
+            if (parse_list(rd, k, vn, r, k[0] == 'p' ? rec_perm : rec_cidr) != 0)
+                goto fail;
         } else if (!strcmp(k, "limits")) {
-            size_t lp;
-            if (vn->type == YAML_SCALAR_NODE && vn->len == 0)
-                continue;
-            if (vn->type != YAML_MAPPING_NODE)
-                BAD(vn, "limits must be a mapping of name: {count, window, burst}");
-            for (lp = 0; lp + 1 < vn->nkids; lp += 2) {
-                const struct ynode *ln = vn->kids[lp], *lv = vn->kids[lp + 1];
-                const char *lname = scalar(ln);
-                long long c = -1, w = 0, b = 0;
-                size_t q;
-                if (lname == NULL || lv->type != YAML_MAPPING_NODE)
-                    BAD(lv, "a limit must be name: {count: N, window: SECONDS}");
-                for (q = 0; q + 1 < lv->nkids; q += 2) {
-                    const char *qk = scalar(lv->kids[q]);
-                    const struct ynode *qvn = lv->kids[q + 1];
-                    const char *qv = scalar(qvn);
-                    char *end;
-                    long long x;
-                    if (qk == NULL || qv == NULL)
-                        BAD(qvn, "limit fields must be numbers");
-                    x = strtoll(qv, &end, 10);
-                    if (*end || x < 0)
-                        BAD(qvn, "limit %s must be a number >= 0", qk);
-                    if (!strcmp(qk, "count")) c = x;
-                    else if (!strcmp(qk, "window")) w = x;
-                    else if (!strcmp(qk, "burst")) b = x;
-                    else BAD(qvn, "unknown limit field '%s' (count, window, burst)", qk);
-                }
-                if (c < 0)
-                    BAD(lv, "limit '%s' has no count", lname);
-                kg_record_add_limit(r, lname, c, w, b);
-            }
+            if (parse_limits(rd, vn, r, rec_limit) != 0)
+                goto fail;
+        } else if (!strcmp(k, "account")) {
+            if (v == NULL)
+                BAD(vn, "'account' must be a single value");
+            kg_record_set_account_id(r, v);
         } else {
             BAD(kn, "unknown field '%s' in a key record", k);
         }
     }
-    if (kg_record_id(r) == NULL || !have_hash || kg_record_plan(r) == NULL)
-        BAD(m, "a key record needs at least id, hash and plan");
+    /* A key of an account takes its plan from it (accounts.c). */
+    if (kg_record_id(r) == NULL || !have_hash ||
+        (kg_record_plan(r) == NULL && kg_record_account_id(r) == NULL))
+        BAD(m, "a key record needs at least id, hash and plan (or account)");
     return r;
 fail:
     kg_record_unref(r);
     return NULL;
 }
 
-/* The records of the sequence whose start event was just read, each
- * added to t as soon as it is read.  0 on success. */
-static int read_records(struct reader *rd, struct table *t)
+/* The records (or, with `accounts`, the accounts) of the sequence whose
+ * start event was just read, each added to t as soon as it is read.  0
+ * on success. */
+static int read_records(struct reader *rd, struct table *t, int accounts)
 {
     yaml_event_t ev;
     for (;;) {
         struct ynode *n;
-        kg_record *r;
+        kg_record *r = NULL;
+        kg_account *a = NULL;
+        int ok;
         if (!next_event(rd, &ev))
             return -1;
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
@@ -296,28 +406,48 @@ static int read_records(struct reader *rd, struct table *t)
         }
         if ((n = read_node(rd, &ev, 0)) == NULL)
             return -1;
-        r = parse_entry(rd, n);
-        if (r != NULL && kg__file_table_find_id(t, kg_record_id(r)) != NULL) {
-            fail_at(rd, n->mark, "duplicate key id '%s'", kg_record_id(r));
-            kg_record_unref(r);
-            r = NULL;
-        } else if (r != NULL && kg__file_table_add(t, r) != 0) {
-            kg_record_unref(r);
-            r = NULL;
-            snprintf(rd->err, rd->errlen, "out of memory");
+        if (accounts) {
+            a = parse_account(rd, n);
+            ok = a != NULL;
+            if (ok && kg__file_acct_find(t, kg_account_id(a)) != NULL) {
+                fail_at(rd, n->mark, "duplicate account id '%s'", kg_account_id(a));
+                ok = 0;
+            } else if (ok && kg_account_external_id(a) != NULL &&
+                       kg__file_acct_find(t, kg_account_external_id(a)) != NULL) {
+                fail_at(rd, n->mark, "duplicate account external_id '%s'",
+                        kg_account_external_id(a));
+                ok = 0;
+            } else if (ok && kg__file_acct_add(t, a) != 0) {
+                snprintf(rd->err, rd->errlen, "out of memory");
+                ok = 0;
+            }
+            kg_account_unref(a);
+        } else {
+            r = parse_entry(rd, n);
+            ok = r != NULL;
+            if (ok && kg__file_table_find_id(t, kg_record_id(r)) != NULL) {
+                fail_at(rd, n->mark, "duplicate key id '%s'", kg_record_id(r));
+                ok = 0;
+            } else if (ok && kg__file_table_add(t, r) != 0) {
+                snprintf(rd->err, rd->errlen, "out of memory");
+                ok = 0;
+            }
+            if (!ok)
+                kg_record_unref(r);
         }
         ynode_free(n);
-        if (r == NULL)
+        if (!ok)
             return -1;
     }
 }
 
-/* The document: a mapping whose one key is keys:, a list of records (or
- * empty); an empty file is an empty store.  0 on success. */
+/* The document: a mapping of keys:, a list of records, and accounts:, a
+ * list of accounts (either may be empty or absent); an empty file is an
+ * empty store.  0 on success. */
 static int read_document(struct reader *rd, struct table *t)
 {
     yaml_event_t ev;
-    int have_keys = 0;
+    int have[2] = { 0, 0 }, which;
 
     /* Stream start, then a document or the end of an empty stream. */
     if (!next_event(rd, &ev))
@@ -351,29 +481,30 @@ static int read_document(struct reader *rd, struct table *t)
             return 0;                   /* what follows the document is not read */
         }
         k = ev.type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.value : NULL;
-        if (k == NULL || strcmp(k, "keys") != 0) {
+        if (k == NULL || (strcmp(k, "keys") != 0 && strcmp(k, "accounts") != 0)) {
             fail_at(rd, ev.start_mark, "unknown top-level key '%s' (a key file has "
-                    "only keys:)", k ? k : "?");
+                    "only accounts: and keys:)", k ? k : "?");
             yaml_event_delete(&ev);
             return -1;
         }
-        if (have_keys) {
-            fail_at(rd, ev.start_mark, "keys: is given twice (one list of records)");
+        which = k[0] == 'a';
+        if (have[which]) {
+            fail_at(rd, ev.start_mark, "%s: is given twice (one list)", k);
             yaml_event_delete(&ev);
             return -1;
         }
-        have_keys = 1;
+        have[which] = 1;
         yaml_event_delete(&ev);
         if (!next_event(rd, &ev))
             return -1;
         if (ev.type == YAML_SEQUENCE_START_EVENT) {
             yaml_event_delete(&ev);
-            if (read_records(rd, t) != 0)
+            if (read_records(rd, t, which) != 0)
                 return -1;
         } else if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.length == 0) {
             yaml_event_delete(&ev);     /* keys: (nothing) */
         } else {
-            fail_at(rd, ev.start_mark, "keys: must be a list of records");
+            fail_at(rd, ev.start_mark, "%s must be a list", which ? "accounts:" : "keys:");
             yaml_event_delete(&ev);
             return -1;
         }

@@ -63,6 +63,7 @@ void kg__file_table_free(struct table *t)
     free(t->buckets);
     free(t->ids);
     kg_record_table_free(t->rt);
+    kg__file_acct_free(t);
     free(t);
 }
 
@@ -121,7 +122,11 @@ void kg__file_table_seal(struct table *t)
     kg_record **placed;
     size_t i;
 
-    if (t->rt != NULL || kg_record_table_new(t->n, &rt) != KG_OK)
+    if (t->rt != NULL)
+        return;
+    /* The records placed carry their accounts (a check reads both). */
+    kg__file_acct_attach(t);
+    if (kg_record_table_new(t->n, &rt) != KG_OK)
         return;
     placed = malloc((t->n ? t->n : 1) * sizeof(*placed));
     for (i = 0; placed != NULL && i < t->n; i++) {
@@ -150,6 +155,10 @@ struct table *kg__file_table_copy(const struct table *t)
 {
     struct table *c = calloc(1, sizeof(*c));
     size_t i;
+    if (c != NULL && kg__file_acct_copy(c, t) != 0) {
+        kg__file_table_free(c);
+        return NULL;
+    }
     for (i = 0; c != NULL && i < t->n; i++) {
         kg_record *r = kg_record_dup(t->all[i]->rec);
         if (r == NULL || kg__file_table_add(c, r) != 0) {

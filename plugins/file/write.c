@@ -41,11 +41,80 @@ static int emit_time(yaml_emitter_t *em, const char *k, int64_t t)
     return emit_kv(em, k, buf);
 }
 
+static int emit_list(yaml_emitter_t *em, const char *k, size_t n,
+                     const char *(*item)(const void *, size_t), const void *o)
+{
+    yaml_event_t ev;
+    size_t i;
+    int ok = 1;
+    if (n == 0)
+        return 1;
+    ok &= emit_scalar(em, k);
+    yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
+    ok &= yaml_emitter_emit(em, &ev);
+    for (i = 0; i < n; i++)
+        ok &= emit_scalar(em, item(o, i));
+    yaml_sequence_end_event_initialize(&ev);
+    ok &= yaml_emitter_emit(em, &ev);
+    return ok;
+}
+
+static int emit_limits(yaml_emitter_t *em, size_t n,
+                       kg_error (*get)(const void *, size_t, const char **,
+                                       int64_t *, int64_t *, int64_t *),
+                       const void *o)
+{
+    yaml_event_t ev;
+    char num[32];
+    size_t i;
+    int ok = 1;
+    if (n == 0)
+        return 1;
+    ok &= emit_scalar(em, "limits");
+    yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+    ok &= yaml_emitter_emit(em, &ev);
+    for (i = 0; i < n; i++) {
+        const char *name;
+        int64_t c, w, b;
+        get(o, i, &name, &c, &w, &b);
+        ok &= emit_scalar(em, name);
+        yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_MAPPING_STYLE);
+        ok &= yaml_emitter_emit(em, &ev);
+        snprintf(num, sizeof(num), "%lld", (long long)c);
+        ok &= emit_kv(em, "count", num);
+        snprintf(num, sizeof(num), "%lld", (long long)w);
+        ok &= emit_kv(em, "window", num);
+        if (b) {
+            snprintf(num, sizeof(num), "%lld", (long long)b);
+            ok &= emit_kv(em, "burst", num);
+        }
+        yaml_mapping_end_event_initialize(&ev);
+        ok &= yaml_emitter_emit(em, &ev);
+    }
+    yaml_mapping_end_event_initialize(&ev);
+    ok &= yaml_emitter_emit(em, &ev);
+    return ok;
+}
+
+static const char *rec_perm(const void *o, size_t i) { return kg_record_permission(o, i); }
+static const char *rec_cidr(const void *o, size_t i) { return kg_record_cidr(o, i); }
+static kg_error rec_limit(const void *o, size_t i, const char **n, int64_t *c,
+                          int64_t *w, int64_t *b)
+{
+    return kg_record_limit(o, i, n, c, w, b);
+}
+static const char *acct_perm(const void *o, size_t i) { return kg_account_permission(o, i); }
+static const char *acct_cidr(const void *o, size_t i) { return kg_account_cidr(o, i); }
+static kg_error acct_limit(const void *o, size_t i, const char **n, int64_t *c,
+                           int64_t *w, int64_t *b)
+{
+    return kg_account_limit(o, i, n, c, w, b);
+}
+
 static int emit_record(yaml_emitter_t *em, const kg_record *r, int64_t last_used)
 {
     yaml_event_t ev;
-    char hex[2 * KG_HASH_LEN + 1], num[32];
-    size_t i;
+    char hex[2 * KG_HASH_LEN + 1];
     int ok = 1;
 
     kg_hash_to_hex(kg_record_hash(r), hex);
@@ -55,54 +124,49 @@ static int emit_record(yaml_emitter_t *em, const kg_record *r, int64_t last_used
     if (kg_record_name(r)) ok &= emit_kv(em, "name", kg_record_name(r));
     if (kg_record_prefix(r)) ok &= emit_kv(em, "prefix", kg_record_prefix(r));
     ok &= emit_kv(em, "hash", hex);
-    ok &= emit_kv(em, "plan", kg_record_plan(r));
+    /* A key of an account has its account's plan. */
+    if (kg_record_account_id(r))
+        ok &= emit_kv(em, "account", kg_record_account_id(r));
+    else
+        ok &= emit_kv(em, "plan", kg_record_plan(r));
     ok &= emit_kv(em, "status", kg_record_status(r) == KG_STATUS_REVOKED ? "revoked" : "active");
-    if (kg_record_permission_count(r)) {
-        ok &= emit_scalar(em, "permissions");
-        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
-        ok &= yaml_emitter_emit(em, &ev);
-        for (i = 0; i < kg_record_permission_count(r); i++)
-            ok &= emit_scalar(em, kg_record_permission(r, i));
-        yaml_sequence_end_event_initialize(&ev);
-        ok &= yaml_emitter_emit(em, &ev);
-    }
-    if (kg_record_cidr_count(r)) {
-        ok &= emit_scalar(em, "allowed_cidrs");
-        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
-        ok &= yaml_emitter_emit(em, &ev);
-        for (i = 0; i < kg_record_cidr_count(r); i++)
-            ok &= emit_scalar(em, kg_record_cidr(r, i));
-        yaml_sequence_end_event_initialize(&ev);
-        ok &= yaml_emitter_emit(em, &ev);
-    }
-    if (kg_record_limit_count(r)) {
-        ok &= emit_scalar(em, "limits");
-        yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
-        ok &= yaml_emitter_emit(em, &ev);
-        for (i = 0; i < kg_record_limit_count(r); i++) {
-            const char *name;
-            int64_t c, w, b;
-            kg_record_limit(r, i, &name, &c, &w, &b);
-            ok &= emit_scalar(em, name);
-            yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_MAPPING_STYLE);
-            ok &= yaml_emitter_emit(em, &ev);
-            snprintf(num, sizeof(num), "%lld", (long long)c);
-            ok &= emit_kv(em, "count", num);
-            snprintf(num, sizeof(num), "%lld", (long long)w);
-            ok &= emit_kv(em, "window", num);
-            if (b) {
-                snprintf(num, sizeof(num), "%lld", (long long)b);
-                ok &= emit_kv(em, "burst", num);
-            }
-            yaml_mapping_end_event_initialize(&ev);
-            ok &= yaml_emitter_emit(em, &ev);
-        }
-        yaml_mapping_end_event_initialize(&ev);
-        ok &= yaml_emitter_emit(em, &ev);
-    }
+    ok &= emit_list(em, "permissions", kg_record_permission_count(r), rec_perm, r);
+    ok &= emit_list(em, "allowed_cidrs", kg_record_cidr_count(r), rec_cidr, r);
+    ok &= emit_limits(em, kg_record_limit_count(r), rec_limit, r);
     ok &= emit_time(em, "created", kg_record_created(r));
     ok &= emit_time(em, "expires", kg_record_expires(r));
     ok &= emit_time(em, "last_used", last_used);
+    yaml_mapping_end_event_initialize(&ev);
+    ok &= yaml_emitter_emit(em, &ev);
+    return ok;
+}
+
+static int emit_account(yaml_emitter_t *em, const kg_account *a)
+{
+    yaml_event_t ev;
+    int ok = 1;
+
+    yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+    ok &= yaml_emitter_emit(em, &ev);
+    ok &= emit_kv(em, "id", kg_account_id(a));
+    if (kg_account_external_id(a))
+        ok &= emit_kv(em, "external_id", kg_account_external_id(a));
+    if (kg_account_name(a)) ok &= emit_kv(em, "name", kg_account_name(a));
+    ok &= emit_kv(em, "plan", kg_account_plan(a));
+    ok &= emit_kv(em, "status", kg_account_status_name(kg_account_status_of(a)));
+    ok &= emit_list(em, "permissions", kg_account_permission_count(a), acct_perm, a);
+    ok &= emit_list(em, "allowed_cidrs", kg_account_cidr_count(a), acct_cidr, a);
+    ok &= emit_limits(em, kg_account_limit_count(a), acct_limit, a);
+    if (kg_account_metadata(a)) {
+        /* Quoted: a JSON object is also a YAML mapping, read back as one. */
+        ok &= emit_scalar(em, "metadata");
+        yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)kg_account_metadata(a),
+                                     (int)strlen(kg_account_metadata(a)), 1, 1,
+                                     YAML_SINGLE_QUOTED_SCALAR_STYLE);
+        ok &= yaml_emitter_emit(em, &ev);
+    }
+    ok &= emit_time(em, "created", kg_account_created(a));
+    ok &= emit_time(em, "updated", kg_account_updated(a));
     yaml_mapping_end_event_initialize(&ev);
     ok &= yaml_emitter_emit(em, &ev);
     return ok;
@@ -192,6 +256,15 @@ kg_error kg__file_write(const char *path, struct table *t, char *err, size_t err
     ok &= yaml_emitter_emit(&em, &ev);
     yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
     ok &= yaml_emitter_emit(&em, &ev);
+    if (t->nacct > 0) {
+        ok &= emit_scalar(&em, "accounts");
+        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE);
+        ok &= yaml_emitter_emit(&em, &ev);
+        for (i = 0; i < t->nacct && ok; i++)
+            ok &= emit_account(&em, t->accts[i]);
+        yaml_sequence_end_event_initialize(&ev);
+        ok &= yaml_emitter_emit(&em, &ev);
+    }
     ok &= emit_scalar(&em, "keys");
     yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
                                          t->n ? YAML_BLOCK_SEQUENCE_STYLE : YAML_FLOW_SEQUENCE_STYLE);

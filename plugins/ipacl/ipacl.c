@@ -77,12 +77,14 @@ static kg_result ipacl_check(void *inst, kg_call *call)
     struct ipacl *a = inst;
     const kg_record *r = kg_call_record(call);
     const char *client = kg_request_client(kg_call_request(call));
+    const kg_account *acct = kg_call_account(call);
     size_t nkey = r ? kg_record_cidr_count(r) : 0, nnets = 0;
+    size_t nacct = acct ? kg_account_cidr_count(acct) : 0;
     const kg_cidr *nets;
     unsigned char addr[16];
     char msg[200];
 
-    if (nkey == 0 && a->nallow == 0)
+    if (nkey == 0 && nacct == 0 && a->nallow == 0)
         return KG_RESULT_OK;
     if (client == NULL || kg_addr_parse(client, addr) != KG_OK) {
         kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, "this key is restricted to "
@@ -93,6 +95,17 @@ static kg_result ipacl_check(void *inst, kg_call *call)
         snprintf(msg, sizeof(msg), "client address %s is not allowed for this plan", client);
         kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, msg);
         return KG_RESULT_FAIL;
+    }
+    /* The account's networks are a ceiling for its keys' (docs/policy.md
+     * "Accounts"): the client must be in both. */
+    if (nacct > 0) {
+        nets = kg_account_allowed_nets(acct, &nnets);
+        if (!in_any(nets, nnets, addr)) {
+            snprintf(msg, sizeof(msg), "client address %s is not in the "
+                     "allowlist of this key's account", client);
+            kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, msg);
+            return KG_RESULT_FAIL;
+        }
     }
     if (nkey == 0)
         return KG_RESULT_OK;
@@ -116,7 +129,7 @@ KG_PLUGIN_DEFINE(ipacl) = {
     KG_PLUGIN_HEADER,
     .kind = KG_PLUGIN_ACCOUNT,
     .name = "ipacl",
-    .description = "client address must be in the key's and the plan's allowed networks",
+    .description = "client address must be in the key's, its account's and the plan's allowed networks",
     .create = ipacl_create,
     .destroy = ipacl_destroy,
     .account = &ipacl_ops,

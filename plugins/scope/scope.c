@@ -143,23 +143,15 @@ static int match(const char *pat, const char *p, const char *end)
     return p == end;
 }
 
-static int grants(const char *have, const char *need)
+/* The account's ceiling (docs/policy.md "Accounts"): an account with
+ * permissions grants only what one of them grants; one without, all. */
+static int account_grants(const kg_account *a, const char *need)
 {
-    const char *hc, *nc;
-    if (strcmp(have, "*") == 0 || strcmp(have, need) == 0)
-        return 1;
-    hc = strchr(have, ':');
-    nc = strchr(need, ':');
-    if (hc == NULL || nc == NULL)
-        return 0;
-    /* "jobs:*" */
-    if (strcmp(hc + 1, "*") == 0 && hc - have == nc - need &&
-        strncmp(have, need, (size_t)(hc - have)) == 0)
-        return 1;
-    /* "*:read" */
-    if (hc - have == 1 && have[0] == '*' && strcmp(hc + 1, nc + 1) == 0)
-        return 1;
-    return 0;
+    size_t j, n = a ? kg_account_permission_count(a) : 0;
+    for (j = 0; j < n; j++)
+        if (kg_permission_grants(kg_account_permission(a, j), need))
+            return 1;
+    return n == 0;
 }
 
 static kg_result scope_check(void *inst, kg_call *call)
@@ -191,9 +183,17 @@ static kg_result scope_check(void *inst, kg_call *call)
             continue;
         if (!match(r->path, path, end))
             continue;
-        for (j = 0; rec && j < kg_record_permission_count(rec); j++)
-            if (grants(kg_record_permission(rec, j), r->perm))
+        for (j = 0; rec && j < kg_record_permission_count(rec); j++) {
+            if (!kg_permission_grants(kg_record_permission(rec, j), r->perm))
+                continue;
+            if (account_grants(kg_call_account(call), r->perm))
                 return KG_RESULT_OK;
+            snprintf(msg, sizeof(msg), "this key's account lacks the permission "
+                     "%s needed for %s %.*s", r->perm, method,
+                     (int)(end - path), path);
+            kg_call_deny(call, KG_CODE_INSUFFICIENT_PERMISSIONS, msg);
+            return KG_RESULT_FAIL;
+        }
         snprintf(msg, sizeof(msg), "this key lacks the permission %s needed "
                  "for %s %.*s", r->perm, method, (int)(end - path), path);
         kg_call_deny(call, KG_CODE_INSUFFICIENT_PERMISSIONS, msg);

@@ -283,7 +283,9 @@ hk=$(rcli "$P" --scan --pattern 'free:*:hour:f')
 check_eq "hour counter in Redis" "$(rcli "$P" hget "$hk" c)" 10
 dk=$(rcli "$P" --scan --pattern 'free:*:day:f')
 check_eq "day counter in Redis (denied requests took nothing)" "$(rcli "$P" hget "$dk" c)" 10
-case "$hk" in free:\{k_*\}:hour:f) ok "key carries the {key id} hash tag" ;; *) bad "key name $hk" ;; esac
+# The key was given an account of its own (docs/policy.md "Accounts"):
+# its limits count under the account, whose id is the hash tag.
+case "$hk" in free:\{acct_*\}:hour:f) ok "key carries the {account id} hash tag" ;; *) bad "key name $hk" ;; esac
 ttl=$(rcli "$P" ttl "$hk")
 [ "$ttl" -gt 0 ] && [ "$ttl" -le 3601 ] && ok "hour key expires with its window ($ttl s)" || bad "hour key ttl $ttl"
 ck=$(rcli "$P" --scan --pattern 'free:*:concurrency:c')
@@ -374,6 +376,8 @@ lid=$(sed -n 's/^ *- *id: *\(k_[0-9a-zA-Z_]*\).*/\1/p' "$kf" | tail -1)
 long="uid=$(printf 'a%.0s' $(seq 1 166)),{ou}=people,dc=example,dc=com"
 check_eq "the long key id is 200 bytes" "${#long}" 200
 sed -i "s/id: *$lid\b/id: \"$long\"/" "$kf"
+# ... and its account's id (what its limits count under) the same long id
+sed -i "s/acct_${lid#k_}\b/\"$long\"/g" "$kf"
 coproc HL { "$HAMMER" "$POL" "$KL"; }
 echo "check 0 10 1 hold" >&"${HL[1]}"; read -r la <&"${HL[0]}"
 check_eq "long key id: 2 leases held, the rest limited" \

@@ -213,7 +213,9 @@ START_TEST(names_are_one_line_of_text)
 
     /* a name from before, with a newline in it, written by hand */
     text = tu_read(keyfile);
-    at = strstr(text, "name: k_test test key");
+    /* the key's (the writes above gave it an account of its own, of the
+     * same name, listed before the keys) */
+    at = strstr(strstr(text, "\nkeys:"), "name: k_test test key");
     ck_assert_ptr_nonnull(at);
     *at = '\0';
     t = tu_fmt("%sname: \"old\\nname\"%s", text, at + strlen("name: k_test test key"));
@@ -224,7 +226,7 @@ START_TEST(names_are_one_line_of_text)
     ck_assert_int_eq(kg_keys_get(pol, "k_test", &got, &d), KG_OK);
     ck_assert_str_eq(kg_record_name(got), "old\nname");
     /* ... is updated and revoked with its name left alone */
-    kg_record_set_plan(got, "pro");
+    kg_record_set_expires(got, TU_EPOCH_S + 86400);
     ck_assert_int_eq(kg_keys_update(pol, got, &d), KG_OK);
     ck_assert_int_eq(kg_keys_rotate(pol, "k_test", 3600, k2, sizeof(k2), &nr, &d), KG_OK);
     ck_assert_str_eq(kg_record_name(nr), "old\nname");
@@ -241,6 +243,7 @@ END_TEST
 
 START_TEST(update_round_trips_every_field)
 {
+    kg_account *acct = NULL;
     kg_record *r = NULL, *back = NULL;
     kg_diag d;
     const char *n;
@@ -264,9 +267,15 @@ START_TEST(update_round_trips_every_field)
     ck_assert_str_eq(kg_record_permission(back, 1), "jobs:write");
     ck_assert_uint_eq(kg_record_cidr_count(back), 2);
     ck_assert_str_eq(kg_record_cidr(back, 1), "2001:db8::/32");
-    ck_assert_uint_eq(kg_record_limit_count(back), 1);
-    ck_assert_int_eq(kg_record_limit(back, 0, &n, &c, &w, &b), KG_OK);
+    /* The write gave the key an account of its own on its plan, and its
+     * override went to the account (docs/policy.md "Accounts"). */
+    ck_assert_uint_eq(kg_record_limit_count(back), 0);
+    ck_assert_int_eq(kg_accounts_get(pol, kg_record_account_id(back), &acct, &d), KG_OK);
+    ck_assert_str_eq(kg_account_plan(acct), "pro");
+    ck_assert_uint_eq(kg_account_limit_count(acct), 1);
+    ck_assert_int_eq(kg_account_limit(acct, 0, &n, &c, &w, &b), KG_OK);
     ck_assert_str_eq(n, "hour");
+    kg_account_unref(acct);
     ck_assert_int_eq(c, 100000);
     ck_assert_int_eq(w, 3600);
     ck_assert_int_eq(b, 500);
