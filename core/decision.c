@@ -162,10 +162,12 @@ static const struct kg__limit_report *nearest(const kg_decision *d)
 /*
  * The headers a decision renders, in order: each writes its value at
  * the end of b and returns 1, or writes nothing and returns 0 when it
- * does not apply.  Adding a header is a line in `headers` below.
+ * does not apply; `arg` tells apart the headers one function writes.
+ * Adding a header is a line in `headers` below.
  */
-static int www_authenticate(const kg_decision *d, kg__buf *b)
+static int www_authenticate(const kg_decision *d, kg__buf *b, int arg)
 {
+    (void)arg;
     if (d->status != 401)
         return 0;
     kg__buf_adds(b, "Bearer realm=\"");
@@ -178,31 +180,22 @@ static int www_authenticate(const kg_decision *d, kg__buf *b)
     return 1;
 }
 
-static int rl_limit(const kg_decision *d, kg__buf *b)
+enum { RL_LIMIT, RL_REMAINING, RL_RESET };
+
+/* X-RateLimit-Limit, -Remaining, -Reset: the limit nearest exhaustion. */
+static int x_ratelimit(const kg_decision *d, kg__buf *b, int arg)
 {
+    const struct kg__limit_report *n;
     if (d->nlimits == 0)
         return 0;
-    kg__buf_addi(b, nearest(d)->limit);
+    n = nearest(d);
+    kg__buf_addi(b, arg == RL_LIMIT ? n->limit
+                    : arg == RL_REMAINING ? n->remaining : n->reset);
     return 1;
 }
 
-static int rl_remaining(const kg_decision *d, kg__buf *b)
-{
-    if (d->nlimits == 0)
-        return 0;
-    kg__buf_addi(b, nearest(d)->remaining);
-    return 1;
-}
-
-static int rl_reset(const kg_decision *d, kg__buf *b)
-{
-    if (d->nlimits == 0)
-        return 0;
-    kg__buf_addi(b, nearest(d)->reset);
-    return 1;
-}
-
-/* RateLimit-Policy ("name";q=N;w=S, ...) or RateLimit ("name";r=N;t=S). */
+/* RateLimit-Policy ("name";q=N;w=S, ...: arg 1) or RateLimit
+ * ("name";r=N;t=S, ...: arg 0), every limit. */
 static int ietf_list(const kg_decision *d, kg__buf *b, int policy)
 {
     size_t i;
@@ -223,12 +216,10 @@ static int ietf_list(const kg_decision *d, kg__buf *b, int policy)
     return 1;
 }
 
-static int ratelimit_policy(const kg_decision *d, kg__buf *b) { return ietf_list(d, b, 1); }
-static int ratelimit(const kg_decision *d, kg__buf *b) { return ietf_list(d, b, 0); }
-
-static int retry_after(const kg_decision *d, kg__buf *b)
+static int retry_after(const kg_decision *d, kg__buf *b, int arg)
 {
     int64_t ra = 1;
+    (void)arg;
     if (d->code != KG_CODE_RATE_LIMITED)
         return 0;
     if (d->denied_limit >= 0 && d->limits[d->denied_limit].retry_after > 0)
@@ -239,15 +230,16 @@ static int retry_after(const kg_decision *d, kg__buf *b)
 
 static const struct {
     const char *name;
-    int (*value)(const kg_decision *d, kg__buf *b);
+    int (*value)(const kg_decision *d, kg__buf *b, int arg);
+    int arg;
 } headers[] = {
-    { "WWW-Authenticate", www_authenticate },
-    { "X-RateLimit-Limit", rl_limit },
-    { "X-RateLimit-Remaining", rl_remaining },
-    { "X-RateLimit-Reset", rl_reset },
-    { "RateLimit-Policy", ratelimit_policy },
-    { "RateLimit", ratelimit },
-    { "Retry-After", retry_after },
+    { "WWW-Authenticate", www_authenticate, 0 },
+    { "X-RateLimit-Limit", x_ratelimit, RL_LIMIT },
+    { "X-RateLimit-Remaining", x_ratelimit, RL_REMAINING },
+    { "X-RateLimit-Reset", x_ratelimit, RL_RESET },
+    { "RateLimit-Policy", ietf_list, 1 },
+    { "RateLimit", ietf_list, 0 },
+    { "Retry-After", retry_after, 0 },
 };
 
 /*
@@ -267,7 +259,7 @@ static void render(kg_decision *d)
     for (i = 0; i < sizeof(headers) / sizeof(headers[0]) &&
                 d->nheaders < KG__MAX_HEADERS; i++) {
         size_t start = b.len;
-        if (!headers[i].value(d, &b))
+        if (!headers[i].value(d, &b, headers[i].arg))
             continue;
         kg__buf_add(&b, "", 1);   /* the value's NUL */
         d->hname[d->nheaders] = headers[i].name;

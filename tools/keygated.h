@@ -10,8 +10,8 @@
  *   keygated_holder.c   the serving policy, refcounted, swapped on SIGHUP
  *   keygated_http.c     libmicrohttpd: daemons, request dispatch, responses
  *   keygated_check.c    /check and /whoami: request -> decision -> response
- *   keygated_reply.c    answers: a thread's reused response for allowed
- *                       checks, a fresh one for the rest
+ *   keygated_reply.c    what a worker thread reuses (its request, its
+ *                       response for allowed checks); answers
  *   keygated_head.c     a request's head against --max-header-bytes and
  *                       libmicrohttpd's per-connection memory (414/431)
  *   keygated_metrics.c  counters and their Prometheus text
@@ -252,6 +252,14 @@ int kgd_head_refuse(struct MHD_Connection *conn, const kgd_conf *conf,
 struct kgd_hdr {
     const char *name, *value;
 };
+/* What a worker thread keeps from one request to the next: made on its
+ * first request, freed when it exits. */
+struct kgd_worker {
+    kg_request *req;                /* reset for each check */
+    struct MHD_Response *allowed;   /* kgd_reply_reused's */
+};
+/* This thread's, or NULL if out of memory. */
+struct kgd_worker *kgd_worker(void);
 #define KGD_MAX_ANSWER_HEADERS 24
 /*
  * Queue `status` with headers h[0..n) and an empty body on this

@@ -23,7 +23,6 @@
  */
 #include "config.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,43 +272,6 @@ int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
     return ret;
 }
 
-/* Each worker thread's request, reset for every check. */
-static pthread_key_t req_key;
-static pthread_once_t req_once = PTHREAD_ONCE_INIT;
-static int have_req_key;
-
-static void req_free(void *r)
-{
-    kg_request_free(r);
-}
-
-static void req_key_init(void)
-{
-    have_req_key = pthread_key_create(&req_key, req_free) == 0;
-}
-
-/* This thread's request, empty (made on first use), or NULL. */
-static kg_request *thread_request(void)
-{
-    kg_request *r = NULL;
-
-    pthread_once(&req_once, req_key_init);
-    if (!have_req_key)
-        return NULL;
-    r = pthread_getspecific(req_key);
-    if (r != NULL) {
-        kg_request_reset(r);
-        return r;
-    }
-    if (kg_request_new(&r) != KG_OK)
-        return NULL;
-    if (pthread_setspecific(req_key, r) != 0) {
-        kg_request_free(r);
-        return NULL;
-    }
-    return r;
-}
-
 /* The client: the TCP peer, in binary, unless it is a trusted proxy
  * that sent X-Forwarded-For (then keygated_client.c walks the list). */
 static kg_error set_client(const kgd_conf *conf, struct MHD_Connection *conn,
@@ -336,6 +298,7 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
                      const char *raw_uri, int whoami)
 {
     const kgd_conf *conf = srv->conf;
+    struct kgd_worker *w;
     struct collect c;
     kgd_policy_ref *ref = NULL;
     kg_decision *d = NULL;
@@ -344,8 +307,10 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
     int ret = MHD_NO;
 
     memset(&c, 0, sizeof(c));
-    if ((c.req = thread_request()) == NULL)
+    if ((w = kgd_worker()) == NULL)
         return MHD_NO;
+    c.req = w->req;
+    kg_request_reset(c.req);
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &c);
     if (c.oom)
         goto out;

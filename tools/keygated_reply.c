@@ -1,6 +1,7 @@
 /*
- * keygated_reply.c - an allowed /check's answer, from a libmicrohttpd
- * response object each worker thread keeps and reuses.
+ * keygated_reply.c - what each worker thread keeps for the next request
+ * (its kg_request, its response), and an allowed /check's answer from a
+ * libmicrohttpd response object the thread keeps and reuses.
  *
  * libmicrohttpd (0.9.75 to 1.0) copies every header it is given: three
  * allocations each (its entry, the name, the value), and an allowed
@@ -27,6 +28,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -40,33 +42,47 @@ static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int have_key;
 
-static void response_free(void *r)
+/* At thread exit. */
+static void worker_free(void *p)
 {
-    MHD_destroy_response(r);
+    struct kgd_worker *w = p;
+    kg_request_free(w->req);
+    if (w->allowed != NULL)
+        MHD_destroy_response(w->allowed);
+    free(w);
 }
 
 static void key_init(void)
 {
-    have_key = pthread_key_create(&key, response_free) == 0;
+    have_key = pthread_key_create(&key, worker_free) == 0;
 }
 
-/* This thread's response (made on first use), or NULL. */
-static struct MHD_Response *thread_response(void)
+struct kgd_worker *kgd_worker(void)
 {
-    struct MHD_Response *r;
+    struct kgd_worker *w;
 
     pthread_once(&once, key_init);
     if (!have_key)
         return NULL;
-    r = pthread_getspecific(key);
-    if (r != NULL)
-        return r;
-    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (r != NULL && pthread_setspecific(key, r) != 0) {
-        MHD_destroy_response(r);
-        r = NULL;
+    if ((w = pthread_getspecific(key)) != NULL)
+        return w;
+    if ((w = calloc(1, sizeof(*w))) == NULL)
+        return NULL;
+    if (kg_request_new(&w->req) != KG_OK || pthread_setspecific(key, w) != 0) {
+        kg_request_free(w->req);
+        free(w);
+        return NULL;
     }
-    return r;
+    return w;
+}
+
+/* This thread's response (made on first use), or NULL. */
+static struct MHD_Response *thread_response(struct kgd_worker *w)
+{
+    if (w->allowed == NULL)
+        w->allowed = MHD_create_response_from_buffer(0, (void *)"",
+                                                     MHD_RESPMEM_PERSISTENT);
+    return w->allowed;
 }
 
 struct current {
@@ -122,13 +138,14 @@ static int sync_headers(struct MHD_Response *r, const struct kgd_hdr *h,
 int kgd_reply_reused(struct MHD_Connection *conn, unsigned status,
                      const struct kgd_hdr *h, size_t n)
 {
-    struct MHD_Response *r = thread_response();
+    struct kgd_worker *w = kgd_worker();
+    struct MHD_Response *r = w != NULL ? thread_response(w) : NULL;
 
     if (r != NULL && sync_headers(r, h, n) == 0)
         return MHD_queue_response(conn, status, r);
     if (r != NULL) {
         /* Half edited (out of memory): start afresh next time. */
-        pthread_setspecific(key, NULL);
+        w->allowed = NULL;
         MHD_destroy_response(r);
     }
     return kgd_reply_fresh(conn, status, NULL, 0, h, n);
