@@ -8,7 +8,8 @@
  *   for every limit, and Retry-After on 429.
  *
  * Headers and body are rendered on first use, so a caller that only
- * wants allowed/denied pays for none of it.
+ * wants allowed/denied pays for none of it, into storage the decision
+ * owns (render below).
  */
 #include "internal.h"
 
@@ -113,12 +114,10 @@ void kg__decision_deny(kg_decision *d, kg_code code, const char *message,
 
 void kg_decision_free(kg_decision *d)
 {
-    size_t i;
     if (d == NULL)
         return;
-    for (i = 0; i < d->nheaders; i++)
-        free(d->hvalue[i]);
-    free(d->body);
+    if (d->hmem != NULL && d->hmem != d->htext)
+        free(d->hmem);
     if (d->lease != d->lease_inl)
         free(d->lease);
     kg_record_unref(d->record);
@@ -132,17 +131,6 @@ void kg_decision_free(kg_decision *d)
     }
 #endif
     free(d);
-}
-
-static void add_header(kg_decision *d, const char *name, char *value)
-{
-    if (value == NULL || d->nheaders >= KG__MAX_HEADERS) {
-        free(value);
-        return;
-    }
-    d->hname[d->nheaders] = name;
-    d->hvalue[d->nheaders] = value;
-    d->nheaders++;
 }
 
 static const struct kg__limit_report *nearest(const kg_decision *d)
@@ -171,6 +159,94 @@ static const struct kg__limit_report *nearest(const kg_decision *d)
     return best;
 }
 
+/*
+ * The headers a decision renders, in order: each writes its value at
+ * the end of b and returns 1, or writes nothing and returns 0 when it
+ * does not apply; `arg` tells apart the headers one function writes.
+ * Adding a header is a line in `headers` below.
+ */
+static int www_authenticate(const kg_decision *d, kg__buf *b, int arg)
+{
+    (void)arg;
+    if (d->status != 401)
+        return 0;
+    kg__buf_adds(b, "Bearer realm=\"");
+    kg__buf_adds(b, d->realm);
+    if (d->code == KG_CODE_UNAUTHORIZED && d->record == NULL &&
+        strstr(d->message, "missing") != NULL)
+        kg__buf_adds(b, "\"");
+    else
+        kg__buf_adds(b, "\", error=\"invalid_token\"");
+    return 1;
+}
+
+enum { RL_LIMIT, RL_REMAINING, RL_RESET };
+
+/* X-RateLimit-Limit, -Remaining, -Reset: the limit nearest exhaustion. */
+static int x_ratelimit(const kg_decision *d, kg__buf *b, int arg)
+{
+    const struct kg__limit_report *n;
+    if (d->nlimits == 0)
+        return 0;
+    n = nearest(d);
+    kg__buf_addi(b, arg == RL_LIMIT ? n->limit
+                    : arg == RL_REMAINING ? n->remaining : n->reset);
+    return 1;
+}
+
+/* RateLimit-Policy ("name";q=N;w=S, ...: arg 1) or RateLimit
+ * ("name";r=N;t=S, ...: arg 0), every limit. */
+static int ietf_list(const kg_decision *d, kg__buf *b, int policy)
+{
+    size_t i;
+
+    if (d->nlimits == 0)
+        return 0;
+    for (i = 0; i < d->nlimits; i++) {
+        const struct kg__limit_report *r = &d->limits[i];
+        kg__buf_adds(b, i ? ", \"" : "\"");
+        kg__buf_adds(b, r->name);
+        kg__buf_adds(b, policy ? "\";q=" : "\";r=");
+        kg__buf_addi(b, policy ? r->limit : r->remaining);
+        if (r->window > 0) {
+            kg__buf_adds(b, policy ? ";w=" : ";t=");
+            kg__buf_addi(b, policy ? r->window : r->reset_in);
+        }
+    }
+    return 1;
+}
+
+static int retry_after(const kg_decision *d, kg__buf *b, int arg)
+{
+    int64_t ra = 1;
+    (void)arg;
+    if (d->code != KG_CODE_RATE_LIMITED)
+        return 0;
+    if (d->denied_limit >= 0 && d->limits[d->denied_limit].retry_after > 0)
+        ra = d->limits[d->denied_limit].retry_after;
+    kg__buf_addi(b, ra);
+    return 1;
+}
+
+static const struct {
+    const char *name;
+    int (*value)(const kg_decision *d, kg__buf *b, int arg);
+    int arg;
+} headers[] = {
+    { "WWW-Authenticate", www_authenticate, 0 },
+    { "X-RateLimit-Limit", x_ratelimit, RL_LIMIT },
+    { "X-RateLimit-Remaining", x_ratelimit, RL_REMAINING },
+    { "X-RateLimit-Reset", x_ratelimit, RL_RESET },
+    { "RateLimit-Policy", ietf_list, 1 },
+    { "RateLimit", ietf_list, 0 },
+    { "Retry-After", retry_after, 0 },
+};
+
+/*
+ * Headers and body into the decision's own storage (htext; the heap
+ * only past its 1 KB), integers without printf: no allocation for a
+ * usual decision.  Out of memory: no headers and an empty body.
+ */
 static void render(kg_decision *d)
 {
     kg__buf b;
@@ -179,56 +255,32 @@ static void render(kg_decision *d)
     if (d->rendered)
         return;
     d->rendered = 1;
-    if (d->status == 401) {
-        if (d->code == KG_CODE_UNAUTHORIZED && d->record == NULL &&
-            strstr(d->message, "missing") != NULL)
-            add_header(d, "WWW-Authenticate",
-                       kg__asprintf("Bearer realm=\"%s\"", d->realm));
-        else
-            add_header(d, "WWW-Authenticate",
-                       kg__asprintf("Bearer realm=\"%s\", error=\"invalid_token\"",
-                                    d->realm));
-    }
-    if (d->nlimits > 0) {
-        const struct kg__limit_report *n = nearest(d);
-        add_header(d, "X-RateLimit-Limit", kg__asprintf("%lld", (long long)n->limit));
-        add_header(d, "X-RateLimit-Remaining",
-                   kg__asprintf("%lld", (long long)n->remaining));
-        add_header(d, "X-RateLimit-Reset", kg__asprintf("%lld", (long long)n->reset));
-        kg__buf_init(&b);
-        for (i = 0; i < d->nlimits; i++) {
-            const struct kg__limit_report *r = &d->limits[i];
-            kg__buf_addf(&b, "%s\"%s\";q=%lld", i ? ", " : "", r->name,
-                         (long long)r->limit);
-            if (r->window > 0)
-                kg__buf_addf(&b, ";w=%lld", (long long)r->window);
-        }
-        add_header(d, "RateLimit-Policy", kg__buf_take(&b));
-        kg__buf_init(&b);
-        for (i = 0; i < d->nlimits; i++) {
-            const struct kg__limit_report *r = &d->limits[i];
-            kg__buf_addf(&b, "%s\"%s\";r=%lld", i ? ", " : "", r->name,
-                         (long long)r->remaining);
-            if (r->window > 0)
-                kg__buf_addf(&b, ";t=%lld", (long long)r->reset_in);
-        }
-        add_header(d, "RateLimit", kg__buf_take(&b));
-    }
-    if (d->code == KG_CODE_RATE_LIMITED) {
-        int64_t ra = 1;
-        if (d->denied_limit >= 0 && d->limits[d->denied_limit].retry_after > 0)
-            ra = d->limits[d->denied_limit].retry_after;
-        add_header(d, "Retry-After", kg__asprintf("%lld", (long long)ra));
+    kg__buf_init_inline(&b, d->htext, sizeof(d->htext));
+    for (i = 0; i < sizeof(headers) / sizeof(headers[0]) &&
+                d->nheaders < KG__MAX_HEADERS; i++) {
+        size_t start = b.len;
+        if (!headers[i].value(d, &b, headers[i].arg))
+            continue;
+        kg__buf_add(&b, "", 1);   /* the value's NUL */
+        d->hname[d->nheaders] = headers[i].name;
+        d->hvoff[d->nheaders] = start;
+        d->nheaders++;
     }
     if (d->code != KG_CODE_NONE) {
-        kg__buf_init(&b);
+        d->body_off = b.len + 1;
         kg__buf_adds(&b, "{\"error\":{\"code\":");
         kg__buf_json_str(&b, kg_code_name(d->code));
         kg__buf_adds(&b, ",\"message\":");
         kg__buf_json_str(&b, d->message);
         kg__buf_adds(&b, "}}");
-        d->body = kg__buf_take(&b);
     }
+    if (b.oom) {
+        kg__buf_free(&b);
+        d->nheaders = 0;
+        d->body_off = 0;
+        return;
+    }
+    d->hmem = b.p;
 }
 
 int kg_decision_allowed(const kg_decision *d) { return d->code == KG_CODE_NONE; }
@@ -268,7 +320,7 @@ kg_error kg_decision_header(const kg_decision *d, size_t i,
     if (i >= d->nheaders)
         return KG_ERR_NOT_FOUND;
     *name_r = d->hname[i];
-    *value_r = d->hvalue[i];
+    *value_r = d->hmem + d->hvoff[i];
     return KG_OK;
 }
 
@@ -278,14 +330,14 @@ const char *kg_decision_header_value(const kg_decision *d, const char *name)
     render((kg_decision *)d);
     for (i = 0; i < d->nheaders; i++)
         if (strcasecmp(d->hname[i], name) == 0)
-            return d->hvalue[i];
+            return d->hmem + d->hvoff[i];
     return NULL;
 }
 
 const char *kg_decision_body(const kg_decision *d)
 {
     render((kg_decision *)d);
-    return d->body ? d->body : "";
+    return d->body_off ? d->hmem + d->body_off - 1 : "";
 }
 
 size_t kg_decision_limit_count(const kg_decision *d)

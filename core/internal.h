@@ -81,9 +81,18 @@ typedef struct kg__buf {
     size_t len;
     size_t cap;
     int oom;
+    char *inl;   /* the caller's storage it started in (never freed) */
 } kg__buf;
 
 void kg__buf_init(kg__buf *b);
+/* Start in the caller's storage (cap bytes); a string that outgrows it
+ * moves to the heap (p then differs from mem; kg__buf_free frees only
+ * that).  Never kg__buf_take such a buffer. */
+void kg__buf_init_inline(kg__buf *b, char *mem, size_t cap);
+/* A decimal integer, without printf. */
+void kg__buf_addi(kg__buf *b, int64_t v);
+/* v in decimal into out (NUL-terminated); its length. */
+size_t kg__fmt_i64(char out[21], int64_t v);
 void kg__buf_free(kg__buf *b);
 void kg__buf_add(kg__buf *b, const char *s, size_t n);
 void kg__buf_adds(kg__buf *b, const char *s);
@@ -661,7 +670,10 @@ struct kg_decision {
     size_t nheaders;
     kg_record *record;
     const char *plan;   /* the record's plan (the decision holds the record) */
-    char *body;
+    /* The rendered header values and body, each NUL-terminated: htext,
+     * or the heap once they outgrow it (many limits, long names). */
+    char *hmem;
+    size_t body_off;    /* offset + 1 of the body in hmem; 0: none */
     /* The lease ids handed out ("a,b"): lease_inl, or the heap once the
      * list outgrows it (long key ids, many concurrency limits). */
     char *lease;
@@ -673,7 +685,8 @@ struct kg_decision {
     /* Valid below nlimits / nheaders. */
     struct kg__limit_report limits[KG__MAX_LIMITS];
     const char *hname[KG__MAX_HEADERS];
-    char *hvalue[KG__MAX_HEADERS];
+    size_t hvoff[KG__MAX_HEADERS];   /* each value's offset in hmem */
+    char htext[1024];
 };
 
 kg_decision *kg__decision_new(void);

@@ -3,10 +3,17 @@
  * its normalized path, target.c), client address and headers.  Header
  * values are kept byte for byte (they may hold NULs; the stages decide
  * what is malformed) and are wiped when the request is reset or freed,
- * since one of them carries the key.
+ * since one of them carries the key.  A front end that holds the
+ * headers itself for the whole check (keygated: libmicrohttpd's
+ * connection memory) lends them instead (kg_request_add_header_ref):
+ * nothing is copied, and they are the lender's to wipe.  The client
+ * address is kept binary (v4-mapped IPv6, as kg_addr_parse gives it),
+ * with its text form beside it for logs and messages.
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +22,7 @@
  * pointers, since it may move while it grows): building a request costs
  * no allocation once the buffer has reached its size. */
 struct kg__header {
+    const char *nref, *vref;   /* lent (add_header_ref), or NULL: */
     size_t name;    /* offsets into mem */
     size_t value;
     size_t vlen;
@@ -23,7 +31,11 @@ struct kg__header {
 struct kg_request {
     char *mem;
     size_t used, cap;
-    size_t method, path, target, client;   /* offset + 1; 0: not set */
+    size_t method, path, target;   /* offset + 1; 0: not set */
+    int has_client;       /* client_addr and client_str are set */
+    int client_bin;       /* client_addr is an address (else unparsable) */
+    unsigned char client_addr[16];
+    char client_str[64];
     unsigned flags;       /* KG__TARGET_* of the path */
     int bad_method, bad_path;   /* the last one set was refused */
     int key_only;         /* kg_request_set_key_only() */
@@ -60,7 +72,8 @@ void kg_request_reset(kg_request *r)
     }
     r->used = 0;
     r->nh = 0;
-    r->method = r->path = r->target = r->client = 0;
+    r->method = r->path = r->target = 0;
+    r->has_client = r->client_bin = 0;
     r->flags = 0;
     r->bad_method = r->bad_path = r->key_only = 0;
 }
@@ -182,12 +195,56 @@ kg_error kg_request_set_key_only(kg_request *r)
 
 kg_error kg_request_set_client(kg_request *r, const char *c)
 {
-    size_t off;
     if (r == NULL || c == NULL)
         return KG_ERR_INVALID;
-    if ((off = put(r, c, strlen(c))) == (size_t)-1)
-        return KG_ERR_NOMEM;
-    r->client = off + 1;
+    /* Kept as given, for messages (truncated past what any address
+     * needs), and parsed once here rather than by each stage. */
+    kg__strlcpy(r->client_str, c, sizeof(r->client_str));
+    r->client_bin = kg_addr_parse(c, r->client_addr) == KG_OK;
+    r->has_client = 1;
+    return KG_OK;
+}
+
+kg_error kg_request_set_client_addr(kg_request *r, const struct sockaddr *sa)
+{
+    const unsigned char *a4 = NULL;
+
+    if (r == NULL || sa == NULL)
+        return KG_ERR_INVALID;
+    if (sa->sa_family == AF_INET) {
+        a4 = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            a4 = in6->sin6_addr.s6_addr + 12;
+        else
+            memcpy(r->client_addr, in6->sin6_addr.s6_addr, 16);
+    } else {
+        return KG_ERR_INVALID;
+    }
+    if (a4 != NULL) {
+        memset(r->client_addr, 0, 10);
+        r->client_addr[10] = r->client_addr[11] = 0xff;
+        memcpy(r->client_addr + 12, a4, 4);
+    }
+    /* The text form (a v4-mapped address shown as IPv4, as
+     * kg_addr_parse reads it back). */
+    if (a4 != NULL)
+        inet_ntop(AF_INET, a4, r->client_str, sizeof(r->client_str));
+    else
+        inet_ntop(AF_INET6, r->client_addr, r->client_str, sizeof(r->client_str));
+    r->client_bin = 1;
+    r->has_client = 1;
+    return KG_OK;
+}
+
+kg_error kg_request_client_addr(const kg_request *r, unsigned char addr_r[16])
+{
+    if (r == NULL || !r->has_client)
+        return KG_ERR_NOT_FOUND;
+    if (!r->client_bin)
+        return KG_ERR_INVALID;
+    memcpy(addr_r, r->client_addr, 16);
     return KG_OK;
 }
 
@@ -198,28 +255,55 @@ unsigned kg__request_target_state(const kg_request *r)
     return r->flags;
 }
 
+/* The next header's slot, or NULL if out of memory. */
+static struct kg__header *header_slot(kg_request *r)
+{
+    if (r->nh == r->hcap) {
+        size_t cap = r->hcap ? r->hcap * 2 : 16;
+        struct kg__header *nh = realloc(r->h, cap * sizeof(*nh));
+        if (nh == NULL)
+            return NULL;
+        r->h = nh;
+        r->hcap = cap;
+    }
+    return &r->h[r->nh];
+}
+
 kg_error kg_request_add_header_n(kg_request *r, const char *name,
                                  size_t name_len, const char *value,
                                  size_t value_len)
 {
+    struct kg__header *h;
     size_t n, v;
 
     if (r == NULL || name == NULL || value == NULL)
         return KG_ERR_INVALID;
-    if (r->nh == r->hcap) {
-        size_t cap = r->hcap ? r->hcap * 2 : 8;
-        struct kg__header *nh = realloc(r->h, cap * sizeof(*nh));
-        if (nh == NULL)
-            return KG_ERR_NOMEM;
-        r->h = nh;
-        r->hcap = cap;
-    }
+    if ((h = header_slot(r)) == NULL)
+        return KG_ERR_NOMEM;
     if ((n = put(r, name, name_len)) == (size_t)-1 ||
         (v = put(r, value, value_len)) == (size_t)-1)
         return KG_ERR_NOMEM;
-    r->h[r->nh].name = n;
-    r->h[r->nh].value = v;
-    r->h[r->nh].vlen = value_len;
+    h->nref = h->vref = NULL;
+    h->name = n;
+    h->value = v;
+    h->vlen = value_len;
+    r->nh++;
+    return KG_OK;
+}
+
+kg_error kg_request_add_header_ref(kg_request *r, const char *name,
+                                   const char *value, size_t value_len)
+{
+    struct kg__header *h;
+
+    if (r == NULL || name == NULL || value == NULL)
+        return KG_ERR_INVALID;
+    if ((h = header_slot(r)) == NULL)
+        return KG_ERR_NOMEM;
+    h->nref = name;
+    h->vref = value;
+    h->name = h->value = 0;
+    h->vlen = value_len;
     r->nh++;
     return KG_OK;
 }
@@ -245,8 +329,18 @@ kg_target_kind kg_request_target_kind(const kg_request *r)
         return KG_TARGET_KEY;
     return r->method && r->path ? KG_TARGET_ROUTE : KG_TARGET_NONE;
 }
-const char *kg_request_client(const kg_request *r) { return r->client ? r->mem + r->client - 1 : NULL; }
+const char *kg_request_client(const kg_request *r) { return r->has_client ? r->client_str : NULL; }
 size_t kg_request_header_count(const kg_request *r) { return r->nh; }
+
+static const char *hname(const kg_request *r, const struct kg__header *h)
+{
+    return h->nref != NULL ? h->nref : r->mem + h->name;
+}
+
+static const char *hvalue(const kg_request *r, const struct kg__header *h)
+{
+    return h->vref != NULL ? h->vref : r->mem + h->value;
+}
 
 kg_error kg_request_header_at(const kg_request *r, size_t i,
                               const char **name_r, const char **value_r,
@@ -254,8 +348,8 @@ kg_error kg_request_header_at(const kg_request *r, size_t i,
 {
     if (i >= r->nh)
         return KG_ERR_NOT_FOUND;
-    if (name_r) *name_r = r->mem + r->h[i].name;
-    if (value_r) *value_r = r->mem + r->h[i].value;
+    if (name_r) *name_r = hname(r, &r->h[i]);
+    if (value_r) *value_r = hvalue(r, &r->h[i]);
     if (len_r) *len_r = r->h[i].vlen;
     return KG_OK;
 }
@@ -265,10 +359,10 @@ const char *kg_request_header_find(const kg_request *r, const char *name,
 {
     size_t i;
     for (i = 0; i < r->nh; i++) {
-        if (strcasecmp(r->mem + r->h[i].name, name) == 0 && nth-- == 0) {
+        if (strcasecmp(hname(r, &r->h[i]), name) == 0 && nth-- == 0) {
             if (len_r)
                 *len_r = r->h[i].vlen;
-            return r->mem + r->h[i].value;
+            return hvalue(r, &r->h[i]);
         }
     }
     return NULL;

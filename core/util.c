@@ -190,11 +190,21 @@ void kg__buf_init(kg__buf *b)
     b->p = NULL;
     b->len = b->cap = 0;
     b->oom = 0;
+    b->inl = NULL;
+}
+
+void kg__buf_init_inline(kg__buf *b, char *mem, size_t cap)
+{
+    kg__buf_init(b);
+    b->p = b->inl = mem;
+    b->cap = cap;
+    mem[0] = '\0';
 }
 
 void kg__buf_free(kg__buf *b)
 {
-    free(b->p);
+    if (b->p != b->inl)
+        free(b->p);
     kg__buf_init(b);
 }
 
@@ -210,7 +220,13 @@ static int buf_grow(kg__buf *b, size_t extra)
     want = b->cap ? b->cap * 2 : 128;
     while (want < b->len + extra + 1)
         want *= 2;
-    p = realloc(b->p, want);
+    if (b->p != NULL && b->p == b->inl) {
+        /* Out of the caller's storage, onto the heap. */
+        if ((p = malloc(want)) != NULL)
+            memcpy(p, b->p, b->len + 1);
+    } else {
+        p = realloc(b->p, want);
+    }
     if (p == NULL) {
         b->oom = 1;
         return -1;
@@ -232,6 +248,32 @@ void kg__buf_add(kg__buf *b, const char *s, size_t n)
 void kg__buf_adds(kg__buf *b, const char *s)
 {
     kg__buf_add(b, s, strlen(s));
+}
+
+size_t kg__fmt_i64(char out[21], int64_t v)
+{
+    char tmp[21];
+    size_t n = 0, i;
+    /* Through the unsigned form, so that INT64_MIN negates. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    i = 0;
+    if (v < 0)
+        out[i++] = '-';
+    while (n > 0)
+        out[i++] = tmp[--n];
+    out[i] = '\0';
+    return i;
+}
+
+void kg__buf_addi(kg__buf *b, int64_t v)
+{
+    char num[21];
+    kg__buf_add(b, num, kg__fmt_i64(num, v));
 }
 
 void kg__buf_addf(kg__buf *b, const char *fmt, ...)

@@ -10,6 +10,8 @@
  *   keygated_holder.c   the serving policy, refcounted, swapped on SIGHUP
  *   keygated_http.c     libmicrohttpd: daemons, request dispatch, responses
  *   keygated_check.c    /check and /whoami: request -> decision -> response
+ *   keygated_reply.c    what a worker thread reuses (its request, its
+ *                       response for allowed checks); answers
  *   keygated_head.c     a request's head against --max-header-bytes and
  *                       libmicrohttpd's per-connection memory (414/431)
  *   keygated_metrics.c  counters and their Prometheus text
@@ -116,6 +118,11 @@ int kgd_addr_trusted(const char *addr, const kg_cidr *trusted,
                      size_t ntrusted);
 /* A sockaddr into a numeric address (IPv4-mapped IPv6 shown as IPv4). */
 void kgd_sockaddr_str(const struct sockaddr *sa, char *out, size_t size);
+/* A sockaddr into kg_cidr's binary form (IPv4 as v4-mapped); 0, or -1
+ * for a family that is not IP. */
+int kgd_sockaddr_bin(const struct sockaddr *sa, unsigned char out[16]);
+int kgd_addr_bin_trusted(const unsigned char addr[16], const kg_cidr *trusted,
+                         size_t ntrusted);
 
 /* ---- keygated_origin.c -------------------------------------------------- */
 
@@ -239,6 +246,33 @@ size_t kgd_head_pool(const kgd_conf *conf);
 int kgd_head_refuse(struct MHD_Connection *conn, const kgd_conf *conf,
                     const char *method, const char *raw_uri,
                     const char *version, int *refused_r);
+
+/* ---- keygated_reply.c --------------------------------------------------- */
+
+struct kgd_hdr {
+    const char *name, *value;
+};
+/* What a worker thread keeps from one request to the next: made on its
+ * first request, freed when it exits. */
+struct kgd_worker {
+    kg_request *req;                /* reset for each check */
+    struct MHD_Response *allowed;   /* kgd_reply_reused's */
+};
+/* This thread's, or NULL if out of memory. */
+struct kgd_worker *kgd_worker(void);
+#define KGD_MAX_ANSWER_HEADERS 24
+/*
+ * Queue `status` with headers h[0..n) and an empty body on this
+ * thread's reused response (an allowed /check's answer); falls back to
+ * a fresh one if that cannot be edited.  The strings need only last the
+ * call.  Returns what MHD_queue_response returns.
+ */
+int kgd_reply_reused(struct MHD_Connection *conn, unsigned status,
+                     const struct kgd_hdr *h, size_t n);
+/* The same on a response of its own, with a body (copied). */
+int kgd_reply_fresh(struct MHD_Connection *conn, unsigned status,
+                    const char *body, size_t len, const struct kgd_hdr *h,
+                    size_t n);
 
 /* ---- keygated_check.c --------------------------------------------------- */
 

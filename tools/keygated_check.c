@@ -6,11 +6,20 @@
  *   allowed  200, the decision's rate-limit headers and, for the
  *            upstream, X-Keygate-Key-Id / -Plan / -Priority / -Lease;
  *   denied   the decision's status, JSON body and headers, plus
- *            X-Keygate-Status / -Code / -Error carrying the same in
- *            headers for nginx, whose auth_request drops the body and
- *            turns any status but 2xx/401/403 into 500 (the shipped
- *            snippet restores them from these headers).
+ *            X-Keygate-Status / -Code carrying the same in headers for
+ *            nginx, whose auth_request drops the body and turns any
+ *            status but 2xx/401/403 into 500 (the shipped snippet
+ *            restores them from these headers), and X-Keygate-Error (the
+ *            body again) when the request asks for it with
+ *            X-Keygate-Want-Error (the nginx snippet does).
  * /whoami authenticates without consuming quota and answers the record.
+ *
+ * Per request, nothing is allocated once a thread has served one: the
+ * thread keeps its kg_request (reset, not rebuilt), the headers are lent
+ * to it from libmicrohttpd's connection memory (which holds them for the
+ * whole request), the client address goes in binary, the decision is
+ * the thread's spare one and renders into its own storage, and the
+ * answer is the thread's reused response (keygated_reply.c).
  */
 #include "config.h"
 
@@ -36,6 +45,7 @@ struct collect {
     kg_request *req;
     unsigned count;
     int oom;
+    int want_error;           /* X-Keygate-Want-Error came */
     const char *xff[MAX_XFF];
     size_t nxff;
     const char *origin[H__N];
@@ -56,7 +66,11 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
         value = "";
         value_size = 0;
     }
-    if (kg_request_add_header_n(c->req, key, key_size, value, value_size) != KG_OK)
+    (void)key_size;
+    /* Lent, not copied: libmicrohttpd keeps the head (NUL-terminated
+     * names and values) in the connection's memory until the request
+     * completes, after the check. */
+    if (kg_request_add_header_ref(c->req, key, value, value_size) != KG_OK)
         c->oom = 1;
     /* Two of a header that names the original request make it
      * ambiguous: which of them did the gateway mean, and which one did a
@@ -77,6 +91,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
         return MHD_YES;
     if (strcasecmp(key, "X-Forwarded-For") == 0 && c->nxff < MAX_XFF)
         c->xff[c->nxff++] = value;
+    else if (value_size > 0 && strcasecmp(key, "X-Keygate-Want-Error") == 0)
+        c->want_error = 1;
     return MHD_YES;
 }
 
@@ -87,70 +103,89 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void add_decision_headers(struct MHD_Response *r, const kg_decision *d)
+/*
+ * What keygated adds for the upstream on a decision that identified a
+ * key: a header per line, from the decision's getters (a string, or an
+ * integer sent only for a decision with a plan).  Adding one is a line.
+ */
+static const struct {
+    const char *name;
+    const char *(*str)(const kg_decision *d);
+    int (*num)(const kg_decision *d);
+} upstream_headers[] = {
+    { "X-Keygate-Key-Id", kg_decision_key_id, NULL },
+    { "X-Keygate-Plan", kg_decision_plan, NULL },
+    { "X-Keygate-Priority", NULL, kg_decision_priority },
+    { "X-Keygate-Lease", kg_decision_lease, NULL },
+};
+#define N_UPSTREAM (sizeof(upstream_headers) / sizeof(upstream_headers[0]))
+
+/* The answer's headers, pointing into the decision and into `nums`
+ * (room for the integers), valid as long as both are. */
+struct answer {
+    struct kgd_hdr h[KGD_MAX_ANSWER_HEADERS];
+    size_t n;
+    char nums[N_UPSTREAM][24];
+};
+
+static void put(struct answer *a, const char *name, const char *value)
+{
+    if (value != NULL && *value != '\0' && a->n < KGD_MAX_ANSWER_HEADERS) {
+        a->h[a->n].name = name;
+        a->h[a->n].value = value;
+        a->n++;
+    }
+}
+
+/* The decision's own headers, then the upstream's. */
+static void decision_headers(struct answer *a, const kg_decision *d)
 {
     size_t i, n = kg_decision_header_count(d);
+
     for (i = 0; i < n; i++) {
         const char *name, *value;
         if (kg_decision_header(d, i, &name, &value) == KG_OK)
-            MHD_add_response_header(r, name, value);
+            put(a, name, value);
+    }
+    for (i = 0; i < N_UPSTREAM; i++) {
+        if (upstream_headers[i].str != NULL) {
+            put(a, upstream_headers[i].name, upstream_headers[i].str(d));
+        } else if (kg_decision_plan(d) != NULL) {
+            snprintf(a->nums[i], sizeof(a->nums[i]), "%d",
+                     upstream_headers[i].num(d));
+            put(a, upstream_headers[i].name, a->nums[i]);
+        }
     }
 }
 
-static void add_key_headers(struct MHD_Response *r, const kg_decision *d)
-{
-    char buf[32];
-    const char *id = kg_decision_key_id(d);
-
-    if (id != NULL)
-        MHD_add_response_header(r, "X-Keygate-Key-Id", id);
-    if (kg_decision_plan(d) != NULL) {
-        MHD_add_response_header(r, "X-Keygate-Plan", kg_decision_plan(d));
-        snprintf(buf, sizeof(buf), "%d", kg_decision_priority(d));
-        MHD_add_response_header(r, "X-Keygate-Priority", buf);
-    }
-    if (kg_decision_lease(d) != NULL)
-        MHD_add_response_header(r, "X-Keygate-Lease", kg_decision_lease(d));
-}
-
-static int respond_denied(struct MHD_Connection *conn, const kg_decision *d)
+static int respond_denied(struct MHD_Connection *conn, const kg_decision *d,
+                          int want_error)
 {
     const char *body = kg_decision_body(d);
-    struct MHD_Response *r;
+    struct answer a;
     char status[8];
-    int ret;
 
-    r = MHD_create_response_from_buffer(strlen(body), (void *)body,
-                                        MHD_RESPMEM_MUST_COPY);
-    if (r == NULL)
-        return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    add_decision_headers(r, d);
-    add_key_headers(r, d);
+    a.n = 0;
+    put(&a, "Content-Type", "application/json");
+    put(&a, "Cache-Control", "no-store");
+    decision_headers(&a, d);
     snprintf(status, sizeof(status), "%d", kg_decision_status(d));
-    MHD_add_response_header(r, "X-Keygate-Status", status);
-    MHD_add_response_header(r, "X-Keygate-Code", kg_code_name(kg_decision_code(d)));
-    MHD_add_response_header(r, "X-Keygate-Error", body);
-    ret = MHD_queue_response(conn, (unsigned)kg_decision_status(d), r);
-    MHD_destroy_response(r);
-    return ret;
+    put(&a, "X-Keygate-Status", status);
+    put(&a, "X-Keygate-Code", kg_code_name(kg_decision_code(d)));
+    if (want_error)
+        put(&a, "X-Keygate-Error", body);
+    return kgd_reply_fresh(conn, (unsigned)kg_decision_status(d), body,
+                           strlen(body), a.h, a.n);
 }
 
 static int respond_allowed(struct MHD_Connection *conn, const kg_decision *d)
 {
-    struct MHD_Response *r;
-    int ret;
+    struct answer a;
 
-    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (r == NULL)
-        return MHD_NO;
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    add_decision_headers(r, d);
-    add_key_headers(r, d);
-    ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
-    MHD_destroy_response(r);
-    return ret;
+    a.n = 0;
+    put(&a, "Cache-Control", "no-store");
+    decision_headers(&a, d);
+    return kgd_reply_reused(conn, MHD_HTTP_OK, a.h, a.n);
 }
 
 /* GET /whoami when the key is good: the record, its plan and limits. */
@@ -197,7 +232,11 @@ static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
     }
     MHD_add_response_header(r, "Content-Type", "application/json");
     MHD_add_response_header(r, "Cache-Control", "no-store");
-    add_decision_headers(r, d);
+    for (i = 0; i < kg_decision_header_count(d); i++) {
+        const char *name, *value;
+        if (kg_decision_header(d, i, &name, &value) == KG_OK)
+            MHD_add_response_header(r, name, value);
+    }
     ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
@@ -233,14 +272,34 @@ int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
     return ret;
 }
 
+/* The client: the TCP peer, in binary, unless it is a trusted proxy
+ * that sent X-Forwarded-For (then keygated_client.c walks the list). */
+static kg_error set_client(const kgd_conf *conf, struct MHD_Connection *conn,
+                           const struct collect *c)
+{
+    const union MHD_ConnectionInfo *ci;
+    unsigned char peer[16];
+    char peer_s[64], client[64];
+
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL ||
+        kgd_sockaddr_bin(ci->client_addr, peer) != 0)
+        return KG_OK;   /* no address: ipacl fails closed */
+    if (c->nxff == 0 || !kgd_addr_bin_trusted(peer, conf->proxies, conf->nproxies))
+        return kg_request_set_client_addr(c->req, ci->client_addr);
+    kgd_sockaddr_str(ci->client_addr, peer_s, sizeof(peer_s));
+    kgd_client_address(peer_s, c->xff, c->nxff, conf->proxies,
+                       conf->nproxies, client, sizeof(client));
+    return client[0] ? kg_request_set_client(c->req, client) : KG_OK;
+}
+
 int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
                      const char *url, const char *method,
                      const char *raw_uri, int whoami)
 {
     const kgd_conf *conf = srv->conf;
+    struct kgd_worker *w;
     struct collect c;
-    const union MHD_ConnectionInfo *ci;
-    char peer[64] = "", client[64];
     kgd_policy_ref *ref = NULL;
     kg_decision *d = NULL;
     kg_error e;
@@ -248,8 +307,10 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
     int ret = MHD_NO;
 
     memset(&c, 0, sizeof(c));
-    if (kg_request_new(&c.req) != KG_OK)
+    if ((w = kgd_worker()) == NULL)
         return MHD_NO;
+    c.req = w->req;
+    kg_request_reset(c.req);
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &c);
     if (c.oom)
         goto out;
@@ -289,12 +350,7 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
     }
     if (e == KG_ERR_NOMEM)
         goto out;
-    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci != NULL)
-        kgd_sockaddr_str(ci->client_addr, peer, sizeof(peer));
-    kgd_client_address(peer, c.xff, c.nxff, conf->proxies, conf->nproxies,
-                       client, sizeof(client));
-    if (client[0] && kg_request_set_client(c.req, client) != KG_OK)
+    if (set_client(conf, conn, &c) == KG_ERR_NOMEM)
         goto out;
 
     ref = kgd_policy_get();
@@ -312,7 +368,7 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
         struct kgd_access a;
         int64_t us = now_us() - t0;
         a.endpoint = whoami ? "whoami" : "check";
-        a.client = client;
+        a.client = kg_request_client(c.req);
         /* The normalized path (a query may hold secrets); null for
          * none, or for one refused as malformed. */
         a.method = whoami ? method : kg_request_method(c.req);
@@ -327,13 +383,14 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
         kgd_log_access(&a);
     }
     if (!kg_decision_allowed(d))
-        ret = respond_denied(conn, d);
+        ret = respond_denied(conn, d, c.want_error);
     else if (whoami)
         ret = respond_whoami(conn, d);
     else
         ret = respond_allowed(conn, d);
 out:
     kg_decision_free(d);
-    kg_request_free(c.req);
+    /* Drop the lent headers now: the connection's memory is reused. */
+    kg_request_reset(c.req);
     return ret;
 }

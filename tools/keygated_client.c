@@ -23,14 +23,10 @@ int kgd_addr_trusted(const char *addr, const kg_cidr *trusted,
                      size_t ntrusted)
 {
     unsigned char a[16];
-    size_t i;
 
     if (kg_addr_parse(addr, a) != KG_OK)
         return 0;
-    for (i = 0; i < ntrusted; i++)
-        if (kg_cidr_contains(&trusted[i], a))
-            return 1;
-    return 0;
+    return kgd_addr_bin_trusted(a, trusted, ntrusted);
 }
 
 /*
@@ -112,6 +108,31 @@ void kgd_client_address(const char *peer, const char *const *xff,
     }
 done:
     snprintf(out, size, "%s", cur);
+}
+
+int kgd_sockaddr_bin(const struct sockaddr *sa, unsigned char out[16])
+{
+    if (sa->sa_family == AF_INET) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr, 16);
+        return 0;
+    }
+    return -1;
+}
+
+int kgd_addr_bin_trusted(const unsigned char addr[16], const kg_cidr *trusted,
+                         size_t ntrusted)
+{
+    size_t i;
+    for (i = 0; i < ntrusted; i++)
+        if (kg_cidr_contains(&trusted[i], addr))
+            return 1;
+    return 0;
 }
 
 void kgd_sockaddr_str(const struct sockaddr *sa, char *out, size_t size)

@@ -4,19 +4,17 @@
  * A loaded kg_policy is immutable, so a reload builds a new one beside
  * it in the same kg_context (limiter state lives in the context, keyed
  * by key id and limit name, so nobody's counters reset) and swaps the
- * pointer.  Each request holds a reference on the policy it started
- * with; the old policy is freed by whoever drops the last reference, so
- * a request never sees a policy freed under it and none is dropped.
+ * pointer (an atomic exchange; parsing, loading plugins and reading key
+ * stores happen before it, beside the serving policy).
  *
- * The swap itself is a pointer exchange under a mutex held for a few
- * instructions; the expensive part (parsing, loading plugins, reading
- * key stores) happens outside it.
- *
- * Freeing an old policy is expensive too (its key stores: 0.3 s for a
- * file of a million keys), and the last reference is often a request's:
- * so the policy goes to a list that the main thread empties
+ * A request takes the serving policy without a lock or a shared
+ * counter: it names the policy in its thread's hazard slot (see
+ * kgd_policy_get), and the old policy, once swapped out, waits on a list
+ * until no slot names it.  The main thread empties that list
  * (kgd_holder_collect, on its 200 ms tick, after a reload and at
- * shutdown), and no request waits for it.
+ * shutdown): freeing a policy is expensive (its key stores: 0.3 s for a
+ * file of a million keys), and no request ever waits for it or sees a
+ * policy freed under it.
  */
 #include "config.h"
 
@@ -28,18 +26,79 @@
 
 struct kgd_policy_ref {
     kg_policy *policy;
-    atomic_long refs;
-    struct kgd_policy_ref *next;   /* on the list of those to free */
+    struct kgd_policy_ref *next;   /* on the list of those let go of */
 };
 
+/*
+ * A thread's hazard slot: the policy it is using, or NULL.  One cache
+ * line each, so that a request writes only its own thread's line.
+ */
+/* --threads is 1..1024 per listener: every worker, and the main thread. */
+#define MAX_SLOTS (KGD_MAX_LISTEN * 1024 + 8)
+struct slot {
+    _Atomic(kgd_policy_ref *) in_use;
+    atomic_int taken;     /* the slot belongs to a live thread */
+    unsigned depth;       /* nested kgd_policy_get()s (its thread's only) */
+} __attribute__((aligned(64)));
+
+static struct slot slots[MAX_SLOTS];
+static atomic_uint nslots;   /* slots[0..nslots) may be in use */
+
 static struct {
-    pthread_mutex_t lock;
-    kgd_policy_ref *cur;
+    _Atomic(kgd_policy_ref *) cur;
     kg_context *ctx;
     char *config;        /* NULL: the embedded default */
     pthread_mutex_t reload_lock;   /* one reload at a time */
-    kgd_policy_ref *dead;          /* no reference left: to free (under lock) */
-} H = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, NULL };
+    pthread_mutex_t lock;          /* the list below */
+    kgd_policy_ref *dead;          /* let go of: to free when unused */
+    pthread_key_t key;             /* gives a slot back at thread exit */
+    int have_key;
+    pthread_once_t once;
+} H = { NULL, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+        NULL, 0, 0, PTHREAD_ONCE_INIT };
+
+static __thread struct slot *tl_slot;
+
+static void slot_release(void *p)
+{
+    struct slot *s = p;
+    atomic_store(&s->in_use, NULL);
+    s->depth = 0;
+    atomic_store(&s->taken, 0);
+}
+
+static void key_init(void)
+{
+    H.have_key = pthread_key_create(&H.key, slot_release) == 0;
+}
+
+/* This thread's slot (claimed on its first request: a free one, given
+ * back by a thread that ended), or NULL when MAX_SLOTS live threads
+ * hold them all. */
+static struct slot *my_slot(void)
+{
+    unsigned i;
+
+    if (tl_slot != NULL)
+        return tl_slot;
+    pthread_once(&H.once, key_init);
+    for (i = 0; i < MAX_SLOTS; i++) {
+        int expect = 0;
+        unsigned n;
+        if (!atomic_compare_exchange_strong(&slots[i].taken, &expect, 1))
+            continue;
+        /* Counted before the slot is first used, so that a collector
+         * that could see it in use scans it. */
+        n = atomic_load(&nslots);
+        while (n <= i && !atomic_compare_exchange_weak(&nslots, &n, i + 1))
+            ;
+        tl_slot = &slots[i];
+        if (H.have_key)
+            pthread_setspecific(H.key, tl_slot);
+        return tl_slot;
+    }
+    return NULL;
+}
 
 static kg_error load(kg_policy **p_r, kg_diag *diag)
 {
@@ -55,12 +114,12 @@ static kgd_policy_ref *wrap(kg_policy *p)
     if (r == NULL)
         return NULL;
     r->policy = p;
-    atomic_init(&r->refs, 1);   /* the holder's own reference */
     return r;
 }
 
 int kgd_holder_init(kg_context *ctx, const char *config, kg_diag *diag)
 {
+    kgd_policy_ref *nr;
     kg_policy *p = NULL;
     kg_error e;
 
@@ -72,22 +131,50 @@ int kgd_holder_init(kg_context *ctx, const char *config, kg_diag *diag)
     e = load(&p, diag);
     if (e != KG_OK)
         return -1;
-    H.cur = wrap(p);
-    if (H.cur == NULL) {
+    nr = wrap(p);
+    if (nr == NULL) {
         kg_policy_free(p);
         return -1;
     }
+    atomic_store(&H.cur, nr);
     return 0;
 }
 
+/*
+ * Hazard pointers: a thread announces the policy it is about to use in
+ * its own slot, then checks that it is still the serving one (if a
+ * reload swapped it in between, it tries again).  The collector frees a
+ * let-go-of policy only when no slot names it, so once it has been
+ * swapped out and every thread's slot has moved on, it is unused.  All
+ * of it sequentially consistent: the announce is ordered before the
+ * re-read, the swap before the collector's scan.  No lock, no shared
+ * counter: a request writes only its own slot's cache line.
+ */
 kgd_policy_ref *kgd_policy_get(void)
 {
+    struct slot *s = my_slot();
     kgd_policy_ref *r;
-    pthread_mutex_lock(&H.lock);
-    r = H.cur;
-    if (r != NULL)
-        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&H.lock);
+
+    if (s == NULL)
+        return NULL;   /* more live threads than slots: 503 */
+    if (s->depth > 0) {
+        s->depth++;
+        return atomic_load(&s->in_use);
+    }
+    r = atomic_load(&H.cur);
+    for (;;) {
+        kgd_policy_ref *again;
+        atomic_store(&s->in_use, r);
+        again = atomic_load(&H.cur);
+        if (again == r)
+            break;
+        r = again;
+    }
+    if (r == NULL) {
+        atomic_store(&s->in_use, NULL);
+        return NULL;
+    }
+    s->depth = 1;
     return r;
 }
 
@@ -98,24 +185,52 @@ const kg_policy *kgd_policy_of(const kgd_policy_ref *r)
 
 void kgd_policy_put(kgd_policy_ref *r)
 {
+    struct slot *s = tl_slot;
+    if (r == NULL || s == NULL || s->depth == 0)
+        return;
+    if (--s->depth == 0)
+        atomic_store(&s->in_use, NULL);
+}
+
+static int in_use(const kgd_policy_ref *r)
+{
+    unsigned i, n = atomic_load(&nslots);
+    for (i = 0; i < n && i < MAX_SLOTS; i++)
+        if (atomic_load(&slots[i].in_use) == r)
+            return 1;
+    return 0;
+}
+
+/* Let go of r (swapped out): it waits on the list for kgd_holder_collect. */
+static void retire(kgd_policy_ref *r)
+{
     if (r == NULL)
         return;
-    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
-        pthread_mutex_lock(&H.lock);
-        r->next = H.dead;
-        H.dead = r;
-        pthread_mutex_unlock(&H.lock);
-    }
+    pthread_mutex_lock(&H.lock);
+    r->next = H.dead;
+    H.dead = r;
+    pthread_mutex_unlock(&H.lock);
 }
 
 void kgd_holder_collect(void)
 {
-    kgd_policy_ref *r, *next;
+    kgd_policy_ref *r, *next, *keep = NULL, *gone = NULL;
+
     pthread_mutex_lock(&H.lock);
-    r = H.dead;
-    H.dead = NULL;
+    for (r = H.dead; r != NULL; r = next) {
+        next = r->next;
+        if (in_use(r)) {
+            r->next = keep;
+            keep = r;
+        } else {
+            r->next = gone;
+            gone = r;
+        }
+    }
+    H.dead = keep;
     pthread_mutex_unlock(&H.lock);
-    for (; r != NULL; r = next) {
+    /* Freed outside the lock (a key store of a million keys: 0.3 s). */
+    for (r = gone; r != NULL; r = next) {
         next = r->next;
         kg_policy_free(r->policy);
         free(r);
@@ -163,11 +278,8 @@ int kgd_holder_reload(kg_diag *diag)
         snprintf(diag->message, sizeof(diag->message), "out of memory");
         goto out;
     }
-    pthread_mutex_lock(&H.lock);
-    old = H.cur;
-    H.cur = nr;
-    pthread_mutex_unlock(&H.lock);
-    kgd_policy_put(old);
+    old = atomic_exchange(&H.cur, nr);
+    retire(old);
     rc = 0;
 out:
     pthread_mutex_unlock(&H.reload_lock);
@@ -176,12 +288,7 @@ out:
 
 void kgd_holder_shutdown(void)
 {
-    kgd_policy_ref *old;
-    pthread_mutex_lock(&H.lock);
-    old = H.cur;
-    H.cur = NULL;
-    pthread_mutex_unlock(&H.lock);
-    kgd_policy_put(old);
+    retire(atomic_exchange(&H.cur, NULL));
     kgd_holder_collect();
     free(H.config);
     H.config = NULL;

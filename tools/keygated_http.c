@@ -12,8 +12,8 @@
  * never stored.  An HTTP/1.1 request without Host gets 400 (MHD's strict
  * mode).  Every request gets a context from the
  * URI-log callback (the only place MHD shows the raw request target,
- * query included, which Envoy's path_prefix needs) that the completion
- * callback frees.
+ * query included, which Envoy's path_prefix needs): the connection's
+ * (notify_connection), so that a request allocates nothing.
  */
 #include "config.h"
 
@@ -26,9 +26,18 @@
 
 #include "keygated.h"
 
+/*
+ * Per connection, not per request: made when libmicrohttpd accepts the
+ * connection, reused by each request on it (keep-alive), freed when it
+ * closes.  The raw target is copied into it (libmicrohttpd unescapes
+ * its own copy in place after the URI-log callback); its buffer only
+ * grows.
+ */
 struct kgd_reqctx {
     char *raw_uri;
+    size_t cap;
     int started;
+    int active;        /* a request is in flight (counted in metrics) */
 };
 
 static struct {
@@ -37,15 +46,47 @@ static struct {
     kgd_server srv;
 } S;
 
-static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+static void notify_connection(void *cls, struct MHD_Connection *conn,
+                              void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
 {
-    struct kgd_reqctx *rc = calloc(1, sizeof(*rc));
+    struct kgd_reqctx *rc = *socket_context;
     (void)cls;
     (void)conn;
-    if (rc != NULL) {
-        rc->raw_uri = strdup(uri ? uri : "");
-        kgd_metrics_inflight(1);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(struct kgd_reqctx));
+        return;
     }
+    if (rc != NULL) {
+        free(rc->raw_uri);
+        free(rc);
+        *socket_context = NULL;
+    }
+}
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci;
+    struct kgd_reqctx *rc;
+    size_t n;
+    (void)cls;
+
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci == NULL || (rc = ci->socket_context) == NULL)
+        return NULL;   /* out of memory at accept: dispatch drops it */
+    n = strlen(uri ? uri : "") + 1;
+    if (n > rc->cap) {
+        char *p = malloc(n);
+        if (p == NULL)
+            return NULL;
+        free(rc->raw_uri);
+        rc->raw_uri = p;
+        rc->cap = n;
+    }
+    memcpy(rc->raw_uri, uri ? uri : "", n);
+    rc->started = 0;
+    rc->active = 1;
+    kgd_metrics_inflight(1);
     return rc;
 }
 
@@ -58,10 +99,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (rc == NULL)
         return;
-    free(rc->raw_uri);
-    free(rc);
     *con_cls = NULL;
-    kgd_metrics_inflight(-1);
+    if (rc->active) {
+        rc->active = 0;
+        kgd_metrics_inflight(-1);
+    }
 }
 
 static int respond_text(struct MHD_Connection *conn, unsigned status,
@@ -240,6 +282,7 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
             MHD_OPTION_CONNECTION_TIMEOUT, conf->timeout_s,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, kgd_head_pool(conf),
             MHD_OPTION_STRICT_FOR_CLIENT, 1,
+            MHD_OPTION_NOTIFY_CONNECTION, notify_connection, NULL,
             MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
             MHD_OPTION_END);

@@ -8,8 +8,13 @@
  * than 200 ms; the main thread also flushes every buffer every 200 ms
  * and at exit.  A write(2) per request would be a third of keygated's
  * system calls.  Each buffer holds whole lines, and a file is opened
- * O_APPEND, so lines never interleave.  The line never holds the key:
- * only the key id and its 8-character display prefix.
+ * O_APPEND, so lines never interleave; but two threads' buffers go out
+ * in the order they fill, not line by line, so adjacent lines from
+ * different threads may be out of time order by up to 200 ms.  Each line
+ * therefore starts with "seq", a number counted across the process in
+ * the order the lines were made: sort by it (docs/keygated.md, "Access
+ * log").  The line never holds the key: only the key id and its
+ * 8-character display prefix.
  *
  * SIGHUP reopens the file (log rotation) by dup2()ing the new descriptor
  * over the old one, which is atomic for concurrent writers.
@@ -50,6 +55,7 @@ static struct {
 } L = { -1, NULL, PTHREAD_MUTEX_INITIALIZER, { NULL }, 0 };
 
 static __thread struct logbuf *tl_buf;
+static atomic_ullong seq;   /* the last line's number */
 
 static int64_t mono_ns(void)
 {
@@ -234,7 +240,8 @@ void kgd_log_access(const struct kgd_access *a)
         return;
     now_iso(ts);
     code = kg_decision_code(d);
-    n = kgd_appendf(line, n, cap, "{\"time\":\"%s\",\"endpoint\":\"%s\",\"key_id\":",
+    n = kgd_appendf(line, n, cap, "{\"seq\":%llu,\"time\":\"%s\",\"endpoint\":\"%s\",\"key_id\":",
+                    (unsigned long long)atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1,
                     ts, a->endpoint);
     n = kgd_json_cstr(line, n, cap, kg_decision_key_id(d));
     LIT(",\"key_prefix\":");

@@ -230,14 +230,33 @@ kg_error kg_request_set_path(kg_request *req, const char *path);
  * the method and target; setting either clears this.
  */
 kg_error kg_request_set_key_only(kg_request *req);
-/* Strings are copied. */
+/* The client's address as text ("203.0.113.7", "2001:db8::1"), copied
+ * and parsed once; one that is not an address is kept for messages and
+ * matches no network. */
 kg_error kg_request_set_client(kg_request *req, const char *address);
-/* Values are taken as given, byte for byte (len may contain NULs). */
+/* The client's address from a socket address (AF_INET or AF_INET6; a
+ * v4-mapped IPv6 address counts as IPv4): no text to parse.
+ * KG_ERR_INVALID for another family. */
+struct sockaddr;
+kg_error kg_request_set_client_addr(kg_request *req,
+                                    const struct sockaddr *address);
+/* Values are taken as given, byte for byte (len may contain NULs), and
+ * copied into the request (no allocation once a reused request's buffer
+ * has grown to size: kg_request_reset). */
 kg_error kg_request_add_header(kg_request *req, const char *name,
                                const char *value);
 kg_error kg_request_add_header_n(kg_request *req, const char *name,
                                  size_t name_len, const char *value,
                                  size_t value_len);
+/*
+ * The same, without a copy: the request keeps the pointers.  `name` is
+ * NUL-terminated, `value` has value_len bytes (NULs allowed) and a NUL
+ * after them; both stay valid and unchanged until the request is reset
+ * or freed, and are the caller's to wipe (one may hold the key).  For a
+ * front end that holds the request's headers for the whole check.
+ */
+kg_error kg_request_add_header_ref(kg_request *req, const char *name,
+                                   const char *value, size_t value_len);
 
 /* ------------------------------------------------------------------ */
 /* Decisions                                                           */

@@ -45,7 +45,8 @@ extern "C" {
  * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
  * changed.
  * 4: kg_call_lease_retry_after(), kg_request_target(),
- * kg_request_target_kind() and kg_context_log_backend(); no struct
+ * kg_request_target_kind(), kg_request_client_addr() and
+ * kg_context_log_backend(); no struct
  * changed.
  * 5: accounts: struct kg_keystore_ops gained account_get, account_list,
  * account_put and account_delete (abi_minor >= 5); records carry their
@@ -355,7 +356,13 @@ typedef enum kg_target_kind {
                             * (kg_request_set_key_only: keygated's /whoami) */
 } kg_target_kind;
 kg_target_kind kg_request_target_kind(const kg_request *req);
+/* The client address as it was set (text), or NULL if none was. */
 const char *kg_request_client(const kg_request *req);
+/* The client address in binary (IPv4 as v4-mapped IPv6, the form of
+ * kg_addr_parse and kg_cidr), read without parsing (ABI 1.4): KG_OK;
+ * KG_ERR_NOT_FOUND if none was set; KG_ERR_INVALID if what was set is
+ * not an address. */
+kg_error kg_request_client_addr(const kg_request *req, unsigned char addr_r[16]);
 size_t kg_request_header_count(const kg_request *req);
 kg_error kg_request_header_at(const kg_request *req, size_t i,
                               const char **name_r, const char **value_r,

@@ -86,7 +86,7 @@ static kg_result ipacl_check(void *inst, kg_call *call)
 
     if (nkey == 0 && nacct == 0 && a->nallow == 0)
         return KG_RESULT_OK;
-    if (client == NULL || kg_addr_parse(client, addr) != KG_OK) {
+    if (kg_request_client_addr(kg_call_request(call), addr) != KG_OK) {
         kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, "this key is restricted to "
                      "some networks and the client address is unknown");
         return KG_RESULT_FAIL;

@@ -78,7 +78,9 @@ expect_status "no key" 401 "$KGD/check"
 body_has "no key: JSON code" '{"error":{"code":"unauthorized","message":"missing API key'
 has_header "no key: WWW-Authenticate" 'WWW-Authenticate: Bearer realm="test API"$'
 has_header "no key: X-Keygate-Status for nginx" "X-Keygate-Status: 401"
-has_header "no key: X-Keygate-Error carries the body" 'X-Keygate-Error: {"error":{"code":"unauthorized"'
+no_header "no key: no X-Keygate-Error unless asked for" 'X-Keygate-Error:'
+expect_status "no key, X-Keygate-Want-Error" 401 -H "X-Keygate-Want-Error: 1" "$KGD/check"
+has_header "no key: X-Keygate-Error carries the body when asked" 'X-Keygate-Error: {"error":{"code":"unauthorized"'
 has_header "denial is JSON" "Content-Type: application/json"
 expect_status "bad checksum" 401 -H "Authorization: Bearer whizo_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" "$KGD/check"
 has_header "bad key: invalid_token" 'WWW-Authenticate: Bearer realm="test API", error="invalid_token"'
@@ -185,12 +187,17 @@ sleep 0.5   # lines are flushed within 200 ms
 if python3 - "$T/access.log" <<'PY'
 import json, sys
 n = 0
+seqs = []
 for line in open(sys.argv[1], encoding="utf-8"):
     o = json.loads(line)
-    for k in ("time", "key_id", "key_prefix", "plan", "client", "method", "path", "status", "code", "decided_by", "us"):
+    for k in ("seq", "time", "key_id", "key_prefix", "plan", "client", "method", "path", "status", "code", "decided_by", "us"):
         assert k in o, (k, line)
+    seqs.append(o["seq"])
     n += 1
 assert n >= 25, n
+# seq numbers every line once, from 1: sorting by it gives the order
+# the lines were made in (docs/keygated.md, "Access log").
+assert sorted(seqs) == list(range(1, n + 1)), seqs
 PY
 then ok "access log: one JSON object per decision, all fields"; else bad "access log not valid: $(head -3 "$T/access.log")"; fi
 leak=0

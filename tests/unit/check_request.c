@@ -8,6 +8,9 @@
  */
 #include "testutil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 START_TEST(defaults_and_last_set_wins)
 {
     kg_request *r;
@@ -129,6 +132,55 @@ static const char *norm(const char *target)
     kg_request_free(r);
     return out;
 }
+
+/* The client address, binary from a sockaddr or parsed once from text;
+ * headers lent without a copy. */
+START_TEST(client_addr_and_lent_headers)
+{
+    kg_request *r;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+    unsigned char a[16], want[16];
+    static const char name[] = "Authorization", value[] = "Bearer x\0y";
+    size_t len;
+
+    ck_assert_int_eq(kg_request_new(&r), KG_OK);
+    ck_assert_int_eq(kg_request_client_addr(r, a), KG_ERR_NOT_FOUND);
+    memset(&in4, 0, sizeof(in4));
+    in4.sin_family = AF_INET;
+    inet_pton(AF_INET, "203.0.113.7", &in4.sin_addr);
+    ck_assert_int_eq(kg_request_set_client_addr(r, (struct sockaddr *)&in4), KG_OK);
+    ck_assert_str_eq(kg_request_client(r), "203.0.113.7");
+    ck_assert_int_eq(kg_request_client_addr(r, a), KG_OK);
+    ck_assert_int_eq(kg_addr_parse("203.0.113.7", want), KG_OK);
+    ck_assert_mem_eq(a, want, 16);
+    /* v4-mapped IPv6 is the IPv4 address */
+    memset(&in6, 0, sizeof(in6));
+    in6.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, "::ffff:198.51.100.1", &in6.sin6_addr);
+    ck_assert_int_eq(kg_request_set_client_addr(r, (struct sockaddr *)&in6), KG_OK);
+    ck_assert_str_eq(kg_request_client(r), "198.51.100.1");
+    inet_pton(AF_INET6, "2001:db8::1", &in6.sin6_addr);
+    ck_assert_int_eq(kg_request_set_client_addr(r, (struct sockaddr *)&in6), KG_OK);
+    ck_assert_str_eq(kg_request_client(r), "2001:db8::1");
+    ck_assert_int_eq(kg_request_client_addr(r, a), KG_OK);
+    ck_assert_mem_eq(a, in6.sin6_addr.s6_addr, 16);
+    /* text that is no address: kept for messages, matches nothing */
+    ck_assert_int_eq(kg_request_set_client(r, "nonsense"), KG_OK);
+    ck_assert_str_eq(kg_request_client(r), "nonsense");
+    ck_assert_int_eq(kg_request_client_addr(r, a), KG_ERR_INVALID);
+    /* lent: the very pointers come back, NULs and all */
+    ck_assert_int_eq(kg_request_add_header_ref(r, name, value, sizeof(value) - 1), KG_OK);
+    ck_assert_int_eq(kg_request_add_header(r, "X-API-Key", "k"), KG_OK);
+    ck_assert_ptr_eq(kg_request_header_find(r, "authorization", 0, &len), value);
+    ck_assert_uint_eq(len, sizeof(value) - 1);
+    ck_assert_str_eq(kg_request_header_find(r, "x-api-key", 0, NULL), "k");
+    kg_request_reset(r);
+    ck_assert_uint_eq(kg_request_header_count(r), 0);
+    ck_assert_ptr_null(kg_request_client(r));
+    kg_request_free(r);
+}
+END_TEST
 
 START_TEST(normalize_paths)
 {
@@ -439,6 +491,7 @@ static Suite *request_suite(void)
     tcase_add_test(tc, defaults_and_last_set_wins);
     tcase_add_test(tc, many_headers_read_back_exactly);
     tcase_add_test(tc, reset_wipes_and_reuses);
+    tcase_add_test(tc, client_addr_and_lent_headers);
     suite_add_tcase(s, tc);
     tc = tcase_create("target");
     tcase_add_test(tc, normalize_paths);
