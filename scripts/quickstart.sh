@@ -127,5 +127,9 @@ Try it (the Pro key was just checked: 200):
   curl -s $URL/metrics
   curl -s $URL/healthz
 
+The command line as the README's tour uses it (from $ROOT):
+
+  export PATH=\$PWD/_build/tools:\$PATH KEYGATE_PLUGIN_PATH=\$PWD/_build/plugins
+
 Put nginx, Caddy, Traefik or Envoy in front: see docs/keygated.md and conf/.
 EOF
