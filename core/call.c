@@ -16,6 +16,10 @@ const char *kg_call_plan(kg_call *c) { return c->plan; }
 kg_context *kg_call_context(kg_call *c) { return c->policy->ctx; }
 int64_t kg_call_now(kg_call *c) { return c->now_us; }
 int kg_call_peek(kg_call *c) { return c->peek; }
+int kg_call_lease_wanted(kg_call *c)
+{
+    return !c->peek && !kg__request_no_lease(c->req);
+}
 
 void kg_call_deny(kg_call *c, kg_code code, const char *message)
 {
@@ -96,6 +100,12 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
 
     if (c->record == NULL || c->record->id == NULL)
         return 0;
+    /* A request that asked for no lease (kg_request_set_no_lease) is
+     * admitted holding none, and told what others hold. */
+    if (!kg_call_lease_wanted(c)) {
+        *in_use_r = kg_call_lease_count(c, limit);
+        return 1;
+    }
     if (ttl <= 0)
         ttl = kg_call_lease_ttl(c);
     klen = strlen(c->record->id);

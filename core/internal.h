@@ -449,6 +449,8 @@ int kg__target_normalize(const char *in, size_t len, char *out,
 const char *kg__target_refusal(unsigned state);
 /* The request's KG__TARGET_* bits. */
 unsigned kg__request_target_state(const kg_request *req);
+/* kg_request_set_no_lease() was called with 1. */
+int kg__request_no_lease(const kg_request *req);
 
 /* ---- policy.c -------------------------------------------------------- */
 

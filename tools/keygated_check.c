@@ -289,12 +289,28 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
     }
     if (e == KG_ERR_NOMEM)
         goto out;
+    if (!whoami) {
+        /* /check?lease=none: limits by rate only, no lease to release
+         * (docs/keygated.md, "/check and leases"). */
+        const char *lease = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                                        "lease");
+        if (lease != NULL && strcmp(lease, "none") != 0) {
+            kgd_metrics_rejected(400);
+            ret = kgd_respond_error(conn, 400, "invalid_request",
+                                    "lease may only be 'none' (/check?lease=none)");
+            goto out;
+        }
+        if (lease != NULL && kg_request_set_no_lease(c.req, 1) != KG_OK)
+            goto out;
+    }
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci != NULL)
         kgd_sockaddr_str(ci->client_addr, peer, sizeof(peer));
     kgd_client_address(peer, c.xff, c.nxff, conf->proxies, conf->nproxies,
                        client, sizeof(client));
-    if (client[0] && kg_request_set_client(c.req, client) != KG_OK)
+    /* kgd_client_address() gives an address or "": KG_ERR_INVALID
+     * cannot happen; a client left unset fails every allowlist. */
+    if (client[0] && kg_request_set_client(c.req, client) == KG_ERR_NOMEM)
         goto out;
 
     ref = kgd_policy_get();

@@ -210,8 +210,23 @@ kg_error kg_request_set_path(kg_request *req, const char *path);
  * the method and target; setting either clears this.
  */
 kg_error kg_request_set_key_only(kg_request *req);
-/* Strings are copied. */
+/*
+ * The client's address, IPv4 or IPv6 ("203.0.113.7", "2001:db8::1",
+ * "[::1]"), copied: what the ipacl stage matches.  KG_ERR_INVALID for
+ * anything else (a host name, "bogus"); the request then keeps the
+ * address set before, if any.
+ */
 kg_error kg_request_set_client(kg_request *req, const char *address);
+/*
+ * no_lease 1: kg_check() takes no concurrency lease for this request
+ * and is not refused by a concurrency limit (it is told, in the limit's
+ * report, how many leases others hold): for a caller that wants limits
+ * by rate only and would never release a lease (keygated's
+ * /check?lease=none).  0 (the default, and after kg_request_reset()):
+ * an allowed check holds a lease of each concurrency limit until
+ * kg_release() or the plan's lease_ttl.
+ */
+kg_error kg_request_set_no_lease(kg_request *req, int no_lease);
 /* Values are taken as given, byte for byte (len may contain NULs). */
 kg_error kg_request_add_header(kg_request *req, const char *name,
                                const char *value);

@@ -44,8 +44,8 @@ extern "C" {
  * 2: struct kg_keystore_ops gained `prefetch` (abi_minor >= 2).
  * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
  * changed.
- * 4: kg_call_lease_retry_after(), kg_request_target() and
- * kg_request_target_kind(); no struct changed. */
+ * 4: kg_call_lease_retry_after(), kg_call_lease_wanted(),
+ * kg_request_target() and kg_request_target_kind(); no struct changed. */
 #define KG_PLUGIN_ABI_MINOR 4
 
 typedef enum kg_plugin_kind {
@@ -345,6 +345,11 @@ kg_context *kg_call_context(kg_call *call);
 int64_t kg_call_now(kg_call *call);
 /* 1 when the check must not consume quota (kg_check_peek). */
 int kg_call_peek(kg_call *call);
+/* 0 when the check takes no concurrency lease: a peek, or a request
+ * whose caller asked for none (kg_request_set_no_lease(), keygated's
+ * /check?lease=none).  A limiter that keeps leases outside the core
+ * takes none then, and admits.  (Since ABI minor 4.) */
+int kg_call_lease_wanted(kg_call *call);
 /* Why this module answers fail: the decision's code and message. */
 void kg_call_deny(kg_call *call, kg_code code, const char *message);
 
@@ -380,7 +385,10 @@ void kg_slot_unlock(kg_slot *slot);
  * returns 1; returns 0 if all `max` are held (expired leases are reaped
  * first).  *in_use_r gets the number held after the call, or -1 if the
  * lease could not be taken or handed out for want of memory (nothing is
- * held then): answer KG_RESULT_UNAVAILABLE.
+ * held then): answer KG_RESULT_UNAVAILABLE.  On a request that asked for
+ * no lease (kg_call_lease_wanted() is 0) it takes none and returns 1
+ * with *in_use_r the number others hold: such a request is limited by
+ * rate only.
  */
 int kg_call_lease_acquire(kg_call *call, const char *limit_name, int64_t max,
                           int64_t ttl_seconds, int64_t *in_use_r);

@@ -268,6 +268,54 @@ START_TEST(concurrency_retry_after)
 }
 END_TEST
 
+/* kg_request_set_no_lease(): admitted holding no lease, even while the
+ * limit is full, and told what the others hold; the leases of other
+ * checks unchanged; kg_request_reset() asks for leases again. */
+START_TEST(no_lease_request)
+{
+    kg_request *r;
+    kg_decision *d = NULL;
+    char *a, *b;
+    int i;
+
+    key_with_id("k_nolease", "conc");
+    r = tu_request_bearer(key, "GET", "/", "192.0.2.10");
+    ck_assert_int_eq(kg_request_set_no_lease(r, 1), KG_OK);
+    for (i = 0; i < 5; i++) {
+        ck_assert_int_eq(kg_check(pol, r, &d), KG_OK);
+        ck_assert_msg(kg_decision_allowed(d), "%d %s", kg_decision_status(d),
+                      kg_decision_message(d));
+        ck_assert_ptr_null(kg_decision_lease(d));
+        kg_decision_free(d);
+        d = NULL;
+    }
+    ck_assert_int_eq(peek_remaining("conc"), 2);
+    a = admitted();
+    b = admitted();
+    denied(429);
+    /* The limit is full: a no-lease request still passes, and hears 0. */
+    ck_assert_int_eq(kg_check(pol, r, &d), KG_OK);
+    ck_assert(kg_decision_allowed(d));
+    ck_assert_ptr_null(kg_decision_lease(d));
+    ck_assert_str_eq(kg_decision_header_value(d, "RateLimit"), "\"conc\";r=0");
+    kg_decision_free(d);
+    d = NULL;
+    ck_assert_int_eq(kg_release(ctx, a), KG_OK);
+    ck_assert_int_eq(peek_remaining("conc"), 1);
+    /* 0 asks for leases again. */
+    ck_assert_int_eq(kg_request_set_no_lease(r, 0), KG_OK);
+    ck_assert_int_eq(kg_check(pol, r, &d), KG_OK);
+    ck_assert_ptr_nonnull(kg_decision_lease(d));
+    ck_assert_int_eq(kg_release(ctx, kg_decision_lease(d)), KG_OK);
+    kg_decision_free(d);
+    ck_assert_int_eq(kg_request_set_no_lease(NULL, 1), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_release(ctx, b), KG_OK);
+    free(a);
+    free(b);
+    kg_request_free(r);
+}
+END_TEST
+
 static Suite *leases_suite(void)
 {
     Suite *s = suite_create("leases");
@@ -279,6 +327,7 @@ static Suite *leases_suite(void)
     tcase_add_loop_test(tc, denied_check_undoes_its_own_leases, 0, n);
     tcase_add_test(tc, key_id_with_separator);
     tcase_add_test(tc, concurrency_retry_after);
+    tcase_add_test(tc, no_lease_request);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -26,6 +26,16 @@ START_TEST(defaults_and_last_set_wins)
     ck_assert_str_eq(kg_request_method(r), "PUT");
     ck_assert_str_eq(kg_request_path(r), "/v1/jobs");
     ck_assert_str_eq(kg_request_client(r), "::1");
+    /* Only an address is a client (issue 23 item 14); a refused one
+     * leaves the one set before. */
+    ck_assert_int_eq(kg_request_set_client(r, "bogus"), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_request_set_client(r, "203.0.113.7/24"), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_request_set_client(r, "example.com"), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_request_set_client(r, ""), KG_ERR_INVALID);
+    ck_assert_str_eq(kg_request_client(r), "::1");
+    ck_assert_int_eq(kg_request_set_client(r, "203.0.113.7"), KG_OK);
+    ck_assert_str_eq(kg_request_client(r), "203.0.113.7");
+    ck_assert_int_eq(kg_request_set_client(r, "[2001:db8::1]"), KG_OK);
     ck_assert_int_eq(kg_request_set_path(r, NULL), KG_ERR_INVALID);
     ck_assert_int_eq(kg_request_add_header(r, NULL, "x"), KG_ERR_INVALID);
     ck_assert_int_eq(kg_request_add_header(NULL, "a", "x"), KG_ERR_INVALID);
