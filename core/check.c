@@ -334,6 +334,7 @@ static int run_limit(kg_call *c, const kg__stack *st)
     kg__chain ch;
     size_t i, ran = 0;
     unsigned char took[64];
+    size_t rep_from[64];   /* the first report of line i */
     kg_code code = KG_CODE_NONE;
     char msg[256] = "";
     size_t denier_report = (size_t)-1;
@@ -354,6 +355,8 @@ static int run_limit(kg_call *c, const kg__stack *st)
         int go, in_batch = 0;
         size_t before = c->d->nlimits;
 
+        if (i < sizeof(took))
+            rep_from[i] = before;
         c->deny_code = KG_CODE_NONE;
         c->deny_message = NULL;
         if (i >= bfrom + bn) {
@@ -424,11 +427,21 @@ static int run_limit(kg_call *c, const kg__stack *st)
             c->ok_by = st->lines[ch.decider]->label;
         return 0;
     }
-    /* Denied: give back what was taken, newest first. */
+    /* Denied: give back what was taken, newest first, and say so in the
+     * reports of the lines given back (the headers of a 429 tell what
+     * remains after this request, which took nothing: issue 23 item 3).
+     * A line's reports run to the next line's first (a batch's are all
+     * on its first line, and a batch is given back whole). */
     for (i = ran; i > 0; i--) {
         const kg__line *l = st->lines[i - 1];
-        if (i - 1 < sizeof(took) && took[i - 1] && l->mod->plugin->limit->undo)
+        if (i - 1 < sizeof(took) && took[i - 1] && l->mod->plugin->limit->undo) {
+            size_t k, end = i < ran && i < sizeof(took) ? rep_from[i] : c->d->nlimits;
             l->mod->plugin->limit->undo(l->inst, c);
+            for (k = rep_from[i - 1]; k < end && k < c->d->nlimits; k++)
+                if ((int)k != (int)denier_report &&
+                    c->d->limits[k].remaining < c->d->limits[k].limit)
+                    c->d->limits[k].remaining++;
+        }
     }
     if (kg__chain_result(&ch) == KG_RESULT_UNAVAILABLE) {
         unavailable(c, ch.decider >= 0 ? st->lines[ch.decider] : NULL,
@@ -534,8 +547,16 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     c.planp = plan;
     d->plan = rec->plan;   /* == plan->name, and lives as long as d */
     d->priority = plan->priority;
-    if (run_account(&c, &plan->account) != 0)
+    if (run_account(&c, &plan->account) != 0) {
+        /* A key identified and refused by its account (403): its limits
+         * as they stand, taking nothing, so that the denial carries the
+         * rate-limit headers as every identified key's does. */
+        if (d->status == 403) {
+            c.peek = 1;
+            (void)run_limit(&c, &plan->limit);
+        }
         goto done;
+    }
     if (run_limit(&c, &plan->limit) != 0)
         goto done;
     /* Allowed: the module whose ok made the last stage pass. */

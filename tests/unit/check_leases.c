@@ -32,7 +32,13 @@ static const char *POLICY =
     "    limit:\n"
     "      - {module: concurrency, control: requisite, options: {name: c1, count: 5}}\n"
     "      - {module: concurrency, control: requisite, options: {name: c2, count: 5}}\n"
-    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 1, window: 1h}}\n";
+    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 1, window: 1h}}\n"
+    "  mix:\n"
+    "    account:\n"
+    "      - {module: ipacl, control: requisite, options: {allow: [192.0.2.0/24]}}\n"
+    "    limit:\n"
+    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 10, window: 1h}}\n"
+    "      - {module: concurrency, control: requisite, options: {name: conc, count: 1}}\n";
 
 /* Key ids of these lengths, LDAP-DN-like (commas and all). */
 static const size_t id_lens[] = { 40, 300, 2000 };
@@ -316,6 +322,41 @@ START_TEST(no_lease_request)
 }
 END_TEST
 
+/* The headers of a denial say what remains after it: a 429 of the
+ * in-flight limit took nothing of the hour (given back), so it says what
+ * kg_check_peek() (/whoami) says; a 403 of an identified key carries the
+ * rate-limit headers too, and takes nothing (issue 23 item 3). */
+START_TEST(denial_headers_say_what_remains)
+{
+    kg_decision *d;
+    char *a;
+
+    key_with_id("k_mix", "mix");
+    a = admitted();                                  /* hour: 9 left */
+    d = tu_check_key(pol, key);
+    ck_assert_int_eq(kg_decision_status(d), 429);
+    ck_assert_str_eq(kg_decision_header_value(d, "RateLimit"),
+                     "\"hour\";r=9;t=3600, \"conc\";r=0");
+    ck_assert_str_eq(kg_decision_header_value(d, "X-RateLimit-Remaining"), "0");
+    kg_decision_free(d);
+    ck_assert_int_eq(peek_remaining("hour"), 9);
+    ck_assert_int_eq(kg_release(ctx, a), KG_OK);
+    free(a);
+
+    d = tu_check_bearer(pol, key, "GET", "/", "198.51.100.1");
+    ck_assert_int_eq(kg_decision_status(d), 403);
+    ck_assert_ptr_nonnull(kg_decision_header_value(d, "RateLimit"));
+    ck_assert_str_eq(kg_decision_header_value(d, "RateLimit"),
+                     "\"hour\";r=9;t=3600, \"conc\";r=1");
+    ck_assert_str_eq(kg_decision_header_value(d, "X-RateLimit-Remaining"), "9");
+    ck_assert_ptr_null(kg_decision_header_value(d, "Retry-After"));
+    ck_assert_ptr_null(kg_decision_lease(d));
+    kg_decision_free(d);
+    ck_assert_int_eq(peek_remaining("hour"), 9);
+    ck_assert_int_eq(peek_remaining("conc"), 1);
+}
+END_TEST
+
 static Suite *leases_suite(void)
 {
     Suite *s = suite_create("leases");
@@ -328,6 +369,7 @@ static Suite *leases_suite(void)
     tcase_add_test(tc, key_id_with_separator);
     tcase_add_test(tc, concurrency_retry_after);
     tcase_add_test(tc, no_lease_request);
+    tcase_add_test(tc, denial_headers_say_what_remains);
     suite_add_tcase(s, tc);
     return s;
 }
