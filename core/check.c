@@ -94,6 +94,7 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
         if (key == NULL) {
             kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "missing API key",
                               "credential");
+            c->d->no_key = 1;
             return 1;
         }
         *key_r = key;
@@ -125,6 +126,7 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
                               "missing API key (send Authorization: Bearer <key>)",
                               ch.decider >= 0 ? st->lines[ch.decider]->label
                                               : "credential");
+            c->d->no_key = 1;
         } else {
             kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "invalid API key",
                               ch.decider >= 0 ? st->lines[ch.decider]->label

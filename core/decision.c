@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sched.h>
 
 /*
  * Each thread keeps the last decision it freed for its next check: a
@@ -117,7 +118,8 @@ void kg_decision_free(kg_decision *d)
     if (d == NULL)
         return;
     for (i = 0; i < d->nheaders; i++)
-        free(d->hvalue[i]);
+        if (d->hvalue[i] != d->retry_after && d->hvalue[i] != d->www_auth)
+            free(d->hvalue[i]);
     free(d->body);
     if (d->lease != d->lease_inl)
         free(d->lease);
@@ -171,23 +173,33 @@ static const struct kg__limit_report *nearest(const kg_decision *d)
     return best;
 }
 
-static void render(kg_decision *d)
+/* A header whose value lives in the decision (never freed, never lost
+ * for want of memory). */
+static void add_inline(kg_decision *d, const char *name, char *value)
+{
+    if (d->nheaders >= KG__MAX_HEADERS)
+        return;
+    d->hname[d->nheaders] = name;
+    d->hvalue[d->nheaders] = value;
+    d->nheaders++;
+}
+
+static void render_once(kg_decision *d)
 {
     kg__buf b;
     size_t i;
 
-    if (d->rendered)
-        return;
-    d->rendered = 1;
     if (d->status == 401) {
-        if (d->code == KG_CODE_UNAUTHORIZED && d->record == NULL &&
-            strstr(d->message, "missing") != NULL)
-            add_header(d, "WWW-Authenticate",
-                       kg__asprintf("Bearer realm=\"%s\"", d->realm));
+        /* No credential at all: the challenge alone (RFC 6750 3.1);
+         * one that was presented and refused: invalid_token.  Told by the
+         * credential stage (no_key), not by the wording of the message. */
+        if (d->code == KG_CODE_UNAUTHORIZED && d->no_key)
+            snprintf(d->www_auth, sizeof(d->www_auth), "Bearer realm=\"%s\"",
+                     d->realm);
         else
-            add_header(d, "WWW-Authenticate",
-                       kg__asprintf("Bearer realm=\"%s\", error=\"invalid_token\"",
-                                    d->realm));
+            snprintf(d->www_auth, sizeof(d->www_auth),
+                     "Bearer realm=\"%s\", error=\"invalid_token\"", d->realm);
+        add_inline(d, "WWW-Authenticate", d->www_auth);
     }
     if (d->nlimits > 0) {
         const struct kg__limit_report *n = nearest(d);
@@ -218,7 +230,8 @@ static void render(kg_decision *d)
         int64_t ra = 1;
         if (d->denied_limit >= 0 && d->limits[d->denied_limit].retry_after > 0)
             ra = d->limits[d->denied_limit].retry_after;
-        add_header(d, "Retry-After", kg__asprintf("%lld", (long long)ra));
+        snprintf(d->retry_after, sizeof(d->retry_after), "%lld", (long long)ra);
+        add_inline(d, "Retry-After", d->retry_after);
     }
     if (d->code != KG_CODE_NONE) {
         kg__buf_init(&b);
@@ -229,6 +242,29 @@ static void render(kg_decision *d)
         kg__buf_adds(&b, "}}");
         d->body = kg__buf_take(&b);
     }
+}
+
+/*
+ * Headers and body are rendered on first use, by whichever thread asks
+ * first: the getters take a const decision and may be called from
+ * several threads at once, so one thread renders (0 -> 1) while the
+ * others wait for it (2), and all read the same result.
+ */
+static void render(const kg_decision *cd)
+{
+    kg_decision *d = (kg_decision *)cd;
+    int expect = 0;
+
+    if (__atomic_load_n(&d->rendered, __ATOMIC_ACQUIRE) == 2)
+        return;
+    if (__atomic_compare_exchange_n(&d->rendered, &expect, 1, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        render_once(d);
+        __atomic_store_n(&d->rendered, 2, __ATOMIC_RELEASE);
+        return;
+    }
+    while (__atomic_load_n(&d->rendered, __ATOMIC_ACQUIRE) != 2)
+        sched_yield();
 }
 
 int kg_decision_allowed(const kg_decision *d) { return d->code == KG_CODE_NONE; }
@@ -245,14 +281,14 @@ const char *kg_decision_lease(const kg_decision *d) { return d->lease_len ? d->l
 
 size_t kg_decision_header_count(const kg_decision *d)
 {
-    render((kg_decision *)d);
+    render(d);
     return d->nheaders;
 }
 
 kg_error kg_decision_header(const kg_decision *d, size_t i,
                             const char **name_r, const char **value_r)
 {
-    render((kg_decision *)d);
+    render(d);
     if (i >= d->nheaders)
         return KG_ERR_NOT_FOUND;
     *name_r = d->hname[i];
@@ -263,7 +299,7 @@ kg_error kg_decision_header(const kg_decision *d, size_t i,
 const char *kg_decision_header_value(const kg_decision *d, const char *name)
 {
     size_t i;
-    render((kg_decision *)d);
+    render(d);
     for (i = 0; i < d->nheaders; i++)
         if (strcasecmp(d->hname[i], name) == 0)
             return d->hvalue[i];
@@ -272,7 +308,7 @@ const char *kg_decision_header_value(const kg_decision *d, const char *name)
 
 const char *kg_decision_body(const kg_decision *d)
 {
-    render((kg_decision *)d);
+    render(d);
     return d->body ? d->body : "";
 }
 

@@ -552,7 +552,8 @@ struct kg_decision {
     int status;
     int priority;
     int denied_limit;   /* index of the limit that denied, or -1 */
-    int rendered;
+    int no_key;         /* 401 because no credential was presented */
+    int rendered;       /* 0, 1 rendering, 2 rendered (atomic: render()) */
     size_t nlimits;
     size_t nheaders;
     kg_record *record;
@@ -565,6 +566,10 @@ struct kg_decision {
     char message[256];
     char decided_by[96];
     char realm[128];    /* 401 only: WWW-Authenticate */
+    /* The headers a denial must not lose for want of memory, written
+     * here rather than allocated (kg_decision_free frees the others). */
+    char retry_after[24];
+    char www_auth[192];
     char lease_inl[512];
     /* Valid below nlimits / nheaders. */
     struct kg__limit_report limits[KG__MAX_LIMITS];

@@ -276,6 +276,15 @@ kg_error kg_check_peek(const kg_policy *policy, const kg_request *req,
 
 void kg_decision_free(kg_decision *d);
 
+/*
+ * The getters below: every string they return belongs to the decision
+ * and lives until kg_decision_free() (copy what must outlive it).  They
+ * may be called from several threads at once on one decision: headers
+ * and body are rendered once, on first use, by whichever thread asks
+ * first.  Retry-After and WWW-Authenticate are never lost for want of
+ * memory; the rate-limit headers may be, out of memory, and are then
+ * absent.
+ */
 int kg_decision_allowed(const kg_decision *d);
 int kg_decision_status(const kg_decision *d);
 kg_code kg_decision_code(const kg_decision *d);
@@ -310,7 +319,9 @@ kg_error kg_decision_limit(const kg_decision *d, size_t i, const char **name_r,
                            int64_t *limit_r, int64_t *remaining_r,
                            int64_t *reset_r, int64_t *window_r);
 
-/* The key record behind the decision, as a JSON object (never the hash). */
+/* The key record behind the decision, as a JSON object (never the
+ * hash): a malloc()ed string the caller frees with free(); NULL when no
+ * key was identified or out of memory. */
 char *kg_decision_record_json(const kg_decision *d);
 
 /* ------------------------------------------------------------------ */
