@@ -539,6 +539,11 @@ void kg__signers_explain(const kg_policy *p, kg__buf *b);
 
 #define KG__MAX_LIMITS 16
 #define KG__MAX_HEADERS 16
+/* A limit's name: the bytes of kg__limit_report.name but its NUL. */
+#define KG__LIMIT_NAME_MAX 47
+/* Lines in one stage's stack (check.c's per-line arrays): a load error
+ * past it (policy_line.c). */
+#define KG__MAX_LINES 64
 
 struct kg__limit_report {
     char name[48];

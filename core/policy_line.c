@@ -184,6 +184,16 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
         e = KG_ERR_NOMEM;
     if (kg__opts_finish(opts, L->diag) != KG_OK) {
         e = KG_ERR_POLICY;
+    } else if (e == KG_OK && line->limit_name != NULL &&
+               strlen(line->limit_name) > KG__LIMIT_NAME_MAX) {
+        /* A decision reports a limit under a name of at most this many
+         * bytes (RateLimit headers, /whoami): a longer one would be cut
+         * and no longer match a key's override. */
+        kg__ynode *nm = v ? kg__ymap_get(v, "name") : NULL;
+        kg__err_at(L, nm ? nm : mod, "limit name '%.20s...' is %zu bytes; "
+                   "at most %d", line->limit_name, strlen(line->limit_name),
+                   KG__LIMIT_NAME_MAX);
+        e = KG_ERR_POLICY;
     } else if (e != KG_OK) {
         kg__err_at(L, mod, "plugin %s could not start: %s", mod->value,
                    kg_strerror(e));
@@ -209,6 +219,11 @@ kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
         return KG_OK;
     if (n->type != KG__Y_SEQ)
         return kg__err_at(L, n, "%s must be a list of module lines", stage);
+    /* The chain engine keeps a stack's answers in arrays of this many. */
+    if (n->n > KG__MAX_LINES)
+        return kg__err_at(L, n->items[KG__MAX_LINES], "the %s stage has %zu "
+                          "lines, more than the %d a stack can hold", stage,
+                          n->n, KG__MAX_LINES);
     st->lines = calloc(n->n ? n->n : 1, sizeof(*st->lines));
     if (st->lines == NULL)
         return KG_ERR_NOMEM;

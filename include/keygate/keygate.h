@@ -111,6 +111,17 @@ typedef struct kg_policy kg_policy;
  * Load a policy.  On failure *policy_r is NULL, the error code says what
  * kind of failure it was and `diag` (may be NULL) says where and why.
  * The policy keeps a reference to ctx; free every policy before ctx.
+ *
+ * Some policies start background threads, owned by the plugin
+ * instances and joined when the policy is freed: the SQL store's
+ * connection keeper (on load) and its last-used writer, the file
+ * store's re-read of a changed key file (`refresh`, started by a
+ * check).  The memory limiter's state may start one too (owned by the
+ * context, joined by kg_context_free()).  The core's and the file
+ * store's threads run with every signal blocked; the SQL store's
+ * inherit the loading thread's mask, so a process that takes signals
+ * with sigwait() blocks them before loading.  A process that fork()s
+ * does so before loading a policy, or exec()s after.
  */
 kg_error kg_policy_load_file(kg_context *ctx, const char *path,
                              kg_policy **policy_r, kg_diag *diag);

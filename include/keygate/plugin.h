@@ -79,6 +79,10 @@ typedef struct kg_opts kg_opts;
  * the plugin did not read is reported as unknown (with its line and
  * column).  A value of the wrong type is reported at its place and the
  * accessor returns KG_ERR_POLICY with the default stored in *val_r.
+ *
+ * Every string an accessor gives (kg_opts_get_string, _get_path, list
+ * items) belongs to the policy load and dies when create() returns:
+ * copy what the instance keeps (strdup into its own struct).
  */
 int kg_opts_has(kg_opts *o, const char *key);
 kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
@@ -455,6 +459,10 @@ struct kg_keystore_ops {
     /*
      * Resolve a key hash.  OK: *rec_r is a new reference.  FAIL or
      * IGNORE: not here.  UNAVAILABLE: the store could not answer.
+     * The record may be shared (the cache, other threads' checks hold
+     * references to it): once handed out it is read-only, for the store
+     * and for every later stage; a store that changes a key makes a new
+     * record.
      */
     kg_result (*lookup)(void *inst, kg_call *call,
                         const unsigned char hash[KG_HASH_LEN],
