@@ -509,6 +509,39 @@ END_TEST
 /* What a plan enforces (issue 23 item 2: keygate key create took
  * settings nothing would read): the modules of its stages, inherited
  * ones included, and its limits' names, defaults included. */
+/* A store with `list` and no `get` or `put` (the anykey fixture) lists
+ * keys; reading one by id and writing say which op is missing, not
+ * "read-only" for all three (issue 23 item 17). */
+static int count_listed(const kg_record *r, void *ud)
+{
+    ck_assert_str_eq(kg_record_id(r), "k_listed");
+    ++*(int *)ud;
+    return 0;
+}
+
+START_TEST(keystore_ops_each_enable)
+{
+    kg_policy *p = tu_policy(ctx, "credential: [{module: bearer}]\n"
+                                  "keystore: [{module: anykey, options: {plan: free}}]\n"
+                                  "plans: {free: {}}\n");
+    kg_record *r = NULL;
+    kg_diag d;
+    char newkey[KG_KEY_MAX];
+    int n = 0;
+
+    ck_assert_int_eq(kg_keys_list(p, count_listed, &n, &d), KG_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(kg_keys_get(p, "k_listed", &r, &d), KG_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(d.message, "no store has `get`") != NULL, "%s", d.message);
+    r = kg_record_new();
+    kg_record_set_plan(r, "free");
+    ck_assert_int_eq(kg_keys_create(p, r, newkey, sizeof(newkey), &d), KG_ERR_READONLY);
+    ck_assert_msg(strstr(d.message, "no store has `put`") != NULL, "%s", d.message);
+    kg_record_unref(r);
+    kg_policy_free(p);
+}
+END_TEST
+
 START_TEST(plan_queries)
 {
     kg_policy *p = tu_policy(ctx,
@@ -605,6 +638,7 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, extends_inherits);
     tcase_add_test(tc, explain_mentions_each_stage);
     tcase_add_test(tc, plan_queries);
+    tcase_add_test(tc, keystore_ops_each_enable);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("files");
