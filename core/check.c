@@ -92,7 +92,7 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
     switch (kg__chain_result(&ch)) {
     case KG_RESULT_OK:
         if (key == NULL) {
-            kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "missing API key",
+            kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, c->policy->missing_key,
                               "credential");
             c->d->no_key = 1;
             return 1;
@@ -123,7 +123,7 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
         }
         if (!any_present) {
             kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED,
-                              "missing API key (send Authorization: Bearer <key>)",
+                              c->policy->missing_key,
                               ch.decider >= 0 ? st->lines[ch.decider]->label
                                               : "credential");
             c->d->no_key = 1;
@@ -568,8 +568,10 @@ static kg_error check(const kg_policy *p, const kg_request *req,
                                             c.now_us / 1000000);
 done:
     kg__limits_unpin(&c.lpin);
-    if (d->status == 401)
+    if (d->status == 401) {
         kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
+        kg__strlcpy(d->scheme, p->auth_scheme, sizeof(d->scheme));
+    }
     kg_wipe(hash, sizeof(hash));
     *decision_r = d;
     return KG_OK;

@@ -194,11 +194,12 @@ static void render_once(kg_decision *d)
          * one that was presented and refused: invalid_token.  Told by the
          * credential stage (no_key), not by the wording of the message. */
         if (d->code == KG_CODE_UNAUTHORIZED && d->no_key)
-            snprintf(d->www_auth, sizeof(d->www_auth), "Bearer realm=\"%s\"",
-                     d->realm);
+            snprintf(d->www_auth, sizeof(d->www_auth), "%s realm=\"%s\"",
+                     d->scheme, d->realm);
         else
             snprintf(d->www_auth, sizeof(d->www_auth),
-                     "Bearer realm=\"%s\", error=\"invalid_token\"", d->realm);
+                     "%s realm=\"%s\", error=\"invalid_token\"", d->scheme,
+                     d->realm);
         add_inline(d, "WWW-Authenticate", d->www_auth);
     }
     if (d->nlimits > 0) {

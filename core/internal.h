@@ -175,6 +175,9 @@ kg_error kg__opts_finish(kg_opts *o, kg_diag *diag);
 /* The string the plugin last read for its top-level `name` option (its
  * default if absent), or NULL if it never asked; valid while o is. */
 const char *kg__opts_name(const kg_opts *o);
+/* What kg_opts_credential_hint() set, or NULL. */
+const char *kg__opts_hint(const kg_opts *o);
+const char *kg__opts_scheme(const kg_opts *o);
 void kg__opts_free(kg_opts *o);
 
 /* ---- yaml.c: a small tree over libyaml's events ---------------------- */
@@ -395,6 +398,9 @@ typedef struct kg__line {
     /* limit lines: the limit's name as the plugin read it (its `name`
      * option), NULL if it reads none (kg_policy_plan_limit_name) */
     char *limit_name;
+    /* credential lines: where the key goes and the auth scheme, as the
+     * plugin said (kg_opts_credential_hint), else NULL */
+    char *hint, *scheme;
     unsigned line, column;
 } kg__line;
 
@@ -449,6 +455,10 @@ int kg__target_normalize(const char *in, size_t len, char *out,
 const char *kg__target_refusal(unsigned state);
 /* The request's KG__TARGET_* bits. */
 unsigned kg__request_target_state(const kg_request *req);
+/* The policy's missing_key message and auth_scheme, from its credential
+ * lines' hints (policy_line.c): "missing API key (send A or B)", the
+ * first scheme a line names, else "APIKey".  KG_ERR_NOMEM or KG_OK. */
+kg_error kg__credential_hints(kg_policy *p);
 /* kg_request_set_no_lease() was called with 1. */
 int kg__request_no_lease(const kg_request *req);
 
@@ -482,6 +492,10 @@ struct kg_policy {
     void *signers;    /* webhook signers (webhook.c) */
     int memory_limits;  /* some plan has a limiter whose state is in memory */
     unsigned paths_allow;   /* KG__TARGET_* the policy's paths: allows */
+    /* A 401 for no key: its message ("missing API key (send ...)", from
+     * the credential lines' hints) and WWW-Authenticate's scheme. */
+    char *missing_key;
+    char auth_scheme[32];
 };
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
@@ -571,6 +585,7 @@ struct kg_decision {
     char message[256];
     char decided_by[96];
     char realm[128];    /* 401 only: WWW-Authenticate */
+    char scheme[32];    /* 401 only: its auth scheme */
     /* The headers a denial must not lose for want of memory, written
      * here rather than allocated (kg_decision_free frees the others). */
     char retry_after[24];

@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,8 @@ void kg__line_free(kg__line *l)
     free(l->label);
     free(l->control);
     free(l->limit_name);
+    free(l->hint);
+    free(l->scheme);
     free(l);
 }
 
@@ -182,6 +185,12 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
         (line->limit_name = strdup(kg__opts_name(opts))) == NULL)
         e = KG_ERR_NOMEM;
+    if (e == KG_OK && kind == KG_PLUGIN_CREDENTIAL &&
+        ((kg__opts_hint(opts) != NULL &&
+          (line->hint = strdup(kg__opts_hint(opts))) == NULL) ||
+         (kg__opts_scheme(opts) != NULL &&
+          (line->scheme = strdup(kg__opts_scheme(opts))) == NULL)))
+        e = KG_ERR_NOMEM;
     if (kg__opts_finish(opts, L->diag) != KG_OK) {
         e = KG_ERR_POLICY;
     } else if (e == KG_OK && line->limit_name != NULL &&
@@ -234,4 +243,29 @@ kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
         st->lines[st->n++] = line;
     }
     return KG_OK;
+}
+
+kg_error kg__credential_hints(kg_policy *p)
+{
+    kg__buf b;
+    size_t i, n = 0;
+
+    kg__buf_init(&b);
+    kg__buf_adds(&b, "missing API key");
+    snprintf(p->auth_scheme, sizeof(p->auth_scheme), "APIKey");
+    for (i = p->credential.n; i > 0; i--) {
+        const kg__line *l = p->credential.lines[i - 1];
+        if (l->scheme != NULL)   /* the first line's, walking back */
+            snprintf(p->auth_scheme, sizeof(p->auth_scheme), "%s", l->scheme);
+    }
+    for (i = 0; i < p->credential.n; i++) {
+        const kg__line *l = p->credential.lines[i];
+        if (l->hint == NULL)
+            continue;
+        kg__buf_addf(&b, "%s%s", n++ ? " or " : " (send ", l->hint);
+    }
+    if (n > 0)
+        kg__buf_adds(&b, ")");
+    p->missing_key = kg__buf_take(&b);
+    return p->missing_key != NULL ? KG_OK : KG_ERR_NOMEM;
 }

@@ -45,6 +45,7 @@ extern "C" {
  * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
  * changed.
  * 4: kg_call_lease_retry_after(), kg_call_lease_wanted(),
+ * kg_opts_credential_hint(),
  * kg_request_target() and kg_request_target_kind(); no struct changed. */
 #define KG_PLUGIN_ABI_MINOR 4
 
@@ -85,6 +86,18 @@ typedef struct kg_opts kg_opts;
  * copy what the instance keeps (strdup into its own struct).
  */
 int kg_opts_has(kg_opts *o, const char *key);
+/*
+ * For a credential plugin, in create(): where a client puts the key this
+ * line reads ("X-API-Key: <key>", "?api_key=<key>") and the HTTP
+ * auth-scheme of the 401 challenge it answers ("Bearer"; NULL: none).
+ * A 401 for no key then says "missing API key (send A or B)", from every
+ * line that gave one, and WWW-Authenticate names the first line's scheme
+ * ("APIKey" when no line names one).  KG_ERR_INVALID for an empty or
+ * control-character hint of 128 bytes or more, or a scheme that is not
+ * letters, digits and '-'.  (Since ABI minor 4.)
+ */
+kg_error kg_opts_credential_hint(kg_opts *o, const char *where,
+                                 const char *scheme);
 kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
                             const char **val_r);
 kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,
