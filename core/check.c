@@ -554,8 +554,17 @@ static kg_error check(const kg_policy *p, const kg_request *req,
          * as they stand, taking nothing, so that the denial carries the
          * rate-limit headers as every identified key's does. */
         if (d->status == 403) {
+            /* A limiter that cannot answer the peek (Redis down) leaves
+             * no report, and never turns the 403 into a 503. */
+            kg_code code = d->code;
+            char msg[sizeof(d->message)], by[sizeof(d->decided_by)];
+            memcpy(msg, d->message, sizeof(msg));
+            memcpy(by, d->decided_by, sizeof(by));
             c.peek = 1;
-            (void)run_limit(&c, &plan->limit);
+            if (run_limit(&c, &plan->limit) != 0) {
+                kg__decision_deny(d, code, msg, by);
+                d->denied_limit = -1;
+            }
         }
         goto done;
     }

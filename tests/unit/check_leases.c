@@ -38,7 +38,13 @@ static const char *POLICY =
     "      - {module: ipacl, control: requisite, options: {allow: [192.0.2.0/24]}}\n"
     "    limit:\n"
     "      - {module: fixed_window, control: requisite, options: {name: hour, count: 10, window: 1h}}\n"
-    "      - {module: concurrency, control: requisite, options: {name: conc, count: 1}}\n";
+    "      - {module: concurrency, control: requisite, options: {name: conc, count: 1}}\n"
+    "  down:\n"
+    "    account:\n"
+    "      - {module: ipacl, control: requisite, options: {allow: [192.0.2.0/24]}}\n"
+    "    limit:\n"
+    "      - {module: batchlim, control: requisite, options: {name: a, group: g, verdict: down}}\n"
+    "      - {module: batchlim, control: requisite, options: {name: b, group: g, verdict: down}}\n";
 
 /* Key ids of these lengths, LDAP-DN-like (commas and all). */
 static const size_t id_lens[] = { 40, 300, 2000 };
@@ -357,6 +363,24 @@ START_TEST(denial_headers_say_what_remains)
 }
 END_TEST
 
+/* The 403's peek at the limits cannot turn it into a 503 when a limiter
+ * is down: no report, still the 403. */
+START_TEST(denial_peek_with_limiter_down)
+{
+    kg_decision *d;
+
+    key_with_id("k_down", "down");
+    d = tu_check_bearer(pol, key, "GET", "/", "198.51.100.1");
+    ck_assert_int_eq(kg_decision_status(d), 403);
+    ck_assert_str_eq(kg_code_name(kg_decision_code(d)), "ip_not_allowed");
+    ck_assert_str_eq(kg_decision_decided_by(d), "account:ipacl");
+    kg_decision_free(d);
+    d = tu_check_key(pol, key);                 /* allowed in: the limiter is down */
+    ck_assert_int_eq(kg_decision_status(d), 503);
+    kg_decision_free(d);
+}
+END_TEST
+
 static Suite *leases_suite(void)
 {
     Suite *s = suite_create("leases");
@@ -370,6 +394,7 @@ static Suite *leases_suite(void)
     tcase_add_test(tc, concurrency_retry_after);
     tcase_add_test(tc, no_lease_request);
     tcase_add_test(tc, denial_headers_say_what_remains);
+    tcase_add_test(tc, denial_peek_with_limiter_down);
     suite_add_tcase(s, tc);
     return s;
 }
