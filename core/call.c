@@ -17,6 +17,10 @@ const char *kg_call_plan(kg_call *c) { return c->plan; }
 kg_context *kg_call_context(kg_call *c) { return c->policy->ctx; }
 int64_t kg_call_now(kg_call *c) { return c->now_us; }
 int kg_call_peek(kg_call *c) { return c->peek; }
+int kg_call_lease_wanted(kg_call *c)
+{
+    return !c->peek && !kg__request_no_lease(c->req);
+}
 
 const kg_account *kg_call_account(kg_call *c) { return c->account; }
 const char *kg_call_subject(kg_call *c) { return c->subject; }
@@ -122,6 +126,12 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
 
     if (subj == NULL)
         return 0;
+    /* A request that asked for no lease (kg_request_set_no_lease) is
+     * admitted holding none, and told what others hold. */
+    if (!kg_call_lease_wanted(c)) {
+        *in_use_r = kg_call_lease_count(c, limit);
+        return 1;
+    }
     if (ttl <= 0)
         ttl = kg_call_lease_ttl(c);
     klen = strlen(subj);

@@ -93,8 +93,9 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
     switch (kg__chain_result(&ch)) {
     case KG_RESULT_OK:
         if (key == NULL) {
-            kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "missing API key",
+            kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, c->policy->missing_key,
                               "credential");
+            c->d->no_key = 1;
             return 1;
         }
         *key_r = key;
@@ -123,9 +124,10 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
         }
         if (!any_present) {
             kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED,
-                              "missing API key (send Authorization: Bearer <key>)",
+                              c->policy->missing_key,
                               ch.decider >= 0 ? st->lines[ch.decider]->label
                                               : "credential");
+            c->d->no_key = 1;
         } else {
             kg__decision_deny(c->d, KG_CODE_UNAUTHORIZED, "invalid API key",
                               ch.decider >= 0 ? st->lines[ch.decider]->label
@@ -348,6 +350,7 @@ static int run_limit(kg_call *c, const kg__stack *st)
     kg__chain ch;
     size_t i, ran = 0;
     unsigned char took[64];
+    size_t rep_from[64];   /* the first report of line i */
     kg_code code = KG_CODE_NONE;
     char msg[256] = "";
     size_t denier_report = (size_t)-1;
@@ -368,6 +371,8 @@ static int run_limit(kg_call *c, const kg__stack *st)
         int go, in_batch = 0;
         size_t before = c->d->nlimits;
 
+        if (i < sizeof(took))
+            rep_from[i] = before;
         c->deny_code = KG_CODE_NONE;
         c->deny_message = NULL;
         set_subject(c, l);
@@ -441,12 +446,21 @@ static int run_limit(kg_call *c, const kg__stack *st)
         c->per_key = 0;
         return 0;
     }
-    /* Denied: give back what was taken, newest first. */
+    /* Denied: give back what was taken, newest first, and say so in the
+     * reports of the lines given back (the headers of a 429 tell what
+     * remains after this request, which took nothing: issue 23 item 3).
+     * A line's reports run to the next line's first (a batch's are all
+     * on its first line, and a batch is given back whole). */
     for (i = ran; i > 0; i--) {
         const kg__line *l = st->lines[i - 1];
         if (i - 1 < sizeof(took) && took[i - 1] && l->mod->plugin->limit->undo) {
+            size_t k, end = i < ran && i < sizeof(took) ? rep_from[i] : c->d->nlimits;
             set_subject(c, l);
             l->mod->plugin->limit->undo(l->inst, c);
+            for (k = rep_from[i - 1]; k < end && k < c->d->nlimits; k++)
+                if ((int)k != (int)denier_report &&
+                    c->d->limits[k].remaining < c->d->limits[k].limit)
+                    c->d->limits[k].remaining++;
         }
     }
     c->subject = NULL;
@@ -574,8 +588,25 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     c.planp = plan;
     d->plan = plan_name;   /* == plan->name, and lives as long as d */
     d->priority = plan->priority;
-    if (run_account(&c, &plan->account) != 0)
+    if (run_account(&c, &plan->account) != 0) {
+        /* A key identified and refused by its account (403): its limits
+         * as they stand, taking nothing, so that the denial carries the
+         * rate-limit headers as every identified key's does. */
+        if (d->status == 403) {
+            /* A limiter that cannot answer the peek (Redis down) leaves
+             * no report, and never turns the 403 into a 503. */
+            kg_code code = d->code;
+            char msg[sizeof(d->message)], by[sizeof(d->decided_by)];
+            memcpy(msg, d->message, sizeof(msg));
+            memcpy(by, d->decided_by, sizeof(by));
+            c.peek = 1;
+            if (run_limit(&c, &plan->limit) != 0) {
+                kg__decision_deny(d, code, msg, by);
+                d->denied_limit = -1;
+            }
+        }
         goto done;
+    }
     if (run_limit(&c, &plan->limit) != 0)
         goto done;
     /* Allowed: the module whose ok made the last stage pass. */
@@ -585,8 +616,10 @@ static kg_error check(const kg_policy *p, const kg_request *req,
                                             c.now_us / 1000000);
 done:
     kg__limits_unpin(&c.lpin);
-    if (d->status == 401)
+    if (d->status == 401) {
         kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
+        kg__strlcpy(d->scheme, p->auth_scheme, sizeof(d->scheme));
+    }
     kg_wipe(hash, sizeof(hash));
     *decision_r = d;
     return KG_OK;

@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <strings.h>
 
@@ -170,10 +171,13 @@ static int www_authenticate(const kg_decision *d, kg__buf *b, int arg)
     (void)arg;
     if (d->status != 401)
         return 0;
-    kg__buf_adds(b, "Bearer realm=\"");
+    /* No credential at all: the challenge alone (RFC 6750 3.1); one
+     * that was presented and refused: invalid_token.  Told by the
+     * credential stage (no_key), not by the wording of the message. */
+    kg__buf_adds(b, d->scheme[0] ? d->scheme : "Bearer");
+    kg__buf_adds(b, " realm=\"");
     kg__buf_adds(b, d->realm);
-    if (d->code == KG_CODE_UNAUTHORIZED && d->record == NULL &&
-        strstr(d->message, "missing") != NULL)
+    if (d->code == KG_CODE_UNAUTHORIZED && d->no_key)
         kg__buf_adds(b, "\"");
     else
         kg__buf_adds(b, "\", error=\"invalid_token\"");
@@ -245,20 +249,25 @@ static const struct {
 /*
  * Headers and body into the decision's own storage (htext; the heap
  * only past its 1 KB), integers without printf: no allocation for a
- * usual decision.  Out of memory: no headers and an empty body.
+ * usual decision.  `essential`: only the headers a denial must never
+ * lose (WWW-Authenticate, Retry-After), which always fit in htext: the
+ * second pass when the first ran out of memory.  Returns 0, or -1 out of
+ * memory (nothing kept).
  */
-static void render(kg_decision *d)
+static int render_pass(kg_decision *d, int essential)
 {
     kg__buf b;
     size_t i;
 
-    if (d->rendered)
-        return;
-    d->rendered = 1;
+    d->nheaders = 0;
+    d->body_off = 0;
     kg__buf_init_inline(&b, d->htext, sizeof(d->htext));
     for (i = 0; i < sizeof(headers) / sizeof(headers[0]) &&
                 d->nheaders < KG__MAX_HEADERS; i++) {
         size_t start = b.len;
+        if (essential && headers[i].value != www_authenticate &&
+            headers[i].value != retry_after)
+            continue;
         if (!headers[i].value(d, &b, headers[i].arg))
             continue;
         kg__buf_add(&b, "", 1);   /* the value's NUL */
@@ -266,7 +275,7 @@ static void render(kg_decision *d)
         d->hvoff[d->nheaders] = start;
         d->nheaders++;
     }
-    if (d->code != KG_CODE_NONE) {
+    if (d->code != KG_CODE_NONE && !essential) {
         d->body_off = b.len + 1;
         kg__buf_adds(&b, "{\"error\":{\"code\":");
         kg__buf_json_str(&b, kg_code_name(d->code));
@@ -278,9 +287,34 @@ static void render(kg_decision *d)
         kg__buf_free(&b);
         d->nheaders = 0;
         d->body_off = 0;
-        return;
+        return -1;
     }
     d->hmem = b.p;
+    return 0;
+}
+
+/*
+ * Rendered on first use, once: the getters take a const decision and
+ * may be called from several threads at once, so one thread renders
+ * (0 -> 1) while the others wait for it (2), and all read the same
+ * result.
+ */
+static void render(const kg_decision *cd)
+{
+    kg_decision *d = (kg_decision *)cd;
+    int expect = 0;
+
+    if (__atomic_load_n(&d->rendered, __ATOMIC_ACQUIRE) == 2)
+        return;
+    if (__atomic_compare_exchange_n(&d->rendered, &expect, 1, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        if (render_pass(d, 0) != 0)
+            (void)render_pass(d, 1);
+        __atomic_store_n(&d->rendered, 2, __ATOMIC_RELEASE);
+        return;
+    }
+    while (__atomic_load_n(&d->rendered, __ATOMIC_ACQUIRE) != 2)
+        sched_yield();
 }
 
 int kg_decision_allowed(const kg_decision *d) { return d->code == KG_CODE_NONE; }
@@ -309,14 +343,14 @@ const char *kg_decision_lease(const kg_decision *d) { return d->lease_len ? d->l
 
 size_t kg_decision_header_count(const kg_decision *d)
 {
-    render((kg_decision *)d);
+    render(d);
     return d->nheaders;
 }
 
 kg_error kg_decision_header(const kg_decision *d, size_t i,
                             const char **name_r, const char **value_r)
 {
-    render((kg_decision *)d);
+    render(d);
     if (i >= d->nheaders)
         return KG_ERR_NOT_FOUND;
     *name_r = d->hname[i];
@@ -327,7 +361,7 @@ kg_error kg_decision_header(const kg_decision *d, size_t i,
 const char *kg_decision_header_value(const kg_decision *d, const char *name)
 {
     size_t i;
-    render((kg_decision *)d);
+    render(d);
     for (i = 0; i < d->nheaders; i++)
         if (strcasecmp(d->hname[i], name) == 0)
             return d->hmem + d->hvoff[i];
@@ -336,7 +370,7 @@ const char *kg_decision_header_value(const kg_decision *d, const char *name)
 
 const char *kg_decision_body(const kg_decision *d)
 {
-    render((kg_decision *)d);
+    render(d);
     return d->body_off ? d->hmem + d->body_off - 1 : "";
 }
 

@@ -203,6 +203,9 @@ kg_error kg__opts_finish(kg_opts *o, kg_diag *diag);
 /* The string the plugin last read for its top-level `name` option (its
  * default if absent), or NULL if it never asked; valid while o is. */
 const char *kg__opts_name(const kg_opts *o);
+/* What kg_opts_credential_hint() set, or NULL. */
+const char *kg__opts_hint(const kg_opts *o);
+const char *kg__opts_scheme(const kg_opts *o);
 void kg__opts_free(kg_opts *o);
 
 /* ---- yaml.c: a small tree over libyaml's events ---------------------- */
@@ -489,6 +492,9 @@ typedef struct kg__line {
     char *limit_name;
     /* limit lines: `per: key` (counted per key, not per account) */
     int per_key;
+    /* credential lines: where the key goes and the auth scheme, as the
+     * plugin said (kg_opts_credential_hint), else NULL */
+    char *hint, *scheme;
     unsigned line, column;
 } kg__line;
 
@@ -543,6 +549,12 @@ int kg__target_normalize(const char *in, size_t len, char *out,
 const char *kg__target_refusal(unsigned state);
 /* The request's KG__TARGET_* bits. */
 unsigned kg__request_target_state(const kg_request *req);
+/* The policy's missing_key message and auth_scheme, from its credential
+ * lines' hints (policy_line.c): "missing API key (send A or B)", the
+ * first scheme a line names, else "APIKey".  KG_ERR_NOMEM or KG_OK. */
+kg_error kg__credential_hints(kg_policy *p);
+/* kg_request_set_no_lease() was called with 1. */
+int kg__request_no_lease(const kg_request *req);
 
 /* ---- policy.c -------------------------------------------------------- */
 
@@ -574,6 +586,10 @@ struct kg_policy {
     void *signers;    /* webhook signers (webhook.c) */
     int memory_limits;  /* some plan has a limiter whose state is in memory */
     unsigned paths_allow;   /* KG__TARGET_* the policy's paths: allows */
+    /* A 401 for no key: its message ("missing API key (send ...)", from
+     * the credential lines' hints) and WWW-Authenticate's scheme. */
+    char *missing_key;
+    char auth_scheme[32];
 };
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
@@ -652,6 +668,11 @@ void kg__signers_explain(const kg_policy *p, kg__buf *b);
 
 #define KG__MAX_LIMITS 16
 #define KG__MAX_HEADERS 16
+/* A limit's name: the bytes of kg__limit_report.name but its NUL. */
+#define KG__LIMIT_NAME_MAX 47
+/* Lines in one stage's stack (check.c's per-line arrays): a load error
+ * past it (policy_line.c). */
+#define KG__MAX_LINES 64
 
 struct kg__limit_report {
     char name[48];
@@ -665,7 +686,8 @@ struct kg_decision {
     int status;
     int priority;
     int denied_limit;   /* index of the limit that denied, or -1 */
-    int rendered;
+    int no_key;         /* 401 because no credential was presented */
+    int rendered;       /* 0, 1 rendering, 2 rendered (atomic: render()) */
     size_t nlimits;
     size_t nheaders;
     kg_record *record;
@@ -681,6 +703,7 @@ struct kg_decision {
     char message[256];
     char decided_by[96];
     char realm[128];    /* 401 only: WWW-Authenticate */
+    char scheme[32];    /* 401 only: its auth scheme */
     char lease_inl[512];
     /* Valid below nlimits / nheaders. */
     struct kg__limit_report limits[KG__MAX_LIMITS];

@@ -11,18 +11,31 @@
 
 #include <openssl/rand.h>
 
-static const kg__line *writable_store(kg_policy *p, kg_diag *diag, int write)
+/*
+ * What each keystore op enables (docs/plugins.md "Key stores"): `put`
+ * creating, updating, revoking and rotating keys; `get` reading one by
+ * id (show, and the read before an update or rotation); `list` listing
+ * them.  The store used is the first line whose plugin has the op.
+ */
+enum store_op { OP_PUT, OP_GET, OP_LIST };
+
+static const kg__line *store_for(kg_policy *p, kg_diag *diag, enum store_op op)
 {
+    static const char *const why[] = {
+        [OP_PUT] = "write keys (no store has `put`: they are read-only; "
+                   "manage keys where they live)",
+        [OP_GET] = "read a key by id (no store has `get`, which key show, "
+                   "update, revoke and rotate need)",
+        [OP_LIST] = "list keys (no store has `list`)",
+    };
     size_t i;
     for (i = 0; i < p->keystore.n; i++) {
-        const kg__line *l = p->keystore.lines[i];
-        const struct kg_keystore_ops *o = l->mod->plugin->keystore;
-        if (write ? o->put != NULL : (o->get != NULL && o->list != NULL))
-            return l;
+        const struct kg_keystore_ops *o = p->keystore.lines[i]->mod->plugin->keystore;
+        if (op == OP_PUT ? o->put != NULL : op == OP_GET ? o->get != NULL
+                                                         : o->list != NULL)
+            return p->keystore.lines[i];
     }
-    kg__diag_set(diag, p->source, 0, 0, "no keystore in this policy can %s "
-                 "keys (the stores are read-only; manage keys where they live)",
-                 write ? "write" : "list");
+    kg__diag_set(diag, p->source, 0, 0, "no keystore in this policy can %s", why[op]);
     return NULL;
 }
 
@@ -211,7 +224,7 @@ static kg_error create(kg_policy *p, kg_record *r, const char *kept_name,
     kg__diag_clear(diag);
     if (p == NULL || r == NULL || key_out == NULL)
         return KG_ERR_INVALID;
-    if ((l = writable_store(p, diag, 1)) == NULL)
+    if ((l = store_for(p, diag, OP_PUT)) == NULL)
         return KG_ERR_READONLY;
     if ((e = validate(p, r, kept_name, diag)) != KG_OK)
         return e;
@@ -253,7 +266,7 @@ kg_error kg_keys_get(kg_policy *p, const char *id, kg_record **rec_r,
     const kg__line *l;
     kg_error e;
     kg__diag_clear(diag);
-    if ((l = writable_store(p, diag, 0)) == NULL)
+    if ((l = store_for(p, diag, OP_GET)) == NULL)
         return KG_ERR_UNSUPPORTED;
     e = l->mod->plugin->keystore->get(l->inst, id, rec_r, diag);
     if (e == KG_ERR_NOT_FOUND && diag && diag->message[0] == '\0')
@@ -265,7 +278,7 @@ kg_error kg_keys_list(kg_policy *p, kg_record_cb cb, void *ud, kg_diag *diag)
 {
     const kg__line *l;
     kg__diag_clear(diag);
-    if ((l = writable_store(p, diag, 0)) == NULL)
+    if ((l = store_for(p, diag, OP_LIST)) == NULL)
         return KG_ERR_UNSUPPORTED;
     return l->mod->plugin->keystore->list(l->inst, cb, ud, diag);
 }
@@ -285,7 +298,7 @@ kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag)
     kg__diag_clear(diag);
     if (p == NULL || r == NULL)
         return KG_ERR_INVALID;
-    if ((l = writable_store(p, diag, 1)) == NULL)
+    if ((l = store_for(p, diag, OP_PUT)) == NULL)
         return KG_ERR_READONLY;
     /* Stores find the record to replace by id. */
     if (r->id == NULL || r->id[0] == '\0') {

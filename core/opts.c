@@ -6,6 +6,8 @@
  */
 #include "internal.h"
 
+#include <ctype.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -28,6 +30,9 @@ struct kg_opts {
     /* The value handed out for `name` (default included): a limiter's
      * name, which key records' overrides are matched against. */
     const char *name_read;
+    /* A credential plugin's kg_opts_credential_hint() (root only). */
+    char hint[128];
+    char scheme[32];
 };
 
 kg_opts *kg__opts_new(kg_context *ctx, const char *file, const char *dir,
@@ -114,6 +119,39 @@ kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
 const char *kg__opts_name(const kg_opts *o)
 {
     return o->name_read;
+}
+
+kg_error kg_opts_credential_hint(kg_opts *o, const char *where,
+                                 const char *scheme)
+{
+    size_t i;
+    if (o == NULL || where == NULL || *where == '\0' ||
+        strlen(where) >= sizeof(o->root->hint))
+        return KG_ERR_INVALID;
+    if (scheme != NULL) {
+        /* An HTTP auth-scheme is a token; kept to letters, digits, '-'. */
+        if (*scheme == '\0' || strlen(scheme) >= sizeof(o->root->scheme))
+            return KG_ERR_INVALID;
+        for (i = 0; scheme[i]; i++)
+            if (!isalnum((unsigned char)scheme[i]) && scheme[i] != '-')
+                return KG_ERR_INVALID;
+    }
+    for (i = 0; where[i]; i++)
+        if ((unsigned char)where[i] < 0x20 || where[i] == 0x7f)
+            return KG_ERR_INVALID;
+    snprintf(o->root->hint, sizeof(o->root->hint), "%s", where);
+    snprintf(o->root->scheme, sizeof(o->root->scheme), "%s", scheme ? scheme : "");
+    return KG_OK;
+}
+
+const char *kg__opts_hint(const kg_opts *o)
+{
+    return o->hint[0] ? o->hint : NULL;
+}
+
+const char *kg__opts_scheme(const kg_opts *o)
+{
+    return o->scheme[0] ? o->scheme : NULL;
 }
 
 kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,

@@ -317,6 +317,8 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         return e;
     if (p->credential.n == 0)
         return kg__err_at(L, v, "the credential stage is empty");
+    if (kg__credential_hints(p) != KG_OK)
+        return KG_ERR_NOMEM;
     v = kg__ymap_get(root, "keystore");
     if (v == NULL)
         return kg__err_at(L, root, "the policy has no keystore: stage (e.g. "
@@ -377,6 +379,7 @@ void kg_policy_free(kg_policy *p)
     free(p->dir);
     free(p->key_prefix);
     free(p->realm);
+    free(p->missing_key);
     free(p);
 }
 

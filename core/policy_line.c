@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,8 @@ void kg__line_free(kg__line *l)
     free(l->label);
     free(l->control);
     free(l->limit_name);
+    free(l->hint);
+    free(l->scheme);
     free(l);
 }
 
@@ -197,7 +200,23 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
         (line->limit_name = strdup(kg__opts_name(opts))) == NULL)
         e = KG_ERR_NOMEM;
+    if (e == KG_OK && kind == KG_PLUGIN_CREDENTIAL &&
+        ((kg__opts_hint(opts) != NULL &&
+          (line->hint = strdup(kg__opts_hint(opts))) == NULL) ||
+         (kg__opts_scheme(opts) != NULL &&
+          (line->scheme = strdup(kg__opts_scheme(opts))) == NULL)))
+        e = KG_ERR_NOMEM;
     if (kg__opts_finish(opts, L->diag) != KG_OK) {
+        e = KG_ERR_POLICY;
+    } else if (e == KG_OK && line->limit_name != NULL &&
+               strlen(line->limit_name) > KG__LIMIT_NAME_MAX) {
+        /* A decision reports a limit under a name of at most this many
+         * bytes (RateLimit headers, /whoami): a longer one would be cut
+         * and no longer match a key's override. */
+        kg__ynode *nm = v ? kg__ymap_get(v, "name") : NULL;
+        kg__err_at(L, nm ? nm : mod, "limit name '%.20s...' is %zu bytes; "
+                   "at most %d", line->limit_name, strlen(line->limit_name),
+                   KG__LIMIT_NAME_MAX);
         e = KG_ERR_POLICY;
     } else if (e != KG_OK) {
         kg__err_at(L, mod, "plugin %s could not start: %s", mod->value,
@@ -224,6 +243,11 @@ kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
         return KG_OK;
     if (n->type != KG__Y_SEQ)
         return kg__err_at(L, n, "%s must be a list of module lines", stage);
+    /* The chain engine keeps a stack's answers in arrays of this many. */
+    if (n->n > KG__MAX_LINES)
+        return kg__err_at(L, n->items[KG__MAX_LINES], "the %s stage has %zu "
+                          "lines, more than the %d a stack can hold", stage,
+                          n->n, KG__MAX_LINES);
     st->lines = calloc(n->n ? n->n : 1, sizeof(*st->lines));
     if (st->lines == NULL)
         return KG_ERR_NOMEM;
@@ -234,4 +258,29 @@ kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
         st->lines[st->n++] = line;
     }
     return KG_OK;
+}
+
+kg_error kg__credential_hints(kg_policy *p)
+{
+    kg__buf b;
+    size_t i, n = 0;
+
+    kg__buf_init(&b);
+    kg__buf_adds(&b, "missing API key");
+    snprintf(p->auth_scheme, sizeof(p->auth_scheme), "APIKey");
+    for (i = p->credential.n; i > 0; i--) {
+        const kg__line *l = p->credential.lines[i - 1];
+        if (l->scheme != NULL)   /* the first line's, walking back */
+            snprintf(p->auth_scheme, sizeof(p->auth_scheme), "%s", l->scheme);
+    }
+    for (i = 0; i < p->credential.n; i++) {
+        const kg__line *l = p->credential.lines[i];
+        if (l->hint == NULL)
+            continue;
+        kg__buf_addf(&b, "%s%s", n++ ? " or " : " (send ", l->hint);
+    }
+    if (n > 0)
+        kg__buf_adds(&b, ")");
+    p->missing_key = kg__buf_take(&b);
+    return p->missing_key != NULL ? KG_OK : KG_ERR_NOMEM;
 }

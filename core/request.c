@@ -39,6 +39,7 @@ struct kg_request {
     unsigned flags;       /* KG__TARGET_* of the path */
     int bad_method, bad_path;   /* the last one set was refused */
     int key_only;         /* kg_request_set_key_only() */
+    int no_lease;         /* kg_request_set_no_lease() */
     struct kg__header *h;
     size_t nh;
     size_t hcap;
@@ -76,6 +77,7 @@ void kg_request_reset(kg_request *r)
     r->has_client = r->client_bin = 0;
     r->flags = 0;
     r->bad_method = r->bad_path = r->key_only = 0;
+    r->no_lease = 0;
 }
 
 void kg_request_free(kg_request *r)
@@ -193,14 +195,34 @@ kg_error kg_request_set_key_only(kg_request *r)
     return KG_OK;
 }
 
+kg_error kg_request_set_no_lease(kg_request *r, int no_lease)
+{
+    if (r == NULL)
+        return KG_ERR_INVALID;
+    r->no_lease = no_lease != 0;
+    return KG_OK;
+}
+
+int kg__request_no_lease(const kg_request *r)
+{
+    return r->no_lease;
+}
+
 kg_error kg_request_set_client(kg_request *r, const char *c)
 {
+    unsigned char addr[16];
     if (r == NULL || c == NULL)
         return KG_ERR_INVALID;
-    /* Kept as given, for messages (truncated past what any address
-     * needs), and parsed once here rather than by each stage. */
+    /* An address the ipacl stage could not read would fail every
+     * allowlist later, far from the caller's mistake: refused here, and
+     * the request keeps no client (or the one set before).  Kept as
+     * given, for messages, and parsed once here rather than by each
+     * stage. */
+    if (kg_addr_parse(c, addr) != KG_OK)
+        return KG_ERR_INVALID;
     kg__strlcpy(r->client_str, c, sizeof(r->client_str));
-    r->client_bin = kg_addr_parse(c, r->client_addr) == KG_OK;
+    memcpy(r->client_addr, addr, sizeof(addr));
+    r->client_bin = 1;
     r->has_client = 1;
     return KG_OK;
 }

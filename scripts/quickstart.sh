@@ -109,8 +109,14 @@ keygated is running in the background: PID $PID (also in $STATE/keygated.pid)
 
 Try it (the Pro key was just checked: 200):
 
-  # allowed: 200 with X-Keygate-Key-Id, X-Keygate-Plan and the rate-limit headers
+  # allowed: 200 with X-Keygate-Key-Id, X-Keygate-Plan, the rate-limit headers
+  # and X-Keygate-Lease: a check HOLDS a lease of the plan's in-flight limit
+  # (Pro: 10, Free: 1) until it is released, or for 5 minutes
   curl -i -H "Authorization: Bearer $PRO" $URL/check
+  # ... so release it when the request is done (the id from X-Keygate-Lease):
+  curl -s -X DELETE $URL/leases/<X-Keygate-Lease>
+  # or check by rate only, taking no lease (nothing to release):
+  curl -i -H "Authorization: Bearer $PRO" "$URL/check?lease=none"
   # the same key as X-API-Key, for the original request POST /v1/scrape
   curl -i -H "X-API-Key: $PRO" -H "X-Original-Method: POST" -H "X-Original-URI: /v1/scrape" $URL/check
   # who am I: the key's record, plan, limits and what remains (uses no quota)
@@ -119,13 +125,19 @@ Try it (the Pro key was just checked: 200):
   curl -i $URL/check
   # a typo in the key: 401 invalid API key (the checksum catches it)
   curl -i -H "Authorization: Bearer $BAD" $URL/check
-  # the Free plan allows 1 request in flight: run this twice; the second gets
-  # 429 with Retry-After until the first one's lease is released with
-  # DELETE $URL/leases/<X-Keygate-Lease> (or expires after 5 minutes)
-  curl -i -H "Authorization: Bearer $FREE" $URL/check
+  # the Free plan allows 1 request in flight: take its lease, see the 429,
+  # release it, and the next check passes
+  L=\$(curl -s -D - -o /dev/null -H "Authorization: Bearer $FREE" $URL/check | tr -d '\r' | sed -n 's/^X-Keygate-Lease: //p')
+  curl -i -H "Authorization: Bearer $FREE" $URL/check      # 429 + Retry-After
+  curl -s -X DELETE $URL/leases/\$L                          # 204: released
+  curl -i -H "Authorization: Bearer $FREE" "$URL/check?lease=none"   # 200, no lease held
   # Prometheus metrics and liveness
   curl -s $URL/metrics
   curl -s $URL/healthz
+
+The command line as the README's tour uses it (from $ROOT):
+
+  export PATH=\$PWD/_build/tools:\$PATH KEYGATE_PLUGIN_PATH=\$PWD/_build/plugins
 
 Put nginx, Caddy, Traefik or Envoy in front: see docs/keygated.md and conf/.
 EOF

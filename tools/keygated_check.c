@@ -350,6 +350,20 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
     }
     if (e == KG_ERR_NOMEM)
         goto out;
+    if (!whoami) {
+        /* /check?lease=none: limits by rate only, no lease to release
+         * (docs/keygated.md, "/check and leases"). */
+        const char *lease = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                                        "lease");
+        if (lease != NULL && strcmp(lease, "none") != 0) {
+            kgd_metrics_rejected(400);
+            ret = kgd_respond_error(conn, 400, "invalid_request",
+                                    "lease may only be 'none' (/check?lease=none)");
+            goto out;
+        }
+        if (lease != NULL && kg_request_set_no_lease(c.req, 1) != KG_OK)
+            goto out;
+    }
     if (set_client(conf, conn, &c) == KG_ERR_NOMEM)
         goto out;
 

@@ -127,6 +127,17 @@ typedef struct kg_policy kg_policy;
  * Load a policy.  On failure *policy_r is NULL, the error code says what
  * kind of failure it was and `diag` (may be NULL) says where and why.
  * The policy keeps a reference to ctx; free every policy before ctx.
+ *
+ * Some policies start background threads, owned by the plugin
+ * instances and joined when the policy is freed: the SQL store's
+ * connection keeper (on load) and its last-used writer, the file
+ * store's re-read of a changed key file (`refresh`, started by a
+ * check).  The memory limiter's state may start one too (owned by the
+ * context, joined by kg_context_free()).  The core's and the file
+ * store's threads run with every signal blocked; the SQL store's
+ * inherit the loading thread's mask, so a process that takes signals
+ * with sigwait() blocks them before loading.  A process that fork()s
+ * does so before loading a policy, or exec()s after.
  */
 kg_error kg_policy_load_file(kg_context *ctx, const char *path,
                              kg_policy **policy_r, kg_diag *diag);
@@ -230,9 +241,12 @@ kg_error kg_request_set_path(kg_request *req, const char *path);
  * the method and target; setting either clears this.
  */
 kg_error kg_request_set_key_only(kg_request *req);
-/* The client's address as text ("203.0.113.7", "2001:db8::1"), copied
- * and parsed once; one that is not an address is kept for messages and
- * matches no network. */
+/*
+ * The client's address, IPv4 or IPv6 ("203.0.113.7", "2001:db8::1",
+ * "[::1]"), copied: what the ipacl stage matches.  KG_ERR_INVALID for
+ * anything else (a host name, "bogus"); the request then keeps the
+ * address set before, if any.
+ */
 kg_error kg_request_set_client(kg_request *req, const char *address);
 /* The client's address from a socket address (AF_INET or AF_INET6; a
  * v4-mapped IPv6 address counts as IPv4): no text to parse.
@@ -240,6 +254,16 @@ kg_error kg_request_set_client(kg_request *req, const char *address);
 struct sockaddr;
 kg_error kg_request_set_client_addr(kg_request *req,
                                     const struct sockaddr *address);
+/*
+ * no_lease 1: kg_check() takes no concurrency lease for this request
+ * and is not refused by a concurrency limit (it is told, in the limit's
+ * report, how many leases others hold): for a caller that wants limits
+ * by rate only and would never release a lease (keygated's
+ * /check?lease=none).  0 (the default, and after kg_request_reset()):
+ * an allowed check holds a lease of each concurrency limit until
+ * kg_release() or the plan's lease_ttl.
+ */
+kg_error kg_request_set_no_lease(kg_request *req, int no_lease);
 /* Values are taken as given, byte for byte (len may contain NULs), and
  * copied into the request (no allocation once a reused request's buffer
  * has grown to size: kg_request_reset). */
@@ -301,6 +325,15 @@ kg_error kg_check_peek(const kg_policy *policy, const kg_request *req,
 
 void kg_decision_free(kg_decision *d);
 
+/*
+ * The getters below: every string they return belongs to the decision
+ * and lives until kg_decision_free() (copy what must outlive it).  They
+ * may be called from several threads at once on one decision: headers
+ * and body are rendered once, on first use, by whichever thread asks
+ * first.  Retry-After and WWW-Authenticate are never lost for want of
+ * memory; the rate-limit headers may be, out of memory, and are then
+ * absent.
+ */
 int kg_decision_allowed(const kg_decision *d);
 int kg_decision_status(const kg_decision *d);
 kg_code kg_decision_code(const kg_decision *d);
@@ -345,7 +378,9 @@ kg_error kg_decision_limit(const kg_decision *d, size_t i, const char **name_r,
                            int64_t *limit_r, int64_t *remaining_r,
                            int64_t *reset_r, int64_t *window_r);
 
-/* The key record behind the decision, as a JSON object (never the hash). */
+/* The key record behind the decision, as a JSON object (never the
+ * hash): a malloc()ed string the caller frees with free(); NULL when no
+ * key was identified or out of memory. */
 char *kg_decision_record_json(const kg_decision *d);
 
 /* ------------------------------------------------------------------ */

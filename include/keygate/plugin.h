@@ -44,10 +44,10 @@ extern "C" {
  * 2: struct kg_keystore_ops gained `prefetch` (abi_minor >= 2).
  * 3: record tables (kg_record_table_*) and kg_record_touch(); no struct
  * changed.
- * 4: kg_call_lease_retry_after(), kg_request_target(),
+ * 4: kg_call_lease_retry_after(), kg_call_lease_wanted(),
+ * kg_opts_credential_hint(), kg_request_target(),
  * kg_request_target_kind(), kg_request_client_addr() and
- * kg_context_log_backend(); no struct
- * changed.
+ * kg_context_log_backend(); no struct changed.
  * 5: accounts: struct kg_keystore_ops gained account_get, account_list,
  * account_put and account_delete (abi_minor >= 5); records carry their
  * account (kg_record_set_account); kg_call_account(), kg_call_subject(),
@@ -85,8 +85,24 @@ typedef struct kg_opts kg_opts;
  * the plugin did not read is reported as unknown (with its line and
  * column).  A value of the wrong type is reported at its place and the
  * accessor returns KG_ERR_POLICY with the default stored in *val_r.
+ *
+ * Every string an accessor gives (kg_opts_get_string, _get_path, list
+ * items) belongs to the policy load and dies when create() returns:
+ * copy what the instance keeps (strdup into its own struct).
  */
 int kg_opts_has(kg_opts *o, const char *key);
+/*
+ * For a credential plugin, in create(): where a client puts the key this
+ * line reads ("X-API-Key: <key>", "?api_key=<key>") and the HTTP
+ * auth-scheme of the 401 challenge it answers ("Bearer"; NULL: none).
+ * A 401 for no key then says "missing API key (send A or B)", from every
+ * line that gave one, and WWW-Authenticate names the first line's scheme
+ * ("APIKey" when no line names one).  KG_ERR_INVALID for an empty or
+ * control-character hint of 128 bytes or more, or a scheme that is not
+ * letters, digits and '-'.  (Since ABI minor 4.)
+ */
+kg_error kg_opts_credential_hint(kg_opts *o, const char *where,
+                                 const char *scheme);
 kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
                             const char **val_r);
 kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,
@@ -389,6 +405,11 @@ kg_context *kg_call_context(kg_call *call);
 int64_t kg_call_now(kg_call *call);
 /* 1 when the check must not consume quota (kg_check_peek). */
 int kg_call_peek(kg_call *call);
+/* 0 when the check takes no concurrency lease: a peek, or a request
+ * whose caller asked for none (kg_request_set_no_lease(), keygated's
+ * /check?lease=none).  A limiter that keeps leases outside the core
+ * takes none then, and admits.  (Since ABI minor 4.) */
+int kg_call_lease_wanted(kg_call *call);
 /* Why this module answers fail: the decision's code and message. */
 void kg_call_deny(kg_call *call, kg_code code, const char *message);
 /* The key's account (ABI 1.5), or NULL if its store keeps none.  An
@@ -440,7 +461,10 @@ void kg_slot_unlock(kg_slot *slot);
  * returns 1; returns 0 if all `max` are held (expired leases are reaped
  * first).  *in_use_r gets the number held after the call, or -1 if the
  * lease could not be taken or handed out for want of memory (nothing is
- * held then): answer KG_RESULT_UNAVAILABLE.
+ * held then): answer KG_RESULT_UNAVAILABLE.  On a request that asked for
+ * no lease (kg_call_lease_wanted() is 0) it takes none and returns 1
+ * with *in_use_r the number others hold: such a request is limited by
+ * rate only.
  */
 int kg_call_lease_acquire(kg_call *call, const char *limit_name, int64_t max,
                           int64_t ttl_seconds, int64_t *in_use_r);
@@ -521,6 +545,10 @@ struct kg_keystore_ops {
     /*
      * Resolve a key hash.  OK: *rec_r is a new reference.  FAIL or
      * IGNORE: not here.  UNAVAILABLE: the store could not answer.
+     * The record may be shared (the cache, other threads' checks hold
+     * references to it): once handed out it is read-only, for the store
+     * and for every later stage; a store that changes a key makes a new
+     * record.
      */
     kg_result (*lookup)(void *inst, kg_call *call,
                         const unsigned char hash[KG_HASH_LEN],

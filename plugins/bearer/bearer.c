@@ -24,9 +24,10 @@ struct bearer {
 static kg_error bearer_create(kg_opts *opts, void **inst_r)
 {
     struct bearer *b = calloc(1, sizeof(*b));
-    (void)opts;
     if (b == NULL)
         return KG_ERR_NOMEM;
+    /* What a 401 for no key says to send, and its challenge's scheme. */
+    kg_opts_credential_hint(opts, "Authorization: Bearer <key>", "Bearer");
     *inst_r = b;
     return KG_OK;
 }

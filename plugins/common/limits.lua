@@ -10,7 +10,8 @@
 --          r = release the lease ARGV member of a concurrency limit
 -- then 6 per limit: algorithm (f fixed window, s sliding window,
 --          b token bucket, c concurrency), count, window (s), burst,
---          lease ttl (s), lease id
+--          lease ttl (s), lease id ("" in mode a: take no lease, admit,
+--          report what others hold: kg_call_lease_wanted() is 0)
 -- Returns 4 integers per limit: admitted (1/0), remaining, reset (Unix
 -- s), retry after (s).
 local t = redis.call('TIME')
@@ -126,7 +127,9 @@ for i = 1, #KEYS do
     -- expired ones are reaped here, so a crashed instance's leases end
     redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
     local held = redis.call('ZCARD', k)
-    if mode == 'a' then
+    if mode == 'a' and member == '' then
+      ok = 1
+    elseif mode == 'a' then
       if held < count then
         held = held + 1
         writes[#writes + 1] = {'ZADD', k, now + ttl * UNIT, member}

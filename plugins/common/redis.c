@@ -109,7 +109,7 @@ static void report(struct limitconf *lc, kg_call *call, int64_t count,
 }
 
 /*
- * The Redis keys and (concurrency, not peek) lease ids of a batch, as
+ * The Redis keys and (concurrency, a lease wanted) lease ids of a batch, as
  * long as the key id needs: pointers into one block, `stack` if it fits,
  * else the heap (the caller frees it when it is not `stack`).  NULL if
  * out of memory.
@@ -126,7 +126,7 @@ static char *batch_bufs(void *const *insts, size_t n, kg_call *call,
     for (i = 0; i < n; i++) {
         struct limitconf *lc = insts[i];
         keysz[i] = kgr_key_size(lead->redis, id, lc->name);
-        leasesz[i] = lc->algo == LC_CONCURRENCY && !kg_call_peek(call)
+        leasesz[i] = lc->algo == LC_CONCURRENCY && kg_call_lease_wanted(call)
                          ? KG_LEASE_SIZE(idlen, strlen(lc->name)) : 1;
         total += keysz[i] + leasesz[i];
     }

@@ -9,6 +9,7 @@
  * value with inner whitespace or control bytes, or the header given
  * twice with different values is malformed (400 invalid_request).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,12 @@ static kg_error header_create(kg_opts *opts, void **inst_r)
     if (h->name == NULL) {
         e = KG_ERR_NOMEM;
         goto fail;
+    }
+    /* What a 401 for no key says to send (no auth scheme of its own). */
+    {
+        char hint[96];
+        snprintf(hint, sizeof(hint), "%s: <key>", name);
+        kg_opts_credential_hint(opts, hint, NULL);
     }
     *inst_r = h;
     return KG_OK;

@@ -54,6 +54,7 @@ out=$("$KEYGATED" --limit-capacity 5 2>&1); [ $? -eq 2 ] && printf '%s' "$out" |
 
 FREE=$(new_key free free)
 FREE2=$(new_key free2 free)
+NOLEASE=$(new_key nolease free)
 IPKEY=$(new_key ip free --allow-ip 203.0.113.0/24)
 SCOPED=$(new_key scoped scoped --permission jobs:read)
 DOWN=$(new_key down down)
@@ -132,6 +133,24 @@ has_header "4th: X-Keygate-Status 429" "X-Keygate-Status: 429"
 no_header "4th: no lease" "X-Keygate-Lease"
 expect_status "whoami of a limited key" 200 -H "Authorization: Bearer $FREE" "$KGD/whoami"
 body_has "whoami: hour exhausted" '{"name":"hour","limit":3,"remaining":0'
+
+# ---- /check?lease=none: limits by rate only, no lease (issue 23 item 9) -----
+# NOLEASE: 3 an hour, 1 in flight.  Two checks that hold no lease pass one
+# after the other (without lease=none the second is a 429), the hourly
+# count still applies.
+expect_status "lease=none: allowed" 200 -H "Authorization: Bearer $NOLEASE" "$KGD/check?lease=none"
+no_header "lease=none: no X-Keygate-Lease" "X-Keygate-Lease"
+has_header "lease=none: the hour counted" 'RateLimit: "hour";r=2'
+expect_status "lease=none again: allowed (no lease held)" 200 -H "Authorization: Bearer $NOLEASE" \
+    -H "X-Original-URI: /v1/x?lease=1" "$KGD/check?lease=none"
+no_header "lease=none again: no X-Keygate-Lease" "X-Keygate-Lease"
+expect_status "then a check that takes a lease" 200 -H "Authorization: Bearer $NOLEASE" "$KGD/check"
+has_header "it holds one" "X-Keygate-Lease: "
+curl -s -o /dev/null -X DELETE "$KGD/leases/$(header_value X-Keygate-Lease)"
+expect_status "lease=none: the hour still limits" 429 -H "Authorization: Bearer $NOLEASE" "$KGD/check?lease=none"
+has_header "lease=none 429: by the hour" 'RateLimit: "hour";r=0'
+expect_status "lease=other: refused" 400 -H "Authorization: Bearer $NOLEASE" "$KGD/check?lease=yes"
+body_has "lease=other: says why" "lease may only be 'none'"
 
 # ---- 401 revoked / expired, 503 --------------------------------------------
 expect_status "revoked key" 401 -H "Authorization: Bearer $REV" "$KGD/check"

@@ -5,9 +5,11 @@
  * can stop and start a server between two rounds in the same process.
  *
  *   kg_hammer POLICY KEY...
- *   stdin:  check K N T [hold]   N checks of key number K (from 0) spread
- *                                over T threads; leases are released at
- *                                once unless `hold`
+ *   stdin:  check K N T [hold|nolease]   N checks of key number K (from
+ *                                0) spread over T threads; leases are
+ *                                released at once unless `hold`;
+ *                                `nolease`: the requests ask for none
+ *                                (kg_request_set_no_lease)
  *           bench K N T          the same, timing each check
  *           release              release every held lease
  *           oom SIZE             from now on every malloc() of exactly
@@ -58,7 +60,7 @@ struct round {
     kg_context *ctx;
     const char *header;
     long n, next_index;
-    int hold, bench;
+    int hold, bench, nolease;
     atomic_long next;
     atomic_long allowed, limited, unavailable, other, max_retry;
     int64_t *lat_us;
@@ -112,6 +114,7 @@ static void *worker(void *arg)
     kg_request_set_path(req, "/v1/scrape");
     kg_request_set_client(req, "127.0.0.1");
     kg_request_add_header(req, "Authorization", r->header);
+    kg_request_set_no_lease(req, r->nolease);
     while ((i = atomic_fetch_add(&r->next, 1)) < r->n) {
         kg_decision *d = NULL;
         int64_t t0 = r->bench ? mono_us() : 0;
@@ -254,6 +257,7 @@ int main(int argc, char **argv)
         r.header = hdr;
         r.n = n;
         r.hold = strcmp(opt, "hold") == 0;
+        r.nolease = strcmp(opt, "nolease") == 0;
         r.bench = cmd[0] == 'b';
         run(&r, threads);
     }

@@ -322,6 +322,11 @@ pttl=$(rcli "$P" pttl "$ck")
 [ "$pttl" -gt 0 ] && [ "$pttl" -le 61000 ] && ok "lease set has a TTL ($pttl ms)" || bad "lease set pttl $pttl"
 check_eq "a third process is refused while they are held" \
     "$(val "$("$HAMMER" "$POL" "$KC" <<< "check 0 10 4 hold")" allowed)" 0
+# Requests that ask for no lease (/check?lease=none) pass the full limit
+# and add none to the set.
+check_eq "no-lease requests pass while they are held" \
+    "$(val "$("$HAMMER" "$POL" "$KC" <<< "check 0 10 4 nolease")" allowed)" 10
+check_eq "and hold none" "$(rcli "$P" zcard "$ck")" 5
 # Its Retry-After: as long as the youngest lease has been held (here 2 s
 # and more), never past the earliest expiry (ttl 60 s); not a flat 1.
 sleep 2

@@ -5,6 +5,8 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
+
 static char *dir, *keyfile;
 static char key[KG_KEY_MAX], key2[KG_KEY_MAX];
 static kg_context *ctx;
@@ -283,7 +285,7 @@ START_TEST(none_is_401_with_challenge)
     kg_decision *d = check3(pol, "Accept: */*", NULL, NULL);
     const char *www = kg_decision_header_value(d, "WWW-Authenticate");
     ck_assert_ptr_nonnull(www);
-    ck_assert_msg(strncmp(www, "Bearer realm=\"whizo API\"", 24) == 0, "%s", www);
+    ck_assert_str_eq(www, "Bearer realm=\"whizo API\"");
     ck_assert_ptr_nonnull(kg_decision_header_value(d, "www-authenticate"));
     ck_assert_ptr_nonnull(strstr(kg_decision_body(d), "{\"error\":{\"code\":\"unauthorized\""));
     ck_assert_str_eq(kg_code_name(kg_decision_code(d)), "unauthorized");
@@ -298,6 +300,49 @@ START_TEST(none_is_401_with_challenge)
         ck_assert_ptr_nonnull(kg_decision_header_value(d, "WWW-Authenticate"));
         UNAUTH(d, "unknown key");
         free(h);
+    }
+}
+END_TEST
+
+/* Threads reading one decision's headers at once (the getters take it
+ * const): each sees the same list, rendered once (issue 23 item 14). */
+struct reader { const kg_decision *d; pthread_barrier_t *go; size_t n; const char *www; };
+
+static void *read_headers(void *arg)
+{
+    struct reader *r = arg;
+    pthread_barrier_wait(r->go);
+    r->n = kg_decision_header_count(r->d);
+    r->www = kg_decision_header_value(r->d, "WWW-Authenticate");
+    return NULL;
+}
+
+START_TEST(headers_read_by_threads_at_once)
+{
+    enum { T = 8 };
+    int round;
+    for (round = 0; round < 200; round++) {
+        kg_decision *d = check3(pol, "Accept: */*", NULL, NULL);
+        pthread_t th[T];
+        struct reader rd[T];
+        pthread_barrier_t go;
+        int i;
+        pthread_barrier_init(&go, NULL, T);
+        for (i = 0; i < T; i++) {
+            rd[i].d = d;
+            rd[i].go = &go;
+            ck_assert_int_eq(pthread_create(&th[i], NULL, read_headers, &rd[i]), 0);
+        }
+        for (i = 0; i < T; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (i = 0; i < T; i++) {
+            ck_assert_uint_eq(rd[i].n, 1);
+            ck_assert_ptr_eq(rd[i].www, rd[0].www);
+        }
+        ck_assert_str_eq(rd[0].www, "Bearer realm=\"whizo API\"");
+        ck_assert_uint_eq(kg_decision_header_count(d), 1);
+        kg_decision_free(d);
     }
 }
 END_TEST
@@ -343,6 +388,7 @@ static Suite *credential_suite(void)
     tcase_add_test(tc, one_malformed_one_good_is_400);
     tcase_add_test(tc, none_is_401_with_challenge);
     tcase_add_test(tc, allowed_has_no_body);
+    tcase_add_test(tc, headers_read_by_threads_at_once);
     suite_add_tcase(s, tc);
     return s;
 }

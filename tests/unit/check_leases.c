@@ -32,7 +32,19 @@ static const char *POLICY =
     "    limit:\n"
     "      - {module: concurrency, control: requisite, options: {name: c1, count: 5}}\n"
     "      - {module: concurrency, control: requisite, options: {name: c2, count: 5}}\n"
-    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 1, window: 1h}}\n";
+    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 1, window: 1h}}\n"
+    "  mix:\n"
+    "    account:\n"
+    "      - {module: ipacl, control: requisite, options: {allow: [192.0.2.0/24]}}\n"
+    "    limit:\n"
+    "      - {module: fixed_window, control: requisite, options: {name: hour, count: 10, window: 1h}}\n"
+    "      - {module: concurrency, control: requisite, options: {name: conc, count: 1}}\n"
+    "  down:\n"
+    "    account:\n"
+    "      - {module: ipacl, control: requisite, options: {allow: [192.0.2.0/24]}}\n"
+    "    limit:\n"
+    "      - {module: batchlim, control: requisite, options: {name: a, group: g, verdict: down}}\n"
+    "      - {module: batchlim, control: requisite, options: {name: b, group: g, verdict: down}}\n";
 
 /* Key ids of these lengths, LDAP-DN-like (commas and all). */
 static const size_t id_lens[] = { 40, 300, 2000 };
@@ -268,6 +280,107 @@ START_TEST(concurrency_retry_after)
 }
 END_TEST
 
+/* kg_request_set_no_lease(): admitted holding no lease, even while the
+ * limit is full, and told what the others hold; the leases of other
+ * checks unchanged; kg_request_reset() asks for leases again. */
+START_TEST(no_lease_request)
+{
+    kg_request *r;
+    kg_decision *d = NULL;
+    char *a, *b;
+    int i;
+
+    key_with_id("k_nolease", "conc");
+    r = tu_request_bearer(key, "GET", "/", "192.0.2.10");
+    ck_assert_int_eq(kg_request_set_no_lease(r, 1), KG_OK);
+    for (i = 0; i < 5; i++) {
+        ck_assert_int_eq(kg_check(pol, r, &d), KG_OK);
+        ck_assert_msg(kg_decision_allowed(d), "%d %s", kg_decision_status(d),
+                      kg_decision_message(d));
+        ck_assert_ptr_null(kg_decision_lease(d));
+        kg_decision_free(d);
+        d = NULL;
+    }
+    ck_assert_int_eq(peek_remaining("conc"), 2);
+    a = admitted();
+    b = admitted();
+    denied(429);
+    /* The limit is full: a no-lease request still passes, and hears 0. */
+    ck_assert_int_eq(kg_check(pol, r, &d), KG_OK);
+    ck_assert(kg_decision_allowed(d));
+    ck_assert_ptr_null(kg_decision_lease(d));
+    ck_assert_str_eq(kg_decision_header_value(d, "RateLimit"), "\"conc\";r=0");
+    kg_decision_free(d);
+    d = NULL;
+    ck_assert_int_eq(kg_release(ctx, a), KG_OK);
+    ck_assert_int_eq(peek_remaining("conc"), 1);
+    /* 0 asks for leases again. */
+    ck_assert_int_eq(kg_request_set_no_lease(r, 0), KG_OK);
+    ck_assert_int_eq(kg_check(pol, r, &d), KG_OK);
+    ck_assert_ptr_nonnull(kg_decision_lease(d));
+    ck_assert_int_eq(kg_release(ctx, kg_decision_lease(d)), KG_OK);
+    kg_decision_free(d);
+    ck_assert_int_eq(kg_request_set_no_lease(NULL, 1), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_release(ctx, b), KG_OK);
+    free(a);
+    free(b);
+    kg_request_free(r);
+}
+END_TEST
+
+/* The headers of a denial say what remains after it: a 429 of the
+ * in-flight limit took nothing of the hour (given back), so it says what
+ * kg_check_peek() (/whoami) says; a 403 of an identified key carries the
+ * rate-limit headers too, and takes nothing (issue 23 item 3). */
+START_TEST(denial_headers_say_what_remains)
+{
+    kg_decision *d;
+    char *a;
+
+    key_with_id("k_mix", "mix");
+    a = admitted();                                  /* hour: 9 left */
+    d = tu_check_key(pol, key);
+    ck_assert_int_eq(kg_decision_status(d), 429);
+    ck_assert_str_eq(kg_decision_header_value(d, "RateLimit"),
+                     "\"hour\";r=9;t=3600, \"conc\";r=0");
+    ck_assert_str_eq(kg_decision_header_value(d, "X-RateLimit-Remaining"), "0");
+    kg_decision_free(d);
+    ck_assert_int_eq(peek_remaining("hour"), 9);
+    ck_assert_int_eq(kg_release(ctx, a), KG_OK);
+    free(a);
+
+    d = tu_check_bearer(pol, key, "GET", "/", "198.51.100.1");
+    ck_assert_int_eq(kg_decision_status(d), 403);
+    ck_assert_ptr_nonnull(kg_decision_header_value(d, "RateLimit"));
+    ck_assert_str_eq(kg_decision_header_value(d, "RateLimit"),
+                     "\"hour\";r=9;t=3600, \"conc\";r=1");
+    ck_assert_str_eq(kg_decision_header_value(d, "X-RateLimit-Remaining"), "9");
+    ck_assert_ptr_null(kg_decision_header_value(d, "Retry-After"));
+    ck_assert_ptr_null(kg_decision_lease(d));
+    kg_decision_free(d);
+    ck_assert_int_eq(peek_remaining("hour"), 9);
+    ck_assert_int_eq(peek_remaining("conc"), 1);
+}
+END_TEST
+
+/* The 403's peek at the limits cannot turn it into a 503 when a limiter
+ * is down: no report, still the 403. */
+START_TEST(denial_peek_with_limiter_down)
+{
+    kg_decision *d;
+
+    key_with_id("k_down", "down");
+    d = tu_check_bearer(pol, key, "GET", "/", "198.51.100.1");
+    ck_assert_int_eq(kg_decision_status(d), 403);
+    ck_assert_str_eq(kg_code_name(kg_decision_code(d)), "ip_not_allowed");
+    ck_assert_str_eq(kg_decision_decided_by(d), "account:ipacl");
+    kg_decision_free(d);
+    d = tu_check_key(pol, key);                 /* allowed in: the limiter is down */
+    ck_assert_int_eq(kg_decision_status(d), 503);
+    kg_decision_free(d);
+}
+END_TEST
+
 static Suite *leases_suite(void)
 {
     Suite *s = suite_create("leases");
@@ -279,6 +392,9 @@ static Suite *leases_suite(void)
     tcase_add_loop_test(tc, denied_check_undoes_its_own_leases, 0, n);
     tcase_add_test(tc, key_id_with_separator);
     tcase_add_test(tc, concurrency_retry_after);
+    tcase_add_test(tc, no_lease_request);
+    tcase_add_test(tc, denial_headers_say_what_remains);
+    tcase_add_test(tc, denial_peek_with_limiter_down);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -217,6 +217,44 @@ START_TEST(lease_list_out_of_memory)
     kg_decision_free(d);
 }
 END_TEST
+
+/* A 429 rendered while no allocation succeeds still says Retry-After,
+ * and a 401 WWW-Authenticate (issue 23 item 14): neither is allocated. */
+START_TEST(denial_headers_without_memory)
+{
+    char key[KG_KEY_MAX];
+    kg_decision *d;
+    kg_request *r;
+    const char *v;
+
+    load(0);
+    ck_assert_int_eq(kg_key_generate("whizo", key, KG_KEY_MAX), KG_OK);
+    tu_clock_set(&clk, 1800000000);
+    {
+        int i;
+        for (i = 0; i < 100; i++)
+            (void)admitted(key);
+    }
+    d = tu_check_key(pol, key);
+    ck_assert_int_eq(kg_decision_status(d), 429);
+    atomic_store(&fail_from, 1);
+    v = kg_decision_header_value(d, "Retry-After");
+    atomic_store(&fail_from, 0);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(kg_decision_header_value(d, "Retry-After"), "3600");
+    kg_decision_free(d);
+
+    ck_assert_int_eq(kg_request_new(&r), KG_OK);
+    d = tu_check(pol, r);
+    ck_assert_int_eq(kg_decision_status(d), 401);
+    atomic_store(&fail_from, 1);
+    v = kg_decision_header_value(d, "WWW-Authenticate");
+    atomic_store(&fail_from, 0);
+    ck_assert_ptr_nonnull(v);
+    kg_decision_free(d);
+    kg_request_free(r);
+}
+END_TEST
 #endif
 
 static Suite *limitoom_suite(void)
@@ -232,6 +270,7 @@ static Suite *limitoom_suite(void)
     tc = tcase_create("malloc fails");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, lease_list_out_of_memory);
+    tcase_add_test(tc, denial_headers_without_memory);
     suite_add_tcase(s, tc);
 #endif
     return s;

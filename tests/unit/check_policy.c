@@ -34,6 +34,12 @@ static void teardown(void)
     "    options: {path: \"${KGT_KEYS}\"}\n"          /* 5 */
 #define PLANS "plans:\n  free: {}\n"                  /* 6, 7 */
 
+/* 65 account lines: more than a stack holds (line 73 is the 65th). */
+#define ACC "    - {module: ipacl}\n"
+#define ACC8 ACC ACC ACC ACC ACC ACC ACC ACC
+#define ACC64 ACC8 ACC8 ACC8 ACC8 ACC8 ACC8 ACC8 ACC8
+#define NAME60 "n123456789n123456789n123456789n123456789n123456789n123456789"
+
 /* Limit lines, to make a plan of more limits than a decision reports. */
 #define LIM(n) "    - {module: fixed_window, options: {name: l" #n ", count: 5, window: 1h}}\n"
 #define LIM16 LIM(1) LIM(2) LIM(3) LIM(4) LIM(5) LIM(6) LIM(7) LIM(8) \
@@ -207,6 +213,17 @@ static const struct bad bads[] = {
       KG_ERR_POLICY, 7, 21, "lease_ttl must be a duration" },
     { "more limit lines than a decision reports", MANY_LIMITS LIM(17),
       KG_ERR_POLICY, 25, 7, "plan 'free' has 17 limit lines, more than the 16" },
+    /* Issue 23 item 13: load errors instead of a silent cap. */
+    { "a stack of 65 lines", HEAD "plans:\n  free:\n    account:\n" ACC64 ACC,
+      KG_ERR_POLICY, 73, 7, "the account stage has 65 lines, more than the 64" },
+    { "a limit name of 60 bytes (a plugin that would take it)",
+      HEAD "plans:\n  free:\n    limit:\n    - {module: batchlim, options: {name: "
+      NAME60 "}}\n",
+      KG_ERR_POLICY, 9, 42, "is 60 bytes; at most 47" },
+    { "a limit name of 48 bytes (a shipped limiter)",
+      HEAD "plans:\n  free:\n    limit:\n    - {module: fixed_window, options: {name: "
+      "n123456789n123456789n123456789n123456789n1234567, count: 1, window: 1h}}\n",
+      KG_ERR_POLICY, 0, 0, "a name of 1 to 47 characters" },
     { "a policy that is a list", "- a\n- b\n", KG_ERR_POLICY, 1, 1,
       "a policy must be a mapping" },
     { "an empty document", "", KG_ERR_POLICY, 1, 1, "empty" },
@@ -492,6 +509,39 @@ END_TEST
 /* What a plan enforces (issue 23 item 2: keygate key create took
  * settings nothing would read): the modules of its stages, inherited
  * ones included, and its limits' names, defaults included. */
+/* A store with `list` and no `get` or `put` (the anykey fixture) lists
+ * keys; reading one by id and writing say which op is missing, not
+ * "read-only" for all three (issue 23 item 17). */
+static int count_listed(const kg_record *r, void *ud)
+{
+    ck_assert_str_eq(kg_record_id(r), "k_listed");
+    ++*(int *)ud;
+    return 0;
+}
+
+START_TEST(keystore_ops_each_enable)
+{
+    kg_policy *p = tu_policy(ctx, "credential: [{module: bearer}]\n"
+                                  "keystore: [{module: anykey, options: {plan: free}}]\n"
+                                  "plans: {free: {}}\n");
+    kg_record *r = NULL;
+    kg_diag d;
+    char newkey[KG_KEY_MAX];
+    int n = 0;
+
+    ck_assert_int_eq(kg_keys_list(p, count_listed, &n, &d), KG_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(kg_keys_get(p, "k_listed", &r, &d), KG_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(d.message, "no store has `get`") != NULL, "%s", d.message);
+    r = kg_record_new();
+    kg_record_set_plan(r, "free");
+    ck_assert_int_eq(kg_keys_create(p, r, newkey, sizeof(newkey), &d), KG_ERR_READONLY);
+    ck_assert_msg(strstr(d.message, "no store has `put`") != NULL, "%s", d.message);
+    kg_record_unref(r);
+    kg_policy_free(p);
+}
+END_TEST
+
 START_TEST(plan_queries)
 {
     kg_policy *p = tu_policy(ctx,
@@ -588,6 +638,7 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, extends_inherits);
     tcase_add_test(tc, explain_mentions_each_stage);
     tcase_add_test(tc, plan_queries);
+    tcase_add_test(tc, keystore_ops_each_enable);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("files");

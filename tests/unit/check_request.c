@@ -29,6 +29,16 @@ START_TEST(defaults_and_last_set_wins)
     ck_assert_str_eq(kg_request_method(r), "PUT");
     ck_assert_str_eq(kg_request_path(r), "/v1/jobs");
     ck_assert_str_eq(kg_request_client(r), "::1");
+    /* Only an address is a client (issue 23 item 14); a refused one
+     * leaves the one set before. */
+    ck_assert_int_eq(kg_request_set_client(r, "bogus"), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_request_set_client(r, "203.0.113.7/24"), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_request_set_client(r, "example.com"), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_request_set_client(r, ""), KG_ERR_INVALID);
+    ck_assert_str_eq(kg_request_client(r), "::1");
+    ck_assert_int_eq(kg_request_set_client(r, "203.0.113.7"), KG_OK);
+    ck_assert_str_eq(kg_request_client(r), "203.0.113.7");
+    ck_assert_int_eq(kg_request_set_client(r, "[2001:db8::1]"), KG_OK);
     ck_assert_int_eq(kg_request_set_path(r, NULL), KG_ERR_INVALID);
     ck_assert_int_eq(kg_request_add_header(r, NULL, "x"), KG_ERR_INVALID);
     ck_assert_int_eq(kg_request_add_header(NULL, "a", "x"), KG_ERR_INVALID);
@@ -165,10 +175,10 @@ START_TEST(client_addr_and_lent_headers)
     ck_assert_str_eq(kg_request_client(r), "2001:db8::1");
     ck_assert_int_eq(kg_request_client_addr(r, a), KG_OK);
     ck_assert_mem_eq(a, in6.sin6_addr.s6_addr, 16);
-    /* text that is no address: kept for messages, matches nothing */
-    ck_assert_int_eq(kg_request_set_client(r, "nonsense"), KG_OK);
-    ck_assert_str_eq(kg_request_client(r), "nonsense");
-    ck_assert_int_eq(kg_request_client_addr(r, a), KG_ERR_INVALID);
+    /* text that is no address: refused, the address set before kept */
+    ck_assert_int_eq(kg_request_set_client(r, "nonsense"), KG_ERR_INVALID);
+    ck_assert_str_eq(kg_request_client(r), "2001:db8::1");
+    ck_assert_int_eq(kg_request_client_addr(r, a), KG_OK);
     /* lent: the very pointers come back, NULs and all */
     ck_assert_int_eq(kg_request_add_header_ref(r, name, value, sizeof(value) - 1), KG_OK);
     ck_assert_int_eq(kg_request_add_header(r, "X-API-Key", "k"), KG_OK);
