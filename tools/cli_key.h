@@ -32,6 +32,7 @@ struct key_list_edit {
 /* The options of one `keygate key ...` command line. */
 struct key_edit {
     const char *name, *plan, *expires;
+    const char *account;   /* create: --account, the account's id or external id */
     struct key_list_edit perms, ips;
     struct key_strs limits;
     int clear_limits;
