@@ -237,6 +237,8 @@ void kgd_log_access(const struct kgd_access *a)
     n = kgd_appendf(line, n, cap, "{\"time\":\"%s\",\"endpoint\":\"%s\",\"key_id\":",
                     ts, a->endpoint);
     n = kgd_json_cstr(line, n, cap, kg_decision_key_id(d));
+    LIT(",\"account\":");
+    n = kgd_json_cstr(line, n, cap, kg_decision_account_id(d));
     LIT(",\"key_prefix\":");
     n = kgd_json_cstr(line, n, cap, kg_decision_key_prefix(d));
     LIT(",\"plan\":");

@@ -84,6 +84,12 @@ K1=$($KG --json key create --account cus_1 --name k1 --allow-ip 10.1.0.0/16)
 KID1=$(printf '%s' "$K1" | json_field id)
 printf '%s' "$K1" | grep -q "\"account\":\"$A\",\"plan\":\"free\"" \
     && ok "key create --account: the key is the account's, on its plan" || bad "json: $K1"
+KEY1=$(printf '%s' "$K1" | json_field key)
+expect "check names the account" 0 "allowed 200 ok key=$KID1 account=$A plan=free" \
+    -- $KG check --ip 10.1.2.3 --header "Authorization: Bearer $KEY1"
+expect "check --json: the account, its external id and metadata" 0 \
+    "\"account\":\"$A\",\"account_external_id\":\"cus_1\",\"account_metadata\":{\"tier\":\"gold\"}" \
+    -- $KG check --json --ip 10.1.2.3 --header "Authorization: Bearer $KEY1"
 expect "key create --account ID (the account's id)" 0 "on plan free" -- $KG key create --account "$A" --name k2
 refused "key create --plan with --account" "account $A is on plan 'free' (to change it: keygate account update $A --plan pro)" \
     -- $KG key create --account cus_1 --name k3 --plan pro
