@@ -96,16 +96,6 @@ static const char *sub_name(unsigned sub)
     return "?";
 }
 
-static int push(struct key_strs *l, const char *v, const char *opt)
-{
-    if (l->n == KEY_MAX_ITEMS) {
-        fprintf(stderr, "keygate: at most %d --%s\n", KEY_MAX_ITEMS, opt);
-        return -1;
-    }
-    l->v[l->n++] = v;
-    return 0;
-}
-
 /* Options of sub-command `sub` from argv[1..] into e; the index of the
  * first operand, or -1 (the reason printed).  One the sub-command does
  * not take is refused, never ignored. */
@@ -150,9 +140,9 @@ static int account_parse(struct cli *c, unsigned sub, int argc, char **argv,
         switch (ch) {
         case 'n': e->name = optarg; break;
         case 'p': e->plan = optarg; break;
-        case 'P': rc = push(&e->perms, optarg, "permission"); break;
-        case 'i': rc = push(&e->ips, optarg, "allow-ip"); break;
-        case 'l': rc = push(&e->limits, optarg, "limit"); break;
+        case 'P': rc = key_strs_push(&e->perms, optarg, "permission"); break;
+        case 'i': rc = key_strs_push(&e->ips, optarg, "allow-ip"); break;
+        case 'l': rc = key_strs_push(&e->limits, optarg, "limit"); break;
         case OPT_EXTERNAL_ID: e->external_id = optarg; break;
         case OPT_METADATA: e->metadata = optarg; break;
         case OPT_CLEAR_PERMS: e->clear_perms = 1; break;

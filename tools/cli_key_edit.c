@@ -51,7 +51,7 @@ static const char *sub_name(unsigned sub)
     }
 }
 
-static int push(struct key_strs *l, const char *v, const char *opt)
+int key_strs_push(struct key_strs *l, const char *v, const char *opt)
 {
     if (l->n == KEY_MAX_ITEMS) {
         fprintf(stderr, "keygate: at most %d --%s\n", KEY_MAX_ITEMS, opt);
@@ -114,15 +114,15 @@ int key_parse(struct cli *c, unsigned sub, int argc, char **argv,
         switch (ch) {
         case 'n': e->name = optarg; break;
         case 'p': e->plan = optarg; break;
-        case 'P': rc = push(&e->perms.set, optarg, "permission"); break;
-        case OPT_ADD_PERM: rc = push(&e->perms.add, optarg, "add-permission"); break;
-        case OPT_REMOVE_PERM: rc = push(&e->perms.remove, optarg, "remove-permission"); break;
-        case 'i': rc = push(&e->ips.set, optarg, "allow-ip"); break;
-        case OPT_ADD_IP: rc = push(&e->ips.add, optarg, "add-allow-ip"); break;
-        case OPT_REMOVE_IP: rc = push(&e->ips.remove, optarg, "remove-allow-ip"); break;
+        case 'P': rc = key_strs_push(&e->perms.set, optarg, "permission"); break;
+        case OPT_ADD_PERM: rc = key_strs_push(&e->perms.add, optarg, "add-permission"); break;
+        case OPT_REMOVE_PERM: rc = key_strs_push(&e->perms.remove, optarg, "remove-permission"); break;
+        case 'i': rc = key_strs_push(&e->ips.set, optarg, "allow-ip"); break;
+        case OPT_ADD_IP: rc = key_strs_push(&e->ips.add, optarg, "add-allow-ip"); break;
+        case OPT_REMOVE_IP: rc = key_strs_push(&e->ips.remove, optarg, "remove-allow-ip"); break;
         case 'e': e->expires = optarg; break;
         case 'a': e->account = optarg; break;
-        case 'l': rc = push(&e->limits, optarg, "limit"); break;
+        case 'l': rc = key_strs_push(&e->limits, optarg, "limit"); break;
         case 'g':
             if (parse_grace(optarg, &e->grace) != 0) {
                 fprintf(stderr, "keygate: --grace %s: expected a duration "
