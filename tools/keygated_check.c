@@ -166,6 +166,7 @@ static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
 {
     char *rec = kg_decision_record_json(d);
     const char *acct = kg_decision_account_id(d);
+    const char *ext = kg_decision_account_external_id(d);
     const char *meta = kg_decision_account_metadata(d);
     size_t cap, len = 0, i, n = kg_decision_limit_count(d);
     char *buf;
@@ -174,7 +175,10 @@ static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
 
     if (rec == NULL)
         return MHD_NO;
-    cap = strlen(rec) + 512 + n * 256 + (meta ? strlen(meta) : 0);
+    cap = strlen(rec) + 256 + n * 256;
+    if (acct != NULL)   /* escaped, at most 6 bytes a byte */
+        cap += 64 + 6 * (strlen(acct) + strlen(ext ? ext : "")) +
+               (meta ? strlen(meta) : 0);
     buf = malloc(cap);
     if (buf == NULL) {
         free(rec);
@@ -187,7 +191,7 @@ static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
         len = kgd_appendf(buf, len, cap, "{\"id\":");
         len = kgd_json_cstr(buf, len, cap, acct);
         len = kgd_appendf(buf, len, cap, ",\"external_id\":");
-        len = kgd_json_cstr(buf, len, cap, kg_decision_account_external_id(d));
+        len = kgd_json_cstr(buf, len, cap, ext);
         len = kgd_appendf(buf, len, cap, ",\"metadata\":%s}", meta ? meta : "null");
     } else {
         len = kgd_appendf(buf, len, cap, "null");

@@ -38,7 +38,8 @@ check() {
 
 A=$($KG account create --name Acme --plan free --external-id cus_42 \
     --metadata '{"tier": "gold", "seats": 3}' 2>/dev/null)
-C=$($KG account create --name Conc --plan free 2>/dev/null)
+BIG=$(head -c 4000 /dev/zero | tr '\0' x)   # near the 4096-byte cap
+C=$($KG account create --name Conc --plan free --metadata "{\"big\":\"$BIG\"}" 2>/dev/null)
 for i in 1 2 3; do
     eval "A$i=\$($KG key create --account cus_42 --name a$i 2>/dev/null)"
     eval "C$i=\$($KG key create --account $C --name c$i 2>/dev/null)"
@@ -74,6 +75,9 @@ grep -q "\"key_id\":\"$(key_id_of "$A2")\",\"account\":\"$A\"," "$T/access.log" 
 # ---- /whoami: the account, its external id and metadata --------------------
 expect_status "whoami" 200 -H "Authorization: Bearer $A1" "$KGD/whoami"
 body_has "whoami: the account" "\"account\":{\"id\":\"$A\",\"external_id\":\"cus_42\",\"metadata\":{\"tier\":\"gold\",\"seats\":3}}"
+
+expect_status "whoami, 4 KB of metadata" 200 -H "Authorization: Bearer $C1" "$KGD/whoami"
+body_has "whoami: all of it" "\"metadata\":{\"big\":\"$BIG\"}},\"plan\":\"free\""
 
 # ---- 1 in flight across the keys --------------------------------------------
 expect_status "C1 in flight" 200 -H "Authorization: Bearer $C1" "$KGD/check"
