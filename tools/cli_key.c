@@ -123,6 +123,15 @@ static void print_record(struct cli *c, const kg_record *r)
     printf("last used:   %s\n", kg_record_last_used(r) ? t : "never");
 }
 
+/* Refuse --plan for a key of an account, pointing at the account. */
+static void plan_is_accounts(const char *sub, const char *opt, const char *id,
+                             const char *acct_plan, const char *plan)
+{
+    fprintf(stderr, "keygate: key %s: %s: a key is on its account's plan; "
+            "account %s is on plan '%s' (to change it: keygate account update "
+            "%s --plan %s)\n", sub, opt, id, acct_plan ? acct_plan : "-", id, plan);
+}
+
 /*
  * --account: the key joins that account and takes its plan (r's plan
  * set to it, so that key_enforced() reads the right plan).  --plan with
@@ -143,10 +152,8 @@ static int key_account(kg_policy *p, const struct key_edit *e, kg_record *r)
         return EXIT_USAGE;
     }
     if (e->plan != NULL) {
-        fprintf(stderr, "keygate: key create: --plan with --account: a key is on "
-                "its account's plan; account %s is on plan '%s' (to change it: "
-                "keygate account update %s --plan %s)\n", kg_account_id(a),
-                kg_account_plan(a), kg_account_id(a), e->plan);
+        plan_is_accounts("create", "--plan with --account", kg_account_id(a),
+                         kg_account_plan(a), e->plan);
         goto out;
     }
     if (kg_record_set_account_id(r, kg_account_id(a)) != KG_OK ||
@@ -285,6 +292,14 @@ static int key_update(struct cli *c, kg_policy *p, const struct key_edit *e,
 {
     kg_diag d;
     kg_error err;
+    /* Before key_enforced(), which would hold the key against a plan
+     * it cannot move to. */
+    if (e->plan != NULL && kg_record_account_id(r) != NULL) {
+        plan_is_accounts("update", "--plan", kg_record_account_id(r),
+                         kg_record_account(r) ? kg_account_plan(kg_record_account(r)) : NULL,
+                         e->plan);
+        return EXIT_USAGE;
+    }
     /* Only what this update sets is held against the plan: a key
      * renamed keeps what it had. */
     if (key_apply(c, e, r) != 0 || key_enforced(p, r, key_touched(e)) != 0)

@@ -104,6 +104,8 @@ $KG key create --plan pro --name solo >"$T/out" 2>"$T/err" && ok "key create --p
 SOLO=$(sed -n 's/^created account \(acct_[0-9a-f]*\) for it, on plan pro (no --account given).*/\1/p' "$T/err")
 [ -n "$SOLO" ] && ok "key create --plan says it made the key an account" || bad "stderr: $(cat "$T/err")"
 expect "that account is listed" 0 "^$SOLO  *pro  *active  *-  *solo$" -- $KG account list
+refused "key update --plan of an account's key" "key update: --plan: a key is on its account's plan; account $A is on plan 'free' (to change it: keygate account update $A --plan pro)" \
+    -- $KG key update "$KID1" --plan pro
 expect "key list shows the account" 0 "^$KID1 .* $A k1$" -- $KG key list
 expect "key show shows the account" 0 "^account:     $A$" -- $KG key show "$KID1"
 expect "account show lists its keys" 0 "^keys:        $KID1 k_" -- $KG account show cus_1
