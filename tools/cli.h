@@ -58,6 +58,13 @@ kg_policy *cli_load_policy(struct cli *c, const char *path);
 void cli_print_diag(const char *what, kg_error e, const kg_diag *d);
 void cli_json_str(FILE *f, const char *s);
 int cli_parse_expiry(const char *s, int64_t now, int64_t *t_r);
+/* NAME=COUNT/WINDOW[:BURST] (hour=100000/1h:500): 0, or -1 if malformed. */
+struct cli_limit {
+    char name[128];
+    int64_t count, window, burst;
+};
+int cli_parse_limit_spec(const char *s, struct cli_limit *l);
+/* The same, added to r's limit overrides. */
 int cli_parse_limit(const char *s, kg_record *r);
 void cli_time(int64_t t, char out[32]);
 /* s as one line of text: s itself, or a copy in buf with each control
@@ -66,6 +73,7 @@ void cli_time(int64_t t, char out[32]);
 const char *cli_printable(const char *s, char *buf, size_t size);
 
 int cmd_key(struct cli *c, int argc, char **argv);
+int cmd_account(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_policy(struct cli *c, int argc, char **argv);
 int cmd_plugins(struct cli *c, int argc, char **argv);

@@ -30,6 +30,12 @@ static void print_decision(struct cli *c, const kg_decision *d, int n)
         cli_json_str(stdout, kg_decision_message(d));
         printf(",\"key_id\":");
         cli_json_str(stdout, kg_decision_key_id(d));
+        printf(",\"account\":");
+        cli_json_str(stdout, kg_decision_account_id(d));
+        printf(",\"account_external_id\":");
+        cli_json_str(stdout, kg_decision_account_external_id(d));
+        printf(",\"account_metadata\":%s", kg_decision_account_metadata(d)
+                                                ? kg_decision_account_metadata(d) : "null");
         printf(",\"plan\":");
         cli_json_str(stdout, kg_decision_plan(d));
         printf(",\"priority\":%d,\"decided_by\":", kg_decision_priority(d));
@@ -55,6 +61,8 @@ static void print_decision(struct cli *c, const kg_decision *d, int n)
            kg_decision_allowed(d) ? "ok" : kg_code_name(kg_decision_code(d)));
     if (kg_decision_key_id(d))
         printf(" key=%s", kg_decision_key_id(d));
+    if (kg_decision_account_id(d))
+        printf(" account=%s", kg_decision_account_id(d));
     if (kg_decision_plan(d))
         printf(" plan=%s priority=%d", kg_decision_plan(d), kg_decision_priority(d));
     printf(" by=%s", kg_decision_decided_by(d));

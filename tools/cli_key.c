@@ -8,9 +8,11 @@
 
 void key_usage(FILE *f)
 {
-    fputs("usage: keygate key create --name NAME --plan PLAN [--permission P]...\n"
+    fputs("usage: keygate key create --name NAME --account ID [--permission P]...\n"
           "                  [--allow-ip CIDR]... [--expires DURATION|DATE]\n"
           "                  [--limit NAME=COUNT/WINDOW[:BURST]]...\n"
+          "       keygate key create --name NAME --plan PLAN ...  (a new account of\n"
+          "                  its own on PLAN, said on stderr)\n"
           "       keygate key list\n"
           "       keygate key show ID\n"
           "       keygate key update ID [--name N] [--plan P] [--expires DURATION|DATE|never]\n"
@@ -22,6 +24,9 @@ void key_usage(FILE *f)
           "Every command takes --json (one JSON document; key list: an array) or\n"
           "--jsonl (key list: an object a line), before or after its arguments.\n"
           "NAME: 1 to 128 bytes of one-line text.\n"
+          "--account: the account's id or external id; the key takes its plan\n"
+          "  (--plan is refused with it), and its permissions and networks must\n"
+          "  lie within the account's (keygate account --help).\n"
           "update: --permission and --allow-ip REPLACE the key's whole list (the\n"
           "  old one is printed); --add-permission, --remove-permission,\n"
 "  --add-allow-ip and --remove-allow-ip change one entry.\n"
@@ -32,6 +37,15 @@ void key_usage(FILE *f)
           "  key_expired) or revoked.\n"
           "DURATION: 30s, 15m, 12h, 30d, 2w.  DATE: 2026-12-31 or 2026-12-31T12:00:00Z.\n",
           f);
+}
+
+/* The key's plan: its account's, if it has one; "-" if none. */
+static const char *key_plan(const kg_record *r)
+{
+    const kg_account *a = kg_record_account(r);
+    const char *plan = a != NULL ? kg_account_plan(a) : kg_record_plan(r);
+    /* none: a revoked key of an account since deleted */
+    return plan != NULL ? plan : "-";
 }
 
 /* What a check would make of the key now. */
@@ -83,7 +97,8 @@ static void print_record(struct cli *c, const kg_record *r)
     printf("id:          %s\n", kg_record_id(r));
     printf("name:        %s\n", cli_printable(kg_record_name(r), name, sizeof(name)));
     printf("prefix:      %s...\n", kg_record_prefix(r) ? kg_record_prefix(r) : "");
-    printf("plan:        %s\n", kg_record_plan(r));
+    printf("account:     %s\n", kg_record_account_id(r) ? kg_record_account_id(r) : "");
+    printf("plan:        %s\n", key_plan(r));
     printf("status:      %s\n", key_status(c, r));
     printf("permissions:");
     for (i = 0; i < kg_record_permission_count(r); i++)
@@ -108,20 +123,71 @@ static void print_record(struct cli *c, const kg_record *r)
     printf("last used:   %s\n", kg_record_last_used(r) ? t : "never");
 }
 
+/* Refuse --plan for a key of an account, pointing at the account. */
+static void plan_is_accounts(const char *sub, const char *opt, const char *id,
+                             const char *acct_plan, const char *plan)
+{
+    fprintf(stderr, "keygate: key %s: %s: a key is on its account's plan; "
+            "account %s is on plan '%s' (to change it: keygate account update "
+            "%s --plan %s)\n", sub, opt, id, acct_plan ? acct_plan : "-", id, plan);
+}
+
+/*
+ * --account: the key joins that account and takes its plan (r's plan
+ * set to it, so that key_enforced() reads the right plan).  --plan with
+ * --account is refused, pointing at the account.  0, or the exit status
+ * with the reason printed.
+ */
+static int key_account(kg_policy *p, const struct key_edit *e, kg_record *r)
+{
+    kg_account *a = NULL;
+    kg_diag d;
+    kg_error err = kg_accounts_get(p, e->account, &a, &d);
+    int rc = EXIT_USAGE;
+
+    if (err != KG_OK) {
+        fprintf(stderr, "keygate: key create: --account %s: %s\n", e->account,
+                err == KG_ERR_NOT_FOUND ? "no such account (keygate account list)"
+                                        : d.message[0] ? d.message : kg_strerror(err));
+        return EXIT_USAGE;
+    }
+    if (e->plan != NULL) {
+        plan_is_accounts("create", "--plan with --account", kg_account_id(a),
+                         kg_account_plan(a), e->plan);
+        goto out;
+    }
+    if (kg_record_set_account_id(r, kg_account_id(a)) != KG_OK ||
+        kg_record_set_plan(r, kg_account_plan(a)) != KG_OK) {
+        fprintf(stderr, "keygate: out of memory\n");
+        goto out;
+    }
+    rc = EXIT_OK;
+out:
+    kg_account_unref(a);
+    return rc;
+}
+
 static int key_create(struct cli *c, kg_policy *p, const struct key_edit *e)
 {
-    kg_record *r;
+    kg_record *r, *stored = NULL;
     char key[KG_KEY_MAX];
+    const char *acct;
     kg_diag d;
     kg_error err;
     int rc = EXIT_USAGE;
 
-    if (e->name == NULL || e->plan == NULL) {
-        fprintf(stderr, "keygate: key create needs --name and --plan\n");
+    if (e->name == NULL || (e->plan == NULL && e->account == NULL)) {
+        fprintf(stderr, "keygate: key create needs --name and --plan PLAN (the "
+                "key then gets an account of its own) or --name and --account ID\n");
         return EXIT_USAGE;
     }
     r = kg_record_new();
-    if (r == NULL || key_apply(c, e, r) != 0 || key_enforced(p, r, KEY_HAS_ALL) != 0)
+    if (r == NULL || key_apply(c, e, r) != 0)
+        goto out;
+    if (e->account != NULL && (rc = key_account(p, e, r)) != EXIT_OK)
+        goto out;
+    rc = EXIT_USAGE;
+    if (key_enforced(p, r, KEY_HAS_ALL) != 0)
         goto out;
     err = kg_keys_create(p, r, key, sizeof(key), &d);
     if (err != KG_OK) {
@@ -129,8 +195,13 @@ static int key_create(struct cli *c, kg_policy *p, const struct key_edit *e)
         rc = err == KG_ERR_INVALID ? EXIT_USAGE : EXIT_DENIED;
         goto out;
     }
+    /* The account a store made for a key created without one is on the
+     * stored record (plugin.h kg_keys_create). */
+    if (kg_keys_get(p, kg_record_id(r), &stored, &d) != KG_OK)
+        stored = kg_record_ref(r);
+    acct = kg_record_account_id(stored);
     if (c->json) {
-        char *j = kg_record_to_json(r);
+        char *j = kg_record_to_json(stored);
         /* {"id":...,"key":...,...record} */
         printf("{\"key\":\"%s\",%s\n", key, j ? j + 1 : "}");
         free(j);
@@ -138,11 +209,16 @@ static int key_create(struct cli *c, kg_policy *p, const struct key_edit *e)
         printf("%s\n", key);
         fprintf(stderr, "created key %s (%s...) on plan %s.\n"
                 "The key is shown only this once: store it now.\n",
-                kg_record_id(r), kg_record_prefix(r), kg_record_plan(r));
+                kg_record_id(r), kg_record_prefix(r), key_plan(stored));
     }
+    if (e->account == NULL && acct != NULL)
+        fprintf(stderr, "created account %s for it, on plan %s (no --account "
+                "given); more keys join it with --account %s\n", acct,
+                key_plan(stored), acct);
     kg_wipe(key, sizeof(key));
     rc = EXIT_OK;
 out:
+    kg_record_unref(stored);
     kg_record_unref(r);
     return rc;
 }
@@ -158,10 +234,11 @@ static int list_cb(const kg_record *r, void *ud)
     }
     cli_time(kg_record_expires(r), t);
     cli_time(kg_record_last_used(r), lu);
-    printf("%-20s %-12s %-12s %-8s %-21s %-21s %s\n", kg_record_id(r),
-           kg_record_prefix(r) ? kg_record_prefix(r) : "", kg_record_plan(r),
+    printf("%-20s %-12s %-12s %-8s %-21s %-21s %-21s %s\n", kg_record_id(r),
+           kg_record_prefix(r) ? kg_record_prefix(r) : "", key_plan(r),
            key_status(c, r), kg_record_expires(r) ? t : "never",
            kg_record_last_used(r) ? lu : "never",
+           kg_record_account_id(r) ? kg_record_account_id(r) : "-",
            cli_printable(kg_record_name(r), name, sizeof(name)));
     return 0;
 }
@@ -171,8 +248,8 @@ static int key_list(struct cli *c, kg_policy *p)
     kg_diag d;
     kg_error e;
     if (!c->json)
-        printf("%-20s %-12s %-12s %-8s %-21s %-21s %s\n", "ID", "PREFIX", "PLAN",
-               "STATUS", "EXPIRES", "LAST USED", "NAME");
+        printf("%-20s %-12s %-12s %-8s %-21s %-21s %-21s %s\n", "ID", "PREFIX",
+               "PLAN", "STATUS", "EXPIRES", "LAST USED", "ACCOUNT", "NAME");
     e = kg_keys_list(p, list_cb, c, &d);
     if (e != KG_OK) {
         cli_print_diag("key list", e, &d);
@@ -215,6 +292,14 @@ static int key_update(struct cli *c, kg_policy *p, const struct key_edit *e,
 {
     kg_diag d;
     kg_error err;
+    /* Before key_enforced(), which would hold the key against a plan
+     * it cannot move to. */
+    if (e->plan != NULL && kg_record_account_id(r) != NULL) {
+        plan_is_accounts("update", "--plan", kg_record_account_id(r),
+                         kg_record_account(r) ? kg_account_plan(kg_record_account(r)) : NULL,
+                         e->plan);
+        return EXIT_USAGE;
+    }
     /* Only what this update sets is held against the plan: a key
      * renamed keeps what it had. */
     if (key_apply(c, e, r) != 0 || key_enforced(p, r, key_touched(e)) != 0)

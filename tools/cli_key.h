@@ -22,6 +22,9 @@ struct key_strs {
     size_t n;
 };
 
+/* Append v (the value of --opt) to l; -1 (said) past KEY_MAX_ITEMS. */
+int key_strs_push(struct key_strs *l, const char *v, const char *opt);
+
 /* An edit of a list of the record (permissions, allowed networks):
  * replace it (set, or clear), or add and remove items. */
 struct key_list_edit {
@@ -32,6 +35,7 @@ struct key_list_edit {
 /* The options of one `keygate key ...` command line. */
 struct key_edit {
     const char *name, *plan, *expires;
+    const char *account;   /* create: --account, the account's id or external id */
     struct key_list_edit perms, ips;
     struct key_strs limits;
     int clear_limits;

@@ -29,6 +29,7 @@ static const struct {
     { 'e', KEY_CREATE | KEY_UPDATE },
     { 'l', KEY_CREATE | KEY_UPDATE },
     { 'g', KEY_ROTATE },
+    { 'a', KEY_CREATE },
     { OPT_ADD_PERM, KEY_UPDATE },
     { OPT_REMOVE_PERM, KEY_UPDATE },
     { OPT_ADD_IP, KEY_UPDATE },
@@ -50,7 +51,7 @@ static const char *sub_name(unsigned sub)
     }
 }
 
-static int push(struct key_strs *l, const char *v, const char *opt)
+int key_strs_push(struct key_strs *l, const char *v, const char *opt)
 {
     if (l->n == KEY_MAX_ITEMS) {
         fprintf(stderr, "keygate: at most %d --%s\n", KEY_MAX_ITEMS, opt);
@@ -81,6 +82,7 @@ int key_parse(struct cli *c, unsigned sub, int argc, char **argv,
         { "expires", required_argument, NULL, 'e' },
         { "limit", required_argument, NULL, 'l' },
         { "grace", required_argument, NULL, 'g' },
+        { "account", required_argument, NULL, 'a' },
         { "clear-permissions", no_argument, NULL, OPT_CLEAR_PERMS },
         { "clear-ips", no_argument, NULL, OPT_CLEAR_IPS },
         { "clear-limits", no_argument, NULL, OPT_CLEAR_LIMITS },
@@ -96,7 +98,7 @@ int key_parse(struct cli *c, unsigned sub, int argc, char **argv,
      * `key update ID --plan P` was a usage error). */
     optind = 0;
     while (rc == 0 &&
-           (ch = getopt_long(argc, argv, "n:p:P:i:e:l:g:h", opts, &idx)) != -1) {
+           (ch = getopt_long(argc, argv, "n:p:P:i:e:l:g:a:h", opts, &idx)) != -1) {
         if (cli_json_option(c, ch))
             continue;
         for (i = 0; i < sizeof(takes) / sizeof(takes[0]); i++) {
@@ -112,14 +114,15 @@ int key_parse(struct cli *c, unsigned sub, int argc, char **argv,
         switch (ch) {
         case 'n': e->name = optarg; break;
         case 'p': e->plan = optarg; break;
-        case 'P': rc = push(&e->perms.set, optarg, "permission"); break;
-        case OPT_ADD_PERM: rc = push(&e->perms.add, optarg, "add-permission"); break;
-        case OPT_REMOVE_PERM: rc = push(&e->perms.remove, optarg, "remove-permission"); break;
-        case 'i': rc = push(&e->ips.set, optarg, "allow-ip"); break;
-        case OPT_ADD_IP: rc = push(&e->ips.add, optarg, "add-allow-ip"); break;
-        case OPT_REMOVE_IP: rc = push(&e->ips.remove, optarg, "remove-allow-ip"); break;
+        case 'P': rc = key_strs_push(&e->perms.set, optarg, "permission"); break;
+        case OPT_ADD_PERM: rc = key_strs_push(&e->perms.add, optarg, "add-permission"); break;
+        case OPT_REMOVE_PERM: rc = key_strs_push(&e->perms.remove, optarg, "remove-permission"); break;
+        case 'i': rc = key_strs_push(&e->ips.set, optarg, "allow-ip"); break;
+        case OPT_ADD_IP: rc = key_strs_push(&e->ips.add, optarg, "add-allow-ip"); break;
+        case OPT_REMOVE_IP: rc = key_strs_push(&e->ips.remove, optarg, "remove-allow-ip"); break;
         case 'e': e->expires = optarg; break;
-        case 'l': rc = push(&e->limits, optarg, "limit"); break;
+        case 'a': e->account = optarg; break;
+        case 'l': rc = key_strs_push(&e->limits, optarg, "limit"); break;
         case 'g':
             if (parse_grace(optarg, &e->grace) != 0) {
                 fprintf(stderr, "keygate: --grace %s: expected a duration "

@@ -189,11 +189,10 @@ int cli_parse_expiry(const char *s, int64_t now, int64_t *t_r)
 }
 
 /* NAME=COUNT/WINDOW[:BURST], e.g. hour=100000/1h or burst=50/1s:500 */
-int cli_parse_limit(const char *s, kg_record *r)
+int cli_parse_limit_spec(const char *s, struct cli_limit *l)
 {
     char buf[128], *eq, *slash, *colon, *end;
     long long count, burst = 0;
-    int64_t window;
 
     if (strlen(s) >= sizeof(buf))
         return -1;
@@ -216,7 +215,18 @@ int cli_parse_limit(const char *s, kg_record *r)
     count = strtoll(eq, &end, 10);
     if (end == eq || *end || count < 0)
         return -1;
-    if (kg_duration_parse(slash, &window) != KG_OK || window <= 0)
+    if (kg_duration_parse(slash, &l->window) != KG_OK || l->window <= 0)
         return -1;
-    return kg_record_add_limit(r, buf, count, window, burst) == KG_OK ? 0 : -1;
+    strcpy(l->name, buf);
+    l->count = count;
+    l->burst = burst;
+    return 0;
+}
+
+int cli_parse_limit(const char *s, kg_record *r)
+{
+    struct cli_limit l;
+    if (cli_parse_limit_spec(s, &l) != 0)
+        return -1;
+    return kg_record_add_limit(r, l.name, l.count, l.window, l.burst) == KG_OK ? 0 : -1;
 }

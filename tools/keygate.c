@@ -15,10 +15,19 @@ static void usage(FILE *f)
     fputs(
 "usage: keygate [--config FILE] [--json|--jsonl] COMMAND ...\n"
 "\n"
+"Accounts (own keys; their plan and limits are shared by their keys;\n"
+"see keygate account --help):\n"
+"  account create --name NAME --plan PLAN [--external-id ID] [--limit ...]...\n"
+"             [--allow-ip CIDR]... [--permission P]... [--metadata JSON]\n"
+"  account list | show ID | update ID ... | suspend ID | resume ID\n"
+"  account delete ID [--with-keys]  (--with-keys revokes its keys)\n"
+"\n"
 "Keys (in the policy's key store):\n"
-"  key create --name NAME --plan PLAN [--permission P]... [--allow-ip CIDR]...\n"
+"  key create --name NAME --account ID [--permission P]... [--allow-ip CIDR]...\n"
 "             [--expires DURATION|DATE] [--limit NAME=COUNT/WINDOW[:BURST]]...\n"
 "                                 create a key; the key is printed once\n"
+"  key create --name NAME --plan PLAN ...\n"
+"                                 the same, in a new account of its own on PLAN\n"
 "  key list                       list keys (display prefix only, never the key)\n"
 "  key show ID                    one key's record\n"
 "  key update ID [--name N] [--plan P] [--expires DURATION|DATE|never] [--limit ...]...\n"
@@ -104,6 +113,8 @@ int main(int argc, char **argv)
     optind = 0;  /* reset getopt for the subcommand */
     if (strcmp(cmd, "key") == 0 || strcmp(cmd, "keys") == 0)
         rc = cmd_key(&c, argc, argv);
+    else if (strcmp(cmd, "account") == 0 || strcmp(cmd, "accounts") == 0)
+        rc = cmd_account(&c, argc, argv);
     else if (strcmp(cmd, "check") == 0)
         rc = cmd_check(&c, argc, argv);
     else if (strcmp(cmd, "policy") == 0)

@@ -4,7 +4,8 @@
  *
  * /check (any method, any path below it) answers the gateway:
  *   allowed  200, the decision's rate-limit headers and, for the
- *            upstream, X-Keygate-Key-Id / -Plan / -Priority / -Lease;
+ *            upstream, X-Keygate-Key-Id / -Account / -Plan / -Priority /
+ *            -Lease;
  *   denied   the decision's status, JSON body and headers, plus
  *            X-Keygate-Status / -Code carrying the same in headers for
  *            nginx, whose auth_request drops the body and turns any
@@ -114,6 +115,10 @@ static const struct {
     int (*num)(const kg_decision *d);
 } upstream_headers[] = {
     { "X-Keygate-Key-Id", kg_decision_key_id, NULL },
+    /* The account's id only: its external id and metadata are in
+     * /whoami, not headers the gateway snippets would have to clear
+     * (docs/keygated.md "Headers"). */
+    { "X-Keygate-Account", kg_decision_account_id, NULL },
     { "X-Keygate-Plan", kg_decision_plan, NULL },
     { "X-Keygate-Priority", NULL, kg_decision_priority },
     { "X-Keygate-Lease", kg_decision_lease, NULL },
@@ -188,10 +193,15 @@ static int respond_allowed(struct MHD_Connection *conn, const kg_decision *d)
     return kgd_reply_reused(conn, MHD_HTTP_OK, a.h, a.n);
 }
 
-/* GET /whoami when the key is good: the record, its plan and limits. */
+/* GET /whoami when the key is good: the record, its account (id,
+ * external id, metadata; null if its store keeps none), its plan and
+ * limits. */
 static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
 {
     char *rec = kg_decision_record_json(d);
+    const char *acct = kg_decision_account_id(d);
+    const char *ext = kg_decision_account_external_id(d);
+    const char *meta = kg_decision_account_metadata(d);
     size_t cap, len = 0, i, n = kg_decision_limit_count(d);
     char *buf;
     struct MHD_Response *r;
@@ -200,13 +210,27 @@ static int respond_whoami(struct MHD_Connection *conn, const kg_decision *d)
     if (rec == NULL)
         return MHD_NO;
     cap = strlen(rec) + 256 + n * 256;
+    if (acct != NULL)   /* escaped, at most 6 bytes a byte */
+        cap += 64 + 6 * (strlen(acct) + strlen(ext ? ext : "")) +
+               (meta ? strlen(meta) : 0);
     buf = malloc(cap);
     if (buf == NULL) {
         free(rec);
         return MHD_NO;
     }
     buf[0] = '\0';
-    len = kgd_appendf(buf, len, cap, "{\"key\":%s,\"plan\":", rec);
+    len = kgd_appendf(buf, len, cap, "{\"key\":%s,\"account\":", rec);
+    if (acct != NULL) {
+        /* metadata: a JSON object, kept compact by the library */
+        len = kgd_appendf(buf, len, cap, "{\"id\":");
+        len = kgd_json_cstr(buf, len, cap, acct);
+        len = kgd_appendf(buf, len, cap, ",\"external_id\":");
+        len = kgd_json_cstr(buf, len, cap, ext);
+        len = kgd_appendf(buf, len, cap, ",\"metadata\":%s}", meta ? meta : "null");
+    } else {
+        len = kgd_appendf(buf, len, cap, "null");
+    }
+    len = kgd_appendf(buf, len, cap, ",\"plan\":");
     len = kgd_json_cstr(buf, len, cap, kg_decision_plan(d));
     len = kgd_appendf(buf, len, cap, ",\"priority\":%d,\"limits\":[",
                       kg_decision_priority(d));

@@ -244,6 +244,8 @@ void kgd_log_access(const struct kgd_access *a)
                     (unsigned long long)atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1,
                     ts, a->endpoint);
     n = kgd_json_cstr(line, n, cap, kg_decision_key_id(d));
+    LIT(",\"account\":");
+    n = kgd_json_cstr(line, n, cap, kg_decision_account_id(d));
     LIT(",\"key_prefix\":");
     n = kgd_json_cstr(line, n, cap, kg_decision_key_prefix(d));
     LIT(",\"plan\":");
