@@ -206,6 +206,9 @@ kg_error sql_account_delete(void *inst, const char *id, int with_keys,
         e = KG_ERR_NOT_FOUND;
         goto out;
     }
+    /* Deleted first: the row's lock waits for a key being written for
+     * it (manage.c's put), so that the count below sees that key. */
+    sql_tx_exec(&t, delete_sql, 1, aid, NULL, NULL, NULL);
     if (sql_tx_exec(&t, live_keys_sql, 1, aid, sql_one_ll, &live, NULL) == SQL_OK &&
         live > 0 && !with_keys) {
         kg_diag_set(diag, "account %s has %lld key%s that %s not revoked: revoke "
@@ -217,7 +220,6 @@ kg_error sql_account_delete(void *inst, const char *id, int with_keys,
     /* Revoked keys keep their account id (docs/plugins.md "Accounts"). */
     if (live > 0)
         sql_tx_exec(&t, revoke_keys_sql, 1, aid, NULL, NULL, NULL);
-    sql_tx_exec(&t, delete_sql, 1, aid, NULL, NULL, NULL);
 out:
     if (sql_tx_end(&t, e == KG_OK) != SQL_OK && e == KG_OK)
         e = sql_to_kg(t.rc, diag, t.err);

@@ -17,8 +17,12 @@ static const char get_sql[] =
 static const char list_sql[] =
     "SELECT " SQL_JOIN_COLS " FROM " SQL_JOIN_FROM
     " ORDER BY k.created_at, k.id";
-static const char account_exists_sql[] =
-    "SELECT count(*) FROM keygate_accounts WHERE id = $1";
+/* The key's account exists, and stays until this transaction ends: a
+ * write of its row takes its lock (PostgreSQL; SQLite's BEGIN IMMEDIATE
+ * holds the whole database), which an account delete waits for before it
+ * counts the account's keys (accounts.c). */
+static const char account_lock_sql[] =
+    "UPDATE keygate_accounts SET updated_at = updated_at WHERE id = $1";
 static const char insert_sql[] =
     "INSERT INTO keygate_keys (" SQL_COLS ") VALUES "
     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
@@ -109,8 +113,7 @@ kg_error sql_store_put(void *inst, const kg_record *r, int create,
     kg_record *own = NULL;
     const char *aid = kg_record_account_id(r);
     char own_id[KG_ACCOUNT_ID_MAX + 32];
-    long changes = 0;
-    long long n = 0;
+    long changes = 0, n = -1;
     kg_error e = KG_OK;
 
     memset(&p, 0, sizeof(p));
@@ -118,8 +121,8 @@ kg_error sql_store_put(void *inst, const kg_record *r, int create,
         return sql_to_kg(t.rc, diag, t.err);
     if (aid != NULL) {
         const char *params[1] = { aid };
-        if (sql_tx_exec(&t, account_exists_sql, 1, params, sql_one_ll, &n,
-                        NULL) == SQL_OK && n == 0) {
+        if (sql_tx_exec(&t, account_lock_sql, 1, params, NULL, NULL, &n) == SQL_OK &&
+            n == 0) {
             kg_diag_set(diag, "account: no account with id '%.160s'", aid);
             e = KG_ERR_NOT_FOUND;
             goto out;

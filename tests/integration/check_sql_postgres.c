@@ -435,6 +435,65 @@ START_TEST(test_accounts_shared_by_instances)
 }
 END_TEST
 
+
+struct deleter {
+    kg_policy *p;
+    const char *id;
+    kg_error e;
+    kg_diag d;
+};
+
+static void *delete_account(void *arg)
+{
+    struct deleter *x = arg;
+    x->e = kg_accounts_delete(x->p, x->id, 0, &x->d);
+    return NULL;
+}
+
+/*
+ * A delete racing a key being written for the account (another instance
+ * or CLI, mid-transaction, holding what put holds: the account row's
+ * lock and its new key) waits for it and then refuses (KG_ERR_EXISTS):
+ * it never leaves a live key without its account.
+ */
+START_TEST(test_account_delete_waits_for_a_key)
+{
+    kg_policy *p = test_acct_policy(ctx, opts, NULL);
+    kg_account *a = test_account_new(p, "Racing", "free", NULL), *got = NULL;
+    PGconn *c = raw_connect();
+    struct deleter x;
+    pthread_t th;
+    char sql[512], key[KG_KEY_MAX], hex[2 * KG_HASH_LEN + 1];
+    unsigned char h[KG_HASH_LEN];
+
+    ck_assert_int_eq(kg_key_generate("whizo", key, KG_KEY_MAX), KG_OK);
+    kg_key_hash(key, strlen(key), h);
+    kg_hash_to_hex(h, hex);
+    raw_int(c, "BEGIN");
+    snprintf(sql, sizeof(sql), "UPDATE keygate_accounts SET updated_at = updated_at "
+             "WHERE id = '%s'", kg_account_id(a));
+    raw_int(c, sql);
+    snprintf(sql, sizeof(sql), "INSERT INTO keygate_keys (id, key_hash, plan, "
+             "created_at, account_id) VALUES ('k_racing', '%s', 'free', 1800000000, "
+             "'%s')", hex, kg_account_id(a));
+    raw_int(c, sql);
+    memset(&x, 0, sizeof(x));
+    x.p = p;
+    x.id = kg_account_id(a);
+    ck_assert_int_eq(pthread_create(&th, NULL, delete_account, &x), 0);
+    usleep(150 * 1000);   /* within the 500 ms statement_timeout */
+    raw_int(c, "COMMIT");
+    pthread_join(th, NULL);
+    ck_assert_msg(x.e == KG_ERR_EXISTS, "delete: %s: %s", kg_strerror(x.e), x.d.message);
+    ck_assert_int_eq(kg_accounts_get(p, kg_account_id(a), &got, &x.d), KG_OK);
+    kg_account_unref(got);
+    ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_NONE);
+    PQfinish(c);
+    kg_account_unref(a);
+    kg_policy_free(p);
+}
+END_TEST
+
 static void pg_raw(void *ud, const char *sql)
 {
     PGresult *r = PQexec(ud, sql);
@@ -506,6 +565,7 @@ static Suite *sql_postgres_suite(void)
     tcase_add_test(tc, test_accounts_model);
     tcase_add_test(tc, test_accounts_quota_and_suspension);
     tcase_add_test(tc, test_accounts_shared_by_instances);
+    tcase_add_test(tc, test_account_delete_waits_for_a_key);
     tcase_add_test(tc, test_migrate_v2_accounts);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_outage);
