@@ -19,10 +19,13 @@
  *
  * The bench loads its own keys: --keys N (default 1,000,000) random keys
  * are generated, hashed, and bulk-loaded into SQLite (one transaction)
- * and/or PostgreSQL (COPY).  Usage:
+ * and/or PostgreSQL (COPY), --keys-per-account A (default 10) to an
+ * account (so 100,000 accounts: each lookup reads the key's account too,
+ * docs/sql.md "Accounts"; 0: keys without accounts).  Usage:
  *
- *   bench_sql [--keys N] [--checks M] [--pg-checks M] [--working-set W]
- *             [--sqlite DB-PATH] [--pg CONNINFO]   (password: $PGPASSWORD)
+ *   bench_sql [--keys N] [--keys-per-account A] [--checks M] [--pg-checks M]
+ *             [--working-set W] [--sqlite DB-PATH] [--pg CONNINFO]
+ *             (password: $PGPASSWORD)
  *
  * Profiling just the measured uncached runs: start bench_sql under
  * `perf record -D -1 --control fifo:CTL` and set BENCH_PERF_CTL=CTL;
@@ -53,6 +56,16 @@
 static char (*keys)[KG_KEY_MAX];
 static char (*hexes)[2 * KG_HASH_LEN + 1];
 static long nkeys = 1000000, nchecks = 200000, pgchecks = 20000, wset = 10000;
+static long per_account = 10;  /* keys per account; 0: none */
+
+/* The account of key i (NULL: none), into buf. */
+static const char *account_of(long i, char *buf, size_t len)
+{
+    if (per_account <= 0)
+        return NULL;
+    snprintf(buf, len, "acct_%07ld", i / per_account);
+    return buf;
+}
 static FILE *perf_ctl;  /* BENCH_PERF_CTL: perf's control fifo */
 
 static int64_t clock_ns(clockid_t id)
@@ -348,15 +361,29 @@ static void load_sqlite(kg_context *ctx, const char *path)
      * reads the same pages either way, in WAL mode again after. */
     sqlite3_exec(db, "PRAGMA journal_mode=DELETE; PRAGMA cache_size=-262144; "
                  "PRAGMA synchronous=OFF; BEGIN", NULL, NULL, NULL);
+    if (sqlite3_prepare_v2(db, "INSERT INTO keygate_accounts (id, name, plan, "
+                           "created_at, updated_at) VALUES (?1, ?1, 'free', "
+                           "1800000000, 1800000000)", -1, &st, NULL) != SQLITE_OK)
+        die(path, sqlite3_errmsg(db));
+    for (i = 0; per_account > 0 && i < nkeys; i += per_account) {
+        char aid[32];
+        sqlite3_bind_text(st, 1, account_of(i, aid, sizeof(aid)), -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            die(path, sqlite3_errmsg(db));
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
     if (sqlite3_prepare_v2(db, "INSERT INTO keygate_keys (id, key_hash, plan, "
-                           "created_at) VALUES (?1, ?2, 'free', 1800000000)",
-                           -1, &st, NULL) != SQLITE_OK)
+                           "created_at, account_id) VALUES (?1, ?2, 'free', "
+                           "1800000000, ?3)", -1, &st, NULL) != SQLITE_OK)
         die(path, sqlite3_errmsg(db));
     for (i = 0; i < nkeys; i++) {
-        char id[32];
+        char id[32], aid[32];
         snprintf(id, sizeof(id), "b_%07ld", order[i]);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, hexes[order[i]], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, account_of(order[i], aid, sizeof(aid)), -1,
+                          SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_DONE)
             die(path, sqlite3_errmsg(db));
         sqlite3_reset(st);
@@ -366,7 +393,8 @@ static void load_sqlite(kg_context *ctx, const char *path)
         die(path, sqlite3_errmsg(db));
     sqlite3_close(db);
     free(order);
-    printf("loaded %ld keys into SQLite in %.1f s\n", nkeys, (now_ns() - t0) / 1e9);
+    printf("loaded %ld keys (%ld per account) into SQLite in %.1f s\n", nkeys,
+           per_account, (now_ns() - t0) / 1e9);
     bench_store(ctx, "sqlite", opts, nchecks);
     unlink(path);
 }
@@ -391,13 +419,16 @@ static void load_pg(kg_context *ctx, const char *conninfo)
     c = PQconnectdb(conninfo);
     if (PQstatus(c) != CONNECTION_OK)
         die("PostgreSQL", PQerrorMessage(c));
-    PQclear(PQexec(c, "TRUNCATE keygate_keys"));
-    r = PQexec(c, "COPY keygate_keys (id, key_hash, plan, created_at) FROM STDIN");
+    PQclear(PQexec(c, "TRUNCATE keygate_keys, keygate_accounts"));
+    r = PQexec(c, "COPY keygate_accounts (id, name, plan, created_at, updated_at) "
+               "FROM STDIN");
     if (PQresultStatus(r) != PGRES_COPY_IN)
         die("COPY", PQerrorMessage(c));
     PQclear(r);
-    for (i = 0; i < nkeys; i++) {
-        int n = snprintf(buf, sizeof(buf), "b_%07ld\t%s\tfree\t1800000000\n", i, hexes[i]);
+    for (i = 0; per_account > 0 && i < nkeys; i += per_account) {
+        char aid[32];
+        int n = snprintf(buf, sizeof(buf), "%s\t%s\tfree\t1800000000\t1800000000\n",
+                         account_of(i, aid, sizeof(aid)), aid);
         if (PQputCopyData(c, buf, n) != 1)
             die("COPY", PQerrorMessage(c));
     }
@@ -407,9 +438,29 @@ static void load_pg(kg_context *ctx, const char *conninfo)
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         die("COPY", PQresultErrorMessage(r));
     PQclear(r);
-    PQclear(PQexec(c, "ANALYZE keygate_keys"));
+    r = PQexec(c, "COPY keygate_keys (id, key_hash, plan, created_at, account_id) "
+               "FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+        die("COPY", PQerrorMessage(c));
+    PQclear(r);
+    for (i = 0; i < nkeys; i++) {
+        char aid[32];
+        const char *a = account_of(i, aid, sizeof(aid));
+        int n = snprintf(buf, sizeof(buf), "b_%07ld\t%s\tfree\t1800000000\t%s\n", i,
+                         hexes[i], a ? a : "\\N");
+        if (PQputCopyData(c, buf, n) != 1)
+            die("COPY", PQerrorMessage(c));
+    }
+    if (PQputCopyEnd(c, NULL) != 1)
+        die("COPY", PQerrorMessage(c));
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die("COPY", PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(PQexec(c, "ANALYZE keygate_keys; ANALYZE keygate_accounts"));
     PQfinish(c);
-    printf("loaded %ld keys into PostgreSQL in %.1f s\n", nkeys, (now_ns() - t0) / 1e9);
+    printf("loaded %ld keys (%ld per account) into PostgreSQL in %.1f s\n", nkeys,
+           per_account, (now_ns() - t0) / 1e9);
     bench_store(ctx, "postgresql", opts, pgchecks);
 }
 #endif
@@ -418,6 +469,7 @@ int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         { "keys", required_argument, NULL, 'k' },
+        { "keys-per-account", required_argument, NULL, 'A' },
         { "checks", required_argument, NULL, 'n' },
         { "pg-checks", required_argument, NULL, 'P' },
         { "working-set", required_argument, NULL, 'w' },
@@ -430,16 +482,17 @@ int main(int argc, char **argv)
     int64_t start = now_ns();
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "k:n:P:w:s:p:", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "k:A:n:P:w:s:p:", lo, NULL)) != -1) {
         switch (ch) {
         case 'k': nkeys = atol(optarg); break;
+        case 'A': per_account = atol(optarg); break;
         case 'n': nchecks = atol(optarg); break;
         case 'P': pgchecks = atol(optarg); break;
         case 'w': wset = atol(optarg); break;
         case 's': sqlite_path = optarg; break;
         case 'p': pg = optarg; break;
         default:
-            fprintf(stderr, "usage: bench_sql [--keys N] [--checks M] [--pg-checks M] [--working-set W] "
+            fprintf(stderr, "usage: bench_sql [--keys N] [--keys-per-account A] [--checks M] [--pg-checks M] [--working-set W] "
                     "[--sqlite PATH] [--pg CONNINFO]\n");
             return 2;
         }

@@ -1,7 +1,8 @@
 /*
- * manage.c - the sql keystore's management operations: get, list, put
- * (insert or update), each one statement on a pooled connection, and
- * migrate.
+ * manage.c - the sql keystore's management operations: get and list
+ * (one statement each, every key with its account), put (insert or
+ * update, in a transaction with the account check, or with the account
+ * of its own that a key created without one is given), and migrate.
  */
 #include "config.h"
 
@@ -12,20 +13,29 @@
 #include "sql.h"
 
 static const char get_sql[] =
-    "SELECT " SQL_COLS " FROM keygate_keys WHERE id = $1";
+    "SELECT " SQL_JOIN_COLS " FROM " SQL_JOIN_FROM " WHERE k.id = $1";
 static const char list_sql[] =
-    "SELECT " SQL_COLS " FROM keygate_keys ORDER BY created_at, id";
+    "SELECT " SQL_JOIN_COLS " FROM " SQL_JOIN_FROM
+    " ORDER BY k.created_at, k.id";
+/* The key's account exists, and stays until this transaction ends: a
+ * write of its row takes its lock (PostgreSQL; SQLite's BEGIN IMMEDIATE
+ * holds the whole database), which an account delete waits for before it
+ * counts the account's keys (accounts.c). */
+static const char account_lock_sql[] =
+    "UPDATE keygate_accounts SET updated_at = updated_at WHERE id = $1";
 static const char insert_sql[] =
     "INSERT INTO keygate_keys (" SQL_COLS ") VALUES "
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 /* last_used_at only moves forward: a replace never undoes a newer use
- * that the write-behind has recorded meanwhile. */
+ * that the write-behind has recorded meanwhile.  A record replaced
+ * without an account id keeps the one stored. */
 static const char update_sql[] =
     "UPDATE keygate_keys SET key_hash = $2, name = $3, prefix = $4, "
     "plan = $5, status = $6, permissions = $7, allowed_cidrs = $8, "
     "limits = $9, created_at = $10, expires_at = $11, last_used_at = "
     "CASE WHEN last_used_at IS NULL OR last_used_at < $12 THEN $12 "
-    "ELSE last_used_at END WHERE id = $1";
+    "ELSE last_used_at END, account_id = COALESCE($13, account_id) "
+    "WHERE id = $1";
 
 kg_error sql_store_get(void *inst, const char *id, kg_record **rec_r,
                        kg_diag *diag)
@@ -89,31 +99,61 @@ kg_error sql_store_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
     return KG_OK;
 }
 
+/*
+ * In one transaction: the key's account exists (or, for a key created
+ * without one, an account of its own is made, its overrides moved to
+ * it), then the key is written.  Nothing is written if any step fails.
+ */
 kg_error sql_store_put(void *inst, const kg_record *r, int create,
                        kg_diag *diag)
 {
     struct sqlstore *s = inst;
     struct sql_params p;
-    char err[512] = "";
-    long changes = 0;
-    kg_error e;
-    int rc;
+    struct sql_tx t;
+    kg_record *own = NULL;
+    const char *aid = kg_record_account_id(r);
+    char own_id[KG_ACCOUNT_ID_MAX + 32];
+    long changes = 0, n = -1;
+    kg_error e = KG_OK;
 
+    memset(&p, 0, sizeof(p));
+    if (sql_tx_begin(s, &t) != SQL_OK)
+        return sql_to_kg(t.rc, diag, t.err);
+    if (aid != NULL) {
+        const char *params[1] = { aid };
+        if (sql_tx_exec(&t, account_lock_sql, 1, params, NULL, NULL, &n) == SQL_OK &&
+            n == 0) {
+            kg_diag_set(diag, "account: no account with id '%.160s'", aid);
+            e = KG_ERR_NOT_FOUND;
+            goto out;
+        }
+    } else if (create) {
+        if ((e = sql_account_of_its_own(&t, r, own_id, sizeof(own_id), diag)) != KG_OK)
+            goto out;
+        if ((own = kg_record_dup(r)) == NULL ||
+            kg_record_set_account_id(own, own_id) != KG_OK) {
+            e = KG_ERR_NOMEM;
+            goto out;
+        }
+        kg_record_clear_limits(own);
+        r = own;
+    }
     if ((e = sql_params_build(&p, r, diag)) != KG_OK)
         goto out;
-    rc = sql_run(s, create ? insert_sql : update_sql, SQL_NCOLS, p.v, NULL, NULL,
-             &changes, err, sizeof(err));
-    if (rc == SQL_CONSTRAINT && create) {
+    sql_tx_exec(&t, create ? insert_sql : update_sql, SQL_NCOLS, p.v, NULL,
+                NULL, &changes);
+    if (t.rc == SQL_CONSTRAINT && create) {
         kg_diag_set(diag, "key id '%s' (or its hash) already exists", kg_record_id(r));
         e = KG_ERR_EXISTS;
-    } else if (rc != SQL_OK) {
-        e = sql_to_kg(rc, diag, err);
-    } else if (!create && changes == 0) {
+    } else if (t.rc == SQL_OK && !create && changes == 0) {
         kg_diag_set(diag, "no key with id '%s'", kg_record_id(r));
         e = KG_ERR_NOT_FOUND;
     }
 out:
+    if (sql_tx_end(&t, e == KG_OK) != SQL_OK && e == KG_OK)
+        e = sql_to_kg(t.rc, diag, t.err);
     sql_params_free(&p);
+    kg_record_unref(own);
     return e;
 }
 

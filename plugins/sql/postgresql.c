@@ -27,7 +27,7 @@
 
 #include "sql.h"
 
-#define MAX_STMTS 16
+#define MAX_STMTS 32
 #define MAX_COLS 32
 
 struct pgc {
@@ -295,5 +295,6 @@ const struct sql_driver sql_driver_postgresql = {
     .schema_version = pg_schema_version,
     /* Concurrent `keygate db migrate` runs take turns. */
     .begin_migration = "BEGIN; SELECT pg_advisory_xact_lock(7305001)",
+    .begin_write = "BEGIN",
     .describe = pg_describe,
 };

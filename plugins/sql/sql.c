@@ -14,9 +14,10 @@
  *         password: ${KEYGATE_DB_PASSWORD}   # or password_file: FILE
  *
  * (all options: docs/sql.md).  One schema (conf/sql/), one set of
- * statements (here and manage.c), one driver file per database.  A lookup is one
- * probe of the unique index on key_hash, with the hash as a bound
- * parameter.  A database that is down, busy or slow makes a lookup
+ * statements (here, manage.c and accounts.c), one driver file per
+ * database.  A lookup is one statement: a probe of the unique index on
+ * key_hash, with the hash as a bound parameter, joined with the key's
+ * account by its primary key (docs/sql.md "Accounts").  A database that is down, busy or slow makes a lookup
  * answer UNAVAILABLE, never FAIL: the core then serves the keys it has
  * cached and answers 503 for the others.  last_used_at is written
  * behind (touch.c).
@@ -34,8 +35,9 @@
 
 /* ---- statements --------------------------------------------------------- */
 
+/* The key with its account: one statement, one probe of each table. */
 static const char lookup_sql[] =
-    "SELECT " SQL_COLS " FROM keygate_keys WHERE key_hash = $1";
+    "SELECT " SQL_JOIN_COLS " FROM " SQL_JOIN_FROM " WHERE k.key_hash = $1";
 static const char touch_sql[] =
     "UPDATE keygate_keys SET last_used_at = $2 WHERE id = $1 AND "
     "(last_used_at IS NULL OR last_used_at < $2)";
@@ -105,6 +107,61 @@ int sql_run(struct sqlstore *s, const char *sql, int n,
             long *changes_r, char *err, size_t errlen)
 {
     return run_stmt(s, 0, sql, n, params, cb, ud, changes_r, err, errlen);
+}
+
+int sql_tx_begin(struct sqlstore *s, struct sql_tx *t)
+{
+    const struct sql_driver *drv = s->conf.driver;
+    int attempt, fresh;
+
+    t->s = s;
+    t->c = NULL;
+    t->err[0] = '\0';
+    for (attempt = 0; attempt < 2; attempt++) {
+        t->rc = sql_pool_get(&s->pool, &t->c, &fresh, t->err, sizeof(t->err));
+        if (t->rc != SQL_OK) {
+            t->c = NULL;
+            return t->rc;
+        }
+        t->rc = schema_ok(s, t->c, t->err, sizeof(t->err));
+        if (t->rc == SQL_OK)
+            t->rc = drv->script(t->c->h, drv->begin_write, t->err, sizeof(t->err));
+        if (t->rc == SQL_OK)
+            return SQL_OK;
+        sql_pool_put(&s->pool, t->c, SQL_UNAVAILABLE(t->rc));
+        t->c = NULL;
+        /* A connection found dead before anything was written: once more
+         * on a fresh one, as a single statement is. */
+        if (t->rc != SQL_DOWN || fresh)
+            break;
+    }
+    return t->rc;
+}
+
+int sql_tx_exec(struct sql_tx *t, const char *sql, int n,
+                const char *const *params, sql_row_cb cb, void *ud,
+                long *changes_r)
+{
+    if (t->rc == SQL_OK)
+        t->rc = t->s->conf.driver->exec(t->c->h, sql, n, params, cb, ud,
+                                        changes_r, t->err, sizeof(t->err));
+    return t->rc;
+}
+
+int sql_tx_end(struct sql_tx *t, int commit)
+{
+    const struct sql_driver *drv = t->s->conf.driver;
+    char err2[256];
+
+    if (t->c == NULL)
+        return t->rc;
+    if (commit && t->rc == SQL_OK)
+        t->rc = drv->script(t->c->h, "COMMIT", t->err, sizeof(t->err));
+    if (!commit || t->rc != SQL_OK)
+        drv->script(t->c->h, "ROLLBACK", err2, sizeof(err2));
+    sql_pool_put(&t->s->pool, t->c, SQL_UNAVAILABLE(t->rc));
+    t->c = NULL;
+    return t->rc;
 }
 
 kg_error sql_to_kg(int rc, kg_diag *d, const char *err)
@@ -302,6 +359,10 @@ static const struct kg_keystore_ops sql_ops = {
     .reload = sql_reload,
     .touch = sql_touch,
     .migrate = sql_store_migrate,
+    .account_get = sql_account_get,
+    .account_list = sql_account_list,
+    .account_put = sql_account_put,
+    .account_delete = sql_account_delete,
 };
 
 KG_PLUGIN_DEFINE(sql) = {

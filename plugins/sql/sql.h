@@ -60,6 +60,8 @@ struct sql_driver {
                           size_t errlen);
     /* Starts the migration transaction, serialised across processes. */
     const char *begin_migration;
+    /* Starts a write transaction (management: a key and its account). */
+    const char *begin_write;
     /*
      * Optional (NULL: exec is used).  Like exec, for a read-only
      * statement on the request path (the key lookup): the driver may
@@ -171,8 +173,26 @@ struct sqlstore {
 
 /* The columns of keygate_keys, in the order of a row (rows.c). */
 #define SQL_COLS "id, key_hash, name, prefix, plan, status, permissions, " \
-                 "allowed_cidrs, limits, created_at, expires_at, last_used_at"
-#define SQL_NCOLS 12
+                 "allowed_cidrs, limits, created_at, expires_at, last_used_at, " \
+                 "account_id"
+#define SQL_NCOLS 13
+/* The columns of keygate_accounts, in the order of a row (rows.c). */
+#define SQL_ACCT_COLS "id, external_id, name, plan, limits, allowed_cidrs, " \
+                      "permissions, status, created_at, updated_at, metadata"
+#define SQL_ACCT_NCOLS 11
+/*
+ * A key with its account, in one statement (docs/plugins.md "Accounts":
+ * one lookup per check): the SQL_COLS of the key, then the
+ * SQL_ACCT_COLS of its account (NULLs if it has none).
+ */
+#define SQL_JOIN_COLS \
+    "k.id, k.key_hash, k.name, k.prefix, k.plan, k.status, k.permissions, " \
+    "k.allowed_cidrs, k.limits, k.created_at, k.expires_at, k.last_used_at, " \
+    "k.account_id, a.id, a.external_id, a.name, a.plan, a.limits, " \
+    "a.allowed_cidrs, a.permissions, a.status, a.created_at, a.updated_at, " \
+    "a.metadata"
+#define SQL_JOIN_FROM \
+    "keygate_keys k LEFT JOIN keygate_accounts a ON a.id = k.account_id"
 
 /*
  * Run one statement on a pooled connection (retried once on a fresh one
@@ -199,10 +219,15 @@ void sql_free_secret(char *s);
 
 /* ---- rows.c: records <-> rows ------------------------------------------ */
 
-/* The record of a row of SQL_COLS; NULL if it cannot be read. */
+/*
+ * The record of a row of SQL_COLS, or of SQL_JOIN_COLS (then with its
+ * account attached, its plan the account's); NULL if it cannot be read.
+ */
 kg_record *sql_row_to_record(int n, const char *const *v);
+/* The account of a row of SQL_ACCT_COLS; NULL if it cannot be read. */
+kg_account *sql_row_to_account(int n, const char *const *v);
 
-/* The record as the 12 text parameters of insert_sql / update_sql. */
+/* The record as the SQL_NCOLS text parameters of insert_sql / update_sql. */
 struct sql_params {
     char hash[2 * KG_HASH_LEN + 1];
     char *perms, *cidrs, *limits;
@@ -210,11 +235,23 @@ struct sql_params {
     const char *v[SQL_NCOLS];
 };
 
+/* The account as the SQL_ACCT_NCOLS text parameters of its insert and
+ * update (accounts.c). */
+struct sql_acct_params {
+    char *perms, *cidrs, *limits;
+    char created[24], updated[24];
+    const char *v[SQL_ACCT_NCOLS];
+};
+
 /* Fill p from r (each list one column, an item per line; an item with
  * a space or control character is refused); p->v then holds the
  * parameters.  p must be freed with sql_params_free even on error. */
 kg_error sql_params_build(struct sql_params *p, const kg_record *r, kg_diag *d);
 void sql_params_free(struct sql_params *p);
+/* Fill p from a (as sql_params_build); freed with sql_acct_params_free. */
+kg_error sql_acct_params_build(struct sql_acct_params *p, const kg_account *a,
+                               kg_diag *d);
+void sql_acct_params_free(struct sql_acct_params *p);
 
 /* One row into o->rec (o->bad: it could not be read); a sql_row_cb. */
 struct sql_one {
@@ -232,6 +269,46 @@ kg_error sql_store_put(void *inst, const kg_record *r, int create,
                        kg_diag *diag);
 kg_error sql_store_migrate(void *inst, int apply, int *from_r, int *to_r,
                            kg_diag *diag);
+
+/* One statement of a transaction (sql_tx_*), with an SQL_* answer. */
+struct sql_tx {
+    struct sqlstore *s;
+    struct sql_conn *c;
+    int rc;              /* the first failure; SQL_OK so far */
+    char err[512];
+};
+/*
+ * A write transaction on one pooled connection (the driver's
+ * begin_write: on SQLite it takes the write lock at once, so that two
+ * writers never deadlock upgrading).  sql_tx_exec runs a statement
+ * unless one failed before (then it answers that failure again);
+ * sql_tx_end commits if `commit` and nothing failed, else rolls back,
+ * and gives the connection back.  Each answers an SQL_* code.
+ */
+int sql_tx_begin(struct sqlstore *s, struct sql_tx *t);
+int sql_tx_exec(struct sql_tx *t, const char *sql, int n,
+                const char *const *params, sql_row_cb cb, void *ud,
+                long *changes_r);
+int sql_tx_end(struct sql_tx *t, int commit);
+/* A sql_row_cb: the first column of the first row as a long long
+ * (*(long long *)ud; stays as it was if there is no row). */
+int sql_one_ll(void *ud, int n, const char *const *v);
+
+/* ---- accounts.c: the account operations (docs/plugins.md "Accounts") -- */
+
+kg_error sql_account_get(void *inst, const char *id, kg_account **a_r,
+                         kg_diag *diag);
+kg_error sql_account_list(void *inst, kg_account_cb cb, void *ud,
+                          kg_diag *diag);
+kg_error sql_account_put(void *inst, const kg_account *a, int create,
+                         kg_diag *diag);
+kg_error sql_account_delete(void *inst, const char *id, int with_keys,
+                            kg_diag *diag);
+/* In t: give the key record r an account of its own (acct_ + its id
+ * after k_, a suffix if taken; its name, plan and created; its limit
+ * overrides), as migration 003 does; its id into id_out. */
+kg_error sql_account_of_its_own(struct sql_tx *t, const kg_record *r,
+                                char *id_out, size_t idlen, kg_diag *diag);
 
 /* ---- touch.c: last_used_at written behind ------------------------------ */
 

@@ -41,7 +41,7 @@
 
 #include "sql.h"
 
-#define MAX_STMTS 16
+#define MAX_STMTS 32
 #define MAX_COLS 32
 /* The two copies of the WAL-index header at the start of the -shm file. */
 #define WAL_HDR 96
@@ -394,6 +394,7 @@ const struct sql_driver sql_driver_sqlite = {
     .script = lite_script,
     .schema_version = lite_schema_version,
     .begin_migration = "BEGIN IMMEDIATE",
+    .begin_write = "BEGIN IMMEDIATE",
     .read = lite_read,
     .idle = lite_idle,
     .describe = lite_describe,

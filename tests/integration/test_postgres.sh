@@ -7,8 +7,10 @@
 #   1. `keygate db migrate` and `keygate key create|list|show|revoke` and
 #      `keygate check` end to end through the CLI;
 #   2. tests/integration/check_sql_postgres (lookups, revoke after the
-#      cache TTL, pool exhaustion, injection strings, the fault test that
-#      stops and starts this server mid-run).
+#      cache TTL, pool exhaustion, injection strings, accounts: the model,
+#      a shared quota, suspension, several instances, a store written
+#      before accounts migrated (database keygate_old), the fault test
+#      that stops and starts this server mid-run).
 # Stops the server and removes everything on exit.  Skips (77) only when
 # the PostgreSQL server binaries are not installed.
 set -u
@@ -83,6 +85,7 @@ PSQL="$RUN $PGBIN/psql -X -q -v ON_ERROR_STOP=1 -h $tmp/sock -p $PORT -U postgre
 PASSWORD="kg-test-$$-pw"
 $PSQL -d postgres -c "CREATE ROLE keygate LOGIN PASSWORD '$PASSWORD'" \
     -c "CREATE DATABASE keygate OWNER keygate" -c "CREATE DATABASE keygate_cli OWNER keygate" \
+    -c "CREATE DATABASE keygate_old OWNER keygate" \
     || fail "creating the role and the databases"
 
 # What the Check program and the policies use.
@@ -125,9 +128,9 @@ out=$(kg db status 2>&1) || fail "db status: $out"
 out=$(kg key create --name early --plan free 2>&1) && fail "key create before migrate worked: $out"
 echo "$out" | grep -q "keygate db migrate" || fail "key create before migrate: $out"
 out=$(kg db migrate 2>&1) || fail "db migrate: $out"
-[ "$out" = "migrated the schema from version 0 to 2" ] || fail "db migrate: $out"
+[ "$out" = "migrated the schema from version 0 to 3" ] || fail "db migrate: $out"
 out=$(kg db migrate 2>&1) || fail "db migrate again: $out"
-[ "$out" = "schema version 2: up to date" ] || fail "db migrate again: $out"
+[ "$out" = "schema version 3: up to date" ] || fail "db migrate again: $out"
 
 key=$(kg key create --name "O'Brien; DROP TABLE keygate_keys;--" --plan free --permission scrape:read 2>"$tmp/err") \
     || fail "key create: $(cat "$tmp/err")"

@@ -86,8 +86,20 @@ START_TEST(test_roundtrip)
     ck_assert_str_eq(kg_record_permission(got, 1), "jobs:write");
     ck_assert_int_eq(kg_record_cidr_count(got), 2);
     ck_assert_str_eq(kg_record_cidr(got, 1), "2001:db8::/32");
-    ck_assert_int_eq(kg_record_limit_count(got), 1);
-    kg_record_limit(got, 0, &name, &c, &w, &b);
+    /* Created without an account: one of its own, the override moved
+     * to it (docs/sql.md "Accounts"). */
+    ck_assert_int_eq(kg_record_limit_count(got), 0);
+    ck_assert_ptr_nonnull(kg_record_account(got));
+    {
+        char want[128];
+        ck_assert_int_eq(strncmp(kg_record_id(r), "k_", 2), 0);
+        snprintf(want, sizeof(want), "acct_%s", kg_record_id(r) + 2);
+        ck_assert_str_eq(kg_record_account_id(got), want);
+    }
+    ck_assert_str_eq(kg_account_name(kg_record_account(got)), "scraper prod");
+    ck_assert_str_eq(kg_account_plan(kg_record_account(got)), "pro");
+    ck_assert_int_eq(kg_account_limit_count(kg_record_account(got)), 1);
+    kg_account_limit(kg_record_account(got), 0, &name, &c, &w, &b);
     ck_assert_str_eq(name, "hour");
     ck_assert_int_eq(c, 100000);
     ck_assert_int_eq(w, 3600);
@@ -443,11 +455,11 @@ START_TEST(test_migrate)
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 0);
-    ck_assert_int_eq(to, 2);
-    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 2);
+    ck_assert_int_eq(to, 3);
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 3);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
-    ck_assert_int_eq(from, 2);
-    ck_assert_int_eq(to, 2);
+    ck_assert_int_eq(from, 3);
+    ck_assert_int_eq(to, 3);
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_UNAUTHORIZED);
     kg_policy_free(p);
 }
@@ -485,8 +497,9 @@ static void assert_v2_shape(void)
                       "id = 'x'", "USING INDEX keygate_keys_id (id=?)"));
 }
 
-/* A version-1 database (as 001 left it, with keys in it) migrated to 2:
- * every key kept with its state, the table rebuilt keyed by hash. */
+/* A version-1 database (as 001 left it, with keys in it) migrated to the
+ * latest: every key kept with its state, the table rebuilt keyed by
+ * hash (002), each key in an account of its own (003). */
 START_TEST(test_migrate_v1_to_v2)
 {
     const char *src = getenv("KEYGATE_SRCDIR");
@@ -535,7 +548,7 @@ START_TEST(test_migrate_v1_to_v2)
     ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 1);
-    ck_assert_int_eq(to, 2);
+    ck_assert_int_eq(to, 3);
     assert_v2_shape();
     ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 2);
     ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_NONE);
@@ -574,11 +587,11 @@ START_TEST(test_refuse_newer_schema)
     int from, to;
 
     test_make_key(p, "free", "a", key, NULL, 0);
-    raw_sql("INSERT INTO keygate_schema (version, name, applied_at) VALUES (3, '003_future', 0)");
+    raw_sql("INSERT INTO keygate_schema (version, name, applied_at) VALUES (4, '004_future', 0)");
     /* A running instance's migrate refuses... */
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(d.message, "newer than this keygate knows"));
-    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 3);
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 4);
     kg_policy_free(p);
     /* ...and so does a new one, at load time. */
     ck_assert_int_ne(test_policy(ctx, opts, NULL, &p2, &d), KG_OK);
@@ -727,6 +740,103 @@ START_TEST(test_cli_writes_while_reading)
 }
 END_TEST
 
+
+/* ---- accounts (docs/sql.md "Accounts") ------------------------------------ */
+
+START_TEST(test_accounts_model)
+{
+    kg_policy *p = test_acct_policy(ctx, opts, NULL);
+    test_accounts_crud(p, "lite");
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_accounts_quota_and_suspension)
+{
+    kg_policy *p = test_acct_policy(ctx, opts, NULL);
+    test_accounts_shared_quota(p);
+    kg_policy_free(p);
+}
+END_TEST
+
+static void lite_raw(void *ud, const char *sql)
+{
+    sqlite3 *db = ud;
+    char *msg = NULL;
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s",
+                  sql, msg ? msg : "?");
+}
+
+/* Whether keygate_keys has a column of that name. */
+static int has_column(const char *name)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pragma_table_info('keygate_keys') "
+             "WHERE name = '%s'", name);
+    return raw_sql(sql) > 0;
+}
+
+/*
+ * A store written by main before accounts (schema 2, the fixture of
+ * sqltest.h) migrated by `keygate db migrate` (kg_policy_migrate): each
+ * key in an account of its own, every key works with its limits.  A
+ * migration that fails half-way changes nothing: the accounts made
+ * before the failure are rolled back with the rest.
+ */
+START_TEST(test_migrate_v2_accounts)
+{
+    char o[1200], keys[TEST_NOLD][KG_KEY_MAX];
+    kg_policy *p;
+    kg_diag d;
+    sqlite3 *db;
+    int from = -1, to = -1;
+
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    lite_raw(db, "PRAGMA journal_mode=WAL; BEGIN");
+    test_old_store(lite_raw, db, 1, keys);
+    lite_raw(db, "COMMIT");
+    /* A trap for the last statement of 003: the index name is taken. */
+    lite_raw(db, "CREATE INDEX keygate_keys_account ON keygate_keys (plan)");
+    sqlite3_close(db);
+
+    snprintf(o, sizeof(o), "%s, auto_migrate: false", opts);
+    p = test_acct_policy(ctx, o, NULL);
+    ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_AUTH_UNAVAILABLE);
+    memset(&d, 0, sizeof(d));
+    ck_assert_int_ne(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
+    ck_assert_ptr_nonnull(strstr(d.message, "003_accounts"));
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 2);
+    ck_assert(!has_column("account_id"));
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM sqlite_master WHERE name = "
+                             "'keygate_accounts'"), 0);
+    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys WHERE limits <> ''"), 2);
+    raw_sql("DROP INDEX keygate_keys_account");
+
+    ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
+    ck_assert_int_eq(from, 2);
+    ck_assert_int_eq(to, 3);
+    assert_v2_shape();
+    ck_assert(has_column("account_id"));
+    test_old_store_migrated(p, keys);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* The lookup reads the key and its account in one statement: one search
+ * of each table's B-tree (what sql.c's lookup_sql asks). */
+START_TEST(test_lookup_join_plan)
+{
+    kg_policy *p = test_acct_policy(ctx, opts, NULL);
+    ck_assert(raw_has("EXPLAIN QUERY PLAN SELECT k.id, a.id FROM keygate_keys k "
+                      "LEFT JOIN keygate_accounts a ON a.id = k.account_id WHERE "
+                      "k.key_hash = 'x'", "USING PRIMARY KEY (key_hash=?)"));
+    ck_assert(raw_has("EXPLAIN QUERY PLAN SELECT k.id, a.id FROM keygate_keys k "
+                      "LEFT JOIN keygate_accounts a ON a.id = k.account_id WHERE "
+                      "k.key_hash = 'x'", "(id=?)"));
+    kg_policy_free(p);
+}
+END_TEST
+
 static Suite *sql_sqlite_suite(void)
 {
     Suite *s = suite_create("sql_sqlite");
@@ -761,6 +871,14 @@ static Suite *sql_sqlite_suite(void)
     tcase_add_test(tc, test_refuse_newer_schema);
     tcase_add_test(tc, test_migrate_v1_to_v2);
     tcase_add_test(tc, test_new_db_shape);
+    tcase_add_test(tc, test_migrate_v2_accounts);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("accounts");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_accounts_model);
+    tcase_add_test(tc, test_accounts_quota_and_suspension);
+    tcase_add_test(tc, test_lookup_join_plan);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("last_used");
