@@ -37,6 +37,7 @@ case "\$1" in
     start) slapd_start "\$2" ;;
     pause) slapd_pause "\$2" ;;
     resume) slapd_resume "\$2" ;;
+    ensure) slapd_ensure "\$2" ;;
     *) exit 2 ;;
 esac
 EOF
@@ -57,6 +58,9 @@ if "$B/tests/integration/check_ldap"; then
 else
     bad "check_ldap"
 fi
+# Whatever a failed test left stopped or paused: the CLI's turn.
+slapd_ensure a
+slapd_ensure b
 
 # ---- the CLI: key management through the directory ----------------------
 KG="$B/tools/keygate"
