@@ -117,6 +117,25 @@ bg_stop_all() {
     BG_PIDS=
 }
 
+# keygated_bg ERR OPTIONS...: $B/tools/keygated in the background with
+# OPTIONS (one --listen 127.0.0.1:0 among them), its stderr in ERR;
+# waits for its port.  Sets KGB_PID, and KGB_PORT (empty: it did not
+# start).
+keygated_bg() {
+    lib_e=$1
+    shift
+    : >"$lib_e"
+    bg_start "$B/tools/keygated" "$@" 2>>"$lib_e"
+    KGB_PID=$BG_PID
+    KGB_PORT=
+    lib_i=0
+    while [ -z "$KGB_PORT" ] && [ $lib_i -lt 200 ] && kill -0 "$KGB_PID" 2>/dev/null; do
+        sleep 0.05
+        KGB_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$lib_e" | head -1)
+        lib_i=$((lib_i + 1))
+    done
+}
+
 # backend_says_why DESC POLICY KEY PATTERN ERRFILE: keygated ($B/tools)
 # on POLICY, whose key store cannot answer; 40 checks of KEY over about
 # 2 s must all be 503, and keygated's stderr (kept in ERRFILE) must hold
@@ -129,17 +148,9 @@ backend_says_why() {
         ok "$lib_d: skipped (keygated not built)"
         return 0
     fi
-    : >"$lib_err"
-    bg_start "$B/tools/keygated" --config "$lib_pol" --listen 127.0.0.1:0 \
-        --access-log off 2>>"$lib_err"
-    lib_pid=$BG_PID
-    lib_port=
-    lib_i=0
-    while [ -z "$lib_port" ] && [ $lib_i -lt 200 ] && kill -0 "$lib_pid" 2>/dev/null; do
-        sleep 0.05
-        lib_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$lib_err" | head -1)
-        lib_i=$((lib_i + 1))
-    done
+    keygated_bg "$lib_err" --config "$lib_pol" --listen 127.0.0.1:0 --access-log off
+    lib_pid=$KGB_PID
+    lib_port=$KGB_PORT
     if [ -z "$lib_port" ]; then
         bad "$lib_d: keygated did not start: $(cat "$lib_err")"
         bg_stop "$lib_pid"

@@ -4,7 +4,10 @@
  *
  * One MHD daemon per listening socket, each with epoll and a pool of
  * worker threads (one per core by default): a check is CPU work of a
- * few microseconds, so more threads than cores only add switching.
+ * few microseconds, so more threads than cores only add switching.  A
+ * store lookup that waits for a hung server holds up the other
+ * connections of its worker, for as long as the store's timeouts let
+ * it (docs/keygated.md, "Threads, and a backend that hangs").
  *
  * Limits on input: the request line and headers over --max-header-bytes
  * get 414 (a long request line) or 431 (keygated_head.c), the header count is

@@ -321,24 +321,32 @@ LDAP *kg__ldap_open_referral(kg__ldap *l, const char *uri, char *err,
     return open_uri(l, uri, 0, tls, err, errlen);
 }
 
-/* Try the URIs in order (those not marked down first).  0 on success. */
-static int open_conn(kg__ldap *l, kg__ldap_conn *c, char *err, size_t errlen)
+/*
+ * Try the URIs in order, those not marked down first, then those that
+ * were (a lone directory that comes back is used at once); never one in
+ * *failed, and one that fails is added to it, so each is tried at most
+ * once by an operation.  0 on success; else -1 with err (set by the
+ * last URI tried, or saying that every one failed already).
+ */
+static int open_conn(kg__ldap *l, kg__ldap_conn *c, uint32_t *failed,
+                     char *err, size_t errlen)
 {
     int64_t now = kg__ldap_now_us(l);
-    int pass;
+    int pass, tried = 0;
     size_t i;
 
     for (pass = 0; pass < 2; pass++) {
         for (i = 0; i < l->nuris; i++) {
-            int64_t until = atomic_load(&l->down_until_us[i]);
-            int skipped = until > now;
+            int down = atomic_load(&l->down_until_us[i]) > now;
             LDAP *ld;
-            if (pass == 0 ? skipped : !skipped)
+            if ((*failed >> i & 1) || (pass == 0 ? down : !down))
                 continue;
+            tried = 1;
             ld = open_uri(l, l->uris[i], 1, l->tls == KG__TLS_STARTTLS,
                           err, errlen);
             if (ld == NULL) {
                 atomic_store(&l->down_until_us[i], now + l->retry_us);
+                *failed |= (uint32_t)1 << i;
                 continue;
             }
             atomic_store(&l->down_until_us[i], 0);
@@ -348,6 +356,9 @@ static int open_conn(kg__ldap *l, kg__ldap_conn *c, char *err, size_t errlen)
             return 0;
         }
     }
+    if (!tried)
+        snprintf(err, errlen, "%s: every server failed this lookup once already",
+                 l->uris[0]);
     return -1;
 }
 
@@ -407,7 +418,8 @@ void kg__ldap_pool_free(kg__ldap *l)
     pthread_mutex_destroy(&l->mu);
 }
 
-kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, char *err, size_t errlen)
+kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, kg__ldap_try *t, char *err,
+                                size_t errlen)
 {
     struct kg__ldap_pconn *pc = NULL;
     struct timespec deadline;
@@ -448,13 +460,19 @@ kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, char *err, size_t errlen)
         }
         pc->gen = gen;
     }
-    /* Fail back: a connection to a later URI lives at most `retry`. */
-    if (pc->c.ld != NULL && pc->c.uri > 0 &&
-        kg__ldap_now_us(l) - pc->c.since_us >= l->retry_us)
-        close_conn(&pc->c);
+    /* Fail back: a connection to a later URI lives at most `retry`.  One
+     * to a server marked down since (it hung under another request) is
+     * not used: the next server is. */
+    if (pc->c.ld != NULL) {
+        int64_t now = kg__ldap_now_us(l);
+        if (t->fresh || (t->failed >> pc->c.uri & 1) ||
+            atomic_load(&l->down_until_us[pc->c.uri]) > now ||
+            (pc->c.uri > 0 && now - pc->c.since_us >= l->retry_us))
+            close_conn(&pc->c);
+    }
     pc->c.fresh = 0;
     if (pc->c.ld == NULL) {
-        if (open_conn(l, &pc->c, err, errlen) != 0)
+        if (open_conn(l, &pc->c, &t->failed, err, errlen) != 0)
             goto fail;
         pc->gen = gen;
         pc->c.fresh = 1;
@@ -488,4 +506,47 @@ void kg__ldap_release(kg__ldap *l, kg__ldap_conn *c, int ok)
         close_conn(c);
         free(pc);
     }
+}
+
+/* Close the idle connections to uri (its server closed one of them). */
+static void drop_idle(kg__ldap *l, size_t uri)
+{
+    struct kg__ldap_pconn *take[64];
+    size_t n = 0, i, kept = 0;
+
+    pthread_mutex_lock(&l->mu);
+    for (i = 0; i < l->nidle; i++) {
+        if (l->idle[i]->c.uri == uri && n < 64)
+            take[n++] = l->idle[i];
+        else
+            l->idle[kept++] = l->idle[i];
+    }
+    l->nidle = kept;
+    pthread_mutex_unlock(&l->mu);
+    for (i = 0; i < n; i++) {
+        close_conn(&take[i]->c);
+        free(take[i]);
+    }
+}
+
+void kg__ldap_failed(kg__ldap *l, kg__ldap_try *t, kg__ldap_conn *c, int rc)
+{
+    size_t uri = c->uri;
+    int fresh = c->fresh;
+
+    kg__ldap_release(l, c, 0);
+    if (rc == LDAP_TIMEOUT || fresh) {
+        /* It hangs, or a connection just opened to it failed at once:
+         * the server, not the connection.  Other requests keep off it
+         * for `retry`; this one goes on to the next server. */
+        atomic_store(&l->down_until_us[uri], kg__ldap_now_us(l) + l->retry_us);
+        t->failed |= (uint32_t)1 << uri;
+    } else {
+        /* A pooled connection the server closed (a restart, an idle
+         * timeout): the others to it were opened before, so they are
+         * most likely closed too.  The retry opens a new connection,
+         * to this server if it answers again. */
+        drop_idle(l, uri);
+    }
+    t->fresh = 1;
 }

@@ -33,8 +33,11 @@
 /* ---- searching ---------------------------------------------------------- */
 
 /*
- * One search, retried once on a new connection when a pooled one turned
- * out to be dead (the server restarted, an idle timeout closed it).
+ * One search.  A connection that fails (conn.c, kg__ldap_failed) sends
+ * the search on: after a pooled connection the server dropped (a
+ * restart, an idle timeout), to a new connection; after a timeout (the
+ * server hangs) or a new connection failing, to the next server.  No
+ * server is tried twice, so one pass over them bounds the wait.
  * On KG__S_OK *res_r holds the result and *c_r the connection it came on
  * (entries are read through it): the caller frees the one and releases
  * the other.
@@ -44,18 +47,17 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
                    kg__ldap_conn **c_r, LDAPMessage **res_r, int *rc_r,
                    char *err, size_t errlen)
 {
-    int attempt;
+    kg__ldap_try t = { 0, 0 };
 
     *res_r = NULL;
     *c_r = NULL;
-    for (attempt = 0; attempt < 2; attempt++) {
+    for (;;) {
         struct timeval tv;
-        kg__ldap_conn *c = kg__ldap_acquire(l, err, errlen);
-        int rc, fresh;
+        kg__ldap_conn *c = kg__ldap_acquire(l, &t, err, errlen);
+        int rc;
 
         if (c == NULL)
             return KG__S_DOWN;
-        fresh = c->fresh;
         tv.tv_sec = l->search_timeout_ms / 1000;
         tv.tv_usec = (l->search_timeout_ms % 1000) * 1000;
         rc = ldap_search_ext_s(c->ld, base, scope, filter, l->want, 0, ctrls,
@@ -70,9 +72,7 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
             kg__ldap_say(l, l->uris[c->uri], err);
             ldap_msgfree(*res_r);
             *res_r = NULL;
-            kg__ldap_release(l, c, 0);
-            if (fresh)
-                return KG__S_DOWN;
+            kg__ldap_failed(l, &t, c, rc);
             continue;
         }
         *rc_r = rc;
@@ -89,7 +89,6 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
         *c_r = c;
         return KG__S_OK;
     }
-    return KG__S_DOWN;
 }
 
 static kg_result ld_lookup(void *inst, kg_call *call,

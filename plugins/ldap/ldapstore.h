@@ -155,13 +155,36 @@ kg_error kg__ldap_put(void *inst, const kg_record *r, int create,
 
 int kg__ldap_pool_init(kg__ldap *l);
 void kg__ldap_pool_free(kg__ldap *l);
+/* The most URIs a store may list (a bit each in kg__ldap_try). */
+#define KG__LDAP_MAX_URIS 32
+/* What one operation (a search and its retries) has learnt about the
+ * servers, so that it makes one pass over them.  Start at { 0, 0 }. */
+typedef struct kg__ldap_try {
+    uint32_t failed;     /* bit i: uris[i] failed, not tried again */
+    int fresh;           /* the next connection is a new one, not pooled */
+} kg__ldap_try;
 /*
  * A bound connection for one operation, or NULL with why in err (the
- * directory is down or busy past the timeouts).  Give it back with
- * kg__ldap_release(); `ok` = 0 closes it (an error left it in doubt).
+ * directory is down or busy past the timeouts, or every URI is in
+ * t->failed).  A pooled one is taken unless t->fresh, or it talks to a
+ * URI in t->failed or marked down, or failback retires it; a new one is
+ * opened on the first URI that answers (a URI that does not is added to
+ * t->failed).  Give it back with kg__ldap_release() (`ok` = 0 closes it:
+ * an error left it in doubt) or kg__ldap_failed().
  */
-kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, char *err, size_t errlen);
+kg__ldap_conn *kg__ldap_acquire(kg__ldap *l, kg__ldap_try *t, char *err,
+                                size_t errlen);
 void kg__ldap_release(kg__ldap *l, kg__ldap_conn *c, int ok);
+/*
+ * c failed with rc (kg__ldap_conn_error(rc)): close it, and say in t
+ * where the operation goes next.  A timeout (the server hangs) marks
+ * its URI down for `retry`, so no other request takes a pooled
+ * connection to it, and the next server is tried; a pooled connection
+ * the server closed (a restart) closes the idle ones to that server too
+ * and the retry opens a new one; a new one failing goes to the next
+ * server.
+ */
+void kg__ldap_failed(kg__ldap *l, kg__ldap_try *t, kg__ldap_conn *c, int rc);
 /* Build a TLS context from the options once (at create): 0, or -1 with
  * why in err (a CA or certificate file that cannot be used). */
 int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen);

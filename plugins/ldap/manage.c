@@ -279,6 +279,7 @@ kg_error kg__ldap_put(void *inst, const kg_record *r, int create, kg_diag *diag)
     LDAPMod **mods;
     char err[1024];
     kg_error ret = KG_ERR_UNAVAILABLE;
+    kg__ldap_try t = { 0, 0 };
     int attempt;
 
     if (!l->writable) {
@@ -294,10 +295,11 @@ kg_error kg__ldap_put(void *inst, const kg_record *r, int create, kg_diag *diag)
     mods = kg__ldap_record_mods(l, r, create);
     if (mods == NULL)
         return KG_ERR_NOMEM;
-    /* Like a search: a pooled connection the server dropped gets one
-     * retry on a new one. */
+    /* A pooled connection the server dropped gets one retry on a new
+     * one.  Not on the next server after a timeout, as a search is: the
+     * write may have been done. */
     for (attempt = 0; attempt < 2; attempt++) {
-        kg__ldap_conn *c = kg__ldap_acquire(l, err, sizeof(err));
+        kg__ldap_conn *c = kg__ldap_acquire(l, &t, err, sizeof(err));
         int failed, fresh;
         if (c == NULL) {
             ret = down(diag, err);
@@ -308,6 +310,7 @@ kg_error kg__ldap_put(void *inst, const kg_record *r, int create, kg_diag *diag)
         kg__ldap_release(l, c, !failed);
         if (!failed || fresh)
             break;
+        t.fresh = 1;
     }
     kg__ldap_mods_free(mods);
     return ret;

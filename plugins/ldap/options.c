@@ -154,6 +154,12 @@ kg_error kg__ldap_create(kg_opts *o, void **inst_r)
                           "ldaps://ldap2.example.com/]");
         goto fail;
     }
+    if (l->nuris > KG__LDAP_MAX_URIS) {
+        e = kg_opts_error(o, "uris", "%zu URIs: at most %d (a lookup tries "
+                          "each once)", l->nuris, KG__LDAP_MAX_URIS);
+        l->nuris = 0;
+        goto fail;
+    }
     l->uris = calloc(l->nuris, sizeof(*l->uris));
     if (l->uris == NULL) {
         e = KG_ERR_NOMEM;

@@ -7,7 +7,7 @@
  *   KG_LDAP_A_LDAPI            server A's ldapi:// socket
  *   KG_LDAP_A_LDAPS            server A's ldaps:// port
  *   KG_LDAP_CA, KG_LDAP_OTHER_CA  the CA that signed A's certificate, and one that did not
- *   KG_LDAP_CTL                a script: `$KG_LDAP_CTL stop|start|pause|resume a|b`
+ *   KG_LDAP_CTL                a script: `$KG_LDAP_CTL stop|start|pause|resume|ensure a|b`
  * The clock is injected: cache expiry and failback never sleep.
  */
 #include "../unit/testutil.h"
@@ -156,6 +156,15 @@ static void ctx_setup(void)
 static void ctx_teardown(void)
 {
     kg_context_free(ctx);
+}
+
+/* The outage tests stop and pause the servers: each starts with both
+ * running and answering, whatever a test that failed half-way left. */
+static void outage_setup(void)
+{
+    ctl("ensure", "a");
+    ctl("ensure", "b");
+    ctx_setup();
 }
 
 /*
@@ -587,11 +596,129 @@ START_TEST(test_hung_server)
     t0 = time(NULL);
     ASSERT_CODE(p, k_only_b, KG_CODE_AUTH_UNAVAILABLE);
     ASSERT_CODE(p, k_later, KG_CODE_AUTH_UNAVAILABLE);
-    /* Each lookup: at most the search timeout on the pooled connection
-     * plus the bind timeout on a new one (about 2s here). */
+    /* Each lookup: the search timeout on the pooled connection, or the
+     * bind timeout on a new one (1 s here); B is not tried twice. */
     ck_assert_int_le(time(NULL) - t0, 6);
     ctl("resume", "b");
     ASSERT_CODE(p, k_only_b, KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* ---- the pool after a restart or a hang (issue 16 item 7) ------------- */
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Fill the pool: 8 threads checking at once leave its 4 connections idle. */
+static void fill_pool(kg_policy *p)
+{
+    pthread_t th[8];
+    struct par t = { p, 0 };
+    int i;
+    for (i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, hammer, &t);
+    for (i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_eq(t.ok, 8 * 40);
+}
+
+START_TEST(test_restart_pool)
+{
+    /* Every pooled connection died with the server: the retry takes a
+     * new connection, not the next dead one. */
+    kg_policy *p = policy(uris_a, READER, "");
+    fill_pool(p);
+    ctl("stop", "a");
+    ctl("start", "a");
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ASSERT_CODE(p, k_future, KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* One check of key from its own thread, timed: `light load`. */
+struct timed {
+    kg_policy *p;
+    const char *key;
+    kg_code code;
+    double took;
+};
+
+static void *timed_check(void *arg)
+{
+    struct timed *t = arg;
+    double t0 = mono_s();
+    t->code = code_of(t->p, t->key);
+    t->took = mono_s() - t0;
+    return NULL;
+}
+
+START_TEST(test_hung_primary)
+{
+    /* A hangs, B is up.  Four requests at once take the four pooled
+     * connections to A: each meets A's silence for search_timeout (1 s)
+     * and goes on to B; none is a 503.  Then A is marked down and the
+     * next requests never wait for it. */
+    kg_policy *p = policy(uris_ab, READER, "");
+    const char *keys[4] = { k_active, k_future, k_only_b, k_active };
+    struct timed t[4];
+    pthread_t th[4];
+    double t0, took;
+    int i;
+
+    fill_pool(p);
+    ctl("pause", "a");
+    for (i = 0; i < 4; i++) {
+        t[i] = (struct timed){ p, keys[i], KG_CODE_INVALID_REQUEST, 0 };
+        pthread_create(&th[i], NULL, timed_check, &t[i]);
+    }
+    for (i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (i = 0; i < 4; i++) {
+        fprintf(stderr, "check_ldap: A hung, B up: request %d: %s in %.2f s\n",
+                i, t[i].code == KG_CODE_NONE ? "allowed" : kg_code_name(t[i].code),
+                t[i].took);
+        ck_assert_msg(t[i].code == KG_CODE_NONE, "request %d: %s after %.2f s",
+                      i, kg_code_name(t[i].code), t[i].took);
+        ck_assert_msg(t[i].took < 1.8, "request %d took %.2f s", i, t[i].took);
+    }
+    for (i = 0; i < 3; i++) {
+        t0 = mono_s();
+        ASSERT_CODE(p, keys[i], KG_CODE_NONE);
+        took = mono_s() - t0;
+        /* Less than one search_timeout: nobody waited for A again. */
+        ck_assert_msg(took < 0.9, "a later request took %.2f s", took);
+    }
+    ctl("resume", "a");
+    kg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_both_hung)
+{
+    /* Both hang: one pass over the servers (A's pooled connection times
+     * out, then the bind to B) bounds the 503 at 2 x search_timeout; it
+     * took 4 x when each URI was tried twice. */
+    kg_policy *p = policy(uris_ab, READER, "");
+    double t0, took;
+    ASSERT_CODE(p, k_active, KG_CODE_NONE);
+    ctl("pause", "a");
+    ctl("pause", "b");
+    t0 = mono_s();
+    ASSERT_CODE(p, k_active, KG_CODE_AUTH_UNAVAILABLE);
+    took = mono_s() - t0;
+    ctl("resume", "a");
+    ctl("resume", "b");
+    fprintf(stderr, "check_ldap: both hung: the first 503 in %.2f s "
+            "(search_timeout 1 s)\n", took);
+    ck_assert_msg(took < 2.9, "the 503 took %.2f s", took);
+    ck_assert_msg(took > 1.9, "the 503 took %.2f s: did both servers hang?", took);
     kg_policy_free(p);
 }
 END_TEST
@@ -617,12 +744,15 @@ static Suite *suite(void)
     suite_add_tcase(s, t);
     /* Last: these stop and start the servers. */
     t = tcase_create("outage");
-    tcase_add_checked_fixture(t, ctx_setup, ctx_teardown);
+    tcase_add_checked_fixture(t, outage_setup, ctx_teardown);
     tcase_set_timeout(t, 60);
     tcase_add_test(t, test_outage);
     tcase_add_test(t, test_outage_new_key);
     tcase_add_test(t, test_failback);
     tcase_add_test(t, test_hung_server);
+    tcase_add_test(t, test_restart_pool);
+    tcase_add_test(t, test_hung_primary);
+    tcase_add_test(t, test_both_hung);
     suite_add_tcase(s, t);
     return s;
 }

@@ -14,6 +14,7 @@
 #   slapd_start NAME / slapd_stop NAME
 #   slapd_pause NAME / slapd_resume NAME   SIGSTOP / SIGCONT: a server that
 #                                   accepts connections but never answers
+#   slapd_ensure NAME               started if it is not, resumed if paused
 #   slapd_keys_anonymous NAME read|none
 #                                   (FORM conf only) may anonymous clients
 #                                   read the keys?  From the next start
@@ -242,6 +243,17 @@ slapd_pause() {
 
 slapd_resume() {
     kill -CONT "$(cat "$KG_LDAP_TMP/$1/slapd.bgpid")"
+}
+
+# Running and not paused, whatever a test that failed half-way left
+# (stopped, or SIGSTOPped): so that one failure does not cascade.
+slapd_ensure() {
+    d="$KG_LDAP_TMP/$1"
+    if [ -f "$d/slapd.bgpid" ] && kill -0 "$(cat "$d/slapd.bgpid")" 2>/dev/null; then
+        kill -CONT "$(cat "$d/slapd.bgpid")"
+    else
+        slapd_start "$1"
+    fi
 }
 
 slapd_keys_anonymous() {
