@@ -109,10 +109,14 @@ expect "check: policy error is 2" 2 "cannot open the policy" -- $BIN --config "$
 expect "check: KEYGATE_CONFIG is used" 0 "allowed 200" -- env KEYGATE_CONFIG="$CONF" $BIN check --header "Authorization: Bearer $K1"
 
 # ---- update, revoke, rotate -------------------------------------------------
-expect "update" 0 "plan:        starter" -- $KG key update "$ID2" --plan starter --name renamed --clear-ips
-expect "update kept" 0 "name:        renamed" -- $KG key show "$ID2"
+# A key's plan is its account's (issue 17): moved with `account update`.
+ACC2=$($KG key show "$ID2" | sed -n 's/^account: *//p')
+expect "a key's plan is its account's" 2 "keygate account update $ACC2 --plan starter" -- $KG key update "$ID2" --plan starter
+expect "update" 0 "name:        renamed" -- $KG key update "$ID2" --name renamed --clear-ips
+expect "the account moves to another plan" 0 "plan:        starter" -- $KG account update "$ACC2" --plan starter
+expect "update kept" 0 "plan:        starter" -- $KG key show "$ID2"
 expect "update cleared the allowlist" 0 "allowed 200" -- $KG check --header "Authorization: Bearer $K2" --ip 198.51.100.7
-expect "update to an unknown plan" 2 "unknown plan" -- $KG key update "$ID2" --plan gold
+expect "update to an unknown plan" 2 "unknown plan" -- $KG account update "$ACC2" --plan gold
 expect "update an unknown id" 1 "no key with id" -- $KG key update k_nope --name x
 expect "update --expires never" 0 "expires:     never" -- $KG key update "$ID2" --expires never
 expect "--json update" 0 '"name":"json"' -- $KG --json key update "$ID2" --name json
@@ -207,9 +211,7 @@ expect "show takes no --name" 2 "key show does not take --name" -- $KG key show 
 expect "--permission on a plan without scope" 2 "plan 'free' does not check permissions.*plans that do: enterprise" -- $KG key create --name x --plan free --permission a:read
 expect "--limit of a name the plan lacks" 2 "plan 'enterprise' has no limit named 'minute'.*its limits: burst hour day concurrency" -- $KG key create --name x --plan enterprise --limit minute=5/1m
 expect "--limit of a name the plan has" 0 "$KEYRE" -- $KG key create --name x --plan pro --limit hour=5/1h
-expect "a key with permissions to a plan without scope" 2 "plan 'pro' does not check permissions" -- $KG key update "$EID" --plan pro
-expect "... once it drops them" 0 "plan:        pro" -- $KG key update "$EID" --plan pro --clear-permissions
-expect "--add-permission on a plan without scope" 2 "does not check permissions" -- $KG key update "$EID" --add-permission a:read
+expect "--add-permission on a plan without scope" 2 "does not check permissions" -- $KG key update "$ID2" --add-permission a:read
 expect "a rename keeps what it had" 0 "name:        renamed" -- $KG key update "$EID" --name renamed
 cat >"$T/bare.yaml" <<EOF
 credential: [{module: bearer}]

@@ -71,7 +71,9 @@ expect_status "forged X-Keygate-Key-Id is dropped" 200 $C2 -H "Authorization: Be
 body_has "upstream sees the real id" "upstream key=$FREEID plan=free"
 expect_status "forged X-Keygate-Account, -Lease" 200 $C2 -H "Authorization: Bearer $PRO" \
     -H "X-Keygate-Account: acct_forged" -H "X-Keygate-Lease: forged" "$GW/"
-body_has "... do not reach the upstream" "upstream key=$(key_id_of "$PRO") plan=pro priority=2 released=204 account=$"
+PROID=$(key_id_of "$PRO")
+# keygated's own account header: the key's account, never the forged one.
+body_has "... do not reach the upstream" "upstream key=$PROID plan=pro priority=2 released=204 account=acct_${PROID#k_}$"
 
 expect_status "revoked key" 401 $C2 -H "Authorization: Bearer $REV" "$GW/"
 body_has "revoked: JSON" '"code":"key_revoked"'

@@ -104,6 +104,16 @@ if command -v ss >/dev/null && [ -r /proc/sys/net/core/somaxconn ]; then
 fi
 expect_many "2000 keep-alive connections at once, soft limit 1024" \
     "200=2000 unanswered=0" 2000
+# The first burst's 2,000 connections are closed by the client; on a
+# loaded machine keygated may not have reaped them all yet, and 4,000 at
+# once is more than --max-connections: wait (at most 20 s) until they are
+# gone, so that this burst is 2,000 at once too.
+if command -v ss >/dev/null; then
+    i=0
+    while [ "$(ss -Htn state established "sport = :$KGD_PORT" 2>/dev/null | wc -l)" -gt 50 ] && [ $i -lt 100 ]; do
+        sleep 0.2; i=$((i + 1))
+    done
+fi
 expect_many "2000 connections at once, Connection: close" \
     "200=2000 unanswered=0" 2000 close
 expect_status "still serving" 200 -H "Authorization: Bearer $KEY" "$KGD/check"

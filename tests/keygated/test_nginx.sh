@@ -194,7 +194,8 @@ expect_status "public /status with forged X-Keygate-*" 200 $C2 $FORGE "$GW/statu
 body_has "... none reaches the upstream" "upstream key= plan= priority= lease= account=$"
 expect_status "protected path with forged X-Keygate-*" 200 $C2 $FORGE -H "Authorization: Bearer $PRO" "$GW/v1/jobs/1"
 PROID=$(key_id_of "$PRO")
-body_has "... the upstream sees keygated's only" "upstream key=$PROID plan=pro priority=2 lease=[0-9a-f]\{16\}\..* account=$"
+# keygated's own account header: the key's account, never the forged one.
+body_has "... the upstream sees keygated's only" "upstream key=$PROID plan=pro priority=2 lease=[0-9a-f]\{16\}\..* account=acct_${PROID#k_}$"
 
 # X-Forwarded-For: what nginx saw, not what the client wrote.  nginx
 # (127.0.0.1) is a trusted proxy; so is a client on 127.0.0.1 itself,
