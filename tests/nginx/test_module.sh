@@ -1,0 +1,245 @@
+#!/bin/sh
+# ngx_http_keygate_module in Debian's nginx (load_module), with the
+# shipped policy (conf/keygate.yaml), in front of a real upstream
+# (tests/nginx/upstream.py, which answers with the X-Keygate-* headers it
+# received): 401 with WWW-Authenticate and JSON, key_revoked, key_expired,
+# 400 for two keys, 403 ip_not_allowed (the client address is nginx's
+# $remote_addr: the realip module's where configured, never a header
+# the module trusts by itself) and insufficient_permissions, the Free
+# plan's 11th request 429 with Retry-After, produced by nginx; allowed
+# requests reach the upstream with the decision's X-Keygate-* headers and
+# never a client's (on a keygate off location either); the rate-limit
+# headers on the upstream's 200, 404 and 500, once each (the upstream's
+# own dropped); a request in flight holds the Free plan's one lease, and
+# a client that hangs up gives it back at once (log phase), logged 499;
+# the access log keeps $status; a bad policy fails `nginx -t` and
+# `nginx -s reload` with its file:line and the old workers keep serving;
+# a good one is loaded by the reload.
+. "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
+
+SO=$(cd "$B" && pwd)/nginx-build/objs/ngx_http_keygate_module.so
+[ -f "$SO" ] || { echo "the nginx module was not built (configure --with-nginx-module)"; exit 77; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "nginx is not installed (scripts/deps.sh --test)"; exit 77; }
+command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
+# The master loads the module, and the module libkeygate: this tree's.
+LD_LIBRARY_PATH=$B/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH
+
+POLICY=$T/keygate.yaml
+cp "$S/conf/keygate.yaml" "$POLICY"
+gateway_keys
+SLOWK=$(new_key slow free)
+HANG=$(new_key hang free)
+
+UPORT=$(free_port)
+bg_start python3 "$S/tests/nginx/upstream.py" "$UPORT" 2 "$T/upstream.seen" 2>"$T/upstream.err"
+wait_http "http://127.0.0.1:$UPORT/" any "$BG_PID" || { bad "upstream did not start: $(cat "$T/upstream.err")"; finish; }
+
+# nginx_conf DIR FPORT RPORT [extra http lines]: the configuration: the
+# module on FPORT ("/" checked, /status public) and on RPORT behind the
+# realip module (127.0.0.1 may say who the client is).
+N=$T/nginx
+mkdir -p "$N/conf" "$N/logs" "$N/tmp"
+chmod 755 "$T" "$N" "$N/logs" "$N/tmp"
+USER_LINE=
+[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+nginx_conf() {
+    cat >"$N/conf/nginx.conf" <<NGX
+load_module $SO;
+$USER_LINE
+worker_processes 1;
+pid $N/nginx.pid;
+error_log $N/logs/error.log notice;
+env KEYGATE_STATE_DIR;
+env KEYGATE_PLUGIN_PATH;
+events { worker_connections 256; }
+http {
+    keygate_policy $POLICY;
+    log_format kg '\$remote_addr "\$request" \$status key=\$keygate_key_id code=\$keygate_code';
+    access_log $N/logs/access.log kg;
+    client_body_temp_path $N/tmp/body;
+    proxy_temp_path $N/tmp/proxy;
+    fastcgi_temp_path $N/tmp/fastcgi;
+    uwsgi_temp_path $N/tmp/uwsgi;
+    scgi_temp_path $N/tmp/scgi;
+    ${3:-}
+    server {
+        listen 127.0.0.1:$1;
+        keygate on;
+        location / { proxy_pass http://127.0.0.1:$UPORT; }
+        location = /status { keygate off; proxy_pass http://127.0.0.1:$UPORT; }
+    }
+    server {
+        listen 127.0.0.1:$2;
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Forwarded-For;
+        keygate on;
+        location / { proxy_pass http://127.0.0.1:$UPORT; }
+    }
+}
+NGX
+}
+
+# `keygate on` without a policy is nginx's configuration error.
+FPORT=$(free_port)
+RPORT=$(free_port)
+nginx_conf "$FPORT" "$RPORT"
+sed "s#keygate_policy $POLICY;##" "$N/conf/nginx.conf" >"$N/conf/nopolicy.conf"
+if "$NGINX" -t -p "$N" -c "$N/conf/nopolicy.conf" >"$T/t.out" 2>&1; then
+    bad "nginx -t accepts keygate on without keygate_policy"
+else
+    grep -q '"keygate on" needs "keygate_policy"' "$T/t.out" && ok "keygate on without a policy: nginx -t says why" \
+        || bad "nginx -t without a policy: $(cat "$T/t.out")"
+fi
+if ! "$NGINX" -t -p "$N" -c "$N/conf/nginx.conf" >"$T/t.out" 2>&1; then
+    bad "nginx -t: $(cat "$T/t.out")"
+    finish
+fi
+bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
+NGINX_PID=$BG_PID
+wait_http "http://127.0.0.1:$FPORT/status" 200 "$NGINX_PID" || { bad "nginx did not start: $(cat "$N/logs/stderr" "$N/logs/error.log")"; finish; }
+ok "nginx loads the module and the shipped policy"
+GW="http://127.0.0.1:$FPORT"
+C2="--interface 127.0.0.2"
+C3="--interface 127.0.0.3"
+
+expect_status "no key" 401 $C2 "$GW/v1/scrape"
+body_has "no key: JSON" '{"error":{"code":"unauthorized"'
+has_header "no key: WWW-Authenticate" 'WWW-Authenticate: Bearer realm="whizo API"'
+has_header "no key: JSON type" "Content-Type: application/json"
+[ "$(tr -d '\r' <"$T/h" | grep -ci '^WWW-Authenticate:')" -eq 1 ] && ok "one WWW-Authenticate" \
+    || bad "WWW-Authenticate: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
+grep -q upstream "$T/b" && bad "401 reached the upstream" || ok "401 did not reach the upstream"
+
+FREEID=$(key_id_of "$FREE")
+expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
+body_has "upstream got the decision" "upstream x-keygate-key-id=$FREEID x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f]"
+has_header "client sees X-RateLimit-Limit (the module's)" "X-RateLimit-Limit: 10$"
+has_header "client sees X-RateLimit-Remaining" "X-RateLimit-Remaining: 9$"
+has_header "client sees X-RateLimit-Reset" "X-RateLimit-Reset: [0-9]\{10\}$"
+has_header "client sees RateLimit" 'RateLimit: "hour";r=9;t=[0-9]*, "day";r=99;'
+has_header "client sees RateLimit-Policy" 'RateLimit-Policy: "hour";q=10;w=3600'
+once_each() {
+    for h in X-RateLimit-Limit X-RateLimit-Remaining X-RateLimit-Reset RateLimit RateLimit-Policy; do
+        [ "$(tr -d '\r' <"$T/h" | grep -ci "^$h:")" -eq 1 ] || return 1
+    done
+}
+once_each && ok "each rate-limit header once on the 200" \
+    || bad "rate-limit headers not once each: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
+expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
+
+# A client cannot pose as a key to the upstream (3rd Free request).
+FORGE="-H X-Keygate-Key-Id:k_forged -H X-Keygate-Account:acct_forged -H X-Keygate-Plan:enterprise
+ -H X-Keygate-Priority:99 -H X-Keygate-Lease:forged -H X-Keygate-Other:x"
+expect_status "forged X-Keygate-* on a checked path" 200 $C2 $FORGE -H "Authorization: Bearer $FREE" "$GW/v1/jobs/1"
+body_has "... the upstream sees the decision's only" "^upstream x-keygate-key-id=$FREEID x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f.]*$"
+expect_status "forged X-Keygate-* on a keygate off location" 200 $C2 $FORGE "$GW/status"
+body_has "... none reaches the upstream" "^upstream $"
+
+expect_status "revoked key" 401 $C2 -H "Authorization: Bearer $REV" "$GW/"
+body_has "revoked: JSON" '"code":"key_revoked"'
+expect_status "expired key" 401 $C2 -H "Authorization: Bearer $EXP" "$GW/"
+body_has "expired: JSON" '"code":"key_expired"'
+expect_status "two keys" 400 $C2 -H "Authorization: Bearer $FREE" -H "X-API-Key: $PRO" "$GW/"
+body_has "two keys: JSON" '"code":"invalid_request"'
+
+expect_status "key used from its allowed IP" 200 $C2 -H "Authorization: Bearer $IPK" "$GW/"
+expect_status "key used from another IP" 403 $C3 -H "Authorization: Bearer $IPK" "$GW/"
+body_has "wrong IP: JSON" '"code":"ip_not_allowed"'
+expect_status "forged X-Forwarded-For does not help" 403 $C3 -H "X-Forwarded-For: 127.0.0.2" \
+    -H "Authorization: Bearer $IPK" "$GW/"
+RIP="http://127.0.0.1:$RPORT"
+expect_status "realip: a trusted proxy names the allowed client" 200 -H "X-Forwarded-For: 127.0.0.2" \
+    -H "Authorization: Bearer $IPK" "$RIP/"
+expect_status "realip: an untrusted client cannot" 403 $C3 -H "X-Forwarded-For: 127.0.0.2" \
+    -H "Authorization: Bearer $IPK" "$RIP/"
+
+expect_status "read-only key reads" 200 $C2 -H "Authorization: Bearer $RO" "$GW/v1/jobs/17"
+body_has "enterprise priority upstream" "x-keygate-plan=enterprise x-keygate-priority=10"
+expect_status "read-only key writes" 403 $C2 -X POST -d x=1 -H "Authorization: Bearer $RO" "$GW/v1/jobs"
+body_has "wrong permission: JSON" '"code":"insufficient_permissions"'
+
+# The upstream's own errors: proxied, with the module's headers, logged
+# with their status.
+expect_status "upstream 404 proxied" 404 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/missing"
+has_header "404: X-RateLimit-Limit (the module's)" "X-RateLimit-Limit: 200$"
+once_each && ok "each rate-limit header once on the 404" \
+    || bad "rate-limit headers not once each: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
+expect_status "upstream 500 proxied" 500 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/fail"
+has_header "500: RateLimit-Policy" 'RateLimit-Policy: "hour";q=200;w=3600'
+
+# The Free plan: 10 per hour; three were used above.
+n=4
+while [ $n -le 10 ]; do
+    req $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape"
+    [ "$CODE" = 200 ] || bad "free request $n: $CODE $(cat "$T/b")"
+    n=$((n + 1))
+done
+ok "free requests 4..10 allowed"
+expect_status "11th free request in the hour" 429 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape"
+body_has "11th: JSON" '{"error":{"code":"rate_limited"'
+has_header "11th: Retry-After" "Retry-After: [1-9][0-9]*$"
+has_header "11th: X-RateLimit-Remaining 0" "X-RateLimit-Remaining: 0"
+has_header "11th: JSON type" "Content-Type: application/json"
+grep -q upstream "$T/b" && bad "429 reached the upstream" || ok "429 did not reach the upstream"
+
+# One request in flight on the Free plan: a second one meanwhile is
+# refused, and the lease is back when the first ends.
+SLOWID=$(key_id_of "$SLOWK")
+curl -s -o "$T/slow.b" --max-time 10 $C2 -H "Authorization: Bearer $SLOWK" "$GW/v1/slow" &
+SLOWPID=$!
+wait_for 200 grep -q "^/v1/slow key=$SLOWID" "$T/upstream.seen" || bad "the slow request did not reach the upstream"
+expect_status "second request while one is in flight" 429 $C2 -H "Authorization: Bearer $SLOWK" "$GW/v1/fast"
+body_has "in flight: JSON" '"code":"rate_limited"'
+wait "$SLOWPID"
+grep -q "x-keygate-key-id=$SLOWID" "$T/slow.b" && ok "the slow request was served" || bad "slow request: $(cat "$T/slow.b")"
+expect_status "the lease is back when it ends" 200 $C2 -H "Authorization: Bearer $SLOWK" "$GW/v1/fast"
+
+# A client that hangs up while the upstream works: nginx ends the
+# request (499), the log phase gives the lease back, the next request
+# gets in at once (a lost lease would hold the key for lease_ttl, 5 min).
+HANGID=$(key_id_of "$HANG")
+curl -s -o /dev/null --max-time 0.5 $C2 -H "Authorization: Bearer $HANG" "$GW/v1/slow"
+hung_up() { grep -q "\"GET /v1/slow HTTP/1.1\" 499 key=$HANGID" "$N/logs/access.log"; }
+wait_for 100 hung_up && ok "the client that hung up is logged 499" \
+    || bad "no 499 for the hung-up client: $(grep "$HANGID" "$N/logs/access.log")"
+expect_status "its lease was released at once" 200 $C2 -H "Authorization: Bearer $HANG" "$GW/v1/fast"
+
+# $status in the access log: the module answers as nginx; allowed
+# requests keep the upstream's status.
+logged() { grep -q "\"GET $1 HTTP/1.1\" $2 key=$3" "$N/logs/access.log"; }
+wait_for 100 logged /v1/fail 500 "$(key_id_of "$PRO")" && ok "access log: the upstream's 500" \
+    || bad "access log, 500: $(grep /v1/fail "$N/logs/access.log")"
+logged /v1/scrape 429 "$FREEID code=rate_limited" && ok "access log: 429 rate_limited" \
+    || bad "access log, 429: $(grep 'code=rate_limited' "$N/logs/access.log")"
+logged "/v1/scrape?url=x" 200 "$FREEID" && ok "access log: 200 with the key id" \
+    || bad "access log, 200: $(grep 'url=x' "$N/logs/access.log")"
+
+# A bad policy: nginx -t says where, a reload keeps the old workers.
+cp "$POLICY" "$T/good.yaml"
+printf 'version: 1\nplans:\n  free: [\n' >"$POLICY"
+if "$NGINX" -t -p "$N" -c "$N/conf/nginx.conf" >"$T/t.out" 2>&1; then
+    bad "nginx -t accepts a bad policy"
+else
+    grep -q "keygate_policy \"$POLICY\": .*$POLICY:[0-9]*:[0-9]*:" "$T/t.out" && ok "nginx -t: the bad policy's file:line:column" \
+        || bad "nginx -t with a bad policy: $(cat "$T/t.out")"
+fi
+"$NGINX" -p "$N" -c "$N/conf/nginx.conf" -s reload 2>>"$N/logs/stderr"
+wait_for 200 grep -q "\[emerg\].*keygate_policy" "$N/logs/error.log" && ok "the reload fails with the policy's error" \
+    || bad "no emerg for the bad policy: $(tail -5 "$N/logs/error.log")"
+expect_status "the old workers keep serving" 200 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/after-bad-reload"
+# A good one, with another realm, is what the new workers run.
+sed 's/^realm: "whizo API"/realm: "reloaded API"/' "$T/good.yaml" >"$POLICY"
+"$NGINX" -p "$N" -c "$N/conf/nginx.conf" -s reload 2>>"$N/logs/stderr"
+new_realm() {
+    req $C2 "$GW/v1/x"
+    tr -d '\r' <"$T/h" | grep -q 'WWW-Authenticate: Bearer realm="reloaded API"'
+}
+wait_for 200 new_realm && ok "a reload loads the new policy" || bad "after the reload: $(cat "$T/h")"
+expect_status "and serves keys" 200 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/after-reload"
+
+bg_stop "$NGINX_PID"
+grep -q '\[alert\]\|exited on signal' "$N/logs/error.log" && bad "nginx alerts: $(grep 'alert\|signal' "$N/logs/error.log")" \
+    || ok "no nginx alerts"
+finish
