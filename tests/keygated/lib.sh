@@ -124,3 +124,36 @@ gateway_keys() {
     RO=$(new_key ro enterprise --permission '*:read')
     [ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
 }
+
+# rate_headers_once DESC: the last response has each rate-limit header
+# exactly once (a gateway that adds its own to the upstream's must not
+# double them).
+rate_headers_once() {
+    for h in X-RateLimit-Limit X-RateLimit-Remaining X-RateLimit-Reset RateLimit RateLimit-Policy; do
+        if [ "$(tr -d '\r' <"$T/h" | grep -ci "^$h:")" -ne 1 ]; then
+            bad "$1: rate-limit headers not once each: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
+            return
+        fi
+    done
+    ok "$1"
+}
+
+# free_hour_spent URL [curl args]: FREE (10 an hour, three used) gets
+# requests 4..10 through the gateway at URL and the 11th refused: 429
+# with JSON, Retry-After and X-RateLimit-Remaining 0, kept from the
+# upstream.
+free_hour_spent() {
+    fu=$1; shift
+    n=4
+    while [ $n -le 10 ]; do
+        req "$@" -H "Authorization: Bearer $FREE" "$fu"
+        [ "$CODE" = 200 ] || bad "free request $n: $CODE $(cat "$T/b")"
+        n=$((n + 1))
+    done
+    ok "free requests 4..10 allowed"
+    expect_status "11th free request in the hour" 429 "$@" -H "Authorization: Bearer $FREE" "$fu"
+    body_has "11th: JSON" '{"error":{"code":"rate_limited"'
+    has_header "11th: Retry-After" "Retry-After: [1-9][0-9]*$"
+    has_header "11th: X-RateLimit-Remaining 0" "X-RateLimit-Remaining: 0"
+    grep -q "upstream" "$T/b" && bad "429 reached the upstream" || ok "429 did not reach the upstream"
+}
