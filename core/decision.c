@@ -145,6 +145,16 @@ static void add_header(kg_decision *d, const char *name, char *value)
     d->nheaders++;
 }
 
+/* v in decimal, malloc()ed; NULL out of memory. */
+static char *num(int64_t v)
+{
+    kg__buf b;
+
+    kg__buf_init(&b);
+    kg__buf_addi(&b, v);
+    return kg__buf_take(&b);
+}
+
 static const struct kg__limit_report *nearest(const kg_decision *d)
 {
     const struct kg__limit_report *best = NULL;
@@ -191,26 +201,34 @@ static void render(kg_decision *d)
     }
     if (d->nlimits > 0) {
         const struct kg__limit_report *n = nearest(d);
-        add_header(d, "X-RateLimit-Limit", kg__asprintf("%lld", (long long)n->limit));
-        add_header(d, "X-RateLimit-Remaining",
-                   kg__asprintf("%lld", (long long)n->remaining));
-        add_header(d, "X-RateLimit-Reset", kg__asprintf("%lld", (long long)n->reset));
+        add_header(d, "X-RateLimit-Limit", num(n->limit));
+        add_header(d, "X-RateLimit-Remaining", num(n->remaining));
+        add_header(d, "X-RateLimit-Reset", num(n->reset));
+        /* "name";q=LIMIT;w=WINDOW, ... and "name";r=LEFT;t=RESET_IN, ... */
         kg__buf_init(&b);
         for (i = 0; i < d->nlimits; i++) {
             const struct kg__limit_report *r = &d->limits[i];
-            kg__buf_addf(&b, "%s\"%s\";q=%lld", i ? ", " : "", r->name,
-                         (long long)r->limit);
-            if (r->window > 0)
-                kg__buf_addf(&b, ";w=%lld", (long long)r->window);
+            kg__buf_adds(&b, i ? ", \"" : "\"");
+            kg__buf_adds(&b, r->name);
+            kg__buf_adds(&b, "\";q=");
+            kg__buf_addi(&b, r->limit);
+            if (r->window > 0) {
+                kg__buf_adds(&b, ";w=");
+                kg__buf_addi(&b, r->window);
+            }
         }
         add_header(d, "RateLimit-Policy", kg__buf_take(&b));
         kg__buf_init(&b);
         for (i = 0; i < d->nlimits; i++) {
             const struct kg__limit_report *r = &d->limits[i];
-            kg__buf_addf(&b, "%s\"%s\";r=%lld", i ? ", " : "", r->name,
-                         (long long)r->remaining);
-            if (r->window > 0)
-                kg__buf_addf(&b, ";t=%lld", (long long)r->reset_in);
+            kg__buf_adds(&b, i ? ", \"" : "\"");
+            kg__buf_adds(&b, r->name);
+            kg__buf_adds(&b, "\";r=");
+            kg__buf_addi(&b, r->remaining);
+            if (r->window > 0) {
+                kg__buf_adds(&b, ";t=");
+                kg__buf_addi(&b, r->reset_in);
+            }
         }
         add_header(d, "RateLimit", kg__buf_take(&b));
     }
@@ -218,7 +236,7 @@ static void render(kg_decision *d)
         int64_t ra = 1;
         if (d->denied_limit >= 0 && d->limits[d->denied_limit].retry_after > 0)
             ra = d->limits[d->denied_limit].retry_after;
-        add_header(d, "Retry-After", kg__asprintf("%lld", (long long)ra));
+        add_header(d, "Retry-After", num(ra));
     }
     if (d->code != KG_CODE_NONE) {
         kg__buf_init(&b);

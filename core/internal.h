@@ -87,6 +87,9 @@ void kg__buf_init(kg__buf *b);
 void kg__buf_free(kg__buf *b);
 void kg__buf_add(kg__buf *b, const char *s, size_t n);
 void kg__buf_adds(kg__buf *b, const char *s);
+/* v in decimal: what "%lld" writes, without printf's cost (a decision's
+ * rate-limit headers are made of them, on every check). */
+void kg__buf_addi(kg__buf *b, int64_t v);
 void kg__buf_addf(kg__buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Append s as a JSON string literal (quotes included). */

@@ -232,6 +232,22 @@ void kg__buf_adds(kg__buf *b, const char *s)
     kg__buf_add(b, s, strlen(s));
 }
 
+void kg__buf_addi(kg__buf *b, int64_t v)
+{
+    char tmp[24];
+    size_t n = sizeof(tmp);
+    /* unsigned: -INT64_MIN does not overflow */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        tmp[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[--n] = '-';
+    kg__buf_add(b, tmp + n, sizeof(tmp) - n);
+}
+
 void kg__buf_addf(kg__buf *b, const char *fmt, ...)
 {
     va_list ap;
