@@ -69,6 +69,10 @@ http {
         keygate on;
         location / { proxy_pass http://127.0.0.1:$UPORT; }
         location = /status { keygate off; proxy_pass http://127.0.0.1:$UPORT; }
+        # an internal redirect after the access phase (to a named
+        # location, whose phases run again)
+        location /v1/tried { try_files /nonexistent @api; }
+        location @api { proxy_pass http://127.0.0.1:$UPORT; }
     }
     server {
         listen 127.0.0.1:$2;
@@ -187,6 +191,24 @@ hung_up() { grep -q "\"GET /v1/slow HTTP/1.1\" 499 key=$HANGID" "$N/logs/access.
 wait_for 100 hung_up && ok "the client that hung up is logged 499" \
     || bad "no 499 for the hung-up client: $(grep "$HANGID" "$N/logs/access.log")"
 expect_status "its lease was released at once" 200 $C2 -H "Authorization: Bearer $HANG" "$GW/v1/fast"
+
+# A request that nginx redirects internally is checked once: one unit
+# of the hour, one lease (a second check would find the Free key's one
+# lease taken and answer 429).
+TRYK=$(new_key tried free)
+expect_status "internally redirected request" 200 $C2 -H "Authorization: Bearer $TRYK" "$GW/v1/tried"
+has_header "... counted once" "X-RateLimit-Remaining: 9$"
+body_has "... the upstream saw the key" "x-keygate-key-id=$(key_id_of "$TRYK")"
+expect_status "the next one" 200 $C2 -H "Authorization: Bearer $TRYK" "$GW/v1/tried"
+has_header "... counted once too" "X-RateLimit-Remaining: 8$"
+
+# A denied request with a body: nginx reads the body away and the
+# connection serves the next request (curl reuses it for both URLs).
+head -c 100000 /dev/zero >"$T/body"
+codes=$(curl -s -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\n' $C2 -X POST --data-binary @"$T/body" \
+    "$GW/v1/jobs" "$GW/v1/jobs")
+[ "$(echo $codes)" = "401 1 401 0" ] && ok "a denied POST with a body keeps the connection" \
+    || bad "denied POSTs on one connection: $(echo $codes)"
 
 # $status in the access log: the module answers as nginx; allowed
 # requests keep the upstream's status.
