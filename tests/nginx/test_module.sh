@@ -12,9 +12,11 @@
 # headers on the upstream's 200, 404 and 500, once each (the upstream's
 # own dropped); a request in flight holds the Free plan's one lease, and
 # a client that hangs up gives it back at once (log phase), logged 499;
-# the access log keeps $status; a bad policy fails `nginx -t` and
-# `nginx -s reload` with its file:line and the old workers keep serving;
-# a good one is loaded by the reload.
+# a request redirected internally is checked once; a denied POST keeps
+# its connection; the access log keeps $status; a bad policy fails
+# `nginx -t` and `nginx -s reload` with its file:line and the old workers
+# keep serving; a good one is loaded by the reload; a worker that cannot
+# load the policy answers 503.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
 
 SO=$(cd "$B" && pwd)/nginx-build/objs/ngx_http_keygate_module.so
@@ -202,9 +204,10 @@ body_has "... the upstream saw the key" "x-keygate-key-id=$(key_id_of "$TRYK")"
 expect_status "the next one" 200 $C2 -H "Authorization: Bearer $TRYK" "$GW/v1/tried"
 has_header "... counted once too" "X-RateLimit-Remaining: 8$"
 
-# A denied request with a body: nginx reads the body away and the
+# A denied request with a body (small: curl drops a connection whose
+# upload the server answered early): nginx reads the body away and the
 # connection serves the next request (curl reuses it for both URLs).
-head -c 100000 /dev/zero >"$T/body"
+head -c 2000 /dev/zero >"$T/body"
 codes=$(curl -s -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\n' $C2 -X POST --data-binary @"$T/body" \
     "$GW/v1/jobs" "$GW/v1/jobs")
 [ "$(echo $codes)" = "401 1 401 0" ] && ok "a denied POST with a body keeps the connection" \
@@ -246,4 +249,22 @@ expect_status "and serves keys" 200 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/
 bg_stop "$NGINX_PID"
 grep -q '\[alert\]\|exited on signal' "$N/logs/error.log" && bad "nginx alerts: $(grep 'alert\|signal' "$N/logs/error.log")" \
     || ok "no nginx alerts"
+# A worker that cannot load the policy fails closed: the master could
+# (KGT_KEYS is in its environment), the workers cannot (no `env KGT_KEYS`
+# line: nginx clears their environment), so every checked request gets
+# 503 auth_unavailable, nothing reaches the upstream, and error.log says
+# why.
+sed 's#path: ${KEYGATE_STATE_DIR:-/var/lib/keygate}/keys.db#path: ${KGT_KEYS}#' "$T/good.yaml" >"$T/workerless.yaml"
+grep -q 'KGT_KEYS' "$T/workerless.yaml" || bad "the test's policy edit did not apply"
+sed -e "s#keygate_policy $POLICY;#keygate_policy $T/workerless.yaml;#" "$N/conf/nginx.conf" >"$N/conf/workerless.conf"
+: >"$N/logs/error.log"
+KGT_KEYS=$KEYGATE_STATE_DIR/keys.db bg_start "$NGINX" -p "$N" -c "$N/conf/workerless.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
+NGINX_PID=$BG_PID
+wait_http "http://127.0.0.1:$FPORT/status" 200 "$NGINX_PID" || bad "nginx (workerless) did not start: $(cat "$N/logs/stderr")"
+expect_status "a worker without its policy" 503 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/closed"
+body_has "... says auth_unavailable" '"code":"auth_unavailable"'
+grep -q "^/v1/closed" "$T/upstream.seen" && bad "the 503 reached the upstream" || ok "the 503 did not reach the upstream"
+grep -q "\[emerg\].*KGT_KEYS.*this worker answers 503" "$N/logs/error.log" && ok "error.log says why" \
+    || bad "error.log: $(cat "$N/logs/error.log")"
+bg_stop "$NGINX_PID"
 finish
