@@ -72,6 +72,21 @@ ngx_http_keygate_cleanup(void *data)
     st->decision = NULL;
 }
 
+/* The next element of a header list (*part from the list's first part,
+ * *i from 0), or NULL after the last. */
+static ngx_table_elt_t *
+ngx_http_keygate_next(ngx_list_part_t **part, ngx_uint_t *i)
+{
+    while (*i >= (*part)->nelts) {
+        if ((*part)->next == NULL) {
+            return NULL;
+        }
+        *part = (*part)->next;
+        *i = 0;
+    }
+    return (ngx_table_elt_t *) (*part)->elts + (*i)++;
+}
+
 /* A NUL-terminated copy of an nginx string, from the request's pool. */
 static char *
 ngx_http_keygate_cstr(ngx_pool_t *pool, ngx_str_t *s)
@@ -121,20 +136,11 @@ ngx_http_keygate_build(ngx_http_request_t *r, kg_request *req)
     }
 
     part = &r->headers_in.headers.part;
-    h = part->elts;
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        e = kg_request_add_header_n(req, (const char *) h[i].key.data,
-                                    h[i].key.len,
-                                    (const char *) h[i].value.data,
-                                    h[i].value.len);
+    i = 0;
+    while ((h = ngx_http_keygate_next(&part, &i)) != NULL) {
+        e = kg_request_add_header_n(req, (const char *) h->key.data,
+                                    h->key.len, (const char *) h->value.data,
+                                    h->value.len);
         if (e != KG_OK) {
             return e;
         }
@@ -431,21 +437,13 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
             continue;
         }
         part = &r->headers_out.headers.part;
-        h = part->elts;
-        for (i = 0; /* void */; i++) {
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-            if (h[i].hash != 0 && h[i].key.len == ngx_strlen(name)
-                && ngx_strncasecmp(h[i].key.data, (u_char *) name,
-                                   h[i].key.len) == 0)
+        i = 0;
+        while ((h = ngx_http_keygate_next(&part, &i)) != NULL) {
+            if (h->hash != 0 && h->key.len == ngx_strlen(name)
+                && ngx_strncasecmp(h->key.data, (u_char *) name,
+                                   h->key.len) == 0)
             {
-                h[i].hash = 0;
+                h->hash = 0;
             }
         }
         if (ngx_http_keygate_push(r->pool, &r->headers_out.headers, name,

@@ -157,3 +157,24 @@ free_hour_spent() {
     has_header "11th: X-RateLimit-Remaining 0" "X-RateLimit-Remaining: 0"
     grep -q "upstream" "$T/b" && bad "429 reached the upstream" || ok "429 did not reach the upstream"
 }
+
+# gateway_denials URL: the gateway_keys that a gateway at URL must
+# refuse, each with its status and code (from 127.0.0.2 / 127.0.0.3):
+# revoked, expired, invalid, two keys, and IPK from another address,
+# also when that address names the allowed one in X-Forwarded-For; IPK
+# from its own address passes.
+gateway_denials() {
+    gu=$1
+    expect_status "revoked key" 401 --interface 127.0.0.2 -H "Authorization: Bearer $REV" "$gu"
+    body_has "revoked: JSON" '"code":"key_revoked"'
+    expect_status "expired key" 401 --interface 127.0.0.2 -H "Authorization: Bearer $EXP" "$gu"
+    body_has "expired: JSON" '"code":"key_expired"'
+    expect_status "invalid key" 401 --interface 127.0.0.2 -H "Authorization: Bearer whizo_nope" "$gu"
+    expect_status "two keys" 400 --interface 127.0.0.2 -H "Authorization: Bearer $FREE" -H "X-API-Key: $PRO" "$gu"
+    body_has "two keys: JSON" '"code":"invalid_request"'
+    expect_status "key used from its allowed IP" 200 --interface 127.0.0.2 -H "Authorization: Bearer $IPK" "$gu"
+    expect_status "key used from another IP" 403 --interface 127.0.0.3 -H "Authorization: Bearer $IPK" "$gu"
+    body_has "wrong IP: JSON" '"code":"ip_not_allowed"'
+    expect_status "forged X-Forwarded-For does not help" 403 --interface 127.0.0.3 \
+        -H "X-Forwarded-For: 127.0.0.2" -H "Authorization: Bearer $IPK" "$gu"
+}

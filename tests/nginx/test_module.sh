@@ -137,18 +137,7 @@ body_has "... the upstream sees the decision's only" "^upstream x-keygate-key-id
 expect_status "forged X-Keygate-* on a keygate off location" 200 $C2 $FORGE "$GW/status"
 body_has "... none reaches the upstream" "^upstream $"
 
-expect_status "revoked key" 401 $C2 -H "Authorization: Bearer $REV" "$GW/"
-body_has "revoked: JSON" '"code":"key_revoked"'
-expect_status "expired key" 401 $C2 -H "Authorization: Bearer $EXP" "$GW/"
-body_has "expired: JSON" '"code":"key_expired"'
-expect_status "two keys" 400 $C2 -H "Authorization: Bearer $FREE" -H "X-API-Key: $PRO" "$GW/"
-body_has "two keys: JSON" '"code":"invalid_request"'
-
-expect_status "key used from its allowed IP" 200 $C2 -H "Authorization: Bearer $IPK" "$GW/"
-expect_status "key used from another IP" 403 $C3 -H "Authorization: Bearer $IPK" "$GW/"
-body_has "wrong IP: JSON" '"code":"ip_not_allowed"'
-expect_status "forged X-Forwarded-For does not help" 403 $C3 -H "X-Forwarded-For: 127.0.0.2" \
-    -H "Authorization: Bearer $IPK" "$GW/"
+gateway_denials "$GW/"
 RIP="http://127.0.0.1:$RPORT"
 expect_status "realip: a trusted proxy names the allowed client" 200 -H "X-Forwarded-For: 127.0.0.2" \
     -H "Authorization: Bearer $IPK" "$RIP/"
