@@ -8,7 +8,7 @@ PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
       libmicrohttpd-dev libsqlite3-dev libpq-dev libldap2-dev libhiredis-dev
       curl ca-certificates"
 # Servers for the integration tests and the benchmarks.
-TEST_PKGS="check openssl postgresql slapd ldap-utils redis-server nginx caddy wrk sqlite3 procps iproute2 python3"
+TEST_PKGS="check openssl postgresql slapd ldap-utils redis-server nginx nginx-dev caddy wrk sqlite3 procps iproute2 python3"
 # tests/man/test_man.sh lints the man pages with `man --warnings`.
 TEST_PKGS="$TEST_PKGS man-db"
 

@@ -9,7 +9,7 @@ sh scripts/deps.sh --test
 ./autogen.sh >/dev/null 2>&1
 mkdir -p _build && cd _build
 WITH="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes"
-../configure $WITH --with-man=yes --enable-werror >configure.out 2>&1 || { cat configure.out; exit 1; }
+../configure $WITH --with-nginx-module=yes --with-man=yes --enable-werror >configure.out 2>&1 || { cat configure.out; exit 1; }
 tail -12 configure.out
 # Autoconf's `rm -f core` against the core/ folder (m4/kg_rm_core.m4).
 if grep "cannot remove" configure.out; then

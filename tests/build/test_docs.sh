@@ -7,7 +7,7 @@ set -u
 S=${KEYGATE_SRCDIR:-.}
 cd "$S" || exit 1
 fail=0
-files=$(find README.md Makefile.am configure.ac core include plugins tools tests conf docs -type f \
+files=$(find README.md Makefile.am configure.ac core include plugins tools tests conf docs nginx -type f \
         \( -name '*.[ch]' -o -name '*.md' -o -name '*.sh' -o -name '*.yaml' \
            -o -name '*.conf' -o -name '*.am' \) ! -name test_docs.sh 2>/dev/null)
 [ -f docs/architecture.md ] && echo "ok - docs/architecture.md exists" || { echo "FAIL - no docs/architecture.md"; fail=1; }

@@ -124,3 +124,57 @@ gateway_keys() {
     RO=$(new_key ro enterprise --permission '*:read')
     [ -n "$FREE" ] && [ -n "$RO" ] && ok "keys created" || bad "keys"
 }
+
+# rate_headers_once DESC: the last response has each rate-limit header
+# exactly once (a gateway that adds its own to the upstream's must not
+# double them).
+rate_headers_once() {
+    for h in X-RateLimit-Limit X-RateLimit-Remaining X-RateLimit-Reset RateLimit RateLimit-Policy; do
+        if [ "$(tr -d '\r' <"$T/h" | grep -ci "^$h:")" -ne 1 ]; then
+            bad "$1: rate-limit headers not once each: $(tr -d '\r' <"$T/h" | tr '\n' '|')"
+            return
+        fi
+    done
+    ok "$1"
+}
+
+# free_hour_spent URL [curl args]: FREE (10 an hour, three used) gets
+# requests 4..10 through the gateway at URL and the 11th refused: 429
+# with JSON, Retry-After and X-RateLimit-Remaining 0, kept from the
+# upstream.
+free_hour_spent() {
+    fu=$1; shift
+    n=4
+    while [ $n -le 10 ]; do
+        req "$@" -H "Authorization: Bearer $FREE" "$fu"
+        [ "$CODE" = 200 ] || bad "free request $n: $CODE $(cat "$T/b")"
+        n=$((n + 1))
+    done
+    ok "free requests 4..10 allowed"
+    expect_status "11th free request in the hour" 429 "$@" -H "Authorization: Bearer $FREE" "$fu"
+    body_has "11th: JSON" '{"error":{"code":"rate_limited"'
+    has_header "11th: Retry-After" "Retry-After: [1-9][0-9]*$"
+    has_header "11th: X-RateLimit-Remaining 0" "X-RateLimit-Remaining: 0"
+    grep -q "upstream" "$T/b" && bad "429 reached the upstream" || ok "429 did not reach the upstream"
+}
+
+# gateway_denials URL: the gateway_keys that a gateway at URL must
+# refuse, each with its status and code (from 127.0.0.2 / 127.0.0.3):
+# revoked, expired, invalid, two keys, and IPK from another address,
+# also when that address names the allowed one in X-Forwarded-For; IPK
+# from its own address passes.
+gateway_denials() {
+    gu=$1
+    expect_status "revoked key" 401 --interface 127.0.0.2 -H "Authorization: Bearer $REV" "$gu"
+    body_has "revoked: JSON" '"code":"key_revoked"'
+    expect_status "expired key" 401 --interface 127.0.0.2 -H "Authorization: Bearer $EXP" "$gu"
+    body_has "expired: JSON" '"code":"key_expired"'
+    expect_status "invalid key" 401 --interface 127.0.0.2 -H "Authorization: Bearer whizo_nope" "$gu"
+    expect_status "two keys" 400 --interface 127.0.0.2 -H "Authorization: Bearer $FREE" -H "X-API-Key: $PRO" "$gu"
+    body_has "two keys: JSON" '"code":"invalid_request"'
+    expect_status "key used from its allowed IP" 200 --interface 127.0.0.2 -H "Authorization: Bearer $IPK" "$gu"
+    expect_status "key used from another IP" 403 --interface 127.0.0.3 -H "Authorization: Bearer $IPK" "$gu"
+    body_has "wrong IP: JSON" '"code":"ip_not_allowed"'
+    expect_status "forged X-Forwarded-For does not help" 403 --interface 127.0.0.3 \
+        -H "X-Forwarded-For: 127.0.0.2" -H "Authorization: Bearer $IPK" "$gu"
+}

@@ -1,0 +1,56 @@
+/*
+ * ngx_http_keygate.h - what the two files of ngx_http_keygate_module
+ * share: the module's configuration, the per-worker policy and the state
+ * a request keeps between the phases (docs/nginx.md).
+ */
+#ifndef NGX_HTTP_KEYGATE_H
+#define NGX_HTTP_KEYGATE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <keygate/keygate.h>
+
+/*
+ * http { }: the policy file (keygate_policy) and, in each worker, the
+ * context and the policy loaded from it (NULL in the master, and in a
+ * worker whose load failed: every checked request then gets 503).
+ */
+typedef struct {
+    ngx_str_t    policy_path;
+    kg_context  *ctx;
+    kg_policy   *policy;
+    kg_request  *req;        /* reused by every request of the worker */
+} ngx_http_keygate_main_conf_t;
+
+/* keygate on|off (http, server, location). */
+typedef struct {
+    ngx_flag_t   enable;
+} ngx_http_keygate_loc_conf_t;
+
+/*
+ * A request's state, made by the access handler and kept by a cleanup
+ * of the request's pool: nginx clears module contexts on an internal
+ * redirect (index, error_page), the pool's cleanups it keeps, so the
+ * decision is taken once per request and its lease released once.
+ */
+typedef struct {
+    ngx_http_keygate_main_conf_t  *kmcf;
+    kg_decision                   *decision;   /* NULL: failed to check */
+    unsigned                       own_response:1; /* the module answered */
+    unsigned                       released:1;
+} ngx_http_keygate_state_t;
+
+extern ngx_module_t  ngx_http_keygate_module;
+
+/* The request's state (the main request's), or NULL if it has none. */
+ngx_http_keygate_state_t *ngx_http_keygate_state(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_keygate_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_keygate_log_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_keygate_header_filter(ngx_http_request_t *r);
+
+extern ngx_http_output_header_filter_pt  ngx_http_keygate_next_header_filter;
+
+#endif

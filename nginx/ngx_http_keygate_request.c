@@ -1,0 +1,468 @@
+/*
+ * ngx_http_keygate_request.c - one request through keygate inside nginx:
+ *
+ *   access phase   the nginx request into a kg_request (method, target as
+ *                  the client sent it, headers, $remote_addr), kg_check();
+ *                  a denial is answered here (status, JSON body,
+ *                  WWW-Authenticate, Retry-After, rate-limit headers); an
+ *                  allowed request goes on with the client's X-Keygate-*
+ *                  headers replaced by the decision's;
+ *   header filter  the decision's rate-limit headers on whatever answers
+ *                  an allowed request (the upstream, its errors, nginx's);
+ *   log phase      the concurrency lease released: it runs for every
+ *                  request, clients that hung up and upstream errors too.
+ *
+ * kg_check() runs in the worker: the memory limiter never blocks; a key
+ * store that may (SQL, LDAP, Redis on a cache miss) holds this worker's
+ * event loop for that lookup (docs/nginx.md).
+ */
+#include "ngx_http_keygate.h"
+
+static void ngx_http_keygate_cleanup(void *data);
+
+/* Headers the upstream gets from the module, and no client may send. */
+static const char  kg_upstream_prefix[] = "x-keygate-";
+
+
+ngx_http_keygate_state_t *
+ngx_http_keygate_state(ngx_http_request_t *r)
+{
+    ngx_http_keygate_state_t  *st;
+    ngx_pool_cleanup_t        *cln;
+
+    r = r->main;
+    st = ngx_http_get_module_ctx(r, ngx_http_keygate_module);
+    if (st != NULL) {
+        return st;
+    }
+    /* after an internal redirect: the cleanup still holds it */
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_keygate_cleanup) {
+            st = cln->data;
+            ngx_http_set_ctx(r, st, ngx_http_keygate_module);
+            return st;
+        }
+    }
+    return NULL;
+}
+
+/* Release the lease once: from the log phase, or at the latest here. */
+static void
+ngx_http_keygate_release(ngx_http_keygate_state_t *st)
+{
+    const char  *lease;
+
+    if (st->released || st->decision == NULL) {
+        return;
+    }
+    st->released = 1;
+    lease = kg_decision_lease(st->decision);
+    if (lease != NULL && st->kmcf->ctx != NULL) {
+        (void) kg_release(st->kmcf->ctx, lease);
+    }
+}
+
+static void
+ngx_http_keygate_cleanup(void *data)
+{
+    ngx_http_keygate_state_t  *st = data;
+
+    ngx_http_keygate_release(st);
+    kg_decision_free(st->decision);
+    st->decision = NULL;
+}
+
+/* The next element of a header list (*part from the list's first part,
+ * *i from 0), or NULL after the last. */
+static ngx_table_elt_t *
+ngx_http_keygate_next(ngx_list_part_t **part, ngx_uint_t *i)
+{
+    while (*i >= (*part)->nelts) {
+        if ((*part)->next == NULL) {
+            return NULL;
+        }
+        *part = (*part)->next;
+        *i = 0;
+    }
+    return (ngx_table_elt_t *) (*part)->elts + (*i)++;
+}
+
+/* A NUL-terminated copy of an nginx string, from the request's pool. */
+static char *
+ngx_http_keygate_cstr(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p = ngx_pnalloc(pool, s->len + 1);
+
+    if (p != NULL) {
+        ngx_memcpy(p, s->data, s->len);
+        p[s->len] = '\0';
+    }
+    return (char *) p;
+}
+
+/*
+ * The request as libkeygate sees it.  The target is the client's own
+ * (r->unparsed_uri, query included): libkeygate normalizes it and
+ * refuses what upstreams would read differently, so that the module
+ * and keygated judge one request the same way.  The client is
+ * $remote_addr: the realip module's, where the operator configured it.
+ */
+static kg_error
+ngx_http_keygate_build(ngx_http_request_t *r, kg_request *req)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i;
+    char             *method, *target, *client;
+    kg_error          e;
+
+    kg_request_reset(req);
+    method = ngx_http_keygate_cstr(r->pool, &r->method_name);
+    target = ngx_http_keygate_cstr(r->pool, &r->unparsed_uri);
+    client = ngx_http_keygate_cstr(r->pool, &r->connection->addr_text);
+    if (method == NULL || target == NULL || client == NULL) {
+        return KG_ERR_NOMEM;
+    }
+    /* KG_ERR_INVALID: kg_check() refuses the request (400) itself */
+    e = kg_request_set_target(req, method, target);
+    if (e == KG_ERR_NOMEM) {
+        return e;
+    }
+    /* not an address (a unix socket's "unix:"): no client, and a
+     * network check fails closed */
+    e = kg_request_set_client(req, client);
+    if (e == KG_ERR_NOMEM) {
+        return e;
+    }
+
+    part = &r->headers_in.headers.part;
+    i = 0;
+    while ((h = ngx_http_keygate_next(&part, &i)) != NULL) {
+        e = kg_request_add_header_n(req, (const char *) h->key.data,
+                                    h->key.len, (const char *) h->value.data,
+                                    h->value.len);
+        if (e != KG_OK) {
+            return e;
+        }
+    }
+    return KG_OK;
+}
+
+/* Append "name: value" (copied) to a header list. */
+static ngx_int_t
+ngx_http_keygate_push(ngx_pool_t *pool, ngx_list_t *list, const char *name,
+    const char *value)
+{
+    ngx_table_elt_t  *h;
+    size_t            nlen = ngx_strlen(name), vlen = ngx_strlen(value);
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    h->key.len = nlen;
+    h->key.data = ngx_pnalloc(pool, nlen + 1 + nlen + 1 + vlen + 1);
+    if (h->key.data == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+    ngx_memcpy(h->key.data, name, nlen + 1);
+    h->lowcase_key = h->key.data + nlen + 1;
+    /* the hash nginx gives a parsed request header (proxy_set_header
+     * finds it by that), and non-zero for a response header */
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, nlen);
+    h->lowcase_key[nlen] = '\0';
+    h->value.len = vlen;
+    h->value.data = h->lowcase_key + nlen + 1;
+    ngx_memcpy(h->value.data, value, vlen + 1);
+    return NGX_OK;
+}
+
+/*
+ * Take every header named X-Keygate-* out of r->headers_in without moving
+ * any element: nginx keeps pointers to parsed headers (headers_in.host,
+ * .user_agent, ...), so a part holding one is split around it instead.
+ * Then the list is made what ngx_list_t promises its readers again:
+ * only the first part may be empty (every loop over a list reads the
+ * first element of a next part unchecked), and the last part has room
+ * for what ngx_list_push() writes there: a part made by a split has no
+ * room past its end, so `nalloc` is set to its size and the next push
+ * starts a part of its own.
+ */
+static ngx_int_t
+ngx_http_keygate_strip(ngx_http_request_t *r)
+{
+    ngx_list_t       *list = &r->headers_in.headers;
+    ngx_list_part_t  *part, *tail, *prev;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i, cut = 0;
+
+    for (part = &list->part; part != NULL; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len < sizeof(kg_upstream_prefix) - 1
+                || ngx_strncasecmp(h[i].key.data, (u_char *) kg_upstream_prefix,
+                                   sizeof(kg_upstream_prefix) - 1) != 0)
+            {
+                continue;
+            }
+            /* part keeps h[0..i), a new part after it h[i+1..] */
+            if (i + 1 < part->nelts) {
+                tail = ngx_palloc(r->pool, sizeof(ngx_list_part_t));
+                if (tail == NULL) {
+                    return NGX_ERROR;
+                }
+                tail->elts = &h[i + 1];
+                tail->nelts = part->nelts - i - 1;
+                tail->next = part->next;
+                part->next = tail;
+            }
+            part->nelts = i;
+            cut = 1;
+            break;      /* the loop goes on with the new part */
+        }
+    }
+    if (!cut) {
+        return NGX_OK;
+    }
+
+    prev = &list->part;
+    for (part = prev->next; part != NULL; part = part->next) {
+        if (part->nelts == 0) {
+            prev->next = part->next;
+        } else {
+            prev = part;
+        }
+    }
+    list->last = prev;
+    if (prev != &list->part) {
+        list->nalloc = prev->nelts;
+    }
+    return NGX_OK;
+}
+
+/*
+ * The upstream learns who called from the module only: every client
+ * header named X-Keygate-* is taken out, then the decision's added (none
+ * for d NULL: a location with keygate off).
+ */
+static ngx_int_t
+ngx_http_keygate_upstream_headers(ngx_http_request_t *r, const kg_decision *d)
+{
+    ngx_list_t  *list = &r->headers_in.headers;
+    char         prio[32];
+    const char  *v;
+
+    if (ngx_http_keygate_strip(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    if (d == NULL) {
+        return NGX_OK;
+    }
+    v = kg_decision_key_id(d);
+    if (v != NULL
+        && ngx_http_keygate_push(r->pool, list, "X-Keygate-Key-Id", v) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+    v = kg_decision_plan(d);
+    if (v != NULL) {
+        ngx_snprintf((u_char *) prio, sizeof(prio), "%i%Z",
+                     (ngx_int_t) kg_decision_priority(d));
+        if (ngx_http_keygate_push(r->pool, list, "X-Keygate-Plan", v) != NGX_OK
+            || ngx_http_keygate_push(r->pool, list, "X-Keygate-Priority",
+                                     prio) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+    v = kg_decision_lease(d);
+    if (v != NULL
+        && ngx_http_keygate_push(r->pool, list, "X-Keygate-Lease", v) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+    return NGX_OK;
+}
+
+/*
+ * Answer the request with a JSON body: a denial (d's status, body and
+ * headers), or 503 when there is no decision.  Returns what the output
+ * filter returned, for ngx_http_finalize_request().
+ */
+static ngx_int_t
+ngx_http_keygate_answer(ngx_http_request_t *r, ngx_uint_t status,
+    const char *body, const kg_decision *d)
+{
+    ngx_int_t    rc;
+    ngx_buf_t   *b;
+    ngx_chain_t  out;
+    size_t       i, n, len = ngx_strlen(body);
+    const char  *name, *value;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    if (ngx_http_keygate_push(r->pool, &r->headers_out.headers,
+                              "Cache-Control", "no-store") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    n = d != NULL ? kg_decision_header_count(d) : 0;
+    for (i = 0; i < n; i++) {
+        if (kg_decision_header(d, i, &name, &value) == KG_OK
+            && ngx_http_keygate_push(r->pool, &r->headers_out.headers,
+                                     name, value) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    b->last = ngx_cpymem(b->pos, body, len);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+    out.buf = b;
+    out.next = NULL;
+    return ngx_http_output_filter(r, &out);
+}
+
+ngx_int_t
+ngx_http_keygate_access_handler(ngx_http_request_t *r)
+{
+    ngx_http_keygate_loc_conf_t   *klcf;
+    ngx_http_keygate_main_conf_t  *kmcf;
+    ngx_http_keygate_state_t      *st;
+    ngx_pool_cleanup_t            *cln;
+    kg_decision                   *d = NULL;
+    ngx_int_t                      rc;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+    /* checked already, before an internal redirect: once per request */
+    if (ngx_http_keygate_state(r) != NULL) {
+        return NGX_DECLINED;
+    }
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_keygate_module);
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_keygate_module);
+    if (!klcf->enable) {
+        /* Where nginx runs keygate, an upstream trusts X-Keygate-*
+         * headers: no client's reach it, on a public location either. */
+        if (kmcf->policy_path.len != 0
+            && ngx_http_keygate_upstream_headers(r, NULL) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return NGX_DECLINED;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_keygate_state_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    st = cln->data;
+    ngx_memzero(st, sizeof(*st));
+    st->kmcf = kmcf;
+    cln->handler = ngx_http_keygate_cleanup;
+    ngx_http_set_ctx(r, st, ngx_http_keygate_module);
+
+    if (kmcf->policy == NULL) {
+        st->own_response = 1;
+        rc = ngx_http_keygate_answer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                 "{\"error\":{\"code\":\"auth_unavailable\",\"message\":"
+                 "\"the keygate policy is not loaded\"}}", NULL);
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+    if (ngx_http_keygate_build(r, kmcf->req) != KG_OK
+        || kg_check(kmcf->policy, kmcf->req, &d) != KG_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    st->decision = d;
+
+    if (!kg_decision_allowed(d)) {
+        st->own_response = 1;
+        rc = ngx_http_keygate_answer(r, (ngx_uint_t) kg_decision_status(d),
+                                     kg_decision_body(d), d);
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+    if (ngx_http_keygate_upstream_headers(r, d) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return NGX_OK;
+}
+
+/*
+ * The decision's headers on the answer to an allowed request, whoever
+ * makes it; same-named headers of the upstream's are dropped (hash 0),
+ * so that the client reads each once, and the module's.
+ */
+ngx_int_t
+ngx_http_keygate_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_keygate_state_t  *st;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    ngx_uint_t                 i;
+    size_t                     k, n;
+    const char                *name, *value;
+
+    if (r != r->main) {
+        return ngx_http_keygate_next_header_filter(r);
+    }
+    st = ngx_http_keygate_state(r);
+    if (st == NULL || st->own_response || st->decision == NULL) {
+        return ngx_http_keygate_next_header_filter(r);
+    }
+
+    n = kg_decision_header_count(st->decision);
+    for (k = 0; k < n; k++) {
+        if (kg_decision_header(st->decision, k, &name, &value) != KG_OK) {
+            continue;
+        }
+        part = &r->headers_out.headers.part;
+        i = 0;
+        while ((h = ngx_http_keygate_next(&part, &i)) != NULL) {
+            if (h->hash != 0 && h->key.len == ngx_strlen(name)
+                && ngx_strncasecmp(h->key.data, (u_char *) name,
+                                   h->key.len) == 0)
+            {
+                h->hash = 0;
+            }
+        }
+        if (ngx_http_keygate_push(r->pool, &r->headers_out.headers, name,
+                                  value) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+    return ngx_http_keygate_next_header_filter(r);
+}
+
+/* Every request reaches the log phase, finished or not: end its lease. */
+ngx_int_t
+ngx_http_keygate_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_keygate_state_t  *st = ngx_http_keygate_state(r);
+
+    if (st != NULL) {
+        ngx_http_keygate_release(st);
+    }
+    return NGX_OK;
+}
