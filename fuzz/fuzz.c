@@ -59,8 +59,10 @@ void fz_init(void)
 
     if (dir[0] != '\0')
         return;
-    snprintf(dir, sizeof(dir), "%s/keygate-fuzz.XXXXXX",
-             tmp && *tmp == '/' ? tmp : "/tmp");
+    /* Memory (no disk, an fsync costs nothing) unless TMPDIR says. */
+    if (tmp == NULL || *tmp != '/')
+        tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(dir, sizeof(dir), "%s/keygate-fuzz.XXXXXX", tmp);
     if (mkdtemp(dir) == NULL) {
         perror("fuzz: temporary folder");
         exit(1);

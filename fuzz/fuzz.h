@@ -15,7 +15,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /*
- * Once per process: create the private folder (under $TMPDIR, removed
+ * Once per process: create the private folder (under $TMPDIR, else /dev/shm or /tmp; removed
  * at exit), clear the environment but
  * for KEYGATE_STATE_DIR (the folder) and KEYGATE_PLUGIN_PATH (the
  * build's plugins unless set).  Exits the process on failure: a target

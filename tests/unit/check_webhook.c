@@ -641,6 +641,17 @@ START_TEST(test_secret_errors)
         ck_assert_int_eq(kg_webhook_verify(std_s, hdr, NULL, 5, sec, 300, 1, &st, NULL),
                          KG_ERR_INVALID);
         ck_assert_int_eq(kg_webhook_secrets_add(sec, "", 0), KG_ERR_INVALID);
+        /* A negative now or tolerance says which (fuzz_webhook found the
+         * refusal without a reason; its reproducer is in
+         * fuzz/corpus/webhook/negative_now). */
+        d.message[0] = '\0';
+        ck_assert_int_eq(kg_webhook_verify(gh_s, hdr, "", 0, sec, 300, -1, &st, &d),
+                         KG_ERR_INVALID);
+        ck_assert_ptr_nonnull(strstr(d.message, "now"));
+        d.message[0] = '\0';
+        ck_assert_int_eq(kg_webhook_verify(std_s, hdr, "", 0, sec, -2, 1, &st, &d),
+                         KG_ERR_INVALID);
+        ck_assert_ptr_nonnull(strstr(d.message, "tolerance"));
         kg_webhook_secrets_free(none);
         kg_webhook_secrets_free(sec);
     }
