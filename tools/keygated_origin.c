@@ -64,6 +64,14 @@ int kgd_path_normalize(const char *in, size_t len, char *out, size_t size)
             int v = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
             if (v < 0x20 || v == 0x7f || v == '/' || v == '\\')
                 return -1;
+            /* A stray '%' kept as it is ("/100%") must not become an
+             * escape with what is decoded after it: "%7%61" would be
+             * checked as "%7a" and read as "z" by an upstream that
+             * decodes once more (and normalizing twice would differ). */
+            if (hexval(v) >= 0 &&
+                ((n >= 1 && dec[n - 1] == '%') ||
+                 (n >= 2 && dec[n - 2] == '%' && hexval(dec[n - 1]) >= 0)))
+                return -1;
             if (unreserved(v)) {
                 dec[n++] = (char)v;
                 i += 2;

@@ -160,6 +160,25 @@ START_TEST(normalize_paths)
     /* Reserved characters stay encoded. */
     ck_assert_str_eq(norm("/v1/a%3Fb"), "/v1/a%3Fb");
     ck_assert_str_eq(norm("/v1/100%"), "/v1/100%");
+    ck_assert_str_eq(norm("/v1/100%/%61"), "/v1/100%/a");
+}
+END_TEST
+
+/* What comes out normalizes to itself. */
+START_TEST(normalize_is_idempotent)
+{
+    static const char *const in[] = {
+        "/v1/jobs/%2e%2e/%61dmin", "/v1/a%3Fb", "/v1/100%", "/v1/100%/%61",
+        "/%7%7%7", "/a%2/b", "/%25%36%31", "//a/./b/../c/", NULL };
+    char once[256], twice[256];
+    size_t i;
+
+    for (i = 0; in[i] != NULL; i++) {
+        if (kgd_path_normalize(in[i], strlen(in[i]), once, sizeof(once)) != 0)
+            continue;
+        ck_assert_int_eq(kgd_path_normalize(once, strlen(once), twice, sizeof(twice)), 0);
+        ck_assert_str_eq(twice, once);
+    }
 }
 END_TEST
 
@@ -171,6 +190,11 @@ START_TEST(normalize_refuses)
     ck_assert_str_eq(norm("/v1/%00"), "(refused)");
     ck_assert_str_eq(norm("/v1/\tx"), "(refused)");
     ck_assert_str_eq(norm("/v1/%5c.."), "(refused)");
+    /* A stray '%' completed by a decoded hex digit (fuzz_keygated;
+     * reproducer fuzz/corpus/keygated/stray_percent). */
+    ck_assert_str_eq(norm("/v1/%7%61dmin"), "(refused)");
+    ck_assert_str_eq(norm("/v1/%%361"), "(refused)");
+    ck_assert_str_eq(norm("/v1/x/%2%65%2%65/admin"), "(refused)");
     {
         char in[5000], out[64];
         memset(in, 'a', sizeof(in));
@@ -398,6 +422,7 @@ static Suite *keygated_suite(void)
     tc = tcase_create("path");
     tcase_add_test(tc, normalize_paths);
     tcase_add_test(tc, normalize_refuses);
+    tcase_add_test(tc, normalize_is_idempotent);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("origin");
