@@ -8,6 +8,10 @@ PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
       curl ca-certificates"
 # Servers for the integration tests and the benchmarks.
 TEST_PKGS="openssl postgresql slapd ldap-utils redis-server nginx caddy wrk sqlite3 procps iproute2 python3"
+# The fuzzers (fuzz/, `configure --enable-fuzzing`): clang and its
+# libFuzzer runtime (libclang_rt.fuzzer-x86_64.a, which clang-14 only
+# recommends, so it is named).
+TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

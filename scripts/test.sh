@@ -2,7 +2,8 @@
 # Build keygate and run the whole test suite on a fresh Debian 12 machine:
 # unit tests, CLI tests and the integration tests against real servers
 # (started on loopback by the tests themselves), then the unit tests again
-# under AddressSanitizer + UndefinedBehaviorSanitizer.
+# under AddressSanitizer + UndefinedBehaviorSanitizer, then each libFuzzer
+# target of fuzz/ for 30 s (FUZZ_SECONDS).
 set -e
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh --test
@@ -18,6 +19,16 @@ make -j"$J" check || status=1
 grep -h -E '^[0-9]+%: Checks: ' tests/unit/*.log 2>/dev/null || true
 echo "== sanitizers (ASan + UBSan) =="
 make check-sanitizers SAN_CONFIGURE_FLAGS="--with-microhttpd=yes --with-sqlite=yes --with-pq=yes --with-ldap=yes --with-hiredis=yes" || status=1
+# The libFuzzer targets of fuzz/, built with clang in their own tree and
+# run FUZZ_SECONDS (30) each under ASan + UBSan: a crash, leak, sanitizer
+# report or timeout fails the run and leaves its reproducer (named in the
+# output) in _fuzz/fuzz/run/<target>/.
+echo "== fuzzing (libFuzzer, ${FUZZ_SECONDS:-30} s per target) =="
+( cd .. && mkdir -p _fuzz && cd _fuzz &&
+  { CC=clang ../configure --enable-fuzzing --with-microhttpd=yes --with-sqlite=yes \
+      --with-pq=yes --with-ldap=yes --with-hiredis=yes >configure.out 2>&1 || { cat configure.out; exit 1; }; } &&
+  { make -j"$J" fuzz >make.out 2>&1 || { tail -50 make.out; exit 1; }; } &&
+  make fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-30}" ) || status=1
 results=$(find . -name '*.trs' -exec grep -h '^:test-result:' {} + || true)
 pass=$(printf '%s\n' "$results" | grep -c 'PASS' || true)
 fail=$(printf '%s\n' "$results" | grep -c -E 'FAIL|ERROR' || true)
