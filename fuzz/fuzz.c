@@ -56,6 +56,7 @@ void fz_init(void)
     const char *tmp = getenv("TMPDIR");
     const char *plugins = getenv("KEYGATE_PLUGIN_PATH");
     char *keep = plugins ? strdup(plugins) : NULL;
+    char state[sizeof(dir) + 1];
 
     if (dir[0] != '\0')
         return;
@@ -70,7 +71,8 @@ void fz_init(void)
     atexit(remove_dir);
     /* Nothing of the caller's environment reaches a policy's ${...}. */
     clearenv();
-    if (setenv("KEYGATE_STATE_DIR", dir, 1) != 0 ||
+    snprintf(state, sizeof(state), "%s/", dir);
+    if (setenv("KEYGATE_STATE_DIR", state, 1) != 0 ||
         setenv("KEYGATE_PLUGIN_PATH", keep ? keep : FUZZ_PLUGINDIR, 1) != 0) {
         perror("fuzz: setenv");
         exit(1);
@@ -132,6 +134,31 @@ static int has_slash(const char *v, size_t n)
         return 1;
     }
     return 0;
+}
+
+/*
+ * KEYGATE_STATE_DIR (the private folder, with a trailing '/') may only
+ * start a value, in the form ${KEYGATE_STATE_DIR} followed by a name:
+ * elsewhere, or written ${KEYGATE_STATE_DIR:-...}, it could make
+ * "/tmp/keygate-fuzz.XXXXXXname", a file beside the folder; followed by
+ * "..", the folder's parent.
+ */
+static int state_dir_misused(const char *v, size_t n)
+{
+    static const char var[] = "${KEYGATE_STATE_DIR}";
+    static const char name[] = "KEYGATE_STATE_DIR";
+    size_t i, rest = sizeof(var) - 1, count = 0;
+
+    for (i = 0; i + sizeof(name) - 1 <= n; i++)
+        if (memcmp(v + i, name, sizeof(name) - 1) == 0)
+            count++;
+    if (count == 0)
+        return 0;
+    if (count > 1 || n < rest || memcmp(v, var, rest) != 0)
+        return 1;
+    if (rest < n && v[rest] == '/')
+        rest++;
+    return n - rest >= 2 && v[rest] == '.' && v[rest + 1] == '.';
 }
 
 /* Backends on the network, and the one variable other than
@@ -208,6 +235,7 @@ static int doc_confined(yaml_document_t *doc)
         if (n->type != YAML_SCALAR_NODE)
             continue;
         if (denied(v, n->data.scalar.length) ||
+            state_dir_misused(v, n->data.scalar.length) ||
             (other[i + 1] && has_slash(v, n->data.scalar.length)))
             ok = 0;
     }

@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /*
  * Once per process: create the private folder (under $TMPDIR, else /dev/shm or /tmp; removed
  * at exit), clear the environment but
- * for KEYGATE_STATE_DIR (the folder) and KEYGATE_PLUGIN_PATH (the
+ * for KEYGATE_STATE_DIR (the folder, with a trailing '/') and KEYGATE_PLUGIN_PATH (the
  * build's plugins unless set).  Exits the process on failure: a target
  * that cannot confine itself must not run.
  */
@@ -39,9 +39,10 @@ char *fz_strndup(const uint8_t *data, size_t size);
 /*
  * Whether a fuzzed policy stays confined: every scalar of every YAML
  * document (as libyaml decodes it) holds no '/' other than in
- * "${KEYGATE_STATE_DIR}/" (scope's routes excepted), names no backend that would reach the
- * network (ldap, postgresql, redis) and does not expand
- * ${KEYGATE_PLUGIN_PATH}.  Paths in the policy are then
+ * "${KEYGATE_STATE_DIR}/" (scope's routes excepted), names
+ * KEYGATE_STATE_DIR only as its start ("${KEYGATE_STATE_DIR}name", not
+ * followed by ".."), names no backend that would reach the network
+ * (ldap, postgresql, redis) and does not expand ${KEYGATE_PLUGIN_PATH}.  Paths in the policy are then
  * relative (to the working directory, fz_dir()) or inside fz_dir().
  * A document libyaml cannot parse is confined: keygate refuses it before
  * it builds anything.
