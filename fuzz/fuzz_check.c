@@ -35,8 +35,10 @@ static kg_policy *policy;
 static kg_request *req;
 static char keys[NKEYS][KG_KEY_MAX];
 static int64_t now_us = START_US;
-/* The request's method, target and client, as given: what a decision may
- * echo (a key the client put there too is not shown by keygate). */
+/* The request's method, target and client, as given, letters and digits
+ * only: what a decision may echo, with what it drops (control
+ * characters) dropped.  A key's characters the client put there are not
+ * a key keygate shows. */
 static char given[2][8192];
 
 static int64_t clock_fn(void *ud)
@@ -216,8 +218,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         next = strchr(line, '\n');
         if (next != NULL)
             *next++ = '\0';
-        if (n < 2)
-            snprintf(given[n], sizeof(given[n]), "%s", line);
+        if (n < 2) {
+            size_t g = 0, k;
+            for (k = 0; line[k] != '\0' && g + 1 < sizeof(given[n]); k++)
+                if (isalnum((unsigned char)line[k]))
+                    given[n][g++] = line[k];
+            given[n][g] = '\0';
+        }
         if (n == 0) {
             char *sp = strchr(line, ' ');
             if (sp != NULL) {
