@@ -182,8 +182,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kg_webhook_status st = verify(signer[scheme], out, payload, plen, sec,
                                       KG_WEBHOOK_TOLERANCE_DEFAULT, now);
         if (st != KG_WEBHOOK_VALID) {
+            const char *hn, *hv;
+            size_t k;
             fprintf(stderr, "fuzz_webhook: %s: what was signed does not verify (%s)\n",
                     schemes[scheme], kg_webhook_status_name(st));
+            for (k = 0; kg_webhook_headers_at(out, k, &hn, &hv) == KG_OK; k++)
+                fprintf(stderr, "  %s: %s\n", hn, hv);
+            for (k = 0; k < kg_webhook_secrets_count(ssec); k++)
+                fprintf(stderr, "  secret %zu: %s\n", k, kg_webhook_secret(ssec, k, NULL));
             abort();
         }
         if (verify(signer[scheme], out, payload, plen, unknown[scheme],
