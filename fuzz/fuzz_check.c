@@ -126,10 +126,34 @@ static char *expand(const char *v, size_t len, size_t *n)
     return out;
 }
 
-/* s holds needle (n bytes) */
+/*
+ * s holds needle (n letters and digits), s read as letters and digits
+ * only, JSON escapes (\u0012, \n) left out: the characters a decision
+ * adds around an echoed path must not join a key's characters the
+ * client put there into a key.
+ */
 static int holds(const char *s, const char *needle, size_t n)
 {
-    return s != NULL && n > 0 && memmem(s, strlen(s), needle, n) != NULL;
+    char *sq;
+    size_t i, o = 0, len;
+    int found;
+
+    if (s == NULL || n == 0)
+        return 0;
+    len = strlen(s);
+    if ((sq = malloc(len + 1)) == NULL)
+        abort();
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\\' && i + 1 < len) {
+            i += s[i + 1] == 'u' ? 5 : 1;
+            continue;
+        }
+        if (isalnum((unsigned char)s[i]))
+            sq[o++] = s[i];
+    }
+    found = memmem(sq, o, needle, n) != NULL;
+    free(sq);
+    return found;
 }
 
 /* Nothing the decision shows may hold a key's part past its display
