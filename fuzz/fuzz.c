@@ -4,6 +4,8 @@
 #include "fuzz.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,33 @@ static void remove_dir(void)
     }
 }
 
+/* Folders of targets that died (a crash _Exit()s, the atexit handler
+ * does not run): "keygate-fuzz.<pid>.XXXXXX" whose process is gone. */
+static void remove_stale(const char *base)
+{
+    DIR *d = opendir(base);
+    struct dirent *e;
+    char path[4096 + 256];
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid;
+
+        if (strncmp(e->d_name, "keygate-fuzz.", 13) != 0)
+            continue;
+        pid = strtol(e->d_name + 13, &end, 10);
+        if (end == e->d_name + 13 || *end != '.' || pid <= 0 ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+        clean(path, 0);
+        rmdir(path);
+    }
+    closedir(d);
+}
+
 void fz_init(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -63,7 +92,8 @@ void fz_init(void)
     /* Memory (no disk, an fsync costs nothing) unless TMPDIR says. */
     if (tmp == NULL || *tmp != '/')
         tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof(dir), "%s/keygate-fuzz.XXXXXX", tmp);
+    remove_stale(tmp);
+    snprintf(dir, sizeof(dir), "%s/keygate-fuzz.%ld.XXXXXX", tmp, (long)getpid());
     if (mkdtemp(dir) == NULL) {
         perror("fuzz: temporary folder");
         exit(1);

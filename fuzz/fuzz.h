@@ -15,8 +15,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /*
- * Once per process: create the private folder (under $TMPDIR, else /dev/shm or /tmp; removed
- * at exit), clear the environment but
+ * Once per process: create the private folder (under $TMPDIR, else
+ * /dev/shm or /tmp; removed at exit, or by the next target to start if
+ * this one crashed), clear the environment but
  * for KEYGATE_STATE_DIR (the folder, with a trailing '/') and KEYGATE_PLUGIN_PATH (the
  * build's plugins unless set).  Exits the process on failure: a target
  * that cannot confine itself must not run.
