@@ -61,13 +61,16 @@ void *kg__hp_chunk_new(void)
 #ifdef MADV_HUGEPAGE
     (void)madvise((void *)a, CHUNK, MADV_HUGEPAGE);
 #endif
+    KG__LSAN_ROOT((void *)a, CHUNK);
     return (void *)a;
 }
 
 void kg__hp_chunk_free(void *chunk)
 {
-    if (chunk != NULL)
+    if (chunk != NULL) {
+        KG__LSAN_UNROOT(chunk, CHUNK);
         munmap(chunk, CHUNK);
+    }
 }
 
 #if !KG__SANITIZED

@@ -99,6 +99,8 @@ void kg__hints_resize(struct kg__limits *l, size_t capacity)
     m = mmap(NULL, t->nhome * sizeof(struct kslot), PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     t->home = m == MAP_FAILED ? NULL : m;
+    if (t->home != NULL)
+        KG__LSAN_ROOT(t->home, t->nhome * sizeof(struct kslot));
 #ifdef MADV_NOHUGEPAGE
     /* Sparse: 4 KiB pages even where huge pages are the system's default
      * (`always`), until half full. */
@@ -118,8 +120,10 @@ void kg__hints_free(struct kg__limits *l)
         munmap(t->h, (t->n + t->nlease) * sizeof(*t->h));
         if (t->collapsing)
             pthread_join(t->collapser, NULL);
-        if (t->home != NULL)
+        if (t->home != NULL) {
+            KG__LSAN_UNROOT(t->home, t->nhome * sizeof(struct kslot));
             munmap(t->home, t->nhome * sizeof(struct kslot));
+        }
         free(t);
     }
 }

@@ -69,6 +69,7 @@ kg_error kg_record_table_new(size_t max_records, kg_record_table **t_r)
      * used, and a record among a million costs no TLB miss. */
     (void)madvise(m, t->bytes, MADV_HUGEPAGE);
 #endif
+    KG__LSAN_ROOT(m, t->bytes);
     t->places = m;
     t->nplaces = n;
     t->max = max_records;
@@ -150,6 +151,7 @@ void kg__record_table_unref(kg_record_table *t)
 {
     if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
         return;
+    KG__LSAN_UNROOT(t->places, t->bytes);
     munmap(t->places, t->bytes);
     free(t);
 }

@@ -210,9 +210,19 @@ kg_error kg_webhook_verify(const kg_webhook_signer *s,
     kg__diag_clear(diag);
     if (status_r != NULL)
         *status_r = KG_WEBHOOK_BAD_FORMAT;
-    if (s == NULL || h == NULL || (payload == NULL && payload_len > 0) ||
-        tolerance < KG_WEBHOOK_TOLERANCE_DEFAULT || now < 0)
+    if (s == NULL || h == NULL || (payload == NULL && payload_len > 0))
         return KG_ERR_INVALID;
+    /* As sign() does for its timestamp: say which value is wrong (a
+     * caller passes them on from its own input, e.g. keygate's --now). */
+    if (now < 0) {
+        kg__diag_set(diag, NULL, 0, 0, "now must be Unix seconds, not negative");
+        return KG_ERR_INVALID;
+    }
+    if (tolerance < KG_WEBHOOK_TOLERANCE_DEFAULT) {
+        kg__diag_set(diag, NULL, 0, 0, "tolerance must be seconds (0 or more), "
+                     "not %lld", (long long)tolerance);
+        return KG_ERR_INVALID;
+    }
     if (kg_webhook_secrets_count(secrets) == 0) {
         kg__diag_set(diag, NULL, 0, 0, "no secret to verify with");
         return KG_ERR_INVALID;

@@ -11,6 +11,10 @@ PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
 TEST_PKGS="check openssl postgresql slapd ldap-utils redis-server nginx nginx-dev caddy wrk sqlite3 procps iproute2 python3"
 # tests/man/test_man.sh lints the man pages with `man --warnings`.
 TEST_PKGS="$TEST_PKGS man-db"
+# The fuzzers (fuzz/, `configure --enable-fuzzing`): clang and its
+# libFuzzer runtime (libclang_rt.fuzzer-x86_64.a, which clang-14 only
+# recommends, so it is named).
+TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -2,7 +2,8 @@
 # Build keygate and run the whole test suite on a fresh Debian 12 machine:
 # unit tests, CLI tests and the integration tests against real servers
 # (started on loopback by the tests themselves), then the unit tests again
-# under AddressSanitizer + UndefinedBehaviorSanitizer.
+# under AddressSanitizer + UndefinedBehaviorSanitizer, then each libFuzzer
+# target of fuzz/ for 30 s (FUZZ_SECONDS).
 set -e
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh --test
@@ -31,6 +32,15 @@ make check-valgrind || status=1
 echo "== make distcheck (the tarball builds, installs and passes the unit suites) =="
 make distcheck TESTS='$(UNIT_TESTS) tests/abi/test_abi.sh' >distcheck.out 2>&1 \
     && tail -4 distcheck.out || { tail -40 distcheck.out; status=1; }
+# The libFuzzer targets of fuzz/, built with clang in their own tree and
+# run FUZZ_SECONDS (30) each under ASan + UBSan: a crash, leak, sanitizer
+# report or timeout fails the run and leaves its reproducer (named in the
+# output) in _fuzz/fuzz/run/<target>/.
+echo "== fuzzing (libFuzzer, ${FUZZ_SECONDS:-30} s per target) =="
+( cd .. && mkdir -p _fuzz && cd _fuzz &&
+  { CC=clang ../configure --enable-fuzzing $WITH >configure.out 2>&1 || { cat configure.out; exit 1; }; } &&
+  { make -j"$J" fuzz >make.out 2>&1 || { tail -50 make.out; exit 1; }; } &&
+  make fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-30}" ) || status=1
 # ---- Debian packages (tests/debian/test_packages.sh) -------------------
 # Built from the tracked files, installed on this machine, keygated run as
 # its unit says, then purged.  Needs root: skipped (77) without it.

@@ -169,7 +169,8 @@ kg_error kg_webhook_sign(const kg_webhook_signer *s,
  * `now` (Unix seconds), or KG_WEBHOOK_TOLERANCE_DEFAULT.  Returns KG_OK
  * (status KG_WEBHOOK_VALID) if a signature matches a secret, else
  * KG_ERR_VERIFY with the reason in *status_r and a message in diag;
- * KG_ERR_INVALID (with diag) for a secret the scheme cannot use.  Every
+ * KG_ERR_INVALID (with diag) for a secret the scheme cannot use, a
+ * negative `now` or a tolerance below KG_WEBHOOK_TOLERANCE_DEFAULT.  Every
  * comparison is constant-time.
  */
 kg_error kg_webhook_verify(const kg_webhook_signer *s,

@@ -162,6 +162,18 @@ const char *sigutil_shown(const char *s, size_t n, char out[48])
     return out;
 }
 
+kg_error sigutil_check_sign_count(size_t nsecrets, kg_diag *diag)
+{
+    if (nsecrets <= SIGUTIL_MAX_SIGNATURES)
+        return KG_OK;
+    if (diag != NULL)
+        snprintf(diag->message, sizeof(diag->message), "%zu secrets: one signature "
+                 "each would make %zu, and a receiver refuses a header with more "
+                 "than %d (keep the newest %d)", nsecrets, nsecrets,
+                 SIGUTIL_MAX_SIGNATURES, SIGUTIL_MAX_SIGNATURES);
+    return KG_ERR_INVALID;
+}
+
 kg_error sigutil_fail(kg_diag *diag, kg_webhook_status *st_r,
                       kg_webhook_status st, const char *fmt, ...)
 {

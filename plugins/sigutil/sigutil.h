@@ -46,6 +46,14 @@ int sigutil_parse_time(const char *s, size_t n, int64_t *t_r);
 /* A header value as it may be shown in a message: printable, cut short. */
 const char *sigutil_shown(const char *s, size_t n, char out[48]);
 
+/*
+ * A signer that sends one signature per secret may be given at most
+ * SIGUTIL_MAX_SIGNATURES secrets: a header with more is malformed to the
+ * receiver (verify), so what was signed would never verify.  KG_OK, or
+ * KG_ERR_INVALID with the reason in diag.
+ */
+kg_error sigutil_check_sign_count(size_t nsecrets, kg_diag *diag);
+
 /* Set *st_r and the reason; returns KG_ERR_VERIFY. */
 kg_error sigutil_fail(kg_diag *diag, kg_webhook_status *st_r,
                       kg_webhook_status st, const char *fmt, ...)

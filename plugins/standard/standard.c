@@ -188,6 +188,8 @@ static kg_error standard_sign(void *inst, const kg_webhook_message *msg,
     kg_error e = KG_OK;
     EVP_MD_CTX *md = NULL;
 
+    if ((e = sigutil_check_sign_count(n, diag)) != KG_OK)
+        return e;
     snprintf(ts, sizeof(ts), "%lld", (long long)msg->timestamp);
     memset(&c, 0, sizeof(c));
     c.id = msg->id;

@@ -40,9 +40,10 @@ static kg_error stripe_sign(void *inst, const kg_webhook_message *msg,
     size_t i, n = kg_webhook_secrets_count(secrets), len;
     unsigned char mac[SIGUTIL_MAC_LEN];
     char t[24], *value;
-    kg_error e = KG_OK;
-    (void)diag;
+    kg_error e = sigutil_check_sign_count(n, diag);
 
+    if (e != KG_OK)
+        return e;
     snprintf(t, sizeof(t), "%lld", (long long)msg->timestamp);
     value = malloc(2 + strlen(t) + n * (4 + 2 * SIGUTIL_MAC_LEN) + 1);
     if (value == NULL)

@@ -10,6 +10,17 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+#ifdef TU_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 static tu_clock clk;
 static kg_context *ctx;
 static kg_policy *pol;
@@ -317,6 +328,51 @@ END_TEST
  * 1.2 `prefetch`) with the key's hash, before the lookup; a line with a
  * cache has its cache asked instead; and a plugin of ABI 1.1, whose ops
  * end before that field, is never asked. */
+/*
+ * A key's slot lives in memory the core maps itself; what it points to
+ * on the heap (entries past the three inline ones, leases past two) is
+ * still reachable while the context lives: LeakSanitizer must not call
+ * it leaked (fuzz_check stopped on it; only meaningful under ASan, as in
+ * make check-sanitizers and the fuzzing build).
+ */
+START_TEST(state_on_the_heap_is_not_a_leak)
+{
+    kg_policy *p = tu_policy(ctx,
+        "credential:\n"
+        "  - {module: bearer, control: required}\n"
+        "keystore:\n"
+        "  - {module: anykey, options: {plan: many}}\n"
+        "plans:\n"
+        "  many:\n"
+        "    limit:\n"
+        "      - {module: fixed_window, control: requisite, options: {name: a, count: 9, window: 1h}}\n"
+        "      - {module: fixed_window, control: requisite, options: {name: b, count: 9, window: 1h}}\n"
+        "      - {module: fixed_window, control: requisite, options: {name: c, count: 9, window: 1h}}\n"
+        "      - {module: fixed_window, control: requisite, options: {name: d, count: 9, window: 1h}}\n"
+        "      - {module: concurrency, control: requisite, options: {name: e, count: 9}}\n");
+    char (*k)[KG_KEY_MAX] = make_keys(50);
+    kg_decision *held[3 * 50];
+    size_t i, j, n = 0;
+
+    /* 50 keys (homes and chunks), three leases each (past the inline two). */
+    for (i = 0; i < 50; i++)
+        for (j = 0; j < 3; j++) {
+            held[n] = tu_check_key(p, k[i]);
+            ck_assert_msg(kg_decision_allowed(held[n]), "%s", kg_decision_message(held[n]));
+            n++;
+        }
+#ifdef TU_ASAN
+    ck_assert_int_eq(__lsan_do_recoverable_leak_check(), 0);
+#endif
+    for (i = 0; i < n; i++) {
+        kg_release(ctx, kg_decision_lease(held[i]));
+        kg_decision_free(held[i]);
+    }
+    free(k);
+    kg_policy_free(p);
+}
+END_TEST
+
 START_TEST(store_prefetch_is_asked_for_the_key)
 {
     static const struct {
@@ -370,6 +426,7 @@ static Suite *limitstate_suite(void)
     tcase_add_test(tc, vacant_home_is_taken_again);
     tcase_add_test(tc, homes_move_under_stale_hints);
     tcase_add_test(tc, store_prefetch_is_asked_for_the_key);
+    tcase_add_test(tc, state_on_the_heap_is_not_a_leak);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -536,6 +536,38 @@ START_TEST(test_too_many_signatures)
 }
 END_TEST
 
+/* A sender with more secrets than a receiver takes signatures is told so
+ * (it signed headers its own verifier refused: fuzz_webhook, reproducer
+ * fuzz/corpus/webhook/stripe_17_secrets); 16 sign and verify. */
+START_TEST(test_too_many_secrets_to_sign)
+{
+    kg_webhook_signer *both[2] = { std_s, st_s };
+    kg_webhook_message m = { "msg_1", TS, "x", 1 };
+    int i, k;
+
+    for (k = 0; k < 2; k++) {
+        kg_webhook_secrets *sec = secrets(NULL, NULL, NULL, NULL);
+        kg_diag d;
+        for (i = 0; i < 17; i++)
+            ck_assert_int_eq(kg_webhook_secrets_add(sec, SPEC_SECRET, strlen(SPEC_SECRET)), KG_OK);
+        kg_webhook_headers_reset(hdr);
+        d.message[0] = '\0';
+        ck_assert_int_eq(kg_webhook_sign(both[k], &m, sec, hdr, &d), KG_ERR_INVALID);
+        ck_assert_ptr_nonnull(strstr(d.message, "17 secrets"));
+        ck_assert_uint_eq(kg_webhook_headers_count(hdr), 0);
+        kg_webhook_secrets_free(sec);
+
+        sec = secrets(NULL, NULL, NULL, NULL);
+        for (i = 0; i < 16; i++)
+            ck_assert_int_eq(kg_webhook_secrets_add(sec, SPEC_SECRET, strlen(SPEC_SECRET)), KG_OK);
+        kg_webhook_headers_reset(hdr);
+        ck_assert_int_eq(kg_webhook_sign(both[k], &m, sec, hdr, &d), KG_OK);
+        ck_assert_int_eq(verify(both[k], "x", 1, sec, 300, TS), KG_WEBHOOK_VALID);
+        kg_webhook_secrets_free(sec);
+    }
+}
+END_TEST
+
 /* Signatures of versions we do not know are skipped, not malformed. */
 START_TEST(test_unknown_versions)
 {
@@ -641,6 +673,17 @@ START_TEST(test_secret_errors)
         ck_assert_int_eq(kg_webhook_verify(std_s, hdr, NULL, 5, sec, 300, 1, &st, NULL),
                          KG_ERR_INVALID);
         ck_assert_int_eq(kg_webhook_secrets_add(sec, "", 0), KG_ERR_INVALID);
+        /* A negative now or tolerance says which (fuzz_webhook found the
+         * refusal without a reason; its reproducer is in
+         * fuzz/corpus/webhook/negative_now). */
+        d.message[0] = '\0';
+        ck_assert_int_eq(kg_webhook_verify(gh_s, hdr, "", 0, sec, 300, -1, &st, &d),
+                         KG_ERR_INVALID);
+        ck_assert_ptr_nonnull(strstr(d.message, "now"));
+        d.message[0] = '\0';
+        ck_assert_int_eq(kg_webhook_verify(std_s, hdr, "", 0, sec, -2, 1, &st, &d),
+                         KG_ERR_INVALID);
+        ck_assert_ptr_nonnull(strstr(d.message, "tolerance"));
         kg_webhook_secrets_free(none);
         kg_webhook_secrets_free(sec);
     }
@@ -903,6 +946,7 @@ static Suite *webhook_suite(void)
     tcase_add_loop_test(tc, test_malformed, 0,
                         (int)(sizeof(bad_headers) / sizeof(bad_headers[0])));
     tcase_add_test(tc, test_too_many_signatures);
+    tcase_add_test(tc, test_too_many_secrets_to_sign);
     tcase_add_test(tc, test_unknown_versions);
     suite_add_tcase(s, tc);
 
