@@ -351,6 +351,35 @@ static int account_list(struct cli *c, kg_policy *p)
     return EXIT_OK;
 }
 
+/*
+ * An account moving to another plan takes its keys along: refused (-1,
+ * the reason printed) when a live key of it carries a setting the new
+ * plan would not enforce (issue 23 item 2: never accepted and ignored).
+ */
+struct plan_move {
+    kg_policy *p;
+    const char *account, *plan;
+    int refused;
+};
+
+static int key_fits_plan(const kg_record *r, void *userdata)
+{
+    struct plan_move *m = userdata;
+    const char *acct = kg_record_account_id(r);
+
+    if (m->refused || acct == NULL || strcmp(acct, m->account) != 0 ||
+        kg_record_status(r) == KG_STATUS_REVOKED)
+        return 0;
+    if (key_enforced_on(m->p, r, m->plan, KEY_HAS_ALL) != 0) {
+        fprintf(stderr, "keygate: account update: key %s (%s...) of account %s "
+                "carries that setting: change the key first (keygate key update "
+                "%s), then move the account\n", kg_record_id(r), kg_record_prefix(r),
+                m->account, kg_record_id(r));
+        m->refused = 1;
+    }
+    return 0;
+}
+
 /* suspend, resume, update: the account changed and written back. */
 static int account_write(struct cli *c, kg_policy *p, unsigned sub,
                          const struct acct_edit *e, kg_account *a)
@@ -365,6 +394,13 @@ static int account_write(struct cli *c, kg_policy *p, unsigned sub,
                                                      : KG_ACCOUNT_ACTIVE);
     else if (account_apply(e, a) != 0)
         return EXIT_USAGE;
+    if (sub == ACCT_UPDATE && e->plan != NULL) {
+        struct plan_move m = { p, kg_account_id(a), e->plan, 0 };
+        /* A store that cannot list keys leaves the check to its writes. */
+        (void)kg_keys_list(p, key_fits_plan, &m, &d);
+        if (m.refused)
+            return EXIT_USAGE;
+    }
     err = kg_accounts_update(p, a, &d);
     if (err != KG_OK)
         return refused(what, err, &d);

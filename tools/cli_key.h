@@ -75,5 +75,8 @@ unsigned key_touched(const struct key_edit *e);
  * name.  An unknown plan passes (kg_keys_create() names the plans).
  */
 int key_enforced(kg_policy *p, const kg_record *r, unsigned what);
+/* The same against `plan` (an account moving its keys to it). */
+int key_enforced_on(kg_policy *p, const kg_record *r, const char *plan,
+                    unsigned what);
 
 #endif

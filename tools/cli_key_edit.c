@@ -342,7 +342,12 @@ static int plan_limit(kg_policy *p, const char *plan, const char *name)
 
 int key_enforced(kg_policy *p, const kg_record *r, unsigned what)
 {
-    const char *plan = kg_record_plan(r);
+    return key_enforced_on(p, r, kg_record_plan(r), what);
+}
+
+int key_enforced_on(kg_policy *p, const kg_record *r, const char *plan,
+                    unsigned what)
+{
     size_t i, j;
 
     /* -1: no such plan (any module name tells) */

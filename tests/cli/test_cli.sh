@@ -211,6 +211,12 @@ expect "show takes no --name" 2 "key show does not take --name" -- $KG key show 
 expect "--permission on a plan without scope" 2 "plan 'free' does not check permissions.*plans that do: enterprise" -- $KG key create --name x --plan free --permission a:read
 expect "--limit of a name the plan lacks" 2 "plan 'enterprise' has no limit named 'minute'.*its limits: burst hour day concurrency" -- $KG key create --name x --plan enterprise --limit minute=5/1m
 expect "--limit of a name the plan has" 0 "$KEYRE" -- $KG key create --name x --plan pro --limit hour=5/1h
+# An account moving to another plan takes its keys along: refused while a
+# key carries what the new plan would not enforce (issue 23 item 2).
+EACC=$($KG key show "$EID" | sed -n 's/^account: *//p')
+expect "an account with a key's permissions to a plan without scope" 2 "plan 'pro' does not check permissions" -- $KG account update "$EACC" --plan pro
+expect "... names the key" 2 "key $EID .* of account $EACC carries that setting" -- $KG account update "$EACC" --plan pro
+expect "... the account was not moved" 0 "plan:        enterprise" -- $KG account show "$EACC"
 expect "--add-permission on a plan without scope" 2 "does not check permissions" -- $KG key update "$ID2" --add-permission a:read
 expect "a rename keeps what it had" 0 "name:        renamed" -- $KG key update "$EID" --name renamed
 cat >"$T/bare.yaml" <<EOF
