@@ -237,8 +237,27 @@ slapd_stop() {
     rm -f "$d/slapd.bgpid"
 }
 
+# SIGSTOP, then wait (at most 2 s) until every thread of the server is
+# stopped: on a loaded machine a thread may still answer a request sent
+# right after kill returned, and a test of a hung server would see it.
 slapd_pause() {
-    kill -STOP "$(cat "$KG_LDAP_TMP/$1/slapd.bgpid")"
+    pid=$(cat "$KG_LDAP_TMP/$1/slapd.bgpid")
+    kill -STOP "$pid" || return 1
+    i=0
+    while [ $i -lt 200 ]; do
+        running=0
+        for st in /proc/"$pid"/task/*/stat; do
+            # the state is the field after the ")" that ends the name
+            case $(sed 's/.*) //' "$st" 2>/dev/null | cut -d' ' -f1) in
+            T|t|'') ;;
+            *) running=1 ;;
+            esac
+        done
+        [ $running -eq 0 ] && return 0
+        sleep 0.01
+        i=$((i + 1))
+    done
+    return 0
 }
 
 slapd_resume() {
