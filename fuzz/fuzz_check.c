@@ -132,7 +132,7 @@ static char *expand(const char *v, size_t len, size_t *n)
  * adds around an echoed path must not join a key's characters the
  * client put there into a key.
  */
-static int holds(const char *s, const char *needle, size_t n)
+static int holds_as(const char *s, const char *needle, size_t n, int decode)
 {
     char *sq;
     size_t i, o = 0, len;
@@ -148,12 +148,28 @@ static int holds(const char *s, const char *needle, size_t n)
             i += s[i + 1] == 'u' ? 5 : 1;
             continue;
         }
+        /* What the client sent, read as the core reads it: "%2e" is the
+         * '.' the decision echoes, not the letters 2 and e. */
+        if (decode && s[i] == '%' && i + 2 < len && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = { s[i + 1], s[i + 2], '\0' };
+            char c = (char)strtol(hex, NULL, 16);
+            if (isalnum((unsigned char)c))
+                sq[o++] = c;
+            i += 2;
+            continue;
+        }
         if (isalnum((unsigned char)s[i]))
             sq[o++] = s[i];
     }
     found = memmem(sq, o, needle, n) != NULL;
     free(sq);
     return found;
+}
+
+static int holds(const char *s, const char *needle, size_t n)
+{
+    return holds_as(s, needle, n, 0);
 }
 
 /* Nothing the decision shows may hold a key's part past its display
@@ -168,7 +184,8 @@ static void no_secret(const kg_decision *d, const char *key, size_t len)
         return;
     part = key + KG_KEY_DISPLAY_LEN;
     n = 8;
-    if (holds(given[0], part, n) || holds(given[1], part, n))
+    if (holds(given[0], part, n) || holds(given[1], part, n) ||
+        holds_as(given[0], part, n, 1) || holds_as(given[1], part, n, 1))
         return;
     json = kg_decision_record_json(d);
     if (holds(kg_decision_message(d), part, n) || holds(kg_decision_body(d), part, n) ||
