@@ -187,6 +187,10 @@ static void no_secret(const kg_decision *d, const char *key, size_t len)
     if (holds(given[0], part, n) || holds(given[1], part, n) ||
         holds_as(given[0], part, n, 1) || holds_as(given[1], part, n, 1))
         return;
+    /* The path the core echoes is the client's, normalized (decoded,
+     * dot segments resolved): key characters there came from the client. */
+    if (holds(kg_request_path(req), part, n))
+        return;
     json = kg_decision_record_json(d);
     if (holds(kg_decision_message(d), part, n) || holds(kg_decision_body(d), part, n) ||
         holds(json, part, n) || holds(kg_decision_key_prefix(d), part, n) ||
