@@ -116,6 +116,28 @@ if wait_for 160 working; then
 else
     bad "after resume: $CODE $(cat "$T/b")"
 fi
+
+# ---- a rotation's new key shares its account's remaining quota ---------------
+# 6 of the 10 spent on the old key, then `key rotate` with a grace: the
+# old and the new key together get the 4 left, not 4 + 10.
+R=$($KG account create --name Rot --plan free 2>/dev/null)
+R1=$($KG key create --account "$R" --name r1 2>/dev/null)
+new_works() { req -H "Authorization: Bearer $1" "$KGD/whoami"; [ "$CODE" = 200 ]; }
+wait_for 160 new_works "$R1" || bad "the rotation's first key never worked: $CODE"
+for _ in 1 2 3 4 5 6; do check "$R1"; done
+R2=$($KG key rotate "$(key_id_of "$R1")" --grace 1h 2>/dev/null)
+[ -n "$R2" ] && wait_for 160 new_works "$R2" && ok "rotated: the new key works in the running keygated" \
+    || bad "the rotated key: '$(printf '%.8s' "$R2")' $CODE $(cat "$T/b")"
+has_header "the new key: 4 left of the account's 10" "X-RateLimit-Remaining: 4"
+allowed=0
+for k in "$R1" "$R2" "$R1" "$R2" "$R1" "$R2"; do
+    check "$k"
+    [ "$CODE" = 200 ] && allowed=$((allowed + 1))
+done
+[ "$allowed" -eq 4 ] && ok "old and new key in the grace: 4 allowed together (the account's rest)" \
+    || bad "old and new key in the grace: $allowed allowed, wanted 4"
+check "$R2"
+[ "$CODE" = 429 ] && ok "the new key then: 429" || bad "the new key after the quota: $CODE"
 stop_keygated
 
 # ---- a key file from before accounts ----------------------------------------
