@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +111,42 @@ void kg_account_clear_limits(kg_account *a)
     kg__overrides_free(a->limits, a->nlimits);
     a->limits = NULL;
     a->nlimits = 0;
+}
+
+kg_account *kg_account_for_key(const kg_record *r, unsigned n, int64_t now)
+{
+    const char *kid = kg_record_id(r), *name = kg_record_name(r);
+    char id[KG_ACCOUNT_ID_MAX + 1];
+    kg_account *a;
+    kg_error e = KG_OK;
+    size_t i;
+
+    if (kid == NULL || (a = kg_account_new()) == NULL)
+        return NULL;
+    if (strncmp(kid, "k_", 2) == 0)
+        kid += 2;
+    if (n == 0)
+        snprintf(id, sizeof(id), "acct_%s", kid);
+    else
+        snprintf(id, sizeof(id), "acct_%s.%u", kid, n);
+    e |= kg_account_set_id(a, id);
+    e |= kg_account_set_name(a, name != NULL ? name : kg_record_id(r));
+    e |= kg_account_set_plan(a, kg_record_plan(r));
+    a->created = kg_record_created(r) ? kg_record_created(r) : now;
+    a->updated = now;
+    /* The key's overrides become the account's: they were the plan's
+     * limits for this key, now counted per account. */
+    for (i = 0; i < kg_record_limit_count(r); i++) {
+        const char *lname;
+        int64_t c, w, b;
+        kg_record_limit(r, i, &lname, &c, &w, &b);
+        e |= kg_account_add_limit(a, lname, c, w, b);
+    }
+    if (e != KG_OK) {
+        kg_account_unref(a);
+        return NULL;
+    }
+    return a;
 }
 
 kg_account *kg_account_dup(const kg_account *a)

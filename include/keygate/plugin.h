@@ -691,6 +691,17 @@ typedef struct kg_plugin {
  * address.
  */
 const kg_cidr *kg_record_allowed_nets(const kg_record *r, size_t *n_r);
+/*
+ * The account of its own that a store which keeps accounts gives a key
+ * written without one (docs/plugins.md "Accounts"), the same in every
+ * store: id "acct_" + the key id after "k_" (with ".n" appended when
+ * n > 0: the store counts n up while the id is taken), named after the
+ * key (its id if it has no name), on the key's plan, created with the
+ * key (else `now`), updated `now`, the key's limit overrides copied to
+ * it (the store then drops them from the key: they are counted per
+ * account).  A new reference, or NULL when out of memory.
+ */
+kg_account *kg_account_for_key(const kg_record *r, unsigned n, int64_t now);
 /* An account's allowed networks, parsed the same way (ABI 1.5). */
 const kg_cidr *kg_account_allowed_nets(const kg_account *a, size_t *n_r);
 

@@ -161,50 +161,21 @@ void kg__file_acct_attach(struct table *t)
 
 int kg__file_acct_migrate(struct table *t, int64_t now)
 {
-    size_t i, j;
+    size_t i;
     for (i = 0; i < t->n; i++) {
         kg_record *r = t->all[i]->rec;
-        const char *kid = kg_record_id(r);
-        char *id;
-        kg_account *a;
-        int n = 0;
+        kg_account *a = NULL;
+        unsigned n = 0;
 
         if (kg_record_account_id(r) != NULL)
             continue;
-        /* "acct_" + the key id after "k_": the same in every store that
-         * migrates (docs/plugins.md "Accounts"); a suffix if taken. */
-        if (strncmp(kid, "k_", 2) == 0)
-            kid += 2;
-        if (asprintf(&id, "acct_%s", kid) < 0)
-            return -1;
-        while (kg__file_acct_find(t, id) != NULL) {
-            free(id);
-            if (asprintf(&id, "acct_%s.%d", kid, ++n) < 0)
-                return -1;
-        }
-        a = kg_account_new();
-        if (a == NULL || kg_account_set_id(a, id) != KG_OK ||
-            kg_account_set_name(a, kg_record_name(r) ? kg_record_name(r)
-                                                     : kg_record_id(r)) != KG_OK ||
-            kg_account_set_plan(a, kg_record_plan(r)) != KG_OK) {
-            free(id);
+        /* The account's id is the same in every store that migrates
+         * (docs/plugins.md "Accounts"); a suffix if taken. */
+        do {
             kg_account_unref(a);
-            return -1;
-        }
-        free(id);
-        kg_account_set_created(a, kg_record_created(r) ? kg_record_created(r) : now);
-        kg_account_set_updated(a, now);
-        /* The key's overrides become the account's: they were the
-         * plan's limits for this key, now counted per account. */
-        for (j = 0; j < kg_record_limit_count(r); j++) {
-            const char *name;
-            int64_t c, w, b;
-            kg_record_limit(r, j, &name, &c, &w, &b);
-            if (kg_account_add_limit(a, name, c, w, b) != KG_OK) {
-                kg_account_unref(a);
+            if ((a = kg_account_for_key(r, n++, now)) == NULL)
                 return -1;
-            }
-        }
+        } while (kg__file_acct_find(t, kg_account_id(a)) != NULL);
         if (kg__file_acct_add(t, a) != 0 || kg_record_set_account(r, a) != KG_OK) {
             kg_account_unref(a);
             return -1;
