@@ -155,8 +155,16 @@ static void take(kg__ldap *l, LDAP *ld, LDAPMessage *res, int rc,
 
         switch (ldap_msgtype(m)) {
         case LDAP_RES_SEARCH_ENTRY:
-            if (f->n == 0)
+            if (f->n == 0) {
                 f->rec = kg__ldap_entry_record(l, ld, m, f->why, sizeof(f->why));
+                /* Its account, from the server that holds the key: beside
+                 * it (under the same base) unless accounts_dn says where. */
+                if (f->rec != NULL && kg_record_account_id(f->rec) != NULL &&
+                    kg__ldap_attach_account(l, ld, strcmp(l->accounts_dn, l->base_dn)
+                                                ? l->accounts_dn : base,
+                                            f->rec) == KG__S_DOWN)
+                    f->account_down = 1;
+            }
             if (f->n < 2)
                 f->n++;
             break;

@@ -34,6 +34,7 @@ const char *const kg__ldap_attr_option[KG__LA_COUNT] = {
     [KG__LA_CREATED] = "created",
     [KG__LA_LAST_USED] = "last_used",
     [KG__LA_LIMITS] = "limits",
+    [KG__LA_ACCOUNT] = "account",
 };
 
 /* The shipped schema (conf/ldap/keygate.schema). */
@@ -50,6 +51,7 @@ const char *const kg__ldap_attr_default[KG__LA_COUNT] = {
     [KG__LA_CREATED] = "apiKeyCreated",
     [KG__LA_LAST_USED] = "apiKeyLastUsed",
     [KG__LA_LIMITS] = "apiKeyLimit",
+    [KG__LA_ACCOUNT] = "apiKeyAccount",
 };
 
 /* ---- the filter -------------------------------------------------------- */
@@ -201,19 +203,14 @@ void kg__ldap_format_time(int64_t t, char out[20])
 
 /* ---- entry -> record --------------------------------------------------- */
 
-/* The values of a mapped attribute as C strings (values holding a NUL
- * are skipped: no field of a record may contain one). */
-static char **values(const kg__ldap *l, LDAP *ld, LDAPMessage *e, int which,
-                     size_t *n_r)
+char **kg__ldap_values(LDAP *ld, LDAPMessage *e, const char *attr, size_t *n_r)
 {
     struct berval **v;
     char **out;
     size_t i, n, k = 0;
 
     *n_r = 0;
-    if (l->attrs[which] == NULL)
-        return NULL;
-    v = ldap_get_values_len(ld, e, l->attrs[which]);
+    v = ldap_get_values_len(ld, e, attr);
     if (v == NULL)
         return NULL;
     n = (size_t)ldap_count_values_len(v);
@@ -233,7 +230,7 @@ static char **values(const kg__ldap *l, LDAP *ld, LDAPMessage *e, int which,
     return out;
 }
 
-static void free_values(char **v)
+void kg__ldap_free_values(char **v)
 {
     size_t i;
     for (i = 0; v && v[i]; i++)
@@ -241,14 +238,21 @@ static void free_values(char **v)
     free(v);
 }
 
+/* The values of a mapped attribute (none if it is not mapped). */
+static char **values(const kg__ldap *l, LDAP *ld, LDAPMessage *e, int which,
+                     size_t *n_r)
+{
+    *n_r = 0;
+    return l->attrs[which] ? kg__ldap_values(ld, e, l->attrs[which], n_r) : NULL;
+}
+
 static const char *first(char **v, size_t n)
 {
     return n > 0 ? v[0] : NULL;
 }
 
-/* "name=count/window[:burst]", window in seconds or with s/m/h/d/w. */
-static int parse_limit(const char *s, char *name, size_t namelen,
-                       int64_t *count, int64_t *window, int64_t *burst)
+int kg__ldap_parse_limit(const char *s, char *name, size_t namelen,
+                         int64_t *count, int64_t *window, int64_t *burst)
 {
     const char *eq = strchr(s, '=');
     char *end;
@@ -343,6 +347,9 @@ kg_record *kg__ldap_entry_record(const kg__ldap *l, LDAP *ld, LDAPMessage *e,
     if ((s = first(v[KG__LA_LAST_USED], n[KG__LA_LAST_USED])) != NULL &&
         kg__ldap_parse_time(s, &t) == 0)
         kg_record_set_last_used(r, t);
+    if ((s = first(v[KG__LA_ACCOUNT], n[KG__LA_ACCOUNT])) != NULL &&
+        kg_record_set_account_id(r, s) != KG_OK)
+        goto nomem;
     for (i = 0; i < n[KG__LA_PERMS]; i++)
         if (kg_record_add_permission(r, v[KG__LA_PERMS][i]) != KG_OK)
             goto nomem;
@@ -352,7 +359,7 @@ kg_record *kg__ldap_entry_record(const kg__ldap *l, LDAP *ld, LDAPMessage *e,
     for (i = 0; i < n[KG__LA_LIMITS]; i++) {
         char name[64];
         int64_t c, w, b;
-        if (parse_limit(v[KG__LA_LIMITS][i], name, sizeof(name), &c, &w, &b) == 0 &&
+        if (kg__ldap_parse_limit(v[KG__LA_LIMITS][i], name, sizeof(name), &c, &w, &b) == 0 &&
             kg_record_add_limit(r, name, c, w, b) != KG_OK)
             goto nomem;
     }
@@ -363,7 +370,7 @@ nomem:
 out:
     kg_wipe(hash, sizeof(hash));
     for (i = 0; i < KG__LA_COUNT; i++)
-        free_values(v[i]);
+        kg__ldap_free_values(v[i]);
     ldap_memfree(dn);
     if (!ok) {
         kg_record_unref(r);
@@ -387,9 +394,8 @@ void kg__ldap_mods_free(LDAPMod **mods)
     free(mods);
 }
 
-/* Append one modification of `attr` with n values (copied). */
-static int add_mod(LDAPMod ***mods, size_t *nm, int op, const char *attr,
-                   const char *const *vals, size_t n)
+int kg__ldap_mod(LDAPMod ***mods, size_t *nm, int op, const char *attr,
+                 const char *const *vals, size_t n)
 {
     LDAPMod *m, **nmods;
     size_t i;
@@ -423,7 +429,7 @@ static int add_mod(LDAPMod ***mods, size_t *nm, int op, const char *attr,
 static int add_one(LDAPMod ***mods, size_t *nm, int op, const char *attr,
                    const char *val)
 {
-    return add_mod(mods, nm, op, attr, &val, val != NULL ? 1 : 0);
+    return kg__ldap_mod(mods, nm, op, attr, &val, val != NULL ? 1 : 0);
 }
 
 static int add_time(LDAPMod ***mods, size_t *nm, int op, const char *attr,
@@ -461,6 +467,7 @@ LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add)
     bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_EXPIRES], kg_record_expires(r));
     bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_CREATED], kg_record_created(r));
     bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_LAST_USED], kg_record_last_used(r));
+    bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_ACCOUNT], kg_record_account_id(r));
 
     n = kg_record_permission_count(r);
     if (n < kg_record_cidr_count(r))
@@ -472,10 +479,10 @@ LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add)
         goto fail;
     for (i = 0; i < kg_record_permission_count(r); i++)
         list[i] = kg_record_permission(r, i);
-    bad |= add_mod(&mods, &nm, op, l->attrs[KG__LA_PERMS], list, i);
+    bad |= kg__ldap_mod(&mods, &nm, op, l->attrs[KG__LA_PERMS], list, i);
     for (i = 0; i < kg_record_cidr_count(r); i++)
         list[i] = kg_record_cidr(r, i);
-    bad |= add_mod(&mods, &nm, op, l->attrs[KG__LA_CIDRS], list, i);
+    bad |= kg__ldap_mod(&mods, &nm, op, l->attrs[KG__LA_CIDRS], list, i);
     {
         char **lim = calloc(kg_record_limit_count(r) + 1, sizeof(*lim));
         size_t k = kg_record_limit_count(r);
@@ -485,17 +492,11 @@ LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add)
             const char *name;
             int64_t c, w, b;
             kg_record_limit(r, i, &name, &c, &w, &b);
-            if (b > 0)
-                lim[i] = kg__ldap_asprintf("%s=%lld/%lld:%lld", name, (long long)c,
-                                           (long long)w, (long long)b);
-            else
-                lim[i] = kg__ldap_asprintf("%s=%lld/%lld", name, (long long)c,
-                                           (long long)w);
-            if (lim[i] == NULL)
+            if ((lim[i] = kg__ldap_format_limit(name, c, w, b)) == NULL)
                 bad = 1;
         }
         if (!bad)
-            bad |= add_mod(&mods, &nm, op, l->attrs[KG__LA_LIMITS],
+            bad |= kg__ldap_mod(&mods, &nm, op, l->attrs[KG__LA_LIMITS],
                            (const char *const *)lim, k);
         for (i = 0; i < k; i++)
             free(lim[i]);
@@ -522,12 +523,38 @@ char *kg__ldap_asprintf(const char *fmt, ...)
     return s;
 }
 
-/* RFC 4514 section 2.4: escape what would end or restructure the RDN. */
+char *kg__ldap_format_limit(const char *name, int64_t c, int64_t w, int64_t b)
+{
+    if (b > 0)
+        return kg__ldap_asprintf("%s=%lld/%lld:%lld", name, (long long)c,
+                                 (long long)w, (long long)b);
+    return kg__ldap_asprintf("%s=%lld/%lld", name, (long long)c, (long long)w);
+}
+
+char *kg__ldap_escape(const char *value)
+{
+    struct berval in, out = { 0, NULL };
+    char *res;
+
+    in.bv_val = (char *)value;
+    in.bv_len = strlen(value);
+    if (ldap_bv2escaped_filter_value(&in, &out) != 0)
+        return NULL;
+    res = strndup(out.bv_val, out.bv_len);
+    ber_memfree(out.bv_val);
+    return res;
+}
+
 char *kg__ldap_new_dn(const kg__ldap *l, const char *id)
 {
+    return kg__ldap_dn_under(l->rdn_attr, id, l->base_dn);
+}
+
+/* RFC 4514 section 2.4: escape what would end or restructure the RDN. */
+char *kg__ldap_dn_under(const char *rdn, const char *id, const char *base)
+{
     size_t n = strlen(id), i, k = 0;
-    const char *rdn = l->rdn_attr;
-    char *out = malloc(strlen(rdn) + 1 + 3 * n + 1 + strlen(l->base_dn) + 1);
+    char *out = malloc(strlen(rdn) + 1 + 3 * n + 1 + strlen(base) + 1);
 
     if (out == NULL)
         return NULL;
@@ -544,6 +571,6 @@ char *kg__ldap_new_dn(const kg__ldap *l, const char *id)
             out[k++] = (char)c;
         }
     }
-    sprintf(out + k, ",%s", l->base_dn);
+    sprintf(out + k, ",%s", base);
     return out;
 }

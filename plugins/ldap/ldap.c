@@ -47,6 +47,15 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
                    kg__ldap_conn **c_r, LDAPMessage **res_r, int *rc_r,
                    char *err, size_t errlen)
 {
+    return kg__ldap_search_attrs(l, base, scope, filter, l->want, ctrls,
+                                 sizelimit, c_r, res_r, rc_r, err, errlen);
+}
+
+kg__ldap_sres kg__ldap_search_attrs(kg__ldap *l, const char *base, int scope,
+                   const char *filter, char **attrs, LDAPControl **ctrls,
+                   int sizelimit, kg__ldap_conn **c_r, LDAPMessage **res_r,
+                   int *rc_r, char *err, size_t errlen)
+{
     kg__ldap_try t = { 0, 0 };
 
     *res_r = NULL;
@@ -60,7 +69,7 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
             return KG__S_DOWN;
         tv.tv_sec = l->search_timeout_ms / 1000;
         tv.tv_usec = (l->search_timeout_ms % 1000) * 1000;
-        rc = ldap_search_ext_s(c->ld, base, scope, filter, l->want, 0, ctrls,
+        rc = ldap_search_ext_s(c->ld, base, scope, filter, attrs, 0, ctrls,
                                NULL, &tv, sizelimit, res_r);
         if (kg__ldap_conn_error(rc)) {
             char *diag = NULL;
@@ -110,10 +119,15 @@ static kg_result ld_lookup(void *inst, kg_call *call,
     if (kg__ldap_find(l, filter, &f, err, sizeof(err)) != KG__S_OK)
         goto out;
     if (f.n == 1 && f.rec != NULL) {
-        /* Found: a copy behind a referral not followed is not looked for. */
-        *rec_r = f.rec;
-        f.rec = NULL;
-        r = KG_RESULT_OK;
+        /* Found: a copy behind a referral not followed is not looked for.
+         * Its account is read with it (accounts.c). */
+        if (f.account_down) {
+            r = KG_RESULT_UNAVAILABLE;
+        } else {
+            *rec_r = f.rec;
+            f.rec = NULL;
+            r = KG_RESULT_OK;
+        }
     } else if (f.n == 0 && f.incomplete) {
         /* Part of the tree did not answer (a referral not followed, or
          * its server down): the key may be there, so not "unknown". */
@@ -146,6 +160,10 @@ static const struct kg_keystore_ops ld_ops = {
     .put = kg__ldap_put,
     .reload = ld_reload,
     .touch = NULL,  /* see the comment at the top */
+    .account_get = kg__ldap_account_get,
+    .account_list = kg__ldap_account_list,
+    .account_put = kg__ldap_account_put,
+    .account_delete = kg__ldap_account_delete,
 };
 
 KG_PLUGIN_DEFINE(ldap) = {

@@ -30,6 +30,7 @@ enum {
     KG__LA_CREATED,
     KG__LA_LAST_USED,
     KG__LA_LIMITS,
+    KG__LA_ACCOUNT,   /* the id of the key's account (docs/ldap.md "Accounts") */
     KG__LA_COUNT
 };
 
@@ -84,6 +85,7 @@ typedef struct kg__ldap {
     char *attr_store[KG__LA_COUNT];
     char *object_class;
     char *rdn_attr;      /* new entries: <rdn_attr>=<id>,<base_dn> */
+    char *accounts_dn;   /* where account entries are (accounts.c) */
     char **want;         /* the attribute list given to searches */
 
     /* the pool: `pool_size` idle-or-busy connections at most; 0 means
@@ -114,6 +116,12 @@ kg__ldap_sres kg__ldap_search(kg__ldap *l, const char *base, int scope,
                               int sizelimit, kg__ldap_conn **c_r,
                               LDAPMessage **res_r, int *rc_r, char *err,
                               size_t errlen);
+/* The same, asking for `attrs` (NULL-terminated) instead of the keys'. */
+kg__ldap_sres kg__ldap_search_attrs(kg__ldap *l, const char *base, int scope,
+                                    const char *filter, char **attrs,
+                                    LDAPControl **ctrls, int sizelimit,
+                                    kg__ldap_conn **c_r, LDAPMessage **res_r,
+                                    int *rc_r, char *err, size_t errlen);
 
 /* ---- chase.c --------------------------------------------------------- */
 
@@ -124,6 +132,7 @@ typedef struct kg__ldap_found {
                          * when it lacks a hash or a plan (why says so) */
     int incomplete;     /* a referral or continuation reference was not
                          * followed (referrals: false) or did not answer */
+    int account_down;   /* the record's account could not be read */
     char why[512];
 } kg__ldap_found;
 
@@ -150,6 +159,48 @@ kg_error kg__ldap_get(void *inst, const char *id, kg_record **rec_r,
 kg_error kg__ldap_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag);
 kg_error kg__ldap_put(void *inst, const kg_record *r, int create,
                       kg_diag *diag);
+/* Called by kg__ldap_page() for each entry; non-zero stops. */
+typedef int (*kg__ldap_entry_cb)(kg__ldap *l, LDAP *ld, LDAPMessage *e, void *ud);
+kg_error kg__ldap_page(kg__ldap *l, const char *base, int scope,
+                       const char *filter, char **attrs, kg__ldap_entry_cb cb,
+                       void *ud, kg_diag *diag);
+/* KG_ERR_UNAVAILABLE, the diag saying the directory did not answer. */
+kg_error kg__ldap_down(kg_diag *diag, const char *err);
+/* What a refused write (rc) of dn means, in the diag. */
+kg_error kg__ldap_write_error(kg__ldap *l, int rc, const char *uri,
+                              const char *dn, kg_diag *diag);
+/* A write operation on connection c: sets *conn_failed_r when the
+ * connection (not the request) failed. */
+typedef kg_error (*kg__ldap_write_fn)(kg__ldap *l, kg__ldap_conn *c, void *ud,
+                                      int *conn_failed_r, kg_diag *diag);
+/* Run fn on a connection, once more on a new one if a pooled one turned
+ * out dead (not on the next server: the write may have been done). */
+kg_error kg__ldap_write(kg__ldap *l, kg__ldap_write_fn fn, void *ud,
+                        kg_diag *diag);
+
+/* ---- accounts.c ------------------------------------------------------ */
+
+/* The account ops (docs/plugins.md "Accounts"). */
+kg_error kg__ldap_account_get(void *inst, const char *id, kg_account **a_r,
+                              kg_diag *diag);
+kg_error kg__ldap_account_list(void *inst, kg_account_cb cb, void *ud,
+                               kg_diag *diag);
+kg_error kg__ldap_account_put(void *inst, const kg_account *a, int create,
+                              kg_diag *diag);
+kg_error kg__ldap_account_delete(void *inst, const char *id, int with_keys,
+                                 kg_diag *diag);
+/* Attach the account rec names (by id) to rec, and its plan, searched
+ * under base on ld (the connection that found the key): KG__S_OK
+ * (attached, or no such account: rec keeps the id alone and a check
+ * refuses it), KG__S_DOWN (the directory did not answer). */
+kg__ldap_sres kg__ldap_attach_account(kg__ldap *l, LDAP *ld, const char *base,
+                                      kg_record *rec);
+/* On connection c: the account of its own that a key written without
+ * one gets (created; its id into id_out). */
+kg_error kg__ldap_account_of_its_own(kg__ldap *l, kg__ldap_conn *c,
+                                     const kg_record *r, char *id_out,
+                                     size_t idlen, int *conn_failed_r,
+                                     kg_diag *diag);
 
 /* ---- conn.c ---------------------------------------------------------- */
 
@@ -243,5 +294,26 @@ void kg__ldap_mods_free(LDAPMod **mods);
 char *kg__ldap_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The DN of a new entry for id: <rdn_attr>=<id escaped per RFC 4514>,<base>. */
 char *kg__ldap_new_dn(const kg__ldap *l, const char *id);
+/* The same under another base, named attr=value. */
+char *kg__ldap_dn_under(const char *attr, const char *value, const char *base);
+/* The values of attribute `attr` of entry e as C strings (values holding
+ * a NUL are skipped), *n_r of them, NULL-terminated; free with
+ * kg__ldap_free_values().  NULL when there are none. */
+char **kg__ldap_values(LDAP *ld, LDAPMessage *e, const char *attr, size_t *n_r);
+void kg__ldap_free_values(char **v);
+/* "name=count/window[:burst]" (window in seconds, or with s/m/h/d/w):
+ * 0, or -1 if it is not that. */
+int kg__ldap_parse_limit(const char *s, char *name, size_t namelen,
+                         int64_t *count, int64_t *window, int64_t *burst);
+/* The inverse ("hour=10/3600:5"), malloc()ed; NULL when out of memory. */
+char *kg__ldap_format_limit(const char *name, int64_t count, int64_t window,
+                            int64_t burst);
+/* Append one modification of attr (n values, copied; a replace with none
+ * deletes the attribute): 0, or -1 when out of memory.  *mods stays
+ * NULL-terminated. */
+int kg__ldap_mod(LDAPMod ***mods, size_t *nm, int op, const char *attr,
+                 const char *const *vals, size_t n);
+/* RFC 4515-escaped value for a filter, malloc()ed (NULL: no memory). */
+char *kg__ldap_escape(const char *value);
 
 #endif

@@ -123,6 +123,7 @@ void kg__ldap_destroy(void *inst)
     free(l->cert_file);
     free(l->key_file);
     free(l->base_dn);
+    free(l->accounts_dn);
     free(l->filter);
     free(l->list_filter);
     free(l->id_filter);
@@ -262,6 +263,8 @@ kg_error kg__ldap_create(kg_opts *o, void **inst_r)
                           "key entries are, e.g. ou=apikeys,dc=example,dc=com");
         goto fail;
     }
+    if ((e = opt_str(o, "accounts_dn", l->base_dn, &l->accounts_dn)) != KG_OK)
+        goto fail;
     if (strcmp(scope, "sub") == 0) l->scope = LDAP_SCOPE_SUBTREE;
     else if (strcmp(scope, "one") == 0) l->scope = LDAP_SCOPE_ONELEVEL;
     else if (strcmp(scope, "base") == 0) l->scope = LDAP_SCOPE_BASE;

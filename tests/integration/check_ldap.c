@@ -10,7 +10,7 @@
  *   KG_LDAP_CTL                a script: `$KG_LDAP_CTL stop|start|pause|resume|ensure a|b`
  * The clock is injected: cache expiry and failback never sleep.
  */
-#include "../unit/testutil.h"
+#include "../unit/accttest.h"  /* testutil.h, and the stores' shared account tests */
 
 #include <pthread.h>
 #include <time.h>
@@ -723,6 +723,130 @@ START_TEST(test_both_hung)
 }
 END_TEST
 
+/* ---- accounts (docs/ldap.md "Accounts") ------------------------------------ */
+
+/*
+ * sqltest.h's account policy on the ldap store of server A, writable
+ * (cn=keygate-rw), no cache: free counts `hour` (10) per account and
+ * `ci` per key, applying the account's ceiling; pro counts `hour` (200).
+ */
+static kg_policy *acct_policy(void)
+{
+    return tu_policyf(ctx,
+                      "version: 1\n"
+                      "key_prefix: whizo\n"
+                      "credential: [{module: bearer}]\n"
+                      "keystore:\n"
+                      "  - module: ldap\n"
+                      "    options:\n"
+                      "      uris: %s\n"
+                      "      base_dn: ou=apikeys,dc=example,dc=com\n"
+                      "      bind_dn: cn=keygate-rw,ou=services,dc=example,dc=com\n"
+                      "      bind_password: writepw\n"
+                      "      writable: true\n"
+                      "      search_timeout: 2s\n"
+                      "plans:\n"
+                      "  free:\n"
+                      "    account: [{module: ipacl}, {module: scope, options: {routes: "
+                      "{\"POST /v1/jobs\": jobs:write}, unmapped: allow}}]\n"
+                      "    limit:\n"
+                      "      - {module: fixed_window, control: requisite, options: {name: hour, count: 10, window: 1h}}\n"
+                      "      - {module: fixed_window, control: requisite, per: key, options: {name: ci, count: 100, window: 1h}}\n"
+                      "  pro: {limit: [{module: fixed_window, control: requisite, options: {name: hour, count: 200, window: 1h}}]}\n",
+                      uris_a);
+}
+
+/* The model, as the file and sql stores keep it: create, get by id and by
+ * external id, clashes named by field and nothing written, update (the
+ * keys follow the plan), delete refused while keys live, with_keys
+ * revoking them (their account id kept). */
+START_TEST(test_accounts_model)
+{
+    kg_policy *p = acct_policy();
+    test_accounts_crud(p, "ldap");
+    kg_policy_free(p);
+}
+END_TEST
+
+/* Three keys share the account's 10 an hour; suspension is read with
+ * the key (a second search, no cache here) and resume restores. */
+START_TEST(test_accounts_quota_and_suspension)
+{
+    kg_policy *p = acct_policy();
+    test_accounts_shared_quota(p);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* A key created without an account gets one of its own (an apiAccount
+ * entry, its limit override moved there); an entry written before
+ * accounts (no apiKeyAccount) still checks, as its own account. */
+START_TEST(test_accounts_own_and_old)
+{
+    kg_policy *p = acct_policy();
+    kg_record *r = kg_record_new(), *got = NULL;
+    kg_account *a = NULL;
+    char key[KG_KEY_MAX], want[KG_ACCOUNT_ID_MAX + 8], aid[160];
+    const char *name;
+    int64_t c, w, b;
+    kg_diag d;
+
+    kg_record_set_plan(r, "free");
+    kg_record_set_name(r, "solo");
+    kg_record_add_limit(r, "hour", 3, 3600, 0);
+    tu_keys_create(p, r, key);
+    memset(&d, 0, sizeof(d));
+    ck_assert_msg(kg_keys_get(p, kg_record_id(r), &got, &d) == KG_OK, "%s", d.message);
+    snprintf(want, sizeof(want), "acct_%s", kg_record_id(r) + 2);
+    ck_assert_str_eq(kg_record_account_id(got), want);
+    ck_assert_int_eq(kg_record_limit_count(got), 0);
+    ck_assert_msg(kg_accounts_get(p, want, &a, &d) == KG_OK, "%s", d.message);
+    ck_assert_str_eq(kg_account_plan(a), "free");
+    ck_assert_str_eq(kg_account_name(a), "solo");
+    ck_assert_int_eq(kg_account_limit_count(a), 1);
+    kg_account_limit(a, 0, &name, &c, &w, &b);
+    ck_assert_str_eq(name, "hour");
+    ck_assert_int_eq(c, 3);
+    /* the override counts for the account: 3, then 429 */
+    ck_assert_int_eq(test_check_account(p, key, aid, sizeof(aid)), KG_CODE_NONE);
+    ck_assert_str_eq(aid, want);
+    ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_NONE);
+    ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_NONE);
+    ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_RATE_LIMITED);
+    kg_account_unref(a);
+    kg_record_unref(got);
+    kg_record_unref(r);
+    kg_policy_free(p);
+
+    /* k_only_a was added without apiKeyAccount: still checks */
+    p = policy(uris_a, READER, "");
+    ASSERT_CODE(p, k_only_a, KG_CODE_NONE);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* A key whose apiKeyAccount names no entry is refused (401), not
+ * treated as an account of its own. */
+START_TEST(test_accounts_dangling)
+{
+    kg_policy *p = acct_policy();
+    kg_account *a = test_account_new(p, "Gone soon", "free", NULL);
+    kg_record *r;
+    char key[KG_KEY_MAX];
+    kg_diag d;
+
+    r = test_key_for(p, a, key);
+    ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_NONE);
+    /* the account entry removed behind keygate's back */
+    memset(&d, 0, sizeof(d));
+    ck_assert_msg(kg_accounts_delete(p, kg_account_id(a), 1, &d) == KG_OK, "%s", d.message);
+    ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_KEY_REVOKED);
+    kg_record_unref(r);
+    kg_account_unref(a);
+    kg_policy_free(p);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ldap");
@@ -741,6 +865,10 @@ static Suite *suite(void)
     tcase_add_test(t, test_filter_template);
     tcase_add_test(t, test_bad_options);
     tcase_add_test(t, test_pool_threads);
+    tcase_add_test(t, test_accounts_model);
+    tcase_add_test(t, test_accounts_quota_and_suspension);
+    tcase_add_test(t, test_accounts_own_and_old);
+    tcase_add_test(t, test_accounts_dangling);
     suite_add_tcase(s, t);
     /* Last: these stop and start the servers. */
     t = tcase_create("outage");

@@ -109,8 +109,8 @@ expect() {
 why() {
     if grep -q -- "$2" "$T/why"; then ok "$1"; else bad "$1: $(cat "$T/why")"; fi
 }
-ALLOWED1="1 allowed 200 ok key=$ID1 plan=partner priority=3 *"
-ALLOWED2="1 allowed 200 ok key=$ID2 plan=partner priority=3 *"
+ALLOWED1="1 allowed 200 ok key=$ID1 account=acct_${ID1#k_} plan=partner priority=3 *"
+ALLOWED2="1 allowed 200 ok key=$ID2 account=acct_${ID2#k_} plan=partner priority=3 *"
 UNAVAIL="1 denied 503 auth_unavailable*"
 UNKNOWN="1 denied 401 unauthorized*"
 
