@@ -825,24 +825,59 @@ START_TEST(test_accounts_own_and_old)
 }
 END_TEST
 
-/* A key whose apiKeyAccount names no entry is refused (401), not
- * treated as an account of its own. */
+/* Remove an entry as the directory's administrator (behind keygate). */
+static void raw_delete(const char *uri, const char *dn)
+{
+    LDAP *ld;
+    struct berval pw = { 6, (char *)"secret" };
+    int v3 = LDAP_VERSION3, rc;
+
+    ck_assert_int_eq(ldap_initialize(&ld, uri), LDAP_SUCCESS);
+    ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+    rc = ldap_sasl_bind_s(ld, "cn=admin,dc=example,dc=com", LDAP_SASL_SIMPLE, &pw,
+                          NULL, NULL, NULL);
+    if (rc == LDAP_SUCCESS)
+        rc = ldap_delete_ext_s(ld, dn, NULL, NULL);
+    ck_assert_msg(rc == LDAP_SUCCESS, "delete %s: %s", dn, ldap_err2string(rc));
+    ldap_unbind_ext_s(ld, NULL, NULL);
+}
+
+/* A key whose apiKeyAccount names no entry (removed behind keygate's
+ * back) is refused (401), not treated as an account of its own; with
+ * --with-keys through keygate, the key is revoked (its account id kept). */
 START_TEST(test_accounts_dangling)
 {
     kg_policy *p = acct_policy();
     kg_account *a = test_account_new(p, "Gone soon", "free", NULL);
-    kg_record *r;
-    char key[KG_KEY_MAX];
+    kg_account *b = test_account_new(p, "Goes properly", "free", NULL);
+    kg_record *r, *rb, *got = NULL;
+    kg_decision *dec;
+    char key[KG_KEY_MAX], kb[KG_KEY_MAX], dn[256];
     kg_diag d;
 
     r = test_key_for(p, a, key);
+    rb = test_key_for(p, b, kb);
     ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_NONE);
-    /* the account entry removed behind keygate's back */
+    snprintf(dn, sizeof(dn), "apiAccountId=%s,ou=apikeys,dc=example,dc=com",
+             kg_account_id(a));
+    raw_delete(A, dn);
+    dec = tu_check_bearer(p, key, "GET", "/v1/scrape", "127.0.0.1");
+    ck_assert_int_eq(kg_decision_status(dec), 401);
+    ck_assert_int_eq(kg_decision_code(dec), KG_CODE_UNAUTHORIZED);
+    ck_assert_msg(strstr(kg_decision_message(dec), "account") != NULL, "%s",
+                  kg_decision_message(dec));
+    kg_decision_free(dec);
+
     memset(&d, 0, sizeof(d));
-    ck_assert_msg(kg_accounts_delete(p, kg_account_id(a), 1, &d) == KG_OK, "%s", d.message);
-    ck_assert_int_eq(test_check_account(p, key, NULL, 0), KG_CODE_KEY_REVOKED);
+    ck_assert_msg(kg_accounts_delete(p, kg_account_id(b), 1, &d) == KG_OK, "%s", d.message);
+    ck_assert_int_eq(test_check_account(p, kb, NULL, 0), KG_CODE_KEY_REVOKED);
+    ck_assert_int_eq(kg_keys_get(p, kg_record_id(rb), &got, &d), KG_OK);
+    ck_assert_str_eq(kg_record_account_id(got), kg_account_id(b));
+    kg_record_unref(got);
     kg_record_unref(r);
+    kg_record_unref(rb);
     kg_account_unref(a);
+    kg_account_unref(b);
     kg_policy_free(p);
 }
 END_TEST
