@@ -5,7 +5,11 @@
  * memory.  Lets bench/check measure the core with a million keys
  * without a million-record YAML file.
  *
- * Options: keys_file (path), plan (default pro).
+ * Options: keys_file (path), plan (default pro).  KG_BENCH_ACCOUNTS=N in
+ * the environment puts the keys in N accounts (key i in account i mod N,
+ * attached to its record as a store that keeps accounts does), so that
+ * the limits count per account; an older build ignores it, so that
+ * bench/ab.sh can compare the two with one command line.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +41,9 @@ static kg_error ms_create(kg_opts *o, void **inst_r)
     const char *path, *plan;
     FILE *f;
     char line[128];
-    size_t n = 0, id = 0;
+    size_t n = 0, id = 0, nacct = 0, i;
+    kg_account **accts = NULL;
+    const char *env = getenv("KG_BENCH_ACCOUNTS");
     kg_error e = KG_OK;
 
     if (m == NULL)
@@ -56,6 +62,19 @@ static kg_error ms_create(kg_opts *o, void **inst_r)
         ms_destroy(m);
         return e;
     }
+    if (env != NULL && (nacct = strtoul(env, NULL, 10)) > 0) {
+        if ((accts = calloc(nacct, sizeof(*accts))) == NULL)
+            e = KG_ERR_NOMEM;
+        for (i = 0; e == KG_OK && i < nacct; i++) {
+            char aid[32];
+            snprintf(aid, sizeof(aid), "acct_%zu", i);
+            if ((accts[i] = kg_account_new()) == NULL ||
+                kg_account_set_id(accts[i], aid) != KG_OK ||
+                kg_account_set_name(accts[i], aid) != KG_OK ||
+                kg_account_set_plan(accts[i], plan) != KG_OK)
+                e = KG_ERR_NOMEM;
+        }
+    }
     while (e == KG_OK && fgets(line, sizeof(line), f)) {
         unsigned char h[KG_HASH_LEN];
         char idbuf[32];
@@ -69,10 +88,16 @@ static kg_error ms_create(kg_opts *o, void **inst_r)
         kg_record_set_id(r, idbuf);
         kg_record_set_plan(r, plan);
         kg_record_set_hash(r, h);
-        e = kg_record_table_add(m->table, r);
+        if (nacct > 0)
+            e = kg_record_set_account(r, accts[(id - 1) % nacct]);
+        if (e == KG_OK)
+            e = kg_record_table_add(m->table, r);
         kg_record_unref(r);
     }
     fclose(f);
+    for (i = 0; accts != NULL && i < nacct; i++)
+        kg_account_unref(accts[i]);  /* the records hold theirs */
+    free(accts);
     if (e != KG_OK) {
         ms_destroy(m);
         return e;

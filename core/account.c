@@ -13,9 +13,12 @@
 
 kg_account *kg_account_new(void)
 {
-    kg_account *a = calloc(1, sizeof(*a));
-    if (a != NULL)
-        atomic_init(&a->refs, 1);
+    kg_account *a;
+    /* Aligned: the fields a check reads are one cache line. */
+    if (posix_memalign((void **)&a, 64, sizeof(*a)) != 0)
+        return NULL;
+    memset(a, 0, sizeof(*a));
+    atomic_init(&a->refs, 1);
     return a;
 }
 
@@ -31,10 +34,12 @@ void kg_account_unref(kg_account *a)
     if (a == NULL ||
         atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(a->id);
+    if (a->id != a->idbuf)
+        free(a->id);
     free(a->external_id);
     free(a->name);
-    free(a->plan);
+    if (a->plan != a->planbuf)
+        free(a->plan);
     free(a->metadata);
     kg__strv_free(a->perms, a->nperms);
     kg__strv_free(a->cidrs, a->ncidrs);
@@ -43,20 +48,10 @@ void kg_account_unref(kg_account *a)
     free(a);
 }
 
-static kg_error set_str(char **dst, const char *s)
-{
-    char *p = NULL;
-    if (s != NULL && (p = strdup(s)) == NULL)
-        return KG_ERR_NOMEM;
-    free(*dst);
-    *dst = p;
-    return KG_OK;
-}
-
-kg_error kg_account_set_id(kg_account *a, const char *s) { return set_str(&a->id, s); }
-kg_error kg_account_set_external_id(kg_account *a, const char *s) { return set_str(&a->external_id, s); }
-kg_error kg_account_set_name(kg_account *a, const char *s) { return set_str(&a->name, s); }
-kg_error kg_account_set_plan(kg_account *a, const char *s) { return set_str(&a->plan, s); }
+kg_error kg_account_set_id(kg_account *a, const char *s) { return kg__str_set_inline(&a->id, a->idbuf, sizeof(a->idbuf), s); }
+kg_error kg_account_set_external_id(kg_account *a, const char *s) { return kg__str_set(&a->external_id, s); }
+kg_error kg_account_set_name(kg_account *a, const char *s) { return kg__str_set(&a->name, s); }
+kg_error kg_account_set_plan(kg_account *a, const char *s) { return kg__str_set_inline(&a->plan, a->planbuf, sizeof(a->planbuf), s); }
 
 kg_error kg_account_set_metadata(kg_account *a, const char *json)
 {
@@ -157,11 +152,11 @@ kg_account *kg_account_dup(const kg_account *a)
 
     if (a == NULL || (c = kg_account_new()) == NULL)
         return NULL;
-    e |= set_str(&c->id, a->id);
-    e |= set_str(&c->external_id, a->external_id);
-    e |= set_str(&c->name, a->name);
-    e |= set_str(&c->plan, a->plan);
-    e |= set_str(&c->metadata, a->metadata);
+    e |= kg_account_set_id(c, a->id);
+    e |= kg__str_set(&c->external_id, a->external_id);
+    e |= kg__str_set(&c->name, a->name);
+    e |= kg_account_set_plan(c, a->plan);
+    e |= kg__str_set(&c->metadata, a->metadata);
     c->status = a->status;
     c->created = a->created;
     c->updated = a->updated;

@@ -62,7 +62,7 @@ int kg_call_limit(kg_call *c, const char *name, int64_t *count,
         return 0;
     /* A line counted per account reads the account's overrides; one
      * counted per key (or a key without an account), the key's. */
-    if (c->account != NULL && !c->per_key)
+    if (c->account != NULL && !c->per_key && c->record->acct_nlimits > 0)
         o = kg__override_find(c->account->limits, c->account->nlimits, name);
     else
         o = kg__override_find(c->record->limits, c->record->nlimits, name);

@@ -341,7 +341,7 @@ static size_t batch_span(const kg__stack *st, size_t i)
 static void set_subject(kg_call *c, const kg__line *l)
 {
     c->per_key = l->per_key;
-    c->subject = c->account != NULL && !l->per_key ? c->account->id
+    c->subject = c->account != NULL && !l->per_key ? c->record->account_id
                                                    : c->record->id;
 }
 
@@ -569,12 +569,13 @@ static kg_error check(const kg_policy *p, const kg_request *req,
                           "does not exist", "core:account");
         goto done;
     }
-    if (acct != NULL && acct->status == KG_ACCOUNT_SUSPENDED) {
+    /* Read from the record's copies (record.c), not the account's line. */
+    if (acct != NULL && rec->acct_suspended) {
         kg__decision_deny(d, KG_CODE_ACCOUNT_SUSPENDED, "this API key's "
                           "account is suspended", "core:account");
         goto done;
     }
-    plan_name = acct != NULL ? acct->plan : rec->plan;
+    plan_name = rec->plan;   /* the account's, when it has one */
     plan = kg__policy_plan(p, plan_name);
     if (plan == NULL) {
         char msg[200];

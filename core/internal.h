@@ -87,6 +87,13 @@ char *kg__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int kg__strcaseeq(const char *a, const char *b);
 /* Copy with truncation, always NUL-terminated (no printf on hot paths). */
 void kg__strlcpy(char *dst, const char *src, size_t size);
+/* *dst = a copy of s (NULL: none), the old one freed: KG_ERR_NOMEM
+ * leaves it as it was. */
+kg_error kg__str_set(char **dst, const char *s);
+/* The same, into buf (size bytes, owned by the same object) when s fits:
+ * no allocation, and no cache miss apart from the object's when a check
+ * reads it. */
+kg_error kg__str_set_inline(char **dst, char *buf, size_t size, const char *s);
 /* Free a string after overwriting it. */
 void kg__free_secret(char *s);
 
@@ -277,12 +284,21 @@ struct kg_record {
      * field that changes after a record is made, hence atomic, and here
      * in the second line, which a check has read already. */
     _Atomic int64_t last_used;
+    /* Third line: what a check reads of the key's account, copied when
+     * it is attached (an attached account never changes), so that the
+     * check does not wait for the account's own cache line after the
+     * record's: at a hundred thousand accounts that was a miss in a row
+     * (the account's plan goes into `plan`, kg_record_set_account). */
+    char acct_idbuf[24];     /* its id, when it fits ("acct_" + 16 hex) */
+    uint32_t acct_nlimits;   /* its limit overrides: 0, none to look up */
+    int acct_suspended;
     /* The rest. */
     /* The record table the record was placed in (rtable.c), or NULL for
      * a record of its own cell: read only when the last reference goes. */
     struct kg_record_table *table;
-    /* The account's id: the account's own string while one is attached
-     * (no copy), else a copy (management: the account a key is for). */
+    /* The account's id: acct_idbuf (or the account's own string if
+     * longer) while one is attached, else a copy (management: the
+     * account a key is for). */
     char *account_id;
     char *name;
     char *prefix;
@@ -327,12 +343,19 @@ void kg__json_time(kg__buf *b, const char *key, int64_t t);
 /* ---- account.c: account records ------------------------------------ */
 
 struct kg_account {
+    /* What a check reads, in the first cache line (the struct is 64-byte
+     * aligned): at a hundred thousand accounts the account is a cache
+     * miss behind its key's record, and its id (the limits' subject) and
+     * plan each another if they lived apart. */
     atomic_int refs;
     kg_account_status status;
-    char *id;
+    char *id;                 /* idbuf, or the heap if longer */
+    char *plan;               /* planbuf, or the heap if longer */
+    char idbuf[24];           /* "acct_" + 16 hex digits fits */
+    char planbuf[16];
+    /* The rest. */
     char *external_id;
     char *name;
-    char *plan;
     char *metadata;           /* a JSON object, or NULL */
     int64_t created, updated;
     char **perms;

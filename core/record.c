@@ -69,6 +69,8 @@ static void drop_account(kg_record *r)
         kg_account_unref(r->account);
         r->account = NULL;
         r->account_id = NULL;
+        r->acct_nlimits = 0;
+        r->acct_suspended = 0;
     } else {
         free(r->account_id);
         r->account_id = NULL;
@@ -107,37 +109,10 @@ void kg_record_unref(kg_record *r)
         kg__cells_free(&records, r);
 }
 
-static kg_error set_str(char **dst, const char *s)
-{
-    char *p = NULL;
-    if (s != NULL && (p = strdup(s)) == NULL)
-        return KG_ERR_NOMEM;
-    free(*dst);
-    *dst = p;
-    return KG_OK;
-}
-
-/* A short string goes into the record's own buffer (no allocation, and
- * no cache miss apart from the record's when a check reads it). */
-static kg_error set_inline(char **dst, char *buf, size_t size, const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (s == NULL || n >= size) {
-        if (*dst == buf)
-            *dst = NULL;
-        return set_str(dst, s);
-    }
-    if (*dst != buf)
-        free(*dst);
-    memmove(buf, s, n + 1);
-    *dst = buf;
-    return KG_OK;
-}
-
-kg_error kg_record_set_id(kg_record *r, const char *s) { return set_inline(&r->id, r->idbuf, sizeof(r->idbuf), s); }
-kg_error kg_record_set_plan(kg_record *r, const char *s) { return set_inline(&r->plan, r->planbuf, sizeof(r->planbuf), s); }
-kg_error kg_record_set_name(kg_record *r, const char *s) { return set_str(&r->name, s); }
-kg_error kg_record_set_prefix(kg_record *r, const char *s) { return set_str(&r->prefix, s); }
+kg_error kg_record_set_id(kg_record *r, const char *s) { return kg__str_set_inline(&r->id, r->idbuf, sizeof(r->idbuf), s); }
+kg_error kg_record_set_plan(kg_record *r, const char *s) { return kg__str_set_inline(&r->plan, r->planbuf, sizeof(r->planbuf), s); }
+kg_error kg_record_set_name(kg_record *r, const char *s) { return kg__str_set(&r->name, s); }
+kg_error kg_record_set_prefix(kg_record *r, const char *s) { return kg__str_set(&r->prefix, s); }
 
 void kg_record_set_hash(kg_record *r, const unsigned char hash[KG_HASH_LEN])
 {
@@ -189,12 +164,24 @@ kg_error kg_record_add_permission(kg_record *r, const char *p)
 
 kg_error kg_record_set_account(kg_record *r, kg_account *a)
 {
+    size_t n;
     if (a == NULL || a->id == NULL)
         return KG_ERR_INVALID;
+    /* The key's plan is its account's (docs/policy.md "Accounts"). */
+    if (a->plan != NULL && kg_record_set_plan(r, a->plan) != KG_OK)
+        return KG_ERR_NOMEM;
     kg_account_ref(a);
     drop_account(r);
     r->account = a;
-    r->account_id = a->id;
+    n = strlen(a->id);
+    if (n < sizeof(r->acct_idbuf)) {
+        memcpy(r->acct_idbuf, a->id, n + 1);
+        r->account_id = r->acct_idbuf;
+    } else {
+        r->account_id = a->id;
+    }
+    r->acct_nlimits = a->nlimits;
+    r->acct_suspended = a->status == KG_ACCOUNT_SUSPENDED;
     return KG_OK;
 }
 

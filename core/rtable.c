@@ -131,15 +131,18 @@ void kg_record_table_prefetch(const kg_record_table *t,
 
     if (t == NULL)
         return;
-    /* The two lines a check reads of the record at the hash's place, and
-     * of the next place, where a third of the records (those whose place
-     * was taken) are. */
+    /* The lines a check reads of the record at the hash's place, and of
+     * the next place, where a third of the records (those whose place
+     * was taken) are: two, and the third for a key with an account (its
+     * copies of the account's fields). */
     c = (const char *)place(t, home(t, hash));
     __builtin_prefetch(c);
     __builtin_prefetch(c + 64);
+    __builtin_prefetch(c + 128);
     c = (const char *)place(t, (home(t, hash) + 1) & (t->nplaces - 1));
     __builtin_prefetch(c);
     __builtin_prefetch(c + 64);
+    __builtin_prefetch(c + 128);
 }
 
 size_t kg_record_table_count(const kg_record_table *t)

@@ -135,6 +135,34 @@ const char *kg_diag_format(const kg_diag *d, char *buf, size_t size)
     return buf;
 }
 
+kg_error kg__str_set(char **dst, const char *s)
+{
+    char *p = NULL;
+    if (s != NULL && (p = strdup(s)) == NULL)
+        return KG_ERR_NOMEM;
+    free(*dst);
+    *dst = p;
+    return KG_OK;
+}
+
+kg_error kg__str_set_inline(char **dst, char *buf, size_t size, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (s == NULL || n >= size) {
+        char *old = *dst == buf ? NULL : *dst, *p = NULL;
+        if (s != NULL && (p = strdup(s)) == NULL)
+            return KG_ERR_NOMEM;
+        free(old);
+        *dst = p;
+        return KG_OK;
+    }
+    if (*dst != buf)
+        free(*dst);
+    memmove(buf, s, n + 1);
+    *dst = buf;
+    return KG_OK;
+}
+
 char *kg__strdup(const char *s)
 {
     return s ? strdup(s) : NULL;
