@@ -295,6 +295,9 @@ struct kg_record {
      * strings that are not networks are left out (they match nothing). */
     kg_cidr *nets;
     size_t nnets;
+    /* A rotation's link (plugin.h kg_record_set_replaced_by), or NULL. */
+    char *replaced_by;
+    char *replaces;
 };
 
 /* ---- record.c: lists shared by key records and accounts ------------- */
