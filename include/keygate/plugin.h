@@ -52,8 +52,11 @@ extern "C" {
  * 5: accounts: struct kg_keystore_ops gained account_get, account_list,
  * account_put and account_delete (abi_minor >= 5); records carry their
  * account (kg_record_set_account); kg_call_account(), kg_call_subject(),
- * kg_account_allowed_nets(). */
-#define KG_PLUGIN_ABI_MINOR 5
+ * kg_account_allowed_nets().
+ * 6: struct kg_keystore_ops gained audit_append and audit_query (the
+ * audit log, keygate/audit.h; abi_minor >= 6); records carry a
+ * rotation's link (kg_record_set_replaced_by, kg_record_set_replaces). */
+#define KG_PLUGIN_ABI_MINOR 6
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
