@@ -21,11 +21,13 @@ static const char insert_sql[] =
     "actor, client, action, target, account_id, changes, result) VALUES "
     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 /* Static, so that drivers may keep it prepared: a filter left out is a
- * NULL parameter, the bounds are numbers that include every row. */
+ * NULL parameter (typed by the CAST: PostgreSQL cannot tell the type of
+ * a bare `$1 IS NULL`), the bounds are numbers that include every row. */
 static const char query_sql[] =
     "SELECT " AUDIT_COLS " FROM keygate_audit WHERE "
-    "($1 IS NULL OR account_id = $1) AND ($2 IS NULL OR target = $2) AND "
-    "($3 IS NULL OR action = $3) AND time_ms >= $4 AND time_ms < $5 AND "
+    "(CAST($1 AS TEXT) IS NULL OR account_id = $1) AND "
+    "(CAST($2 AS TEXT) IS NULL OR target = $2) AND "
+    "(CAST($3 AS TEXT) IS NULL OR action = $3) AND time_ms >= $4 AND time_ms < $5 AND "
     "id < $6 ORDER BY id DESC LIMIT $7";
 
 kg_error sql_audit_append(void *inst, const kg_audit_record *r, kg_diag *diag)
