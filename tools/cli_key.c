@@ -357,8 +357,9 @@ static int key_rotate(struct cli *c, kg_policy *p, const struct key_edit *e,
         return err == KG_ERR_NOT_FOUND ? EXIT_DENIED : EXIT_USAGE;
     }
     if (c->json) {
-        char *j = kg_record_to_json(nr);
-        printf("{\"key\":\"%s\",\"replaces\":\"%s\",%s\n", key, id, j ? j + 1 : "}");
+        /* The new key's record names the key it replaces ("replaces"). */
+        char *j = kg_record_to_json_at(nr, kg_context_now(c->ctx) / 1000000);
+        printf("{\"key\":\"%s\",%s\n", key, j ? j + 1 : "}");
         free(j);
     } else {
         printf("%s\n", key);

@@ -30,6 +30,8 @@ enum {
     KG__LA_CREATED,
     KG__LA_LAST_USED,
     KG__LA_LIMITS,
+    KG__LA_REPLACED_BY,  /* a rotation's link (ABI 1.6) */
+    KG__LA_REPLACES,
     KG__LA_COUNT
 };
 
@@ -85,6 +87,9 @@ typedef struct kg__ldap {
     char *object_class;
     char *rdn_attr;      /* new entries: <rdn_attr>=<id>,<base_dn> */
     char **want;         /* the attribute list given to searches */
+
+    /* the audit log: a JSON-lines file (audit_file), or NULL: none */
+    char *audit_file;
 
     /* the pool: `pool_size` idle-or-busy connections at most; 0 means
      * no pool (a connection per lookup, for comparison) */
