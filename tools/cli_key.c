@@ -186,8 +186,15 @@ static int key_create(struct cli *c, kg_policy *p, const struct key_edit *e)
      * stored record (plugin.h kg_keys_create). */
     if (kg_keys_get(p, kg_record_id(r), &stored, &d) != KG_OK)
         stored = kg_record_ref(r);
-    cli_audit_key(p, "key.create", NULL, NULL, stored, KG_OK);
     acct = kg_record_account_id(stored);
+    /* The account of its own the store made for the key is a change too. */
+    if (e->account == NULL && acct != NULL) {
+        kg_account *a = NULL;
+        if (kg_accounts_get(p, acct, &a, &d) == KG_OK)
+            cli_audit_account(p, "account.create", NULL, NULL, a, KG_OK);
+        kg_account_unref(a);
+    }
+    cli_audit_key(p, "key.create", NULL, NULL, stored, KG_OK);
     if (c->json) {
         char *j = kg_record_to_json(stored);
         /* {"id":...,"key":...,...record} */

@@ -61,7 +61,7 @@ run() {
 
     out=$($KG audit --json)
     lines=$(printf '%s\n' "$out" | grep -c '"action"')
-    [ "$lines" -eq 9 ] && ok "$store: nine records" || bad "$store: $lines records: $out"
+    [ "$lines" -eq 10 ] && ok "$store: ten records" || bad "$store: $lines records: $out"
     first=$(printf '%s\n' "$out" | grep '"action"' | head -1)
     printf '%s' "$first" | grep -q "\"action\":\"account.delete\",\"target\":\"$A2\"" &&
         ok "$store: newest first" || bad "$store: first is $first"
@@ -69,6 +69,8 @@ run() {
         ok "$store: actor cli:$ME" || bad "$store: actor: $out"
     printf '%s\n' "$out" | grep "\"action\":\"key.create\"" | grep -q "\"name\":{\"before\":null,\"after\":\"one\"}" &&
         ok "$store: create: the fields after" || bad "$store: create: $out"
+    printf '%s\n' "$out" | grep "\"action\":\"account.create\",\"target\":\"$ACC\"" | grep -q "\"plan\":{\"before\":null,\"after\":\"free\"}" &&
+        ok "$store: the key's account of its own, created" || bad "$store: account of its own: $out"
     printf '%s\n' "$out" | grep "\"action\":\"key.rotate\"" | grep -q "\"replaced_by\":{\"before\":null,\"after\":\"$ID2\"}" &&
         ok "$store: rotate: replaced_by, before and after" || bad "$store: rotate: $out"
     printf '%s\n' "$out" | grep "\"action\":\"key.revoke\",\"target\":\"$ID2\"" |
@@ -88,11 +90,11 @@ run() {
     n1=$($KG audit --json --target "$ID1" | grep -c '"action"')
     [ "$n1" -eq 2 ] && ok "$store: --target: 2" || bad "$store: --target gave $n1"
     n1=$($KG audit --json --account "$ACC" | grep -c '"action"')
-    [ "$n1" -eq 6 ] && ok "$store: --account: 6" || bad "$store: --account gave $n1"
+    [ "$n1" -eq 7 ] && ok "$store: --account: 7" || bad "$store: --account gave $n1"
     n1=$($KG audit --json --action key.revoke | grep -c '"action"')
     [ "$n1" -eq 2 ] && ok "$store: --action: 2" || bad "$store: --action gave $n1"
     n1=$($KG audit --json --since 1h | grep -c '"action"')
-    [ "$n1" -eq 9 ] && ok "$store: --since 1h: all" || bad "$store: --since 1h gave $n1"
+    [ "$n1" -eq 10 ] && ok "$store: --since 1h: all" || bad "$store: --since 1h gave $n1"
     n1=$($KG audit --json --until 2020-01-01 | grep -c '"action"')
     [ "$n1" -eq 0 ] && ok "$store: --until 2020-01-01: none" || bad "$store: --until gave $n1"
     n1=$($KG audit --json --since 2099-01-01 | grep -c '"action"')
@@ -153,7 +155,7 @@ run file
 mode=$(stat -c %a "$T/keys.audit.jsonl")
 [ "$mode" = 600 ] && ok "file: the log is 0600" || bad "file: mode $mode"
 n1=$(grep -c '' "$T/keys.audit.jsonl")
-[ "$n1" -eq 9 ] && ok "file: a record a line" || bad "file: $n1 lines"
+[ "$n1" -eq 10 ] && ok "file: a record a line" || bad "file: $n1 lines"
 
 [ $fail -eq 0 ] && echo "PASS: $n checks" || echo "FAIL"
 exit $fail
