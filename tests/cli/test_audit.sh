@@ -19,21 +19,7 @@ export KEYGATE_STATE_DIR
 T=$KEYGATE_STATE_DIR
 trap 'rm -rf "$T"' EXIT
 unset KEYGATE_CONFIG
-fail=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); echo "not ok $n - $1"; fail=1; }
-# expect DESC WANTED_RC PATTERN -- command...   (stdout+stderr matched)
-expect() {
-    desc=$1; want=$2; pat=$3; shift 4
-    out=$("$@" 2>&1); rc=$?
-    if [ "$rc" -ne "$want" ]; then bad "$desc: exit $rc, wanted $want: $out"; return; fi
-    if ! printf '%s\n' "$out" | grep -q -e "$pat"; then bad "$desc: output lacks '$pat': $out"; return; fi
-    ok "$desc"
-}
-json_field() {  # json_field NAME < one-line object
-    sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"
-}
+. "$S/tests/lib.sh"   # ok, bad, expect, json_field, finish
 ME=$(id -un)
 
 expect "audit --help" 0 "usage: keygate audit" -- env KEYGATE_CONFIG=/nonexistent $BIN audit --help
@@ -157,5 +143,4 @@ mode=$(stat -c %a "$T/keys.audit.jsonl")
 n1=$(grep -c '' "$T/keys.audit.jsonl")
 [ "$n1" -eq 10 ] && ok "file: a record a line" || bad "file: $n1 lines"
 
-[ $fail -eq 0 ] && echo "PASS: $n checks" || echo "FAIL"
-exit $fail
+finish
