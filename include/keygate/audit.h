@@ -95,8 +95,9 @@ char *kg_audit_changes_accounts(const kg_account *before,
  * The record as one JSON object (one line): {"id":..,"time":"ISO 8601
  * with milliseconds","actor":..,"actor_key_id":..,"actor_account_id":..,
  * "client":..,"action":..,"target":..,"account_id":..,"changes":{..},
- * "result":..}.  `changes` is spliced in as it is (the store keeps what
- * kg_audit_append() checked).  malloc()ed; NULL if out of memory.
+ * "result":..}.  `changes` is the object as kg_audit_append() kept it;
+ * what is not one JSON object (a row edited by hand) comes out as a JSON
+ * string instead.  malloc()ed; NULL if out of memory.
  */
 char *kg_audit_record_to_json(const kg_audit_record *r);
 

@@ -261,6 +261,29 @@ START_TEST(record_changes_no_hash)
 }
 END_TEST
 
+/* A record read back with changes that are not an object (a row edited
+ * by hand) still gives JSON: the text as a string. */
+START_TEST(record_json_of_bad_changes)
+{
+    kg_audit_record r;
+    char *j;
+
+    memset(&r, 0, sizeof(r));
+    r.id = 3;
+    r.time_ms = INT64_C(1796528617463);
+    r.actor = "cli:x";
+    r.changes = "{\"a\": 1, oops";
+    j = kg_audit_record_to_json(&r);
+    AT_HAS(j, "\"changes\":\"{\\\"a\\\": 1, oops\"");
+    AT_HAS(j, "\"time\":\"2026-12-06T03:43:37.463Z\"");
+    free(j);
+    r.changes = "{ \"a\" : [1, 2] }";
+    j = kg_audit_record_to_json(&r);
+    AT_HAS(j, "\"changes\":{\"a\":[1,2]}");
+    free(j);
+}
+END_TEST
+
 START_TEST(result_codes)
 {
     ck_assert_str_eq(kg_audit_result(KG_OK), "ok");
@@ -320,6 +343,7 @@ int main(void)
     tcase_add_test(tc, account_changes);
     tcase_add_test(tc, record_changes_no_hash);
     tcase_add_test(tc, result_codes);
+    tcase_add_test(tc, record_json_of_bad_changes);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
