@@ -311,6 +311,11 @@ struct kg_record {
      * strings that are not networks are left out (they match nothing). */
     kg_cidr *nets;
     size_t nnets;
+    /* A rotation's link (plugin.h kg_record_set_replaced_by), or NULL:
+     * apart, so that a record keeps to its cell (KG__RECORD_CELL). */
+    struct kg__record_links {
+        char *replaced_by, *replaces;
+    } *links;
 };
 
 /* ---- record.c: lists shared by key records and accounts ------------- */

@@ -13,6 +13,22 @@ BG_PIDS=
 ok() { npass=$((npass + 1)); echo "ok - $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
 
+# expect DESC WANTED_RC PATTERN -- command...: ok if the command exits
+# WANTED_RC and its stdout+stderr match PATTERN (grep), else bad, with
+# what it said.
+expect() {
+    lib_desc=$1 lib_want=$2 lib_pat=$3
+    shift 4
+    out=$("$@" 2>&1)
+    lib_rc=$?
+    if [ "$lib_rc" -ne "$lib_want" ]; then bad "$lib_desc: exit $lib_rc, wanted $lib_want: $out"; return; fi
+    if ! printf '%s\n' "$out" | grep -q -e "$lib_pat"; then bad "$lib_desc: output lacks '$lib_pat': $out"; return; fi
+    ok "$lib_desc"
+}
+
+# json_field NAME < a one-line JSON object: the first string member NAME.
+json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+
 # finish: the summary line; exits 0 if nothing failed, else 1.
 finish() {
     echo "$npass passed, $fail failed"

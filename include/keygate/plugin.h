@@ -28,6 +28,7 @@
 #define KEYGATE_PLUGIN_H
 
 #include <keygate/keygate.h>
+#include <keygate/audit.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,8 +52,11 @@ extern "C" {
  * 5: accounts: struct kg_keystore_ops gained account_get, account_list,
  * account_put and account_delete (abi_minor >= 5); records carry their
  * account (kg_record_set_account); kg_call_account(), kg_call_subject(),
- * kg_account_allowed_nets(). */
-#define KG_PLUGIN_ABI_MINOR 5
+ * kg_account_allowed_nets().
+ * 6: struct kg_keystore_ops gained audit_append and audit_query (the
+ * audit log, keygate/audit.h; abi_minor >= 6); records carry a
+ * rotation's link (kg_record_set_replaced_by, kg_record_set_replaces). */
+#define KG_PLUGIN_ABI_MINOR 6
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -190,7 +194,8 @@ size_t kg_record_limit_count(const kg_record *r);
 kg_error kg_record_limit(const kg_record *r, size_t i, const char **name_r,
                          int64_t *count_r, int64_t *window_r,
                          int64_t *burst_r);
-/* The record as a JSON object (no hash); malloc()ed, caller frees. */
+/* The record as a JSON object (no hash; "replaced_by" and "replaces"
+ * when set, ABI 1.6); malloc()ed, caller frees. */
 char *kg_record_to_json(const kg_record *r);
 
 /*
@@ -210,6 +215,23 @@ kg_error kg_record_set_account(kg_record *r, kg_account *a);
 kg_error kg_record_set_account_id(kg_record *r, const char *account_id);
 const kg_account *kg_record_account(const kg_record *r);
 const char *kg_record_account_id(const kg_record *r);   /* or NULL */
+
+/*
+ * A rotation's link (ABI 1.6): kg_keys_rotate() sets the old key's
+ * replaced_by to the new key's id, and the new key's replaces to the old
+ * one's; stores keep both.  NULL: not linked.  kg_record_state() names
+ * what a check makes of the key at `now` (Unix seconds): "revoked",
+ * "expired", "rotating" (replaced, still valid for its grace) or
+ * "active" (a static string).
+ */
+kg_error kg_record_set_replaced_by(kg_record *r, const char *key_id);
+kg_error kg_record_set_replaces(kg_record *r, const char *key_id);
+const char *kg_record_replaced_by(const kg_record *r);
+const char *kg_record_replaces(const kg_record *r);
+const char *kg_record_state(const kg_record *r, int64_t now);
+/* kg_record_to_json() with "status" kg_record_state() at `now` instead
+ * of the stored active/revoked. */
+char *kg_record_to_json_at(const kg_record *r, int64_t now);
 
 /* A callback over records; return non-zero to stop. */
 typedef int (*kg_record_cb)(const kg_record *r, void *userdata);
@@ -617,6 +639,21 @@ struct kg_keystore_ops {
                             kg_diag *diag);
     kg_error (*account_delete)(void *inst, const char *id, int with_keys,
                                kg_diag *diag);
+
+    /* ---- ABI 1.6: the audit log, read only from plugins with abi_minor >= 6 ---- */
+
+    /*
+     * Optional, both or neither (docs/audit.md).  audit_append: keep r
+     * (checked by the core, time_ms set) under the next id, above every
+     * id kept before, durably before it returns (an audit record that a
+     * crash loses was never written).  audit_query: the records that
+     * match q (keygate/audit.h), newest first, at most q->limit, each
+     * lent to cb for the call; stop when cb returns non-zero.
+     */
+    kg_error (*audit_append)(void *inst, const kg_audit_record *r,
+                             kg_diag *diag);
+    kg_error (*audit_query)(void *inst, const kg_audit_query *q,
+                            kg_audit_cb cb, void *userdata, kg_diag *diag);
 };
 
 struct kg_account_ops {

@@ -35,6 +35,8 @@ const char *const kg__ldap_attr_option[KG__LA_COUNT] = {
     [KG__LA_LAST_USED] = "last_used",
     [KG__LA_LIMITS] = "limits",
     [KG__LA_ACCOUNT] = "account",
+    [KG__LA_REPLACED_BY] = "replaced_by",
+    [KG__LA_REPLACES] = "replaces",
 };
 
 /* The shipped schema (conf/ldap/keygate.schema). */
@@ -52,6 +54,8 @@ const char *const kg__ldap_attr_default[KG__LA_COUNT] = {
     [KG__LA_LAST_USED] = "apiKeyLastUsed",
     [KG__LA_LIMITS] = "apiKeyLimit",
     [KG__LA_ACCOUNT] = "apiKeyAccount",
+    [KG__LA_REPLACED_BY] = "apiKeyReplacedBy",
+    [KG__LA_REPLACES] = "apiKeyReplaces",
 };
 
 /* ---- the filter -------------------------------------------------------- */
@@ -350,6 +354,12 @@ kg_record *kg__ldap_entry_record(const kg__ldap *l, LDAP *ld, LDAPMessage *e,
     if ((s = first(v[KG__LA_ACCOUNT], n[KG__LA_ACCOUNT])) != NULL &&
         kg_record_set_account_id(r, s) != KG_OK)
         goto nomem;
+    if ((s = first(v[KG__LA_REPLACED_BY], n[KG__LA_REPLACED_BY])) != NULL &&
+        kg_record_set_replaced_by(r, s) != KG_OK)
+        goto nomem;
+    if ((s = first(v[KG__LA_REPLACES], n[KG__LA_REPLACES])) != NULL &&
+        kg_record_set_replaces(r, s) != KG_OK)
+        goto nomem;
     for (i = 0; i < n[KG__LA_PERMS]; i++)
         if (kg_record_add_permission(r, v[KG__LA_PERMS][i]) != KG_OK)
             goto nomem;
@@ -468,6 +478,15 @@ LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add)
     bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_CREATED], kg_record_created(r));
     bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_LAST_USED], kg_record_last_used(r));
     bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_ACCOUNT], kg_record_account_id(r));
+    /* A rotation's link, only when there is one: a directory still on
+     * the schema of before (no such attributes) keeps taking every other
+     * write, and refuses only a rotation (docs/ldap.md). */
+    if (kg_record_replaced_by(r) != NULL)
+        bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_REPLACED_BY],
+                       kg_record_replaced_by(r));
+    if (kg_record_replaces(r) != NULL)
+        bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_REPLACES],
+                       kg_record_replaces(r));
 
     n = kg_record_permission_count(r);
     if (n < kg_record_cidr_count(r))

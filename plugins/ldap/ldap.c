@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "ldapstore.h"
+#include "../common/auditlog.h"
 
 /* ---- searching ---------------------------------------------------------- */
 
@@ -153,6 +154,34 @@ static kg_error ld_reload(void *inst, kg_diag *diag)
     return KG_OK;
 }
 
+/*
+ * The audit log: a directory is no place for a log (every record an
+ * entry, replicated), so it is a JSON-lines file of this host, named by
+ * audit_file (docs/audit.md); without it, none, said clearly.
+ */
+static kg_error no_audit_file(kg_diag *diag)
+{
+    kg_diag_set(diag, "the ldap store keeps no audit log unless its "
+                "audit_file option names a file (docs/audit.md)");
+    return KG_ERR_UNSUPPORTED;
+}
+
+static kg_error ld_audit_append(void *inst, const kg_audit_record *r,
+                                kg_diag *diag)
+{
+    kg__ldap *l = inst;
+    return l->audit_file == NULL ? no_audit_file(diag)
+                                 : kg__auditlog_append(l->audit_file, r, diag);
+}
+
+static kg_error ld_audit_query(void *inst, const kg_audit_query *q,
+                               kg_audit_cb cb, void *ud, kg_diag *diag)
+{
+    kg__ldap *l = inst;
+    return l->audit_file == NULL ? no_audit_file(diag)
+                                 : kg__auditlog_query(l->audit_file, q, cb, ud, diag);
+}
+
 static const struct kg_keystore_ops ld_ops = {
     .lookup = ld_lookup,
     .get = kg__ldap_get,
@@ -164,6 +193,8 @@ static const struct kg_keystore_ops ld_ops = {
     .account_list = kg__ldap_account_list,
     .account_put = kg__ldap_account_put,
     .account_delete = kg__ldap_account_delete,
+    .audit_append = ld_audit_append,
+    .audit_query = ld_audit_query,
 };
 
 KG_PLUGIN_DEFINE(ldap) = {

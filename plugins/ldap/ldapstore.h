@@ -31,6 +31,8 @@ enum {
     KG__LA_LAST_USED,
     KG__LA_LIMITS,
     KG__LA_ACCOUNT,   /* the id of the key's account (docs/ldap.md "Accounts") */
+    KG__LA_REPLACED_BY,  /* a rotation's link (ABI 1.6) */
+    KG__LA_REPLACES,
     KG__LA_COUNT
 };
 
@@ -87,6 +89,9 @@ typedef struct kg__ldap {
     char *rdn_attr;      /* new entries: <rdn_attr>=<id>,<base_dn> */
     char *accounts_dn;   /* where account entries are (accounts.c) */
     char **want;         /* the attribute list given to searches */
+
+    /* the audit log: a JSON-lines file (audit_file), or NULL: none */
+    char *audit_file;
 
     /* the pool: `pool_size` idle-or-busy connections at most; 0 means
      * no pool (a connection per lookup, for comparison) */

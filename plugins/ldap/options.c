@@ -131,6 +131,7 @@ void kg__ldap_destroy(void *inst)
         free(l->attr_store[i]);
     free(l->object_class);
     free(l->want);
+    free(l->audit_file);
     free(l);
 }
 
@@ -256,6 +257,7 @@ kg_error kg__ldap_create(kg_opts *o, void **inst_r)
         (e = kg_opts_get_duration(o, "retry", 30, &retry)) != KG_OK ||
         (e = kg_opts_get_bool(o, "referrals", 0, &l->referrals)) != KG_OK ||
         (e = kg_opts_get_bool(o, "writable", 0, &l->writable)) != KG_OK ||
+        (e = opt_path(o, "audit_file", &l->audit_file)) != KG_OK ||
         (e = parse_attrs(l, o)) != KG_OK)
         goto fail;
     if (l->base_dn == NULL) {

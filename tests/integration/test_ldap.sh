@@ -97,7 +97,8 @@ RO=cn=keygate,ou=services,dc=example,dc=com
 # The password from the environment (${ENV}) or from a file.
 KG_TEST_LDAP_PW=writepw
 export KG_TEST_LDAP_PW
-policy "$KG_LDAP_TMP/rw.yaml" "$RW" true 'bind_password: ${KG_TEST_LDAP_PW}'
+policy "$KG_LDAP_TMP/rw.yaml" "$RW" true 'bind_password: ${KG_TEST_LDAP_PW}' \
+    "audit_file: $KG_LDAP_TMP/audit.jsonl"
 printf 'readpw\n' >"$KG_LDAP_TMP/ro.pw"
 policy "$KG_LDAP_TMP/ro.yaml" "$RO" false "bind_password_file: $KG_LDAP_TMP/ro.pw"
 policy "$KG_LDAP_TMP/ro-claims-rw.yaml" "$RO" true "bind_password_file: $KG_LDAP_TMP/ro.pw"
@@ -139,6 +140,41 @@ out=$($KG --config "$KG_LDAP_TMP/rw.yaml" key revoke "$ID" 2>&1)
 [ $? -eq 0 ] || bad "key revoke: $out"
 out=$($KG --config "$KG_LDAP_TMP/ro.yaml" check --ip 192.0.2.1 --header "Authorization: Bearer $KEY" 2>&1)
 case "$out" in *"401 key_revoked"*) ok "key revoke reaches the directory" ;; *) bad "after revoke: $out" ;; esac
+
+# The audit log: a JSON-lines file named by audit_file (docs/audit.md):
+# the create, the update and the revoke, neither the key nor its hash.
+out=$($KG --config "$KG_LDAP_TMP/rw.yaml" audit --json --target "$ID" 2>&1)
+n=$(printf '%s\n' "$out" | grep -c '"action":"key\.')
+if [ "$n" -eq 3 ] && printf '%s\n' "$out" | sed -n 2p | grep -q '"action":"key.revoke".*"status":{"before":"active","after":"revoked"}' &&
+   printf '%s\n' "$out" | sed -n 4p | grep -q '"action":"key.create"'; then
+    ok "the changes are audited in audit_file, newest first"
+else
+    bad "audit: $out"
+fi
+hash=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
+if grep -q -e "$KEY" -e "$hash" "$KG_LDAP_TMP/audit.jsonl"; then bad "the audit file holds the key or its hash"; else ok "no key nor hash in the audit file"; fi
+out=$($KG --config "$KG_LDAP_TMP/ro.yaml" audit 2>&1)
+if [ $? -ne 0 ] && printf '%s\n' "$out" | grep -q "no audit log unless its audit_file"; then ok "no audit_file: keygate audit says why"; else bad "audit without audit_file: $out"; fi
+
+# A rotation links the two keys in the directory (apiKeyReplacedBy,
+# apiKeyReplaces), and key show / list say so (issue 23 item 4).
+out=$($KG --config "$KG_LDAP_TMP/rw.yaml" --json key create --name rotated --plan free 2>&1)
+RID=$(printf '%s\n' "$out" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+out=$($KG --config "$KG_LDAP_TMP/rw.yaml" --json key rotate "$RID" --grace 1h 2>&1)
+NID=$(printf '%s\n' "$out" | sed -n 's/.*"key":"[^"]*","id":"\([^"]*\)".*/\1/p')
+old=$(ldapsearch -x -LLL -H "$KG_LDAP_A" -D cn=admin,dc=example,dc=com -w secret \
+      -b ou=apikeys,dc=example,dc=com "(apiKeyId=$RID)" apiKeyReplacedBy 2>&1)
+new=$(ldapsearch -x -LLL -H "$KG_LDAP_A" -D cn=admin,dc=example,dc=com -w secret \
+      -b ou=apikeys,dc=example,dc=com "(apiKeyId=$NID)" apiKeyReplaces 2>&1)
+if [ -n "$NID" ] && printf '%s\n' "$old" | grep -q "^apiKeyReplacedBy: $NID" &&
+   printf '%s\n' "$new" | grep -q "^apiKeyReplaces: $RID"; then
+    ok "a rotation links the two entries"
+else
+    bad "rotation link: $out / $old / $new"
+fi
+out=$($KG --config "$KG_LDAP_TMP/ro.yaml" key show "$RID" 2>&1)
+printf '%s\n' "$out" | grep -q '^status: *rotating' && printf '%s\n' "$out" | grep -q "^replaced by: $NID" &&
+    ok "key show: rotating, replaced by the new key" || bad "key show after rotate: $out"
 
 # Read-only: said clearly, nothing written.
 out=$($KG --config "$KG_LDAP_TMP/ro.yaml" key create --name nope --plan free 2>&1)
