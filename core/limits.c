@@ -408,8 +408,16 @@ int64_t *kg_slot_words(kg_slot *e)
     return e->words;
 }
 
+/* An entry of the state file (limits_shm.c) has its shard's lock as its
+ * owner, tagged by bit 0 (a struct kslot is 64-byte aligned). */
 void kg_slot_unlock(kg_slot *e)
 {
-    if (e != NULL)
+    uintptr_t o;
+    if (e == NULL)
+        return;
+    o = (uintptr_t)e->owner;
+    if (__builtin_expect(o & 1, 0))
+        pthread_mutex_unlock((pthread_mutex_t *)(o & ~(uintptr_t)1));
+    else
         pthread_mutex_unlock(&e->owner->shard->lock);
 }
