@@ -193,6 +193,30 @@ static int judge(kg_context *ctx, const char *path, const struct shm_header *h,
     return 0;
 }
 
+/*
+ * A file root has just made goes to the owner of its folder: nginx's
+ * master (root) loads the policy before its workers (another user) do,
+ * and keygate's CLI run as root may be the first to name the file; the
+ * processes that use it own the folder (docs/limits-state.md).
+ */
+static void give_to_folder_owner(int fd, const char *path)
+{
+    char dir[PATH_MAX], *slash;
+    struct stat ds;
+
+    if (geteuid() != 0 || snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+        return;
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (stat(dir, &ds) == 0 && ds.st_uid != 0 && fchown(fd, ds.st_uid, ds.st_gid) != 0)
+        return;     /* left root's: the other processes will say so */
+}
+
 /* Unmap and close; with `mark`, mark the file clean if this is the
  * last process to have it open. */
 static void release(struct kg__shm *m, int mark)
@@ -278,6 +302,8 @@ kg_error kg__shm_open(kg_context *ctx, const char *path, uint64_t size,
         }
         fresh = v == 1;
     }
+    if (st.st_size == 0)
+        give_to_folder_owner(m->fd, path);
     if (fresh) {
         /* Zeroes everywhere: no slot carved, every bucket empty. */
         if (ftruncate(m->fd, 0) != 0 || ftruncate(m->fd, (off_t)size) != 0)

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -436,6 +437,31 @@ START_TEST(api_attaches_once)
 }
 END_TEST
 
+/* Made by root (nginx's master), the file goes to its folder's owner
+ * (the workers' user).  Only meaningful as root. */
+START_TEST(root_gives_the_file_to_the_folder_owner)
+{
+    kg_context *c;
+    kg_diag d;
+    struct stat st;
+    char *sub = tu_path(dir, "workers"), *f = tu_path(sub, "limits.state");
+
+    if (geteuid() != 0)
+        return;
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    ck_assert_int_eq(chown(sub, 65534, 65534), 0);
+    memset(&d, 0, sizeof(d));
+    ck_assert_int_eq(kg_context_new(&c), KG_OK);
+    ck_assert_int_eq(kg_context_set_state_file(c, f, 1 << 20, &d), KG_OK);
+    ck_assert_int_eq(stat(f, &st), 0);
+    ck_assert_uint_eq(st.st_uid, 65534);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    kg_context_free(c);
+    free(f);
+    free(sub);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("limitfile");
@@ -454,6 +480,7 @@ static Suite *suite(void)
     tcase_add_test(t, unclean_file_of_another_boot_started_afresh);
     tcase_add_test(t, unclean_file_of_this_boot_kept);
     tcase_add_test(t, api_attaches_once);
+    tcase_add_test(t, root_gives_the_file_to_the_folder_owner);
     suite_add_tcase(s, t);
     return s;
 }
