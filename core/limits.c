@@ -37,17 +37,6 @@
 
 #define CARVE 16                  /* slots a shard takes from a chunk at once */
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
-}
-
 kg_error kg__limits_new(struct kg__limits **l_r)
 {
     struct kg__limits *l;
@@ -288,7 +277,7 @@ struct kslot *kg__limits_find(struct kg__limits *l, const char *key,
                               size_t klen, int64_t now_s, int create,
                               struct kg__home *home)
 {
-    uint64_t h = fnv1a(key, klen);
+    uint64_t h = kg__key_fnv(key, klen);
     struct lshard *sh = &l->shards[h % SHARDS];
     struct kslot *s;
 

@@ -22,17 +22,6 @@
 #include <string.h>
 
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
-}
-
 static struct shm_slot *slot(struct kg__shm *m, uint32_t idx)
 {
     return &m->slots[idx - 1];
@@ -270,7 +259,7 @@ static void skey_make(struct skey *k, const char *key, size_t klen)
 static struct shm_slot *find(struct kg__shm *m, const char *key, size_t klen,
                              int64_t now_s, int create, uint32_t *shard_r)
 {
-    uint64_t h = fnv1a(key, klen);
+    uint64_t h = kg__key_fnv(key, klen);
     uint32_t shard = (uint32_t)(h & (m->h->nshards - 1)), idx, *head;
     struct shm_slot *s;
     struct skey k;

@@ -9,13 +9,17 @@
 # full restart; keygated and nginx on one file count together.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
 
-SO=$(cd "$B" && pwd)/nginx-build/objs/ngx_http_keygate_module.so
-[ -f "$SO" ] || { echo "the nginx module was not built (configure --with-nginx-module)"; exit 77; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || { echo "nginx is not installed (scripts/deps.sh --test)"; exit 77; }
-command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
-LD_LIBRARY_PATH=$B/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export LD_LIBRARY_PATH
+. "$S/tests/nginx/lib.sh"
+
+# spend N KEY URL WHAT: N requests with the key, each to be admitted.
+spend() {
+    i=0
+    while [ $i -lt "$1" ]; do
+        req -H "Authorization: Bearer $2" "$3"
+        [ "$CODE" = 200 ] || bad "$4, request $((i + 1)): $CODE"
+        i=$((i + 1))
+    done
+}
 
 POLICY=$T/keygate.yaml
 STATE=$T/limits.state
@@ -28,12 +32,7 @@ KEPT=$(new_key kept free)
 
 # ---- keygated restarted ---------------------------------------------------
 start_keygated
-n=0
-while [ $n -lt 10 ]; do
-    req -H "Authorization: Bearer $FREE" "$KGD/check?lease=none"
-    [ "$CODE" = 200 ] || bad "keygated, free request $((n + 1)): $CODE"
-    n=$((n + 1))
-done
+spend 10 "$FREE" "$KGD/check?lease=none" "keygated, free"
 expect_status "keygated: the 11th in the hour" 429 -H "Authorization: Bearer $FREE" "$KGD/check?lease=none"
 [ -s "$STATE" ] && ok "the state file exists" || bad "no state file at $STATE"
 stop_keygated
@@ -47,42 +46,14 @@ expect_status "keygated killed and started again: still 10 of 10" 429 -H "Author
 wait_log "every shard checked and kept" && ok "keygated says it checked the file left open" \
     || bad "keygated's log: $(cat "$T/keygated.err")"
 # keygated's half of the shared key: 5 of its 10.
-n=0
-while [ $n -lt 5 ]; do
-    req -H "Authorization: Bearer $SHARED" "$KGD/check?lease=none"
-    [ "$CODE" = 200 ] || bad "keygated, shared request $((n + 1)): $CODE"
-    n=$((n + 1))
-done
+spend 5 "$SHARED" "$KGD/check?lease=none" "keygated, shared"
 has_header "keygated: 5 of the shared key's 10" "X-RateLimit-Remaining: 5$"
 
 # ---- nginx: 2 workers on the same file ------------------------------------
-UPORT=$(free_port)
-bg_start python3 "$S/tests/nginx/upstream.py" "$UPORT" 1 "$T/upstream.seen" 2>"$T/upstream.err"
-wait_http "http://127.0.0.1:$UPORT/" any "$BG_PID" || { bad "upstream did not start: $(cat "$T/upstream.err")"; finish; }
-N=$T/nginx
-mkdir -p "$N/conf" "$N/logs" "$N/tmp"
-chmod 755 "$T" "$N" "$N/logs" "$N/tmp"
-USER_LINE=
-[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+start_upstream 1
 FPORT=$(free_port)
-cat >"$N/conf/nginx.conf" <<NGX
-load_module $SO;
-$USER_LINE
-worker_processes 2;
-pid $N/nginx.pid;
-error_log $N/logs/error.log notice;
-env KEYGATE_STATE_DIR;
-env KEYGATE_PLUGIN_PATH;
-events { worker_connections 256; }
-http {
-    keygate_policy $POLICY;
-    log_format kg '\$pid \$remote_addr "\$request" \$status key=\$keygate_key_id';
-    access_log $N/logs/access.log kg;
-    client_body_temp_path $N/tmp/body;
-    proxy_temp_path $N/tmp/proxy;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
+{ nginx_head 2 '$pid $msec $request_time "$request" $status key=$keygate_key_id'
+  cat <<NGX
     server {
         listen 127.0.0.1:$FPORT reuseport;
         keygate on;
@@ -91,6 +62,7 @@ http {
     }
 }
 NGX
+} >"$N/conf/nginx.conf"
 start_nginx() {
     bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
     NGINX_PID=$BG_PID
@@ -100,20 +72,16 @@ start_nginx
 GW="http://127.0.0.1:$FPORT"
 
 # keygated's 5 and nginx's 5 of the shared key are its 10.
-n=0
-while [ $n -lt 5 ]; do
-    req -H "Authorization: Bearer $SHARED" "$GW/v1/x"
-    [ "$CODE" = 200 ] || bad "nginx, shared request $((n + 1)): $CODE"
-    n=$((n + 1))
-done
+spend 5 "$SHARED" "$GW/v1/x" "nginx, shared"
 has_header "nginx counts on from keygated's 5" "X-RateLimit-Remaining: 0$"
 expect_status "nginx: the shared key's 11th" 429 -H "Authorization: Bearer $SHARED" "$GW/v1/x"
 expect_status "keygated: the shared key's 11th" 429 -H "Authorization: Bearer $SHARED" "$KGD/check?lease=none"
 expect_status "nginx: keygated's spent key" 429 -H "Authorization: Bearer $FREE" "$GW/v1/x"
 
-# 16 clients at once, in rounds: each round admits one (the Free plan's
-# one request in flight: /v1/slow holds it a second), until the hour's
-# 10 are spent.  Per-worker state would let each worker admit its own.
+# 16 clients at once, in rounds: each round admits one or two (the Free
+# plan's one request in flight: /v1/slow holds it a second; a client
+# that starts late may come after it), until the hour's 10 are spent.
+# Per-worker state would let each worker admit its own.
 STORMID=$(key_id_of "$STORM")
 round=0
 while [ $round -lt 14 ]; do
@@ -126,7 +94,6 @@ while [ $round -lt 14 ]; do
         c=$((c + 1))
     done
     wait $pids
-    [ "$(cat "$T"/r$round.* | grep -c '^200$')" -le 1 ] || bad "round $round: two in flight at once"
     round=$((round + 1))
 done
 cat "$T"/r[0-9]*.* >"$T/codes"
@@ -137,16 +104,19 @@ denied=$(grep -c '^429$' "$T/codes")
     || bad "16 clients x 14 rounds: $admitted admitted, $denied denied, $(sort "$T/codes" | uniq -c | tr '\n' ' ')"
 seen=$(grep -c "^/v1/slow key=$STORMID" "$T/upstream.seen")
 [ "$seen" -eq 10 ] && ok "the upstream saw exactly 10" || bad "the upstream saw $seen"
+# Never two in flight: the admitted requests' spans (from nginx's log:
+# ended at $msec after $request_time) do not overlap (5 ms for the log
+# phase, which frees the lease before $msec is taken).
+overlaps=$(grep " 200 key=$STORMID\$" "$N/logs/access.log" | awk '{ printf "%.3f %.3f\n", $2 - $3, $2 }' |
+    sort -n | awk 'NR > 1 && $1 < end - 0.005 { n++ } { end = $2 } END { print n + 0 }')
+[ "$overlaps" -eq 0 ] && ok "never two of the storm in flight at once" \
+    || bad "$overlaps overlapping admitted requests: $(grep " 200 key=$STORMID" "$N/logs/access.log")"
 workers=$(grep "key=$STORMID" "$N/logs/access.log" | awk '{print $1}' | sort -u | wc -l)
 [ "$workers" -eq 2 ] && ok "both workers answered the storm" || bad "workers that answered: $workers"
 expect_status "after the storm: spent" 429 -H "Authorization: Bearer $STORM" "$GW/v1/x"
 
 # A key part-way through its hour, across a reload and a restart.
-n=0
-while [ $n -lt 4 ]; do
-    req -H "Authorization: Bearer $KEPT" "$GW/v1/x"
-    n=$((n + 1))
-done
+spend 4 "$KEPT" "$GW/v1/x" "nginx, kept"
 has_header "4 of 10 used" "X-RateLimit-Remaining: 6$"
 "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -s reload 2>>"$N/logs/stderr"
 reloaded() { [ "$(grep -c 'start worker process' "$N/logs/error.log")" -ge 4 ]; }
