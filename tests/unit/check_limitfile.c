@@ -52,7 +52,10 @@ static void teardown(void)
  * none), its state in the file (size `size`). */
 static char *policy_text(const char *size, int count, int inflight)
 {
-    return tu_fmt(
+    char *conc = inflight ? tu_fmt("      - {module: concurrency, control: requisite, "
+                                   "options: {name: conc, count: %d}}\n", inflight)
+                          : strdup("");
+    char *y = tu_fmt(
         "credential:\n"
         "  - {module: bearer, control: required}\n"
         "keystore:\n"
@@ -63,9 +66,9 @@ static char *policy_text(const char *size, int count, int inflight)
         "    limit:\n"
         "      - {module: fixed_window, control: requisite, options: {name: hour, count: %d, window: 1h}}\n"
         "%s",
-        state, size, count,
-        inflight ? tu_fmt("      - {module: concurrency, control: requisite, "
-                          "options: {name: conc, count: %d}}\n", inflight) : "");
+        state, size, count, conc);
+    free(conc);
+    return y;
 }
 
 struct proc {
