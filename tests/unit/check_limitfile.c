@@ -440,6 +440,35 @@ START_TEST(api_attaches_once)
 }
 END_TEST
 
+/* A reload naming another file (or size) is refused where it says so;
+ * the same file again is fine, and the counts go on. */
+START_TEST(reload_cannot_move_the_state)
+{
+    struct proc p;
+    kg_policy *again = NULL;
+    kg_diag d;
+    char buf[1024], *y = policy_text("4m", 10, 0);
+    int64_t rem;
+
+    proc_open(&p, "2m", 10, 0);
+    ck_assert_int_eq(check(&p, NULL), 200);
+    memset(&d, 0, sizeof(d));
+    ck_assert_int_eq(kg_policy_load_string(p.ctx, y, "r.yaml", &again, &d), KG_ERR_POLICY);
+    kg_diag_format(&d, buf, sizeof(buf));
+    ck_assert_msg(strncmp(buf, "r.yaml:5:", 9) == 0 && strstr(buf, "cannot move it") != NULL,
+                  "%s", buf);
+    free(y);
+    y = policy_text("2m", 10, 0);
+    ck_assert_int_eq(kg_policy_load_string(p.ctx, y, "r.yaml", &again, &d), KG_OK);
+    kg_policy_free(p.pol);
+    p.pol = again;
+    ck_assert_int_eq(check(&p, &rem), 200);
+    ck_assert_int_eq(rem, 8);
+    free(y);
+    proc_close(&p);
+}
+END_TEST
+
 /* Made by root (nginx's master), the file goes to its folder's owner
  * (the workers' user).  Only meaningful as root. */
 START_TEST(root_gives_the_file_to_the_folder_owner)
@@ -483,6 +512,7 @@ static Suite *suite(void)
     tcase_add_test(t, unclean_file_of_another_boot_started_afresh);
     tcase_add_test(t, unclean_file_of_this_boot_kept);
     tcase_add_test(t, api_attaches_once);
+    tcase_add_test(t, reload_cannot_move_the_state);
     tcase_add_test(t, root_gives_the_file_to_the_folder_owner);
     suite_add_tcase(s, t);
     return s;
