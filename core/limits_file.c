@@ -339,6 +339,14 @@ kg_error kg__shm_open(kg_context *ctx, const char *path, uint64_t size,
         msync(m->base, SHM_HDR_SIZE, MS_SYNC);
         if (flock(m->fd, LOCK_SH) != 0)
             goto io;
+    } else if (m->h->clean) {
+        /* The last user closed it between this one's failed exclusive
+         * lock and its shared one, marking it clean: mark it in use again
+         * (no one can mark it clean while this shared lock is held), or
+         * a power cut would leave a "clean" file torn. */
+        m->h->clean = 0;
+        m->h->checksum = header_sum(m->h);
+        msync(m->base, SHM_HDR_SIZE, MS_SYNC);
     }
     *m_r = m;
     return KG_OK;

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -389,6 +390,28 @@ START_TEST(unclean_file_of_another_boot_started_afresh)
 }
 END_TEST
 
+/* A process that opens the file just after the last user closed it
+ * (clean, but the closer's exclusive lock kept it from being the first)
+ * marks it in use: here another holder of a shared lock plays the part
+ * of the processes still using it. */
+START_TEST(opened_after_a_clean_close_is_marked_in_use)
+{
+    struct proc p;
+    struct shm_header h;
+    int fd;
+
+    ten_of_ten();
+    fd = open(state, O_RDWR);
+    ck_assert_int_eq(flock(fd, LOCK_SH), 0);
+    proc_open(&p, "2m", 10, 0);
+    ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+    ck_assert_uint_eq(h.clean, 0);
+    ck_assert(h.checksum == fnv(&h, offsetof(struct shm_header, checksum)));
+    proc_close(&p);
+    close(fd);
+}
+END_TEST
+
 /* Left in use by a process of this boot that was killed: every page it
  * wrote is in the page cache, so the counts are kept. */
 START_TEST(unclean_file_of_this_boot_kept)
@@ -511,6 +534,7 @@ static Suite *suite(void)
     tcase_add_test(t, torn_header_started_afresh);
     tcase_add_test(t, unclean_file_of_another_boot_started_afresh);
     tcase_add_test(t, unclean_file_of_this_boot_kept);
+    tcase_add_test(t, opened_after_a_clean_close_is_marked_in_use);
     tcase_add_test(t, api_attaches_once);
     tcase_add_test(t, reload_cannot_move_the_state);
     tcase_add_test(t, root_gives_the_file_to_the_folder_owner);
