@@ -8,7 +8,11 @@
  * The limits are set high enough that every check is admitted, so the
  * full allow path (every stage, a lease taken and released) is measured.
  *
- *   bench/check [--seconds S] [--big N]
+ * With --state-file, the limiter state is kept in that file (made
+ * afresh for each key count, 256 MiB: up to about 240,000 keys; see
+ * docs/limits-state.md) instead of the process's memory.
+ *
+ *   bench/check [--seconds S] [--big N] [--state-file PATH]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +26,7 @@
 #include <keygate/plugin.h>
 
 static double seconds = 2.0;
+static const char *state_file;      /* NULL: the memory state */
 /* One thread's p50 and checks per CPU-second, for the 1k/1M summary. */
 static double last_p50_us, last_p99_us, last_rate;
 
@@ -282,6 +287,13 @@ static int one_size(size_t nkeys, double *floor_ns, double p50_r[3])
 #pragma GCC diagnostic pop
     kg_context_new(&ctx);
     kg_context_set_limit_capacity(ctx, 4 * nkeys + 1024);
+    if (state_file != NULL) {
+        unlink(state_file);
+        if (kg_context_set_state_file(ctx, state_file, (uint64_t)256 << 20, &d) != KG_OK) {
+            fprintf(stderr, "bench: state file: %s\n", d.message);
+            return 1;
+        }
+    }
     if (kg_policy_load_string(ctx, yaml, "bench", &pol, &d) != KG_OK) {
         fprintf(stderr, "bench: policy: %s\n", d.message);
         return 1;
@@ -366,14 +378,19 @@ int main(int argc, char **argv)
             seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--big") && i + 1 < argc)
             big = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--state-file") && i + 1 < argc)
+            state_file = argv[++i];
         else {
-            fprintf(stderr, "usage: bench/check [--seconds S] [--big N]\n");
+            fprintf(stderr, "usage: bench/check [--seconds S] [--big N] "
+                    "[--state-file PATH]\n");
             return 2;
         }
     }
     printf("bench/check: kg_check in process, Pro stack (bearer + memory store + "
-           "hour + day + concurrency with release), %.1f s per run, %ld cores\n",
-           seconds, sysconf(_SC_NPROCESSORS_ONLN));
+           "hour + day + concurrency with release), %.1f s per run, %ld cores%s%s\n",
+           seconds, sysconf(_SC_NPROCESSORS_ONLN),
+           state_file ? "; limiter state in the file " : "",
+           state_file ? state_file : "");
     if (one_size(1000, &floor_ns, small) != 0 || one_size(big, NULL, large) != 0)
         return 1;
     load = load_ns((size_t)512 << 20);

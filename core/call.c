@@ -104,8 +104,11 @@ void kg_call_limit_report(kg_call *c, const char *name, int64_t limit,
 kg_slot *kg_call_slot_lock(kg_call *c, const char *limit, int64_t idle)
 {
     const char *subj = subject(c);
+    struct kg__shm *m = kg__ctx_shm(c->policy->ctx);
     if (subj == NULL)
         return NULL;
+    if (m != NULL)
+        return kg__shm_lock(m, subj, limit, c->now_us / 1000000, idle);
     return kg__limits_lock(c->policy->ctx->limits, subj, limit,
                            c->now_us / 1000000, idle, pin(c));
 }
@@ -121,6 +124,7 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
 {
     size_t klen, nlen, len;
     const char *subj = subject(c);
+    struct kg__shm *m;
     char *out;
     int r;
 
@@ -141,8 +145,12 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
         *in_use_r = -1;
         return 0;
     }
-    r = kg__lease_acquire(c->policy->ctx->limits, subj, klen, limit,
-                          nlen, max, ttl, c->now_us, out, in_use_r, pin(c));
+    if ((m = kg__ctx_shm(c->policy->ctx)) != NULL)
+        r = kg__shm_lease_acquire(m, subj, klen, limit, nlen, max, ttl,
+                                  c->now_us, out, in_use_r);
+    else
+        r = kg__lease_acquire(c->policy->ctx->limits, subj, klen, limit,
+                              nlen, max, ttl, c->now_us, out, in_use_r, pin(c));
     if (r == 1)
         kg__decision_lease_commit(c->d, len);
     return r == 1;
@@ -215,7 +223,7 @@ int64_t kg_call_lease_count(kg_call *c, const char *limit)
     const char *subj = subject(c);
     if (subj == NULL)
         return 0;
-    return kg__lease_count(c->policy->ctx->limits, subj, limit, c->now_us);
+    return kg__lease_count(c->policy->ctx, subj, limit, c->now_us);
 }
 
 int64_t kg_call_lease_retry_after(kg_call *c, const char *limit, int64_t ttl)
@@ -225,6 +233,6 @@ int64_t kg_call_lease_retry_after(kg_call *c, const char *limit, int64_t ttl)
         return 0;
     if (ttl <= 0)
         ttl = kg_call_lease_ttl(c);
-    return kg__lease_retry_after(c->policy->ctx->limits, subj, limit, ttl,
+    return kg__lease_retry_after(c->policy->ctx, subj, limit, ttl,
                                  c->now_us);
 }

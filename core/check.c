@@ -534,7 +534,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
      * policy whose limiters all keep their state elsewhere, in Redis,
      * has no slot to fetch.) */
     prefetch_keystore(&p->keystore, hash);
-    if (p->memory_limits)
+    if (p->memory_limits && kg__ctx_shm(p->ctx) == NULL)
         kg__limits_prefetch(p->ctx->limits, hash, &c.lpin);
     /* The checksum refuses typos and forgeries before any store is
      * asked; checked here, its work (a CRC-32 of the key, byte by byte)

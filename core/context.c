@@ -45,6 +45,7 @@ void kg_context_free(kg_context *c)
 {
     if (c == NULL)
         return;
+    kg__shm_close(kg__ctx_shm(c));
     kg__limits_free(c->limits);
     kg__loader_free(c->loader);
     pthread_rwlock_destroy(&c->rel_lock);
@@ -71,7 +72,23 @@ void kg_context_set_limit_capacity(kg_context *c, size_t max)
 
 size_t kg_context_limit_entries(const kg_context *c)
 {
-    return kg__limits_entries(c->limits);
+    struct kg__shm *m = kg__ctx_shm(c);
+    return m != NULL ? kg__shm_entries(m) : kg__limits_entries(c->limits);
+}
+
+kg_error kg_context_set_state_file(kg_context *c, const char *path,
+                                   uint64_t size, kg_diag *diag)
+{
+    char err[512];
+    kg_error e;
+
+    kg__diag_clear(diag);
+    if (c == NULL || path == NULL || *path == '\0')
+        return KG_ERR_INVALID;
+    e = kg__shm_attach(c, path, size ? size : (uint64_t)256 << 20, err, sizeof(err));
+    if (e != KG_OK)
+        kg__diag_set(diag, path, 0, 0, "%s", err);
+    return e;
 }
 
 uint64_t kg_context_stat(const kg_context *c, kg_stat stat)

@@ -177,11 +177,17 @@ struct kg__log {
 void kg__log_init(struct kg__log *l);
 void kg__log_destroy(struct kg__log *l);
 
+struct kg__shm;
+
 struct kg_context {
     kg_clock_fn clock;
     void *clock_userdata;
     struct kg__loader *loader;
     struct kg__limits *limits;
+    /* The limiter state file, when the context keeps its state there
+     * (limits_shm.c): set once, by kg_context_set_state_file() or the
+     * first policy naming one, and read by every check. */
+    _Atomic(struct kg__shm *) shm;
     atomic_uint_least64_t stats[KG_STAT__LAST];
     /* Lease releasers of remote limiter backends (plugin.h). */
     pthread_rwlock_t rel_lock;
@@ -479,7 +485,7 @@ kg_error kg__lease_release_of(kg_context *ctx, const char *lease, size_t len,
 /* A new lease id of (key id, limit) into out (size bytes); 0 on success. */
 int kg__lease_format(struct kg__limits *l, const char *key_id,
                      const char *limit, char *out, size_t size);
-int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
+int64_t kg__lease_count(kg_context *ctx, const char *key_id,
                         const char *limit, int64_t now_us);
 /*
  * Retry-After (s) for a request denied by a full concurrency limit: as
@@ -488,8 +494,45 @@ int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
  * earliest lease's expiry (a lost release frees its slot then), rounded
  * up; of the leases of (key, limit) taken for ttl_s, 0 when none is held.
  */
-int64_t kg__lease_retry_after(struct kg__limits *l, const char *key_id,
+int64_t kg__lease_retry_after(kg_context *ctx, const char *key_id,
                               const char *limit, int64_t ttl_s, int64_t now_us);
+
+/* A random lease id (per-thread blocks of OpenSSL's RNG); 0 if none. */
+int kg__lease_random(uint64_t *id_r);
+
+/* ---- limits_shm.c, limits_file.c: the state in a shared file ---------- */
+
+/* The context's state file, or NULL (the memory state). */
+static inline struct kg__shm *kg__ctx_shm(const kg_context *c)
+{
+    return atomic_load_explicit(&((kg_context *)c)->shm, memory_order_acquire);
+}
+/* Open (create, check) the state file `path` of `size` bytes; refused
+ * files are left untouched, with the reason in err. */
+kg_error kg__shm_open(kg_context *ctx, const char *path, uint64_t size,
+                      struct kg__shm **m_r, char *err, size_t errlen);
+/* Close; the last process to close it marks it clean. */
+void kg__shm_close(struct kg__shm *m);
+/* Keep c's limiter state in `path` (`size` bytes) from now on: opened
+ * and attached, or KG_OK if c already has that file; a context with
+ * another file refuses (KG_ERR_EXISTS), the reason in err. */
+kg_error kg__shm_attach(kg_context *c, const char *path, uint64_t size,
+                        char *err, size_t errlen);
+/* As kg__limits_lock(), kg__lease_acquire(), in the file. */
+kg_slot *kg__shm_lock(struct kg__shm *m, const char *key_id, const char *limit,
+                      int64_t now_s, int64_t idle_s);
+int kg__shm_lease_acquire(struct kg__shm *m, const char *key_id, size_t klen,
+                          const char *limit, size_t nlen, int64_t max,
+                          int64_t ttl_s, int64_t now_us, char *out,
+                          int64_t *in_use_r);
+/* The leases of (key, limit) held at now_us, the earliest and the latest
+ * expiry among them (0 when none). */
+int64_t kg__shm_lease_span(struct kg__shm *m, const char *key_id,
+                           const char *limit, int64_t now_us,
+                           int64_t *first_r, int64_t *last_r);
+kg_error kg__shm_lease_release(struct kg__shm *m, uint64_t id, const char *key,
+                               size_t klen, const char *limit, int64_t now_us);
+size_t kg__shm_entries(struct kg__shm *m);
 
 /* ---- leaseid.c: "<16 hex id>.<hex of key id, 0x1f, limit name>" ------ */
 
@@ -667,6 +710,10 @@ kg_error kg__parse_plugin_path(kg__pload *L, kg__ynode *v, char ***dirs_r,
  * diag filled. */
 kg_error kg__read_policy_file(const char *path, char **text_r, size_t *len_r,
                               kg_diag *diag);
+
+/* policy_limits.c: the policy's `limits:` section (attaches its state
+ * file to the context). */
+kg_error kg__limits_section(kg__pload *L, kg__ynode *v);
 
 /* ---- policy_line.c: a stage's module lines ---------------------------- */
 

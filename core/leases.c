@@ -16,7 +16,7 @@
  * (no lock; kg__thread): one RAND_bytes() per lease costs more than the
  * rest of a check, and a small block refilled often shows in the p99. */
 
-static int lease_id(uint64_t *id)
+int kg__lease_random(uint64_t *id)
 {
     kg__thread *t = kg__thread_get();
     if (t == NULL)
@@ -49,7 +49,7 @@ int kg__lease_format(struct kg__limits *l, const char *key_id,
     uint64_t id;
 
     (void)l;
-    if (size < KG_LEASE_SIZE(klen, nlen) || !lease_id(&id))
+    if (size < KG_LEASE_SIZE(klen, nlen) || !kg__lease_random(&id))
         return -1;
     kg__lease_id_format(id, key_id, klen, limit, nlen, out);
     return 0;
@@ -70,7 +70,7 @@ static int lease_add(struct kslot *s, uint32_t idx, int64_t expires_us,
         s->leases = nl;
         s->leasecap = cap;
     }
-    if (!lease_id(id_r))
+    if (!kg__lease_random(id_r))
         return -1;
     s->leases[s->nleases].id = *id_r;
     s->leases[s->nleases].expires_us = expires_us;
@@ -116,16 +116,22 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
 
 /*
  * The leases of (key, limit) held at now_us: how many, and the earliest
- * and the latest expiry among them (both 0 when none is held).
+ * and the latest expiry among them (both 0 when none is held); in the
+ * context's state file if it has one.
  */
-static int64_t lease_span(struct kg__limits *l, const char *key_id,
+static int64_t lease_span(kg_context *ctx, const char *key_id,
                           const char *limit, int64_t now_us,
                           int64_t *first_r, int64_t *last_r)
 {
-    struct kslot *s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0, NULL);
+    struct kg__limits *l = ctx->limits;
+    struct kg__shm *m = kg__ctx_shm(ctx);
+    struct kslot *s;
     int64_t c = 0, first = 0, last = 0;
     uint32_t idx, i;
 
+    if (m != NULL)
+        return kg__shm_lease_span(m, key_id, limit, now_us, first_r, last_r);
+    s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0, NULL);
     if (s != NULL) {
         if (kg__limits_entry(l, s, limit, 0, 0, &idx) != NULL) {
             reap_leases(s, now_us);
@@ -145,11 +151,11 @@ static int64_t lease_span(struct kg__limits *l, const char *key_id,
     return c;
 }
 
-int64_t kg__lease_count(struct kg__limits *l, const char *key_id,
+int64_t kg__lease_count(kg_context *ctx, const char *key_id,
                         const char *limit, int64_t now_us)
 {
     int64_t first, last;
-    return lease_span(l, key_id, limit, now_us, &first, &last);
+    return lease_span(ctx, key_id, limit, now_us, &first, &last);
 }
 
 /* The rule of kg__lease_retry_after() (internal.h), in microseconds;
@@ -163,11 +169,11 @@ static int64_t retry_of(int64_t first_left_us, int64_t youngest_age_us)
     return wait > 1 ? wait : 1;
 }
 
-int64_t kg__lease_retry_after(struct kg__limits *l, const char *key_id,
+int64_t kg__lease_retry_after(kg_context *ctx, const char *key_id,
                               const char *limit, int64_t ttl_s, int64_t now_us)
 {
     int64_t first, last;
-    if (lease_span(l, key_id, limit, now_us, &first, &last) == 0)
+    if (lease_span(ctx, key_id, limit, now_us, &first, &last) == 0)
         return 0;
     /* A lease expires ttl after it was taken: the latest expiry is the
      * youngest lease's. */
@@ -222,7 +228,9 @@ static kg_error release_id(kg_context *ctx, uint64_t id, const char *lease,
                            size_t len, const char *key_id, size_t klen,
                            const char *limit, int64_t now_us)
 {
-    kg_error e = release_mem(ctx->limits, id, key_id, klen, limit, now_us);
+    struct kg__shm *m = kg__ctx_shm(ctx);
+    kg_error e = m != NULL ? kg__shm_lease_release(m, id, key_id, klen, limit, now_us)
+                           : release_mem(ctx->limits, id, key_id, klen, limit, now_us);
     if (e == KG_ERR_NOT_FOUND)
         e = release_remote(ctx, key_id, limit, lease, len);
     return e;

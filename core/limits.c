@@ -37,17 +37,6 @@
 
 #define CARVE 16                  /* slots a shard takes from a chunk at once */
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
-}
-
 kg_error kg__limits_new(struct kg__limits **l_r)
 {
     struct kg__limits *l;
@@ -288,7 +277,7 @@ struct kslot *kg__limits_find(struct kg__limits *l, const char *key,
                               size_t klen, int64_t now_s, int create,
                               struct kg__home *home)
 {
-    uint64_t h = fnv1a(key, klen);
+    uint64_t h = kg__key_fnv(key, klen);
     struct lshard *sh = &l->shards[h % SHARDS];
     struct kslot *s;
 
@@ -408,8 +397,16 @@ int64_t *kg_slot_words(kg_slot *e)
     return e->words;
 }
 
+/* An entry of the state file (limits_shm.c) has its shard's lock as its
+ * owner, tagged by bit 0 (a struct kslot is 64-byte aligned). */
 void kg_slot_unlock(kg_slot *e)
 {
-    if (e != NULL)
+    uintptr_t o;
+    if (e == NULL)
+        return;
+    o = (uintptr_t)e->owner;
+    if (__builtin_expect(o & 1, 0))
+        pthread_mutex_unlock((pthread_mutex_t *)(o & ~(uintptr_t)1));
+    else
         pthread_mutex_unlock(&e->owner->shard->lock);
 }

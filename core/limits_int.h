@@ -18,6 +18,19 @@
 #define INLINE_LEASES 2
 #define NAME_MAX_LEN 47
 
+/* A key id's hash: the shard by its low bits, the bucket by those above
+ * (limits.c; the state file's table, limits_shm.c, the same way). */
+static inline uint64_t kg__key_fnv(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
 struct lease {
     uint64_t id;
     int64_t expires_us;

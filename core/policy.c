@@ -348,9 +348,12 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         if ((e = kg__signers_load(p, v, L->file, L->diag)) != KG_OK)
             return e;
     }
+    if ((v = kg__ymap_get(root, "limits")) != NULL &&
+        (e = kg__limits_section(L, v)) != KG_OK)
+        return e;
     return kg__check_unknown(L, root, "the policy",
                              "version, key_prefix, realm, plugin_path, paths, "
-                             "credential, keystore, plans, signers");
+                             "credential, keystore, plans, signers, limits");
 }
 
 void kg_policy_free(kg_policy *p)

@@ -115,6 +115,20 @@ void kg_context_set_log_interval(kg_context *ctx, int64_t seconds);
  */
 void kg_context_set_limit_capacity(kg_context *ctx, size_t max_entries);
 
+/*
+ * Keep the context's limiter state (counters, concurrency leases) in the
+ * file `path`, `size_bytes` long (0: 256 MiB), shared with every process
+ * that names the same file and kept across restarts, instead of in this
+ * process's memory (docs/limits-state.md).  The file is created if
+ * absent; one of another layout version or size is refused (KG_ERR_INVALID,
+ * the reason in the diag) and left as it is; one torn by a power cut is
+ * started afresh, said in the context's log.  Call it before checks run;
+ * a context keeps the file until it is freed (KG_ERR_EXISTS for another
+ * one).  A policy's `limits: {state_file:, size:}` does the same.
+ */
+kg_error kg_context_set_state_file(kg_context *ctx, const char *path,
+                                   uint64_t size_bytes, kg_diag *diag);
+
 /* Number of live limiter-state entries (for tests and metrics). */
 size_t kg_context_limit_entries(const kg_context *ctx);
 

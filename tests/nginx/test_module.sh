@@ -19,14 +19,7 @@
 # load the policy answers 503.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
 
-SO=$(cd "$B" && pwd)/nginx-build/objs/ngx_http_keygate_module.so
-[ -f "$SO" ] || { echo "the nginx module was not built (configure --with-nginx-module)"; exit 77; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || { echo "nginx is not installed (scripts/deps.sh --test)"; exit 77; }
-command -v python3 >/dev/null || { echo "python3 is needed"; exit 1; }
-# The master loads the module, and the module libkeygate: this tree's.
-LD_LIBRARY_PATH=$B/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export LD_LIBRARY_PATH
+. "$S/tests/nginx/lib.sh"
 
 POLICY=$T/keygate.yaml
 cp "$S/conf/keygate.yaml" "$POLICY"
@@ -34,37 +27,14 @@ gateway_keys
 SLOWK=$(new_key slow free)
 HANG=$(new_key hang free)
 
-UPORT=$(free_port)
-bg_start python3 "$S/tests/nginx/upstream.py" "$UPORT" 2 "$T/upstream.seen" 2>"$T/upstream.err"
-wait_http "http://127.0.0.1:$UPORT/" any "$BG_PID" || { bad "upstream did not start: $(cat "$T/upstream.err")"; finish; }
+start_upstream 2
 
 # nginx_conf DIR FPORT RPORT [extra http lines]: the configuration: the
 # module on FPORT ("/" checked, /status public) and on RPORT behind the
 # realip module (127.0.0.1 may say who the client is).
-N=$T/nginx
-mkdir -p "$N/conf" "$N/logs" "$N/tmp"
-chmod 755 "$T" "$N" "$N/logs" "$N/tmp"
-USER_LINE=
-[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
 nginx_conf() {
-    cat >"$N/conf/nginx.conf" <<NGX
-load_module $SO;
-$USER_LINE
-worker_processes 1;
-pid $N/nginx.pid;
-error_log $N/logs/error.log notice;
-env KEYGATE_STATE_DIR;
-env KEYGATE_PLUGIN_PATH;
-events { worker_connections 256; }
-http {
-    keygate_policy $POLICY;
-    log_format kg '\$remote_addr "\$request" \$status key=\$keygate_key_id code=\$keygate_code';
-    access_log $N/logs/access.log kg;
-    client_body_temp_path $N/tmp/body;
-    proxy_temp_path $N/tmp/proxy;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
+    { nginx_head 1 '$remote_addr "$request" $status key=$keygate_key_id code=$keygate_code'
+      cat <<NGX
     ${3:-}
     server {
         listen 127.0.0.1:$1;
@@ -85,6 +55,7 @@ http {
     }
 }
 NGX
+    } >"$N/conf/nginx.conf"
 }
 
 # `keygate on` without a policy is nginx's configuration error.
