@@ -92,22 +92,6 @@ out:
     return a;
 }
 
-static int add_one(LDAPMod ***mods, size_t *nm, int op, const char *attr,
-                   const char *val)
-{
-    return kg__ldap_mod(mods, nm, op, attr, &val, val != NULL ? 1 : 0);
-}
-
-static int add_time(LDAPMod ***mods, size_t *nm, int op, const char *attr,
-                    int64_t t)
-{
-    char buf[20];
-    if (t == 0)
-        return add_one(mods, nm, op, attr, NULL);
-    kg__ldap_format_time(t, buf);
-    return add_one(mods, nm, op, attr, buf);
-}
-
 /* The modifications that write a (add: a new entry; else replace every
  * field but the id). */
 static LDAPMod **account_mods(const kg_account *a, int add)
@@ -121,17 +105,17 @@ static LDAPMod **account_mods(const kg_account *a, int add)
     if (mods == NULL)
         return NULL;
     if (add) {
-        bad |= add_one(&mods, &nm, op, "objectClass", ACCT_OC);
-        bad |= add_one(&mods, &nm, op, acct_attr[AA_ID], kg_account_id(a));
+        bad |= kg__ldap_mod_one(&mods, &nm, op, "objectClass", ACCT_OC);
+        bad |= kg__ldap_mod_one(&mods, &nm, op, acct_attr[AA_ID], kg_account_id(a));
     }
-    bad |= add_one(&mods, &nm, op, acct_attr[AA_EXT], kg_account_external_id(a));
-    bad |= add_one(&mods, &nm, op, acct_attr[AA_NAME], kg_account_name(a));
-    bad |= add_one(&mods, &nm, op, acct_attr[AA_PLAN], kg_account_plan(a));
-    bad |= add_one(&mods, &nm, op, acct_attr[AA_STATUS],
+    bad |= kg__ldap_mod_one(&mods, &nm, op, acct_attr[AA_EXT], kg_account_external_id(a));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, acct_attr[AA_NAME], kg_account_name(a));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, acct_attr[AA_PLAN], kg_account_plan(a));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, acct_attr[AA_STATUS],
                    kg_account_status_name(kg_account_status_of(a)));
-    bad |= add_time(&mods, &nm, op, acct_attr[AA_CREATED], kg_account_created(a));
-    bad |= add_time(&mods, &nm, op, acct_attr[AA_UPDATED], kg_account_updated(a));
-    bad |= add_one(&mods, &nm, op, acct_attr[AA_META], kg_account_metadata(a));
+    bad |= kg__ldap_mod_time(&mods, &nm, op, acct_attr[AA_CREATED], kg_account_created(a));
+    bad |= kg__ldap_mod_time(&mods, &nm, op, acct_attr[AA_UPDATED], kg_account_updated(a));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, acct_attr[AA_META], kg_account_metadata(a));
     n = kg_account_permission_count(a);
     if (n < kg_account_cidr_count(a))
         n = kg_account_cidr_count(a);

@@ -436,20 +436,20 @@ int kg__ldap_mod(LDAPMod ***mods, size_t *nm, int op, const char *attr,
     return 0;
 }
 
-static int add_one(LDAPMod ***mods, size_t *nm, int op, const char *attr,
-                   const char *val)
+int kg__ldap_mod_one(LDAPMod ***mods, size_t *nm, int op, const char *attr,
+                     const char *val)
 {
     return kg__ldap_mod(mods, nm, op, attr, &val, val != NULL ? 1 : 0);
 }
 
-static int add_time(LDAPMod ***mods, size_t *nm, int op, const char *attr,
-                    int64_t t)
+int kg__ldap_mod_time(LDAPMod ***mods, size_t *nm, int op, const char *attr,
+                      int64_t t)
 {
     char buf[20];
     if (t == 0)
-        return add_one(mods, nm, op, attr, NULL);
+        return kg__ldap_mod_one(mods, nm, op, attr, NULL);
     kg__ldap_format_time(t, buf);
-    return add_one(mods, nm, op, attr, buf);
+    return kg__ldap_mod_one(mods, nm, op, attr, buf);
 }
 
 LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add)
@@ -464,28 +464,28 @@ LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add)
         return NULL;
     kg_hash_to_hex(kg_record_hash(r), hex);
     if (add) {
-        bad |= add_one(&mods, &nm, op, "objectClass", l->object_class);
+        bad |= kg__ldap_mod_one(&mods, &nm, op, "objectClass", l->object_class);
         /* The naming attribute never changes on a replace. */
-        bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_ID], kg_record_id(r));
+        bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_ID], kg_record_id(r));
     }
-    bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_HASH], hex);
-    bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_PLAN], kg_record_plan(r));
-    bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_NAME], kg_record_name(r));
-    bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_PREFIX], kg_record_prefix(r));
-    bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_STATUS],
+    bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_HASH], hex);
+    bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_PLAN], kg_record_plan(r));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_NAME], kg_record_name(r));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_PREFIX], kg_record_prefix(r));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_STATUS],
                    kg_record_status(r) == KG_STATUS_REVOKED ? "revoked" : "active");
-    bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_EXPIRES], kg_record_expires(r));
-    bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_CREATED], kg_record_created(r));
-    bad |= add_time(&mods, &nm, op, l->attrs[KG__LA_LAST_USED], kg_record_last_used(r));
-    bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_ACCOUNT], kg_record_account_id(r));
+    bad |= kg__ldap_mod_time(&mods, &nm, op, l->attrs[KG__LA_EXPIRES], kg_record_expires(r));
+    bad |= kg__ldap_mod_time(&mods, &nm, op, l->attrs[KG__LA_CREATED], kg_record_created(r));
+    bad |= kg__ldap_mod_time(&mods, &nm, op, l->attrs[KG__LA_LAST_USED], kg_record_last_used(r));
+    bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_ACCOUNT], kg_record_account_id(r));
     /* A rotation's link, only when there is one: a directory still on
      * the schema of before (no such attributes) keeps taking every other
      * write, and refuses only a rotation (docs/ldap.md). */
     if (kg_record_replaced_by(r) != NULL)
-        bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_REPLACED_BY],
+        bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_REPLACED_BY],
                        kg_record_replaced_by(r));
     if (kg_record_replaces(r) != NULL)
-        bad |= add_one(&mods, &nm, op, l->attrs[KG__LA_REPLACES],
+        bad |= kg__ldap_mod_one(&mods, &nm, op, l->attrs[KG__LA_REPLACES],
                        kg_record_replaces(r));
 
     n = kg_record_permission_count(r);

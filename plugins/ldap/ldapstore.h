@@ -318,6 +318,12 @@ char *kg__ldap_format_limit(const char *name, int64_t count, int64_t window,
  * NULL-terminated. */
 int kg__ldap_mod(LDAPMod ***mods, size_t *nm, int op, const char *attr,
                  const char *const *vals, size_t n);
+/* One value (NULL: none; a replace with none deletes the attribute), or
+ * a time as GeneralizedTime (0: none): as kg__ldap_mod(). */
+int kg__ldap_mod_one(LDAPMod ***mods, size_t *nm, int op, const char *attr,
+                     const char *val);
+int kg__ldap_mod_time(LDAPMod ***mods, size_t *nm, int op, const char *attr,
+                      int64_t t);
 /* RFC 4515-escaped value for a filter, malloc()ed (NULL: no memory). */
 char *kg__ldap_escape(const char *value);
 

@@ -30,6 +30,12 @@
 #define MAX_STMTS 32
 #define MAX_COLS 32
 
+/* How long a migration's statements may take (`keygate db migrate`, a
+ * usage store brought up to date at start): minutes, not the lookups'
+ * statement_timeout. */
+#define PG_SCRIPT_TIMEOUT_MS 300000
+#define PG_SCRIPT_TIMEOUT_TEXT "300000"
+
 struct pgc {
     PGconn *c;
     int64_t timeout_ms;
@@ -89,10 +95,10 @@ static int classify(PGconn *c, const PGresult *res)
  * the first failure.  On a timeout the connection is left mid-query:
  * the caller reports SQL_TIMEOUT and the pool closes it.
  */
-static int wait_results(struct pgc *p, sql_row_cb cb, void *ud,
-                        long *changes_r, char *err, size_t errlen)
+static int wait_results(struct pgc *p, int64_t timeout_ms, sql_row_cb cb,
+                        void *ud, long *changes_r, char *err, size_t errlen)
 {
-    int64_t deadline = sql_now_ms() + p->timeout_ms;
+    int64_t deadline = sql_now_ms() + timeout_ms;
     int rc = SQL_OK, stop = 0;
 
     for (;;) {
@@ -138,7 +144,7 @@ static int wait_results(struct pgc *p, sql_row_cb cb, void *ud,
             }
             if (left <= 0) {
                 snprintf(err, errlen, "PostgreSQL did not answer within %lld ms "
-                         "(statement_timeout)", (long long)p->timeout_ms);
+                         "(statement_timeout)", (long long)timeout_ms);
                 return SQL_TIMEOUT;
             }
             n = poll(&pfd, 1, (int)left);
@@ -161,7 +167,10 @@ static int pg_script(void *conn, const char *sql, char *err, size_t errlen)
         set_err(err, errlen, "PostgreSQL: ", PQerrorMessage(p->c));
         return SQL_DOWN;
     }
-    return wait_results(p, NULL, NULL, NULL, err, errlen);
+    /* A migration: DDL on a large table, or behind another instance's
+     * migration (the advisory lock), may take far longer than a lookup
+     * may; begin_migration gives the server the same bound. */
+    return wait_results(p, PG_SCRIPT_TIMEOUT_MS, NULL, NULL, NULL, err, errlen);
 }
 
 static void *pg_open(const struct sql_conf *conf, char *err, size_t errlen)
@@ -231,7 +240,7 @@ static int pg_exec(void *conn, const char *sql, int nparams,
             set_err(err, errlen, "PostgreSQL: ", PQerrorMessage(p->c));
             return SQL_DOWN;
         }
-        if ((rc = wait_results(p, NULL, NULL, NULL, err, errlen)) != SQL_OK)
+        if ((rc = wait_results(p, p->timeout_ms, NULL, NULL, NULL, err, errlen)) != SQL_OK)
             return rc;
         if (name != tmpname)
             p->stmts[p->nstmts++].key = sql;
@@ -240,7 +249,7 @@ static int pg_exec(void *conn, const char *sql, int nparams,
         set_err(err, errlen, "PostgreSQL: ", PQerrorMessage(p->c));
         return SQL_DOWN;
     }
-    return wait_results(p, cb, ud, changes_r, err, errlen);
+    return wait_results(p, p->timeout_ms, cb, ud, changes_r, err, errlen);
 }
 
 static int first_col(void *ud, int n, const char *const *v)
@@ -294,7 +303,8 @@ const struct sql_driver sql_driver_postgresql = {
     .script = pg_script,
     .schema_version = pg_schema_version,
     /* Concurrent `keygate db migrate` runs take turns. */
-    .begin_migration = "BEGIN; SELECT pg_advisory_xact_lock(7305001)",
+    .begin_migration = "BEGIN; SET LOCAL statement_timeout = " PG_SCRIPT_TIMEOUT_TEXT
+                       "; SELECT pg_advisory_xact_lock(7305001)",
     .begin_write = "BEGIN",
     .describe = pg_describe,
 };

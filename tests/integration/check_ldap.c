@@ -732,28 +732,17 @@ END_TEST
  */
 static kg_policy *acct_policy(void)
 {
-    return tu_policyf(ctx,
-                      "version: 1\n"
-                      "key_prefix: whizo\n"
-                      "credential: [{module: bearer}]\n"
-                      "keystore:\n"
-                      "  - module: ldap\n"
-                      "    options:\n"
-                      "      uris: %s\n"
-                      "      base_dn: ou=apikeys,dc=example,dc=com\n"
-                      "      bind_dn: cn=keygate-rw,ou=services,dc=example,dc=com\n"
-                      "      bind_password: writepw\n"
-                      "      writable: true\n"
-                      "      search_timeout: 2s\n"
-                      "plans:\n"
-                      "  free:\n"
-                      "    account: [{module: ipacl}, {module: scope, options: {routes: "
-                      "{\"POST /v1/jobs\": jobs:write}, unmapped: allow}}]\n"
-                      "    limit:\n"
-                      "      - {module: fixed_window, control: requisite, options: {name: hour, count: 10, window: 1h}}\n"
-                      "      - {module: fixed_window, control: requisite, per: key, options: {name: ci, count: 100, window: 1h}}\n"
-                      "  pro: {limit: [{module: fixed_window, control: requisite, options: {name: hour, count: 200, window: 1h}}]}\n",
-                      uris_a);
+    char *line = tu_fmt("  - module: ldap\n"
+                        "    options:\n"
+                        "      uris: %s\n"
+                        "      base_dn: ou=apikeys,dc=example,dc=com\n"
+                        "      bind_dn: cn=keygate-rw,ou=services,dc=example,dc=com\n"
+                        "      bind_password: writepw\n"
+                        "      writable: true\n"
+                        "      search_timeout: 2s\n", uris_a);
+    kg_policy *p = test_acct_policy_on(ctx, line);
+    free(line);
+    return p;
 }
 
 /* The model, as the file and sql stores keep it: create, get by id and by

@@ -25,6 +25,33 @@ static int test_count_keys(kg_policy *p)
     return n;
 }
 
+/*
+ * A policy with accounts' limits on the keystore line `store_line` (YAML,
+ * "  - module: ...\n" and its indented options): free counts `hour` (10
+ * an hour) per account and `ci` per key, and applies the account's
+ * ceiling (ipacl, scope); pro counts `hour` (200) per account.
+ */
+static kg_policy *test_acct_policy_on(kg_context *ctx, const char *store_line)
+{
+    char *yaml = tu_fmt("version: 1\n"
+                        "key_prefix: whizo\n"
+                        "credential: [{module: bearer}]\n"
+                        "keystore:\n"
+                        "%s"
+                        "plans:\n"
+                        "  free:\n"
+                        "    account: [{module: ipacl}, {module: scope, options: {routes: "
+                        "{\"POST /v1/jobs\": jobs:write}, unmapped: allow}}]\n"
+                        "    limit:\n"
+                        "      - {module: fixed_window, control: requisite, options: {name: hour, count: 10, window: 1h}}\n"
+                        "      - {module: fixed_window, control: requisite, per: key, options: {name: ci, count: 100, window: 1h}}\n"
+                        "  pro: {limit: [{module: fixed_window, control: requisite, options: {name: hour, count: 200, window: 1h}}]}\n",
+                        store_line);
+    kg_policy *p = tu_policy(ctx, yaml);
+    free(yaml);
+    return p;
+}
+
 static kg_account *test_account_new(kg_policy *p, const char *name,
                                     const char *plan, const char *external_id)
 {

@@ -161,33 +161,16 @@ static void test_injection_strings(kg_policy *p, const char *known_id,
 
 /* ---- accounts (docs/sql.md "Accounts") ----------------------------------- */
 
-/*
- * A policy with accounts' limits: free counts `hour` (10 an hour) per
- * account and `ci` per key, and applies the account's ceiling (ipacl,
- * scope); pro counts `hour` (200) per account.
- */
+/* The account policy (accttest.h) on one sql store line with
+ * `store_opts` (a flow-mapping body) and `cache` (a flow mapping or NULL). */
 static kg_policy *test_acct_policy(kg_context *ctx, const char *store_opts,
                                    const char *cache)
 {
-    char *yaml = tu_fmt("version: 1\n"
-                        "key_prefix: whizo\n"
-                        "credential: [{module: bearer}]\n"
-                        "keystore:\n"
-                        "  - module: sql\n"
-                        "%s%s%s"
-                        "    options: {%s}\n"
-                        "plans:\n"
-                        "  free:\n"
-                        "    account: [{module: ipacl}, {module: scope, options: {routes: "
-                        "{\"POST /v1/jobs\": jobs:write}, unmapped: allow}}]\n"
-                        "    limit:\n"
-                        "      - {module: fixed_window, control: requisite, options: {name: hour, count: 10, window: 1h}}\n"
-                        "      - {module: fixed_window, control: requisite, per: key, options: {name: ci, count: 100, window: 1h}}\n"
-                        "  pro: {limit: [{module: fixed_window, control: requisite, options: {name: hour, count: 200, window: 1h}}]}\n",
-                        cache ? "    cache: " : "", cache ? cache : "", cache ? "\n" : "",
-                        store_opts);
-    kg_policy *p = tu_policy(ctx, yaml);
-    free(yaml);
+    char *line = tu_fmt("  - module: sql\n%s%s%s    options: {%s}\n",
+                        cache ? "    cache: " : "", cache ? cache : "",
+                        cache ? "\n" : "", store_opts);
+    kg_policy *p = test_acct_policy_on(ctx, line);
+    free(line);
     return p;
 }
 
