@@ -621,6 +621,9 @@ struct kg_policy {
     char *missing_key;
     char auth_scheme[32];
     struct kg__usage_conf *usage;   /* the usage: section, or NULL */
+    /* admin_listen: keygated's admin listener (docs/admin-api.md); the
+     * library only keeps it. */
+    char *admin_listen;
 };
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
