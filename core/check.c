@@ -616,6 +616,8 @@ static kg_error check(const kg_policy *p, const kg_request *req,
                                             c.now_us / 1000000);
 done:
     kg__limits_unpin(&c.lpin);
+    if (p->usage != NULL && !peek)
+        kg__usage_count(p, req, d, c.now_us);
     if (d->status == 401) {
         kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
         kg__strlcpy(d->scheme, p->auth_scheme, sizeof(d->scheme));

@@ -355,6 +355,13 @@ kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace,
     kg_record_set_id(nr, NULL);
     nr->created = 0;
     kg_record_set_last_used(nr, 0);
+    /* The two keys name each other (docs/cli.md "Rotation"); the new
+     * one is nobody's replaced key yet. */
+    if (kg_record_set_replaced_by(nr, NULL) != KG_OK ||
+        kg_record_set_replaces(nr, old->id) != KG_OK) {
+        e = KG_ERR_NOMEM;
+        goto out;
+    }
     /* Create the new key first: if that fails the old one is untouched. */
     if ((e = create(p, nr, old->name, key_out, key_size, diag)) != KG_OK)
         goto out;
@@ -362,6 +369,8 @@ kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace,
         old->status = KG_STATUS_REVOKED;
     else if (old->expires == 0 || old->expires > now + grace)
         old->expires = now + grace;
+    if ((e = kg_record_set_replaced_by(old, nr->id)) != KG_OK)
+        goto out;
     if ((e = kg_keys_update(p, old, diag)) != KG_OK)
         goto out;
     if (new_r != NULL) {

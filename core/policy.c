@@ -300,6 +300,15 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         free(p->realm);
         p->realm = strdup(v->value);
     }
+    if ((v = kg__ymap_get(root, "admin_listen")) != NULL) {
+        /* keygated's, checked by it (an address it can bind): the library
+         * keeps the string (docs/admin-api.md). */
+        if ((e = kg__want_scalar(L, v, "admin_listen")) != KG_OK)
+            return e;
+        free(p->admin_listen);
+        if ((p->admin_listen = strdup(v->value)) == NULL)
+            return KG_ERR_NOMEM;
+    }
     if ((v = kg__ymap_get(root, "plugin_path")) != NULL &&
         (e = kg__parse_plugin_path(L, v, &p->plugin_path, &p->nplugin_path)) != KG_OK)
         return e;
@@ -348,9 +357,13 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         if ((e = kg__signers_load(p, v, L->file, L->diag)) != KG_OK)
             return e;
     }
+    if ((v = kg__ymap_get(root, "usage")) != NULL &&
+        (e = kg__usage_section_load(L, v)) != KG_OK)
+        return e;
     return kg__check_unknown(L, root, "the policy",
                              "version, key_prefix, realm, plugin_path, paths, "
-                             "credential, keystore, plans, signers");
+                             "credential, keystore, plans, signers, usage, "
+                             "admin_listen");
 }
 
 void kg_policy_free(kg_policy *p)
@@ -359,6 +372,7 @@ void kg_policy_free(kg_policy *p)
     if (p == NULL)
         return;
     kg__signers_free(p);
+    kg__usage_section_free(p);
     /* Lines are destroyed in reverse order of creation. */
     for (i = p->nall; i > 0; i--)
         kg__line_free(p->all[i - 1]);
@@ -378,6 +392,7 @@ void kg_policy_free(kg_policy *p)
     free(p->source);
     free(p->dir);
     free(p->key_prefix);
+    free(p->admin_listen);
     free(p->realm);
     free(p->missing_key);
     free(p);
@@ -522,6 +537,11 @@ kg_error kg_policy_load_file(kg_context *ctx, const char *path,
 const char *kg_policy_source(const kg_policy *p)
 {
     return p->source;
+}
+
+const char *kg_policy_admin_listen(const kg_policy *p)
+{
+    return p->admin_listen;
 }
 
 size_t kg_policy_plan_count(const kg_policy *p)

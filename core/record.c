@@ -84,6 +84,8 @@ void kg__record_clear(kg_record *r)
     drop_account(r);
     free(r->name);
     free(r->prefix);
+    free(r->replaced_by);
+    free(r->replaces);
     kg__strv_free(r->perms, r->nperms);
     kg__strv_free(r->cidrs, r->ncidrs);
     free(r->nets);
@@ -138,6 +140,8 @@ kg_error kg_record_set_id(kg_record *r, const char *s) { return set_inline(&r->i
 kg_error kg_record_set_plan(kg_record *r, const char *s) { return set_inline(&r->plan, r->planbuf, sizeof(r->planbuf), s); }
 kg_error kg_record_set_name(kg_record *r, const char *s) { return set_str(&r->name, s); }
 kg_error kg_record_set_prefix(kg_record *r, const char *s) { return set_str(&r->prefix, s); }
+kg_error kg_record_set_replaced_by(kg_record *r, const char *s) { return set_str(&r->replaced_by, s); }
+kg_error kg_record_set_replaces(kg_record *r, const char *s) { return set_str(&r->replaces, s); }
 
 void kg_record_set_hash(kg_record *r, const unsigned char hash[KG_HASH_LEN])
 {
@@ -324,6 +328,8 @@ kg_error kg__record_copy_fields(kg_record *c, const kg_record *r)
     e |= kg_record_set_name(c, r->name);
     e |= kg_record_set_prefix(c, r->prefix);
     e |= kg_record_set_plan(c, r->plan);
+    e |= kg_record_set_replaced_by(c, r->replaced_by);
+    e |= kg_record_set_replaces(c, r->replaces);
     memcpy(c->hash, r->hash, KG_HASH_LEN);
     c->status = r->status;
     c->created = r->created;
@@ -360,6 +366,18 @@ const char *kg_record_id(const kg_record *r) { return r->id; }
 const char *kg_record_name(const kg_record *r) { return r->name; }
 const char *kg_record_prefix(const kg_record *r) { return r->prefix; }
 const char *kg_record_plan(const kg_record *r) { return r->plan; }
+const char *kg_record_replaced_by(const kg_record *r) { return r->replaced_by; }
+const char *kg_record_replaces(const kg_record *r) { return r->replaces; }
+
+const char *kg_record_state(const kg_record *r, int64_t now)
+{
+    if (r->status == KG_STATUS_REVOKED)
+        return "revoked";
+    /* as check.c: expired from the second it names */
+    if (r->expires != 0 && now >= r->expires)
+        return "expired";
+    return r->replaced_by != NULL ? "rotating" : "active";
+}
 const unsigned char *kg_record_hash(const kg_record *r) { return r->hash; }
 kg_key_status kg_record_status(const kg_record *r) { return r->status; }
 int64_t kg_record_created(const kg_record *r) { return r->created; }
@@ -434,7 +452,8 @@ void kg__json_overrides(kg__buf *b, const struct kg__limit_override *v, uint32_t
     kg__buf_adds(b, "}");
 }
 
-char *kg_record_to_json(const kg_record *r)
+/* The record's JSON with `status` as given. */
+static char *record_json(const kg_record *r, const char *status)
 {
     kg__buf b;
 
@@ -450,7 +469,15 @@ char *kg_record_to_json(const kg_record *r)
     kg__buf_adds(&b, ",\"plan\":");
     kg__buf_json_str(&b, r->account ? r->account->plan : r->plan);
     kg__buf_adds(&b, ",\"status\":");
-    kg__buf_json_str(&b, r->status == KG_STATUS_REVOKED ? "revoked" : "active");
+    kg__buf_json_str(&b, status);
+    if (r->replaced_by != NULL) {
+        kg__buf_adds(&b, ",\"replaced_by\":");
+        kg__buf_json_str(&b, r->replaced_by);
+    }
+    if (r->replaces != NULL) {
+        kg__buf_adds(&b, ",\"replaces\":");
+        kg__buf_json_str(&b, r->replaces);
+    }
     kg__buf_adds(&b, ",\"permissions\":");
     kg__json_strv(&b, r->perms, r->nperms);
     kg__buf_adds(&b, ",\"allowed_cidrs\":");
@@ -462,4 +489,14 @@ char *kg_record_to_json(const kg_record *r)
     kg__json_time(&b, "last_used", kg_record_last_used(r));
     kg__buf_adds(&b, "}");
     return kg__buf_take(&b);
+}
+
+char *kg_record_to_json(const kg_record *r)
+{
+    return record_json(r, r->status == KG_STATUS_REVOKED ? "revoked" : "active");
+}
+
+char *kg_record_to_json_at(const kg_record *r, int64_t now)
+{
+    return record_json(r, kg_record_state(r, now));
 }

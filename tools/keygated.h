@@ -64,6 +64,12 @@ typedef struct kgd_conf {
     kgd_origin_mode origin;
     kg_cidr proxies[KGD_MAX_PROXIES];
     size_t nproxies;
+    /* The admin listener (docs/admin-api.md): off while admin_listen is
+     * NULL (the policy's admin_listen: is used when none is given). */
+    const char *admin_listen;
+    const char *admin_cert, *admin_key;   /* PEM files: TLS */
+    int admin_insecure;                   /* plain HTTP off loopback */
+    const char *dashboard_dir;
 } kgd_conf;
 
 /*
@@ -231,6 +237,18 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
                    size_t nfds);
 /* Stop accepting, wait up to conf->drain_s for in-flight requests, stop. */
 void kgd_http_stop(unsigned drain_s);
+
+/* ---- keygated_admin.c --------------------------------------------------- */
+
+/*
+ * The admin listener: conf->admin_listen (or the policy's admin_listen:)
+ * bound and its TLS files read, before privileges are dropped.  0 with
+ * *fd_r = -1 when there is none; -1 when it cannot run (logged).
+ */
+int kgd_admin_open(kgd_conf *conf, int *fd_r);
+/* Start its daemon on fd; 0 or -1 (logged; fd closed). */
+int kgd_admin_start(const kgd_conf *conf, kg_context *ctx, int fd);
+void kgd_admin_stop(void);
 
 /* ---- keygated_head.c ---------------------------------------------------- */
 

@@ -28,6 +28,8 @@
 #define KEYGATE_PLUGIN_H
 
 #include <keygate/keygate.h>
+#include <keygate/audit.h>
+#include <keygate/usage.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,15 +53,22 @@ extern "C" {
  * 5: accounts: struct kg_keystore_ops gained account_get, account_list,
  * account_put and account_delete (abi_minor >= 5); records carry their
  * account (kg_record_set_account); kg_call_account(), kg_call_subject(),
- * kg_account_allowed_nets(). */
-#define KG_PLUGIN_ABI_MINOR 5
+ * kg_account_allowed_nets().
+ * 6: usage stores: kg_plugin gained `usage` (struct kg_usage_ops, read
+ * only from plugins with abi_minor >= 6 and a size that holds it), the
+ * kind KG_PLUGIN_USAGE, kg_opts_section(). */
+#define KG_PLUGIN_ABI_MINOR 6
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
     KG_PLUGIN_KEYSTORE = 2,
     KG_PLUGIN_ACCOUNT = 3,
     KG_PLUGIN_LIMIT = 4,
-    KG_PLUGIN_SIGNER = 5
+    KG_PLUGIN_SIGNER = 5,
+    /* A plugin that is only a usage store (ABI 1.6).  A plugin of any
+     * kind may be one too: the policy's usage: section takes any plugin
+     * whose descriptor sets `usage`. */
+    KG_PLUGIN_USAGE = 6
 } kg_plugin_kind;
 
 /* "credential", "keystore", ...; "unknown" for anything else. */
@@ -134,6 +143,11 @@ kg_error kg_opts_error(kg_opts *o, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The context the policy is being loaded into. */
 kg_context *kg_opts_context(kg_opts *o);
+/* What the options are for (ABI 1.6): the kind of the stage whose line
+ * they are (KG_PLUGIN_KEYSTORE, ...), or KG_PLUGIN_USAGE for the usage:
+ * section; a plugin that serves several (sql: a key store and a usage
+ * store) reads the options of that role. */
+int kg_opts_section(kg_opts *o);
 
 /* ------------------------------------------------------------------ */
 /* Key records                                                         */
@@ -190,7 +204,8 @@ size_t kg_record_limit_count(const kg_record *r);
 kg_error kg_record_limit(const kg_record *r, size_t i, const char **name_r,
                          int64_t *count_r, int64_t *window_r,
                          int64_t *burst_r);
-/* The record as a JSON object (no hash); malloc()ed, caller frees. */
+/* The record as a JSON object (no hash; "replaced_by" and "replaces"
+ * when set, ABI 1.6); malloc()ed, caller frees. */
 char *kg_record_to_json(const kg_record *r);
 
 /*
@@ -210,6 +225,23 @@ kg_error kg_record_set_account(kg_record *r, kg_account *a);
 kg_error kg_record_set_account_id(kg_record *r, const char *account_id);
 const kg_account *kg_record_account(const kg_record *r);
 const char *kg_record_account_id(const kg_record *r);   /* or NULL */
+
+/*
+ * A rotation's link (ABI 1.6): kg_keys_rotate() sets the old key's
+ * replaced_by to the new key's id, and the new key's replaces to the old
+ * one's; stores keep both.  NULL: not linked.  kg_record_state() names
+ * what a check makes of the key at `now` (Unix seconds): "revoked",
+ * "expired", "rotating" (replaced, still valid for its grace) or
+ * "active" (a static string).
+ */
+kg_error kg_record_set_replaced_by(kg_record *r, const char *key_id);
+kg_error kg_record_set_replaces(kg_record *r, const char *key_id);
+const char *kg_record_replaced_by(const kg_record *r);
+const char *kg_record_replaces(const kg_record *r);
+const char *kg_record_state(const kg_record *r, int64_t now);
+/* kg_record_to_json() with "status" kg_record_state() at `now` instead
+ * of the stored active/revoked. */
+char *kg_record_to_json_at(const kg_record *r, int64_t now);
 
 /* A callback over records; return non-zero to stop. */
 typedef int (*kg_record_cb)(const kg_record *r, void *userdata);
@@ -617,6 +649,21 @@ struct kg_keystore_ops {
                             kg_diag *diag);
     kg_error (*account_delete)(void *inst, const char *id, int with_keys,
                                kg_diag *diag);
+
+    /* ---- ABI 1.6: the audit log, read only from plugins with abi_minor >= 6 ---- */
+
+    /*
+     * Optional, both or neither (docs/audit.md).  audit_append: keep r
+     * (checked by the core, time_ms set) under the next id, above every
+     * id kept before, durably before it returns (an audit record that a
+     * crash loses was never written).  audit_query: the records that
+     * match q (keygate/audit.h), newest first, at most q->limit, each
+     * lent to cb for the call; stop when cb returns non-zero.
+     */
+    kg_error (*audit_append)(void *inst, const kg_audit_record *r,
+                             kg_diag *diag);
+    kg_error (*audit_query)(void *inst, const kg_audit_query *q,
+                            kg_audit_cb cb, void *userdata, kg_diag *diag);
 };
 
 struct kg_account_ops {
@@ -652,6 +699,38 @@ struct kg_limit_ops {
 
 struct kg_signer_ops;  /* see keygate/webhook.h */
 
+/*
+ * A usage store (ABI 1.6; docs/usage.md).  Its instance is created from
+ * the usage: section's options (kg_opts_section() says KG_PLUGIN_USAGE)
+ * and create() fails, at the option's place, if the store cannot be
+ * written: an unwritable store is a policy error at load, never a
+ * surprise at the first flush.  All four operations are required; each
+ * may be called from any thread, never two write()s at once for one
+ * context.
+ */
+struct kg_usage_ops {
+    /*
+     * Add the rows' counts (minute rows: span 60) to what the store
+     * holds and insert the events, all in one transaction; roll up and
+     * apply retention as the store sees fit (not on every call if that
+     * is costly).  `now` is the context's clock, in Unix seconds.
+     * KG_ERR_UNAVAILABLE: nothing written, the core keeps the batch and
+     * retries at the next flush.  Rows and events (and their strings)
+     * are the core's, valid for the call.
+     */
+    kg_error (*write)(void *inst, const kg_usage_row *rows, size_t nrows,
+                      const kg_usage_event *events, size_t nevents,
+                      int64_t now, kg_diag *diag);
+    /* The queries of usage.h, with their contracts. */
+    kg_error (*query)(void *inst, const kg_usage_query *q,
+                      kg_usage_row_cb cb, void *ud, kg_diag *diag);
+    kg_error (*top)(void *inst, int by_key, int64_t since, int64_t until,
+                    size_t limit, kg_usage_top_cb cb, void *ud,
+                    kg_diag *diag);
+    kg_error (*events)(void *inst, const kg_event_query *q,
+                       kg_usage_event_cb cb, void *ud, kg_diag *diag);
+};
+
 typedef struct kg_plugin {
     uint16_t abi_major;
     uint16_t abi_minor;
@@ -668,6 +747,9 @@ typedef struct kg_plugin {
     const struct kg_account_ops *account;
     const struct kg_limit_ops *limit;
     const struct kg_signer_ops *signer;
+    /* ---- ABI 1.6 ---- */
+    /* A usage store (any kind may set it; required of KG_PLUGIN_USAGE). */
+    const struct kg_usage_ops *usage;
 } kg_plugin;
 
 #define KG_PLUGIN_HEADER                                                   \

@@ -9,6 +9,8 @@
  *                      reload/SIGHUP)
  *   create: true       a missing file is an empty store (written on the
  *                      first `keygate key create`)
+ *   audit_file: PATH   the audit log, JSON lines (default: beside the key
+ *                      file, keys.yaml -> keys.audit.jsonl; docs/audit.md)
  *
  * The file holds hashes only (SHA-256, hex), never keys.  Writes take an
  * exclusive lock (flock on "<path>.lock"), re-read the file, apply the
@@ -29,6 +31,7 @@
 #include <sys/stat.h>
 
 #include "filestore.h"
+#include "../common/auditlog.h"
 
 /* ---- the plugin ------------------------------------------------------ */
 
@@ -43,13 +46,14 @@ static void file_destroy(void *inst)
     pthread_rwlock_destroy(&fs->lock);
     free(fs->path);
     free(fs->lockpath);
+    free(fs->auditpath);
     free(fs);
 }
 
 static kg_error file_create(kg_opts *opts, void **inst_r)
 {
     struct filestore *fs = calloc(1, sizeof(*fs));
-    const char *path;
+    const char *path, *audit;
     kg_error e;
     char err[1024];
     struct place at;
@@ -60,7 +64,8 @@ static kg_error file_create(kg_opts *opts, void **inst_r)
     atomic_flag_clear(&fs->checking);
     if ((e = kg_opts_get_path(opts, "path", NULL, &path)) != KG_OK ||
         (e = kg_opts_get_duration(opts, "refresh", 2, &fs->refresh_s)) != KG_OK ||
-        (e = kg_opts_get_bool(opts, "create", 1, &fs->create)) != KG_OK)
+        (e = kg_opts_get_bool(opts, "create", 1, &fs->create)) != KG_OK ||
+        (e = kg_opts_get_path(opts, "audit_file", NULL, &audit)) != KG_OK)
         goto fail;
     if (path == NULL) {
         e = kg_opts_error(opts, NULL, "option 'path' (the key file) is required");
@@ -73,6 +78,11 @@ static kg_error file_create(kg_opts *opts, void **inst_r)
         goto fail;
     }
     sprintf(fs->lockpath, "%s.lock", path);
+    fs->auditpath = audit != NULL ? strdup(audit) : kg__auditlog_beside(path);
+    if (fs->auditpath == NULL) {
+        e = KG_ERR_NOMEM;
+        goto fail;
+    }
     fs->t = kg__file_load(fs->path, fs->create, &fs->st, &fs->have_st, err,
                       sizeof(err), &at);
     if (fs->t == NULL) {
@@ -277,6 +287,18 @@ static void file_touch(void *inst, const kg_record *rec, int64_t when)
     kg_record_touch(rec, when);
 }
 
+static kg_error file_audit_append(void *inst, const kg_audit_record *r,
+                                  kg_diag *diag)
+{
+    return kg__auditlog_append(((struct filestore *)inst)->auditpath, r, diag);
+}
+
+static kg_error file_audit_query(void *inst, const kg_audit_query *q,
+                                 kg_audit_cb cb, void *ud, kg_diag *diag)
+{
+    return kg__auditlog_query(((struct filestore *)inst)->auditpath, q, cb, ud, diag);
+}
+
 static const struct kg_keystore_ops file_ops = {
     .lookup = file_lookup,
     .get = kg__file_get,
@@ -288,6 +310,8 @@ static const struct kg_keystore_ops file_ops = {
     .account_list = kg__file_account_list,
     .account_put = kg__file_account_put,
     .account_delete = kg__file_account_delete,
+    .audit_append = file_audit_append,
+    .audit_query = file_audit_query,
 };
 
 KG_PLUGIN_DEFINE(file) = {

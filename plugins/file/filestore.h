@@ -51,6 +51,7 @@ struct table {
 struct filestore {
     char *path;
     char *lockpath;
+    char *auditpath;          /* the audit log, JSON lines (auditlog.h) */
     int64_t refresh_s;
     int create;
     pthread_rwlock_t lock;

@@ -373,6 +373,13 @@ static kg_record *parse_entry(struct reader *rd, const struct ynode *m)
             if (v == NULL)
                 BAD(vn, "'account' must be a single value");
             kg_record_set_account_id(r, v);
+        } else if (!strcmp(k, "replaced_by") || !strcmp(k, "replaces")) {
+            /* A rotation's link (plugin.h kg_record_set_replaced_by). */
+            if (v == NULL)
+                BAD(vn, "'%s' must be a single value (a key id)", k);
+            if ((!strcmp(k, "replaced_by") ? kg_record_set_replaced_by(r, v)
+                             : kg_record_set_replaces(r, v)) != KG_OK)
+                BAD(vn, "out of memory");
         } else {
             BAD(kn, "unknown field '%s' in a key record", k);
         }

@@ -136,6 +136,8 @@ static int emit_record(yaml_emitter_t *em, const kg_record *r, int64_t last_used
     ok &= emit_time(em, "created", kg_record_created(r));
     ok &= emit_time(em, "expires", kg_record_expires(r));
     ok &= emit_time(em, "last_used", last_used);
+    if (kg_record_replaced_by(r)) ok &= emit_kv(em, "replaced_by", kg_record_replaced_by(r));
+    if (kg_record_replaces(r)) ok &= emit_kv(em, "replaces", kg_record_replaces(r));
     yaml_mapping_end_event_initialize(&ev);
     ok &= yaml_emitter_emit(em, &ev);
     return ok;
