@@ -9,11 +9,6 @@
 
 #include <microhttpd.h>
 
-/* Where `make install` puts dashboard/ (dashboard/Makefile.inc). */
-#ifndef KG_DASHBOARDDIR
-#define KG_DASHBOARDDIR "/usr/share/keygate/dashboard"
-#endif
-
 /*
  * Answer a GET or HEAD of `url` (libmicrohttpd's decoded path, no query)
  * with the file under the folder `root`: "/" and any path ending in "/"

@@ -92,3 +92,9 @@ export function errorText(e) {
   }
   return String(e && e.message ? e.message : e);
 }
+
+// The service has no usage store (a policy without a usage: section):
+// the usage, events and top routes answer 501.
+export function noUsageStore(e) {
+  return e instanceof ApiError && e.status === 501;
+}

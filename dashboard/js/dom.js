@@ -106,3 +106,10 @@ export function status(el, text, kind = 'info') {
 export function badge(s) {
   return h('span', {class: 'badge b-' + String(s || 'unknown').replace(/[^a-z]/g, '')}, s || 'unknown');
 }
+
+// What the usage pages say when keygated records no usage.
+export function noUsage(title) {
+  return [h('h1', {tabindex: '-1'}, title),
+    h('p', {class: 'msg info', id: 'no-usage'},
+      'Usage is not recorded on this keygated: its policy has no usage: section (docs/usage.md).')];
+}

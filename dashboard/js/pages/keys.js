@@ -172,7 +172,8 @@ function createForm(account, submit, cancel) {
       field('Permissions', perms, 'Comma separated, e.g. scrape:read, jobs:*. Empty: every permission the account allows.'),
       field('Allowed networks', nets, 'Comma separated CIDRs, e.g. 203.0.113.0/24. Empty: any address the account allows.'),
       field('Expires on', expires, 'Empty: never.'),
-      field('Per-key limits', lims, 'Comma separated name=count/window, e.g. hour=100000/1h, burst=100/1s:1000.'))
+      field('Per-key limits', lims, 'Comma separated name=count/window[:burst], for the plan\'s limits counted per key ' +
+        '(the account\'s own are set on the account), e.g. hour=1000/1h.'))
       : h('p', {class: 'muted'}, 'Keys on the ' + (account.plan || '') + ' plan follow the plan\'s limits.'),
     h('div', {class: 'buttons'},
       h('button', {type: 'submit', id: 'create-submit'}, 'Create key'),

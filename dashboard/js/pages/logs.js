@@ -1,7 +1,7 @@
 // logs.js - the account's access log: denials and a sample of allowed
 // requests (time, key prefix, client, method, path, status, code),
 // filtered by key, status and time, newest first, paged by cursor.
-import {h, fill, field, table, time, prefix} from '../dom.js';
+import {h, fill, field, table, time, prefix, noUsage} from '../dom.js';
 import * as api from '../api.js';
 
 const SINCE = [['1h', 'Last hour', 3600], ['24h', 'Last 24 hours', 86400], ['7d', 'Last 7 days', 7 * 86400]];
@@ -17,7 +17,14 @@ export async function render(main, app, params, current) {
     key: f.key || undefined, status: f.status || undefined, limit: 50,
     since: new Date(Date.now() - sinceS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
   };
-  const first = await api.get('/accounts/' + api.enc(accountId) + '/events', query);
+  let first;
+  try {
+    first = await api.get('/accounts/' + api.enc(accountId) + '/events', query);
+  } catch (e) {
+    if (!api.noUsageStore(e)) throw e;
+    if (current()) fill(main, noUsage('Access logs'));
+    return;
+  }
   if (!current()) return;
 
   const keySel = h('select', {id: 'logs-key', name: 'key'}, h('option', {value: ''}, 'Any key'),
@@ -47,7 +54,8 @@ export async function render(main, app, params, current) {
     filters, slot);
 
   function add(items) {
-    rows.push(...items);
+    // By key here too: the filter holds whatever the API does with ?key=.
+    rows.push(...items.filter(e => !f.key || e.key_id === f.key));
     fill(slot, table('Access log events, newest first', [
       {title: 'Time', cell: e => time(e.time)},
       {title: 'Key', cell: e => e.key_prefix ? h('code', {}, prefix(e.key_prefix)) : h('span', {class: 'muted'}, 'none')},

@@ -1,5 +1,5 @@
 // top.js - operators only: the accounts (or keys) with the most requests.
-import {h, fill, table, fmtNumber, prefix} from '../dom.js';
+import {h, fill, table, fmtNumber, prefix, noUsage} from '../dom.js';
 import * as api from '../api.js';
 
 const SINCE = [['24h', 'Last 24 hours', 86400], ['7d', 'Last 7 days', 7 * 86400], ['30d', 'Last 30 days', 30 * 86400]];
@@ -8,10 +8,17 @@ export async function render(main, app, params, current) {
   const since = SINCE.find(s => s[0] === params.get('since')) || SINCE[0];
   const by = params.get('by') === 'key' ? 'key' : 'account';
   const now = Date.now();
-  const res = await api.get('/usage/top', {
-    by, limit: 25,
-    since: new Date(now - since[2] * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-  });
+  let res;
+  try {
+    res = await api.get('/usage/top', {
+      by, limit: 25,
+      since: new Date(now - since[2] * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    });
+  } catch (e) {
+    if (!api.noUsageStore(e)) throw e;
+    if (current()) fill(main, noUsage('Top users'));
+    return;
+  }
   if (!current()) return;
   const link = (s, b) => '#/top?since=' + s + '&by=' + b;
   fill(main, h('h1', {tabindex: '-1'}, 'Top users'),

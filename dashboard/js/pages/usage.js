@@ -1,7 +1,7 @@
 // usage.js - requests over the last 24 h, 7 days or 30 days, allowed
 // and denied by code, for the account or one key, with the plan's limit
 // on the chart and the remaining quota of each limit now.
-import {h, fill, field, table, fmtNumber, fmtWindow, time} from '../dom.js';
+import {h, fill, field, table, fmtNumber, fmtWindow, time, noUsage} from '../dom.js';
 import * as api from '../api.js';
 import {usageChart} from '../chart.js';
 import {accountLimits} from '../plans.js';
@@ -21,10 +21,17 @@ export async function render(main, app, params, current) {
   const now = Math.floor(Date.now() / 1000);
   const path = keyId ? '/keys/' + api.enc(keyId) + '/usage' : '/accounts/' + api.enc(accountId) + '/usage';
   const since = now - range.since;
-  const usage = await api.get(path, {since: iso(since), until: iso(now + range.span), by: range.by});
-  // The current windows, from hourly buckets (a day limit needs 24 h).
-  const recent = range.by === 'hour' && range.since === 86400 && !keyId ? usage
-    : await api.get('/accounts/' + api.enc(accountId) + '/usage', {since: iso(now - 86400), until: iso(now + 3600), by: 'hour'});
+  let usage, recent;
+  try {
+    usage = await api.get(path, {since: iso(since), until: iso(now + range.span), by: range.by});
+    // The current windows, from hourly buckets (a day limit needs 24 h).
+    recent = range.by === 'hour' && range.since === 86400 && !keyId ? usage
+      : await api.get('/accounts/' + api.enc(accountId) + '/usage', {since: iso(now - 86400), until: iso(now + 3600), by: 'hour'});
+  } catch (e) {
+    if (!api.noUsageStore(e)) throw e;
+    if (current()) fill(main, noUsage('Usage'));
+    return;
+  }
   const limits = await accountLimits(account);
   if (!current()) return;
 
