@@ -39,6 +39,10 @@ static void usage(FILE *f)
 "  key rotate ID [--grace DURATION]\n"
 "                                 new key now; the old one works until the grace ends\n"
 "\n"
+"Audit log (every change made or refused; see keygate audit --help):\n"
+"  audit [--since 24h|7d|DATE] [--until ...] [--account ID] [--target ID]\n"
+"        [--action A] [--limit N] [--before ID]   newest first\n"
+"\n"
 "Checks:\n"
 "  check [--header 'Name: value']... [--ip ADDR] [--method M] [--path P] [--repeat N]\n"
 "                                 run the policy on a request; exit 0 allowed, 1 denied\n"
@@ -125,6 +129,8 @@ int main(int argc, char **argv)
         rc = cmd_db(&c, argc, argv);
     else if (strcmp(cmd, "webhook") == 0 || strcmp(cmd, "webhooks") == 0)
         rc = cmd_webhook(&c, argc, argv);
+    else if (strcmp(cmd, "audit") == 0)
+        rc = cmd_audit(&c, argc, argv);
     else {
         fprintf(stderr, "keygate: unknown command '%s' (see keygate --help)\n", cmd);
         rc = EXIT_USAGE;
