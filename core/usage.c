@@ -14,7 +14,8 @@
  *
  * What the store refuses stays pending and goes with the next flush;
  * the rows and events held (counted and pending) are bounded by the
- * section's max_pending, and what does not fit is dropped and counted.
+ * section's max_pending: a new bucket or event past it is dropped as it
+ * comes, and counted (rows_dropped, events_dropped).
  */
 #include "internal.h"
 
@@ -437,25 +438,24 @@ static int take_events(struct kg__usage *u)
     return rc;
 }
 
-/* Drop the oldest pending rows and events past max; counted. */
+/* Past max (a policy with a smaller max_pending was swapped in): drop
+ * the newest pending rows and events, as counting past the bound does;
+ * counted. */
 static void pending_bound(struct kg__usage *u, size_t max)
 {
     struct evbuf *p = &u->pending_events;
     size_t i, k;
     if (u->npending > max) {
         k = u->npending - max;
-        /* Sorted by start: the first are the oldest. */
-        for (i = 0; i < k; i++)
+        for (i = max; i < u->npending; i++)
             free(u->pending[i]);
-        memmove(u->pending, u->pending + k, max * sizeof(*u->pending));
         u->npending = max;
         atomic_fetch_sub(&u->live_rows, k);
         atomic_fetch_add(&u->rows_dropped, k);
     }
     if (p->n > max) {
+        /* Their strings stay in the arena until the batch is written. */
         k = p->n - max;
-        /* Strings stay in the arena until the batch is written. */
-        memmove(p->v, p->v + k, max * sizeof(*p->v));
         p->n = max;
         atomic_fetch_sub(&u->live_events, k);
         atomic_fetch_add(&u->events_dropped, k);
