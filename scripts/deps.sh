@@ -15,6 +15,12 @@ TEST_PKGS="$TEST_PKGS man-db"
 # libFuzzer runtime (libclang_rt.fuzzer-x86_64.a, which clang-14 only
 # recommends, so it is named).
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
+# The dashboard's browser test (tests/dashboard/): headless Chromium, and
+# Node with npm, which installs puppeteer-core and axe-core into the build
+# tree at test time.  npm only when none is on PATH: NodeSource's nodejs
+# carries its own and conflicts with Debian's npm package.
+TEST_PKGS="$TEST_PKGS chromium fonts-dejavu-core nodejs"
+command -v npm >/dev/null 2>&1 || TEST_PKGS="$TEST_PKGS npm"
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
