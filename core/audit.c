@@ -79,8 +79,9 @@ kg_error kg_audit_append(kg_policy *p, const kg_audit_record *r, kg_diag *diag)
         return KG_ERR_UNSUPPORTED;
     w = *r;
     {
-        const char *need[] = { w.actor, w.action, w.target, w.result };
-        const char *names[] = { "actor", "action", "target", "result" };
+        /* The target may be "": a create refused before it had an id. */
+        const char *need[] = { w.actor, w.action, w.result };
+        const char *names[] = { "actor", "action", "result" };
         for (i = 0; i < KG__ARRAY_LEN(need); i++) {
             if (need[i] == NULL || need[i][0] == '\0') {
                 kg__diag_set(diag, NULL, 0, 0, "audit record: no %s", names[i]);
@@ -88,6 +89,7 @@ kg_error kg_audit_append(kg_policy *p, const kg_audit_record *r, kg_diag *diag)
             }
         }
     }
+    w.target = or_empty(w.target);
     w.actor_key_id = or_empty(w.actor_key_id);
     w.actor_account_id = or_empty(w.actor_account_id);
     w.client = or_empty(w.client);

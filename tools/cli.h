@@ -72,6 +72,23 @@ void cli_time(int64_t t, char out[32]);
  * truncated to fit). */
 const char *cli_printable(const char *s, char *buf, size_t size);
 
+/*
+ * The audit log (cli_audit.c): a record of a change made (result KG_OK)
+ * or refused, by actor "cli:<user name>"; its changes from before to
+ * after (NULL: did not exist), target and account from them unless
+ * target is given.  A record that cannot be written is a warning on
+ * stderr (the change stands); a store without an audit log, nothing.
+ */
+void cli_audit(kg_policy *p, const char *action, const char *target,
+               const char *account_id, const char *changes, kg_error result);
+void cli_audit_key(kg_policy *p, const char *action, const char *target,
+                   const kg_record *before, const kg_record *after,
+                   kg_error result);
+void cli_audit_account(kg_policy *p, const char *action, const char *target,
+                       const kg_account *before, const kg_account *after,
+                       kg_error result);
+
+int cmd_audit(struct cli *c, int argc, char **argv);
 int cmd_key(struct cli *c, int argc, char **argv);
 int cmd_account(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
@@ -79,5 +96,7 @@ int cmd_policy(struct cli *c, int argc, char **argv);
 int cmd_plugins(struct cli *c, int argc, char **argv);
 int cmd_db(struct cli *c, int argc, char **argv);
 int cmd_webhook(struct cli *c, int argc, char **argv);
+int cmd_usage(struct cli *c, int argc, char **argv);
+int cmd_logs(struct cli *c, int argc, char **argv);
 
 #endif

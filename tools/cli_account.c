@@ -302,6 +302,8 @@ static int account_create(struct cli *c, kg_policy *p, const struct acct_edit *e
     if (a == NULL || account_apply(e, a) != 0)
         goto out;
     err = kg_accounts_create(p, a, &d);
+    cli_audit_account(p, "account.create", kg_account_id(a) ? NULL : "", NULL,
+                      a, err);
     if (err != KG_OK) {
         rc = refused("account create", err, &d);
         goto out;
@@ -384,26 +386,38 @@ static int key_fits_plan(const kg_record *r, void *userdata)
 static int account_write(struct cli *c, kg_policy *p, unsigned sub,
                          const struct acct_edit *e, kg_account *a)
 {
-    char what[32];
+    char what[32], action[32];
+    kg_account *before = kg_account_dup(a);
     kg_diag d;
     kg_error err;
+    int rc = EXIT_USAGE;
 
     snprintf(what, sizeof(what), "account %s", sub_name(sub));
+    snprintf(action, sizeof(action), "account.%s", sub_name(sub));
+    if (before == NULL) {
+        fprintf(stderr, "keygate: out of memory\n");
+        return EXIT_USAGE;
+    }
     if (sub == ACCT_SUSPEND || sub == ACCT_RESUME)
         kg_account_set_status(a, sub == ACCT_SUSPEND ? KG_ACCOUNT_SUSPENDED
                                                      : KG_ACCOUNT_ACTIVE);
     else if (account_apply(e, a) != 0)
-        return EXIT_USAGE;
+        goto out;
     if (sub == ACCT_UPDATE && e->plan != NULL) {
         struct plan_move m = { p, kg_account_id(a), e->plan, 0 };
         /* A store that cannot list keys leaves the check to its writes. */
         (void)kg_keys_list(p, key_fits_plan, &m, &d);
-        if (m.refused)
-            return EXIT_USAGE;
+        if (m.refused) {
+            cli_audit_account(p, action, NULL, before, a, KG_ERR_INVALID);
+            goto out;
+        }
     }
     err = kg_accounts_update(p, a, &d);
-    if (err != KG_OK)
-        return refused(what, err, &d);
+    cli_audit_account(p, action, NULL, before, a, err);
+    if (err != KG_OK) {
+        rc = refused(what, err, &d);
+        goto out;
+    }
     if (sub == ACCT_UPDATE)
         print_account(c, NULL, a);
     else if (c->json)
@@ -414,7 +428,10 @@ static int account_write(struct cli *c, kg_policy *p, unsigned sub,
                kg_account_id(a), sub == ACCT_SUSPEND
                    ? "are refused (403 account_suspended) until resume"
                    : "work again");
-    return EXIT_OK;
+    rc = EXIT_OK;
+out:
+    kg_account_unref(before);
+    return rc;
 }
 
 static int account_delete(struct cli *c, kg_policy *p, const struct acct_edit *e,
@@ -422,6 +439,7 @@ static int account_delete(struct cli *c, kg_policy *p, const struct acct_edit *e
 {
     kg_diag d;
     kg_error err = kg_accounts_delete(p, kg_account_id(a), e->with_keys, &d);
+    cli_audit_account(p, "account.delete", NULL, a, err == KG_OK ? NULL : a, err);
     /* The refusal for keys names --with-keys (core/accounts.c). */
     if (err != KG_OK)
         return refused("account delete", err, &d);
@@ -478,6 +496,11 @@ int cmd_account(struct cli *c, int argc, char **argv)
         if (err != KG_OK) {
             char what[32];
             snprintf(what, sizeof(what), "account %s", subs[s].name);
+            if (subs[s].sub != ACCT_SHOW) {
+                snprintf(what, sizeof(what), "account.%s", subs[s].name);
+                cli_audit(p, what, argv[1 + first], NULL, NULL, err);
+                snprintf(what, sizeof(what), "account %s", subs[s].name);
+            }
             rc = refused(what, err, &d);
             break;
         }

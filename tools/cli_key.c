@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <keygate/audit.h>
+
 #include "cli_key.h"
 
 void key_usage(FILE *f)
@@ -48,40 +50,19 @@ static const char *key_plan(const kg_record *r)
     return plan != NULL ? plan : "-";
 }
 
-/* What a check would make of the key now. */
+/* What a check would make of the key now: active, expired, revoked or
+ * rotating (replaced by a rotation, valid until its grace ends). */
 static const char *key_status(struct cli *c, const kg_record *r)
 {
-    int64_t now = kg_context_now(c->ctx) / 1000000;
-    if (kg_record_status(r) == KG_STATUS_REVOKED)
-        return "revoked";
-    /* as core/check.c: expired from the second it names */
-    if (kg_record_expires(r) != 0 && now >= kg_record_expires(r))
-        return "expired";
-    return "active";
+    return kg_record_state(r, kg_context_now(c->ctx) / 1000000);
 }
 
-/*
- * The record as JSON (no newline), its "status" what a check would make
- * of it now (kg_record_to_json() says the stored one: active or revoked).
- * The escaping of every string makes `,"status":"active"` appear once, as
- * that field.
- */
+/* The record as JSON (no newline), its "status" what a check would make
+ * of it now, with a rotation's replaced_by / replaces. */
 static void print_json(struct cli *c, const kg_record *r)
 {
-    static const char stored[] = ",\"status\":\"active\"";
-    const char *status = key_status(c, r);
-    char *j = kg_record_to_json(r), *at;
-
-    if (j == NULL) {
-        fputs("{}", stdout);
-        return;
-    }
-    at = strcmp(status, "expired") == 0 ? strstr(j, stored) : NULL;
-    if (at != NULL)
-        printf("%.*s,\"status\":\"%s\"%s", (int)(at - j), j, status,
-               at + sizeof(stored) - 1);
-    else
-        fputs(j, stdout);
+    char *j = kg_record_to_json_at(r, kg_context_now(c->ctx) / 1000000);
+    fputs(j != NULL ? j : "{}", stdout);
     free(j);
 }
 
@@ -100,6 +81,10 @@ static void print_record(struct cli *c, const kg_record *r)
     printf("account:     %s\n", kg_record_account_id(r) ? kg_record_account_id(r) : "");
     printf("plan:        %s\n", key_plan(r));
     printf("status:      %s\n", key_status(c, r));
+    if (kg_record_replaced_by(r))
+        printf("replaced by: %s\n", kg_record_replaced_by(r));
+    if (kg_record_replaces(r))
+        printf("replaces:    %s\n", kg_record_replaces(r));
     printf("permissions:");
     for (i = 0; i < kg_record_permission_count(r); i++)
         printf(" %s", kg_record_permission(r, i));
@@ -191,6 +176,8 @@ static int key_create(struct cli *c, kg_policy *p, const struct key_edit *e)
         goto out;
     err = kg_keys_create(p, r, key, sizeof(key), &d);
     if (err != KG_OK) {
+        /* what was asked for; the id only if the record got one */
+        cli_audit_key(p, "key.create", kg_record_id(r) ? NULL : "", NULL, r, err);
         cli_print_diag("key create", err, &d);
         rc = err == KG_ERR_INVALID ? EXIT_USAGE : EXIT_DENIED;
         goto out;
@@ -199,6 +186,7 @@ static int key_create(struct cli *c, kg_policy *p, const struct key_edit *e)
      * stored record (plugin.h kg_keys_create). */
     if (kg_keys_get(p, kg_record_id(r), &stored, &d) != KG_OK)
         stored = kg_record_ref(r);
+    cli_audit_key(p, "key.create", NULL, NULL, stored, KG_OK);
     acct = kg_record_account_id(stored);
     if (c->json) {
         char *j = kg_record_to_json(stored);
@@ -234,12 +222,18 @@ static int list_cb(const kg_record *r, void *ud)
     }
     cli_time(kg_record_expires(r), t);
     cli_time(kg_record_last_used(r), lu);
-    printf("%-20s %-12s %-12s %-8s %-21s %-21s %-21s %s\n", kg_record_id(r),
+    printf("%-20s %-12s %-12s %-8s %-21s %-21s %-21s %s", kg_record_id(r),
            kg_record_prefix(r) ? kg_record_prefix(r) : "", key_plan(r),
            key_status(c, r), kg_record_expires(r) ? t : "never",
            kg_record_last_used(r) ? lu : "never",
            kg_record_account_id(r) ? kg_record_account_id(r) : "-",
            cli_printable(kg_record_name(r), name, sizeof(name)));
+    /* A rotation's two keys name each other. */
+    if (kg_record_replaced_by(r))
+        printf(" (replaced by %s)", kg_record_replaced_by(r));
+    if (kg_record_replaces(r))
+        printf(" (replaces %s)", kg_record_replaces(r));
+    putchar('\n');
     return 0;
 }
 
@@ -259,11 +253,16 @@ static int key_list(struct cli *c, kg_policy *p)
     return EXIT_OK;
 }
 
-static int with_record(kg_policy *p, const char *id, kg_record **r_r)
+/* The key to show or change (`action`: the audit record's action of a
+ * change refused because the key cannot be read; NULL for show). */
+static int with_record(kg_policy *p, const char *id, const char *action,
+                       kg_record **r_r)
 {
     kg_diag d;
     kg_error e = kg_keys_get(p, id, r_r, &d);
     if (e != KG_OK) {
+        if (action != NULL)
+            cli_audit(p, action, id, NULL, NULL, e);
         cli_print_diag("key", e, &d);
         return e == KG_ERR_NOT_FOUND ? EXIT_DENIED : EXIT_USAGE;
     }
@@ -272,10 +271,14 @@ static int with_record(kg_policy *p, const char *id, kg_record **r_r)
 
 static int key_revoke(struct cli *c, kg_policy *p, kg_record *r)
 {
+    kg_record *before = kg_record_dup(r);
     kg_diag d;
     kg_error e;
     kg_record_set_status(r, KG_STATUS_REVOKED);
-    e = kg_keys_update(p, r, &d);
+    e = before == NULL ? KG_ERR_NOMEM : kg_keys_update(p, r, &d);
+    if (before != NULL)
+        cli_audit_key(p, "key.revoke", NULL, before, r, e);
+    kg_record_unref(before);
     if (e != KG_OK) {
         cli_print_diag("key revoke", e, &d);
         return EXIT_DENIED;
@@ -290,39 +293,65 @@ static int key_revoke(struct cli *c, kg_policy *p, kg_record *r)
 static int key_update(struct cli *c, kg_policy *p, const struct key_edit *e,
                       kg_record *r)
 {
+    kg_record *before = NULL;
     kg_diag d;
     kg_error err;
+    int rc = EXIT_USAGE;
     /* Before key_enforced(), which would hold the key against a plan
      * it cannot move to. */
     if (e->plan != NULL && kg_record_account_id(r) != NULL) {
         plan_is_accounts("update", "--plan", kg_record_account_id(r),
                          kg_record_account(r) ? kg_account_plan(kg_record_account(r)) : NULL,
                          e->plan);
+        cli_audit(p, "key.update", kg_record_id(r), kg_record_account_id(r),
+                  NULL, KG_ERR_INVALID);
         return EXIT_USAGE;
     }
     /* Only what this update sets is held against the plan: a key
      * renamed keeps what it had. */
-    if (key_apply(c, e, r) != 0 || key_enforced(p, r, key_touched(e)) != 0)
+    if ((before = kg_record_dup(r)) == NULL) {
+        fprintf(stderr, "keygate: out of memory\n");
         return EXIT_USAGE;
+    }
+    if (key_apply(c, e, r) != 0)
+        goto out;
+    /* A setting the plan would not enforce is a refused change. */
+    if (key_enforced(p, r, key_touched(e)) != 0) {
+        cli_audit_key(p, "key.update", NULL, before, r, KG_ERR_INVALID);
+        goto out;
+    }
     err = kg_keys_update(p, r, &d);
+    cli_audit_key(p, "key.update", NULL, before, r, err);
     if (err != KG_OK) {
         cli_print_diag("key update", err, &d);
-        return err == KG_ERR_INVALID ? EXIT_USAGE : EXIT_DENIED;
+        rc = err == KG_ERR_INVALID ? EXIT_USAGE : EXIT_DENIED;
+        goto out;
     }
     print_record(c, r);
-    return EXIT_OK;
+    rc = EXIT_OK;
+out:
+    kg_record_unref(before);
+    return rc;
 }
 
 static int key_rotate(struct cli *c, kg_policy *p, const struct key_edit *e,
                       const char *id)
 {
     char key[KG_KEY_MAX];
-    kg_record *nr = NULL;
-    kg_diag d;
+    kg_record *nr = NULL, *before = NULL, *after = NULL;
+    kg_diag d, d2;
     kg_error err;
 
+    /* The audit record is the old key's change (its expiry or status,
+     * and replaced_by: the new key's id). */
+    (void)kg_keys_get(p, id, &before, &d2);
     err = kg_keys_rotate(p, id, e->have_grace ? e->grace : 0, key, sizeof(key),
                          &nr, &d);
+    if (err == KG_OK && kg_keys_get(p, id, &after, &d2) != KG_OK)
+        after = NULL;
+    cli_audit_key(p, "key.rotate", id, before, err == KG_OK ? after : before, err);
+    kg_record_unref(before);
+    kg_record_unref(after);
     if (err != KG_OK) {
         cli_print_diag("key rotate", err, &d);
         return err == KG_ERR_NOT_FOUND ? EXIT_DENIED : EXIT_USAGE;
@@ -394,7 +423,11 @@ int cmd_key(struct cli *c, int argc, char **argv)
     case KEY_LIST: rc = key_list(c, p); break;
     case KEY_ROTATE: rc = key_rotate(c, p, &e, argv[1 + first]); break;
     default:
-        if ((rc = with_record(p, argv[1 + first], &r)) != EXIT_OK)
+        if ((rc = with_record(p, argv[1 + first],
+                              subs[s].sub == KEY_SHOW ? NULL
+                              : subs[s].sub == KEY_REVOKE ? "key.revoke"
+                                                          : "key.update",
+                              &r)) != EXIT_OK)
             break;
         if (subs[s].sub == KEY_SHOW)
             print_record(c, r);

@@ -263,10 +263,17 @@ int main(int argc, char **argv)
         nfds = 0;   /* the daemons that started closed theirs */
         goto out;
     }
+    if (kgd_usage_start(ctx) != 0) {
+        kgd_log_msg("cannot start the usage flusher");
+        kgd_http_stop(0);
+        nfds = 0;
+        goto out;
+    }
     if (admin_fd >= 0) {
         int fd = admin_fd;
         admin_fd = -1;   /* the daemon's now, or closed */
         if (admin_start(&conf, ctx, fd) != 0) {
+            kgd_usage_stop();
             kgd_http_stop(0);
             nfds = 0;
             goto out;
@@ -311,6 +318,8 @@ int main(int argc, char **argv)
     if (admin_started)
         admin_stop();
     admin_started = 0;
+    /* The last flush is the holder's, after the flusher has stopped. */
+    kgd_usage_stop();
     kgd_log_flush();
     nfds = 0;   /* closed by the daemons */
     rc = 0;

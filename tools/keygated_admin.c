@@ -416,7 +416,7 @@ int kgd_admin_start(const kgd_conf *conf, kg_context *ctx, int fd)
         close(fd);
         return -1;
     }
-    kgd_log_msg("admin API listening on %s (%s)", name,
+    kgd_log_msg("admin API listener on %s (%s)", name,
                 flags & MHD_USE_TLS ? "https, TLS" :
                 bound_to_loopback(fd) ? "plain http, loopback only"
                                       : "plain http, --admin-insecure: keys "

@@ -38,7 +38,8 @@ typedef struct kg_audit_record {
     const char *actor;      /* "key:k_...", "cli:root" */
     const char *client;     /* the caller's address, or "" */
     const char *action;     /* "account.create", "key.rotate", ... */
-    const char *target;     /* "acct_..." or "k_..." */
+    const char *target;     /* "acct_..." or "k_..."; "" for a create
+                             * refused before it had an id */
     const char *account_id; /* the account the target belongs to, or "" */
     const char *changes;    /* a JSON object {"field":{"before":..,"after":..}}
                              * (NULL: {}); never a key or hash */
@@ -49,7 +50,7 @@ typedef struct kg_audit_record {
  * Append a record to the audit log of the policy's first key store that
  * keeps one (KG_ERR_UNSUPPORTED, diag says so, if none).  time_ms 0 is
  * taken as now (the context's clock); the id is the store's.  Refused
- * (KG_ERR_INVALID, diag says why): no actor, action, target or result,
+ * (KG_ERR_INVALID, diag says why): no actor, action or result,
  * `changes` that is not one JSON object, or a string holding something
  * of a key's form (the policy's prefix, '_', 38 base62 characters).
  * KG_ERR_UNAVAILABLE / KG_ERR_IO if the store could not write it.

@@ -56,7 +56,10 @@ extern "C" {
  * kg_account_allowed_nets().
  * 6: usage stores: kg_plugin gained `usage` (struct kg_usage_ops, read
  * only from plugins with abi_minor >= 6 and a size that holds it), the
- * kind KG_PLUGIN_USAGE, kg_opts_section(). */
+ * kind KG_PLUGIN_USAGE, kg_opts_section(); struct kg_keystore_ops gained
+ * audit_append and audit_query (the audit log, keygate/audit.h;
+ * abi_minor >= 6); records carry a rotation's link
+ * (kg_record_set_replaced_by, kg_record_set_replaces). */
 #define KG_PLUGIN_ABI_MINOR 6
 
 typedef enum kg_plugin_kind {

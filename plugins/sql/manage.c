@@ -25,7 +25,7 @@ static const char account_lock_sql[] =
     "UPDATE keygate_accounts SET updated_at = updated_at WHERE id = $1";
 static const char insert_sql[] =
     "INSERT INTO keygate_keys (" SQL_COLS ") VALUES "
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 /* last_used_at only moves forward: a replace never undoes a newer use
  * that the write-behind has recorded meanwhile.  A record replaced
  * without an account id keeps the one stored. */
@@ -34,8 +34,8 @@ static const char update_sql[] =
     "plan = $5, status = $6, permissions = $7, allowed_cidrs = $8, "
     "limits = $9, created_at = $10, expires_at = $11, last_used_at = "
     "CASE WHEN last_used_at IS NULL OR last_used_at < $12 THEN $12 "
-    "ELSE last_used_at END, account_id = COALESCE($13, account_id) "
-    "WHERE id = $1";
+    "ELSE last_used_at END, account_id = COALESCE($13, account_id), "
+    "replaced_by = $14, replaces = $15 WHERE id = $1";
 
 kg_error sql_store_get(void *inst, const char *id, kg_record **rec_r,
                        kg_diag *diag)

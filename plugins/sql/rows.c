@@ -118,7 +118,9 @@ kg_record *sql_row_to_record(int n, const char *const *v)
         split_lines(v[6], r, rec_perm) != KG_OK ||
         split_lines(v[7], r, rec_cidr) != KG_OK ||
         parse_limits(v[8], r, rec_limit) != KG_OK ||
-        kg_record_set_account_id(r, v[12]) != KG_OK)
+        kg_record_set_account_id(r, v[12]) != KG_OK ||
+        kg_record_set_replaced_by(r, v[13]) != KG_OK ||
+        kg_record_set_replaces(r, v[14]) != KG_OK)
         goto bad;
     kg_record_set_status(r, v[5] && strcmp(v[5], "active") == 0
                                 ? KG_STATUS_ACTIVE : KG_STATUS_REVOKED);
@@ -255,6 +257,8 @@ kg_error sql_params_build(struct sql_params *p, const kg_record *r, kg_diag *d)
     p->v[10] = kg_record_expires(r) ? p->expires : NULL;
     p->v[11] = kg_record_last_used(r) ? p->last_used : NULL;
     p->v[12] = kg_record_account_id(r);
+    p->v[13] = kg_record_replaced_by(r);
+    p->v[14] = kg_record_replaces(r);
     if (p->v[0] == NULL || p->v[4] == NULL) {
         kg_diag_set(d, "a key record needs an id and a plan");
         return KG_ERR_INVALID;

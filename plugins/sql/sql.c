@@ -363,6 +363,8 @@ static const struct kg_keystore_ops sql_ops = {
     .account_list = sql_account_list,
     .account_put = sql_account_put,
     .account_delete = sql_account_delete,
+    .audit_append = sql_audit_append,
+    .audit_query = sql_audit_query,
 };
 
 KG_PLUGIN_DEFINE(sql) = {

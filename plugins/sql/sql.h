@@ -174,8 +174,8 @@ struct sqlstore {
 /* The columns of keygate_keys, in the order of a row (rows.c). */
 #define SQL_COLS "id, key_hash, name, prefix, plan, status, permissions, " \
                  "allowed_cidrs, limits, created_at, expires_at, last_used_at, " \
-                 "account_id"
-#define SQL_NCOLS 13
+                 "account_id, replaced_by, replaces"
+#define SQL_NCOLS 15
 /* The columns of keygate_accounts, in the order of a row (rows.c). */
 #define SQL_ACCT_COLS "id, external_id, name, plan, limits, allowed_cidrs, " \
                       "permissions, status, created_at, updated_at, metadata"
@@ -188,7 +188,7 @@ struct sqlstore {
 #define SQL_JOIN_COLS \
     "k.id, k.key_hash, k.name, k.prefix, k.plan, k.status, k.permissions, " \
     "k.allowed_cidrs, k.limits, k.created_at, k.expires_at, k.last_used_at, " \
-    "k.account_id, a.id, a.external_id, a.name, a.plan, a.limits, " \
+    "k.account_id, k.replaced_by, k.replaces, a.id, a.external_id, a.name, a.plan, a.limits, " \
     "a.allowed_cidrs, a.permissions, a.status, a.created_at, a.updated_at, " \
     "a.metadata"
 #define SQL_JOIN_FROM \
@@ -269,6 +269,12 @@ kg_error sql_store_put(void *inst, const kg_record *r, int create,
                        kg_diag *diag);
 kg_error sql_store_migrate(void *inst, int apply, int *from_r, int *to_r,
                            kg_diag *diag);
+
+/* ---- audit.c: the audit log (keygate_audit, migration 006) ------------- */
+
+kg_error sql_audit_append(void *inst, const kg_audit_record *r, kg_diag *diag);
+kg_error sql_audit_query(void *inst, const kg_audit_query *q, kg_audit_cb cb,
+                         void *ud, kg_diag *diag);
 
 /* One statement of a transaction (sql_tx_*), with an SQL_* answer. */
 struct sql_tx {

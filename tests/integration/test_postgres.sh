@@ -128,9 +128,9 @@ out=$(kg db status 2>&1) || fail "db status: $out"
 out=$(kg key create --name early --plan free 2>&1) && fail "key create before migrate worked: $out"
 echo "$out" | grep -q "keygate db migrate" || fail "key create before migrate: $out"
 out=$(kg db migrate 2>&1) || fail "db migrate: $out"
-[ "$out" = "migrated the schema from version 0 to 3" ] || fail "db migrate: $out"
+[ "$out" = "migrated the schema from version 0 to 6" ] || fail "db migrate: $out"
 out=$(kg db migrate 2>&1) || fail "db migrate again: $out"
-[ "$out" = "schema version 3: up to date" ] || fail "db migrate again: $out"
+[ "$out" = "schema version 6: up to date" ] || fail "db migrate again: $out"
 
 key=$(kg key create --name "O'Brien; DROP TABLE keygate_keys;--" --plan free --permission scrape:read 2>"$tmp/err") \
     || fail "key create: $(cat "$tmp/err")"
@@ -146,6 +146,18 @@ out=$(kg check --header "Authorization: Bearer $key" 2>&1) && fail "check of a r
 echo "$out" | grep -q key_revoked || fail "revoked key: $out"
 n=$($PSQL -d keygate_cli -tAc "SELECT count(*) FROM keygate_keys WHERE status = 'revoked'")
 [ "$n" = 1 ] || fail "the database has $n revoked keys, expected 1"
+# The CLI's changes are audited in keygate_audit (docs/audit.md): the
+# create and the revoke, by cli:<user>, neither the key nor its hash in
+# the table.
+out=$(kg audit --json) || fail "audit: $out"
+echo "$out" | grep -q "\"action\":\"key.revoke\",\"target\":\"$id\"" || fail "audit lacks the revoke: $out"
+echo "$out" | grep -q "\"action\":\"key.create\",\"target\":\"$id\"" || fail "audit lacks the create: $out"
+echo "$out" | grep -q "\"actor\":\"cli:$(id -un)\"" || fail "audit's actor: $out"
+hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+n=$($PSQL -d keygate_cli -tAc "SELECT count(*) FROM keygate_audit WHERE keygate_audit::text LIKE '%$key%' OR keygate_audit::text LIKE '%$hash%'")
+[ "$n" = 0 ] || fail "$n audit rows hold the key or its hash"
+n=$($PSQL -d keygate_cli -tAc "SELECT count(*) FROM keygate_audit")
+[ "$n" = 2 ] || fail "keygate_audit has $n rows, expected 2"
 
 # A wrong password: a clear error that never shows the password.
 sed "s/password: .*/password: wrong-secret-4711/" "$tmp/policy.yaml" > "$tmp/bad.yaml"
