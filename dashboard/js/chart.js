@@ -14,7 +14,7 @@ export function usageChart(series, limit, span, label) {
   const y = v => T + (H - T - B) * (1 - v / max);
   const bw = (W - L - R) / Math.max(1, series.length);
   const svg = h('svg:svg', {viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label,
-    preserveAspectRatio: 'none', id: 'usage-chart'});
+    id: 'usage-chart'});
   // Grid and y axis.
   for (const v of [0, max / 2, max]) {
     svg.appendChild(h('svg:line', {x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid'}));

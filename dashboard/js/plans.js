@@ -18,13 +18,13 @@ export async function plans() {
 
 export function limitList(l) {
   if (!l) return [];
-  if (Array.isArray(l)) return l.map(x => ({name: x.name, count: +x.count, window: +(x.window || 0), burst: +(x.burst || 0),
-    per: x.per || 'account'}));
-  return Object.entries(l).map(([name, x]) => ({name, count: +x.count, window: +(x.window || 0), burst: +(x.burst || 0),
-    per: x.per || 'account'}));
+  const one = (name, x) => ({name, count: x.count === undefined ? null : +x.count, window: +(x.window || 0),
+    burst: +(x.burst || 0), per: x.per || 'account'});
+  return Array.isArray(l) ? l.map(x => one(x.name, x)) : Object.entries(l).map(([name, x]) => one(name, x));
 }
 
-// The limits that apply to the account now.
+// The limits that apply to the account now.  A limit whose count the
+// API does not give (count null) is listed by name only.
 export async function accountLimits(account) {
   let list = [];
   try {

@@ -58,7 +58,7 @@ if grep -q '^usage:' "$POLICY"; then
     USAGE=1
 else
     cp "$POLICY" "$T/try.yaml"
-    printf 'usage:\n  module: sql\n  options: {driver: sqlite, path: %s/usage.db}\n  flush_interval: %ss\n' \
+    printf 'usage:\n  module: sql\n  options: {url: "sqlite://%s/usage.db"}\n  flush_interval: %ss\n  sample: 100%%\n' \
         "$T" "$FLUSH_S" >>"$T/try.yaml"
     if $KEYGATE --config "$T/try.yaml" policy check >/dev/null 2>&1; then
         cp "$T/try.yaml" "$POLICY"
@@ -71,7 +71,10 @@ OP_KEY=$($KG key create --account "$OP_ACCT" --permission admin --name ops 2>"$T
 # The customer is on Enterprise: the shipped policy checks permissions
 # (account:manage for /api/v1) on the Enterprise and admin plans only.
 CUST_NAME="Acme Scraping"
-CUST_ACCT=$($KG account create --name "$CUST_NAME" --plan enterprise --external-id cus_acme 2>"$T/err") ||
+# Its own hour limit (an Enterprise custom limit) is what the usage chart
+# draws.
+CUST_ACCT=$($KG account create --name "$CUST_NAME" --plan enterprise --external-id cus_acme \
+    --limit hour=200/1h 2>"$T/err") ||
     { cat "$T/err"; exit 1; }
 CUST_KEY=$($KG key create --account "$CUST_ACCT" --permission account:manage --name dashboard 2>"$T/err") ||
     { cat "$T/err"; exit 1; }

@@ -1,5 +1,5 @@
 // top.js - operators only: the accounts (or keys) with the most requests.
-import {h, fill, table, fmtNumber, prefix, noUsage} from '../dom.js';
+import {h, fill, table, fmtNumber, noUsage} from '../dom.js';
 import * as api from '../api.js';
 
 const SINCE = [['24h', 'Last 24 hours', 86400], ['7d', 'Last 7 days', 7 * 86400], ['30d', 'Last 30 days', 30 * 86400]];
@@ -29,9 +29,10 @@ export async function render(main, app, params, current) {
         [['account', 'By account'], ['key', 'By key']].map(([b, t]) =>
           h('a', {href: link(since[0], b), class: 'seg', 'aria-current': b === by ? 'true' : null}, t)))),
     table('Top ' + by + 's, ' + since[1].toLowerCase(), [
-      {title: 'Account', cell: r => h('a', {href: '#/usage?account=' + encodeURIComponent(r.account_id || r.account || '')},
-        r.account_name || r.account_id || r.account || '')},
-      by === 'key' ? {title: 'Key', cell: r => r.key_prefix ? h('code', {}, prefix(r.key_prefix)) : (r.key_id || r.key || '')} : null,
+      {title: 'Account', cell: r => r.account_id
+        ? h('a', {href: '#/usage?account=' + encodeURIComponent(r.account_id)}, r.account_id)
+        : h('span', {class: 'muted'}, 'no account (requests without a valid key)')},
+      by === 'key' ? {title: 'Key', cell: r => r.key_id ? h('code', {}, r.key_id) : h('span', {class: 'muted'}, 'none')} : null,
       {title: 'Allowed', cell: r => fmtNumber(r.allowed)},
       {title: 'Denied', cell: r => fmtNumber(r.denied)},
     ].filter(Boolean), res.items || [], 'No requests in this period.'));

@@ -36,7 +36,8 @@ export async function render(main, app, params, current) {
   if (!current()) return;
 
   const series = buildSeries(usage.buckets || [], since, now, range.span);
-  const limit = limits.find(l => l.window === range.span && l.per !== 'key') || null;
+  const limit = limits.find(l => l.count !== null && l.window === range.span && l.per !== 'key') || null;
+  const counted = limits.filter(l => l.per !== 'key');
   const total = totals(usage);
 
   const base = '#/usage?' + (params.get('account') ? 'account=' + encodeURIComponent(accountId) + '&' : '');
@@ -60,7 +61,7 @@ export async function render(main, app, params, current) {
       h('p', {class: 'legend'},
         h('span', {class: 'sw sw-allowed', 'aria-hidden': 'true'}), 'allowed ',
         h('span', {class: 'sw sw-denied', 'aria-hidden': 'true'}), 'denied ',
-        limit ? [h('span', {class: 'sw sw-limit', 'aria-hidden': 'true'}), 'the plan\'s ' + limit.name + ' limit'] : null),
+        limit ? [h('span', {class: 'sw sw-limit', 'aria-hidden': 'true'}), 'the ' + limit.name + ' limit'] : null),
       usageChart(series, limit, range.span,
         `${range.title}: ${fmtNumber(total.allowed)} allowed, ${fmtNumber(total.deniedAll)} denied` +
         (limit ? `; ${limit.name} limit ${fmtNumber(limit.count)}` : '')),
@@ -80,16 +81,20 @@ export async function render(main, app, params, current) {
     h('section', {class: 'card', 'aria-labelledby': 'quota-title'},
       h('h2', {id: 'quota-title'}, 'Remaining quota now'),
       h('p', {class: 'muted'}, 'For the whole account, as of keygated\'s last flush of its counters (every few seconds).'),
+      counted.some(l => l.count === null) ? h('p', {class: 'msg info', id: 'no-counts'},
+        'This keygated\'s API names the plan\'s limits without their sizes, so only limits the account ' +
+        'sets itself show a remaining quota.') : null,
       table('Remaining quota of each limit', [
         {title: 'Limit', cell: l => l.name},
-        {title: 'Allowed', cell: l => l.window ? fmtNumber(l.count) + ' per ' + fmtWindow(l.window)
-          : fmtNumber(l.count) + ' at once'},
-        {title: 'Used', cell: l => l.window >= 60 ? fmtNumber(used(recent, l.window, now)) : '—'},
-        {title: 'Remaining', cell: l => l.window >= 60
+        {title: 'Allowed', cell: l => l.count === null ? h('span', {class: 'muted'}, 'not given')
+          : l.window ? fmtNumber(l.count) + ' per ' + fmtWindow(l.window) : fmtNumber(l.count) + ' at once'},
+        {title: 'Used', cell: l => l.window >= 60
+          ? h('span', {class: 'used', 'data-limit': l.name}, fmtNumber(used(recent, l.window, now))) : '—'},
+        {title: 'Remaining', cell: l => l.count === null ? '—' : l.window >= 60
           ? h('strong', {class: 'remaining', 'data-limit': l.name}, fmtNumber(Math.max(0, l.count - used(recent, l.window, now))))
           : h('span', {class: 'muted'}, l.window ? 'refills every ' + fmtWindow(l.window) : 'requests in flight')},
         {title: 'Resets', cell: l => l.window >= 60 ? time(new Date((Math.floor(now / l.window) + 1) * l.window * 1000).toISOString()) : '—'},
-      ], limits, 'The plan sets no limits.')));
+      ], counted, 'The plan sets no limits.')));
 }
 
 function iso(s) {
