@@ -82,11 +82,13 @@ echo "(also saved in $STATE/demo-keys.env; list keys: $KEYGATE --config conf/key
 
 say "5/5 keygated on $LISTEN"
 . "$ROOT/scripts/quickstart-keygated.sh"
-ARGS="$(quickstart_keygated_args "$POLICY" "$LISTEN" "$STATE") --admin-listen $ADMIN_LISTEN"
+# The dashboard (docs/dashboard.md) from this checkout: not installed.
+ARGS="$(quickstart_keygated_args "$POLICY" "$LISTEN" "$STATE") --admin-listen $ADMIN_LISTEN --dashboard-dir $ROOT/dashboard"
 if [ "$FOREGROUND" -eq 1 ]; then
     echo "running in the foreground (Ctrl-C stops it); in another shell:"
     echo "  . $STATE/demo-keys.env"
     echo "  curl -i -H \"Authorization: Bearer \$PRO\" $URL/check"
+    echo "  the dashboard: open $ADMIN_URL/ and sign in with the operator key \$OPS"
     # shellcheck disable=SC2086
     exec "$KEYGATED" $ARGS
 fi
@@ -109,6 +111,10 @@ BAD=$(printf '%s' "$PRO" | sed 's/.$/x/')
 cat <<EOF
 
 keygated is running in the background: PID $PID (also in $STATE/keygated.pid)
+
+  The API Keys dashboard: open $ADMIN_URL/ in a browser and sign in
+  with the operator key $OPS
+  (docs/dashboard.md)
   log:         $STATE/keygated.log
   access log:  $STATE/access.log (one JSON line per decision)
   stop it:     kill \$(cat $STATE/keygated.pid)

@@ -31,18 +31,22 @@ export function usageChart(series, limit, span, label) {
       svg.appendChild(h('svg:rect', {x, width: w, y: y(s.allowed + s.denied), height: y(s.allowed) - y(s.allowed + s.denied),
         class: 'bar-denied'}, h('svg:title', {}, title)));
   });
-  // A few time labels along the bottom.
+  // A few time labels along the bottom (every other one is "minor": a
+  // phone shows half of them, larger).
   const every = Math.max(1, Math.ceil(series.length / 6));
   series.forEach((s, i) => {
     if (i % every) return;
+    const minor = (i / every) % 2 === 1;
     const text = span >= 86400 ? s.start.toLocaleDateString(undefined, {month: 'short', day: 'numeric'})
       : s.start.toLocaleString(undefined, {weekday: 'short', hour: '2-digit', minute: '2-digit'});
-    svg.appendChild(h('svg:text', {x: L + i * bw, y: H - B + 16, class: 'axis'}, text));
+    svg.appendChild(h('svg:text', {x: L + i * bw, y: H - B + 16, class: minor ? 'axis minor' : 'axis'}, text));
   });
   if (limit) {
     svg.appendChild(h('svg:line', {x1: L, x2: W - R, y1: y(limit.count), y2: y(limit.count), class: 'limit',
       id: 'chart-limit'}));
-    svg.appendChild(h('svg:text', {x: W - R - 4, y: y(limit.count) - 5, 'text-anchor': 'end', class: 'limit-label'},
+    // Below the line: the limit is often the top of the scale.
+    svg.appendChild(h('svg:text', {x: W - R - 4, y: y(limit.count) + 5, 'text-anchor': 'end',
+      'dominant-baseline': 'hanging', class: 'limit-label'},
       `${limit.name} limit ${fmtNumber(limit.count)}`));
   }
   return svg;

@@ -325,6 +325,8 @@ try {
         .some(t => t.includes('key_revoked') && t.includes(key1.slice(0, 8)));
     }, (+env.FLUSH_S * 3 + 5) * 1000);
     check(seen, 'the access log lists the revoked key\'s 401');
+    await go('#/logs', '#logs-table');
+    await settled();
   } else {
     skip('events in the access log: no usage store in this tree');
     await go('#/logs', '#no-usage');

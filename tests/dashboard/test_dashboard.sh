@@ -58,7 +58,7 @@ if grep -q '^usage:' "$POLICY"; then
     USAGE=1
 else
     cp "$POLICY" "$T/try.yaml"
-    printf 'usage:\n  module: sql\n  options: {url: "sqlite://%s/usage.db"}\n  flush_interval: %ss\n  sample: 100%%\n' \
+    printf 'usage:\n  module: sql\n  options: {url: "sqlite://%s/usage.db"}\n  flush_interval: %ss\n' \
         "$T" "$FLUSH_S" >>"$T/try.yaml"
     if $KEYGATE --config "$T/try.yaml" policy check >/dev/null 2>&1; then
         cp "$T/try.yaml" "$POLICY"
