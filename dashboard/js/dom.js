@@ -55,6 +55,11 @@ export function time(iso, never = 'never') {
   return h('time', {datetime: iso, title: iso}, d.toLocaleString());
 }
 
+// Unix seconds as the API's ISO time ("2026-12-06T03:00:00Z").
+export function isoTime(s) {
+  return new Date(s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 export function fmtNumber(n) {
   return typeof n === 'number' ? n.toLocaleString() : String(n ?? '');
 }

@@ -384,6 +384,35 @@ try {
     .some(t => t.includes(env.CUSTOMER_ACCOUNT)), 'the operator finds the customer\'s account by name');
   await axeCheck('accounts');
   await shots('accounts');
+  // Create an account, change its plan, suspend and resume it.
+  await page.click('#create-account');
+  await page.waitForSelector('#account-name');
+  await page.type('#account-name', 'Test Co');
+  await page.type('#account-external', 'cus_test');
+  await page.select('#account-plan', 'starter');
+  await axeCheck('accounts (create form)');
+  await page.click('#account-form button[type=submit]');
+  await page.waitForFunction(() => /Created “Test Co”/.test(document.querySelector('#accounts-msg').textContent));
+  const testId = (await text('#accounts-msg')).match(/\((acct_[^)]*)\)/)[1];
+  a = await api(env.OPERATOR_KEY, 'GET', '/accounts/' + testId);
+  check(a.status === 200 && a.data.plan === 'starter' && a.data.external_id === 'cus_test',
+    'the operator creates an account from the page', JSON.stringify(a.data));
+  await page.select(`select[data-account="${testId}"]`, 'pro');
+  await page.click(`button[data-action=plan][data-account="${testId}"]`);
+  await page.waitForFunction(() => /is now pro/.test(document.querySelector('#accounts-msg').textContent));
+  a = await api(env.OPERATOR_KEY, 'GET', '/accounts/' + testId);
+  check(a.data.plan === 'pro', 'the operator changes its plan (If-Match)', a.data.plan);
+  await page.click(`button[data-action=suspend][data-account="${testId}"]`);
+  await page.waitForSelector('#confirm[open]');
+  check((await text('#confirm-text')).includes('Test Co'), 'suspend asks, naming the account');
+  await page.click('#confirm-yes');
+  await page.waitForSelector(`button[data-action=resume][data-account="${testId}"]`);
+  a = await api(env.OPERATOR_KEY, 'GET', '/accounts/' + testId);
+  check(a.data.status === 'suspended', 'the operator suspends it', a.data.status);
+  await page.click(`button[data-action=resume][data-account="${testId}"]`);
+  await page.waitForSelector(`button[data-action=suspend][data-account="${testId}"]`);
+  a = await api(env.OPERATOR_KEY, 'GET', '/accounts/' + testId);
+  check(a.data.status === 'active', 'and resumes it', a.data.status);
   await go('#/keys?account=' + encodeURIComponent(env.CUSTOMER_ACCOUNT), '#keys-list');
   check((await page.$$eval('.key-name', els => els.map(e => e.textContent))).includes('Production App'),
     'the operator sees the customer\'s keys');

@@ -44,19 +44,29 @@ export async function render(main, app, params, current) {
         h('a', {href: '#/audit?account=' + encodeURIComponent(a.id), class: 'button-link secondary'}, 'Audit'),
         a.status === 'suspended'
           ? h('button', {type: 'button', class: 'secondary', 'aria-label': 'Resume ' + (a.name || a.id),
+            'data-action': 'resume', 'data-account': a.id,
             onclick: () => act(a, 'resume')}, 'Resume')
           : h('button', {type: 'button', class: 'danger', 'aria-label': 'Suspend ' + (a.name || a.id),
+            'data-action': 'suspend', 'data-account': a.id,
             onclick: () => act(a, 'suspend')}, 'Suspend'))},
     ], rows, q ? 'No account matches.' : 'No accounts yet.'), cursor ? more : null);
   }
 
   function planCell(a) {
-    const sel = h('select', {'aria-label': 'Plan of ' + (a.name || a.id), class: 'plan-select'},
+    const sel = h('select', {'aria-label': 'Plan of ' + (a.name || a.id), class: 'plan-select', 'data-account': a.id},
       (planNames.includes(a.plan) ? planNames : [a.plan, ...planNames]).map(p => h('option', {value: p, selected: p === a.plan}, p)));
     const save = h('button', {type: 'button', class: 'secondary', 'aria-label': 'Save the plan of ' + (a.name || a.id),
+      'data-action': 'plan', 'data-account': a.id,
       onclick: async () => {
         try {
+          // Refused if the account changed since this page showed it;
+          // If-Match covers the moment between this read and the write.
           const cur = await api.call('GET', '/accounts/' + api.enc(a.id));
+          if (cur.data.plan !== a.plan || cur.data.status !== a.status) {
+            status(msg, '“' + (a.name || a.id) + '” was changed meanwhile (plan ' + cur.data.plan + ', ' +
+              cur.data.status + '): search again before changing it.', 'error');
+            return;
+          }
           const res = await api.call('PATCH', '/accounts/' + api.enc(a.id), {body: {plan: sel.value}, etag: cur.etag});
           Object.assign(a, res.data || {plan: sel.value});
           status(msg, 'Plan of “' + (a.name || a.id) + '” is now ' + a.plan + '.', 'ok');

@@ -1,7 +1,7 @@
 // logs.js - the account's access log: denials and a sample of allowed
 // requests (time, key prefix, client, method, path, status, code),
 // filtered by key, status and time, newest first, paged by cursor.
-import {h, fill, field, table, time, prefix, noUsage} from '../dom.js';
+import {h, fill, field, table, time, prefix, noUsage, isoTime} from '../dom.js';
 import * as api from '../api.js';
 
 const SINCE = [['1h', 'Last hour', 3600], ['24h', 'Last 24 hours', 86400], ['7d', 'Last 7 days', 7 * 86400]];
@@ -15,7 +15,7 @@ export async function render(main, app, params, current) {
   const sinceS = (SINCE.find(s => s[0] === f.since) || SINCE[1])[2];
   const query = {
     key: f.key || undefined, status: f.status || undefined, limit: 50,
-    since: new Date(Date.now() - sinceS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    since: isoTime(Date.now() / 1000 - sinceS),
   };
   let first;
   try {

@@ -1,5 +1,5 @@
 // top.js - operators only: the accounts (or keys) with the most requests.
-import {h, fill, table, fmtNumber, noUsage} from '../dom.js';
+import {h, fill, table, fmtNumber, noUsage, isoTime} from '../dom.js';
 import * as api from '../api.js';
 
 const SINCE = [['24h', 'Last 24 hours', 86400], ['7d', 'Last 7 days', 7 * 86400], ['30d', 'Last 30 days', 30 * 86400]];
@@ -12,7 +12,7 @@ export async function render(main, app, params, current) {
   try {
     res = await api.get('/usage/top', {
       by, limit: 25,
-      since: new Date(now - since[2] * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      since: isoTime(now / 1000 - since[2]),
     });
   } catch (e) {
     if (!api.noUsageStore(e)) throw e;

@@ -1,7 +1,7 @@
 // usage.js - requests over the last 24 h, 7 days or 30 days, allowed
 // and denied by code, for the account or one key, with the plan's limit
 // on the chart and the remaining quota of each limit now.
-import {h, fill, field, table, fmtNumber, fmtWindow, time, noUsage} from '../dom.js';
+import {h, fill, field, table, fmtNumber, fmtWindow, time, noUsage, isoTime as iso} from '../dom.js';
 import * as api from '../api.js';
 import {usageChart} from '../chart.js';
 import {accountLimits} from '../plans.js';
@@ -95,10 +95,6 @@ export async function render(main, app, params, current) {
           : h('span', {class: 'muted'}, l.window ? 'refills every ' + fmtWindow(l.window) : 'requests in flight')},
         {title: 'Resets', cell: l => l.window >= 60 ? time(new Date((Math.floor(now / l.window) + 1) * l.window * 1000).toISOString()) : '—'},
       ], counted, 'The plan sets no limits.')));
-}
-
-function iso(s) {
-  return new Date(s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 function sumDenied(d) {
