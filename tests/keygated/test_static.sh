@@ -122,4 +122,12 @@ st=$(curl -s -I -o "$T/h" -w '%{http_code}' --max-time 5 "$U/app.css")
 [ "$st" = 200 ] && grep -qi '^content-length: 7' "$T/h" &&
     ok "HEAD /app.css: 200, the file's length" || bad "HEAD /app.css: $st"
 
+# Every file of dashboard/ is installed (named in dashboard/Makefile.inc):
+# one left out would be missing from the tarball and the package.
+missing=
+for f in $(cd "$S" && find dashboard -type f ! -name Makefile.inc | sort); do
+    grep -q "$f\( \|\$\)" "$S/dashboard/Makefile.inc" || missing="$missing $f"
+done
+[ -z "$missing" ] && ok "every dashboard/ file is installed" || bad "not in dashboard/Makefile.inc:$missing"
+
 finish
