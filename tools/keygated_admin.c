@@ -22,10 +22,7 @@
 #include <microhttpd.h>
 
 #include "keygated_admin.h"
-
-#ifndef KG_DATADIR
-#define KG_DATADIR "/usr/local/share"
-#endif
+#include "keygated_static.h"
 
 /* Per request: the body as it comes in. */
 struct admin_req {
@@ -351,18 +348,9 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn,
         return (enum MHD_Result)kgd_admin_raw(conn, 404, "application/json",
                                               body, sizeof(body) - 1, NULL, 0);
     }
-#ifdef HAVE_KGD_STATIC
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return (enum MHD_Result)not_allowed(conn, "GET, HEAD");
     return (enum MHD_Result)kgd_static_answer(conn, A.conf->dashboard_dir, url);
-#else
-    /* The dashboard's static files: kgd_static_answer() (keygated_static.c,
-     * the dashboard's branch) answers here once it is built in. */
-    {
-        static const char body[] = "{\"error\":{\"code\":\"not_found\","
-            "\"message\":\"no such file (this keygated serves no dashboard)\"}}";
-        return (enum MHD_Result)kgd_admin_raw(conn, 404, "application/json",
-                                              body, sizeof(body) - 1, NULL, 0);
-    }
-#endif
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
