@@ -73,6 +73,11 @@ $KG usage top --by account --json >"$T/top.json" 2>&1
 grep -q "{\"account\":\"$A\",\"key\":null,\"allowed\":10,\"denied\":2,\"total\":12}" "$T/top.json" \
     && ok "usage top --by account" || bad "usage top: $(cat "$T/top.json")"
 
+# keygate check counts too (its own process: its own limiter state).
+$KG check --header "Authorization: Bearer $K" >/dev/null 2>&1
+$KG usage --account "$A" --json | grep -q '"total":{"allowed":11,"denied":{"rate_limited":2}}' \
+    && ok "keygate check is counted" || bad "keygate check: $($KG usage --account "$A" --json)"
+
 # ---- bad input: a clear error, exit 2 ---------------------------------------
 bad_input() {  # DESC PATTERN ARGS...
     d=$1; p=$2; shift 2
