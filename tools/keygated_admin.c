@@ -24,10 +24,6 @@
 #include "keygated_admin.h"
 #include "keygated_static.h"
 
-#ifndef KG_DATADIR
-#define KG_DATADIR "/usr/local/share"
-#endif
-
 /* Per request: the body as it comes in. */
 struct admin_req {
     char *body;
@@ -352,7 +348,6 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn,
         return (enum MHD_Result)kgd_admin_raw(conn, 404, "application/json",
                                               body, sizeof(body) - 1, NULL, 0);
     }
-    /* The dashboard's files (keygated_static.c): read only. */
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return (enum MHD_Result)not_allowed(conn, "GET, HEAD");
     return (enum MHD_Result)kgd_static_answer(conn, A.conf->dashboard_dir, url);

@@ -14,8 +14,8 @@
 
 #include "keygated.h"
 
-#ifndef KG_DASHBOARD_DIR
-#define KG_DASHBOARD_DIR "/usr/local/share/keygate/dashboard"
+#ifndef KG_DASHBOARDDIR
+#define KG_DASHBOARDDIR "/usr/local/share/keygate/dashboard"
 #endif
 #ifndef KG_SYSCONFDIR
 #define KG_SYSCONFDIR "/usr/local/etc/keygate"
@@ -85,7 +85,7 @@ void kgd_usage(FILE *f)
 "      --admin-insecure    allow plain HTTP on an admin listener that is\n"
 "                          not on loopback (keys then travel in clear)\n"
 "      --dashboard-dir DIR the dashboard's files (default\n"
-"                          " KG_DASHBOARD_DIR ")\n"
+"                          " KG_DASHBOARDDIR ")\n"
 "  -h, --help, -V, --version\n"
 "\n"
 "Signals: SIGHUP reloads the policy and key stores (a policy that does not\n"
@@ -175,7 +175,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
     c->max_header_bytes = 16384;
     c->max_headers = 128;
     c->drain_s = 10;
-    c->dashboard_dir = KG_DASHBOARD_DIR;
+    c->dashboard_dir = KG_DASHBOARDDIR;
     /* Only the addresses a gateway on this host connects from: trusting
      * all of 127.0.0.0/8 would let any local client that can pick its
      * source address (127.0.0.2, ...) say who it is in X-Forwarded-For

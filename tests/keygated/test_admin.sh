@@ -1,6 +1,7 @@
 #!/bin/sh
 # keygated's admin API (docs/admin-api.md) against a real keygated on
-# loopback, with the file store, SQLite and PostgreSQL: the listener's
+# loopback, with the file store, SQLite and PostgreSQL (a server of its
+# own, on a free loopback port): the listener's
 # rules (off unless asked, never on the check listener, plain HTTP only
 # on loopback, TLS), the operator key the quickstart's command makes,
 # then tests/keygated/admin_client.js (every route, both scopes, every
@@ -52,12 +53,13 @@ grep -q "admin API" "$T/keygated.err" && bad "an admin listener without --admin-
 expect_status "the check listener has no admin API" 404 "$KGD/api/v1/me"
 stop_keygated
 
-out=$("$KEYGATED" --config "$POLICY" --listen 127.0.0.1:0 --admin-listen 0.0.0.0:0 2>&1)
+# (under timeout: a keygated that wrongly starts must not hang the test)
+out=$(timeout 10 "$KEYGATED" --config "$POLICY" --listen 127.0.0.1:0 --admin-listen 0.0.0.0:0 2>&1)
 rc=$?
 [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "plain HTTP off a loopback address" \
     && ok "plain HTTP off loopback is refused without --admin-insecure" \
     || bad "0.0.0.0 without TLS: rc=$rc $out"
-out=$("$KEYGATED" --config "$POLICY" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --admin-cert /nonexistent 2>&1)
+out=$(timeout 10 "$KEYGATED" --config "$POLICY" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --admin-cert /nonexistent 2>&1)
 [ $? -ne 0 ] && printf '%s' "$out" | grep -q "come together" && ok "--admin-cert without --admin-key is refused" \
     || bad "--admin-cert alone: $out"
 
@@ -118,6 +120,9 @@ run_client() {
 }
 
 # ---- the stores ---------------------------------------------------------------
+# ADMIN_TEST_STORES: which of them (all three by default; CI runs all).
+STORES=${ADMIN_TEST_STORES:-file sqlite postgresql}
+want() { case " $STORES " in *" $1 "*) return 0 ;; esac; return 1; }
 cat >"$T/ks-file.yaml" <<'EOF'
 keystore:
   - module: file
@@ -129,27 +134,50 @@ keystore:
 
 EOF
 policy_with "$T/ks-file.yaml" >"$T/file.yaml"
-run_client file "$T/file.yaml"
+want file && run_client file "$T/file.yaml"
 
-mkdir -p "$T/sqlite" && KEYGATE_STATE_DIR=$T/sqlite run_client sqlite "$SHIPPED"
+mkdir -p "$T/sqlite"
+want sqlite && KEYGATE_STATE_DIR=$T/sqlite run_client sqlite "$SHIPPED"
+want postgresql || finish
 
-if [ -n "${KG_TEST_PG_CONNINFO:-}" ]; then
-    cat >"$T/ks-pg.yaml" <<EOF
+# PostgreSQL: a server of its own (initdb, pg_ctl on a free loopback
+# port, as nobody when run as root), as tests/integration/test_postgres.sh.
+PGBIN=
+for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PGBIN=$d; done
+if [ -z "$PGBIN" ]; then
+    bad "PostgreSQL server binaries not found (scripts/deps.sh --test)"
+    finish
+fi
+PGT=$T/pg
+mkdir -p "$PGT" && chmod 755 "$T" "$PGT"
+RUN=
+if [ "$(id -u)" -eq 0 ]; then chown nobody "$PGT"; RUN="runuser -u nobody --"; fi
+$RUN "$PGBIN/initdb" -D "$PGT/data" -U postgres --auth-local=trust --auth-host=trust \
+    -E UTF8 >"$PGT/initdb.log" 2>&1 || { bad "initdb: $(tail -3 "$PGT/initdb.log")"; finish; }
+pg_stop() { $RUN "$PGBIN/pg_ctl" -D "$PGT/data" -m immediate -w stop >/dev/null 2>&1; }
+for attempt in 1 2 3 4 5; do
+    PGPORT=$(free_port)
+    $RUN "$PGBIN/pg_ctl" -D "$PGT/data" -l "$PGT/server.log" -w -t 30 \
+        -o "-p $PGPORT -k $PGT -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null 2>&1 && break
+    PGPORT=
+done
+[ -n "$PGPORT" ] || { bad "PostgreSQL did not start: $(tail -3 "$PGT/server.log")"; finish; }
+trap 'pg_stop; lib_cleanup' EXIT
+$RUN "$PGBIN/psql" -X -q -h "$PGT" -p "$PGPORT" -U postgres -d postgres \
+    -c "CREATE DATABASE keygate" || bad "CREATE DATABASE"
+cat >"$T/ks-pg.yaml" <<EOF
 keystore:
   - module: sql
     control: required
     cache: {ttl: 5s, negative_ttl: 1s}
     options:
       driver: postgresql
-      conninfo: "$KG_TEST_PG_CONNINFO"
-      password: \${KG_TEST_PG_PASSWORD}
+      conninfo: "host=127.0.0.1 port=$PGPORT dbname=keygate user=postgres"
       sslmode: disable
 
 EOF
-    policy_with "$T/ks-pg.yaml" >"$T/pg.yaml"
-    "$KEYGATE" --config "$T/pg.yaml" db migrate >/dev/null 2>&1
-    run_client postgresql "$T/pg.yaml"
-else
-    echo "# PostgreSQL: run by tests/keygated/test_admin_pg.sh (KG_TEST_PG_CONNINFO unset here)"
-fi
+policy_with "$T/ks-pg.yaml" >"$T/pg.yaml"
+"$KEYGATE" --config "$T/pg.yaml" db migrate >"$T/migrate.out" 2>&1 \
+    && ok "PostgreSQL: keygate db migrate" || bad "db migrate: $(cat "$T/migrate.out")"
+run_client postgresql "$T/pg.yaml"
 finish
