@@ -55,6 +55,8 @@ KG="$KEYGATE --config $POLICY"
 USAGE=0
 FLUSH_S=1
 if grep -q '^usage:' "$POLICY"; then
+    # The shipped section, flushed every second for the test.
+    sed -i "s/^\(  *flush_interval:\).*/\1 ${FLUSH_S}s/" "$POLICY"
     USAGE=1
 else
     cp "$POLICY" "$T/try.yaml"
