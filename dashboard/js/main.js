@@ -136,6 +136,12 @@ api.setUnauthorizedHandler(() => {
 
 async function start() {
   window.addEventListener('hashchange', route);
+  // The skip link moves focus without touching the address (which is
+  // the router's: "#main" is no page).
+  document.querySelector('.skip').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    document.getElementById('main').focus();
+  });
   if (api.savedKey()) {
     try {
       app.me = await api.get('/me');

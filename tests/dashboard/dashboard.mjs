@@ -317,6 +317,51 @@ try {
   await sleep(300);
   check(dialogs.length === 0 && await page.$$eval('img', els => els.length) === 0, 'XSS: nor after a reload');
 
+  // ---- the keyboard -------------------------------------------------
+  await go('#/keys', '#keys-list');
+  // The skip link comes first in the tab order, and shows when focused.
+  const first = await page.evaluate(() => [...document.querySelectorAll(
+    'a[href], button, input, select, textarea, [tabindex]:not([tabindex="-1"])')][0].className);
+  await page.focus('.skip');
+  const shown = await page.$eval('.skip', el => el.getBoundingClientRect().left >= 0);
+  check(first === 'skip' && shown, 'keyboard: "Skip to content" is first in the tab order and shown on focus', first);
+  await page.focus('.skip');
+  await page.keyboard.press('Enter');
+  check(await page.evaluate(() => document.activeElement.id === 'main' && location.hash === '#/keys'),
+    'keyboard: the skip link moves focus to the content (the page stays)');
+  await page.focus('#create-key');
+  const ring = await page.$eval('#create-key', el => {
+    const st = getComputedStyle(el);
+    return st.outlineStyle !== 'none' && parseFloat(st.outlineWidth) >= 2;
+  });
+  check(ring, 'keyboard: focus is visible (an outline of 2 px or more)');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#key-name');
+  check(await page.evaluate(() => document.activeElement.id === 'key-name'),
+    'keyboard: Create New API Key opens the form with focus on the name');
+  await page.keyboard.type('kbd');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#newkey-copy');
+  check(await page.evaluate(() => document.activeElement.id === 'newkey-copy'),
+    'keyboard: Enter creates it, focus on Copy');
+  await page.focus('#newkey-done');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => !document.querySelector('#newkey-value'));
+  const kbdRevoke = await page.evaluateHandle(() => [...document.querySelectorAll('#keys-list tbody tr')]
+    .find(tr => tr.querySelector('.key-name').textContent === 'kbd').querySelector('[data-action=revoke]'));
+  await kbdRevoke.asElement().focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm[open]');
+  check(await page.evaluate(() => document.getElementById('confirm').contains(document.activeElement)),
+    'keyboard: the confirmation takes focus');
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !document.querySelector('#confirm'));
+  check(await page.evaluate(() => document.activeElement && document.activeElement.dataset.action === 'revoke'),
+    'keyboard: Escape cancels and gives focus back to Revoke');
+  check(!(await page.evaluate(() => [...document.querySelectorAll('#keys-list tbody tr')]
+    .find(tr => tr.querySelector('.key-name').textContent === 'kbd').textContent.includes('revoked'))),
+  'keyboard: Escape revoked nothing');
+
   // ---- access logs -----------------------------------------------------
   if (env.USAGE === '1') {
     const seen = await until(async () => {
