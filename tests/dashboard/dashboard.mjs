@@ -60,7 +60,9 @@ async function text(sel) {
 }
 
 async function go(hash, waitSel) {
-  await page.goto(ADMIN + '/' + hash, {waitUntil: 'networkidle0'});
+  // The same address again is no navigation at all: load it afresh.
+  if (page.url() === ADMIN + '/' + hash) await page.reload({waitUntil: 'networkidle0'});
+  else await page.goto(ADMIN + '/' + hash, {waitUntil: 'networkidle0'});
   if (waitSel) await page.waitForSelector(waitSel);
 }
 
@@ -238,6 +240,12 @@ try {
     check(usedNow >= 11 && left === 200 - usedNow, 'the hour limit\'s remaining quota: 200 less what was used',
       usedNow + ' used, ' + left + ' left');
     check(+(await text('#total-denied')).replace(/\D/g, '') >= 3, 'the usage page counts the denials');
+    await go('#/usage?range=30d', '#usage-chart');
+    check(/per day/.test(await text('#usage-chart-title')) && await page.$$eval('#usage-chart rect.bar-allowed',
+      r => r.length) >= 1, 'the 30-day view: per day, today\'s bar');
+    await go('#/usage?range=7d', '#usage-chart');
+    check(/Last 7 days/.test(await text('#usage-chart-title')), 'the 7-day view');
+    await go('#/usage', '#usage-chart');
     if (!ent.limits.some(l => typeof l.count === 'number')) {
       skip('the plan\'s own limit sizes: GET /api/v1/plans names limits without counts (issue 19)');
       check(await page.$('#no-counts') !== null, 'the usage page says the API gives no limit sizes');
@@ -371,6 +379,33 @@ try {
         .some(t => t.includes('key_revoked') && t.includes(key1.slice(0, 8)));
     }, (+env.FLUSH_S * 3 + 5) * 1000);
     check(seen, 'the access log lists the revoked key\'s 401');
+    // Paging and the key filter: 55 more denials with the new key.
+    await go('#/keys', '#keys-list');
+    const key2Id = await page.evaluate((p) => [...document.querySelectorAll('#keys-list tbody tr')]
+      .find(tr => tr.querySelector('.key-prefix').textContent === p).querySelector('[data-key]').dataset.key,
+    key2.slice(0, 8) + '…');
+    let denied = 0;
+    for (let i = 0; i < 55; i++) denied += (await checkKey(key2, 'POST', '/v1/crawl')).status === 403;
+    check(denied === 55, '55 requests refused for the new key', denied);
+    const paged = await until(async () => {
+      await go('#/logs', '#logs-filters');
+      await settled();
+      return await page.$('#logs-more') !== null;
+    }, (+env.FLUSH_S * 3 + 5) * 1000);
+    const nrows = await page.$$eval('#logs-table tbody tr', trs => trs.length);
+    check(paged && nrows === 50, 'the access log shows 50 events and "Older events"', paged + ' ' + nrows);
+    if (paged) {
+      await page.click('#logs-more');
+      await page.waitForFunction(() => document.querySelectorAll('#logs-table tbody tr').length > 50);
+      ok('"Older events" adds the next page');
+    }
+    await page.select('#logs-key', key2Id);
+    await page.click('#logs-apply');
+    await page.waitForFunction(() => /key=/.test(location.hash));
+    await settled();
+    const prefixes = await page.$$eval('#logs-table tbody td[data-col=Key]', tds => tds.map(t => t.textContent));
+    check(prefixes.length > 0 && prefixes.every(p => p === key2.slice(0, 8) + '…'),
+      'filtered by key: only the new key\'s events', JSON.stringify([...new Set(prefixes)]));
     await go('#/logs', '#logs-table');
     await settled();
   } else {
