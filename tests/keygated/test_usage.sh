@@ -73,6 +73,11 @@ $KG usage top --by account --json >"$T/top.json" 2>&1
 grep -q "{\"account\":\"$A\",\"key\":null,\"allowed\":10,\"denied\":2,\"total\":12}" "$T/top.json" \
     && ok "usage top --by account" || bad "usage top: $(cat "$T/top.json")"
 
+# keygate check counts too (its own process: its own limiter state).
+$KG check --header "Authorization: Bearer $K" >/dev/null 2>&1
+$KG usage --account "$A" --json | grep -q '"total":{"allowed":11,"denied":{"rate_limited":2}}' \
+    && ok "keygate check is counted" || bad "keygate check: $($KG usage --account "$A" --json)"
+
 # ---- bad input: a clear error, exit 2 ---------------------------------------
 bad_input() {  # DESC PATTERN ARGS...
     d=$1; p=$2; shift 2
@@ -109,7 +114,7 @@ for i in 1 2; do check "$K2"; done
 req "$KGD/metrics"
 grep -q '^keygated_usage_flushes_total{result="ok"} [1-9]' "$T/b" \
     && grep -q '^keygated_usage_written_total{what="rows"} [1-9]' "$T/b" \
-    && grep -q '^keygated_usage_pending{what="rows"} 1$' "$T/b" \
+    && grep -q '^keygated_usage_pending{what="rows"} [1-9]' "$T/b" \
     && grep -q '^keygated_usage_dropped_total{what="rows"} 0$' "$T/b" \
     && grep -q '^keygated_usage_flush_duration_seconds [0-9.]*$' "$T/b" \
     && ok "/metrics: usage flushes, rows written, pending, drops, flush duration" \
