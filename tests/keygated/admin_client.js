@@ -344,6 +344,9 @@ async function main() {
 
   // ---- usage, events, top ---------------------------------------------------------------------------
   const usageWanted = process.env.USAGE === '1' ? 200 : 501;
+  // two denials of A's customer key (a route its permissions lack): events
+  check(await checkKey(CUST, '/v1/jobs') === 403 && await checkKey(CUST, '/v1/jobs') === 403,
+        'the customer key is refused a route it has no permission for (403, twice)');
   for (const [t, p, q] of [['/api/v1/accounts/{id}/usage', { id: A.id }, 'by=hour&since=7d'],
                            ['/api/v1/keys/{id}/usage', { id: newId }, 'by=minute&since=1h'],
                            ['/api/v1/accounts/{id}/events', { id: A.id }, 'status=4xx&limit=5'],
@@ -356,10 +359,40 @@ async function main() {
   r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'code=nonsense' });
   check(isErr(r, 400, 'invalid_request', 'code'), 'events code=nonsense: 400 field code', r.body);
   if (usageWanted === 200) {
-    r = await call('GET', '/api/v1/keys/{id}/usage', { key: CUST, params: { id: newId }, query: 'by=minute&since=1h' });
-    check(r.status === 200 && r.body.total.allowed >= 1, 'customer: its key\'s usage counts its checks', r.body);
+    // written by keygated's flush (every flush_interval: 5 s in the shipped
+    // policy): wait for the one after the two 403s
+    let t0 = Date.now();
+    do {
+      r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'status=403' });
+      if (r.status === 200 && r.body.items.length >= 2) break;
+      await sleep(500);
+    } while (Date.now() - t0 < 12000);
+    t0 = Date.now();
+    do {
+      r = await call('GET', '/api/v1/keys/{id}/usage', { key: CUST, params: { id: newId }, query: 'by=minute&since=1h' });
+      if (r.status === 200 && r.body.total.allowed >= 2) break;
+      await sleep(500);
+    } while (Date.now() - t0 < 12000);
+    check(r.status === 200 && r.body.total.allowed >= 2 && r.body.key === newId && r.body.buckets.length >= 1,
+          `customer: its key's usage counts its checks (${r.body && r.body.total && r.body.total.allowed} allowed)`, r.body);
+    r = await call('GET', '/api/v1/accounts/{id}/usage', { key: OP, params: { id: A.id }, query: 'by=day&since=2d' });
+    check(r.status === 200 && r.body.account === A.id && r.body.total.denied.key_revoked >= 1,
+          'the account\'s usage by day: the revoked key\'s denials by code', r.body && r.body.total);
     r = await call('GET', '/api/v1/accounts/{id}/events', { key: CUST, params: { id: A.id }, query: 'status=401' });
-    check(r.status === 200 && r.body.items.some((e) => e.key_id === oldId && e.code === 'key_revoked'), 'customer: the revoked key\'s 401 is an event', r.body);
+    check(r.status === 200 && r.body.items.some((e) => e.key_id === oldId && e.code === 'key_revoked' && e.status === 401),
+          'customer: the revoked key\'s 401 is an event', r.body);
+    check(!r.text.includes(OLD), 'events never hold a key');
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'status=403&code=insufficient_permissions' });
+    check(r.status === 200 && r.body.items.length >= 2 && r.body.items.every((e) => e.status === 403 && e.key_id === custId && e.path === '/v1/jobs'),
+          'events by status and code: the two 403s', r.body);
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'limit=1' });
+    if (r.status === 200 && r.body.next_cursor) {
+      const first = r.body.items[0].id;
+      r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'limit=1&cursor=' + r.body.next_cursor });
+      check(r.status === 200 && r.body.items.length === 1 && r.body.items[0].id < first, 'events page with their cursor (older next)', r.body);
+    } else bad('events: a second event to page to', r.body);
+    r = await call('GET', '/api/v1/usage/top', { key: OP, query: 'by=account&since=1d&limit=50' });
+    check(r.status === 200 && r.body.items.some((x) => x.account_id === A.id), 'usage top: account A among the heaviest', r.body);
   }
 
   // ---- the caller's rate limits apply ---------------------------------------------------------------------

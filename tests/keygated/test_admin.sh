@@ -109,7 +109,7 @@ run_client() {
     start_keygated --admin-listen 127.0.0.1:0
     AP=$(admin_port)
     env ADMIN="http://127.0.0.1:$AP" CHECK="$KGD" OPKEY="$key" STORE="$name" \
-        SPEC="$S/docs/openapi.json" NODE_CACHE="$CACHE" TTL=5 "$@" \
+        SPEC="$S/docs/openapi.json" NODE_CACHE="$CACHE" TTL=5 USAGE=1 "$@" \
         node "$S/tests/keygated/admin_client.js" >"$T/client.out" 2>&1
     rc=$?
     grep -c '^ok - ' "$T/client.out" | { read n; echo "ok - $name: $n checks of admin_client.js passed"; }
