@@ -261,6 +261,23 @@ static double load_ns(size_t bytes)
     return p ? r : 0;
 }
 
+/* nkeys new keys into keys[] and the file f (closed) at path, and the
+ * bench's policy on that file into yaml. */
+static void new_keys(char (*keys)[KG_KEY_MAX], size_t nkeys, FILE *f,
+                     const char *path, char *yaml, size_t size)
+{
+    size_t i;
+    for (i = 0; i < nkeys; i++) {
+        kg_key_generate("whizo", keys[i], KG_KEY_MAX);
+        fprintf(f, "%s\n", keys[i]);
+    }
+    fclose(f);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(yaml, size, POLICY, path);   /* POLICY: one %s */
+#pragma GCC diagnostic pop
+}
+
 static int one_size(size_t nkeys, double *floor_ns, double p50_r[3])
 {
     /* The bench's own key list: on huge pages, so that fetching the next
@@ -283,15 +300,7 @@ static int one_size(size_t nkeys, double *floor_ns, double p50_r[3])
 #ifdef MADV_HUGEPAGE
     madvise(keys, nkeys * KG_KEY_MAX, MADV_HUGEPAGE);
 #endif
-    for (i = 0; i < nkeys; i++) {
-        kg_key_generate("whizo", keys[i], KG_KEY_MAX);
-        fprintf(f, "%s\n", keys[i]);
-    }
-    fclose(f);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(yaml, sizeof(yaml), POLICY, path);   /* POLICY: one %s */
-#pragma GCC diagnostic pop
+    new_keys(keys, nkeys, f, path, yaml, sizeof(yaml));
     kg_context_new(&ctx);
     kg_context_set_limit_capacity(ctx, 4 * nkeys + 1024);
     if (kg_policy_load_string(ctx, yaml, "bench", &pol, &d) != KG_OK) {
@@ -417,15 +426,7 @@ static int metering(size_t nkeys, int turns)
 
     if (keys == NULL || f == NULL || turns < 1 || turns > 64)
         return 1;
-    for (i = 0; i < nkeys; i++) {
-        kg_key_generate("whizo", keys[i], KG_KEY_MAX);
-        fprintf(f, "%s\n", keys[i]);
-    }
-    fclose(f);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(yaml, sizeof(yaml), POLICY, path);
-#pragma GCC diagnostic pop
+    new_keys(keys, nkeys, f, path, yaml, sizeof(yaml));
     snprintf(on_yaml, sizeof(on_yaml), "%susage: {module: usagenull, "
              "flush_interval: 1s, sample: 1%%}\n", yaml);
     kg_context_new(&ctx);

@@ -645,6 +645,10 @@ kg_error kg__paths_load(kg__pload *L, kg__ynode *map, unsigned *allow_r);
 /* Report the first key of `map` not marked used. */
 kg_error kg__check_unknown(kg__pload *L, kg__ynode *map,
                            const char *where, const char *allowed);
+/* n as a whole number in [lo, hi] into *v_r; else KG_ERR_POLICY, the
+ * diag naming `what` and the range. */
+kg_error kg__parse_int(kg__pload *L, kg__ynode *n, const char *what,
+                       long long lo, long long hi, long long *v_r);
 /* KG_ERR_POLICY (and the diag) unless n is a single value. */
 kg_error kg__want_scalar(kg__pload *L, kg__ynode *n, const char *what);
 /* A policy's `plugin_path:` node (a folder or a list of them) into

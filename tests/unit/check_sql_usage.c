@@ -893,7 +893,12 @@ START_TEST(test_pg_down_at_load)
 
     pg_ctl("KG_TEST_PG_STOP");
     p = tu_policy(ctx, yaml);
+    memset(&d, 0, sizeof(d));
     ck_assert_int_eq(kg_usage_query_rows(p, &q, row_text, &t, &d), KG_ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(d.message, "the usage store is unavailable: cannot connect") != NULL,
+                  "%s", d.message);
+    /* no diag: the same answer */
+    ck_assert_int_eq(kg_usage_query_rows(p, &q, row_text, &t, NULL), KG_ERR_UNAVAILABLE);
     pg_ctl("KG_TEST_PG_START");
     ck_assert_int_eq(kg_usage_query_rows(p, &q, row_text, &t, &d), KG_OK);
     ck_assert_int_eq(raw("SELECT MAX(version) FROM keygate_schema"), tu_schema_latest());
