@@ -25,6 +25,7 @@
 #ifndef KEYGATE_KEYGATED_H
 #define KEYGATE_KEYGATED_H
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -250,6 +251,8 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
                    size_t nfds);
 /* Stop accepting, wait up to conf->drain_s for in-flight requests, stop. */
 void kgd_http_stop(unsigned drain_s);
+/* libmicrohttpd's messages into keygated's log (its external logger). */
+void kgd_mhd_log(void *cls, const char *fmt, va_list ap);
 
 /* ---- keygated_admin.c --------------------------------------------------- */
 

@@ -353,23 +353,16 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn,
     return (enum MHD_Result)kgd_static_answer(conn, A.conf->dashboard_dir, url);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char buf[1024];
-    size_t n;
-    (void)cls;
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    n = strlen(buf);
-    while (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    kgd_log_msg("libmicrohttpd (admin): %s", buf);
-}
-
 int kgd_admin_start(const kgd_conf *conf, kg_context *ctx, int fd)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG;
     char name[80];
+    struct MHD_OptionItem tls[] = {
+        { MHD_OPTION_HTTPS_MEM_CERT, 0, A.cert },
+        { MHD_OPTION_HTTPS_MEM_KEY, 0, A.key },
+        { MHD_OPTION_END, 0, NULL },
+    };
 
     A.conf = conf;
     A.ctx = ctx;
@@ -378,26 +371,16 @@ int kgd_admin_start(const kgd_conf *conf, kg_context *ctx, int fd)
         flags |= MHD_USE_TLS;
     /* A thread per connection: a management call may wait on a store
      * for as long as its timeouts allow, and must hold up no other. */
-    if (A.cert != NULL)
-        A.d = MHD_start_daemon(flags, 0, NULL, NULL, dispatch, NULL,
-                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                               MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                               MHD_OPTION_CONNECTION_LIMIT, 64,
-                               MHD_OPTION_CONNECTION_TIMEOUT, conf->timeout_s,
-                               MHD_OPTION_STRICT_FOR_CLIENT, 1,
-                               MHD_OPTION_HTTPS_MEM_CERT, A.cert,
-                               MHD_OPTION_HTTPS_MEM_KEY, A.key,
-                               MHD_OPTION_NOTIFY_COMPLETED, notify_completed, NULL,
-                               MHD_OPTION_END);
-    else
-        A.d = MHD_start_daemon(flags, 0, NULL, NULL, dispatch, NULL,
-                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                               MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                               MHD_OPTION_CONNECTION_LIMIT, 64,
-                               MHD_OPTION_CONNECTION_TIMEOUT, conf->timeout_s,
-                               MHD_OPTION_STRICT_FOR_CLIENT, 1,
-                               MHD_OPTION_NOTIFY_COMPLETED, notify_completed, NULL,
-                               MHD_OPTION_END);
+    A.d = MHD_start_daemon(flags, 0, NULL, NULL, dispatch, NULL,
+                           MHD_OPTION_EXTERNAL_LOGGER, kgd_mhd_log, NULL,
+                           MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                           MHD_OPTION_CONNECTION_LIMIT, 64,
+                           MHD_OPTION_CONNECTION_TIMEOUT, conf->timeout_s,
+                           MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                           MHD_OPTION_NOTIFY_COMPLETED, notify_completed, NULL,
+                           /* the certificate and key, with TLS */
+                           MHD_OPTION_ARRAY, A.cert != NULL ? tls : tls + 2,
+                           MHD_OPTION_END);
     if (A.key != NULL) {
         kg_wipe(A.key, strlen(A.key));
         free(A.key);

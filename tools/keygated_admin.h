@@ -103,8 +103,31 @@ int kgd_admin_if_match(kgd_admin_call *c, json_t *now, const char *skip,
                        int *ret_r);
 /* {"items": items, "next_cursor": the token after last_id or null}. */
 json_t *kgd_admin_list(json_t *items, const char *last_id, int more);
-/* ISO 8601 UTC from Unix seconds / milliseconds. */
+/* ISO 8601 UTC from Unix seconds. */
 json_t *kgd_admin_time(int64_t unix_seconds);
+/* ?name= as a time: a duration back from now ("7d"), a date or an ISO
+ * time; absent: def.  0, or -1 after a 400 naming it. */
+int kgd_admin_time_arg(kgd_admin_call *c, const char *name, int64_t def,
+                       int64_t *t_r, int *ret_r);
+
+/*
+ * A page of a list read newest first by a numeric id (events, the audit
+ * log): kgd_admin_idpage_start() reads ?limit= and ?cursor= (*before_r:
+ * the id to read below, 0 for the newest) and asks the store for one
+ * more than a page; kgd_admin_idpage_add() takes each item (j stolen),
+ * 1 when the store should stop; kgd_admin_idpage_answer() answers the
+ * page, next_cursor set when there was that one more.
+ */
+struct kgd_admin_idpage {
+    json_t *items;
+    size_t n, limit;
+    int64_t last_id;
+    int oom;
+};
+int kgd_admin_idpage_start(kgd_admin_call *c, struct kgd_admin_idpage *pg,
+                           int64_t *before_r, size_t *ask_r, int *ret_r);
+int kgd_admin_idpage_add(struct kgd_admin_idpage *pg, json_t *j, int64_t id);
+int kgd_admin_idpage_answer(kgd_admin_call *c, struct kgd_admin_idpage *pg);
 
 /* ---- keygated_admin_body.c ------------------------------------------ */
 

@@ -85,93 +85,47 @@ out:
     return ret;
 }
 
-struct audit_page {
-    json_t *items;
-    size_t n, limit;
-    int64_t last_id;
-    int oom;
-};
-
 static int add_record(const kg_audit_record *r, void *ud)
 {
-    struct audit_page *k = ud;
-    json_t *j;
-
-    if (k->n == k->limit) {
-        k->n++;
-        return 1;
-    }
-    j = kgd_admin_parse(kg_audit_record_to_json(r));
-    if (j == NULL || json_array_append_new(k->items, j) != 0) {
-        k->oom = 1;
-        return 1;
-    }
-    k->last_id = r->id;
-    k->n++;
-    return 0;
+    return kgd_admin_idpage_add(ud, kgd_admin_parse(kg_audit_record_to_json(r)),
+                                r->id);
 }
 
 int kgd_admin_audit_list(kgd_admin_call *c, char *const *ids)
 {
-    char after[KG_ACCOUNT_ID_MAX + 1], last[32];
     const char *acct = MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, "account");
     kg_audit_query q;
-    struct audit_page k;
-    int64_t t;
+    struct kgd_admin_idpage pg;
+    int64_t since;
     kg_diag d;
     kg_error e;
     int ret = MHD_NO;
     (void)ids;
 
     memset(&q, 0, sizeof(q));
-    memset(&k, 0, sizeof(k));
     memset(&d, 0, sizeof(d));
-    if (kgd_admin_page(c, &k.limit, after, sizeof(after), &ret) != 0)
+    if (kgd_admin_idpage_start(c, &pg, &q.before_id, &q.limit, &ret) != 0)
         return ret;
-    if (after[0] != '\0') {
-        char *end;
-        q.before_id = strtoll(after, &end, 10);
-        if (*end != '\0' || q.before_id <= 0)
-            return kgd_admin_error(c, 400, "invalid_request",
-                                   "cursor is not one this API gave", "cursor");
-    }
     /* A customer reads its own account's trail, and no other's. */
     if (!c->operator) {
-        if (acct != NULL && strcmp(acct, c->account_id) != 0)
-            return kgd_admin_error(c, 404, "not_found", "no such account", NULL);
+        if (acct != NULL && strcmp(acct, c->account_id) != 0) {
+            ret = kgd_admin_error(c, 404, "not_found", "no such account", NULL);
+            goto out;
+        }
         acct = c->account_id;
     }
     q.account_id = acct;
     q.target = MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, "target");
     q.action = MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, "action");
-    {
-        const char *s = MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, "since");
-        if (s != NULL) {
-            int64_t v;
-            if (kg_duration_parse(s, &v) == KG_OK)
-                t = (int64_t)time(NULL) - v;
-            else if (kg_time_parse(s, &v) == KG_OK)
-                t = v;
-            else
-                return kgd_admin_error(c, 400, "invalid_request", "since must "
-                                       "be a duration back from now (7d) or a "
-                                       "time", "since");
-            q.since_ms = t * 1000;
-        }
-    }
-    q.limit = k.limit + 1;
-    if ((k.items = json_array()) == NULL)
-        return MHD_NO;
-    e = kg_audit_query_run(c->p, &q, add_record, &k, &d);
-    if (k.oom) {
-        json_decref(k.items);
-        return MHD_NO;
-    }
-    if (e != KG_OK) {
-        json_decref(k.items);
-        return kgd_admin_kg_error(c, e, &d, NULL);
-    }
-    snprintf(last, sizeof(last), "%lld", (long long)k.last_id);
-    return kgd_admin_json(c, 200, kgd_admin_list(k.items, last, k.n > k.limit),
-                          NULL);
+    if (kgd_admin_time_arg(c, "since", 0, &since, &ret) != 0)
+        goto out;
+    q.since_ms = since * 1000;
+    e = kg_audit_query_run(c->p, &q, add_record, &pg, &d);
+    if (e != KG_OK && !pg.oom)
+        ret = kgd_admin_kg_error(c, e, &d, NULL);
+    else
+        ret = kgd_admin_idpage_answer(c, &pg);
+out:
+    json_decref(pg.items);
+    return ret;
 }

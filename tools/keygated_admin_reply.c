@@ -220,3 +220,84 @@ json_t *kgd_admin_time(int64_t t)
     kg_time_format(t, ts);
     return json_string(ts);
 }
+
+int kgd_admin_time_arg(kgd_admin_call *c, const char *name, int64_t def,
+                       int64_t *t_r, int *ret_r)
+{
+    const char *s = MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
+    int64_t v;
+    char msg[160];
+
+    *t_r = def;
+    if (s == NULL)
+        return 0;
+    if (kg_duration_parse(s, &v) == KG_OK) {
+        *t_r = (int64_t)time(NULL) - v;
+        return 0;
+    }
+    if (kg_time_parse(s, &v) == KG_OK) {
+        *t_r = v;
+        return 0;
+    }
+    snprintf(msg, sizeof(msg), "%s must be a duration back from now (7d, "
+             "12h) or a time (2026-12-31, 2026-12-31T12:00:00Z)", name);
+    *ret_r = kgd_admin_error(c, 400, "invalid_request", msg, name);
+    return -1;
+}
+
+int kgd_admin_idpage_start(kgd_admin_call *c, struct kgd_admin_idpage *pg,
+                           int64_t *before_r, size_t *ask_r, int *ret_r)
+{
+    char after[KG_ACCOUNT_ID_MAX + 1];
+
+    memset(pg, 0, sizeof(*pg));
+    *before_r = 0;
+    if (kgd_admin_page(c, &pg->limit, after, sizeof(after), ret_r) != 0)
+        return -1;
+    if (after[0] != '\0') {
+        char *end;
+        *before_r = strtoll(after, &end, 10);
+        if (*end != '\0' || *before_r <= 0) {
+            *ret_r = kgd_admin_error(c, 400, "invalid_request",
+                                     "cursor is not one this API gave", "cursor");
+            return -1;
+        }
+    }
+    if ((pg->items = json_array()) == NULL) {
+        *ret_r = MHD_NO;
+        return -1;
+    }
+    *ask_r = pg->limit + 1;
+    return 0;
+}
+
+int kgd_admin_idpage_add(struct kgd_admin_idpage *pg, json_t *j, int64_t id)
+{
+    if (pg->n == pg->limit) {   /* one more than a page: there is a next */
+        json_decref(j);
+        pg->n++;
+        return 1;
+    }
+    if (j == NULL || json_array_append_new(pg->items, j) != 0) {
+        pg->oom = 1;
+        return 1;
+    }
+    pg->last_id = id;
+    pg->n++;
+    return 0;
+}
+
+int kgd_admin_idpage_answer(kgd_admin_call *c, struct kgd_admin_idpage *pg)
+{
+    char last[32];
+    json_t *items = pg->items;
+
+    pg->items = NULL;
+    if (pg->oom) {
+        json_decref(items);
+        return MHD_NO;
+    }
+    snprintf(last, sizeof(last), "%lld", (long long)pg->last_id);
+    return kgd_admin_json(c, 200, kgd_admin_list(items, last, pg->n > pg->limit),
+                          NULL);
+}

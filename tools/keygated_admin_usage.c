@@ -23,32 +23,6 @@ static const char *arg(kgd_admin_call *c, const char *name)
     return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-/* ?name= as a time: a duration back from now ("7d"), a date or an ISO
- * time; absent: def.  0, or -1 after a 400. */
-static int time_arg(kgd_admin_call *c, const char *name, int64_t def,
-                    int64_t *t_r, int *ret_r)
-{
-    const char *s = arg(c, name);
-    int64_t v;
-    char msg[160];
-
-    *t_r = def;
-    if (s == NULL)
-        return 0;
-    if (kg_duration_parse(s, &v) == KG_OK) {
-        *t_r = (int64_t)time(NULL) - v;
-        return 0;
-    }
-    if (kg_time_parse(s, &v) == KG_OK) {
-        *t_r = v;
-        return 0;
-    }
-    snprintf(msg, sizeof(msg), "%s must be a duration back from now (7d, "
-             "12h) or a time (2026-12-31, 2026-12-31T12:00:00Z)", name);
-    *ret_r = kgd_admin_error(c, 400, "invalid_request", msg, name);
-    return -1;
-}
-
 /* ---- buckets ----------------------------------------------------------- */
 
 struct buckets {
@@ -117,8 +91,8 @@ static int usage(kgd_admin_call *c, const char *account, const char *key)
     else
         return kgd_admin_error(c, 400, "invalid_request",
                                "by must be minute, hour or day", "by");
-    if (time_arg(c, "since", now - 86400, &q.since, &ret) != 0 ||
-        time_arg(c, "until", now + 1, &q.until, &ret) != 0)
+    if (kgd_admin_time_arg(c, "since", now - 86400, &q.since, &ret) != 0 ||
+        kgd_admin_time_arg(c, "until", now + 1, &q.until, &ret) != 0)
         return ret;
     if (q.until <= q.since)
         return kgd_admin_error(c, 400, "invalid_request",
@@ -182,53 +156,32 @@ int kgd_admin_key_usage(kgd_admin_call *c, char *const *ids)
 
 /* ---- events ------------------------------------------------------------ */
 
-struct events {
-    json_t *items;
-    int64_t last_id;
-    size_t n, limit;
-    int oom;
-};
-
 static int add_event(const kg_usage_event *e, void *ud)
 {
-    struct events *k = ud;
-    json_t *j;
     char ts[40];
-    int64_t s = e->time_ms / 1000;
 
-    if (k->n == k->limit) {   /* one more than a page: there is a next */
-        k->n++;
-        return 1;
-    }
-    kg_time_format(s, ts);
+    kg_time_format(e->time_ms / 1000, ts);
     /* ISO time with milliseconds: "...T12:00:00.123Z" */
     if (strlen(ts) > 1 && ts[strlen(ts) - 1] == 'Z')
         snprintf(ts + strlen(ts) - 1, sizeof(ts) - strlen(ts) + 1, ".%03dZ",
                  (int)(e->time_ms % 1000));
-    j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}",
-                  "id", (json_int_t)e->id, "time", ts,
-                  "key_id", e->key_id ? e->key_id : "",
-                  "key_prefix", e->key_prefix ? e->key_prefix : "",
-                  "client", e->client ? e->client : "",
-                  "method", e->method ? e->method : "",
-                  "path", e->path ? e->path : "", "status", e->status,
-                  "code", kg_usage_code_name(e->code),
-                  "decided_by", e->decided_by ? e->decided_by : "");
-    if (j == NULL || json_array_append_new(k->items, j) != 0) {
-        k->oom = 1;
-        return 1;
-    }
-    k->last_id = e->id;
-    k->n++;
-    return 0;
+    return kgd_admin_idpage_add(ud, json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}",
+        "id", (json_int_t)e->id, "time", ts,
+        "key_id", e->key_id ? e->key_id : "",
+        "key_prefix", e->key_prefix ? e->key_prefix : "",
+        "client", e->client ? e->client : "",
+        "method", e->method ? e->method : "",
+        "path", e->path ? e->path : "", "status", e->status,
+        "code", kg_usage_code_name(e->code),
+        "decided_by", e->decided_by ? e->decided_by : ""), e->id);
 }
 
 int kgd_admin_account_events(kgd_admin_call *c, char *const *ids)
 {
-    char after[KG_ACCOUNT_ID_MAX + 1], last[32];
     const char *status = arg(c, "status"), *code = arg(c, "code");
     kg_event_query q;
-    struct events k;
+    struct kgd_admin_idpage pg;
     kg_account *a = NULL;
     int64_t since;
     kg_diag d;
@@ -236,17 +189,9 @@ int kgd_admin_account_events(kgd_admin_call *c, char *const *ids)
     int ret = MHD_NO;
 
     memset(&q, 0, sizeof(q));
-    memset(&k, 0, sizeof(k));
     memset(&d, 0, sizeof(d));
-    if (kgd_admin_page(c, &k.limit, after, sizeof(after), &ret) != 0)
+    if (kgd_admin_idpage_start(c, &pg, &q.before_id, &q.limit, &ret) != 0)
         return ret;
-    if (after[0] != '\0') {
-        char *end;
-        q.before_id = strtoll(after, &end, 10);
-        if (*end != '\0' || q.before_id <= 0)
-            return kgd_admin_error(c, 400, "invalid_request",
-                                   "cursor is not one this API gave", "cursor");
-    }
     if (status != NULL) {
         int n = 0;
         if (strlen(status) == 3 && status[1] == 'x' && status[2] == 'x' &&
@@ -257,39 +202,34 @@ int kgd_admin_account_events(kgd_admin_call *c, char *const *ids)
                    strlen(status) == 3) {
             q.status_min = q.status_max = n;
         } else {
-            return kgd_admin_error(c, 400, "invalid_request", "status must be "
-                                   "a status (429) or a class (4xx)", "status");
+            ret = kgd_admin_error(c, 400, "invalid_request", "status must be "
+                                  "a status (429) or a class (4xx)", "status");
+            goto out;
         }
     }
     q.any_code = 1;
     if (code != NULL) {
-        if (kg_usage_code_parse(code, &q.code) != KG_OK)
-            return kgd_admin_error(c, 400, "invalid_request", "code must be a "
-                                   "decision's code (rate_limited, "
-                                   "key_revoked, ...) or allowed", "code");
+        if (kg_usage_code_parse(code, &q.code) != KG_OK) {
+            ret = kgd_admin_error(c, 400, "invalid_request", "code must be a "
+                                  "decision's code (rate_limited, "
+                                  "key_revoked, ...) or allowed", "code");
+            goto out;
+        }
         q.any_code = 0;
     }
-    if (time_arg(c, "since", 0, &since, &ret) != 0)
-        return ret;
+    if (kgd_admin_time_arg(c, "since", 0, &since, &ret) != 0)
+        goto out;
     q.since_ms = since * 1000;
     if ((a = kgd_admin_account_find(c, ids[0], &ret)) == NULL)
-        return ret;
+        goto out;
     q.account_id = kg_account_id(a);
-    q.limit = k.limit + 1;
-    if ((k.items = json_array()) == NULL)
-        goto out;
-    e = kg_usage_events(c->p, &q, add_event, &k, &d);
-    if (k.oom)
-        goto out;
-    if (e != KG_OK) {
+    e = kg_usage_events(c->p, &q, add_event, &pg, &d);
+    if (e != KG_OK && !pg.oom)
         ret = kgd_admin_kg_error(c, e, &d, NULL);
-        goto out;
-    }
-    snprintf(last, sizeof(last), "%lld", (long long)k.last_id);
-    ret = kgd_admin_json(c, 200, kgd_admin_list(json_incref(k.items), last,
-                                                k.n > k.limit), NULL);
+    else
+        ret = kgd_admin_idpage_answer(c, &pg);
 out:
-    json_decref(k.items);
+    json_decref(pg.items);
     kg_account_unref(a);
     return ret;
 }
@@ -333,8 +273,8 @@ int kgd_admin_usage_top(kgd_admin_call *c, char *const *ids)
                                    "limit must be a number from 1 to 500", "limit");
         limit = v;
     }
-    if (time_arg(c, "since", now - 86400, &since, &ret) != 0 ||
-        time_arg(c, "until", now + 1, &until, &ret) != 0)
+    if (kgd_admin_time_arg(c, "since", now - 86400, &since, &ret) != 0 ||
+        kgd_admin_time_arg(c, "until", now + 1, &until, &ret) != 0)
         return ret;
     if ((items = json_array()) == NULL)
         return MHD_NO;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # keygated's admin API (docs/admin-api.md) against a real keygated on
 # loopback, with the file store, SQLite and PostgreSQL (a server of its
-# own, on a free loopback port): the listener's
+# own, tests/integration/pg_env.sh): the listener's
 # rules (off unless asked, never on the check listener, plain HTTP only
 # on loopback, TLS), the operator key the quickstart's command makes,
 # then tests/keygated/admin_client.js (every route, both scopes, every
@@ -140,31 +140,13 @@ mkdir -p "$T/sqlite"
 want sqlite && KEYGATE_STATE_DIR=$T/sqlite run_client sqlite "$SHIPPED"
 want postgresql || finish
 
-# PostgreSQL: a server of its own (initdb, pg_ctl on a free loopback
-# port, as nobody when run as root), as tests/integration/test_postgres.sh.
-PGBIN=
-for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PGBIN=$d; done
-if [ -z "$PGBIN" ]; then
-    bad "PostgreSQL server binaries not found (scripts/deps.sh --test)"
-    finish
-fi
-PGT=$T/pg
-mkdir -p "$PGT" && chmod 755 "$T" "$PGT"
-RUN=
-if [ "$(id -u)" -eq 0 ]; then chown nobody "$PGT"; RUN="runuser -u nobody --"; fi
-$RUN "$PGBIN/initdb" -D "$PGT/data" -U postgres --auth-local=trust --auth-host=trust \
-    -E UTF8 >"$PGT/initdb.log" 2>&1 || { bad "initdb: $(tail -3 "$PGT/initdb.log")"; finish; }
-pg_stop() { $RUN "$PGBIN/pg_ctl" -D "$PGT/data" -m immediate -w stop >/dev/null 2>&1; }
-for attempt in 1 2 3 4 5; do
-    PGPORT=$(free_port)
-    $RUN "$PGBIN/pg_ctl" -D "$PGT/data" -l "$PGT/server.log" -w -t 30 \
-        -o "-p $PGPORT -k $PGT -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null 2>&1 && break
-    PGPORT=
-done
-[ -n "$PGPORT" ] || { bad "PostgreSQL did not start: $(tail -3 "$PGT/server.log")"; finish; }
+# PostgreSQL: a server of its own (tests/integration/pg_env.sh).
+. "$S/tests/integration/pg_env.sh"
+[ -n "$PGBIN" ] || { bad "PostgreSQL server binaries not found (scripts/deps.sh --test)"; finish; }
+pg_start >"$T/pg.out" 2>&1 || { bad "PostgreSQL: $(cat "$T/pg.out")"; finish; }
 trap 'pg_stop; lib_cleanup' EXIT
-$RUN "$PGBIN/psql" -X -q -h "$PGT" -p "$PGPORT" -U postgres -d postgres \
-    -c "CREATE DATABASE keygate" || bad "CREATE DATABASE"
+$PG_PSQL -d postgres -c "CREATE DATABASE keygate OWNER keygate" || bad "CREATE DATABASE"
+export KG_TEST_PG_PASSWORD="$PG_PASSWORD"
 cat >"$T/ks-pg.yaml" <<EOF
 keystore:
   - module: sql
@@ -172,7 +154,8 @@ keystore:
     cache: {ttl: 5s, negative_ttl: 1s}
     options:
       driver: postgresql
-      conninfo: "host=127.0.0.1 port=$PGPORT dbname=keygate user=postgres"
+      conninfo: "host=127.0.0.1 port=$PG_PORT dbname=keygate user=keygate"
+      password: \${KG_TEST_PG_PASSWORD}
       sslmode: disable
 
 EOF
