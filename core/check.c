@@ -549,6 +549,9 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     d->record = rec;
     c.record = rec;
+    /* The key's usage bucket, fetched while the stages run. */
+    if (p->usage != NULL && !peek)
+        c.ushard = kg__usage_prefetch(p, rec, c.now_us);
     if (rec->status == KG_STATUS_REVOKED) {
         kg__decision_deny(d, KG_CODE_KEY_REVOKED, "this API key has been revoked",
                           "core:account");
@@ -617,6 +620,8 @@ static kg_error check(const kg_policy *p, const kg_request *req,
                                             c.now_us / 1000000);
 done:
     kg__limits_unpin(&c.lpin);
+    if (p->usage != NULL && !peek)
+        kg__usage_count(p, req, d, c.now_us, c.ushard);
     if (d->status == 401) {
         kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
         kg__strlcpy(d->scheme, p->auth_scheme, sizeof(d->scheme));

@@ -33,7 +33,8 @@ kg_error kg_context_new(kg_context **ctx_r)
     pthread_rwlock_init(&c->rel_lock, NULL);
     kg__log_init(&c->log);
     if ((e = kg__loader_new(&c->loader)) != KG_OK ||
-        (e = kg__limits_new(&c->limits)) != KG_OK) {
+        (e = kg__limits_new(&c->limits)) != KG_OK ||
+        (e = kg__usage_new(&c->usage)) != KG_OK) {
         kg_context_free(c);
         return e;
     }
@@ -46,6 +47,7 @@ void kg_context_free(kg_context *c)
     if (c == NULL)
         return;
     kg__shm_close(kg__ctx_shm(c));
+    kg__usage_free(c->usage);
     kg__limits_free(c->limits);
     kg__loader_free(c->loader);
     pthread_rwlock_destroy(&c->rel_lock);

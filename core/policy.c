@@ -61,8 +61,8 @@ kg_error kg__want_scalar(kg__pload *L, kg__ynode *n, const char *what)
     return KG_OK;
 }
 
-static kg_error parse_int(kg__pload *L, kg__ynode *n, const char *what,
-                          long long lo, long long hi, long long *v_r)
+kg_error kg__parse_int(kg__pload *L, kg__ynode *n, const char *what,
+                       long long lo, long long hi, long long *v_r)
 {
     char *end;
     long long v;
@@ -101,7 +101,7 @@ static kg_error parse_plan(kg__pload *L, kg__ynode *key, kg__ynode *n,
             return KG_ERR_NOMEM;
     }
     if ((v = kg__ymap_get(n, "priority")) != NULL) {
-        if ((e = parse_int(L, v, "priority", 0, 1000, &pr)) != KG_OK)
+        if ((e = kg__parse_int(L, v, "priority", 0, 1000, &pr)) != KG_OK)
             return e;
         plan->priority = (int)pr;
         plan->has_priority = 1;
@@ -300,6 +300,15 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         free(p->realm);
         p->realm = strdup(v->value);
     }
+    if ((v = kg__ymap_get(root, "admin_listen")) != NULL) {
+        /* keygated's, checked by it (an address it can bind): the library
+         * keeps the string (docs/admin-api.md). */
+        if ((e = kg__want_scalar(L, v, "admin_listen")) != KG_OK)
+            return e;
+        free(p->admin_listen);
+        if ((p->admin_listen = strdup(v->value)) == NULL)
+            return KG_ERR_NOMEM;
+    }
     if ((v = kg__ymap_get(root, "plugin_path")) != NULL &&
         (e = kg__parse_plugin_path(L, v, &p->plugin_path, &p->nplugin_path)) != KG_OK)
         return e;
@@ -351,9 +360,13 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
     if ((v = kg__ymap_get(root, "limits")) != NULL &&
         (e = kg__limits_section(L, v)) != KG_OK)
         return e;
+    if ((v = kg__ymap_get(root, "usage")) != NULL &&
+        (e = kg__usage_section_load(L, v)) != KG_OK)
+        return e;
     return kg__check_unknown(L, root, "the policy",
                              "version, key_prefix, realm, plugin_path, paths, "
-                             "credential, keystore, plans, signers, limits");
+                             "credential, keystore, plans, signers, limits, "
+                             "usage, admin_listen");
 }
 
 void kg_policy_free(kg_policy *p)
@@ -362,6 +375,7 @@ void kg_policy_free(kg_policy *p)
     if (p == NULL)
         return;
     kg__signers_free(p);
+    kg__usage_section_free(p);
     /* Lines are destroyed in reverse order of creation. */
     for (i = p->nall; i > 0; i--)
         kg__line_free(p->all[i - 1]);
@@ -381,6 +395,7 @@ void kg_policy_free(kg_policy *p)
     free(p->source);
     free(p->dir);
     free(p->key_prefix);
+    free(p->admin_listen);
     free(p->realm);
     free(p->missing_key);
     free(p);
@@ -525,6 +540,11 @@ kg_error kg_policy_load_file(kg_context *ctx, const char *path,
 const char *kg_policy_source(const kg_policy *p)
 {
     return p->source;
+}
+
+const char *kg_policy_admin_listen(const kg_policy *p)
+{
+    return p->admin_listen;
 }
 
 size_t kg_policy_plan_count(const kg_policy *p)

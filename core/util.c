@@ -85,6 +85,7 @@ const char *kg_plugin_kind_name(int kind)
     case KG_PLUGIN_ACCOUNT: return "account";
     case KG_PLUGIN_LIMIT: return "limit";
     case KG_PLUGIN_SIGNER: return "signer";
+    case KG_PLUGIN_USAGE: return "usage";
     }
     return "unknown";
 }
@@ -407,6 +408,7 @@ int kg__parse_duration(const char *s, int64_t *seconds_r)
         case 'h': mul = 3600; break;
         case 'd': mul = 86400; break;
         case 'w': mul = 7 * 86400; break;
+        case 'y': mul = 365 * 86400; break;   /* retention: {day: 2y} */
         default: return -1;
         }
     }

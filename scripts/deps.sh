@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
       libssl-dev libyaml-dev zlib1g-dev
       scdoc
-      libmicrohttpd-dev libsqlite3-dev libpq-dev libldap2-dev libhiredis-dev
+      libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libldap2-dev libhiredis-dev
       curl ca-certificates"
 # Servers for the integration tests and the benchmarks.
 TEST_PKGS="check openssl postgresql slapd ldap-utils redis-server nginx nginx-dev caddy wrk sqlite3 procps iproute2 python3"
@@ -15,6 +15,12 @@ TEST_PKGS="$TEST_PKGS man-db"
 # libFuzzer runtime (libclang_rt.fuzzer-x86_64.a, which clang-14 only
 # recommends, so it is named).
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
+# The dashboard's browser test (tests/dashboard/): headless Chromium, and
+# Node with npm, which installs puppeteer-core and axe-core into the build
+# tree at test time.  npm only when none is on PATH: NodeSource's nodejs
+# carries its own and conflicts with Debian's npm package.
+TEST_PKGS="$TEST_PKGS chromium fonts-dejavu-core nodejs"
+command -v npm >/dev/null 2>&1 || TEST_PKGS="$TEST_PKGS npm"
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -4,8 +4,10 @@
 #   2. builds keygate in _build/ (out of tree, like scripts/test.sh),
 #   3. creates a state folder (./state, or $KEYGATE_STATE_DIR) holding the
 #      key store, keygated's log, access log and pid file,
-#   4. creates two demo keys (Pro and Free plans) with the keygate CLI,
-#   5. starts keygated on 127.0.0.1:8080 ($KEYGATED_LISTEN) with
+#   4. creates two demo keys (Pro and Free plans) and an operator key of
+#      the admin API (plan admin, permission admin) with the keygate CLI,
+#   5. starts keygated on 127.0.0.1:8080 ($KEYGATED_LISTEN), its admin API
+#      on 127.0.0.1:8081 ($KEYGATED_ADMIN_LISTEN; docs/admin-api.md), with
 #      conf/keygate.yaml (the same policy keygated embeds as its default),
 #      IN THE BACKGROUND, and prints its PID, how to stop it and curl lines
 #      that work.  With --foreground it stays in the foreground instead
@@ -17,13 +19,15 @@ ROOT=$(pwd)
 FOREGROUND=0
 case "${1:-}" in
     --foreground|-f) FOREGROUND=1 ;;
-    --help|-h) sed -n '2,14p' "$0"; exit 0 ;;
+    --help|-h) sed -n '2,15p' "$0"; exit 0 ;;
     "") ;;
     *) echo "usage: $0 [--foreground]" >&2; exit 2 ;;
 esac
 STATE=${KEYGATE_STATE_DIR:-$ROOT/state}
 LISTEN=${KEYGATED_LISTEN:-127.0.0.1:8080}
 URL="http://$LISTEN"
+ADMIN_LISTEN=${KEYGATED_ADMIN_LISTEN:-127.0.0.1:8081}
+ADMIN_URL="http://$ADMIN_LISTEN"
 BUILD=$ROOT/_build
 
 say() { printf '\n== %s\n' "$*"; }
@@ -67,19 +71,24 @@ POLICY="$ROOT/conf/keygate.yaml"
 "$KEYGATED" --config "$POLICY" --check-config
 PRO=$("$KEYGATE" --config "$POLICY" key create --name "demo-pro" --plan pro 2>/dev/null)
 FREE=$("$KEYGATE" --config "$POLICY" key create --name "demo-free" --plan free 2>/dev/null)
-printf 'PRO=%s\nFREE=%s\n' "$PRO" "$FREE" >"$STATE/demo-keys.env"
+# The first operator key of the admin API (docs/admin-api.md).
+OPS=$("$KEYGATE" --config "$POLICY" key create --plan admin --permission admin --name ops 2>/dev/null)
+printf 'PRO=%s\nFREE=%s\nOPS=%s\n' "$PRO" "$FREE" "$OPS" >"$STATE/demo-keys.env"
 chmod 600 "$STATE/demo-keys.env"
 echo "Pro key:  $PRO"
 echo "Free key: $FREE"
+echo "Operator key (admin API): $OPS"
 echo "(also saved in $STATE/demo-keys.env; list keys: $KEYGATE --config conf/keygate.yaml key list)"
 
 say "5/5 keygated on $LISTEN"
 . "$ROOT/scripts/quickstart-keygated.sh"
-ARGS=$(quickstart_keygated_args "$POLICY" "$LISTEN" "$STATE")
+# The dashboard (docs/dashboard.md) from this checkout: not installed.
+ARGS="$(quickstart_keygated_args "$POLICY" "$LISTEN" "$STATE") --admin-listen $ADMIN_LISTEN --dashboard-dir $ROOT/dashboard"
 if [ "$FOREGROUND" -eq 1 ]; then
     echo "running in the foreground (Ctrl-C stops it); in another shell:"
     echo "  . $STATE/demo-keys.env"
     echo "  curl -i -H \"Authorization: Bearer \$PRO\" $URL/check"
+    echo "  the dashboard: open $ADMIN_URL/ and sign in with the operator key \$OPS"
     # shellcheck disable=SC2086
     exec "$KEYGATED" $ARGS
 fi
@@ -102,6 +111,10 @@ BAD=$(printf '%s' "$PRO" | sed 's/.$/x/')
 cat <<EOF
 
 keygated is running in the background: PID $PID (also in $STATE/keygated.pid)
+
+  The API Keys dashboard: open $ADMIN_URL/ in a browser and sign in
+  with the operator key $OPS
+  (docs/dashboard.md)
   log:         $STATE/keygated.log
   access log:  $STATE/access.log (one JSON line per decision)
   stop it:     kill \$(cat $STATE/keygated.pid)
@@ -131,6 +144,12 @@ Try it (the Pro key was just checked: 200):
   curl -i -H "Authorization: Bearer $FREE" $URL/check      # 429 + Retry-After
   curl -s -X DELETE $URL/leases/\$L                          # 204: released
   curl -i -H "Authorization: Bearer $FREE" "$URL/check?lease=none"   # 200, no lease held
+  # the admin API (its own listener, $ADMIN_URL): the operator key's view,
+  # the accounts, and a new key for the Pro key's account (shown once)
+  curl -s -H "Authorization: Bearer $OPS" $ADMIN_URL/api/v1/me
+  curl -s -H "Authorization: Bearer $OPS" $ADMIN_URL/api/v1/accounts
+  # its OpenAPI document
+  curl -s $ADMIN_URL/api/v1/openapi.json
   # Prometheus metrics and liveness
   curl -s $URL/metrics
   curl -s $URL/healthz

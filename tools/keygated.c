@@ -95,6 +95,41 @@ static void fit_connections(kgd_conf *conf, size_t nlisten)
     conf->max_connections = fit;
 }
 
+/* The admin listener, in a keygated built with it (jansson). */
+static int admin_open(kgd_conf *conf, int *fd_r)
+{
+#ifdef KGD_ADMIN
+    return kgd_admin_open(conf, fd_r);
+#else
+    *fd_r = -1;
+    if (conf->admin_listen == NULL)
+        return 0;
+    kgd_log_msg("admin listener %s: this keygated was built without the "
+                "admin API (configure found no jansson: apt-get install "
+                "libjansson-dev)", conf->admin_listen);
+    return -1;
+#endif
+}
+
+static int admin_start(const kgd_conf *conf, kg_context *ctx, int fd)
+{
+#ifdef KGD_ADMIN
+    return kgd_admin_start(conf, ctx, fd);
+#else
+    (void)conf;
+    (void)ctx;
+    close(fd);
+    return -1;
+#endif
+}
+
+static void admin_stop(void)
+{
+#ifdef KGD_ADMIN
+    kgd_admin_stop();
+#endif
+}
+
 static int write_pid(const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -148,8 +183,9 @@ int main(int argc, char **argv)
     kgd_conf conf;
     kg_context *ctx = NULL;
     kg_diag diag;
-    int fds[KGD_MAX_LISTEN];
+    int fds[KGD_MAX_LISTEN], admin_fd = -1, admin_started = 0;
     size_t nfds = 0, i;
+    char *admin_from_policy = NULL;
     sigset_t set;
     int rc = EXIT_CONFIG, sig, pid_written = 0;
     char err[512];
@@ -172,6 +208,10 @@ int main(int argc, char **argv)
         }
         fds[nfds++] = fd;
     }
+    /* Bound now, with the rights to bind a low port; one named only by
+     * the policy's admin_listen: is bound once the policy is loaded. */
+    if (admin_open(&conf, &admin_fd) != 0)
+        goto out;
     if (kgd_log_open(conf.access_log) != 0) {
         kgd_log_msg("--access-log %s: %s", conf.access_log, strerror(errno));
         goto out;
@@ -206,10 +246,39 @@ int main(int argc, char **argv)
         print_diag("cannot load the policy", &diag);
         goto out;
     }
+    if (conf.admin_listen == NULL) {
+        kgd_policy_ref *ref = kgd_policy_get();
+        const char *al = kg_policy_admin_listen(kgd_policy_of(ref));
+        if (al != NULL && (admin_from_policy = strdup(al)) == NULL) {
+            kgd_policy_put(ref);
+            goto out;
+        }
+        kgd_policy_put(ref);
+        conf.admin_listen = admin_from_policy;
+        if (admin_open(&conf, &admin_fd) != 0)
+            goto out;
+    }
     kgd_metrics_init();
     if (kgd_http_start(&conf, ctx, fds, nfds) != 0) {
         nfds = 0;   /* the daemons that started closed theirs */
         goto out;
+    }
+    if (kgd_usage_start(ctx) != 0) {
+        kgd_log_msg("cannot start the usage flusher");
+        kgd_http_stop(0);
+        nfds = 0;
+        goto out;
+    }
+    if (admin_fd >= 0) {
+        int fd = admin_fd;
+        admin_fd = -1;   /* the daemon's now, or closed */
+        if (admin_start(&conf, ctx, fd) != 0) {
+            kgd_usage_stop();
+            kgd_http_stop(0);
+            nfds = 0;
+            goto out;
+        }
+        admin_started = 1;
     }
     kgd_log_msg("keygate %s serving policy %s", kg_version(), kgd_holder_source());
     for (i = 0; i < nfds; i++) {
@@ -246,10 +315,20 @@ int main(int argc, char **argv)
         }
     }
     kgd_http_stop(conf.drain_s);
+    if (admin_started)
+        admin_stop();
+    admin_started = 0;
+    /* The last flush is the holder's, after the flusher has stopped. */
+    kgd_usage_stop();
     kgd_log_flush();
     nfds = 0;   /* closed by the daemons */
     rc = 0;
 out:
+    if (admin_started)
+        admin_stop();
+    if (admin_fd >= 0)
+        close(admin_fd);
+    free(admin_from_policy);
     kgd_holder_shutdown();
     kg_context_free(ctx);
     kgd_log_close();

@@ -16,6 +16,7 @@
  *                       libmicrohttpd's per-connection memory (414/431)
  *   keygated_metrics.c  counters and their Prometheus text
  *   keygated_log.c      the JSON access log and the service's own messages
+ *   keygated_usage.c    the usage flusher thread (docs/usage.md)
  *   keygated_json.c     JSON string escaping for the log and /whoami
  *
  * The pure pieces (client, origin, json, listen parsing) take no
@@ -24,6 +25,7 @@
 #ifndef KEYGATE_KEYGATED_H
 #define KEYGATE_KEYGATED_H
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +66,12 @@ typedef struct kgd_conf {
     kgd_origin_mode origin;
     kg_cidr proxies[KGD_MAX_PROXIES];
     size_t nproxies;
+    /* The admin listener (docs/admin-api.md): off while admin_listen is
+     * NULL (the policy's admin_listen: is used when none is given). */
+    const char *admin_listen;
+    const char *admin_cert, *admin_key;   /* PEM files: TLS */
+    int admin_insecure;                   /* plain HTTP off loopback */
+    const char *dashboard_dir;
 } kgd_conf;
 
 /*
@@ -185,6 +193,18 @@ int kgd_holder_reload(kg_diag *diag);
 void kgd_holder_shutdown(void);
 const char *kgd_holder_source(void);
 
+/* ---- keygated_usage.c --------------------------------------------------- */
+
+/* Start the thread that flushes the usage counts every flush_interval
+ * of the serving policy; 0 or -1. */
+int kgd_usage_start(kg_context *ctx);
+/* Stop it (waits for a flush under way). */
+void kgd_usage_stop(void);
+/* Flush into p's usage store now (nothing without a usage section); a
+ * failure is logged once until a flush succeeds again, and drops past
+ * max_pending as they grow.  `when` says which ("at reload"). */
+void kgd_usage_flush_policy(const kg_policy *p, const char *when);
+
 /* ---- keygated_metrics.c ------------------------------------------------- */
 
 enum kgd_endpoint {
@@ -231,6 +251,20 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
                    size_t nfds);
 /* Stop accepting, wait up to conf->drain_s for in-flight requests, stop. */
 void kgd_http_stop(unsigned drain_s);
+/* libmicrohttpd's messages into keygated's log (its external logger). */
+void kgd_mhd_log(void *cls, const char *fmt, va_list ap);
+
+/* ---- keygated_admin.c --------------------------------------------------- */
+
+/*
+ * The admin listener: conf->admin_listen (or the policy's admin_listen:)
+ * bound and its TLS files read, before privileges are dropped.  0 with
+ * *fd_r = -1 when there is none; -1 when it cannot run (logged).
+ */
+int kgd_admin_open(kgd_conf *conf, int *fd_r);
+/* Start its daemon on fd; 0 or -1 (logged; fd closed). */
+int kgd_admin_start(const kgd_conf *conf, kg_context *ctx, int fd);
+void kgd_admin_stop(void);
 
 /* ---- keygated_head.c ---------------------------------------------------- */
 

@@ -14,6 +14,9 @@
 
 #include "keygated.h"
 
+#ifndef KG_DASHBOARDDIR
+#define KG_DASHBOARDDIR "/usr/local/share/keygate/dashboard"
+#endif
 #ifndef KG_SYSCONFDIR
 #define KG_SYSCONFDIR "/usr/local/etc/keygate"
 #endif
@@ -37,6 +40,7 @@ void kgd_usage(FILE *f)
 "  GET    /whoami                the presented key's record and limits (no quota used)\n"
 "  DELETE /leases/<id>           end a concurrency lease (X-Keygate-Lease)\n"
 "  GET    /healthz, /metrics     liveness; Prometheus metrics\n"
+"  (the admin API, /api/v1/..., only on --admin-listen's listener)\n"
 "\n"
 "Options:\n"
 "  -c, --config FILE       the policy (default: $KEYGATE_CONFIG, else the\n"
@@ -71,6 +75,17 @@ void kgd_usage(FILE *f)
 "                          entries (512 bytes per key of up to three limits;\n"
 "                          default 1000000); idle ones go first, then the\n"
 "                          least recently used\n"
+"      --admin-listen ADDR:PORT\n"
+"                          open the admin API (/api/v1, docs/admin-api.md)\n"
+"                          and the dashboard on a listener of its own (off\n"
+"                          by default; also the policy's admin_listen:);\n"
+"                          plain HTTP only on a loopback address\n"
+"      --admin-cert FILE, --admin-key FILE\n"
+"                          serve the admin listener over TLS (PEM files)\n"
+"      --admin-insecure    allow plain HTTP on an admin listener that is\n"
+"                          not on loopback (keys then travel in clear)\n"
+"      --dashboard-dir DIR the dashboard's files (default\n"
+"                          " KG_DASHBOARDDIR ")\n"
 "  -h, --help, -V, --version\n"
 "\n"
 "Signals: SIGHUP reloads the policy and key stores (a policy that does not\n"
@@ -122,7 +137,8 @@ static int add_proxy(kgd_conf *c, const char *s, int *replaced)
 int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
 {
     enum { O_CHECK = 256, O_ORIGIN, O_THREADS, O_MAXCONN, O_TIMEOUT,
-           O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP };
+           O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP, O_ADMIN, O_ADMIN_CERT,
+           O_ADMIN_KEY, O_ADMIN_INSECURE, O_DASHBOARD };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -139,6 +155,11 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         { "max-headers", required_argument, NULL, O_MAXH },
         { "drain", required_argument, NULL, O_DRAIN },
         { "limit-capacity", required_argument, NULL, O_LIMCAP },
+        { "admin-listen", required_argument, NULL, O_ADMIN },
+        { "admin-cert", required_argument, NULL, O_ADMIN_CERT },
+        { "admin-key", required_argument, NULL, O_ADMIN_KEY },
+        { "admin-insecure", no_argument, NULL, O_ADMIN_INSECURE },
+        { "dashboard-dir", required_argument, NULL, O_DASHBOARD },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -154,6 +175,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
     c->max_header_bytes = 16384;
     c->max_headers = 128;
     c->drain_s = 10;
+    c->dashboard_dir = KG_DASHBOARDDIR;
     /* Only the addresses a gateway on this host connects from: trusting
      * all of 127.0.0.0/8 would let any local client that can pick its
      * source address (127.0.0.2, ...) say who it is in X-Forwarded-For
@@ -220,6 +242,11 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
             if (parse_uint("--limit-capacity", optarg, 1000, 1000000000, &v)) return -1;
             c->limit_capacity = v;
             break;
+        case O_ADMIN: c->admin_listen = optarg; break;
+        case O_ADMIN_CERT: c->admin_cert = optarg; break;
+        case O_ADMIN_KEY: c->admin_key = optarg; break;
+        case O_ADMIN_INSECURE: c->admin_insecure = 1; break;
+        case O_DASHBOARD: c->dashboard_dir = optarg; break;
         case 'h': kgd_usage(stdout); return 1;
         case 'V': printf("keygated %s\n", kg_version()); return 1;
         default:

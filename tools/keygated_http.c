@@ -250,7 +250,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn,
                              "/healthz, /metrics or DELETE /leases/<id>)");
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+void kgd_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[1024];
     size_t n;
@@ -278,7 +278,7 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
         S.d[i] = MHD_start_daemon(
             MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
             0, NULL, NULL, dispatch, NULL,
-            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            MHD_OPTION_EXTERNAL_LOGGER, kgd_mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fds[i],
             MHD_OPTION_THREAD_POOL_SIZE, threads,
             MHD_OPTION_CONNECTION_LIMIT, conf->max_connections,

@@ -162,6 +162,9 @@ void kg_policy_free(kg_policy *policy);
 
 /* The file (or name) the policy was loaded from. */
 const char *kg_policy_source(const kg_policy *policy);
+/* The policy's `admin_listen:` ("ADDR:PORT", keygated's admin listener,
+ * docs/admin-api.md), or NULL if it has none. */
+const char *kg_policy_admin_listen(const kg_policy *policy);
 
 /*
  * Write a human-readable description of every stage's compiled control

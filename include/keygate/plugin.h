@@ -29,6 +29,7 @@
 
 #include <keygate/keygate.h>
 #include <keygate/audit.h>
+#include <keygate/usage.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,9 +54,12 @@ extern "C" {
  * account_put and account_delete (abi_minor >= 5); records carry their
  * account (kg_record_set_account); kg_call_account(), kg_call_subject(),
  * kg_account_allowed_nets().
- * 6: struct kg_keystore_ops gained audit_append and audit_query (the
- * audit log, keygate/audit.h; abi_minor >= 6); records carry a
- * rotation's link (kg_record_set_replaced_by, kg_record_set_replaces). */
+ * 6: usage stores: kg_plugin gained `usage` (struct kg_usage_ops, read
+ * only from plugins with abi_minor >= 6 and a size that holds it), the
+ * kind KG_PLUGIN_USAGE, kg_opts_section(); struct kg_keystore_ops gained
+ * audit_append and audit_query (the audit log, keygate/audit.h;
+ * abi_minor >= 6); records carry a rotation's link
+ * (kg_record_set_replaced_by, kg_record_set_replaces). */
 #define KG_PLUGIN_ABI_MINOR 6
 
 typedef enum kg_plugin_kind {
@@ -63,7 +67,11 @@ typedef enum kg_plugin_kind {
     KG_PLUGIN_KEYSTORE = 2,
     KG_PLUGIN_ACCOUNT = 3,
     KG_PLUGIN_LIMIT = 4,
-    KG_PLUGIN_SIGNER = 5
+    KG_PLUGIN_SIGNER = 5,
+    /* A plugin that is only a usage store (ABI 1.6).  A plugin of any
+     * kind may be one too: the policy's usage: section takes any plugin
+     * whose descriptor sets `usage`. */
+    KG_PLUGIN_USAGE = 6
 } kg_plugin_kind;
 
 /* "credential", "keystore", ...; "unknown" for anything else. */
@@ -112,7 +120,7 @@ kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
 kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,
                          int64_t *val_r);
 kg_error kg_opts_get_bool(kg_opts *o, const char *key, int def, int *val_r);
-/* "90", "90s", "15m", "1h", "7d", "2w" -> seconds. */
+/* "90", "90s", "15m", "1h", "7d", "2w", "2y" (365 days a year) -> seconds. */
 kg_error kg_opts_get_duration(kg_opts *o, const char *key, int64_t def,
                               int64_t *seconds_r);
 /* A path; a relative one is taken from the policy file's directory.
@@ -138,6 +146,11 @@ kg_error kg_opts_error(kg_opts *o, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The context the policy is being loaded into. */
 kg_context *kg_opts_context(kg_opts *o);
+/* What the options are for (ABI 1.6): the kind of the stage whose line
+ * they are (KG_PLUGIN_KEYSTORE, ...), or KG_PLUGIN_USAGE for the usage:
+ * section; a plugin that serves several (sql: a key store and a usage
+ * store) reads the options of that role. */
+int kg_opts_section(kg_opts *o);
 
 /* ------------------------------------------------------------------ */
 /* Key records                                                         */
@@ -299,7 +312,7 @@ void kg_wipe(void *p, size_t len);
 /* Fill a diag with a message and no place (NULL diag: nothing). */
 void kg_diag_set(kg_diag *diag, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* "90", "90s", "15m", "1h", "7d", "2w" -> seconds.  KG_ERR_INVALID if not. */
+/* "90", "90s", "15m", "1h", "7d", "2w", "2y" (365 days) -> seconds.  KG_ERR_INVALID if not. */
 kg_error kg_duration_parse(const char *s, int64_t *seconds_r);
 /* 1 if permission `have` grants `need`: equal, "*", "jobs:*" for any
  * "jobs:..." and "*:read" for any "...:read" (the scope plugin's rule,
@@ -689,6 +702,38 @@ struct kg_limit_ops {
 
 struct kg_signer_ops;  /* see keygate/webhook.h */
 
+/*
+ * A usage store (ABI 1.6; docs/usage.md).  Its instance is created from
+ * the usage: section's options (kg_opts_section() says KG_PLUGIN_USAGE)
+ * and create() fails, at the option's place, if the store cannot be
+ * written: an unwritable store is a policy error at load, never a
+ * surprise at the first flush.  All four operations are required; each
+ * may be called from any thread, never two write()s at once for one
+ * context.
+ */
+struct kg_usage_ops {
+    /*
+     * Add the rows' counts (minute rows: span 60) to what the store
+     * holds and insert the events, all in one transaction; roll up and
+     * apply retention as the store sees fit (not on every call if that
+     * is costly).  `now` is the context's clock, in Unix seconds.
+     * KG_ERR_UNAVAILABLE: nothing written, the core keeps the batch and
+     * retries at the next flush.  Rows and events (and their strings)
+     * are the core's, valid for the call.
+     */
+    kg_error (*write)(void *inst, const kg_usage_row *rows, size_t nrows,
+                      const kg_usage_event *events, size_t nevents,
+                      int64_t now, kg_diag *diag);
+    /* The queries of usage.h, with their contracts. */
+    kg_error (*query)(void *inst, const kg_usage_query *q,
+                      kg_usage_row_cb cb, void *ud, kg_diag *diag);
+    kg_error (*top)(void *inst, int by_key, int64_t since, int64_t until,
+                    size_t limit, kg_usage_top_cb cb, void *ud,
+                    kg_diag *diag);
+    kg_error (*events)(void *inst, const kg_event_query *q,
+                       kg_usage_event_cb cb, void *ud, kg_diag *diag);
+};
+
 typedef struct kg_plugin {
     uint16_t abi_major;
     uint16_t abi_minor;
@@ -705,6 +750,9 @@ typedef struct kg_plugin {
     const struct kg_account_ops *account;
     const struct kg_limit_ops *limit;
     const struct kg_signer_ops *signer;
+    /* ---- ABI 1.6 ---- */
+    /* A usage store (any kind may set it; required of KG_PLUGIN_USAGE). */
+    const struct kg_usage_ops *usage;
 } kg_plugin;
 
 #define KG_PLUGIN_HEADER                                                   \

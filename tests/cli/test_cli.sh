@@ -243,9 +243,9 @@ expect "... and one line of key show" 0 'name:        two\\x0alines\\x1b$' -- $B
 expect "... and the key is revoked" 0 "revoked k_hand" -- $BIN --config "$T/bare.yaml" key revoke k_hand
 
 # ---- policy -----------------------------------------------------------------
-expect "policy check: shipped" 0 "ok (4 plans)" -- $KG policy check
-expect "policy check FILE" 0 "ok (4 plans)" -- $BIN policy check "$CONF"
-expect "policy check --json" 0 '"valid":true,"plans":4' -- $BIN --json policy check "$CONF"
+expect "policy check: shipped" 0 "ok (5 plans)" -- $KG policy check
+expect "policy check FILE" 0 "ok (5 plans)" -- $BIN policy check "$CONF"
+expect "policy check --json" 0 '"valid":true,"plans":5' -- $BIN --json policy check "$CONF"
 cp "$CONF" "$T/we\"ird.yaml"
 expect "policy check --json escapes the path" 0 'we\\"ird.yaml","valid":true' -- $BIN --json policy check "$T/we\"ird.yaml"
 cat >"$T/bad.yaml" <<EOF

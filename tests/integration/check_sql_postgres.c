@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "../unit/sqltest.h"
-#include "../unit/audittest.h"
 
 static kg_context *ctx;
 static char opts[2048];
@@ -545,68 +544,10 @@ START_TEST(test_migrate_v2_accounts)
 
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 2);
-    ck_assert_int_eq(to, 6);
+    ck_assert_int_eq(to, tu_schema_latest());
     test_old_store_migrated(p, keys);
     PQfinish(c);
     kg_policy_free(p);
-}
-END_TEST
-
-/* ---- the audit log (migration 006, docs/audit.md) ----------------------- */
-
-/* Every column of every row of keygate_audit, as text. */
-static char *dump_audit(void *ud)
-{
-    PGresult *r = PQexec(ud, "SELECT * FROM keygate_audit");
-    char *all = strdup(""), *more;
-    int i, j;
-    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
-    for (i = 0; i < PQntuples(r); i++)
-        for (j = 0; j < PQnfields(r); j++) {
-            more = tu_fmt("%s%s\n", all, PQgetvalue(r, i, j));
-            free(all);
-            all = more;
-        }
-    PQclear(r);
-    return all;
-}
-
-START_TEST(test_audit_scenario)
-{
-    kg_policy *p = with(NULL, NULL);
-    PGconn *c = raw_connect();
-    /* The tests share the database: the log starts empty here. */
-    raw_int(c, "DELETE FROM keygate_audit");
-    at_scenario(p, ctx, &test_clk, dump_audit, c);
-    ck_assert_int_eq(raw_int(c, "SELECT count(*) FROM keygate_audit"), 4);
-    raw_int(c, "DELETE FROM keygate_audit");
-    at_refusals(p);
-    ck_assert_int_eq(raw_int(c, "SELECT count(*) FROM keygate_audit"), 1);
-    PQfinish(c);
-    kg_policy_free(p);
-}
-END_TEST
-
-/* A rotation's link is kept by the store: another instance reads it. */
-START_TEST(test_rotation_link_kept)
-{
-    kg_policy *p = with(NULL, NULL), *q = with(NULL, NULL);
-    char key[KG_KEY_MAX], key2[KG_KEY_MAX], id[64];
-    kg_record *nr = NULL, *r = NULL;
-    kg_diag d;
-
-    test_make_key(p, "free", "linked", key, id, sizeof(id));
-    ck_assert_int_eq(kg_keys_rotate(p, id, 3600, key2, sizeof(key2), &nr, &d), KG_OK);
-    ck_assert_int_eq(kg_keys_get(q, id, &r, &d), KG_OK);
-    ck_assert_str_eq(kg_record_replaced_by(r), kg_record_id(nr));
-    ck_assert_str_eq(kg_record_state(r, tu_clock_fn(&test_clk) / 1000000), "rotating");
-    kg_record_unref(r);
-    ck_assert_int_eq(kg_keys_get(q, kg_record_id(nr), &r, &d), KG_OK);
-    ck_assert_str_eq(kg_record_replaces(r), id);
-    kg_record_unref(r);
-    kg_record_unref(nr);
-    kg_policy_free(p);
-    kg_policy_free(q);
 }
 END_TEST
 
@@ -626,8 +567,6 @@ static Suite *sql_postgres_suite(void)
     tcase_add_test(tc, test_accounts_shared_by_instances);
     tcase_add_test(tc, test_account_delete_waits_for_a_key);
     tcase_add_test(tc, test_migrate_v2_accounts);
-    tcase_add_test(tc, test_audit_scenario);
-    tcase_add_test(tc, test_rotation_link_kept);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_outage);
     suite_add_tcase(s, tc);

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "sqltest.h"
-#include "audittest.h"
 
 static char *dir;
 static char dbpath[512];
@@ -456,11 +455,12 @@ START_TEST(test_migrate)
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 0);
-    ck_assert_int_eq(to, 6);
-    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"), 6);
+    ck_assert_int_eq(to, tu_schema_latest());
+    ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"),
+                     tu_schema_latest());
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
-    ck_assert_int_eq(from, 6);
-    ck_assert_int_eq(to, 6);
+    ck_assert_int_eq(from, tu_schema_latest());
+    ck_assert_int_eq(to, tu_schema_latest());
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_UNAUTHORIZED);
     kg_policy_free(p);
 }
@@ -549,7 +549,7 @@ START_TEST(test_migrate_v1_to_v2)
     ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 1);
-    ck_assert_int_eq(to, 6);
+    ck_assert_int_eq(to, tu_schema_latest());
     assert_v2_shape();
     ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 2);
     ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_NONE);
@@ -815,7 +815,7 @@ START_TEST(test_migrate_v2_accounts)
 
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 2);
-    ck_assert_int_eq(to, 6);
+    ck_assert_int_eq(to, tu_schema_latest());
     assert_v2_shape();
     ck_assert(has_column("account_id"));
     test_old_store_migrated(p, keys);
@@ -834,73 +834,6 @@ START_TEST(test_lookup_join_plan)
     ck_assert(raw_has("EXPLAIN QUERY PLAN SELECT k.id, a.id FROM keygate_keys k "
                       "LEFT JOIN keygate_accounts a ON a.id = k.account_id WHERE "
                       "k.key_hash = 'x'", "(id=?)"));
-    kg_policy_free(p);
-}
-END_TEST
-
-/* ---- the audit log (migration 006, docs/audit.md) ----------------------- */
-
-/* Every column of every row of keygate_audit, as text. */
-static char *dump_audit(void *ud)
-{
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    char *all = strdup(""), *more;
-    int i;
-    (void)ud;
-    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT * FROM keygate_audit", -1, &st,
-                                        NULL), SQLITE_OK);
-    while (sqlite3_step(st) == SQLITE_ROW)
-        for (i = 0; i < sqlite3_column_count(st); i++) {
-            const char *t = (const char *)sqlite3_column_text(st, i);
-            more = tu_fmt("%s%s\n", all, t ? t : "");
-            free(all);
-            all = more;
-        }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return all;
-}
-
-START_TEST(test_audit_scenario)
-{
-    kg_policy *p = test_policy_ok(ctx, opts, NULL);
-    at_scenario(p, ctx, &test_clk, dump_audit, NULL);
-    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_audit"), 4);
-    kg_policy_free(p);
-}
-END_TEST
-
-START_TEST(test_audit_refusals)
-{
-    kg_policy *p = test_policy_ok(ctx, opts, NULL);
-    at_refusals(p);
-    kg_policy_free(p);
-}
-END_TEST
-
-/* A rotation's link survives the store (a new policy reads it back). */
-START_TEST(test_rotation_link_kept)
-{
-    kg_policy *p = test_policy_ok(ctx, opts, NULL);
-    char key[KG_KEY_MAX], key2[KG_KEY_MAX], id[64];
-    kg_record *nr = NULL, *r = NULL;
-    kg_diag d;
-
-    test_make_key(p, "free", "a", key, id, sizeof(id));
-    ck_assert_int_eq(kg_keys_rotate(p, id, 0, key2, sizeof(key2), &nr, &d), KG_OK);
-    kg_policy_free(p);
-    p = test_policy_ok(ctx, opts, NULL);
-    ck_assert_int_eq(kg_keys_get(p, id, &r, &d), KG_OK);
-    ck_assert_str_eq(kg_record_replaced_by(r), kg_record_id(nr));
-    ck_assert_str_eq(kg_record_state(r, 0), "revoked");   /* no grace */
-    kg_record_unref(r);
-    ck_assert_int_eq(kg_keys_get(p, kg_record_id(nr), &r, &d), KG_OK);
-    ck_assert_str_eq(kg_record_replaces(r), id);
-    kg_record_unref(r);
-    ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys WHERE replaced_by IS NOT NULL"), 1);
-    kg_record_unref(nr);
     kg_policy_free(p);
 }
 END_TEST
@@ -947,13 +880,6 @@ static Suite *sql_sqlite_suite(void)
     tcase_add_test(tc, test_accounts_model);
     tcase_add_test(tc, test_accounts_quota_and_suspension);
     tcase_add_test(tc, test_lookup_join_plan);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("audit");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_audit_scenario);
-    tcase_add_test(tc, test_audit_refusals);
-    tcase_add_test(tc, test_rotation_link_kept);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("last_used");
