@@ -131,7 +131,11 @@ static struct sqlstore *store_try(const int64_t *keep, const char *pg_extra,
     ck_assert_ptr_nonnull(s);
     s->ctx = ctx;
     if (pg) {
+#ifdef HAVE_PQ
         s->conf.driver = &sql_driver_postgresql;
+#else
+        ck_abort_msg("KG_TEST_PG_USAGE_CONNINFO is set, but this build has no PostgreSQL");
+#endif
         s->conf.conninfo = tu_fmt("%s%s", env("KG_TEST_PG_USAGE_CONNINFO"),
                                   pg_extra ? pg_extra : "");
         s->conf.password = strdup(env("KG_TEST_PG_PASSWORD"));
