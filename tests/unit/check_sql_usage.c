@@ -105,10 +105,13 @@ static void setup(void)
     ck_assert_int_eq(kg_context_new(&ctx), KG_OK);
     clk.now_us = (T0 + 3600) * 1000000;
     kg_context_set_clock(ctx, tu_clock_fn, &clk);
+    /* Every table of the schema, whichever migrations made them (the
+     * audit log's, the alerts' outbox): each test starts from nothing. */
     if (pg)
-        raw("DROP TABLE IF EXISTS keygate_usage_minute, keygate_usage_hour, "
-            "keygate_usage_day, keygate_usage_events, keygate_usage_state, "
-            "keygate_keys, keygate_accounts, keygate_schema CASCADE");
+        raw("DO $$ DECLARE t record; BEGIN FOR t IN SELECT tablename FROM "
+            "pg_tables WHERE schemaname = current_schema() AND tablename "
+            "LIKE 'keygate\\_%' LOOP EXECUTE 'DROP TABLE IF EXISTS ' || "
+            "quote_ident(t.tablename) || ' CASCADE'; END LOOP; END $$");
 }
 
 static void teardown(void)
