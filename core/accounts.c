@@ -27,6 +27,22 @@ const kg__line *kg__account_store(kg_policy *p, kg_diag *diag)
     return NULL;
 }
 
+int kg_permission_is_admin_api(const char *perm)
+{
+    return perm != NULL && (strcmp(perm, "admin") == 0 ||
+                            strcmp(perm, "account:manage") == 0);
+}
+
+/* 1 if one of the n permissions needs a scope line to be enforced. */
+static int needs_scope(char **perms, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!kg_permission_is_admin_api(perms[i]))
+            return 1;
+    return 0;
+}
+
 int kg_permission_grants(const char *have, const char *need)
 {
     const char *hc, *nc;
@@ -119,7 +135,8 @@ static kg_error validate(kg_policy *p, const kg_account *a, kg_diag *diag)
                                   diag)) != KG_OK)
         return e;
     pl = kg__policy_plan(p, a->plan);
-    if (a->nperms > 0 && kg_policy_plan_has_module(p, a->plan, "scope") != 1) {
+    if (needs_scope(a->perms, a->nperms) &&
+        kg_policy_plan_has_module(p, a->plan, "scope") != 1) {
         kg__diag_set(diag, NULL, 0, 0, "permission: plan '%s' does not check "
                      "permissions (no scope line), so they would never be "
                      "enforced", a->plan);

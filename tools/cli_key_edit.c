@@ -353,10 +353,15 @@ int key_enforced_on(kg_policy *p, const kg_record *r, const char *plan,
     /* -1: no such plan (any module name tells) */
     if (plan == NULL || kg_policy_plan_has_module(p, plan, "scope") < 0)
         return 0;
-    if ((what & KEY_HAS_PERMS) && kg_record_permission_count(r) > 0 &&
-        module_enforces(p, plan, "scope", "permissions", "permission",
-                        "clear-permissions") != 0)
-        return -1;
+    /* The admin API's own permissions need no scope line. */
+    for (i = 0; (what & KEY_HAS_PERMS) && i < kg_record_permission_count(r); i++) {
+        if (kg_permission_is_admin_api(kg_record_permission(r, i)))
+            continue;
+        if (module_enforces(p, plan, "scope", "permissions", "permission",
+                            "clear-permissions") != 0)
+            return -1;
+        break;
+    }
     if ((what & KEY_HAS_IPS) && kg_record_cidr_count(r) > 0 &&
         module_enforces(p, plan, "ipacl", "the client's address", "allow-ip",
                         "clear-ips") != 0)

@@ -318,6 +318,11 @@ kg_error kg_duration_parse(const char *s, int64_t *seconds_r);
  * "jobs:..." and "*:read" for any "...:read" (the scope plugin's rule,
  * and an account's ceiling's). */
 int kg_permission_grants(const char *have, const char *need);
+/* 1 if `perm` is one the admin API reads itself (docs/admin-api.md):
+ * "admin" (an operator's key) or "account:manage" (a customer's key for
+ * its own account).  A key or account may hold these on any plan: they
+ * need no scope line to be enforced. */
+int kg_permission_is_admin_api(const char *perm);
 /* "2026-12-31" or "2026-12-31T10:00:00Z" -> Unix seconds (UTC). */
 kg_error kg_time_parse(const char *s, int64_t *unix_r);
 /* Unix seconds -> "2026-12-31T10:00:00Z" (32 bytes is enough). */
