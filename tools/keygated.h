@@ -89,10 +89,10 @@ int kgd_listen_parse(const char *spec, struct sockaddr_storage *ss,
 /*
  * A bound, listening, non-blocking socket, or -1 with why in err.  The
  * kernel queues up to `backlog` connections not yet accepted (capped by
- * net.core.somaxconn): keygated passes --max-connections, so that as
- * many clients as it will serve at once can connect at once (with 1024,
- * 2,000 simultaneous connects overflowed the queue; the overflow's SYNs
- * were dropped and retried a second or more later).
+ * net.core.somaxconn): keygated passes kgd_conn_hard_limit(), so that
+ * as many clients as it will answer at once can connect at once (with
+ * 1024, 2,000 simultaneous connects overflowed the queue; the
+ * overflow's SYNs were dropped and retried a second or more later).
  */
 int kgd_listen_open(const char *spec, unsigned backlog, char *err,
                     size_t errlen);
@@ -226,6 +226,13 @@ void kgd_log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- keygated_http.c ---------------------------------------------------- */
 
+/*
+ * The connections libmicrohttpd accepts on a listener whose limit is
+ * `max` (--max-connections): those past max get 503 and are closed, so
+ * that a connection the kernel completed is answered rather than left
+ * waiting for a slot (docs/keygated.md, "Connections").
+ */
+unsigned kgd_conn_hard_limit(unsigned max);
 /* Start one daemon per socket; 0 or -1 (logged). */
 int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
                    size_t nfds);
