@@ -10,6 +10,8 @@
  *   keygated_holder.c   the serving policy, refcounted, swapped on SIGHUP
  *   keygated_http.c     libmicrohttpd: daemons, request dispatch, responses
  *   keygated_check.c    /check and /whoami: request -> decision -> response
+ *   keygated_defer.c    the threads that run checks which wait on a
+ *                       backend, off the worker threads
  *   keygated_reply.c    what a worker thread reuses (its request, its
  *                       response for allowed checks); answers
  *   keygated_head.c     a request's head against --max-header-bytes and
@@ -61,6 +63,7 @@ typedef struct kgd_conf {
     unsigned max_headers;        /* header count */
     unsigned drain_s;            /* SIGTERM: wait this long for in-flight */
     size_t limit_capacity;       /* limiter entries; 0: the library's default */
+    unsigned lookup_threads;     /* keygated_defer.c's; 0: none */
     kgd_origin_mode origin;
     kg_cidr proxies[KGD_MAX_PROXIES];
     size_t nproxies;
@@ -281,6 +284,29 @@ int kgd_reply_fresh(struct MHD_Connection *conn, unsigned status,
                     const char *body, size_t len, const struct kgd_hdr *h,
                     size_t n);
 
+/* ---- keygated_defer.c --------------------------------------------------- */
+
+/*
+ * Work for the lookup threads: run() is called once, on one of them;
+ * `cancelled` is 1 when keygated stops before the job started (run()
+ * must still finish it, without waiting on anything).
+ */
+struct kgd_job {
+    struct kgd_job *next;
+    void (*run)(struct kgd_job *job, int cancelled);
+};
+/* Start n threads; 0 on success (n 0: nothing to start), -1 (logged). */
+int kgd_defer_start(unsigned n);
+/* 1 if started with threads. */
+int kgd_defer_on(void);
+/* Queue a job (FIFO).  0, or -1 if stopping or not started.  Once the
+ * job is sure to run, and before any thread can run it, admitted(arg) is
+ * called (under the queue's lock: it must not take long). */
+int kgd_defer_submit(struct kgd_job *job, void (*admitted)(void *arg),
+                     void *arg);
+/* Run what is queued cancelled, wait for the jobs running, join. */
+void kgd_defer_stop(void);
+
 /* ---- keygated_check.c --------------------------------------------------- */
 
 struct kgd_reqctx;
@@ -290,6 +316,18 @@ typedef struct kgd_server {
     kg_context *ctx;
 } kgd_server;
 
+/*
+ * A connection's check that went to the lookup threads (its store would
+ * have waited on the network): made on the first one, reused, freed
+ * with the connection.  While it runs, the connection is suspended.
+ */
+struct kgd_pending;
+void kgd_pending_free(struct kgd_pending *p);
+/* 1 when the connection was resumed with its decision to answer. */
+int kgd_pending_ready(const struct kgd_pending *p);
+/* Answer it (on the connection's worker thread, after the resume). */
+int kgd_pending_answer(struct MHD_Connection *conn, struct kgd_pending *p);
+
 /* The JSON error body {"error":{"code":...,"message":...}} into buf
  * (truncated at size); returns its length. */
 size_t kgd_error_body(char *buf, size_t size, const char *code,
@@ -297,8 +335,17 @@ size_t kgd_error_body(char *buf, size_t size, const char *code,
 /* A JSON error answer {"error":{"code":...,"message":...}}. */
 int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
                       const char *code, const char *message);
+/*
+ * /check or /whoami.  A check whose store would wait on the network is
+ * handed to the lookup threads (when they run): the connection is
+ * suspended, *pend_r (the connection's, made if NULL) holds the check,
+ * and MHD_YES is returned with no answer queued; libmicrohttpd calls the
+ * handler again once it is resumed, which answers with
+ * kgd_pending_answer().
+ */
 int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
                      const char *url, const char *method,
-                     const char *raw_uri, int whoami);
+                     const char *raw_uri, int whoami,
+                     struct kgd_pending **pend_r);
 
 #endif

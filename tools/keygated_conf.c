@@ -60,7 +60,12 @@ void kgd_usage(FILE *f)
 "                          (default: X-Original-*, then X-Forwarded-*, then\n"
 "                          the path), nginx, forwarded, or path\n"
 "      --threads N         worker threads per listener (default: one per core)\n"
-"      --max-connections N (default 4096)\n"
+"      --max-connections N served at once per listener (default 4096); one\n"
+"                          past them gets 503\n"
+"      --lookup-threads N  threads that run the checks whose key store would\n"
+"                          wait on the network (LDAP, PostgreSQL; not cached),\n"
+"                          so that they never hold up other requests (default\n"
+"                          16; 0: on the worker threads)\n"
 "      --timeout SECONDS   idle keep-alive timeout (default 60)\n"
 "      --max-header-bytes N  request line + headers (default 16384; larger:\n"
 "                          414 or 431)\n"
@@ -122,7 +127,7 @@ static int add_proxy(kgd_conf *c, const char *s, int *replaced)
 int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
 {
     enum { O_CHECK = 256, O_ORIGIN, O_THREADS, O_MAXCONN, O_TIMEOUT,
-           O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP };
+           O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP, O_LOOKUP };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -139,6 +144,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         { "max-headers", required_argument, NULL, O_MAXH },
         { "drain", required_argument, NULL, O_DRAIN },
         { "limit-capacity", required_argument, NULL, O_LIMCAP },
+        { "lookup-threads", required_argument, NULL, O_LOOKUP },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -154,6 +160,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
     c->max_header_bytes = 16384;
     c->max_headers = 128;
     c->drain_s = 10;
+    c->lookup_threads = 16;
     /* Only the addresses a gateway on this host connects from: trusting
      * all of 127.0.0.0/8 would let any local client that can pick its
      * source address (127.0.0.2, ...) say who it is in X-Forwarded-For
@@ -219,6 +226,10 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         case O_LIMCAP:
             if (parse_uint("--limit-capacity", optarg, 1000, 1000000000, &v)) return -1;
             c->limit_capacity = v;
+            break;
+        case O_LOOKUP:
+            if (parse_uint("--lookup-threads", optarg, 0, 1024, &v)) return -1;
+            c->lookup_threads = (unsigned)v;
             break;
         case 'h': kgd_usage(stdout); return 1;
         case 'V': printf("keygated %s\n", kg_version()); return 1;

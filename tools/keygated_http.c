@@ -5,9 +5,10 @@
  * One MHD daemon per listening socket, each with epoll and a pool of
  * worker threads (one per core by default): a check is CPU work of a
  * few microseconds, so more threads than cores only add switching.  A
- * store lookup that waits for a hung server holds up the other
- * connections of its worker, for as long as the store's timeouts let
- * it (docs/keygated.md, "Threads, and a backend that hangs").
+ * check whose store would wait on the network goes to the lookup
+ * threads, its connection suspended, so that a hung server never holds
+ * up the other connections of a worker (keygated_defer.c;
+ * docs/keygated.md, "Threads, and a backend that hangs").
  *
  * Limits on input: the request line and headers over --max-header-bytes
  * get 414 (a long request line) or 431 (keygated_head.c), the header count is
@@ -52,6 +53,7 @@ struct kgd_reqctx {
     int started;
     int active;        /* a request is in flight (counted in metrics) */
     int over;          /* accepted past --max-connections: 503, close */
+    struct kgd_pending *pend;   /* its check on the lookup threads */
 };
 
 /* A listener's open connections, against --max-connections. */
@@ -93,6 +95,7 @@ static void notify_connection(void *cls, struct MHD_Connection *conn,
     /* Every STARTED has its CLOSED, the one that failed to allocate too. */
     atomic_fetch_sub(&l->open, 1);
     if (rc != NULL) {
+        kgd_pending_free(rc->pend);
         free(rc->raw_uri);
         free(rc);
         *socket_context = NULL;
@@ -269,15 +272,20 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn,
         *upload_data_size = 0;
         return MHD_YES;
     }
+    /* Resumed by a lookup thread with its decision. */
+    if (kgd_pending_ready(rc->pend))
+        return kgd_pending_answer(conn, rc->pend);
     if (strcmp(url, "/check") == 0 || strncmp(url, "/check/", 7) == 0) {
         kgd_metrics_request(KGD_EP_CHECK);
-        return kgd_handle_check(&S.srv, conn, url, method, rc->raw_uri, 0);
+        return kgd_handle_check(&S.srv, conn, url, method, rc->raw_uri, 0,
+                                &rc->pend);
     }
     if (strcmp(url, "/whoami") == 0) {
         kgd_metrics_request(KGD_EP_WHOAMI);
         if (!method_is(method, "GET") && !method_is(method, "HEAD"))
             return not_allowed(conn, "GET, HEAD");
-        return kgd_handle_check(&S.srv, conn, url, method, rc->raw_uri, 1);
+        return kgd_handle_check(&S.srv, conn, url, method, rc->raw_uri, 1,
+                                &rc->pend);
     }
     if (strncmp(url, "/leases/", 8) == 0 && url[8] != '\0') {
         kgd_metrics_request(KGD_EP_LEASES);
@@ -334,11 +342,14 @@ int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
     }
+    if (kgd_defer_start(conf->lookup_threads) != 0)
+        return -1;
     for (i = 0; i < nfds && i < KGD_MAX_LISTEN; i++) {
         atomic_init(&S.l[i].open, 0);
         S.l[i].max = conf->max_connections;
         S.d[i] = MHD_start_daemon(
-            MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+            MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                (conf->lookup_threads > 0 ? MHD_ALLOW_SUSPEND_RESUME : 0),
             0, NULL, NULL, dispatch, NULL,
             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fds[i],
@@ -384,6 +395,10 @@ void kgd_http_stop(unsigned drain_s)
     if (kgd_metrics_inflight_now() > 0)
         kgd_log_msg("%ld requests still in flight after %us; closing them",
                     kgd_metrics_inflight_now(), drain_s);
+    /* libmicrohttpd must not be stopped with a connection suspended:
+     * every check on the lookup threads ends (those not started yet
+     * answer 503) and resumes its connection first. */
+    kgd_defer_stop();
     for (i = 0; i < S.n; i++)
         MHD_stop_daemon(S.d[i]);
     S.n = 0;

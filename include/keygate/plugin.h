@@ -514,6 +514,17 @@ int64_t kg_call_lease_ttl(kg_call *call);
 void kg_call_stat_add(kg_call *call, kg_stat stat, uint64_t n);
 
 /*
+ * For a keystore whose lookup waits on the network (a directory, a
+ * database server): ask this before any network call.  0: go ahead.
+ * 1: the caller asked for a check that does not wait
+ * (kg_request_set_nowait): return at once, with any result and no
+ * record, having changed nothing; the core ignores that result and the
+ * check is run again, on a thread that may wait.  A store in memory or
+ * on local disk never calls it.
+ */
+int kg_call_would_block(kg_call *call);
+
+/*
  * Tell the operator why a backend failed (kg_context_set_log): the line
  * is "<backend>: <message>", `backend` naming the server (a URI, a
  * host:port; never a secret).  At most one line per backend name per
