@@ -6,7 +6,9 @@
 #   lookups run on the lookup threads (tools/keygated_defer.c), their
 #   connections suspended;
 # - the requests whose lookups met the hung server are answered by the
-#   second server after one search_timeout.
+#   second server after one search_timeout;
+# - an ldaps:// server that hangs in the TLS handshake costs one
+#   network_timeout, not forever.
 set -u
 B=${KEYGATE_BUILDDIR:-.}
 KEYGATE_SRCDIR=${KEYGATE_SRCDIR:-.}
@@ -26,6 +28,7 @@ slapd_start a || exit 1
 slapd_start b || exit 1
 A=$(cat "$KG_LDAP_TMP/a/uri")
 BURI=$(cat "$KG_LDAP_TMP/b/uri")
+A_LDAPS=$(cat "$KG_LDAP_TMP/a/ldaps_uri")
 KG="$B/tools/keygate"
 RW=cn=keygate-rw,ou=services,dc=example,dc=com
 RO=cn=keygate,ou=services,dc=example,dc=com
@@ -147,5 +150,30 @@ bg_stop "$KGB_PID"
 echo "# --lookup-threads 0: the cached key while a lookup hangs: $r"
 lt 1 "${r#* }" && ok "--lookup-threads 0: the cached key waited ${r#* } s (the stall this removes)" \
     || bad "--lookup-threads 0: the cached key did not wait ($r): is the test still seeing the stall?"
+
+# ---- ldaps:// hung in the TLS handshake ---------------------------------------
+# The TCP connection is made (the kernel accepts for the stopped
+# server); the TLS handshake then waits for a ServerHello that never
+# comes.  network_timeout bounds it.
+slapd_ensure a
+policy "$KG_LDAP_TMP/ldaps.yaml" "$A_LDAPS" "$RO" "$KG_LDAP_TMP/ro.pw" \
+    "network_timeout: 1s" "search_timeout: 1s" "retry: 30s" \
+    "ca_file: $KG_LDAP_TMP/tls/ca.crt"
+out=$($KG --config "$KG_LDAP_TMP/ldaps.yaml" check --header "Authorization: Bearer $K3" 2>&1)
+case $out in *"allowed 200"*) ok "ldaps: a check through A's ldaps port" ;; *) bad "ldaps check: $out" ;; esac
+slapd_pause a
+t0=$(date +%s.%N)
+out=$(timeout 60 $KG --config "$KG_LDAP_TMP/ldaps.yaml" check --header "Authorization: Bearer $K3" 2>&1)
+t1=$(date +%s.%N)
+slapd_resume a
+took=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+echo "# ldaps, A hung: $took s: $out"
+case $out in
+*"no TLS handshake within network_timeout, 1000 ms"*)
+    case $out in *"503 auth_unavailable"*) ;; *) bad "ldaps, A hung: no 503: $out" ;; esac
+    lt "$took" 3 && ok "ldaps, A hung in the handshake: 503 after $took s (network_timeout 1 s), and said" \
+        || bad "ldaps, A hung: 503 only after $took s (network_timeout 1 s)" ;;
+*) bad "ldaps, A hung: $took s: $out" ;;
+esac
 
 finish
