@@ -28,7 +28,9 @@
  * to it from libmicrohttpd's connection memory (which holds them for the
  * whole request), the client address goes in binary, the decision is
  * the thread's spare one and renders into its own storage, and the
- * answer is the thread's reused response (keygated_reply.c).
+ * answer is the thread's reused response (keygated_reply.c).  A
+ * connection whose check went to the lookup threads keeps the pending
+ * check it made (and its spare request) until it closes.
  */
 #include "config.h"
 
