@@ -56,6 +56,9 @@ struct kgd_reqctx {
     struct kgd_pending *pend;   /* its check on the lookup threads */
 };
 
+/* Seconds a connection accepted past --max-connections may stay idle. */
+#define OVER_IDLE_S 2
+
 /* A listener's open connections, against --max-connections. */
 struct listener {
     atomic_uint open;
@@ -83,12 +86,16 @@ static void notify_connection(void *cls, struct MHD_Connection *conn,
 {
     struct listener *l = cls;
     struct kgd_reqctx *rc = *socket_context;
-    (void)conn;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         unsigned n = atomic_fetch_add(&l->open, 1) + 1;
         rc = calloc(1, sizeof(struct kgd_reqctx));
         if (rc != NULL)
             rc->over = n > l->max;
+        /* One past the limit that sends nothing gives its slot back
+         * after OVER_IDLE_S, not --timeout: the overflow is for 503s. */
+        if (n > l->max)
+            MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                      (unsigned)OVER_IDLE_S);
         *socket_context = rc;
         return;
     }

@@ -149,9 +149,45 @@ stop_keygated
 start_keygated --threads 2 --max-connections 100
 MANY_WAIT=20 expect_many "400 keep-alive connections at once, --max-connections 100" \
     "200=100 503=300 unanswered=0" 400
+# With 100 served connections held open: one more that sends nothing is
+# closed after 2 s idle (the overflow is for 503s; --timeout is 60 s),
+# and the 503 is what a client past the limit reads.
+got=$(python3 - "$KGD_PORT" "$KEY" <<'PY'
+import socket, sys, time
+port, key = int(sys.argv[1]), sys.argv[2]
+req = ("GET /check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % key).encode()
+held = []
+for _ in range(100):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(req)
+    if not s.recv(4096).startswith(b"HTTP/1.1 200 "):
+        print("not 200"); sys.exit()
+    held.append(s)
+idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+t0 = time.time()
+try:
+    gone = idle.recv(4096) == b""
+except OSError:
+    gone = True
+took = time.time() - t0
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(req)
+buf = b""
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+print("idle closed after %.0f s; %s" % (took if gone else -1, buf.split(b"\r\n")[0].decode()))
+PY
+)
+case $got in
+"idle closed after "[1-4]" s; HTTP/1.1 503 Service Unavailable") ok "past the limit: $got" ;;
+*) bad "past the limit, 100 held: $got" ;;
+esac
 expect_status "serving again once they are gone" 200 -H "Authorization: Bearer $KEY" "$KGD/check"
 expect_status "metrics" 200 "$KGD/metrics"
-body_has "the 503s are counted" 'keygated_rejected_requests_total{status="503"} 300$'
+body_has "the 503s are counted" 'keygated_rejected_requests_total{status="503"} 301$'
 stop_keygated
 
 # A hard limit too low for --max-connections: keygated says so and lowers
