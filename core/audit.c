@@ -155,7 +155,8 @@ const char *kg_audit_result(kg_error e)
     case KG_ERR_UNSUPPORTED: return "unsupported";
     case KG_ERR_IO: return "io_error";
     case KG_ERR_NOMEM: return "no_memory";
-    case KG_ERR_PLUGIN: case KG_ERR_VERIFY: case KG_ERR__LAST:
+    case KG_ERR_PLUGIN: case KG_ERR_VERIFY: case KG_ERR_WOULD_BLOCK:
+    case KG_ERR__LAST:
         break;
     }
     return "error";

@@ -212,6 +212,14 @@ int64_t kg_call_lease_ttl(kg_call *c)
     return c->planp && c->planp->lease_ttl > 0 ? c->planp->lease_ttl : 300;
 }
 
+int kg_call_would_block(kg_call *c)
+{
+    if (c == NULL || !c->nowait)
+        return 0;
+    c->blocked = 1;
+    return 1;
+}
+
 void kg_call_stat_add(kg_call *c, kg_stat stat, uint64_t n)
 {
     if ((int)stat >= 0 && stat < KG_STAT__LAST)

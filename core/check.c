@@ -152,7 +152,9 @@ static void prefetch_keystore(const kg__stack *st, const unsigned char *hash)
     }
 }
 
-/* One keystore line, through its cache if it has one. */
+/* One keystore line, through its cache if it has one.  A store that
+ * would wait in a check that may not (kg_call_would_block) leaves
+ * c->blocked set, its answer dropped and nothing counted. */
 static kg_result lookup_line(kg_call *c, const kg__line *l,
                              const unsigned char *hash, kg_record **rec_r)
 {
@@ -163,14 +165,21 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
     *rec_r = NULL;
     if (l->cache != NULL) {
         cached = kg__cache_get(l->cache, hash, c->now_us, &rec, &fresh);
-        kg_call_stat_add(c, cached && fresh ? KG_STAT_CACHE_HITS
-                                            : KG_STAT_CACHE_MISSES, 1);
         if (cached && fresh) {
+            kg_call_stat_add(c, KG_STAT_CACHE_HITS, 1);
             *rec_r = rec;
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
         }
     }
     r = l->mod->plugin->keystore->lookup(l->inst, c, hash, rec_r);
+    if (c->blocked) {
+        kg_record_unref(*rec_r);
+        *rec_r = NULL;
+        kg_record_unref(rec);
+        return KG_RESULT_UNAVAILABLE;
+    }
+    if (l->cache != NULL)
+        kg_call_stat_add(c, KG_STAT_CACHE_MISSES, 1);
     if (r == KG_RESULT_OK && *rec_r == NULL)
         r = KG_RESULT_FAIL;
     if (r != KG_RESULT_OK && *rec_r != NULL) {
@@ -194,6 +203,8 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
     return r;
 }
 
+/* 0 with the record, 1 with the decision made, 2 if a store would
+ * have waited (c->blocked; no decision). */
 static int run_keystore(kg_call *c, const unsigned char *hash,
                         kg_record **rec_r, const kg__line **from_r)
 {
@@ -208,6 +219,10 @@ static int run_keystore(kg_call *c, const unsigned char *hash,
         kg_record *rec = NULL;
         kg_result r = lookup_line(c, l, hash, &rec);
 
+        if (c->blocked) {
+            kg_record_unref(found);
+            return 2;
+        }
         /* A store that returns a record for another hash is broken:
          * the hashes are compared in constant time, as always. */
         if (r == KG_RESULT_OK && !kg_hash_equal(rec->hash, hash)) {
@@ -491,6 +506,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     const kg__plan *plan;
     const kg_account *acct;
     const char *plan_name;
+    int ks;
 
     if (p == NULL || req == NULL || decision_r == NULL)
         return KG_ERR_INVALID;
@@ -504,6 +520,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     c.d = d;
     c.peek = peek;
     c.now_us = kg_context_now(p->ctx);
+    c.nowait = kg__request_nowait(req);
 
     /* A target the front end could not set, or one the upstream may read
      * otherwise than the route check would, is refused before anything
@@ -545,7 +562,16 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     }
     kg__limits_prefetch_slot(&c.lpin);
-    if (run_keystore(&c, hash, &rec, &store) != 0)
+    ks = run_keystore(&c, hash, &rec, &store);
+    if (ks == 2) {
+        /* kg_request_set_nowait: nothing was taken yet (the limits come
+         * after the store); the caller asks again where it may wait. */
+        kg__limits_unpin(&c.lpin);
+        kg_wipe(hash, sizeof(hash));
+        kg_decision_free(d);
+        return KG_ERR_WOULD_BLOCK;
+    }
+    if (ks != 0)
         goto done;
     d->record = rec;
     c.record = rec;

@@ -653,6 +653,8 @@ unsigned kg__request_target_state(const kg_request *req);
 kg_error kg__credential_hints(kg_policy *p);
 /* kg_request_set_no_lease() was called with 1. */
 int kg__request_no_lease(const kg_request *req);
+/* kg_request_set_nowait() was called with 1. */
+int kg__request_nowait(const kg_request *req);
 
 /* ---- policy.c -------------------------------------------------------- */
 
@@ -890,6 +892,8 @@ struct kg_call {
     int per_key;         /* the running limit line counts per key */
     kg__lpin lpin;       /* the key's limiter slot, pinned (hints.c) */
     void *ushard;        /* the usage shard, once prefetched (usage.c) */
+    int nowait;          /* kg_request_set_nowait(): never wait on a store */
+    int blocked;         /* a store said it would wait (kg_call_would_block) */
 };
 
 #endif

@@ -40,6 +40,7 @@ struct kg_request {
     int bad_method, bad_path;   /* the last one set was refused */
     int key_only;         /* kg_request_set_key_only() */
     int no_lease;         /* kg_request_set_no_lease() */
+    int nowait;           /* kg_request_set_nowait() */
     struct kg__header *h;
     size_t nh;
     size_t hcap;
@@ -78,6 +79,7 @@ void kg_request_reset(kg_request *r)
     r->flags = 0;
     r->bad_method = r->bad_path = r->key_only = 0;
     r->no_lease = 0;
+    r->nowait = 0;
 }
 
 void kg_request_free(kg_request *r)
@@ -206,6 +208,19 @@ kg_error kg_request_set_no_lease(kg_request *r, int no_lease)
 int kg__request_no_lease(const kg_request *r)
 {
     return r->no_lease;
+}
+
+kg_error kg_request_set_nowait(kg_request *r, int nowait)
+{
+    if (r == NULL)
+        return KG_ERR_INVALID;
+    r->nowait = nowait != 0;
+    return KG_OK;
+}
+
+int kg__request_nowait(const kg_request *r)
+{
+    return r->nowait;
 }
 
 kg_error kg_request_set_client(kg_request *r, const char *c)

@@ -31,6 +31,7 @@ const char *kg_strerror(kg_error err)
     case KG_ERR_UNSUPPORTED: return "operation not supported";
     case KG_ERR_VERIFY: return "verification failed";
     case KG_ERR_KEY_FORMAT: return "malformed key";
+    case KG_ERR_WOULD_BLOCK: return "the check would wait on a backend";
     case KG_ERR__LAST: break;
     }
     return "unknown error";

@@ -62,20 +62,22 @@ static int drop_privileges(const char *user)
 }
 
 /*
- * Make room for --max-connections on every listener.  The soft limit on
- * open files is often 1024 (a login shell, a container): past it accept()
- * fails, and the connections beyond it waited unanswered in the kernel's
- * queue for as long as the others stayed open.  The soft limit is raised
- * as far as the hard limit allows (no privilege needed); if that is not
- * enough, the connection limit is lowered to fit and said so, so that
- * libmicrohttpd's own limit, not a failing accept(), is what holds new
- * connections back.
+ * Make room for --max-connections on every listener, and for the
+ * connections past it that are answered 503 (kgd_conn_hard_limit).  The
+ * soft limit on open files is often 1024 (a login shell, a container):
+ * past it accept() fails, and the connections beyond it waited
+ * unanswered in the kernel's queue for as long as the others stayed
+ * open.  The soft limit is raised as far as the hard limit allows (no
+ * privilege needed); if that is not enough, the connection limit is
+ * lowered to fit and said so, so that libmicrohttpd's own limit, not a
+ * failing accept(), is what holds new connections back.
  */
 static void fit_connections(kgd_conf *conf, size_t nlisten)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)conf->max_connections * nlisten + FD_RESERVE;
-    unsigned fit;
+    rlim_t need = (rlim_t)kgd_conn_hard_limit(conf->max_connections) * nlisten
+                  + FD_RESERVE;
+    unsigned room, fit;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
         return;
@@ -87,11 +89,19 @@ static void fit_connections(kgd_conf *conf, size_t nlisten)
         return;
     if (rl.rlim_cur >= need)
         return;
-    fit = rl.rlim_cur > FD_RESERVE + nlisten
-              ? (unsigned)((rl.rlim_cur - FD_RESERVE) / nlisten) : 1;
+    room = rl.rlim_cur > FD_RESERVE + nlisten
+               ? (unsigned)((rl.rlim_cur - FD_RESERVE) / nlisten) : 1;
+    /* The largest limit whose connections and overflow fit in room. */
+    fit = room;
+    while (fit > 1 && kgd_conn_hard_limit(fit) > room)
+        fit = fit * 7 / 8 > 1 ? fit * 7 / 8 : 1;
+    while (kgd_conn_hard_limit(fit + 1) <= room)
+        fit++;
     kgd_log_msg("only %llu open files allowed (ulimit -n; LimitNOFILE=): "
-                "serving at most %u connections per listener, not %u",
-                (unsigned long long)rl.rlim_cur, fit, conf->max_connections);
+                "serving at most %u connections per listener, not %u "
+                "(and answering %u more with 503)",
+                (unsigned long long)rl.rlim_cur, fit, conf->max_connections,
+                kgd_conn_hard_limit(fit) - fit);
     conf->max_connections = fit;
 }
 
@@ -200,8 +210,9 @@ int main(int argc, char **argv)
 
     fit_connections(&conf, conf.nlisten);
     for (i = 0; i < conf.nlisten; i++) {
-        int fd = kgd_listen_open(conf.listen[i], conf.max_connections, err,
-                                 sizeof(err));
+        int fd = kgd_listen_open(conf.listen[i],
+                                 kgd_conn_hard_limit(conf.max_connections),
+                                 err, sizeof(err));
         if (fd < 0) {
             kgd_log_msg("%s", err);
             goto out;

@@ -10,6 +10,8 @@
  *   keygated_holder.c   the serving policy, refcounted, swapped on SIGHUP
  *   keygated_http.c     libmicrohttpd: daemons, request dispatch, responses
  *   keygated_check.c    /check and /whoami: request -> decision -> response
+ *   keygated_defer.c    the threads that run checks which wait on a
+ *                       backend, off the worker threads
  *   keygated_reply.c    what a worker thread reuses (its request, its
  *                       response for allowed checks); answers
  *   keygated_head.c     a request's head against --max-header-bytes and
@@ -63,6 +65,7 @@ typedef struct kgd_conf {
     unsigned max_headers;        /* header count */
     unsigned drain_s;            /* SIGTERM: wait this long for in-flight */
     size_t limit_capacity;       /* limiter entries; 0: the library's default */
+    unsigned lookup_threads;     /* keygated_defer.c's; 0: none */
     kgd_origin_mode origin;
     kg_cidr proxies[KGD_MAX_PROXIES];
     size_t nproxies;
@@ -97,10 +100,10 @@ int kgd_listen_parse(const char *spec, struct sockaddr_storage *ss,
 /*
  * A bound, listening, non-blocking socket, or -1 with why in err.  The
  * kernel queues up to `backlog` connections not yet accepted (capped by
- * net.core.somaxconn): keygated passes --max-connections, so that as
- * many clients as it will serve at once can connect at once (with 1024,
- * 2,000 simultaneous connects overflowed the queue; the overflow's SYNs
- * were dropped and retried a second or more later).
+ * net.core.somaxconn): keygated passes kgd_conn_hard_limit(), so that
+ * as many clients as it will answer at once can connect at once (with
+ * 1024, 2,000 simultaneous connects overflowed the queue; the
+ * overflow's SYNs were dropped and retried a second or more later).
  */
 int kgd_listen_open(const char *spec, unsigned backlog, char *err,
                     size_t errlen);
@@ -246,6 +249,13 @@ void kgd_log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- keygated_http.c ---------------------------------------------------- */
 
+/*
+ * The connections libmicrohttpd accepts on a listener whose limit is
+ * `max` (--max-connections): those past max get 503 and are closed, so
+ * that a connection the kernel completed is answered rather than left
+ * waiting for a slot (docs/keygated.md, "Connections").
+ */
+unsigned kgd_conn_hard_limit(unsigned max);
 /* Start one daemon per socket; 0 or -1 (logged). */
 int kgd_http_start(const kgd_conf *conf, kg_context *ctx, const int *fds,
                    size_t nfds);
@@ -308,6 +318,29 @@ int kgd_reply_fresh(struct MHD_Connection *conn, unsigned status,
                     const char *body, size_t len, const struct kgd_hdr *h,
                     size_t n);
 
+/* ---- keygated_defer.c --------------------------------------------------- */
+
+/*
+ * Work for the lookup threads: run() is called once, on one of them;
+ * `cancelled` is 1 when keygated stops before the job started (run()
+ * must still finish it, without waiting on anything).
+ */
+struct kgd_job {
+    struct kgd_job *next;
+    void (*run)(struct kgd_job *job, int cancelled);
+};
+/* Start n threads; 0 on success (n 0: nothing to start), -1 (logged). */
+int kgd_defer_start(unsigned n);
+/* 1 if started with threads. */
+int kgd_defer_on(void);
+/* Queue a job (FIFO).  0, or -1 if stopping or not started.  Once the
+ * job is sure to run, and before any thread can run it, admitted(arg) is
+ * called (under the queue's lock: it must not take long). */
+int kgd_defer_submit(struct kgd_job *job, void (*admitted)(void *arg),
+                     void *arg);
+/* Run what is queued cancelled, wait for the jobs running, join. */
+void kgd_defer_stop(void);
+
 /* ---- keygated_check.c --------------------------------------------------- */
 
 struct kgd_reqctx;
@@ -317,6 +350,18 @@ typedef struct kgd_server {
     kg_context *ctx;
 } kgd_server;
 
+/*
+ * A connection's check that went to the lookup threads (its store would
+ * have waited on the network): made on the first one, reused, freed
+ * with the connection.  While it runs, the connection is suspended.
+ */
+struct kgd_pending;
+void kgd_pending_free(struct kgd_pending *p);
+/* 1 when the connection was resumed with its decision to answer. */
+int kgd_pending_ready(const struct kgd_pending *p);
+/* Answer it (on the connection's worker thread, after the resume). */
+int kgd_pending_answer(struct MHD_Connection *conn, struct kgd_pending *p);
+
 /* The JSON error body {"error":{"code":...,"message":...}} into buf
  * (truncated at size); returns its length. */
 size_t kgd_error_body(char *buf, size_t size, const char *code,
@@ -324,8 +369,17 @@ size_t kgd_error_body(char *buf, size_t size, const char *code,
 /* A JSON error answer {"error":{"code":...,"message":...}}. */
 int kgd_respond_error(struct MHD_Connection *conn, unsigned status,
                       const char *code, const char *message);
+/*
+ * /check or /whoami.  A check whose store would wait on the network is
+ * handed to the lookup threads (when they run): the connection is
+ * suspended, *pend_r (the connection's, made if NULL) holds the check,
+ * and MHD_YES is returned with no answer queued; libmicrohttpd calls the
+ * handler again once it is resumed, which answers with
+ * kgd_pending_answer().
+ */
 int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
                      const char *url, const char *method,
-                     const char *raw_uri, int whoami);
+                     const char *raw_uri, int whoami,
+                     struct kgd_pending **pend_r);
 
 #endif

@@ -15,12 +15,22 @@
  *            X-Keygate-Want-Error (the nginx snippet does).
  * /whoami authenticates without consuming quota and answers the record.
  *
+ * A check whose key store would wait on the network (LDAP, PostgreSQL,
+ * the record not fresh in the cache) is not run on the worker thread,
+ * which serves other connections too: the worker checks with
+ * kg_request_set_nowait(), and on KG_ERR_WOULD_BLOCK suspends the
+ * connection and hands the request to the lookup threads
+ * (keygated_defer.c), which check and resume it; the worker answers it
+ * when libmicrohttpd calls the handler again (kgd_pending_answer).
+ *
  * Per request, nothing is allocated once a thread has served one: the
  * thread keeps its kg_request (reset, not rebuilt), the headers are lent
  * to it from libmicrohttpd's connection memory (which holds them for the
  * whole request), the client address goes in binary, the decision is
  * the thread's spare one and renders into its own storage, and the
- * answer is the thread's reused response (keygated_reply.c).
+ * answer is the thread's reused response (keygated_reply.c).  A
+ * connection whose check went to the lookup threads keeps the pending
+ * check it made (and its spare request) until it closes.
  */
 #include "config.h"
 
@@ -317,19 +327,178 @@ static kg_error set_client(const kgd_conf *conf, struct MHD_Connection *conn,
     return client[0] ? kg_request_set_client(c->req, client) : KG_OK;
 }
 
+/* What the answer to a check needs besides its decision. */
+struct finish {
+    int whoami, want_error;
+    const char *method;   /* the request's own (/whoami's log line) */
+    int64_t t0;
+};
+
+/* Log and count the decision, and answer it. */
+static int answer(struct MHD_Connection *conn, const kg_request *req,
+                  const kg_decision *d, const struct finish *f)
+{
+    struct kgd_access a;
+    int64_t us = now_us() - f->t0;
+
+    a.endpoint = f->whoami ? "whoami" : "check";
+    a.client = kg_request_client(req);
+    /* The normalized path (a query may hold secrets); null for none, or
+     * for one refused as malformed. */
+    a.method = f->whoami ? f->method : kg_request_method(req);
+    a.path = f->whoami ? "/whoami" : kg_request_path(req);
+    if (*a.method == '\0')
+        a.method = NULL;
+    if (*a.path == '\0')
+        a.path = NULL;
+    a.d = d;
+    a.micros = us;
+    kgd_metrics_decision(d, us);
+    kgd_log_access(&a);
+    if (!kg_decision_allowed(d))
+        return respond_denied(conn, d, f->want_error);
+    if (f->whoami)
+        return respond_whoami(conn, d);
+    return respond_allowed(conn, d);
+}
+
+/* The check, with a reference on the serving policy: KG_ERR_UNAVAILABLE
+ * (no decision) when keygated is shutting down. */
+static kg_error run_check(kg_request *req, int whoami, kg_decision **d_r)
+{
+    kgd_policy_ref *ref = kgd_policy_get();
+    kg_error e;
+
+    *d_r = NULL;
+    if (ref == NULL)
+        return KG_ERR_UNAVAILABLE;
+    e = whoami ? kg_check_peek(kgd_policy_of(ref), req, d_r)
+               : kg_check(kgd_policy_of(ref), req, d_r);
+    kgd_policy_put(ref);
+    return e;
+}
+
+static int shutting_down(struct MHD_Connection *conn)
+{
+    return kgd_respond_error(conn, 503, "auth_unavailable",
+                             "keygated is shutting down");
+}
+
+/* ---- checks on the lookup threads ---------------------------------------- */
+
+struct kgd_pending {
+    struct kgd_job job;             /* first: the lookup threads' */
+    struct MHD_Connection *conn;
+    kg_request *req;                /* swapped with the worker's */
+    kg_decision *d;
+    kg_error e;
+    struct finish f;
+    int ready;                      /* checked; read after the resume */
+};
+
+/* On a lookup thread.  The resume (under libmicrohttpd's lock, which
+ * the worker takes before it calls the handler again) publishes d, e
+ * and ready to the worker. */
+static void pending_run(struct kgd_job *job, int cancelled)
+{
+    struct kgd_pending *p = (struct kgd_pending *)job;
+
+    p->d = NULL;
+    if (cancelled) {
+        p->e = KG_ERR_UNAVAILABLE;
+    } else {
+        kg_request_set_nowait(p->req, 0);
+        p->e = run_check(p->req, p->f.whoami, &p->d);
+    }
+    p->ready = 1;
+    MHD_resume_connection(p->conn);
+}
+
+void kgd_pending_free(struct kgd_pending *p)
+{
+    if (p == NULL)
+        return;
+    kg_decision_free(p->d);
+    kg_request_free(p->req);
+    free(p);
+}
+
+int kgd_pending_ready(const struct kgd_pending *p)
+{
+    return p != NULL && p->ready;
+}
+
+int kgd_pending_answer(struct MHD_Connection *conn, struct kgd_pending *p)
+{
+    int ret = MHD_NO;
+
+    p->ready = 0;
+    if (p->e == KG_ERR_UNAVAILABLE)
+        ret = shutting_down(conn);
+    else if (p->e == KG_OK)
+        ret = answer(conn, p->req, p->d, &p->f);
+    kg_decision_free(p->d);
+    p->d = NULL;
+    /* Drop the lent headers now: the connection's memory is reused. */
+    kg_request_reset(p->req);
+    return ret;
+}
+
+static void suspend(void *conn)
+{
+    MHD_suspend_connection(conn);
+}
+
+/*
+ * Hand the worker's filled request to the lookup threads (swapped with
+ * the connection's spare one, so that neither is copied), the connection
+ * suspended before a lookup thread can resume it.  -1 if that cannot be
+ * done (out of memory, stopping): the caller checks here.
+ */
+static int defer(struct MHD_Connection *conn, struct kgd_worker *w,
+                 struct kgd_pending **pend_r, const struct finish *f)
+{
+    struct kgd_pending *p = *pend_r;
+    kg_request *spare;
+
+    if (p == NULL) {
+        if ((p = calloc(1, sizeof(*p))) == NULL)
+            return -1;
+        if (kg_request_new(&p->req) != KG_OK) {
+            free(p);
+            return -1;
+        }
+        p->job.run = pending_run;
+        *pend_r = p;
+    }
+    p->conn = conn;
+    p->f = *f;
+    p->ready = 0;
+    spare = p->req;
+    p->req = w->req;
+    w->req = spare;
+    if (kgd_defer_submit(&p->job, suspend, conn) == 0)
+        return 0;
+    /* Stopping: take the request back and check here. */
+    w->req = p->req;
+    p->req = spare;
+    return -1;
+}
+
 int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
                      const char *url, const char *method,
-                     const char *raw_uri, int whoami)
+                     const char *raw_uri, int whoami,
+                     struct kgd_pending **pend_r)
 {
     const kgd_conf *conf = srv->conf;
     struct kgd_worker *w;
     struct collect c;
-    kgd_policy_ref *ref = NULL;
+    struct finish f;
     kg_decision *d = NULL;
     kg_error e;
-    int64_t t0 = now_us();
     int ret = MHD_NO;
 
+    f.t0 = now_us();
     memset(&c, 0, sizeof(c));
     if ((w = kgd_worker()) == NULL)
         return MHD_NO;
@@ -391,41 +560,23 @@ int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
     if (set_client(conf, conn, &c) == KG_ERR_NOMEM)
         goto out;
 
-    ref = kgd_policy_get();
-    if (ref == NULL) {
-        ret = kgd_respond_error(conn, 503, "auth_unavailable",
-                                "keygated is shutting down");
-        goto out;
+    f.whoami = whoami;
+    f.want_error = c.want_error;
+    f.method = method;
+    /* Never wait here while lookup threads can (see the top). */
+    if (kgd_defer_on())
+        kg_request_set_nowait(c.req, 1);
+    e = run_check(c.req, whoami, &d);
+    if (e == KG_ERR_WOULD_BLOCK) {
+        if (defer(conn, w, pend_r, &f) == 0)
+            return MHD_YES;   /* answered when resumed */
+        kg_request_set_nowait(c.req, 0);
+        e = run_check(c.req, whoami, &d);
     }
-    e = whoami ? kg_check_peek(kgd_policy_of(ref), c.req, &d)
-               : kg_check(kgd_policy_of(ref), c.req, &d);
-    kgd_policy_put(ref);
-    if (e != KG_OK)
-        goto out;
-    {
-        struct kgd_access a;
-        int64_t us = now_us() - t0;
-        a.endpoint = whoami ? "whoami" : "check";
-        a.client = kg_request_client(c.req);
-        /* The normalized path (a query may hold secrets); null for
-         * none, or for one refused as malformed. */
-        a.method = whoami ? method : kg_request_method(c.req);
-        a.path = whoami ? "/whoami" : kg_request_path(c.req);
-        if (*a.method == '\0')
-            a.method = NULL;
-        if (*a.path == '\0')
-            a.path = NULL;
-        a.d = d;
-        a.micros = us;
-        kgd_metrics_decision(d, us);
-        kgd_log_access(&a);
-    }
-    if (!kg_decision_allowed(d))
-        ret = respond_denied(conn, d, c.want_error);
-    else if (whoami)
-        ret = respond_whoami(conn, d);
-    else
-        ret = respond_allowed(conn, d);
+    if (e == KG_ERR_UNAVAILABLE)
+        ret = shutting_down(conn);
+    else if (e == KG_OK)
+        ret = answer(conn, c.req, d, &f);
 out:
     kg_decision_free(d);
     /* Drop the lent headers now: the connection's memory is reused. */

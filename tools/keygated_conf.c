@@ -64,7 +64,12 @@ void kgd_usage(FILE *f)
 "                          (default: X-Original-*, then X-Forwarded-*, then\n"
 "                          the path), nginx, forwarded, or path\n"
 "      --threads N         worker threads per listener (default: one per core)\n"
-"      --max-connections N (default 4096)\n"
+"      --max-connections N served at once per listener (default 4096); one\n"
+"                          past them gets 503\n"
+"      --lookup-threads N  threads that run the checks whose key store would\n"
+"                          wait on the network (LDAP, PostgreSQL; not cached),\n"
+"                          so that they never hold up other requests (default\n"
+"                          16; 0: on the worker threads)\n"
 "      --timeout SECONDS   idle keep-alive timeout (default 60)\n"
 "      --max-header-bytes N  request line + headers (default 16384; larger:\n"
 "                          414 or 431)\n"
@@ -138,7 +143,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
 {
     enum { O_CHECK = 256, O_ORIGIN, O_THREADS, O_MAXCONN, O_TIMEOUT,
            O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP, O_ADMIN, O_ADMIN_CERT,
-           O_ADMIN_KEY, O_ADMIN_INSECURE, O_DASHBOARD };
+           O_ADMIN_KEY, O_ADMIN_INSECURE, O_DASHBOARD, O_LOOKUP };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -160,6 +165,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         { "admin-key", required_argument, NULL, O_ADMIN_KEY },
         { "admin-insecure", no_argument, NULL, O_ADMIN_INSECURE },
         { "dashboard-dir", required_argument, NULL, O_DASHBOARD },
+        { "lookup-threads", required_argument, NULL, O_LOOKUP },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -176,6 +182,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
     c->max_headers = 128;
     c->drain_s = 10;
     c->dashboard_dir = KG_DASHBOARDDIR;
+    c->lookup_threads = 16;
     /* Only the addresses a gateway on this host connects from: trusting
      * all of 127.0.0.0/8 would let any local client that can pick its
      * source address (127.0.0.2, ...) say who it is in X-Forwarded-For
@@ -247,6 +254,10 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         case O_ADMIN_KEY: c->admin_key = optarg; break;
         case O_ADMIN_INSECURE: c->admin_insecure = 1; break;
         case O_DASHBOARD: c->dashboard_dir = optarg; break;
+        case O_LOOKUP:
+            if (parse_uint("--lookup-threads", optarg, 0, 1024, &v)) return -1;
+            c->lookup_threads = (unsigned)v;
+            break;
         case 'h': kgd_usage(stdout); return 1;
         case 'V': printf("keygated %s\n", kg_version()); return 1;
         default:

@@ -48,6 +48,7 @@ static struct {
     atomic_ulong store_errors;
     atomic_ulong leases_released, leases_unknown;
     atomic_ulong rejected_400, rejected_414, rejected_431, rejected_other;
+    atomic_ulong rejected_503;   /* past --max-connections */
     atomic_long inflight;
     int64_t started;
     atomic_llong last_reload;
@@ -137,7 +138,8 @@ void kgd_metrics_rejected(int status)
 {
     atomic_ulong *c = status == 400 ? &M.rejected_400 :
                       status == 414 ? &M.rejected_414 :
-                      status == 431 ? &M.rejected_431 : &M.rejected_other;
+                      status == 431 ? &M.rejected_431 :
+                      status == 503 ? &M.rejected_503 : &M.rejected_other;
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
@@ -228,13 +230,14 @@ char *kgd_metrics_render(const kg_context *ctx)
     for (i = 0; i < KGD_EP__LAST; i++)
         A("keygated_requests_total{endpoint=\"%s\"} %lu\n", ep_names[i],
           atomic_load(&M.requests[i]));
-    A("# HELP keygated_rejected_requests_total Requests refused before a decision (malformed, too large).\n"
+    A("# HELP keygated_rejected_requests_total Requests refused before a decision (malformed, too large; 503: past --max-connections).\n"
       "# TYPE keygated_rejected_requests_total counter\n"
       "keygated_rejected_requests_total{status=\"400\"} %lu\n"
       "keygated_rejected_requests_total{status=\"414\"} %lu\n"
-      "keygated_rejected_requests_total{status=\"431\"} %lu\n",
+      "keygated_rejected_requests_total{status=\"431\"} %lu\n"
+      "keygated_rejected_requests_total{status=\"503\"} %lu\n",
       atomic_load(&M.rejected_400), atomic_load(&M.rejected_414),
-      atomic_load(&M.rejected_431));
+      atomic_load(&M.rejected_431), atomic_load(&M.rejected_503));
     A("# HELP keygated_store_errors_total Checks answered 503 because a key store could not answer.\n"
       "# TYPE keygated_store_errors_total counter\n"
       "keygated_store_errors_total %lu\n", atomic_load(&M.store_errors));

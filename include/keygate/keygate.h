@@ -52,6 +52,7 @@ typedef enum kg_error {
     KG_ERR_UNSUPPORTED,  /* the operation is not supported by this plugin */
     KG_ERR_VERIFY,       /* a signature did not verify */
     KG_ERR_KEY_FORMAT,   /* a presented key is malformed or its checksum is wrong */
+    KG_ERR_WOULD_BLOCK,  /* the check would wait on a backend (kg_request_set_nowait) */
     KG_ERR__LAST
 } kg_error;
 
@@ -281,6 +282,20 @@ kg_error kg_request_set_client_addr(kg_request *req,
  * kg_release() or the plan's lease_ttl.
  */
 kg_error kg_request_set_no_lease(kg_request *req, int no_lease);
+/*
+ * nowait 1: kg_check() and kg_check_peek() do not wait on a backend.  A
+ * check that would ask a store which waits on the network (its record
+ * is not fresh in the line's cache, and the store says its lookup would
+ * wait: kg_call_would_block) stops there and returns KG_ERR_WOULD_BLOCK
+ * with no decision, having counted, taken and logged nothing; the caller
+ * runs the same request again without nowait, on a thread that may wait.
+ * Stores in memory (file) or on local disk (SQLite) answer as always.
+ * For a server whose threads serve many connections each (keygated, see
+ * docs/keygated.md "Threads, and a backend that hangs").  0 (the
+ * default, and after kg_request_reset()): a check waits as long as the
+ * stores' timeouts let it.
+ */
+kg_error kg_request_set_nowait(kg_request *req, int nowait);
 /* Values are taken as given, byte for byte (len may contain NULs), and
  * copied into the request (no allocation once a reused request's buffer
  * has grown to size: kg_request_reset). */
@@ -327,8 +342,9 @@ typedef struct kg_decision kg_decision;
 /*
  * Run the policy on a request.  Always produces a decision when it
  * returns KG_OK (a denial is a decision, not an error); returns an error
- * only for invalid arguments or allocation failure.  The decision is the
- * caller's, freed with kg_decision_free().
+ * only for invalid arguments or allocation failure, or KG_ERR_WOULD_BLOCK
+ * (no decision) for a request set nowait (kg_request_set_nowait).  The
+ * decision is the caller's, freed with kg_decision_free().
  */
 kg_error kg_check(const kg_policy *policy, const kg_request *req,
                   kg_decision **decision_r);

@@ -59,7 +59,8 @@ extern "C" {
  * kind KG_PLUGIN_USAGE, kg_opts_section(); struct kg_keystore_ops gained
  * audit_append and audit_query (the audit log, keygate/audit.h;
  * abi_minor >= 6); records carry a rotation's link
- * (kg_record_set_replaced_by, kg_record_set_replaces). */
+ * (kg_record_set_replaced_by, kg_record_set_replaces);
+ * kg_call_would_block() (a store that would wait on the network). */
 #define KG_PLUGIN_ABI_MINOR 6
 
 typedef enum kg_plugin_kind {
@@ -552,6 +553,17 @@ int64_t kg_call_lease_ttl(kg_call *call);
 
 /* Count an event in the context's statistics (kg_context_stat()). */
 void kg_call_stat_add(kg_call *call, kg_stat stat, uint64_t n);
+
+/*
+ * For a keystore whose lookup waits on the network (a directory, a
+ * database server): ask this before any network call.  0: go ahead.
+ * 1: the caller asked for a check that does not wait
+ * (kg_request_set_nowait): return at once, with any result and no
+ * record, having changed nothing; the core ignores that result and the
+ * check is run again, on a thread that may wait.  A store in memory or
+ * on local disk never calls it.
+ */
+int kg_call_would_block(kg_call *call);
 
 /*
  * Tell the operator why a backend failed (kg_context_set_log): the line

@@ -134,8 +134,10 @@ int kg__ldap_tls_check(kg__ldap *l, char *err, size_t errlen)
     return rc;
 }
 
-/* A handle on uri with the store's timeouts (TLS not set up yet). */
-static LDAP *new_handle(kg__ldap *l, const char *uri, char *err, size_t errlen)
+/* A handle on uri with the store's timeouts (TLS not set up yet; tls:
+ * it will be, by ldaps:// or StartTLS). */
+static LDAP *new_handle(kg__ldap *l, const char *uri, int tls, char *err,
+                        size_t errlen)
 {
     LDAP *ld = NULL;
     int v3 = LDAP_VERSION3, rc;
@@ -156,6 +158,14 @@ static LDAP *new_handle(kg__ldap *l, const char *uri, char *err, size_t errlen)
     ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &nt);
     /* Bounds every synchronous call (StartTLS, bind) on this handle. */
     ldap_set_option(ld, LDAP_OPT_TIMEOUT, &ot);
+    /* libldap (2.5) bounds a TLS handshake by the network timeout only
+     * when it connects asynchronously; otherwise it retries the
+     * handshake on its non-blocking socket in a loop, at full CPU, for
+     * as long as a server that hangs keeps the connection open
+     * (tests/integration/test_ldap_hung.sh).  Asynchronous, it polls
+     * with the network timeout between the handshake's steps. */
+    if (tls)
+        ldap_set_option(ld, LDAP_OPT_CONNECT_ASYNC, LDAP_OPT_ON);
     return ld;
 }
 
@@ -204,7 +214,7 @@ static void diagnose_tls(kg__ldap *l, const char *uri, int starttls,
     char tmp[512], why[768];
     struct berval cert = { 0, NULL };
     LDAPURLDesc *lud = NULL;
-    LDAP *ld = new_handle(l, uri, tmp, sizeof(tmp));
+    LDAP *ld = new_handle(l, uri, 1, tmp, sizeof(tmp));
     int rc;
 
     if (ld == NULL || set_tls(l, ld, uri, 0, tmp, sizeof(tmp)) != 0)
@@ -238,7 +248,7 @@ static LDAP *open_uri(kg__ldap *l, const char *uri, int bind, int starttls,
     int ldaps = strncasecmp(uri, "ldaps://", 8) == 0;
     int64_t started = mono_ms();
 
-    ld = new_handle(l, uri, err, errlen);
+    ld = new_handle(l, uri, ldaps || starttls, err, errlen);
     if (ld == NULL)
         goto fail;
     if ((ldaps || starttls) && set_tls(l, ld, uri, 1, err, errlen) != 0)
@@ -300,6 +310,14 @@ fail:
     if (rc != LDAP_SUCCESS && (ldaps || tls_step) &&
         handshake_failed(l, ld, tls_step, rc, started))
         diagnose_tls(l, uri, tls_step, err, errlen);
+    else if (rc != LDAP_SUCCESS && ldaps &&
+             mono_ms() - started >= l->network_timeout_ms) {
+        /* libldap says "Can't contact LDAP server" for a handshake that
+         * ran out of time: say which. */
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (no TLS handshake within "
+                 "network_timeout, %d ms)", l->network_timeout_ms);
+    }
     kg__ldap_say(l, uri, err);
     if (ld != NULL)
         ldap_unbind_ext_s(ld, NULL, NULL);

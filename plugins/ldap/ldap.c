@@ -110,8 +110,12 @@ static kg_result ld_lookup(void *inst, kg_call *call,
     char *filter;
     kg__ldap_found f;
     kg_result r = KG_RESULT_UNAVAILABLE;
-    (void)call;
 
+    /* Every lookup is a search on the network (the core's cache is in
+     * front): a check that may not wait (keygated's HTTP threads) hands
+     * it on to a thread that may (docs/keygated.md). */
+    if (kg_call_would_block(call))
+        return KG_RESULT_UNAVAILABLE;
     kg_hash_to_hex(hash, hex);
     filter = kg__ldap_filter(l->filter, hex, strlen(hex));
     kg_wipe(hex, sizeof(hex));

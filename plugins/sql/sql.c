@@ -194,7 +194,11 @@ static kg_result sql_lookup(void *inst, kg_call *call,
     struct sql_one o = { NULL, 0 };
     int rc;
 
-    (void)call;
+    /* PostgreSQL is a server that may hang: a check that may not wait
+     * (keygated's HTTP threads) hands this lookup on.  SQLite is a local
+     * file, read as it always is. */
+    if (sql_is_pg(s->conf.driver) && kg_call_would_block(call))
+        return KG_RESULT_UNAVAILABLE;
     kg_hash_to_hex(hash, hex);
     rc = run_stmt(s, 1, lookup_sql, 1, params, sql_one_row, &o, NULL, err,
                   sizeof(err));

@@ -227,53 +227,6 @@ backend_says_why "keygated, ldaps with a wrong CA" "$KG_LDAP_TMP/wrongca-ldaps.y
 backend_says_why "keygated, a bind refused" "$KG_LDAP_TMP/badpw.yaml" "$KEY" \
     "keygated: $KG_LDAP_A: bind as '$RO' failed: Invalid credentials" "$KG_LDAP_TMP/keygated.err"
 
-# ---- keygated with the primary hung, the second server up (issue 16 item 7)
-# One worker thread (--threads 1), so both clients' connections are
-# served by it.  Client 1's key is not cached: its lookup meets A's
-# silence.  Client 2's key is cached: it waits only while the worker is
-# in client 1's lookup, which the plugin bounds at one search_timeout
-# (1 s) before going on to B; it took two (A's pooled connection, then a
-# new one to A) before.  After that A is marked down and nobody waits.
-hung_check() {  # hung_check KEY: "CODE SECONDS"
-    curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 20 \
-        -H "Authorization: Bearer $1" "http://127.0.0.1:$hport/check"
-}
-if [ -x "$B/tools/keygated" ]; then
-    # Keys on A only: with A hung, B answers 401 for the two not cached.
-    new_key() {
-        $KG --config "$KG_LDAP_TMP/rw.yaml" --json key create --name "$1" --plan free 2>&1 |
-            sed -n 's/.*"key":"\([^"]*\)".*/\1/p'
-    }
-    HKEY=$(new_key hung-cached)
-    K1=$(new_key hung-1)
-    K2=$(new_key hung-2)
-    policy "$KG_LDAP_TMP/hung.yaml" "$RO" false "bind_password_file: $KG_LDAP_TMP/ro.pw" \
-        "network_timeout: 1s" "search_timeout: 1s" "retry: 10s"
-    sed -i -e "s|uris: \[.*\]|uris: [$KG_LDAP_A, $KG_LDAP_B]|" \
-        -e 's|cache: {.*}|cache: {ttl: 60s, negative_ttl: 1s}|' "$KG_LDAP_TMP/hung.yaml"
-    keygated_bg "$KG_LDAP_TMP/hung.err" --config "$KG_LDAP_TMP/hung.yaml" \
-        --listen 127.0.0.1:0 --threads 1 --access-log off
-    hpid=$KGB_PID
-    hport=$KGB_PORT
-    first=$(hung_check "$HKEY")          # cached from now on; A pooled
-    slapd_pause a
-    hung_check "$K1" >"$KG_LDAP_TMP/hung.c1" &
-    c1=$!
-    sleep 0.1
-    c2=$(hung_check "$HKEY")
-    wait $c1
-    c1=$(cat "$KG_LDAP_TMP/hung.c1")
-    c3=$(hung_check "$K2")
-    slapd_resume a
-    bg_stop "$hpid"
-    echo "keygated, A hung: first $first; client 1 (A's lookup) $c1; client 2 (cached) $c2; then $c3"
-    if [ "${first%% *}" = 200 ] && [ "${c1%% *}" = 401 ] && [ "${c2%% *}" = 200 ] &&
-       [ "${c3%% *}" = 401 ] &&
-       awk -v a="${c2#* }" -v b="${c3#* }" 'BEGIN { exit !(a < 1.5 && b < 0.9) }'; then
-        ok "keygated, A hung, B up: the cached key waited ${c2#* } s (< 1.5), B answered after ${c1#* } s, then ${c3#* } s"
-    else
-        bad "keygated, A hung, B up: first $first, client 1 $c1, client 2 $c2, later $c3 (want 200, 401, 200 within 1.5 s, 401 within 0.9 s): $(cat "$KG_LDAP_TMP/hung.err")"
-    fi
-fi
+# keygated with the primary hung: tests/integration/test_ldap_hung.sh.
 
 finish

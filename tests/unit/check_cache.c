@@ -13,20 +13,26 @@ static kg_context *ctx;
 static kg_policy *pol;
 static tu_clock clk;
 
-static kg_policy *make_policy(const char *cache)
+/* more: further options of the store (", remote: true"). */
+static kg_policy *make_policy_with(const char *cache, const char *more)
 {
     char *t = tu_fmt("credential: [{module: bearer}]\n"
                      "keystore:\n"
                      "  - module: flaky\n"
                      "%s%s%s"
                      "    options: {hash: \"%s\", id: k_flaky, plan: free,\n"
-                     "              down: \"%s\", gone: \"%s\", count: \"%s\"}\n"
+                     "              down: \"%s\", gone: \"%s\", count: \"%s\"%s}\n"
                      "plans: {free: {}}\n",
                      cache ? "    cache: " : "", cache ? cache : "", cache ? "\n" : "",
-                     hex, down, gone, count);
+                     hex, down, gone, count, more);
     kg_policy *p = tu_policy(ctx, t);
     free(t);
     return p;
+}
+
+static kg_policy *make_policy(const char *cache)
+{
+    return make_policy_with(cache, "");
 }
 
 static void setup(void)
@@ -275,6 +281,61 @@ START_TEST(size_cap)
 }
 END_TEST
 
+/* ---- checks that may not wait (kg_request_set_nowait) ----------------- */
+
+static kg_error nowait_check(const kg_policy *p, const char *k, kg_decision **d_r)
+{
+    kg_request *r = tu_request_bearer(k, "GET", "/", "192.0.2.10");
+    kg_error e;
+    ck_assert_int_eq(kg_request_set_nowait(r, 1), KG_OK);
+    e = kg_check(p, r, d_r);
+    kg_request_free(r);
+    return e;
+}
+
+/* keygated's first try on its HTTP threads (issue 16 item 7): a store
+ * that would wait on the network is not asked, and the check says so
+ * with no decision and nothing counted; the cache answers what it
+ * holds fresh; a store that does not wait answers as always. */
+START_TEST(nowait_never_asks_a_remote_store)
+{
+    kg_policy *p = make_policy_with("{ttl: 5s, negative_ttl: 1s}", ", remote: true");
+    kg_decision *d = NULL;
+
+    ck_assert_int_eq(nowait_check(p, key, &d), KG_ERR_WOULD_BLOCK);
+    ck_assert_ptr_null(d);
+    ck_assert_int_eq(asked(), 0);
+    ck_assert_uint_eq(kg_context_stat(ctx, KG_STAT_CACHE_MISSES), 0);
+    /* asked again where it may wait: the store answers, once */
+    ck_assert_int_eq(status_of(p, key), 200);
+    ck_assert_int_eq(asked(), 1);
+    ck_assert_uint_eq(kg_context_stat(ctx, KG_STAT_CACHE_MISSES), 1);
+    /* fresh in the cache: answered without the store */
+    ck_assert_int_eq(nowait_check(p, key, &d), KG_OK);
+    ck_assert_int_eq(kg_decision_status(d), 200);
+    kg_decision_free(d);
+    d = NULL;
+    ck_assert_int_eq(asked(), 1);
+    /* stale: the store would be asked, so not here */
+    tu_clock_advance(&clk, 5);
+    ck_assert_int_eq(nowait_check(p, key, &d), KG_ERR_WOULD_BLOCK);
+    ck_assert_ptr_null(d);
+    ck_assert_int_eq(asked(), 1);
+    /* decided before any store: answered */
+    ck_assert_int_eq(nowait_check(p, "whizo_nope", &d), KG_OK);
+    ck_assert_int_eq(kg_decision_status(d), 401);
+    kg_decision_free(d);
+    d = NULL;
+    /* the same store, not remote: asked even by a check that may not wait */
+    tu_clock_advance(&clk, 5);
+    ck_assert_int_eq(nowait_check(pol, key, &d), KG_OK);
+    ck_assert_int_eq(kg_decision_status(d), 200);
+    kg_decision_free(d);
+    ck_assert_int_eq(asked(), 2);
+    kg_policy_free(p);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -294,6 +355,11 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, serve_stale_while_unavailable);
     tcase_add_test(tc, unknown_key_while_unavailable_is_503);
     tcase_add_test(tc, stale_negative_while_unavailable_is_503);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("nowait");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, nowait_never_asks_a_remote_store);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("size");
