@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli_key.h"
+#include "admin_perms.h"
 
 enum {
     OPT_ADD_PERM = 0x100, OPT_REMOVE_PERM, OPT_ADD_IP, OPT_REMOVE_IP,
@@ -340,6 +341,20 @@ static int plan_limit(kg_policy *p, const char *plan, const char *name)
     return unknown ? -1 : 0;
 }
 
+/*
+ * The permissions a plan's scope line would check: all but those that
+ * keygated's admin API checks itself on any plan (admin, account:manage:
+ * docs/admin-api.md "Who may call it"), which mean something without one.
+ */
+static size_t scoped_permissions(const kg_record *r)
+{
+    size_t i, n = 0;
+    for (i = 0; i < kg_record_permission_count(r); i++)
+        if (!kg_admin_api_permission(kg_record_permission(r, i)))
+            n++;
+    return n;
+}
+
 int key_enforced(kg_policy *p, const kg_record *r, unsigned what)
 {
     return key_enforced_on(p, r, kg_record_plan(r), what);
@@ -353,7 +368,7 @@ int key_enforced_on(kg_policy *p, const kg_record *r, const char *plan,
     /* -1: no such plan (any module name tells) */
     if (plan == NULL || kg_policy_plan_has_module(p, plan, "scope") < 0)
         return 0;
-    if ((what & KEY_HAS_PERMS) && kg_record_permission_count(r) > 0 &&
+    if ((what & KEY_HAS_PERMS) && scoped_permissions(r) > 0 &&
         module_enforces(p, plan, "scope", "permissions", "permission",
                         "clear-permissions") != 0)
         return -1;
