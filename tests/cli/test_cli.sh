@@ -209,6 +209,9 @@ expect "show takes no --name" 2 "key show does not take --name" -- $KG key show 
 
 # ---- settings nothing would enforce are refused (issue 23 item 2) ---------
 expect "--permission on a plan without scope" 2 "plan 'free' does not check permissions.*plans that do: enterprise" -- $KG key create --name x --plan free --permission a:read
+# ... but the admin API's own permissions, which keygated checks on any plan
+expect "--permission account:manage on a plan without scope" 0 "$KEYRE" -- $KG key create --name x --plan free --permission account:manage
+expect "... not with a data permission beside it" 2 "plan 'free' does not check permissions" -- $KG key create --name x --plan free --permission account:manage --permission a:read
 expect "--limit of a name the plan lacks" 2 "plan 'enterprise' has no limit named 'minute'.*its limits: burst hour day concurrency" -- $KG key create --name x --plan enterprise --limit minute=5/1m
 expect "--limit of a name the plan has" 0 "$KEYRE" -- $KG key create --name x --plan pro --limit hour=5/1h
 # An account moving to another plan takes its keys along: refused while a
