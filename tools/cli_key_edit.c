@@ -340,6 +340,7 @@ static int plan_limit(kg_policy *p, const char *plan, const char *name)
     return unknown ? -1 : 0;
 }
 
+
 int key_enforced(kg_policy *p, const kg_record *r, unsigned what)
 {
     return key_enforced_on(p, r, kg_record_plan(r), what);

@@ -27,11 +27,9 @@
 
 #include <microhttpd.h>
 
+#include "admin_perms.h"
 #include "keygated_admin.h"
 
-#define ADMIN_PLAN "admin"
-#define PERM_ADMIN "admin"
-#define PERM_MANAGE "account:manage"
 
 struct headers {
     kg_request *req;
@@ -138,11 +136,11 @@ int kgd_admin_auth(kgd_admin_call *c, int *ret_r)
     rec = kgd_admin_parse(kg_decision_record_json(d));
     if (rec == NULL)
         goto out;
-    if (plan != NULL && strcmp(plan, ADMIN_PLAN) == 0 &&
-        has_permission(rec, PERM_ADMIN)) {
+    if (plan != NULL && strcmp(plan, KG_ADMIN_PLAN) == 0 &&
+        has_permission(rec, KG_ADMIN_PERM)) {
         c->operator = 1;
         ok = 1;
-    } else if (c->account_id[0] != '\0' && has_permission(rec, PERM_MANAGE)) {
+    } else if (c->account_id[0] != '\0' && has_permission(rec, KG_ADMIN_PERM_MANAGE)) {
         ok = 1;
     } else {
         *ret_r = kgd_admin_error(c, 403, "forbidden",

@@ -18,6 +18,7 @@
 
 #include <microhttpd.h>
 
+#include "admin_perms.h"
 #include "keygated_admin.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -151,6 +152,38 @@ static kg_error apply(kgd_admin_call *c, kg_record *r, const char **field_r,
     return KG_OK;
 }
 
+/*
+ * What the key's plan would not enforce is refused, as keygate key
+ * create/update refuse it (tools/cli_key_edit.c): permissions on a plan
+ * without a scope line (but the admin API's own, which it checks on any
+ * plan), networks on one without ipacl.  KG_OK, or KG_ERR_INVALID with
+ * the field and why.
+ */
+static kg_error enforced(kgd_admin_call *c, const char *plan,
+                         const kg_record *r, const char **field_r, kg_diag *d)
+{
+    size_t i;
+
+    for (i = 0; plan != NULL && i < kg_record_permission_count(r); i++) {
+        if (kg_admin_api_permission(kg_record_permission(r, i)) ||
+            kg_policy_plan_has_module(c->p, plan, "scope") == 1)
+            continue;
+        kg_diag_set(d, "plan '%s' does not check permissions (no scope line), "
+                    "so '%s' would never be enforced", plan,
+                    kg_record_permission(r, i));
+        *field_r = "permissions";
+        return KG_ERR_INVALID;
+    }
+    if (plan != NULL && kg_record_cidr_count(r) > 0 &&
+        kg_policy_plan_has_module(c->p, plan, "ipacl") != 1) {
+        kg_diag_set(d, "plan '%s' does not check the client's address (no "
+                    "ipacl line), so allowed_cidrs would never be enforced", plan);
+        *field_r = "allowed_cidrs";
+        return KG_ERR_INVALID;
+    }
+    return KG_OK;
+}
+
 /* ---- an account's keys --------------------------------------------------- */
 
 struct collect {
@@ -268,6 +301,8 @@ int kgd_admin_keys_create(kgd_admin_call *c, char *const *ids)
         goto out;
     e = apply(c, r, &field, &d);
     if (e == KG_OK)
+        e = enforced(c, kg_account_plan(a), r, &field, &d);
+    if (e == KG_OK)
         e = kg_keys_create(c->p, r, key, sizeof(key), &d);
     if (e != KG_OK) {
         if (field == NULL)
@@ -337,8 +372,10 @@ static int change(kgd_admin_call *c, const char *id, const char *action,
     }
     if (revoke)
         kg_record_set_status(copy, KG_STATUS_REVOKED);
-    else
-        e = apply(c, copy, &field, &d);
+    else if ((e = apply(c, copy, &field, &d)) == KG_OK)
+        e = enforced(c, kg_record_account(copy) != NULL
+                            ? kg_account_plan(kg_record_account(copy))
+                            : kg_record_plan(copy), copy, &field, &d);
     if (e == KG_OK)
         e = kg_keys_update(c->p, copy, &d);
     if (e != KG_OK) {

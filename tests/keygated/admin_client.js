@@ -268,6 +268,18 @@ async function main() {
   check(isErr(r, 403, 'forbidden'), 'a key with neither admin nor account:manage: 403', r.body);
   r = await call('GET', '/api/v1/me', { key: BKEY });
   check(isErr(r, 403, 'forbidden'), 'a pro key without permissions: 403', r.body);
+  // account:manage means something on any plan (the admin API checks it);
+  // a data permission on a plan without scope would never be enforced
+  r = await call('POST', '/api/v1/accounts/{id}/keys', { key: OP, params: { id: B.id }, body: { name: 'beta admin', permissions: ['account:manage'] } });
+  check(r.status === 201, 'account:manage on a pro account (no scope line): 201', r.body);
+  r = await call('GET', '/api/v1/me', { key: r.body.key });
+  check(r.status === 200 && r.body.scope === 'account' && r.body.account.id === B.id, '... and that key is its account\'s customer', r.body);
+  r = await call('POST', '/api/v1/accounts/{id}/keys', { key: OP, params: { id: B.id }, body: { name: 'x', permissions: ['scrape:read'] } });
+  check(isErr(r, 400, 'invalid_request', 'permissions'), 'a data permission on a pro key (never enforced): 400 field permissions', r.body);
+  r = await call('POST', '/api/v1/accounts/{id}/keys', { key: OP, params: { id: B.id }, body: { name: 'x', allowed_cidrs: ['10.0.0.0/8'] } });
+  check(r.status === 201, 'networks on a pro key (its plan runs ipacl): 201', r.body);
+  r = await call('POST', '/api/v1/accounts/{id}/keys', { key: OP, params: { id: B.id }, body: { name: 'x', permissions: ['*'] } });
+  check(isErr(r, 400, 'invalid_request', 'permissions'), 'a wildcard on a pro key: 400 (a wildcard is no admin permission)', r.body);
 
   // ---- key PATCH, ETag ---------------------------------------------------------------------------
   r = await call('GET', '/api/v1/keys/{id}', { key: CUST, params: { id: ciKeyId } });
