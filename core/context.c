@@ -3,6 +3,7 @@
  * limiter state, the clock and the operator's log (log.c).  Policies come and go; the context stays.
  */
 #include "internal.h"
+#include "alerts_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ kg_error kg_context_new(kg_context **ctx_r)
     pthread_rwlock_init(&c->rel_lock, NULL);
     kg__log_init(&c->log);
     if ((e = kg__loader_new(&c->loader)) != KG_OK ||
-        (e = kg__limits_new(&c->limits)) != KG_OK) {
+        (e = kg__limits_new(&c->limits)) != KG_OK ||
+        (e = kg__quota_watch_new(c)) != KG_OK) {
         kg_context_free(c);
         return e;
     }
@@ -46,6 +48,7 @@ void kg_context_free(kg_context *c)
     if (c == NULL)
         return;
     kg__limits_free(c->limits);
+    kg__quota_watch_free(c);
     kg__loader_free(c->loader);
     pthread_rwlock_destroy(&c->rel_lock);
     kg__log_destroy(&c->log);

@@ -181,6 +181,7 @@ struct kg_context {
     struct kg__releaser *releasers;
     size_t nreleasers;
     struct kg__log log;
+    struct kg__quota_watch *quota;   /* the quota rules' view (alerts_quota.c) */
 };
 
 /* Ask the registered releasers for one lease (no comma); KG_ERR_NOT_FOUND
@@ -606,6 +607,7 @@ struct kg_policy {
      * the credential lines' hints) and WWW-Authenticate's scheme. */
     char *missing_key;
     char auth_scheme[32];
+    struct kg__alerts_conf *alerts;   /* notifiers: and alerts: (alerts_policy.c) */
 };
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
@@ -679,6 +681,11 @@ kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
 void kg__signers_free(kg_policy *p);
 /* The signers, for kg_policy_explain(). */
 void kg__signers_explain(const kg_policy *p, kg__buf *b);
+
+/* ---- alerts_policy.c: the notifiers: and alerts: sections ------------ */
+kg_error kg__notifiers_load(kg__pload *L, kg__ynode *n);
+kg_error kg__alerts_load(kg__pload *L, kg__ynode *n);
+void kg__alerts_free(kg_policy *p);
 
 /* ---- decision.c ------------------------------------------------------ */
 

@@ -348,9 +348,17 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         if ((e = kg__signers_load(p, v, L->file, L->diag)) != KG_OK)
             return e;
     }
+    /* Notifiers first: the rules name them (docs/alerts.md). */
+    if ((v = kg__ymap_get(root, "notifiers")) != NULL &&
+        (e = kg__notifiers_load(L, v)) != KG_OK)
+        return e;
+    if ((v = kg__ymap_get(root, "alerts")) != NULL &&
+        (e = kg__alerts_load(L, v)) != KG_OK)
+        return e;
     return kg__check_unknown(L, root, "the policy",
                              "version, key_prefix, realm, plugin_path, paths, "
-                             "credential, keystore, plans, signers");
+                             "credential, keystore, plans, signers, "
+                             "notifiers, alerts");
 }
 
 void kg_policy_free(kg_policy *p)
@@ -359,6 +367,7 @@ void kg_policy_free(kg_policy *p)
     if (p == NULL)
         return;
     kg__signers_free(p);
+    kg__alerts_free(p);
     /* Lines are destroyed in reverse order of creation. */
     for (i = p->nall; i > 0; i--)
         kg__line_free(p->all[i - 1]);

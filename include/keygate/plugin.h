@@ -59,7 +59,8 @@ typedef enum kg_plugin_kind {
     KG_PLUGIN_KEYSTORE = 2,
     KG_PLUGIN_ACCOUNT = 3,
     KG_PLUGIN_LIMIT = 4,
-    KG_PLUGIN_SIGNER = 5
+    KG_PLUGIN_SIGNER = 5,
+    KG_PLUGIN_NOTIFIER = 6   /* alert delivery (keygate/alerts.h) */
 } kg_plugin_kind;
 
 /* "credential", "keystore", ...; "unknown" for anything else. */
@@ -651,6 +652,7 @@ struct kg_limit_ops {
 };
 
 struct kg_signer_ops;  /* see keygate/webhook.h */
+struct kg_notifier_ops;  /* see keygate/alerts.h */
 
 typedef struct kg_plugin {
     uint16_t abi_major;
@@ -668,6 +670,9 @@ typedef struct kg_plugin {
     const struct kg_account_ops *account;
     const struct kg_limit_ops *limit;
     const struct kg_signer_ops *signer;
+    /* Kind KG_PLUGIN_NOTIFIER (keygate/alerts.h): read only from a
+     * descriptor whose size includes it. */
+    const struct kg_notifier_ops *notifier;
 } kg_plugin;
 
 #define KG_PLUGIN_HEADER                                                   \
