@@ -617,6 +617,8 @@ static kg_error check(const kg_policy *p, const kg_request *req,
                                             c.now_us / 1000000);
 done:
     kg__limits_unpin(&c.lpin);
+    if (p->usage != NULL && !peek)
+        kg__usage_count(p, req, d, c.now_us);
     /* The quota rules read where the limits stand (alerts_quota.c). */
     if (!peek && p->alerts != NULL && p->alerts->quota && rec != NULL)
         kg__quota_watch(p->ctx, acct != NULL ? acct->id : rec->id, d);

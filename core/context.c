@@ -35,6 +35,7 @@ kg_error kg_context_new(kg_context **ctx_r)
     kg__log_init(&c->log);
     if ((e = kg__loader_new(&c->loader)) != KG_OK ||
         (e = kg__limits_new(&c->limits)) != KG_OK ||
+        (e = kg__usage_new(&c->usage)) != KG_OK ||
         (e = kg__quota_watch_new(c)) != KG_OK) {
         kg_context_free(c);
         return e;
@@ -47,6 +48,7 @@ void kg_context_free(kg_context *c)
 {
     if (c == NULL)
         return;
+    kg__usage_free(c->usage);
     kg__limits_free(c->limits);
     kg__quota_watch_free(c);
     kg__loader_free(c->loader);

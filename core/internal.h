@@ -139,6 +139,9 @@ typedef struct kg__thread {
     unsigned lease_pos;
     /* decision.c: the last decision this thread freed, for its next */
     struct kg_decision *spare;
+    /* usage.c: 1 + the shard this thread counts its decisions in; 0 until
+     * it first counts one */
+    unsigned usage_shard;
 } kg__thread;
 kg__thread *kg__thread_get(void);
 
@@ -181,6 +184,7 @@ struct kg_context {
     struct kg__releaser *releasers;
     size_t nreleasers;
     struct kg__log log;
+    struct kg__usage *usage;   /* metering (usage.c), across reloads */
     struct kg__quota_watch *quota;   /* the quota rules' view (alerts_quota.c) */
 };
 
@@ -208,6 +212,10 @@ void kg__loader_free(struct kg__loader *loader);
 kg_error kg__loader_get(kg_context *ctx, const char *name, int kind,
                         char *const *dirs, size_t ndirs,
                         const kg__module **mod_r, char *err, size_t errlen);
+/* The descriptor's usage operations where its ABI and size hold them
+ * (whether or not complete), else NULL.  kg__loader_get() with
+ * KG_PLUGIN_USAGE takes a plugin of any kind whose four are set. */
+const struct kg_usage_ops *kg__plugin_usage(const kg_plugin *p);
 
 /* ---- opts.c ---------------------------------------------------------- */
 
@@ -223,6 +231,9 @@ const char *kg__opts_name(const kg_opts *o);
 /* What kg_opts_credential_hint() set, or NULL. */
 const char *kg__opts_hint(const kg_opts *o);
 const char *kg__opts_scheme(const kg_opts *o);
+/* What kg_opts_section() answers: the kind of the stage, or
+ * KG_PLUGIN_USAGE for the usage: section. */
+void kg__opts_set_section(kg_opts *o, int kind);
 void kg__opts_free(kg_opts *o);
 
 /* ---- yaml.c: a small tree over libyaml's events ---------------------- */
@@ -607,6 +618,7 @@ struct kg_policy {
      * the credential lines' hints) and WWW-Authenticate's scheme. */
     char *missing_key;
     char auth_scheme[32];
+    struct kg__usage_conf *usage;   /* the usage: section, or NULL */
     struct kg__alerts_conf *alerts;   /* notifiers: and alerts: (alerts_policy.c) */
 };
 
@@ -674,6 +686,31 @@ kg_error kg__key_within_account(const kg_record *r, const kg_account *a,
                                 kg_diag *diag);
 /* A new account id, "acct_" and 16 hex digits. */
 kg_error kg__account_new_id(char out[32]);
+
+/* ---- usage_policy.c, usage.c: metering (docs/usage.md) -------------- */
+
+/* The policy's usage: section. */
+typedef struct kg__usage_conf {
+    const kg__module *mod;
+    const struct kg_usage_ops *ops;
+    void *inst;
+    int64_t flush_interval;   /* seconds */
+    uint32_t sample_ppm;      /* allowed decisions kept as events, per 10^6 */
+    uint64_t seed;            /* of the sample */
+    size_t max_pending;       /* rows (and events) held at most */
+} kg__usage_conf;
+
+/* Parse and load the usage: section n into p->usage. */
+kg_error kg__usage_section_load(kg__pload *L, kg__ynode *n);
+void kg__usage_section_free(kg_policy *p);
+/* The policy's section, or NULL with the diag saying it has none. */
+const kg__usage_conf *kg__usage_section(const kg_policy *p, kg_diag *diag);
+/* The context's metering state. */
+kg_error kg__usage_new(struct kg__usage **u_r);
+void kg__usage_free(struct kg__usage *u);
+/* Count the decision d of req, made at now_us (check.c, not for a peek). */
+void kg__usage_count(const kg_policy *p, const kg_request *req,
+                     const kg_decision *d, int64_t now_us);
 
 /* ---- webhook.c: the policy's signers: section ------------------------- */
 kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,

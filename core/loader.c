@@ -125,6 +125,26 @@ static void free_dirs(char **v)
     free(v);
 }
 
+const struct kg_usage_ops *kg__plugin_usage(const kg_plugin *p)
+{
+    /* Read only where the descriptor is recent and large enough to hold
+     * the field: an older plugin's struct ends before it. */
+    if (p->abi_minor < 6 ||
+        p->size < offsetof(kg_plugin, usage) + sizeof(p->usage))
+        return NULL;
+    return p->usage;
+}
+
+/* The plugin's usage operations if all four are there, else NULL. */
+static const struct kg_usage_ops *usage_ops(const kg_plugin *p)
+{
+    const struct kg_usage_ops *u = kg__plugin_usage(p);
+    if (u == NULL || u->write == NULL || u->query == NULL ||
+        u->top == NULL || u->events == NULL)
+        return NULL;
+    return u;
+}
+
 /* Check a descriptor; 0 if usable, else a reason in err. */
 static int check_descriptor(const kg_plugin *p, const char *path, int kind,
                             char *err, size_t errlen)
@@ -147,11 +167,20 @@ static int check_descriptor(const kg_plugin *p, const char *path, int kind,
                  path, p->size);
         return -1;
     }
-    if (p->kind < KG_PLUGIN_CREDENTIAL || p->kind > KG_PLUGIN_NOTIFIER) {
+    if (p->kind < KG_PLUGIN_CREDENTIAL || p->kind > KG_PLUGIN_NOTIFIER ||
+        (p->kind == KG_PLUGIN_USAGE && p->abi_minor < 6)) {
         snprintf(err, errlen, "%s: unknown plugin kind %d", path, p->kind);
         return -1;
     }
-    if (kind != 0 && p->kind != kind) {
+    /* The usage: section takes a plugin of any kind that is a usage
+     * store too (the sql key store is one). */
+    if (kind == KG_PLUGIN_USAGE && usage_ops(p) == NULL) {
+        snprintf(err, errlen, "%s: plugin '%s' is a %s plugin and no usage "
+                 "store (its descriptor sets no usage operations, ABI 1.6)",
+                 path, p->name ? p->name : "?", kg_plugin_kind_name(p->kind));
+        return -1;
+    }
+    if (kind != 0 && kind != KG_PLUGIN_USAGE && p->kind != kind) {
         snprintf(err, errlen, "%s: plugin '%s' is a %s plugin, expected a "
                  "%s plugin here", path, p->name ? p->name : "?",
                  kg_plugin_kind_name(p->kind), kg_plugin_kind_name(kind));
@@ -163,6 +192,7 @@ static int check_descriptor(const kg_plugin *p, const char *path, int kind,
         (p->kind == KG_PLUGIN_ACCOUNT && (p->account == NULL || p->account->check == NULL)) ||
         (p->kind == KG_PLUGIN_LIMIT && (p->limit == NULL || p->limit->acquire == NULL)) ||
         (p->kind == KG_PLUGIN_SIGNER && p->signer == NULL) ||
+        (p->kind == KG_PLUGIN_USAGE && usage_ops(p) == NULL) ||
         (p->kind == KG_PLUGIN_NOTIFIER &&
          (p->size < offsetof(kg_plugin, notifier) + sizeof(p->notifier) ||
           p->notifier == NULL || p->notifier->send == NULL))) {

@@ -33,6 +33,7 @@ struct kg_opts {
     /* A credential plugin's kg_opts_credential_hint() (root only). */
     char hint[128];
     char scheme[32];
+    int section;         /* kg_opts_section() (root only) */
 };
 
 kg_opts *kg__opts_new(kg_context *ctx, const char *file, const char *dir,
@@ -360,6 +361,16 @@ kg_error kg_opts_error(kg_opts *o, const char *key, const char *fmt, ...)
 kg_context *kg_opts_context(kg_opts *o)
 {
     return o->ctx;
+}
+
+int kg_opts_section(kg_opts *o)
+{
+    return o->root->section;
+}
+
+void kg__opts_set_section(kg_opts *o, int kind)
+{
+    o->root->section = kind;
 }
 
 static kg_error check_unused(kg_opts *o, kg__ynode *map)

@@ -348,6 +348,9 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         if ((e = kg__signers_load(p, v, L->file, L->diag)) != KG_OK)
             return e;
     }
+    if ((v = kg__ymap_get(root, "usage")) != NULL &&
+        (e = kg__usage_section_load(L, v)) != KG_OK)
+        return e;
     /* Notifiers first: the rules name them (docs/alerts.md). */
     if ((v = kg__ymap_get(root, "notifiers")) != NULL &&
         (e = kg__notifiers_load(L, v)) != KG_OK)
@@ -357,7 +360,7 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
         return e;
     return kg__check_unknown(L, root, "the policy",
                              "version, key_prefix, realm, plugin_path, paths, "
-                             "credential, keystore, plans, signers, "
+                             "credential, keystore, plans, signers, usage, "
                              "notifiers, alerts");
 }
 
@@ -367,6 +370,7 @@ void kg_policy_free(kg_policy *p)
     if (p == NULL)
         return;
     kg__signers_free(p);
+    kg__usage_section_free(p);
     kg__alerts_free(p);
     /* Lines are destroyed in reverse order of creation. */
     for (i = p->nall; i > 0; i--)

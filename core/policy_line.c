@@ -196,6 +196,7 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     opts = kg__opts_new(L->p->ctx, L->file, L->p->dir, v, mod->value);
     if (opts == NULL)
         return KG_ERR_NOMEM;
+    kg__opts_set_section(opts, kind);
     e = line->mod->plugin->create(opts, &line->inst);
     if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
         (line->limit_name = strdup(kg__opts_name(opts))) == NULL)

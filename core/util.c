@@ -85,6 +85,7 @@ const char *kg_plugin_kind_name(int kind)
     case KG_PLUGIN_ACCOUNT: return "account";
     case KG_PLUGIN_LIMIT: return "limit";
     case KG_PLUGIN_SIGNER: return "signer";
+    case KG_PLUGIN_USAGE: return "usage";
     case KG_PLUGIN_NOTIFIER: return "notifier";
     }
     return "unknown";

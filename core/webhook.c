@@ -92,6 +92,7 @@ static kg_error signer_create(kg_context *ctx, const char *scheme,
         e = KG_ERR_NOMEM;
         goto out;
     }
+    kg__opts_set_section(opts, KG_PLUGIN_SIGNER);
     e = s->mod->plugin->create(opts, &s->inst);
     if (kg__opts_finish(opts, diag) != KG_OK) {
         e = KG_ERR_POLICY;

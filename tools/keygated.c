@@ -211,6 +211,12 @@ int main(int argc, char **argv)
         nfds = 0;   /* the daemons that started closed theirs */
         goto out;
     }
+    if (kgd_usage_start(ctx) != 0) {
+        kgd_log_msg("cannot start the usage flusher");
+        kgd_http_stop(0);
+        nfds = 0;
+        goto out;
+    }
     kgd_log_msg("keygate %s serving policy %s", kg_version(), kgd_holder_source());
     for (i = 0; i < nfds; i++) {
         char name[80];
@@ -246,6 +252,8 @@ int main(int argc, char **argv)
         }
     }
     kgd_http_stop(conf.drain_s);
+    /* The last flush is the holder's, after the flusher has stopped. */
+    kgd_usage_stop();
     kgd_log_flush();
     nfds = 0;   /* closed by the daemons */
     rc = 0;

@@ -16,6 +16,7 @@
  *                       libmicrohttpd's per-connection memory (414/431)
  *   keygated_metrics.c  counters and their Prometheus text
  *   keygated_log.c      the JSON access log and the service's own messages
+ *   keygated_usage.c    the usage flusher thread (docs/usage.md)
  *   keygated_json.c     JSON string escaping for the log and /whoami
  *
  * The pure pieces (client, origin, json, listen parsing) take no
@@ -184,6 +185,18 @@ int kgd_holder_reload(kg_diag *diag);
  * after the last request). */
 void kgd_holder_shutdown(void);
 const char *kgd_holder_source(void);
+
+/* ---- keygated_usage.c --------------------------------------------------- */
+
+/* Start the thread that flushes the usage counts every flush_interval
+ * of the serving policy; 0 or -1. */
+int kgd_usage_start(kg_context *ctx);
+/* Stop it (waits for a flush under way). */
+void kgd_usage_stop(void);
+/* Flush into p's usage store now (nothing without a usage section); a
+ * failure is logged once until a flush succeeds again, and drops past
+ * max_pending as they grow.  `when` says which ("at reload"). */
+void kgd_usage_flush_policy(const kg_policy *p, const char *when);
 
 /* ---- keygated_metrics.c ------------------------------------------------- */
 

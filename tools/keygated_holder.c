@@ -279,6 +279,10 @@ int kgd_holder_reload(kg_diag *diag)
         goto out;
     }
     old = atomic_exchange(&H.cur, nr);
+    /* What was counted so far goes to the old policy's usage store,
+     * while it is still there (docs/usage.md). */
+    if (old != NULL)
+        kgd_usage_flush_policy(old->policy, "at reload");
     retire(old);
     rc = 0;
 out:
@@ -288,7 +292,11 @@ out:
 
 void kgd_holder_shutdown(void)
 {
-    retire(atomic_exchange(&H.cur, NULL));
+    kgd_policy_ref *cur = atomic_exchange(&H.cur, NULL);
+    /* After the last request: every decision counted is written. */
+    if (cur != NULL)
+        kgd_usage_flush_policy(cur->policy, "at exit");
+    retire(cur);
     kgd_holder_collect();
     free(H.config);
     H.config = NULL;

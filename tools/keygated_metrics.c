@@ -283,6 +283,36 @@ char *kgd_metrics_render(const kg_context *ctx)
       "# TYPE keygated_limit_slots_at_home_total counter\n"
       "keygated_limit_slots_at_home_total %llu\n",
       (unsigned long long)kg_context_stat(ctx, KG_STAT_LIMIT_SLOTS_AT_HOME));
+    {
+        /* Metering (docs/usage.md): totals only, never a label per key
+         * or account. */
+        kg_usage_stats us;
+        kg_usage_stats_get(ctx, &us);
+        A("# HELP keygated_usage_flushes_total Usage flushes by result (\"failed\": the store refused, the counts were kept).\n"
+          "# TYPE keygated_usage_flushes_total counter\n"
+          "keygated_usage_flushes_total{result=\"ok\"} %llu\n"
+          "keygated_usage_flushes_total{result=\"failed\"} %llu\n"
+          "# HELP keygated_usage_written_total Usage rows (account, key, minute, outcome) and events written to the usage store.\n"
+          "# TYPE keygated_usage_written_total counter\n"
+          "keygated_usage_written_total{what=\"rows\"} %llu\n"
+          "keygated_usage_written_total{what=\"events\"} %llu\n"
+          "# HELP keygated_usage_dropped_total Usage rows and events dropped past max_pending.\n"
+          "# TYPE keygated_usage_dropped_total counter\n"
+          "keygated_usage_dropped_total{what=\"rows\"} %llu\n"
+          "keygated_usage_dropped_total{what=\"events\"} %llu\n"
+          "# HELP keygated_usage_pending Usage rows and events counted and not written yet.\n"
+          "# TYPE keygated_usage_pending gauge\n"
+          "keygated_usage_pending{what=\"rows\"} %llu\n"
+          "keygated_usage_pending{what=\"events\"} %llu\n"
+          "# HELP keygated_usage_flush_duration_seconds How long the last write to the usage store took.\n"
+          "# TYPE keygated_usage_flush_duration_seconds gauge\n"
+          "keygated_usage_flush_duration_seconds %.6f\n",
+          (unsigned long long)us.flushes, (unsigned long long)us.flush_errors,
+          (unsigned long long)us.rows_written, (unsigned long long)us.events_written,
+          (unsigned long long)us.rows_dropped, (unsigned long long)us.events_dropped,
+          (unsigned long long)us.pending_rows, (unsigned long long)us.pending_events,
+          (double)us.last_flush_us / 1e6);
+    }
     A("# HELP keygated_start_time_seconds When keygated started.\n"
       "# TYPE keygated_start_time_seconds gauge\n"
       "keygated_start_time_seconds %lld\n", (long long)M.started);

@@ -28,6 +28,7 @@
 #define KEYGATE_PLUGIN_H
 
 #include <keygate/keygate.h>
+#include <keygate/usage.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,8 +52,11 @@ extern "C" {
  * 5: accounts: struct kg_keystore_ops gained account_get, account_list,
  * account_put and account_delete (abi_minor >= 5); records carry their
  * account (kg_record_set_account); kg_call_account(), kg_call_subject(),
- * kg_account_allowed_nets(). */
-#define KG_PLUGIN_ABI_MINOR 5
+ * kg_account_allowed_nets().
+ * 6: usage stores: kg_plugin gained `usage` (struct kg_usage_ops, read
+ * only from plugins with abi_minor >= 6 and a size that holds it), the
+ * kind KG_PLUGIN_USAGE, kg_opts_section(). */
+#define KG_PLUGIN_ABI_MINOR 6
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -60,7 +64,11 @@ typedef enum kg_plugin_kind {
     KG_PLUGIN_ACCOUNT = 3,
     KG_PLUGIN_LIMIT = 4,
     KG_PLUGIN_SIGNER = 5,
-    KG_PLUGIN_NOTIFIER = 6   /* alert delivery (keygate/alerts.h) */
+    /* A plugin that is only a usage store (ABI 1.6).  A plugin of any
+     * kind may be one too: the policy's usage: section takes any plugin
+     * whose descriptor sets `usage`. */
+    KG_PLUGIN_USAGE = 6,
+    KG_PLUGIN_NOTIFIER = 7   /* alert delivery (keygate/alerts.h) */
 } kg_plugin_kind;
 
 /* "credential", "keystore", ...; "unknown" for anything else. */
@@ -135,6 +143,11 @@ kg_error kg_opts_error(kg_opts *o, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The context the policy is being loaded into. */
 kg_context *kg_opts_context(kg_opts *o);
+/* What the options are for (ABI 1.6): the kind of the stage whose line
+ * they are (KG_PLUGIN_KEYSTORE, ...), or KG_PLUGIN_USAGE for the usage:
+ * section; a plugin that serves several (sql: a key store and a usage
+ * store) reads the options of that role. */
+int kg_opts_section(kg_opts *o);
 
 /* ------------------------------------------------------------------ */
 /* Key records                                                         */
@@ -653,6 +666,42 @@ struct kg_limit_ops {
 
 struct kg_signer_ops;  /* see keygate/webhook.h */
 struct kg_notifier_ops;  /* see keygate/alerts.h */
+struct kg_outbox_ops;    /* see keygate/alerts.h */
+
+/*
+ * A usage store (ABI 1.6; docs/usage.md).  Its instance is created from
+ * the usage: section's options (kg_opts_section() says KG_PLUGIN_USAGE)
+ * and create() fails, at the option's place, if the store cannot be
+ * written: an unwritable store is a policy error at load, never a
+ * surprise at the first flush.  All four operations are required; each
+ * may be called from any thread, never two write()s at once for one
+ * context.
+ */
+struct kg_usage_ops {
+    /*
+     * Add the rows' counts (minute rows: span 60) to what the store
+     * holds and insert the events, all in one transaction; roll up and
+     * apply retention as the store sees fit (not on every call if that
+     * is costly).  `now` is the context's clock, in Unix seconds.
+     * KG_ERR_UNAVAILABLE: nothing written, the core keeps the batch and
+     * retries at the next flush.  Rows and events (and their strings)
+     * are the core's, valid for the call.
+     */
+    kg_error (*write)(void *inst, const kg_usage_row *rows, size_t nrows,
+                      const kg_usage_event *events, size_t nevents,
+                      int64_t now, kg_diag *diag);
+    /* The queries of usage.h, with their contracts. */
+    kg_error (*query)(void *inst, const kg_usage_query *q,
+                      kg_usage_row_cb cb, void *ud, kg_diag *diag);
+    kg_error (*top)(void *inst, int by_key, int64_t since, int64_t until,
+                    size_t limit, kg_usage_top_cb cb, void *ud,
+                    kg_diag *diag);
+    kg_error (*events)(void *inst, const kg_event_query *q,
+                       kg_usage_event_cb cb, void *ud, kg_diag *diag);
+    /* The alerts' durable outbox (keygate/alerts.h), in the same store:
+     * NULL if the store keeps none (alerts are then kept in memory). */
+    const struct kg_outbox_ops *outbox;
+};
 
 typedef struct kg_plugin {
     uint16_t abi_major;
@@ -670,6 +719,9 @@ typedef struct kg_plugin {
     const struct kg_account_ops *account;
     const struct kg_limit_ops *limit;
     const struct kg_signer_ops *signer;
+    /* ---- ABI 1.6 ---- */
+    /* A usage store (any kind may set it; required of KG_PLUGIN_USAGE). */
+    const struct kg_usage_ops *usage;
     /* Kind KG_PLUGIN_NOTIFIER (keygate/alerts.h): read only from a
      * descriptor whose size includes it. */
     const struct kg_notifier_ops *notifier;
