@@ -74,7 +74,6 @@ kg_error kg_alerts_new(kg_alerts **a_r)
         return KG_ERR_NOMEM;
     }
     a->key_interval = 300;
-    a->last_keys = INT64_MIN;
     *a_r = a;
     return KG_OK;
 }
@@ -590,12 +589,15 @@ kg_error kg_alerts_run(kg_alerts *a, const kg_policy *p, int64_t now,
     a->store = store;
     a->diag = diag;
     a->written = 0;
+    /* Where the limits stand now, from the context's watch. */
+    if (a->conf->quota && (e = kg_alerts_observe_quotas(a, p->ctx)) != KG_OK)
+        return e;
     for (i = 0; i < a->cap && e == KG_OK; i++) {
         struct kg__subj *s;
         for (s = a->tab[i]; s != NULL && e == KG_OK; s = s->next)
             e = kg__alerts_eval_subject(a, s, now);
     }
-    if (e == KG_OK && now - a->last_keys >= a->key_interval) {
+    if (e == KG_OK && (a->last_keys == 0 || now - a->last_keys >= a->key_interval)) {
         e = kg__alerts_eval_keys(a, p, now);
         if (e == KG_OK)
             a->last_keys = now;

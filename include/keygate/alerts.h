@@ -162,7 +162,8 @@ kg_error kg_alerts_observe_client(kg_alerts *a, const char *account_id,
                                   int64_t time_s, const char *client);
 
 /* The policy's quota rules' figures, from the context's watch of the
- * limiters' reports (kg_check() keeps it when a rule needs it). */
+ * limiters' reports (kg_check() keeps it when a rule needs it);
+ * kg_alerts_run() reads the watch itself first. */
 kg_error kg_alerts_observe_quota(kg_alerts *a, const char *subject,
                                  const char *limit_name, int64_t limit,
                                  int64_t used, int64_t reset,
