@@ -8,9 +8,9 @@
  * shard of its own (threads are dealt shards in turn), so two threads
  * never wait for each other unless there are more threads than shards;
  * the same bucket may then sit in several shards, and the flush adds
- * them up.  A bucket already counted costs a hash, a walk of a short
- * chain and an increment: no allocation, no I/O.  A new bucket (a new
- * key, or a new minute) allocates one block.
+ * them up.  A bucket already counted costs a hash of a pointer and the
+ * minute, a walk of a short chain and an increment: no allocation, no
+ * I/O.  A new bucket (a new key, or a new minute) allocates one block.
  *
  * What the store refuses stays pending and goes with the next flush;
  * the rows and events held (counted and pending) are bounded by the
@@ -26,15 +26,21 @@
 #define NSHARDS 32
 #define MIN_BUCKETS 64
 
-/* One counted bucket, its strings after it. */
+/*
+ * One counted bucket.  It is keyed by the decision's record, of which it
+ * holds a reference (NULL: no key identified), not by the record's ids:
+ * the request path then compares a pointer instead of hashing and
+ * comparing two strings, and the ids are read at the flush.  A key whose
+ * record is made anew (a cache refresh) gets a second bucket, which the
+ * flush adds to the first (as it does a bucket counted in two shards).
+ */
 struct entry {
     struct entry *next;
-    uint64_t hash;
+    const kg_record *rec;
     int64_t start;
     int64_t count;
     kg_code code;
-    const char *account, *key;
-    char mem[];
+    const char *account, *key;   /* the record's, or "" */
 };
 
 struct shard {
@@ -92,6 +98,13 @@ kg_error kg__usage_new(struct kg__usage **u_r)
     return KG_OK;
 }
 
+static void entry_free(struct entry *e)
+{
+    if (e->rec != NULL)
+        kg_record_unref((kg_record *)e->rec);
+    free(e);
+}
+
 static void evbuf_free(struct evbuf *b)
 {
     free(b->v);
@@ -110,14 +123,14 @@ void kg__usage_free(struct kg__usage *u)
             struct entry *e = s->buckets[j], *next;
             for (; e != NULL; e = next) {
                 next = e->next;
-                free(e);
+                entry_free(e);
             }
         }
         free(s->buckets);
         pthread_mutex_destroy(&s->lock);
     }
     for (i = 0; i < u->npending; i++)
-        free(u->pending[i]);
+        entry_free(u->pending[i]);
     free(u->pending);
     evbuf_free(&u->events);
     evbuf_free(&u->pending_events);
@@ -135,19 +148,11 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static uint64_t hash_str(uint64_t h, const char *s)
+static uint64_t bucket_hash(const kg_record *rec, int64_t start,
+                            kg_code code)
 {
-    /* FNV-1a, then the terminator so that ("ab","c") != ("a","bc"). */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return (h ^ 0xff) * 0x100000001b3ULL;
-}
-
-static uint64_t bucket_hash(const char *account, const char *key,
-                            int64_t start, kg_code code)
-{
-    uint64_t h = hash_str(hash_str(0xcbf29ce484222325ULL, account), key);
-    return mix(h ^ ((uint64_t)start << 4) ^ (uint64_t)code);
+    return mix((uint64_t)(uintptr_t)rec ^ ((uint64_t)start << 20) ^
+               (uint64_t)code);
 }
 
 static struct shard *my_shard(struct kg__usage *u)
@@ -172,8 +177,9 @@ static int shard_grow(struct shard *s)
         struct entry *e = s->buckets[i], *next;
         for (; e != NULL; e = next) {
             next = e->next;
-            e->next = b[e->hash & (n - 1)];
-            b[e->hash & (n - 1)] = e;
+            uint64_t h = bucket_hash(e->rec, e->start, e->code);
+            e->next = b[h & (n - 1)];
+            b[h & (n - 1)] = e;
         }
     }
     free(s->buckets);
@@ -182,37 +188,16 @@ static int shard_grow(struct shard *s)
     return 0;
 }
 
-static struct entry *entry_new(const char *account, const char *key,
-                               int64_t start, kg_code code, uint64_t h)
-{
-    size_t al = strlen(account) + 1, kl = strlen(key) + 1;
-    struct entry *e = malloc(sizeof(*e) + al + kl);
-    if (e == NULL)
-        return NULL;
-    e->next = NULL;
-    e->hash = h;
-    e->start = start;
-    e->count = 0;
-    e->code = code;
-    memcpy(e->mem, account, al);
-    memcpy(e->mem + al, key, kl);
-    e->account = e->mem;
-    e->key = e->mem + al;
-    return e;
-}
-
 /* Add one to the bucket in s (locked); 0, or -1 if it was dropped. */
 static int shard_count(struct kg__usage *u, size_t max, struct shard *s,
-                       const char *account, const char *key, int64_t start,
-                       kg_code code)
+                       const kg_record *rec, int64_t start, kg_code code)
 {
-    uint64_t h = bucket_hash(account, key, start, code);
+    uint64_t h = bucket_hash(rec, start, code);
     struct entry *e;
 
     if (s->nbuckets) {
         for (e = s->buckets[h & (s->nbuckets - 1)]; e != NULL; e = e->next) {
-            if (e->hash == h && e->start == start && e->code == code &&
-                strcmp(e->key, key) == 0 && strcmp(e->account, account) == 0) {
+            if (e->rec == rec && e->start == start && e->code == code) {
                 e->count++;
                 return 0;
             }
@@ -223,8 +208,13 @@ static int shard_count(struct kg__usage *u, size_t max, struct shard *s,
         goto drop;
     if (s->n >= s->nbuckets && shard_grow(s) != 0)
         goto drop;
-    if ((e = entry_new(account, key, start, code, h)) == NULL)
+    if ((e = malloc(sizeof(*e))) == NULL)
         goto drop;
+    e->rec = rec != NULL ? kg_record_ref((kg_record *)rec) : NULL;
+    e->account = rec != NULL && rec->account_id != NULL ? rec->account_id : "";
+    e->key = rec != NULL && rec->id != NULL ? rec->id : "";
+    e->start = start;
+    e->code = code;
     e->count = 1;
     e->next = s->buckets[h & (s->nbuckets - 1)];
     s->buckets[h & (s->nbuckets - 1)] = e;
@@ -321,20 +311,20 @@ void kg__usage_count(const kg_policy *p, const kg_request *req,
     const kg__usage_conf *conf = p->usage;
     struct kg__usage *u = p->ctx->usage;
     const kg_record *r = d->record;
-    const char *account = r != NULL && r->account_id != NULL ? r->account_id : "";
-    const char *key = r != NULL && r->id != NULL ? r->id : "";
-    int64_t now_s = now_us >= 0 ? now_us / 1000000 : (now_us - 999999) / 1000000;
-    int64_t start = now_s - (now_s % 60 + 60) % 60;
+    /* The minute, in one division (a clock before 1970 is no concern). */
+    int64_t start = now_us >= 0 ? now_us / 60000000 * 60 : 0;
     struct shard *s = my_shard(u);
     int sampled = d->code != KG_CODE_NONE;
 
     pthread_mutex_lock(&s->lock);
-    (void)shard_count(u, conf->max_pending, s, account, key, start, d->code);
+    (void)shard_count(u, conf->max_pending, s, r, start, d->code);
     if (!sampled && conf->sample_ppm > 0)
         sampled = mix(conf->seed + ++s->seq) % 1000000 < conf->sample_ppm;
     pthread_mutex_unlock(&s->lock);
     if (sampled)
-        event_add(u, conf->max_pending, req, d, account, key, now_us);
+        event_add(u, conf->max_pending, req, d,
+                  r != NULL && r->account_id != NULL ? r->account_id : "",
+                  r != NULL && r->id != NULL ? r->id : "", now_us);
 }
 
 /* ---- flush ------------------------------------------------------------ */
@@ -393,7 +383,7 @@ static void pending_merge(struct kg__usage *u)
     for (i = 0; i < u->npending; i++) {
         if (n > 0 && entry_cmp(&u->pending[n - 1], &u->pending[i]) == 0) {
             u->pending[n - 1]->count += u->pending[i]->count;
-            free(u->pending[i]);
+            entry_free(u->pending[i]);
             atomic_fetch_sub(&u->live_rows, 1);
         } else {
             u->pending[n++] = u->pending[i];
@@ -448,7 +438,7 @@ static void pending_bound(struct kg__usage *u, size_t max)
     if (u->npending > max) {
         k = u->npending - max;
         for (i = max; i < u->npending; i++)
-            free(u->pending[i]);
+            entry_free(u->pending[i]);
         u->npending = max;
         atomic_fetch_sub(&u->live_rows, k);
         atomic_fetch_add(&u->rows_dropped, k);
@@ -515,7 +505,7 @@ static kg_error write_pending(struct kg__usage *u, const kg__usage_conf *conf,
     if (e != KG_OK)
         goto out;
     for (i = 0; i < nr; i++)
-        free(u->pending[i]);
+        entry_free(u->pending[i]);
     u->npending = 0;
     p->n = 0;
     p->len = 0;

@@ -79,5 +79,7 @@ int cmd_policy(struct cli *c, int argc, char **argv);
 int cmd_plugins(struct cli *c, int argc, char **argv);
 int cmd_db(struct cli *c, int argc, char **argv);
 int cmd_webhook(struct cli *c, int argc, char **argv);
+int cmd_usage(struct cli *c, int argc, char **argv);
+int cmd_logs(struct cli *c, int argc, char **argv);
 
 #endif

@@ -43,6 +43,14 @@ static void usage(FILE *f)
 "  check [--header 'Name: value']... [--ip ADDR] [--method M] [--path P] [--repeat N]\n"
 "                                 run the policy on a request; exit 0 allowed, 1 denied\n"
 "\n"
+"Usage and access logs (the policy's usage store; see keygate usage --help):\n"
+"  usage [--account ID | --key ID] [--since 24h|7d|DATE] [--until ...]\n"
+"        [--by minute|hour|day]   decisions per bucket: allowed, denied by code\n"
+"  usage top [--by account|key] [--since 1h] [--limit 20]\n"
+"                                 the heaviest accounts or keys\n"
+"  logs [--account ID] [--key ID] [--status 429|4xx] [--code C] [--since ...]\n"
+"       [--limit N] [--follow]    denials and sampled allowed requests, newest first\n"
+"\n"
 "Policy and plugins:\n"
 "  policy check [FILE]            validate a policy (errors as file:line:column)\n"
 "  policy explain [FILE]          print each stage's compiled control table\n"
@@ -125,6 +133,10 @@ int main(int argc, char **argv)
         rc = cmd_db(&c, argc, argv);
     else if (strcmp(cmd, "webhook") == 0 || strcmp(cmd, "webhooks") == 0)
         rc = cmd_webhook(&c, argc, argv);
+    else if (strcmp(cmd, "usage") == 0)
+        rc = cmd_usage(&c, argc, argv);
+    else if (strcmp(cmd, "logs") == 0)
+        rc = cmd_logs(&c, argc, argv);
     else {
         fprintf(stderr, "keygate: unknown command '%s' (see keygate --help)\n", cmd);
         rc = EXIT_USAGE;
