@@ -381,6 +381,7 @@ int kg__parse_duration(const char *s, int64_t *seconds_r)
         case 'h': mul = 3600; break;
         case 'd': mul = 86400; break;
         case 'w': mul = 7 * 86400; break;
+        case 'y': mul = 365 * 86400; break;   /* retention: {day: 2y} */
         default: return -1;
         }
     }

@@ -117,7 +117,7 @@ kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
 kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,
                          int64_t *val_r);
 kg_error kg_opts_get_bool(kg_opts *o, const char *key, int def, int *val_r);
-/* "90", "90s", "15m", "1h", "7d", "2w" -> seconds. */
+/* "90", "90s", "15m", "1h", "7d", "2w", "2y" (365 days a year) -> seconds. */
 kg_error kg_opts_get_duration(kg_opts *o, const char *key, int64_t def,
                               int64_t *seconds_r);
 /* A path; a relative one is taken from the policy file's directory.
@@ -291,7 +291,7 @@ void kg_wipe(void *p, size_t len);
 /* Fill a diag with a message and no place (NULL diag: nothing). */
 void kg_diag_set(kg_diag *diag, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* "90", "90s", "15m", "1h", "7d", "2w" -> seconds.  KG_ERR_INVALID if not. */
+/* "90", "90s", "15m", "1h", "7d", "2w", "2y" (365 days) -> seconds.  KG_ERR_INVALID if not. */
 kg_error kg_duration_parse(const char *s, int64_t *seconds_r);
 /* 1 if permission `have` grants `need`: equal, "*", "jobs:*" for any
  * "jobs:..." and "*:read" for any "...:read" (the scope plugin's rule,

@@ -27,7 +27,7 @@
 
 #include "sql.h"
 
-#define MAX_STMTS 32
+#define MAX_STMTS 64
 #define MAX_COLS 32
 
 struct pgc {

@@ -264,7 +264,7 @@ static kg_error sql_reload(void *inst, kg_diag *diag)
 
 /* ---- instances ----------------------------------------------------------- */
 
-static void sql_destroy(void *inst)
+void sql_destroy(void *inst)
 {
     struct sqlstore *s = inst;
     if (s == NULL)
@@ -272,6 +272,7 @@ static void sql_destroy(void *inst)
     sql_touch_free(s->touch);  /* flushes what is pending */
     if (s->pool_ready)
         sql_pool_destroy(&s->pool);
+    sql_usage_free(s->usage);
     free(s->conf.path);
     free(s->conf.conninfo);
     sql_free_secret(s->conf.password);
@@ -283,6 +284,7 @@ static void sql_destroy(void *inst)
 static kg_error sql_create(kg_opts *o, void **inst_r)
 {
     struct sqlstore *s = calloc(1, sizeof(*s));
+    int usage = kg_opts_section(o) == KG_PLUGIN_USAGE;
     int auto_migrate = 0, fresh, rc;
     int64_t interval = 60, max_pending = 100000;
     struct sql_conn *c;
@@ -293,7 +295,8 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
         return KG_ERR_NOMEM;
     s->ctx = kg_opts_context(o);
     if ((e = sql_pick_driver(o, s)) != KG_OK ||
-        (e = sql_read_options(o, s, &auto_migrate, &interval, &max_pending)) != KG_OK)
+        (e = sql_read_options(o, s, usage, &auto_migrate, &interval,
+                              &max_pending)) != KG_OK)
         goto fail;
     s->conf.driver->describe(&s->conf, s->name, sizeof(s->name));
     if (sql_pool_init(&s->pool, &s->conf) != 0) {
@@ -301,6 +304,13 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
         goto fail;
     }
     s->pool_ready = 1;
+    if (usage) {
+        /* the usage: section (usage.c) */
+        if ((e = sql_usage_create(o, s)) != KG_OK)
+            goto fail;
+        *inst_r = s;
+        return KG_OK;
+    }
     /*
      * Look at the database now.  SQLite is a local file: not opening it is
      * a configuration error.  PostgreSQL may be down while keygated starts:
@@ -369,8 +379,9 @@ KG_PLUGIN_DEFINE(sql) = {
     KG_PLUGIN_HEADER,
     .kind = KG_PLUGIN_KEYSTORE,
     .name = "sql",
-    .description = "key records (hashes only) in SQLite or PostgreSQL",
+    .description = "key records (hashes only) and usage in SQLite or PostgreSQL",
     .create = sql_create,
     .destroy = sql_destroy,
     .keystore = &sql_ops,
+    .usage = &sql_usage_ops,
 };

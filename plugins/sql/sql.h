@@ -169,6 +169,7 @@ struct sqlstore {
     struct sql_pool pool;
     int pool_ready;
     struct sql_touch *touch;
+    struct sql_usage *usage;  /* a usage store (usage.c); NULL: a key store */
 };
 
 /* The columns of keygate_keys, in the order of a row (rows.c). */
@@ -204,15 +205,19 @@ int sql_run(struct sqlstore *s, const char *sql, int n,
             long *changes_r, char *err, size_t errlen);
 /* An SQL_* code as a kg_error, with the message in d. */
 kg_error sql_to_kg(int rc, kg_diag *d, const char *err);
+/* Free an instance, also a half-built one (the descriptor's destroy). */
+void sql_destroy(void *inst);
 
 /* ---- options.c -------------------------------------------------------- */
 
 /* The `driver` option: which driver of those built (s->conf.driver). */
 kg_error sql_pick_driver(kg_opts *o, struct sqlstore *s);
-/* The other options, into s->conf and the out parameters; what is
+/* The other options, into s->conf and the out parameters (a usage
+ * store's, `usage`, have no auto_migrate and last_used_*); what is
  * allocated is freed by the caller's destroy, also on error. */
-kg_error sql_read_options(kg_opts *o, struct sqlstore *s, int *auto_r,
-                          int64_t *interval_r, int64_t *max_pending_r);
+kg_error sql_read_options(kg_opts *o, struct sqlstore *s, int usage,
+                          int *auto_r, int64_t *interval_r,
+                          int64_t *max_pending_r);
 int sql_is_pg(const struct sql_driver *d);
 /* Wipe and free a secret (NULL: nothing). */
 void sql_free_secret(char *s);
@@ -327,5 +332,15 @@ void sql_touch_flush(struct sql_touch *t);
 /* sql.c: write a batch of last-used times in one transaction. */
 int sql_store_write_last_used(struct sqlstore *s, size_t n,
                               const char *const *ids, const int64_t *whens);
+
+/* ---- usage.c: the usage store (docs/sql.md "Usage") -------------------- */
+
+struct sql_usage;
+extern const struct kg_usage_ops sql_usage_ops;
+/* Make s (options read, pool ready) a usage store: its retention
+ * options, its schema migrated, found writable (else an error at the
+ * option's place). */
+kg_error sql_usage_create(kg_opts *o, struct sqlstore *s);
+void sql_usage_free(struct sql_usage *u);
 
 #endif

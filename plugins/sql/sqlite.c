@@ -41,7 +41,7 @@
 
 #include "sql.h"
 
-#define MAX_STMTS 32
+#define MAX_STMTS 64
 #define MAX_COLS 32
 /* The two copies of the WAL-index header at the start of the -shm file. */
 #define WAL_HDR 96

@@ -10,7 +10,10 @@
 #      cache TTL, pool exhaustion, injection strings, accounts: the model,
 #      a shared quota, suspension, several instances, a store written
 #      before accounts migrated (database keygate_old), the fault test
-#      that stops and starts this server mid-run).
+#      that stops and starts this server mid-run);
+#   3. tests/unit/check_sql_usage on database keygate_usage (the usage
+#      store: adds, rollups, retention, queries, several writers, an
+#      outage, a read-only server).
 # Stops the server and removes everything on exit.  Skips (77) only when
 # the PostgreSQL server binaries are not installed.
 set -u
@@ -85,7 +88,7 @@ PSQL="$RUN $PGBIN/psql -X -q -v ON_ERROR_STOP=1 -h $tmp/sock -p $PORT -U postgre
 PASSWORD="kg-test-$$-pw"
 $PSQL -d postgres -c "CREATE ROLE keygate LOGIN PASSWORD '$PASSWORD'" \
     -c "CREATE DATABASE keygate OWNER keygate" -c "CREATE DATABASE keygate_cli OWNER keygate" \
-    -c "CREATE DATABASE keygate_old OWNER keygate" \
+    -c "CREATE DATABASE keygate_old OWNER keygate" -c "CREATE DATABASE keygate_usage OWNER keygate" \
     || fail "creating the role and the databases"
 
 # What the Check program and the policies use.
@@ -127,10 +130,12 @@ out=$(kg db status 2>&1) || fail "db status: $out"
 [ "$out" = "schema version 0" ] || fail "db status before migrate: $out"
 out=$(kg key create --name early --plan free 2>&1) && fail "key create before migrate worked: $out"
 echo "$out" | grep -q "keygate db migrate" || fail "key create before migrate: $out"
+# the newest version: the highest NNN of conf/sql/NNN_*.sql
+latest=$(ls "$S"/conf/sql | sed -n 's/^0*\([0-9][0-9]*\)_.*/\1/p' | sort -n | tail -1)
 out=$(kg db migrate 2>&1) || fail "db migrate: $out"
-[ "$out" = "migrated the schema from version 0 to 3" ] || fail "db migrate: $out"
+[ "$out" = "migrated the schema from version 0 to $latest" ] || fail "db migrate: $out"
 out=$(kg db migrate 2>&1) || fail "db migrate again: $out"
-[ "$out" = "schema version 3: up to date" ] || fail "db migrate again: $out"
+[ "$out" = "schema version $latest: up to date" ] || fail "db migrate again: $out"
 
 key=$(kg key create --name "O'Brien; DROP TABLE keygate_keys;--" --plan free --permission scrape:read 2>"$tmp/err") \
     || fail "key create: $(cat "$tmp/err")"
@@ -178,4 +183,10 @@ echo "PASS: CLI end to end against PostgreSQL"
 
 # ---- 2. the Check program ---------------------------------------------------
 "$B/tests/integration/check_sql_postgres" || fail "check_sql_postgres"
+
+# ---- 3. the usage store (issue 18), in a database of its own ---------------
+if [ -x "$B/tests/unit/check_sql_usage" ]; then
+    KG_TEST_PG_USAGE_CONNINFO="host=127.0.0.1 port=$PORT dbname=keygate_usage user=keygate" \
+        "$B/tests/unit/check_sql_usage" || fail "check_sql_usage on PostgreSQL"
+fi
 exit 0
