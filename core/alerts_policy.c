@@ -446,6 +446,25 @@ const kg__notifier *kg__alerts_notifier(const kg__alerts_conf *c,
     return NULL;
 }
 
+kg_error kg_policy_outbox(const kg_policy *p, const struct kg_outbox_ops **ops_r,
+                          void **store_r, kg_diag *diag)
+{
+    const kg__usage_conf *u = kg__usage_section(p, diag);
+
+    *ops_r = NULL;
+    *store_r = NULL;
+    if (u == NULL)
+        return KG_ERR_UNSUPPORTED;
+    if (u->ops->outbox == NULL) {
+        kg_diag_set(diag, "the usage store (%s) keeps no alert outbox",
+                    u->mod->name);
+        return KG_ERR_UNSUPPORTED;
+    }
+    *ops_r = u->ops->outbox;
+    *store_r = u->inst;
+    return KG_OK;
+}
+
 size_t kg_policy_alert_count(const kg_policy *p)
 {
     const kg__alerts_conf *c = kg__alerts_conf_of(p);

@@ -15,7 +15,7 @@
 -- the file its signing secret is read from.
 
 CREATE TABLE keygate_alert_outbox (
-    id           INTEGER PRIMARY KEY,           -- BIGSERIAL on PostgreSQL (the plugin's dialect)
+    id           BIGINT PRIMARY KEY,            -- from keygate_usage_state, as events' (004)
     msg_id       TEXT NOT NULL UNIQUE,          -- msg_...: webhook-id
     notifier     TEXT NOT NULL,                 -- the policy's notifiers: name
     rule         TEXT NOT NULL,
@@ -42,3 +42,4 @@ CREATE TABLE keygate_alert_overrides (
     secret_file  TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (account_id, rule)
 );
+INSERT INTO keygate_usage_state (name, value) VALUES ('next_outbox_id', 1);

@@ -110,6 +110,12 @@ struct kg_outbox_ops {
     kg_error (*depth)(void *inst, int64_t *n_r, kg_diag *diag);
 };
 
+/* The policy's durable outbox: its usage store's (the usage: section's
+ * plugin, kg_usage_ops.outbox).  KG_ERR_UNSUPPORTED (diag says why) if
+ * the policy has no usage store or its store keeps no outbox. */
+kg_error kg_policy_outbox(const kg_policy *p, const struct kg_outbox_ops **ops_r,
+                          void **store_r, kg_diag *diag);
+
 /* An outbox in memory (not durable): for tests and for a policy
  * without a usage store.  Free it with kg_outbox_memory_free(). */
 typedef struct kg_outbox_memory kg_outbox_memory;

@@ -539,6 +539,92 @@ START_TEST(test_send_retries_and_delivers)
 }
 END_TEST
 
+
+/* ---- the durable outbox (the sql plugin's usage store, SQLite) -------- */
+
+static kg_policy *sql_policy(const char *db)
+{
+    char *log = tu_path(dir, "alerts.jsonl");
+    kg_policy *p = tu_policyf(ctx,
+        "credential: [{module: bearer}]\n"
+        "keystore: [{module: file, options: {path: %s}}]\n"
+        "plans:\n"
+        "  free:\n"
+        "    limit: [{module: fixed_window, options: {name: hour, count: 10, window: 1h}}]\n"
+        "usage: {module: sql, options: {url: \"sqlite://%s\"}}\n"
+        "notifiers:\n"
+        "  ops: {module: webhook, options: {url: \"http://127.0.0.1:9/k\", secret_file: %s, timeout: 1s}}\n"
+        "  log: {module: log, options: {path: %s}}\n"
+        "alerts:\n"
+        "  - {name: quota-80, when: {quota: 80%%}, notify: [ops, log]}\n",
+        keyfile, db, secret, log);
+    free(log);
+    return p;
+}
+
+static int count_cb(const kg_outbox_entry *e, void *ud)
+{
+    struct listing *l = ud;
+    size_t len = strlen(l->text);
+    snprintf(l->text + len, sizeof(l->text) - len, "%s %s %s %d %d\n",
+             e->notifier, e->msg_id, kg_outbox_state_name(e->state),
+             e->attempts, e->last_status);
+    l->n++;
+    return 0;
+}
+
+START_TEST(test_sql_outbox_survives_a_restart)
+{
+    char *db = tu_path(dir, "usage.db");
+    const struct kg_outbox_ops *ops;
+    void *store;
+    kg_policy *p = sql_policy(db);
+    struct listing before, after;
+    size_t n, sent, failed;
+    int64_t now = TU_EPOCH_S, depth;
+    kg_diag d;
+    int i;
+
+    ck_assert_int_eq(kg_policy_outbox(p, &ops, &store, &d), KG_OK);
+    for (i = 0; i < 8; i++)
+        kg_decision_free(tu_check_key(p, key));
+    ck_assert_int_eq(kg_alerts_run(al, p, now, ops, store, &n, &d), KG_OK);
+    ck_assert_uint_eq(n, 2);
+    memset(&before, 0, sizeof(before));
+    ck_assert_int_eq(ops->list(store, -1, 0, 10, count_cb, &before, &d), KG_OK);
+    ck_assert_uint_eq(before.n, 2);
+    /* A restart: the evaluator forgets, the store does not.  The same
+     * alert is written under the same ids: nothing new. */
+    kg_policy_free(p);
+    kg_alerts_free(al);
+    ck_assert_int_eq(kg_alerts_new(&al), KG_OK);
+    p = sql_policy(db);
+    ck_assert_int_eq(kg_policy_outbox(p, &ops, &store, &d), KG_OK);
+    kg_decision_free(tu_check_key(p, key));
+    ck_assert_int_eq(kg_alerts_run(al, p, now + 5, ops, store, &n, &d), KG_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(ops->depth(store, &depth, &d), KG_OK);
+    ck_assert_int_eq(depth, 2);
+    /* The sender resumes: log delivered, the webhook's receiver down. */
+    ck_assert_int_eq(kg_alerts_send_due(al, p, now + 5, ops, store, 0, &sent,
+                                        &failed, &d), KG_OK);
+    ck_assert_uint_eq(sent, 1);
+    memset(&after, 0, sizeof(after));
+    ck_assert_int_eq(ops->list(store, -1, 0, 10, count_cb, &after, &d), KG_OK);
+    ck_assert_msg(strstr(after.text, "log ") != NULL && strstr(after.text, " sent 1 0") != NULL,
+                  "%s", after.text);
+    ck_assert_msg(strstr(after.text, " pending 1 0") != NULL, "%s", after.text);
+    ck_assert_int_eq(ops->depth(store, &depth, &d), KG_OK);
+    ck_assert_int_eq(depth, 1);
+    /* Its retry waits for its backoff. */
+    ck_assert_int_eq(kg_alerts_send_due(al, p, now + 10, ops, store, 0, &sent,
+                                        &failed, &d), KG_OK);
+    ck_assert_uint_eq(sent + failed, 0);
+    kg_policy_free(p);
+    free(db);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("alerts");
@@ -563,6 +649,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_backoff);
     tcase_add_test(tc, test_send_retries_and_delivers);
+    tcase_add_test(tc, test_sql_outbox_survives_a_restart);
     suite_add_tcase(s, tc);
     return s;
 }

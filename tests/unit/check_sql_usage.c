@@ -683,14 +683,14 @@ START_TEST(test_migrates_a_v3_store)
     raw("INSERT INTO keygate_keys (id, key_hash, plan, created_at, account_id) "
         "VALUES ('k_x', 'abc', 'free', 1, 'acct_x')");
     s = store();
-    ck_assert_int_eq(raw("SELECT MAX(version) FROM keygate_schema"), 4);
+    ck_assert_int_eq(raw("SELECT MAX(version) FROM keygate_schema"), 5);
     ck_assert_int_eq(raw("SELECT count(*) FROM keygate_keys WHERE account_id = 'acct_x'"), 1);
     put_ok(s, batch, NBATCH, evs, 1, T0 + 3600);
     ck_assert_int_eq(raw("SELECT SUM(count) FROM keygate_usage_day"), 17);
     sql_destroy(s);
     /* opened again: nothing to do */
     s = store();
-    ck_assert_int_eq(raw("SELECT count(*) FROM keygate_schema"), 4);
+    ck_assert_int_eq(raw("SELECT count(*) FROM keygate_schema"), 5);
     sql_destroy(s);
 }
 END_TEST
@@ -878,7 +878,7 @@ START_TEST(test_pg_down_at_load)
     ck_assert_int_eq(kg_usage_query_rows(p, &q, row_text, &t, &d), KG_ERR_UNAVAILABLE);
     pg_ctl("KG_TEST_PG_START");
     ck_assert_int_eq(kg_usage_query_rows(p, &q, row_text, &t, &d), KG_OK);
-    ck_assert_int_eq(raw("SELECT MAX(version) FROM keygate_schema"), 4);
+    ck_assert_int_eq(raw("SELECT MAX(version) FROM keygate_schema"), 5);
     kg_policy_free(p);
     free(yaml);
     free(opts);
