@@ -217,6 +217,13 @@ int main(int argc, char **argv)
         nfds = 0;
         goto out;
     }
+    if (kgd_alerts_start(ctx, conf.alerts_interval_s) != 0) {
+        kgd_log_msg("cannot start the alerts thread");
+        kgd_usage_stop();
+        kgd_http_stop(0);
+        nfds = 0;
+        goto out;
+    }
     kgd_log_msg("keygate %s serving policy %s", kg_version(), kgd_holder_source());
     for (i = 0; i < nfds; i++) {
         char name[80];
@@ -252,6 +259,7 @@ int main(int argc, char **argv)
         }
     }
     kgd_http_stop(conf.drain_s);
+    kgd_alerts_stop();
     /* The last flush is the holder's, after the flusher has stopped. */
     kgd_usage_stop();
     kgd_log_flush();

@@ -71,6 +71,8 @@ void kgd_usage(FILE *f)
 "                          entries (512 bytes per key of up to three limits;\n"
 "                          default 1000000); idle ones go first, then the\n"
 "                          least recently used\n"
+"      --alerts-interval SECONDS  evaluate the policy's alert rules and send\n"
+"                          what is due this often (default 5)\n"
 "  -h, --help, -V, --version\n"
 "\n"
 "Signals: SIGHUP reloads the policy and key stores (a policy that does not\n"
@@ -122,7 +124,7 @@ static int add_proxy(kgd_conf *c, const char *s, int *replaced)
 int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
 {
     enum { O_CHECK = 256, O_ORIGIN, O_THREADS, O_MAXCONN, O_TIMEOUT,
-           O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP };
+           O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP, O_ALERTS };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -139,6 +141,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         { "max-headers", required_argument, NULL, O_MAXH },
         { "drain", required_argument, NULL, O_DRAIN },
         { "limit-capacity", required_argument, NULL, O_LIMCAP },
+        { "alerts-interval", required_argument, NULL, O_ALERTS },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -154,6 +157,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
     c->max_header_bytes = 16384;
     c->max_headers = 128;
     c->drain_s = 10;
+    c->alerts_interval_s = 5;
     /* Only the addresses a gateway on this host connects from: trusting
      * all of 127.0.0.0/8 would let any local client that can pick its
      * source address (127.0.0.2, ...) say who it is in X-Forwarded-For
@@ -219,6 +223,10 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         case O_LIMCAP:
             if (parse_uint("--limit-capacity", optarg, 1000, 1000000000, &v)) return -1;
             c->limit_capacity = v;
+            break;
+        case O_ALERTS:
+            if (parse_uint("--alerts-interval", optarg, 1, 3600, &v)) return -1;
+            c->alerts_interval_s = (unsigned)v;
             break;
         case 'h': kgd_usage(stdout); return 1;
         case 'V': printf("keygated %s\n", kg_version()); return 1;
