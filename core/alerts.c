@@ -447,6 +447,59 @@ kg_error kg_alerts_set_overrides(kg_alerts *a, const kg_alert_override *o,
     return KG_OK;
 }
 
+struct ov_list {
+    kg_alert_override *v;
+    size_t n, cap;
+    int oom;
+};
+
+/* A copy of each (the store's strings die with the callback). */
+static int ov_cb(const kg_alert_override *o, void *ud)
+{
+    struct ov_list *l = ud;
+    kg_alert_override *d;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        void *nv = realloc(l->v, ncap * sizeof(*l->v));
+        if (nv == NULL) {
+            l->oom = 1;
+            return 1;
+        }
+        l->v = nv;
+        l->cap = ncap;
+    }
+    d = &l->v[l->n++];
+    d->threshold = o->threshold;
+    d->account_id = strdup(o->account_id ? o->account_id : "");
+    d->rule = strdup(o->rule ? o->rule : "");
+    d->url = strdup(o->url ? o->url : "");
+    d->secret_file = strdup(o->secret_file ? o->secret_file : "");
+    if (!d->account_id || !d->rule || !d->url || !d->secret_file)
+        l->oom = 1;
+    return l->oom;
+}
+
+kg_error kg_alerts_load_overrides(kg_alerts *a, const struct kg_outbox_ops *ops,
+                                  void *store, kg_diag *diag)
+{
+    struct ov_list l = { NULL, 0, 0, 0 };
+    kg_error e = ops->override_list(store, ov_cb, &l, diag);
+    size_t i;
+
+    if (e == KG_OK && l.oom)
+        e = KG_ERR_NOMEM;
+    if (e == KG_OK)
+        e = kg_alerts_set_overrides(a, l.v, l.n);
+    for (i = 0; i < l.n; i++) {
+        free((char *)l.v[i].account_id);
+        free((char *)l.v[i].rule);
+        free((char *)l.v[i].url);
+        free((char *)l.v[i].secret_file);
+    }
+    free(l.v);
+    return e;
+}
+
 const struct kg__override *kg__alerts_override(const kg_alerts *a,
                                                const char *account_id,
                                                const char *rule)

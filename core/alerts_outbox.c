@@ -19,7 +19,17 @@ struct kg_outbox_memory {
     pthread_mutex_t mu;
     struct mentry *v;
     size_t n, cap;
+    kg_alert_override *ov;   /* strings owned */
+    size_t nov;
 };
+
+static void ov_free(kg_alert_override *o)
+{
+    free((char *)o->account_id);
+    free((char *)o->rule);
+    free((char *)o->url);
+    free((char *)o->secret_file);
+}
 
 kg_outbox_memory *kg_outbox_memory_new(void)
 {
@@ -50,6 +60,9 @@ void kg_outbox_memory_free(kg_outbox_memory *m)
     for (i = 0; i < m->n; i++)
         entry_free(&m->v[i].e);
     free(m->v);
+    for (i = 0; i < m->nov; i++)
+        ov_free(&m->ov[i]);
+    free(m->ov);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -204,9 +217,75 @@ static kg_error m_depth(void *inst, int64_t *n_r, kg_diag *diag)
     return KG_OK;
 }
 
+static kg_error m_ov_delete(void *inst, const char *account_id,
+                            const char *rule, kg_diag *diag)
+{
+    kg_outbox_memory *m = inst;
+    size_t i;
+    kg_error e = KG_ERR_NOT_FOUND;
+
+    pthread_mutex_lock(&m->mu);
+    for (i = 0; i < m->nov; i++)
+        if (strcmp(m->ov[i].account_id, account_id) == 0 &&
+            strcmp(m->ov[i].rule, rule) == 0) {
+            ov_free(&m->ov[i]);
+            m->ov[i] = m->ov[--m->nov];
+            e = KG_OK;
+            break;
+        }
+    pthread_mutex_unlock(&m->mu);
+    if (e != KG_OK)
+        kg_diag_set(diag, "account %s has no setting for rule %s", account_id,
+                    rule);
+    return e;
+}
+
+static kg_error m_ov_put(void *inst, const kg_alert_override *o, kg_diag *diag)
+{
+    kg_outbox_memory *m = inst;
+    kg_alert_override c;
+    void *nv;
+
+    m_ov_delete(inst, o->account_id, o->rule, NULL);
+    c = *o;
+    c.account_id = d0(o->account_id);
+    c.rule = d0(o->rule);
+    c.url = d0(o->url);
+    c.secret_file = d0(o->secret_file);
+    (void)diag;
+    pthread_mutex_lock(&m->mu);
+    nv = realloc(m->ov, (m->nov + 1) * sizeof(*m->ov));
+    if (nv == NULL || !c.account_id || !c.rule || !c.url || !c.secret_file) {
+        pthread_mutex_unlock(&m->mu);
+        if (nv != NULL)
+            m->ov = nv;
+        ov_free(&c);
+        return KG_ERR_NOMEM;
+    }
+    m->ov = nv;
+    m->ov[m->nov++] = c;
+    pthread_mutex_unlock(&m->mu);
+    return KG_OK;
+}
+
+static kg_error m_ov_list(void *inst, kg_alert_override_cb cb, void *ud,
+                          kg_diag *diag)
+{
+    kg_outbox_memory *m = inst;
+    size_t i;
+    (void)diag;
+    pthread_mutex_lock(&m->mu);
+    for (i = 0; i < m->nov; i++)
+        if (cb(&m->ov[i], ud))
+            break;
+    pthread_mutex_unlock(&m->mu);
+    return KG_OK;
+}
+
 static const struct kg_outbox_ops memory_ops = {
     .put = m_put, .due = m_due, .mark = m_mark, .list = m_list,
-    .get = m_get, .depth = m_depth,
+    .get = m_get, .depth = m_depth, .override_put = m_ov_put,
+    .override_delete = m_ov_delete, .override_list = m_ov_list,
 };
 
 const struct kg_outbox_ops *kg_outbox_memory_ops(void)

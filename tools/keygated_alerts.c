@@ -120,7 +120,9 @@ static void round_once(void)
     now = kg_context_now(A.ctx) / 1000000;
     feed(p, now);
     memset(&d, 0, sizeof(d));
-    e = kg_alerts_run(A.al, p, now, ops, store, NULL, &d);
+    e = kg_alerts_load_overrides(A.al, ops, store, &d);
+    if (e == KG_OK)
+        e = kg_alerts_run(A.al, p, now, ops, store, NULL, &d);
     if (e == KG_OK) {
         memset(&d, 0, sizeof(d));
         e = kg_alerts_send_due(A.al, p, now, ops, store, 100, NULL, NULL, &d);

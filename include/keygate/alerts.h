@@ -87,13 +87,27 @@ typedef struct kg_outbox_entry {
 
 typedef int (*kg_outbox_cb)(const kg_outbox_entry *e, void *ud);
 
+/* Per-account settings of a rule (docs/alerts.md "Per-account rules"). */
+typedef struct kg_alert_override {
+    const char *account_id;
+    const char *rule;
+    /* The rule's figure (quota %, spike factor, denial count, days);
+     * 0: the rule's own.  -1: the rule is off for this account. */
+    double threshold;
+    const char *url;          /* NULL or "": the notifiers' own */
+    const char *secret_file;  /* the secret of that URL, read when sending */
+} kg_alert_override;
+typedef int (*kg_alert_override_cb)(const kg_alert_override *o, void *ud);
+
 /*
  * Outbox operations of a store (the usage store, plugin.h's
  * kg_usage_ops; or kg_outbox_memory() in tests).  put: insert, unless
  * an entry of that msg_id exists (then KG_OK, *created_r 0).  due:
  * pending entries with next_at <= now, oldest first, at most limit.
- * mark: an attempt's outcome.  list: newest first, state -1 for any,
- * before_id 0 for the newest.  depth: pending entries.
+ * mark: an attempt's outcome (also `keygate alerts retry`: pending,
+ * due now).  list: newest first, state -1 for any, before_id 0 for the
+ * newest.  get: one entry by id (KG_ERR_NOT_FOUND).  depth: pending
+ * entries.
  */
 struct kg_outbox_ops {
     kg_error (*put)(void *inst, const kg_outbox_entry *e, int *created_r,
@@ -108,6 +122,15 @@ struct kg_outbox_ops {
     kg_error (*get)(void *inst, int64_t id, kg_outbox_cb cb, void *ud,
                     kg_diag *diag);
     kg_error (*depth)(void *inst, int64_t *n_r, kg_diag *diag);
+    /* Per-account settings, kept with the outbox: put replaces the
+     * (account, rule) one; delete answers KG_ERR_NOT_FOUND if there is
+     * none; list gives every one, by account then rule. */
+    kg_error (*override_put)(void *inst, const kg_alert_override *o,
+                             kg_diag *diag);
+    kg_error (*override_delete)(void *inst, const char *account_id,
+                                const char *rule, kg_diag *diag);
+    kg_error (*override_list)(void *inst, kg_alert_override_cb cb, void *ud,
+                              kg_diag *diag);
 };
 
 /* The policy's durable outbox: its usage store's (the usage: section's
@@ -136,16 +159,6 @@ size_t kg_policy_notifier_count(const kg_policy *p);
 const char *kg_policy_notifier(const kg_policy *p, size_t i,
                                const char **module_r);
 
-/* Per-account settings of a rule (docs/alerts.md "Per-account rules"). */
-typedef struct kg_alert_override {
-    const char *account_id;
-    const char *rule;
-    /* The rule's figure (quota %, spike factor, denial count, days);
-     * 0: the rule's own.  -1: the rule is off for this account. */
-    double threshold;
-    const char *url;          /* NULL or "": the notifiers' own */
-    const char *secret_file;  /* the secret of that URL, read when sending */
-} kg_alert_override;
 
 /*
  * The evaluator: the state of every rule per account and key.  One per
@@ -179,6 +192,9 @@ kg_error kg_alerts_observe_quotas(kg_alerts *a, kg_context *ctx);
 /* Set the per-account overrides (replacing those set before); copied. */
 kg_error kg_alerts_set_overrides(kg_alerts *a, const kg_alert_override *o,
                                  size_t n);
+/* The same, with every override the store keeps (its override_list). */
+kg_error kg_alerts_load_overrides(kg_alerts *a, const struct kg_outbox_ops *ops,
+                                  void *store, kg_diag *diag);
 
 /*
  * Evaluate every rule of p at `now` (Unix seconds) and put what fires

@@ -266,7 +266,101 @@ static kg_error ob_depth(void *inst, int64_t *n_r, kg_diag *diag)
     return e;
 }
 
+/* ---- per-account settings ---------------------------------------------- */
+
+static const char ov_delete_sql[] =
+    "DELETE FROM keygate_alert_overrides WHERE account_id = $1 AND rule = $2";
+static const char ov_insert_sql[] =
+    "INSERT INTO keygate_alert_overrides (account_id, rule, threshold, url, "
+    "secret_file) VALUES ($1, $2, $3, $4, $5)";
+static const char ov_list_sql[] =
+    "SELECT account_id, rule, threshold, url, secret_file FROM "
+    "keygate_alert_overrides ORDER BY account_id, rule";
+
+static kg_error ob_ov_put(void *inst, const kg_alert_override *o, kg_diag *diag)
+{
+    struct sqlstore *s = inst;
+    struct sql_tx t;
+    char th[40];
+    const char *p[5];
+    kg_error e;
+    int rc;
+
+    if ((e = ready(s, diag)) != KG_OK)
+        return e;
+    snprintf(th, sizeof(th), "%.17g", o->threshold);
+    p[0] = o->account_id;
+    p[1] = o->rule;
+    p[2] = th;
+    p[3] = o->url ? o->url : "";
+    p[4] = o->secret_file ? o->secret_file : "";
+    if ((rc = sql_tx_begin(s, &t)) != SQL_OK)
+        return sql_usage_error(rc, diag, t.err);
+    sql_tx_exec(&t, ov_delete_sql, 2, p, NULL, NULL, NULL);
+    sql_tx_exec(&t, ov_insert_sql, 5, p, NULL, NULL, NULL);
+    rc = sql_tx_end(&t, 1);
+    return sql_usage_error(rc, diag, t.err);
+}
+
+static kg_error ob_ov_delete(void *inst, const char *account_id,
+                             const char *rule, kg_diag *diag)
+{
+    struct sqlstore *s = inst;
+    const char *p[2] = { account_id, rule };
+    char err[512] = "";
+    long changes = 0;
+    kg_error e = ready(s, diag);
+
+    if (e != KG_OK)
+        return e;
+    e = sql_usage_error(sql_run(s, ov_delete_sql, 2, p, NULL, NULL, &changes,
+                                err, sizeof(err)), diag, err);
+    if (e == KG_OK && changes == 0) {
+        kg_diag_set(diag, "account %s has no setting for rule %s", account_id,
+                    rule);
+        e = KG_ERR_NOT_FOUND;
+    }
+    return e;
+}
+
+struct ov_ud {
+    kg_alert_override_cb cb;
+    void *ud;
+    int stop;
+};
+
+static int one_override(void *ud, int n, const char *const *v)
+{
+    struct ov_ud *r = ud;
+    kg_alert_override o;
+    if (r->stop || n < 5)
+        return 0;
+    o.account_id = v[0];
+    o.rule = v[1];
+    o.threshold = strtod(v[2], NULL);
+    o.url = v[3];
+    o.secret_file = v[4];
+    if (r->cb(&o, r->ud))
+        r->stop = 1;
+    return 0;
+}
+
+static kg_error ob_ov_list(void *inst, kg_alert_override_cb cb, void *ud,
+                           kg_diag *diag)
+{
+    struct sqlstore *s = inst;
+    struct ov_ud r = { cb, ud, 0 };
+    char err[512] = "";
+    kg_error e = ready(s, diag);
+
+    if (e != KG_OK)
+        return e;
+    return sql_usage_error(sql_run(s, ov_list_sql, 0, NULL, one_override, &r,
+                                   NULL, err, sizeof(err)), diag, err);
+}
+
 const struct kg_outbox_ops sql_outbox_ops = {
     .put = ob_put, .due = ob_due, .mark = ob_mark, .list = ob_list,
-    .get = ob_get, .depth = ob_depth,
+    .get = ob_get, .depth = ob_depth, .override_put = ob_ov_put,
+    .override_delete = ob_ov_delete, .override_list = ob_ov_list,
 };
