@@ -290,6 +290,7 @@ kg_error kg_alerts_observe_count(kg_alerts *a, const char *account_id,
         }
         if ((s = subject_for(a, r->per_key, account_id, key_id)) == NULL)
             return KG_ERR_NOMEM;
+        s->dirty = 1;
         sl = &s->slots[i];
         if (kg__ring_advance(sl, size, p) != 0)
             return KG_ERR_NOMEM;
@@ -364,6 +365,7 @@ kg_error kg_alerts_observe_client(kg_alerts *a, const char *account_id,
             sl->capnets = ncap;
         }
         memcpy(sl->nets[sl->nnets].net, net, 16);
+        s->dirty = 1;
         /* Networks of the first day are learned, not new (docs). */
         sl->nets[sl->nnets].pending = time_s - sl->first >= KG__LEARN_SECONDS;
         sl->nets[sl->nnets].seen = time_s;
@@ -401,8 +403,10 @@ kg_error kg_alerts_observe_quota(kg_alerts *a, const char *subject,
     q = &s->quota[i];
     /* A later report of the same window only raises the figure; a new
      * window starts over. */
-    if (reset != q->reset || used > q->used)
+    if (reset != q->reset || used > q->used) {
         q->used = used;
+        s->dirty = 1;
+    }
     q->limit_n = limit;
     q->reset = reset;
     q->window = window;
@@ -630,6 +634,7 @@ kg_error kg_alerts_run(kg_alerts *a, const kg_policy *p, int64_t now,
 {
     kg_error e;
     size_t i;
+    int full;
 
     kg__diag_clear(diag);
     if (n_r != NULL)
@@ -645,11 +650,21 @@ kg_error kg_alerts_run(kg_alerts *a, const kg_policy *p, int64_t now,
     /* Where the limits stand now, from the context's watch. */
     if (a->conf->quota && (e = kg_alerts_observe_quotas(a, p->ctx)) != KG_OK)
         return e;
+    /* A subject is evaluated when something was observed of it, and
+     * every subject once a minute (what clears with time: a window
+     * that ended, denials that aged out, a quiet period). */
+    full = now / 60 != a->last_full;
     for (i = 0; i < a->cap && e == KG_OK; i++) {
         struct kg__subj *s;
-        for (s = a->tab[i]; s != NULL && e == KG_OK; s = s->next)
-            e = kg__alerts_eval_subject(a, s, now);
+        for (s = a->tab[i]; s != NULL && e == KG_OK; s = s->next) {
+            if (!full && !s->dirty)
+                continue;
+            if ((e = kg__alerts_eval_subject(a, s, now)) == KG_OK)
+                s->dirty = 0;
+        }
     }
+    if (e == KG_OK && full)
+        a->last_full = now / 60;
     if (e == KG_OK && (a->last_keys == 0 || now - a->last_keys >= a->key_interval)) {
         e = kg__alerts_eval_keys(a, p, now);
         if (e == KG_OK)

@@ -51,6 +51,7 @@ struct kg__subj {
     struct kg__aslot *slots;   /* one per rule */
     struct kg__quota *quota;   /* one per limit */
     size_t nquota;
+    int dirty;         /* observed since its last evaluation */
 };
 
 struct kg__override {
@@ -67,6 +68,7 @@ struct kg_alerts {
     struct kg__override *ov;
     size_t nov;
     int64_t key_interval, last_keys;
+    int64_t last_full;   /* the minute of the last round over every subject */
     /* During a run: where entries go. */
     const struct kg_outbox_ops *ops;
     void *store;
