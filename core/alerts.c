@@ -647,9 +647,20 @@ kg_error kg_alerts_run(kg_alerts *a, const kg_policy *p, int64_t now,
     a->store = store;
     a->diag = diag;
     a->written = 0;
-    /* Where the limits stand now, from the context's watch. */
-    if (a->conf->quota && (e = kg_alerts_observe_quotas(a, p->ctx)) != KG_OK)
-        return e;
+    /* Where the limits stand now, from the context's watch; and the
+     * watch's floor: the lowest threshold of the rules and accounts. */
+    if (a->conf->quota) {
+        double floor = a->conf->quota_min;
+        for (i = 0; i < a->nov; i++) {
+            const kg__alert_rule *r = kg__alerts_rule(a->conf, a->ov[i].rule);
+            if (r != NULL && r->kind == KG__AR_QUOTA && a->ov[i].threshold > 0 &&
+                a->ov[i].threshold < floor)
+                floor = a->ov[i].threshold;
+        }
+        kg__quota_floor_set(p->ctx, floor);
+        if ((e = kg_alerts_observe_quotas(a, p->ctx)) != KG_OK)
+            return e;
+    }
     /* A subject is evaluated when something was observed of it, and
      * every subject once a minute (what clears with time: a window
      * that ended, denials that aged out, a quiet period). */

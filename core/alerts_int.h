@@ -48,6 +48,7 @@ typedef struct kg__alerts_conf {
     kg__alert_rule *rv;
     size_t nr;
     int quota;                /* some rule reads the limiters' reports */
+    double quota_min;         /* the lowest quota threshold of the rules */
 } kg__alerts_conf;
 
 /* The kind's name as the policy writes it ("quota", "spike", ...). */
@@ -63,10 +64,15 @@ const kg__notifier *kg__alerts_notifier(const kg__alerts_conf *c,
 
 /* ---- alerts_quota.c: the limiters' reports, watched -------------------- */
 
-/* A report seen by kg_check(): where subject's limit stands. */
 kg_error kg__quota_watch_new(kg_context *ctx);
+/* The reports kg_check() saw of subject's limits, those at or above
+ * the watch's floor (kg__quota_floor_set; before it is set, `dflt`, the
+ * policy's lowest quota threshold), in percent of the limit. */
 void kg__quota_watch(kg_context *ctx, const char *subject,
-                     const kg_decision *d);
+                     const kg_decision *d, double dflt);
+/* The floor: the lowest threshold of the quota rules and of the
+ * accounts' settings of them (kg_alerts_run() sets it). */
+void kg__quota_floor_set(kg_context *ctx, double pct);
 void kg__quota_watch_free(kg_context *ctx);
 /* Each entry, under its shard's lock (cb must not call back in). */
 typedef void (*kg__quota_cb)(const char *subject, const char *limit,

@@ -382,8 +382,11 @@ static kg_error parse_rule(kg__pload *L, kg__alerts_conf *c, kg__ynode *n,
         return kg__err_at(L, n, "rule '%s' without 'when:'", r->name);
     if ((e = parse_when(L, v, r)) != KG_OK)
         return e;
-    if (r->kind == KG__AR_QUOTA)
+    if (r->kind == KG__AR_QUOTA) {
+        if (!c->quota || r->threshold < c->quota_min)
+            c->quota_min = r->threshold;
         c->quota = 1;
+    }
     if ((v = kg__ymap_get(n, "notify")) == NULL)
         return kg__err_at(L, n, "rule '%s' without 'notify:' (a list of "
                           "notifiers)", r->name);

@@ -40,6 +40,10 @@ struct qshard {
 struct kg__quota_watch {
     struct qshard s[SHARDS];
     size_t total;   /* approximate: read without the shards' locks */
+    /* Reports under this (per-mille of the limit) are not kept: most
+     * checks are far from any threshold, and cost a compare; -1: not
+     * set yet (the policy's lowest threshold then). */
+    int floor_pm;
 };
 
 static uint64_t hash2(const char *a, const char *b)
@@ -62,6 +66,7 @@ kg_error kg__quota_watch_new(kg_context *ctx)
         return KG_ERR_NOMEM;
     for (i = 0; i < SHARDS; i++)
         pthread_mutex_init(&w->s[i].mu, NULL);
+    w->floor_pm = -1;
     ctx->quota = w;
     return KG_OK;
 }
@@ -113,13 +118,24 @@ static struct qentry *find(struct qshard *sh, uint64_t h, const char *subject,
     return e;
 }
 
-void kg__quota_watch(kg_context *ctx, const char *subject, const kg_decision *d)
+void kg__quota_floor_set(kg_context *ctx, double pct)
+{
+    if (ctx->quota != NULL)
+        __atomic_store_n(&ctx->quota->floor_pm, (int)(pct * 10), __ATOMIC_RELAXED);
+}
+
+void kg__quota_watch(kg_context *ctx, const char *subject, const kg_decision *d,
+                     double dflt)
 {
     struct kg__quota_watch *w;
+    int64_t floor_pm;
     size_t i;
 
     if (subject == NULL || d->nlimits == 0 || (w = ctx->quota) == NULL)
         return;
+    floor_pm = __atomic_load_n(&w->floor_pm, __ATOMIC_RELAXED);
+    if (floor_pm < 0)
+        floor_pm = (int64_t)(dflt * 10);
     for (i = 0; i < d->nlimits; i++) {
         const struct kg__limit_report *r = &d->limits[i];
         uint64_t h;
@@ -130,6 +146,10 @@ void kg__quota_watch(kg_context *ctx, const char *subject, const kg_decision *d)
         if (r->limit <= 0)
             continue;
         used = r->limit - r->remaining;
+        /* Under every threshold: nothing to keep (the evaluator clears a
+         * fired alert when its window ends, without a report). */
+        if (used * 1000 < floor_pm * r->limit)
+            continue;
         h = hash2(subject, r->name);
         sh = &w->s[h & (SHARDS - 1)];
         pthread_mutex_lock(&sh->mu);

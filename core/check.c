@@ -621,7 +621,8 @@ done:
         kg__usage_count(p, req, d, c.now_us);
     /* The quota rules read where the limits stand (alerts_quota.c). */
     if (!peek && p->alerts != NULL && p->alerts->quota && rec != NULL)
-        kg__quota_watch(p->ctx, acct != NULL ? acct->id : rec->id, d);
+        kg__quota_watch(p->ctx, acct != NULL ? acct->id : rec->id, d,
+                        p->alerts->quota_min);
     if (d->status == 401) {
         kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
         kg__strlcpy(d->scheme, p->auth_scheme, sizeof(d->scheme));
