@@ -356,14 +356,9 @@ kg_error kg_alerts_observe_client(kg_alerts *a, const char *account_id,
             sl->first = time_s;
         if (sl->nnets >= KG__MAX_NETS)
             continue;   /* docs/alerts.md: past this many, no more alerts */
-        if (sl->nnets == sl->capnets) {
-            size_t ncap = sl->capnets ? sl->capnets * 2 : 4;
-            void *nv = realloc(sl->nets, ncap * sizeof(*sl->nets));
-            if (nv == NULL)
-                return KG_ERR_NOMEM;
-            sl->nets = nv;
-            sl->capnets = ncap;
-        }
+        if (kg__grow(&sl->nets, &sl->capnets, sl->nnets, sizeof(*sl->nets),
+                     4) != 0)
+            return KG_ERR_NOMEM;
         memcpy(sl->nets[sl->nnets].net, net, 16);
         s->dirty = 1;
         /* Networks of the first day are learned, not new (docs). */
@@ -462,15 +457,9 @@ static int ov_cb(const kg_alert_override *o, void *ud)
 {
     struct ov_list *l = ud;
     kg_alert_override *d;
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 16;
-        void *nv = realloc(l->v, ncap * sizeof(*l->v));
-        if (nv == NULL) {
-            l->oom = 1;
-            return 1;
-        }
-        l->v = nv;
-        l->cap = ncap;
+    if (kg__grow(&l->v, &l->cap, l->n, sizeof(*l->v), 16) != 0) {
+        l->oom = 1;
+        return 1;
     }
     d = &l->v[l->n++];
     d->threshold = o->threshold;

@@ -86,15 +86,9 @@ static kg_error m_put(void *inst, const kg_outbox_entry *e, int *created_r,
     for (i = 0; i < m->n; i++)
         if (strcmp(m->v[i].e.msg_id, e->msg_id) == 0)
             goto out;
-    if (m->n == m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 16;
-        void *nv = realloc(m->v, ncap * sizeof(*m->v));
-        if (nv == NULL) {
-            err = KG_ERR_NOMEM;
-            goto out;
-        }
-        m->v = nv;
-        m->cap = ncap;
+    if (kg__grow(&m->v, &m->cap, m->n, sizeof(*m->v), 16) != 0) {
+        err = KG_ERR_NOMEM;
+        goto out;
     }
     d = &m->v[m->n].e;
     *d = *e;

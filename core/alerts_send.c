@@ -83,15 +83,9 @@ static int due_cb(const kg_outbox_entry *e, void *ud)
     struct due_list *l = ud;
     struct due *d;
 
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 16;
-        void *nv = realloc(l->v, ncap * sizeof(*l->v));
-        if (nv == NULL) {
-            l->oom = 1;
-            return 1;
-        }
-        l->v = nv;
-        l->cap = ncap;
+    if (kg__grow(&l->v, &l->cap, l->n, sizeof(*l->v), 16) != 0) {
+        l->oom = 1;
+        return 1;
     }
     d = &l->v[l->n++];
     memset(d, 0, sizeof(*d));

@@ -89,6 +89,10 @@ int kg__strcaseeq(const char *a, const char *b);
 void kg__strlcpy(char *dst, const char *src, size_t size);
 /* Free a string after overwriting it. */
 void kg__free_secret(char *s);
+/* Room for one more element in the array *v of `size`-byte elements, n
+ * of *cap used: doubled when full (from `first`).  0, or -1 when out of
+ * memory (*v and *cap as they were). */
+int kg__grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
 
 /* A growable string.  On allocation failure `oom` is set and further
  * appends are no-ops, so callers check once at the end. */

@@ -476,3 +476,19 @@ kg__thread *kg__thread_get(void)
     }
     return t;
 }
+
+int kg__grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+    void **vp = v;
+    size_t ncap;
+    void *nv;
+
+    if (n < *cap)
+        return 0;
+    ncap = *cap ? *cap * 2 : first;
+    if (ncap < *cap || (nv = realloc(*vp, ncap * size)) == NULL)
+        return -1;
+    *vp = nv;
+    *cap = ncap;
+    return 0;
+}

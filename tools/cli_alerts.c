@@ -7,7 +7,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,18 +46,6 @@ static void alerts_usage(FILE *f)
           "overrides: every account's settings.\n"
           "history, retry and the settings need the policy's usage store.\n",
           f);
-}
-
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("keygate: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_USAGE;
 }
 
 struct aopts {
@@ -221,13 +208,13 @@ static int cmd_history(struct cli *c, kg_policy *p, const struct aopts *o)
             if (strcmp(o->state, kg_outbox_state_name(state)) == 0)
                 break;
         if (state == 3)
-            return bad("--state must be pending, sent or failed, not '%s'",
+            return cli_bad("--state must be pending, sent or failed, not '%s'",
                        o->state);
     }
     if (o->limit != NULL && positive(o->limit, &limit) != 0)
-        return bad("--limit must be a positive number");
+        return cli_bad("--limit must be a positive number");
     if (o->before != NULL && positive(o->before, &before) != 0)
-        return bad("--before must be an entry's id");
+        return cli_bad("--before must be an entry's id");
     if (outbox(p, &ops, &store) != 0)
         return EXIT_USAGE;
     if (!c->json)
@@ -296,7 +283,7 @@ static int cmd_retry(struct cli *c, kg_policy *p, const char *id_s)
     kg_error e;
 
     if (positive(id_s, &id) != 0)
-        return bad("retry: '%s' is not an entry's id (see keygate alerts "
+        return cli_bad("retry: '%s' is not an entry's id (see keygate alerts "
                    "history)", id_s);
     if (outbox(p, &ops, &store) != 0)
         return EXIT_USAGE;
@@ -338,38 +325,38 @@ static int cmd_override(kg_policy *p, const char *account, const char *rule,
         if (strcmp(kg_policy_alert(p, i, NULL, NULL, 0), rule) == 0)
             break;
     if (i == kg_policy_alert_count(p))
-        return bad("override: the policy has no rule '%s' (see keygate "
+        return cli_bad("override: the policy has no rule '%s' (see keygate "
                    "alerts list)", rule);
     if (account[0] == '\0')
-        return bad("override: an account id is needed");
+        return cli_bad("override: an account id is needed");
     memset(&ov, 0, sizeof(ov));
     ov.account_id = account;
     ov.rule = rule;
     if (!o->del) {
         if (o->off && o->threshold)
-            return bad("override: --off or --threshold, not both");
+            return cli_bad("override: --off or --threshold, not both");
         if (o->threshold != NULL) {
             char *end;
             ov.threshold = strtod(o->threshold, &end);
             if (end == o->threshold || *end || !(ov.threshold > 0) ||
                 ov.threshold > 1e12)
-                return bad("--threshold must be a positive number");
+                return cli_bad("--threshold must be a positive number");
         }
         if (o->off)
             ov.threshold = -1;
         if ((o->url == NULL) != (o->secret_file == NULL))
-            return bad("override: --url and --secret-file go together");
+            return cli_bad("override: --url and --secret-file go together");
         if (o->url != NULL && !url_ok(o->url))
-            return bad("--url must be an http:// or https:// URL with a "
+            return cli_bad("--url must be an http:// or https:// URL with a "
                        "host, not '%s'", o->url);
         if (o->secret_file != NULL && access(o->secret_file, R_OK) != 0)
-            return bad("--secret-file %s cannot be read: %s", o->secret_file,
+            return cli_bad("--secret-file %s cannot be read: %s", o->secret_file,
                        strerror(errno));
         if (o->secret_file != NULL && o->secret_file[0] != '/')
-            return bad("--secret-file must be an absolute path (keygated "
+            return cli_bad("--secret-file must be an absolute path (keygated "
                        "reads it)");
         if (ov.threshold == 0 && o->url == NULL)
-            return bad("override: give --threshold, --off, --url or --delete");
+            return cli_bad("override: give --threshold, --off, --url or --delete");
         ov.url = o->url;
         ov.secret_file = o->secret_file;
     }
@@ -455,13 +442,13 @@ int cmd_alerts(struct cli *c, int argc, char **argv)
     if (strcmp(sub, "list") && strcmp(sub, "history") && strcmp(sub, "test") &&
         strcmp(sub, "retry") && strcmp(sub, "override") &&
         strcmp(sub, "overrides"))
-        return bad("alerts: unknown command '%s' (see keygate alerts --help)",
+        return cli_bad("alerts: unknown command '%s' (see keygate alerts --help)",
                    sub);
     if ((!strcmp(sub, "retry") && n != 1) || (!strcmp(sub, "test") && n > 1) ||
         (!strcmp(sub, "override") && n != 2) ||
         ((!strcmp(sub, "list") || !strcmp(sub, "history") ||
           !strcmp(sub, "overrides")) && n != 0))
-        return bad("alerts %s: wrong arguments (see keygate alerts --help)",
+        return cli_bad("alerts %s: wrong arguments (see keygate alerts --help)",
                    sub);
     if ((p = cli_load_policy(c, cli_config_path(c))) == NULL)
         return EXIT_USAGE;
