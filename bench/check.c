@@ -9,6 +9,13 @@
  * full allow path (every stage, a lease taken and released) is measured.
  *
  *   bench/check [--seconds S] [--big N]
+ *   bench/check --metering [--turns N] [--seconds S]
+ *
+ * --metering: the same check with usage metering off and on (a policy
+ * with a usage: section on a store that discards, bench/usagenull,
+ * flushed every second by a thread of its own as keygated does), in
+ * turns in one process, 1000 keys; prints both checks per CPU-second
+ * and what metering costs (issue 18: at most 5%).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -20,10 +27,13 @@
 
 #include <keygate/keygate.h>
 #include <keygate/plugin.h>
+#include <keygate/usage.h>
 
 static double seconds = 2.0;
 /* One thread's p50 and checks per CPU-second, for the 1k/1M summary. */
 static double last_p50_us, last_p99_us, last_rate;
+/* The last run's checks per CPU-second and per second, any thread count. */
+static double run_cpu_rate, run_wall_rate;
 
 static int64_t now_ns(void)
 {
@@ -176,6 +186,8 @@ static void measure(const char *label, const kg_policy *pol, kg_context *ctx,
         free(w[i].lat);
     }
     qsort(all, nall, sizeof(*all), cmp64);
+    run_cpu_rate = cpu ? total / (cpu / 1e9) : 0;
+    run_wall_rate = total / el;
     if (threads == 1) {
         last_p50_us = nall ? all[nall / 2] / 1000.0 : 0;
         last_p99_us = nall ? all[nall * 99 / 100] / 1000.0 : 0;
@@ -249,6 +261,23 @@ static double load_ns(size_t bytes)
     return p ? r : 0;
 }
 
+/* nkeys new keys into keys[] and the file f (closed) at path, and the
+ * bench's policy on that file into yaml. */
+static void new_keys(char (*keys)[KG_KEY_MAX], size_t nkeys, FILE *f,
+                     const char *path, char *yaml, size_t size)
+{
+    size_t i;
+    for (i = 0; i < nkeys; i++) {
+        kg_key_generate("whizo", keys[i], KG_KEY_MAX);
+        fprintf(f, "%s\n", keys[i]);
+    }
+    fclose(f);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(yaml, size, POLICY, path);   /* POLICY: one %s */
+#pragma GCC diagnostic pop
+}
+
 static int one_size(size_t nkeys, double *floor_ns, double p50_r[3])
 {
     /* The bench's own key list: on huge pages, so that fetching the next
@@ -271,15 +300,7 @@ static int one_size(size_t nkeys, double *floor_ns, double p50_r[3])
 #ifdef MADV_HUGEPAGE
     madvise(keys, nkeys * KG_KEY_MAX, MADV_HUGEPAGE);
 #endif
-    for (i = 0; i < nkeys; i++) {
-        kg_key_generate("whizo", keys[i], KG_KEY_MAX);
-        fprintf(f, "%s\n", keys[i]);
-    }
-    fclose(f);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(yaml, sizeof(yaml), POLICY, path);   /* POLICY: one %s */
-#pragma GCC diagnostic pop
+    new_keys(keys, nkeys, f, path, yaml, sizeof(yaml));
     kg_context_new(&ctx);
     kg_context_set_limit_capacity(ctx, 4 * nkeys + 1024);
     if (kg_policy_load_string(ctx, yaml, "bench", &pol, &d) != KG_OK) {
@@ -356,21 +377,130 @@ static int one_size(size_t nkeys, double *floor_ns, double p50_r[3])
     return 0;
 }
 
+/* ---- --metering: off and on, in turns ------------------------------- */
+
+struct flusher {
+    const kg_policy *pol;
+    volatile int stop;
+};
+
+static void *flush_loop(void *arg)
+{
+    struct flusher *f = arg;
+    while (!f->stop) {
+        struct timespec ts = { 0, 100000000 };
+        int i;
+        for (i = 0; i < 10 && !f->stop; i++)
+            nanosleep(&ts, NULL);
+        kg_usage_flush(f->pol, NULL);
+    }
+    return NULL;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int metering(size_t nkeys, int turns)
+{
+    char (*keys)[KG_KEY_MAX] = calloc(nkeys, KG_KEY_MAX);
+    char path[] = "/tmp/kg-bench-XXXXXX", yaml[2048], on_yaml[2400];
+    int fd = mkstemp(path), t, th;
+    FILE *f = fdopen(fd, "w");
+    kg_context *ctx;
+    kg_policy *off, *on;
+    kg_diag d;
+    size_t i;
+    double cpu[2][2][64], wall[2][2][64];
+    struct flusher fl;
+    pthread_t ft;
+    kg_usage_stats st;
+
+    if (keys == NULL || f == NULL || turns < 1 || turns > 64)
+        return 1;
+    new_keys(keys, nkeys, f, path, yaml, sizeof(yaml));
+    snprintf(on_yaml, sizeof(on_yaml), "%susage: {module: usagenull, "
+             "flush_interval: 1s, sample: 1%%}\n", yaml);
+    kg_context_new(&ctx);
+    kg_context_set_limit_capacity(ctx, 4 * nkeys + 1024);
+    if (kg_policy_load_string(ctx, yaml, "bench", &off, &d) != KG_OK ||
+        kg_policy_load_string(ctx, on_yaml, "bench-usage", &on, &d) != KG_OK) {
+        fprintf(stderr, "bench: policy: %s\n", d.message);
+        return 1;
+    }
+    unlink(path);
+    fl.pol = on;
+    fl.stop = 0;
+    pthread_create(&ft, NULL, flush_loop, &fl);
+    printf("bench/check --metering: %zu keys, %d turns of %.1f s each, "
+           "metering off and on in turns (usage store: usagenull, flushed "
+           "every 1 s)\n", nkeys, turns, seconds);
+    for (t = 0; t < turns; t++) {
+        for (th = 1; th <= 2; th++) {
+            /* Alternate which goes first, so that drift cancels. */
+            int k;
+            for (k = 0; k < 2; k++) {
+                int which = (t + k) % 2;   /* 0 off, 1 on */
+                measure(which ? "metering on" : "metering off",
+                        which ? on : off, ctx, keys, nkeys, th);
+                cpu[which][th - 1][t] = run_cpu_rate;
+                wall[which][th - 1][t] = run_wall_rate;
+            }
+        }
+    }
+    fl.stop = 1;
+    pthread_join(ft, NULL);
+    kg_usage_flush(on, NULL);
+    kg_usage_stats_get(ctx, &st);
+    for (th = 1; th <= 2; th++) {
+        double c0 = median(cpu[0][th - 1], turns), c1 = median(cpu[1][th - 1], turns);
+        double w0 = median(wall[0][th - 1], turns), w1 = median(wall[1][th - 1], turns);
+        printf("%d thread%s, medians of %d turns: off %.0f, on %.0f checks per CPU-s "
+               "(metering costs %.1f%%); off %.0f, on %.0f checks/s (%.1f%%)\n",
+               th, th > 1 ? "s" : "", turns, c0, c1, 100.0 * (1 - c1 / c0), w0, w1,
+               100.0 * (1 - w1 / w0));
+    }
+    printf("flushes %llu, rows written %llu, events written %llu, dropped %llu\n",
+           (unsigned long long)st.flushes, (unsigned long long)st.rows_written,
+           (unsigned long long)st.events_written,
+           (unsigned long long)(st.rows_dropped + st.events_dropped));
+    kg_policy_free(on);
+    kg_policy_free(off);
+    kg_context_free(ctx);
+    free(keys);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     double floor_ns = 0, small[3] = { 0, 0, 0 }, large[3] = { 0, 0, 0 }, load;
     size_t big = 1000000;
-    int i;
+    int i, meter = 0, turns = 5;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--metering"))
+            meter = 1;
+        else if (!strcmp(argv[i], "--turns") && i + 1 < argc)
+            turns = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--big") && i + 1 < argc)
             big = (size_t)atol(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench/check [--seconds S] [--big N]\n");
+            fprintf(stderr, "usage: bench/check [--seconds S] [--big N]\n"
+                    "       bench/check --metering [--turns N] [--seconds S]\n");
             return 2;
         }
     }
+    if (meter)
+        return metering(1000, turns);
     printf("bench/check: kg_check in process, Pro stack (bearer + memory store + "
            "hour + day + concurrency with release), %.1f s per run, %ld cores\n",
            seconds, sysconf(_SC_NPROCESSORS_ONLN));

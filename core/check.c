@@ -550,6 +550,9 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     d->record = rec;
     c.record = rec;
+    /* The key's usage bucket, fetched while the stages run. */
+    if (p->usage != NULL && !peek)
+        c.ushard = kg__usage_prefetch(p, rec, c.now_us);
     if (rec->status == KG_STATUS_REVOKED) {
         kg__decision_deny(d, KG_CODE_KEY_REVOKED, "this API key has been revoked",
                           "core:account");
@@ -618,7 +621,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
 done:
     kg__limits_unpin(&c.lpin);
     if (p->usage != NULL && !peek)
-        kg__usage_count(p, req, d, c.now_us);
+        kg__usage_count(p, req, d, c.now_us, c.ushard);
     /* The quota rules read where the limits stand (alerts_quota.c). */
     if (!peek && p->alerts != NULL && p->alerts->quota && rec != NULL)
         kg__quota_watch(p->ctx, acct != NULL ? acct->id : rec->id, d,

@@ -645,6 +645,10 @@ kg_error kg__paths_load(kg__pload *L, kg__ynode *map, unsigned *allow_r);
 /* Report the first key of `map` not marked used. */
 kg_error kg__check_unknown(kg__pload *L, kg__ynode *map,
                            const char *where, const char *allowed);
+/* n as a whole number in [lo, hi] into *v_r; else KG_ERR_POLICY, the
+ * diag naming `what` and the range. */
+kg_error kg__parse_int(kg__pload *L, kg__ynode *n, const char *what,
+                       long long lo, long long hi, long long *v_r);
 /* KG_ERR_POLICY (and the diag) unless n is a single value. */
 kg_error kg__want_scalar(kg__pload *L, kg__ynode *n, const char *what);
 /* A policy's `plugin_path:` node (a folder or a list of them) into
@@ -712,9 +716,15 @@ const kg__usage_conf *kg__usage_section(const kg_policy *p, kg_diag *diag);
 /* The context's metering state. */
 kg_error kg__usage_new(struct kg__usage **u_r);
 void kg__usage_free(struct kg__usage *u);
-/* Count the decision d of req, made at now_us (check.c, not for a peek). */
+/* Once a check has its record: the calling thread's shard, and the
+ * record's bucket asked for from memory (check.c); pass the result to
+ * kg__usage_count(). */
+void *kg__usage_prefetch(const kg_policy *p, const kg_record *rec,
+                         int64_t now_us);
+/* Count the decision d of req, made at now_us (check.c, not for a peek);
+ * shard: what kg__usage_prefetch() gave, or NULL. */
 void kg__usage_count(const kg_policy *p, const kg_request *req,
-                     const kg_decision *d, int64_t now_us);
+                     const kg_decision *d, int64_t now_us, void *shard);
 
 /* ---- webhook.c: the policy's signers: section ------------------------- */
 kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
@@ -812,6 +822,7 @@ struct kg_call {
     const char *subject;
     int per_key;         /* the running limit line counts per key */
     kg__lpin lpin;       /* the key's limiter slot, pinned (hints.c) */
+    void *ushard;        /* the usage shard, once prefetched (usage.c) */
 };
 
 #endif

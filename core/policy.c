@@ -61,8 +61,8 @@ kg_error kg__want_scalar(kg__pload *L, kg__ynode *n, const char *what)
     return KG_OK;
 }
 
-static kg_error parse_int(kg__pload *L, kg__ynode *n, const char *what,
-                          long long lo, long long hi, long long *v_r)
+kg_error kg__parse_int(kg__pload *L, kg__ynode *n, const char *what,
+                       long long lo, long long hi, long long *v_r)
 {
     char *end;
     long long v;
@@ -101,7 +101,7 @@ static kg_error parse_plan(kg__pload *L, kg__ynode *key, kg__ynode *n,
             return KG_ERR_NOMEM;
     }
     if ((v = kg__ymap_get(n, "priority")) != NULL) {
-        if ((e = parse_int(L, v, "priority", 0, 1000, &pr)) != KG_OK)
+        if ((e = kg__parse_int(L, v, "priority", 0, 1000, &pr)) != KG_OK)
             return e;
         plan->priority = (int)pr;
         plan->has_priority = 1;

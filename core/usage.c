@@ -4,13 +4,14 @@
  * denials and a sample of the allowed decisions kept as events, and
  * kg_usage_flush() writing both to the store (docs/usage.md).
  *
- * The request path takes one uncontended lock: a thread counts in a
+ * The request path takes one uncontended spinlock: a thread counts in a
  * shard of its own (threads are dealt shards in turn), so two threads
  * never wait for each other unless there are more threads than shards;
  * the same bucket may then sit in several shards, and the flush adds
  * them up.  A bucket already counted costs a hash of a pointer and the
- * minute, a walk of a short chain and an increment: no allocation, no
- * I/O.  A new bucket (a new key, or a new minute) allocates one block.
+ * minute, a read of the table and an increment: no allocation, no I/O.
+ * A new bucket (a new key, or a new minute) takes a reference to the
+ * record, and now and then a larger table.
  *
  * What the store refuses stays pending and goes with the next flush;
  * the rows and events held (counted and pending) are bounded by the
@@ -19,36 +20,54 @@
  */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define NSHARDS 32
-#define MIN_BUCKETS 64
+#define MIN_CELLS 64
 
 /*
- * One counted bucket.  It is keyed by the decision's record, of which it
- * holds a reference (NULL: no key identified), not by the record's ids:
- * the request path then compares a pointer instead of hashing and
- * comparing two strings, and the ids are read at the flush.  A key whose
- * record is made anew (a cache refresh) gets a second bucket, which the
- * flush adds to the first (as it does a bucket counted in two shards).
+ * A counted bucket in a shard's table: (record, minute, code) and its
+ * count; a count of 0 marks a free cell.  It is keyed by the decision's
+ * record, of which it holds a reference (NULL: no key identified), not
+ * by the record's ids: the request path compares a pointer instead of
+ * hashing and comparing two strings, and the ids are read at the flush.
+ * A key whose record is made anew (a cache refresh) gets a second
+ * bucket, which the flush adds to the first (as it does a bucket counted
+ * in two shards).  Open addressing, at most half full: a bucket already
+ * counted is one cache line of the table, not a chain to walk.
  */
-struct entry {
-    struct entry *next;
+struct cell {
     const kg_record *rec;
     int64_t start;
     int64_t count;
     kg_code code;
-    const char *account, *key;   /* the record's, or "" */
 };
 
+/*
+ * A shard's lock is a spinlock: the shard is its thread's own, so the
+ * only other taker is the flush, which holds it for a pointer swap (and
+ * threads past NSHARDS, which share).  One exchange to take, one store
+ * to give back: half what a mutex costs, on every decision.
+ */
 struct shard {
-    pthread_mutex_t lock;
-    struct entry **buckets;   /* NULL until the first bucket */
-    size_t nbuckets, n;
+    atomic_int lock;
+    /* cells and cap are written under the lock, and read without it
+     * only to prefetch (relaxed atomics: a stale value is harmless). */
+    struct cell *cells;       /* NULL until the first bucket */
+    size_t cap, n;            /* cap: a power of two; n <= cap / 2 */
     uint64_t seq;             /* allowed decisions seen: the sample's input */
 } __attribute__((aligned(64)));
+
+/* A row taken from the shards, waiting to be written. */
+struct entry {
+    const kg_record *rec;        /* referenced, or NULL */
+    const char *account, *key;   /* the record's, or "" */
+    int64_t start, count;
+    kg_code code;
+};
 
 /* Events: fixed parts in an array, strings in one growing arena (offsets
  * into it, as the arena moves when it grows). */
@@ -76,8 +95,8 @@ struct kg__usage {
     struct evbuf events;
     /* Only one flush at a time; it alone touches what is pending. */
     pthread_mutex_t flush_lock;
-    struct entry **pending;
-    size_t npending;
+    struct entry *pending;
+    size_t npending, cappending;
     struct evbuf pending_events;
     atomic_uint_least64_t flushes, flush_errors, rows_written, events_written,
         rows_dropped, events_dropped;
@@ -86,23 +105,34 @@ struct kg__usage {
 
 kg_error kg__usage_new(struct kg__usage **u_r)
 {
-    struct kg__usage *u = calloc(1, sizeof(*u));
+    struct kg__usage *u = NULL;
     size_t i;
-    if (u == NULL)
+    /* Aligned as its shards are, so that no two share a cache line
+     * (calloc() promises 16 bytes). */
+    if (posix_memalign((void **)&u, 64, sizeof(*u)) != 0)
         return KG_ERR_NOMEM;
+    memset(u, 0, sizeof(*u));
     for (i = 0; i < NSHARDS; i++)
-        pthread_mutex_init(&u->shards[i].lock, NULL);
+        atomic_init(&u->shards[i].lock, 0);
     pthread_mutex_init(&u->ev_lock, NULL);
     pthread_mutex_init(&u->flush_lock, NULL);
     *u_r = u;
     return KG_OK;
 }
 
-static void entry_free(struct entry *e)
+static void unref(const kg_record *rec)
 {
-    if (e->rec != NULL)
-        kg_record_unref((kg_record *)e->rec);
-    free(e);
+    if (rec != NULL)
+        kg_record_unref((kg_record *)rec);
+}
+
+static void cells_free(struct cell *c, size_t cap)
+{
+    size_t i;
+    for (i = 0; i < cap; i++)
+        if (c[i].count != 0)
+            unref(c[i].rec);
+    free(c);
 }
 
 static void evbuf_free(struct evbuf *b)
@@ -114,23 +144,14 @@ static void evbuf_free(struct evbuf *b)
 
 void kg__usage_free(struct kg__usage *u)
 {
-    size_t i, j;
+    size_t i;
     if (u == NULL)
         return;
     for (i = 0; i < NSHARDS; i++) {
-        struct shard *s = &u->shards[i];
-        for (j = 0; j < s->nbuckets; j++) {
-            struct entry *e = s->buckets[j], *next;
-            for (; e != NULL; e = next) {
-                next = e->next;
-                entry_free(e);
-            }
-        }
-        free(s->buckets);
-        pthread_mutex_destroy(&s->lock);
+        cells_free(u->shards[i].cells, u->shards[i].cap);
     }
     for (i = 0; i < u->npending; i++)
-        entry_free(u->pending[i]);
+        unref(u->pending[i].rec);
     free(u->pending);
     evbuf_free(&u->events);
     evbuf_free(&u->pending_events);
@@ -148,11 +169,31 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static uint64_t bucket_hash(const kg_record *rec, int64_t start,
-                            kg_code code)
+/* A bucket's place: by record and minute (the codes of one key and
+ * minute sit side by side, so that the place can be fetched before the
+ * decision is known). */
+static uint64_t bucket_hash(const kg_record *rec, int64_t start)
 {
-    return mix((uint64_t)(uintptr_t)rec ^ ((uint64_t)start << 20) ^
-               (uint64_t)code);
+    return mix((uint64_t)(uintptr_t)rec ^ ((uint64_t)start << 20));
+}
+
+static void shard_lock(struct shard *s)
+{
+    while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire)) {
+        while (atomic_load_explicit(&s->lock, memory_order_relaxed))
+            sched_yield();
+    }
+}
+
+static void shard_unlock(struct shard *s)
+{
+    atomic_store_explicit(&s->lock, 0, memory_order_release);
+}
+
+static void set_table(struct shard *s, struct cell *cells, size_t cap)
+{
+    __atomic_store_n(&s->cells, cells, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->cap, cap, __ATOMIC_RELAXED);
 }
 
 static struct shard *my_shard(struct kg__usage *u)
@@ -165,26 +206,33 @@ static struct shard *my_shard(struct kg__usage *u)
     return &u->shards[(t->usage_shard - 1) % NSHARDS];
 }
 
-/* Double the shard's table (or make its first); -1 if out of memory,
- * the table as it was. */
-static int shard_grow(struct shard *s)
+/* The free cell or the cell of (rec, start, code) in a table of cap. */
+static struct cell *probe(struct cell *cells, size_t cap, const kg_record *rec,
+                          int64_t start, kg_code code)
 {
-    size_t n = s->nbuckets ? 2 * s->nbuckets : MIN_BUCKETS, i;
-    struct entry **b = calloc(n, sizeof(*b));
-    if (b == NULL)
-        return -1;
-    for (i = 0; i < s->nbuckets; i++) {
-        struct entry *e = s->buckets[i], *next;
-        for (; e != NULL; e = next) {
-            next = e->next;
-            uint64_t h = bucket_hash(e->rec, e->start, e->code);
-            e->next = b[h & (n - 1)];
-            b[h & (n - 1)] = e;
-        }
+    size_t m = cap - 1, i = (size_t)bucket_hash(rec, start) & m;
+    for (;; i = (i + 1) & m) {
+        struct cell *c = &cells[i];
+        if (c->count == 0 ||
+            (c->rec == rec && c->start == start && c->code == code))
+            return c;
     }
-    free(s->buckets);
-    s->buckets = b;
-    s->nbuckets = n;
+}
+
+/* Give the shard a table of cap cells (cap >= 2 * its buckets) with its
+ * buckets moved over; -1 if out of memory, the table as it was. */
+static int shard_resize(struct shard *s, size_t cap)
+{
+    struct cell *c = calloc(cap, sizeof(*c));
+    size_t i;
+    if (c == NULL)
+        return -1;
+    for (i = 0; i < s->cap; i++)
+        if (s->cells[i].count != 0)
+            *probe(c, cap, s->cells[i].rec, s->cells[i].start,
+                   s->cells[i].code) = s->cells[i];
+    free(s->cells);
+    set_table(s, c, cap);
     return 0;
 }
 
@@ -192,32 +240,26 @@ static int shard_grow(struct shard *s)
 static int shard_count(struct kg__usage *u, size_t max, struct shard *s,
                        const kg_record *rec, int64_t start, kg_code code)
 {
-    uint64_t h = bucket_hash(rec, start, code);
-    struct entry *e;
+    struct cell *c;
 
-    if (s->nbuckets) {
-        for (e = s->buckets[h & (s->nbuckets - 1)]; e != NULL; e = e->next) {
-            if (e->rec == rec && e->start == start && e->code == code) {
-                e->count++;
-                return 0;
-            }
+    if (s->cap > 0) {
+        c = probe(s->cells, s->cap, rec, start, code);
+        if (c->count != 0) {
+            c->count++;
+            return 0;
         }
     }
     /* A new bucket: within the bound, and a table with room for it. */
     if (atomic_fetch_add(&u->live_rows, 1) >= max)
         goto drop;
-    if (s->n >= s->nbuckets && shard_grow(s) != 0)
+    if (2 * (s->n + 1) > s->cap &&
+        shard_resize(s, s->cap ? 2 * s->cap : MIN_CELLS) != 0)
         goto drop;
-    if ((e = malloc(sizeof(*e))) == NULL)
-        goto drop;
-    e->rec = rec != NULL ? kg_record_ref((kg_record *)rec) : NULL;
-    e->account = rec != NULL && rec->account_id != NULL ? rec->account_id : "";
-    e->key = rec != NULL && rec->id != NULL ? rec->id : "";
-    e->start = start;
-    e->code = code;
-    e->count = 1;
-    e->next = s->buckets[h & (s->nbuckets - 1)];
-    s->buckets[h & (s->nbuckets - 1)] = e;
+    c = probe(s->cells, s->cap, rec, start, code);
+    c->rec = rec != NULL ? kg_record_ref((kg_record *)rec) : NULL;
+    c->start = start;
+    c->code = code;
+    c->count = 1;
     s->n++;
     return 0;
 drop:
@@ -305,22 +347,39 @@ static void event_add(struct kg__usage *u, size_t max, const kg_request *req,
     }
 }
 
+/* The minute of now_us, in one division (a clock before 1970 is no
+ * concern). */
+static int64_t minute_of(int64_t now_us)
+{
+    return now_us >= 0 ? now_us / 60000000 * 60 : 0;
+}
+
+void *kg__usage_prefetch(const kg_policy *p, const kg_record *rec,
+                         int64_t now_us)
+{
+    struct shard *s = my_shard(p->ctx->usage);
+    struct cell *cells = __atomic_load_n(&s->cells, __ATOMIC_RELAXED);
+    size_t cap = __atomic_load_n(&s->cap, __ATOMIC_RELAXED);
+    if (cap > 0)
+        __builtin_prefetch(&cells[bucket_hash(rec, minute_of(now_us)) &
+                                  (cap - 1)], 1);
+    return s;
+}
+
 void kg__usage_count(const kg_policy *p, const kg_request *req,
-                     const kg_decision *d, int64_t now_us)
+                     const kg_decision *d, int64_t now_us, void *shard)
 {
     const kg__usage_conf *conf = p->usage;
     struct kg__usage *u = p->ctx->usage;
     const kg_record *r = d->record;
-    /* The minute, in one division (a clock before 1970 is no concern). */
-    int64_t start = now_us >= 0 ? now_us / 60000000 * 60 : 0;
-    struct shard *s = my_shard(u);
+    struct shard *s = shard != NULL ? shard : my_shard(u);
     int sampled = d->code != KG_CODE_NONE;
 
-    pthread_mutex_lock(&s->lock);
-    (void)shard_count(u, conf->max_pending, s, r, start, d->code);
+    shard_lock(s);
+    (void)shard_count(u, conf->max_pending, s, r, minute_of(now_us), d->code);
     if (!sampled && conf->sample_ppm > 0)
         sampled = mix(conf->seed + ++s->seq) % 1000000 < conf->sample_ppm;
-    pthread_mutex_unlock(&s->lock);
+    shard_unlock(s);
     if (sampled)
         event_add(u, conf->max_pending, req, d,
                   r != NULL && r->account_id != NULL ? r->account_id : "",
@@ -331,8 +390,7 @@ void kg__usage_count(const kg_policy *p, const kg_request *req,
 
 static int entry_cmp(const void *a, const void *b)
 {
-    const struct entry *x = *(struct entry *const *)a;
-    const struct entry *y = *(struct entry *const *)b;
+    const struct entry *x = a, *y = b;
     int c;
     if (x->start != y->start)
         return x->start < y->start ? -1 : 1;
@@ -343,37 +401,86 @@ static int entry_cmp(const void *a, const void *b)
     return (int)x->code - (int)y->code;
 }
 
-/* Move every shard's buckets onto the end of the pending list, their
- * tables left empty; a shard whose buckets find no room (out of memory)
- * keeps them for the next flush. */
+/* Room in the pending list for n more; -1 if out of memory. */
+static int pending_room(struct kg__usage *u, size_t n)
+{
+    size_t cap = u->cappending ? u->cappending : 256;
+    struct entry *v;
+    if (u->npending + n <= u->cappending)
+        return 0;
+    while (cap < u->npending + n)
+        cap *= 2;
+    if ((v = realloc(u->pending, cap * sizeof(*v))) == NULL)
+        return -1;
+    u->pending = v;
+    u->cappending = cap;
+    return 0;
+}
+
+/* The smallest table for n buckets at most half full. */
+static size_t cells_for(size_t n)
+{
+    size_t cap = MIN_CELLS;
+    while (cap < 2 * n)
+        cap *= 2;
+    return cap;
+}
+
+/*
+ * Move every shard's buckets onto the end of the pending list, each
+ * shard given a fresh table of the size it needed (the same keys are
+ * likely to come back next minute).  The shard is locked only for the
+ * swap; a shard whose buckets find no room (out of memory) keeps them
+ * for the next flush.
+ */
 static void take_shards(struct kg__usage *u)
 {
-    size_t i, j;
+    size_t i, j, n;
     for (i = 0; i < NSHARDS; i++) {
         struct shard *s = &u->shards[i];
-        struct entry **v;
-        pthread_mutex_lock(&s->lock);
-        v = s->n == 0 ? u->pending
-                      : realloc(u->pending, (u->npending + s->n) * sizeof(*v));
-        if (v != NULL) {
-            u->pending = v;
-            for (j = 0; j < s->nbuckets; j++) {
-                struct entry *e = s->buckets[j], *next;
-                for (; e != NULL; e = next) {
-                    next = e->next;
-                    e->next = NULL;
-                    u->pending[u->npending++] = e;
-                }
-                s->buckets[j] = NULL;
-            }
-            s->n = 0;
+        struct cell *fresh, *old;
+        size_t oldcap;
+        shard_lock(s);
+        n = s->n;
+        shard_unlock(s);
+        if (n == 0)
+            continue;
+        /* Room for what the shard may have gained meanwhile too. */
+        if (pending_room(u, 2 * n + 64) != 0 ||
+            (fresh = calloc(cells_for(n), sizeof(*fresh))) == NULL)
+            continue;
+        shard_lock(s);
+        if (s->n > 2 * n + 64) {
+            shard_unlock(s);
+            free(fresh);
+            continue;
         }
-        pthread_mutex_unlock(&s->lock);
+        old = s->cells;
+        oldcap = s->cap;
+        set_table(s, fresh, cells_for(n));
+        s->n = 0;
+        shard_unlock(s);
+        for (j = 0; j < oldcap; j++) {
+            const struct cell *c = &old[j];
+            struct entry *e;
+            if (c->count == 0)
+                continue;
+            e = &u->pending[u->npending++];
+            e->rec = c->rec;
+            e->account = c->rec != NULL && c->rec->account_id != NULL
+                             ? c->rec->account_id : "";
+            e->key = c->rec != NULL && c->rec->id != NULL ? c->rec->id : "";
+            e->start = c->start;
+            e->count = c->count;
+            e->code = c->code;
+        }
+        free(old);
     }
 }
 
 /* Sort the pending rows and add up those of one bucket (shards that
- * counted the same bucket, a pending row and a new one). */
+ * counted the same bucket, a record made anew, a pending row and a new
+ * one). */
 static void pending_merge(struct kg__usage *u)
 {
     size_t i, n = 0;
@@ -382,8 +489,8 @@ static void pending_merge(struct kg__usage *u)
     qsort(u->pending, u->npending, sizeof(*u->pending), entry_cmp);
     for (i = 0; i < u->npending; i++) {
         if (n > 0 && entry_cmp(&u->pending[n - 1], &u->pending[i]) == 0) {
-            u->pending[n - 1]->count += u->pending[i]->count;
-            entry_free(u->pending[i]);
+            u->pending[n - 1].count += u->pending[i].count;
+            unref(u->pending[i].rec);
             atomic_fetch_sub(&u->live_rows, 1);
         } else {
             u->pending[n++] = u->pending[i];
@@ -438,7 +545,7 @@ static void pending_bound(struct kg__usage *u, size_t max)
     if (u->npending > max) {
         k = u->npending - max;
         for (i = max; i < u->npending; i++)
-            entry_free(u->pending[i]);
+            unref(u->pending[i].rec);
         u->npending = max;
         atomic_fetch_sub(&u->live_rows, k);
         atomic_fetch_add(&u->rows_dropped, k);
@@ -478,7 +585,7 @@ static kg_error write_pending(struct kg__usage *u, const kg__usage_conf *conf,
         goto out;
     }
     for (i = 0; i < nr; i++) {
-        const struct entry *en = u->pending[i];
+        const struct entry *en = &u->pending[i];
         rows[i].start = en->start;
         rows[i].span = 60;
         rows[i].account_id = en->account;
@@ -505,7 +612,7 @@ static kg_error write_pending(struct kg__usage *u, const kg__usage_conf *conf,
     if (e != KG_OK)
         goto out;
     for (i = 0; i < nr; i++)
-        entry_free(u->pending[i]);
+        unref(u->pending[i].rec);
     u->npending = 0;
     p->n = 0;
     p->len = 0;

@@ -62,22 +62,6 @@ static int parse_sample(const char *s, uint32_t *ppm_r)
     return 0;
 }
 
-static kg_error parse_count(kg__pload *L, kg__ynode *v, const char *what,
-                            long long lo, long long hi, long long *v_r)
-{
-    char *end;
-    long long n;
-    if (v->type != KG__Y_SCALAR)
-        return kg__err_at(L, v, "%s must be a number", what);
-    errno = 0;
-    n = strtoll(v->value, &end, 10);
-    if (errno || end == v->value || *end || n < lo || n > hi)
-        return kg__err_at(L, v, "usage %s must be a number from %lld to %lld, "
-                          "not '%s'", what, lo, hi, v->value);
-    *v_r = n;
-    return KG_OK;
-}
-
 static kg_error parse_knobs(kg__pload *L, kg__ynode *n, kg__usage_conf *u)
 {
     kg__ynode *v;
@@ -98,12 +82,12 @@ static kg_error parse_knobs(kg__pload *L, kg__ynode *n, kg__usage_conf *u)
                               "1%% or 0.5%%");
     }
     if ((v = kg__ymap_get(n, "sample_seed")) != NULL) {
-        if ((e = parse_count(L, v, "sample_seed", 0, INT64_MAX, &x)) != KG_OK)
+        if ((e = kg__parse_int(L, v, "usage sample_seed", 0, INT64_MAX, &x)) != KG_OK)
             return e;
         u->seed = (uint64_t)x;
     }
     if ((v = kg__ymap_get(n, "max_pending")) != NULL) {
-        if ((e = parse_count(L, v, "max_pending", 1, 100000000, &x)) != KG_OK)
+        if ((e = kg__parse_int(L, v, "usage max_pending", 1, 100000000, &x)) != KG_OK)
             return e;
         u->max_pending = (size_t)x;
     }

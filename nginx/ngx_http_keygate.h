@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include <keygate/keygate.h>
+#include <keygate/usage.h>
 
 /*
  * http { }: the policy file (keygate_policy) and, in each worker, the

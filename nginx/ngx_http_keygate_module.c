@@ -295,6 +295,47 @@ ngx_http_keygate_init(ngx_conf_t *cf)
 }
 
 
+/* ---- the worker's usage flush ---------------------------------------- */
+
+/*
+ * With a usage: section in the policy (docs/usage.md), a worker writes
+ * what it counted every flush_interval, on nginx's timer, and at exit:
+ * else its counts would only pile up to max_pending and be dropped.  A
+ * store that refuses is logged once, until it takes them again.
+ */
+static ngx_event_t  ngx_http_keygate_flush_ev;
+static ngx_uint_t   ngx_http_keygate_flush_failing;
+
+static void
+ngx_http_keygate_flush(ngx_http_keygate_main_conf_t *kmcf, ngx_log_t *log)
+{
+    kg_diag   diag;
+    kg_error  e;
+    char      msg[1600];
+
+    ngx_memzero(&diag, sizeof(diag));
+    e = kg_usage_flush(kmcf->policy, &diag);
+    if (e != KG_OK && e != KG_ERR_UNSUPPORTED && !ngx_http_keygate_flush_failing) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "keygate usage flush: %s: %s; "
+                      "the counts are kept for the next one", kg_strerror(e),
+                      kg_diag_format(&diag, msg, sizeof(msg)));
+    }
+    ngx_http_keygate_flush_failing = (e != KG_OK && e != KG_ERR_UNSUPPORTED);
+}
+
+static void
+ngx_http_keygate_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_keygate_main_conf_t  *kmcf = ev->data;
+
+    ngx_http_keygate_flush(kmcf, ev->log);
+    if (!ngx_exiting && !ngx_quit) {
+        ngx_add_timer(ev, (ngx_msec_t) kg_usage_flush_interval(kmcf->policy)
+                          * 1000);
+    }
+}
+
+
 /* ---- the worker's policy ------------------------------------------- */
 
 /*
@@ -331,6 +372,15 @@ ngx_http_keygate_init_process(ngx_cycle_t *cycle)
                       "503 to every checked request", &kmcf->policy_path,
                       kg_strerror(e), kg_diag_format(&diag, msg, sizeof(msg)));
         kmcf->policy = NULL;
+    } else if (kg_usage_flush_interval(kmcf->policy) > 0) {
+        ngx_http_keygate_flush_ev.handler = ngx_http_keygate_flush_handler;
+        ngx_http_keygate_flush_ev.data = kmcf;
+        ngx_http_keygate_flush_ev.log = cycle->log;
+        /* A pending flush does not hold up a graceful shutdown: the exit
+         * flushes anyway. */
+        ngx_http_keygate_flush_ev.cancelable = 1;
+        ngx_add_timer(&ngx_http_keygate_flush_ev,
+                      (ngx_msec_t) kg_usage_flush_interval(kmcf->policy) * 1000);
     }
     return NGX_OK;
 }
@@ -343,6 +393,9 @@ ngx_http_keygate_exit_process(ngx_cycle_t *cycle)
     kmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_keygate_module);
     if (kmcf == NULL) {
         return;
+    }
+    if (kmcf->policy != NULL) {
+        ngx_http_keygate_flush(kmcf, cycle->log);
     }
     kg_policy_free(kmcf->policy);
     kg_request_free(kmcf->req);

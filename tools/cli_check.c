@@ -170,6 +170,16 @@ int cmd_check(struct cli *c, int argc, char **argv)
         kg_decision_free(d);
     }
 out:
+    /* What was checked is counted, as keygated's checks are (the
+     * policy's usage: section, docs/usage.md); not for a peek. */
+    if (p != NULL && !peek) {
+        kg_diag d;
+        kg_error e;
+        memset(&d, 0, sizeof(d));
+        e = kg_usage_flush(p, &d);
+        if (e != KG_OK && e != KG_ERR_UNSUPPORTED)
+            cli_print_diag("usage not recorded", e, &d);
+    }
     kg_request_free(req);
     kg_policy_free(p);
     return rc;

@@ -39,8 +39,15 @@ void kgd_usage_flush_policy(const kg_policy *p, const char *when)
     if (e == KG_ERR_UNSUPPORTED)
         return;
     pthread_mutex_lock(&U.lock);
-    /* A store that stays down is said once, and its return once. */
-    if (e != KG_OK && !U.failing)
+    if (e != KG_OK && strcmp(when, "at exit") == 0 && U.ctx != NULL) {
+        /* Nobody flushes after this one. */
+        kg_usage_stats_get(U.ctx, &st);
+        kgd_log_msg("usage: flush at exit failed; %llu buckets and %llu "
+                    "events are lost: %s", (unsigned long long)st.pending_rows,
+                    (unsigned long long)st.pending_events,
+                    kg_diag_format(&d, buf, sizeof(buf)));
+    } else if (e != KG_OK && !U.failing)
+        /* A store that stays down is said once, and its return once. */
         kgd_log_msg("usage: flush %s failed, the counts are kept for the next "
                     "one: %s", when, kg_diag_format(&d, buf, sizeof(buf)));
     else if (e == KG_OK && U.failing)

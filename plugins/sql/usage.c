@@ -182,8 +182,10 @@ static kg_error prepare(struct sqlstore *s, int *reached_r, kg_diag *d)
 
     *reached_r = 0;
     rc = sql_pool_get(&s->pool, &c, &fresh, err, sizeof(err));
-    if (rc != SQL_OK)
-        return sql_usage_error(rc, d, err);
+    if (rc != SQL_OK) {
+        kg_diag_set(d, "%s", err);
+        return SQL_UNAVAILABLE(rc) ? KG_ERR_UNAVAILABLE : KG_ERR_IO;
+    }
     *reached_r = 1;
     if (c->schema != sql_schema_latest()) {
         e = sql_migrate(s->conf.driver, c->h, 1, &from, &to, err, sizeof(err));
@@ -206,12 +208,17 @@ kg_error sql_usage_ensure(struct sqlstore *s, kg_diag *d)
 {
     struct sql_usage *u = s->usage;
     kg_error e = KG_OK;
-    int reached;
+    int reached = 1;
 
     pthread_mutex_lock(&u->lock);
     if (!u->ready && (e = prepare(s, &reached, d)) == KG_OK)
         u->ready = 1;
     pthread_mutex_unlock(&u->lock);
+    if (e != KG_OK && !reached && d != NULL) {
+        char why[sizeof(d->message)];
+        snprintf(why, sizeof(why), "%s", d->message);
+        kg_diag_set(d, "the usage store is unavailable: %s", why);
+    }
     return e;
 }
 
@@ -545,5 +552,8 @@ kg_error sql_usage_create(kg_opts *o, struct sqlstore *s)
         return e;
     if (!reached && sql_is_pg(s->conf.driver))
         return KG_OK;   /* down now: the first write looks again */
-    return kg_opts_error(o, where, "%s: %s", s->name, d.message);
+    /* SQLite's messages name the file; PostgreSQL's do not name the server */
+    return kg_opts_error(o, where, "%s%s%s", sql_is_pg(s->conf.driver) ?
+                         s->name : "", sql_is_pg(s->conf.driver) ? ": " : "",
+                         d.message);
 }

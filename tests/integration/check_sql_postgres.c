@@ -544,7 +544,7 @@ START_TEST(test_migrate_v2_accounts)
 
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 2);
-    ck_assert_int_eq(to, test_schema_latest());
+    ck_assert_int_eq(to, tu_schema_latest());
     test_old_store_migrated(p, keys);
     PQfinish(c);
     kg_policy_free(p);

@@ -238,6 +238,16 @@ expect_status "and serves keys" 200 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/
 bg_stop "$NGINX_PID"
 grep -q '\[alert\]\|exited on signal' "$N/logs/error.log" && bad "nginx alerts: $(grep 'alert\|signal' "$N/logs/error.log")" \
     || ok "no nginx alerts"
+# The workers' usage counts reached the shipped policy's usage store
+# (docs/usage.md): on their flush timer, and at exit (the reload's old
+# workers, then these).
+PROID=$(key_id_of "$PRO")
+u=$("$KEYGATE" --config "$POLICY" usage --key "$PROID" --json 2>&1)
+n=$(printf '%s' "$u" | sed -n 's/.*"total":{"allowed":\([0-9]*\).*/\1/p')
+[ -n "$n" ] && [ "$n" -ge 3 ] && ok "the workers' usage is in the store ($n allowed for PRO)" \
+    || bad "usage after nginx: $u"
+"$KEYGATE" --config "$POLICY" logs --code key_revoked --json | grep -q '"status":401,"code":"key_revoked"' \
+    && ok "and its events (the revoked key's 401s)" || bad "logs after nginx: $("$KEYGATE" --config "$POLICY" logs)"
 # A worker that cannot load the policy fails closed: the master could
 # (KGT_KEYS is in its environment), the workers cannot (no `env KGT_KEYS`
 # line: nginx clears their environment), so every checked request gets

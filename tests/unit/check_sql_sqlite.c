@@ -455,12 +455,12 @@ START_TEST(test_migrate)
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 0);
-    ck_assert_int_eq(to, test_schema_latest());
+    ck_assert_int_eq(to, tu_schema_latest());
     ck_assert_int_eq(raw_sql("SELECT max(version) FROM keygate_schema"),
-                     test_schema_latest());
+                     tu_schema_latest());
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
-    ck_assert_int_eq(from, test_schema_latest());
-    ck_assert_int_eq(to, test_schema_latest());
+    ck_assert_int_eq(from, tu_schema_latest());
+    ck_assert_int_eq(to, tu_schema_latest());
     ck_assert_int_eq(test_check_code(p, key, NULL), KG_CODE_UNAUTHORIZED);
     kg_policy_free(p);
 }
@@ -549,7 +549,7 @@ START_TEST(test_migrate_v1_to_v2)
     ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_AUTH_UNAVAILABLE);
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 1);
-    ck_assert_int_eq(to, test_schema_latest());
+    ck_assert_int_eq(to, tu_schema_latest());
     assert_v2_shape();
     ck_assert_int_eq(raw_sql("SELECT count(*) FROM keygate_keys"), 2);
     ck_assert_int_eq(test_check_code(p, keys[0], NULL), KG_CODE_NONE);
@@ -815,7 +815,7 @@ START_TEST(test_migrate_v2_accounts)
 
     ck_assert_int_eq(kg_policy_migrate(p, 1, &from, &to, &d), KG_OK);
     ck_assert_int_eq(from, 2);
-    ck_assert_int_eq(to, test_schema_latest());
+    ck_assert_int_eq(to, tu_schema_latest());
     assert_v2_shape();
     ck_assert(has_column("account_id"));
     test_old_store_migrated(p, keys);

@@ -410,7 +410,6 @@ static void section_error(const char *usage, const char *where,
 {
     kg_diag d;
     char buf[2048], *y;
-    kg_diag_format(&d, buf, sizeof(buf));
     y = tu_fmt("credential: [{module: bearer}]\n"
                "keystore: [{module: file, options: {path: \"%s\"}}]\n"
                "plans: {free: {}}\n"

@@ -7,8 +7,6 @@
 #ifndef KEYGATE_SQLTEST_H
 #define KEYGATE_SQLTEST_H
 
-#include <dirent.h>
-
 #include "testutil.h"
 
 /* The injected clock: kg_context_set_clock(ctx, tu_clock_fn, &test_clk). */
@@ -498,27 +496,6 @@ static char *test_read_migration(const char *name)
     fclose(f);
     ck_assert_int_gt(n, 100);
     return text;
-}
-
-/* The newest schema version: the highest NNN of conf/sql/NNN_*.sql
- * (so that a new migration needs no change here). */
-static TU_UNUSED int test_schema_latest(void)
-{
-    const char *src = getenv("KEYGATE_SRCDIR");
-    char path[600];
-    struct dirent *e;
-    DIR *d;
-    int v = 0;
-
-    ck_assert_msg(src != NULL, "KEYGATE_SRCDIR is not set (run through make check)");
-    snprintf(path, sizeof(path), "%s/conf/sql", src);
-    ck_assert_ptr_nonnull(d = opendir(path));
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && atoi(e->d_name) > v)
-            v = atoi(e->d_name);
-    closedir(d);
-    ck_assert_int_ge(v, 4);
-    return v;
 }
 
 /* The keys of the old store: id, name (NULL: none), plan, limits,

@@ -45,6 +45,27 @@ static TU_UNUSED char *tu_tmpdir(void)
     return p;
 }
 
+/* The newest SQL schema version: the highest NNN of conf/sql/NNN_*.sql
+ * in the source tree (so that a new migration needs no test changed). */
+static TU_UNUSED int tu_schema_latest(void)
+{
+    const char *src = getenv("KEYGATE_SRCDIR");
+    char path[600];
+    struct dirent *e;
+    DIR *d;
+    int v = 0;
+
+    ck_assert_msg(src != NULL, "KEYGATE_SRCDIR is not set (run through make check)");
+    snprintf(path, sizeof(path), "%s/conf/sql", src);
+    ck_assert_ptr_nonnull(d = opendir(path));
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && atoi(e->d_name) > v)
+            v = atoi(e->d_name);
+    closedir(d);
+    ck_assert_int_ge(v, 4);
+    return v;
+}
+
 /* rm -rf, for folders the tests made (no symlink following needed). */
 static TU_UNUSED void tu_rmrf(const char *path)
 {
