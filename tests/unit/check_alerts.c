@@ -542,23 +542,36 @@ END_TEST
 
 /* ---- the durable outbox (the sql plugin's usage store, SQLite) -------- */
 
+/* The usage store: SQLite in the test's folder, or the PostgreSQL of
+ * tests/integration/test_postgres.sh when it sets
+ * KG_TEST_PG_ALERTS_CONNINFO (a database of its own). */
+static char *usage_opts(const char *db)
+{
+    const char *pg = getenv("KG_TEST_PG_ALERTS_CONNINFO");
+    if (pg != NULL)
+        return tu_fmt("{driver: postgresql, conninfo: '%s', password: '%s', "
+                      "sslmode: disable}", pg, getenv("KG_TEST_PG_PASSWORD"));
+    return tu_fmt("{url: \"sqlite://%s\"}", db);
+}
+
 static kg_policy *sql_policy(const char *db)
 {
-    char *log = tu_path(dir, "alerts.jsonl");
+    char *log = tu_path(dir, "alerts.jsonl"), *uo = usage_opts(db);
     kg_policy *p = tu_policyf(ctx,
         "credential: [{module: bearer}]\n"
         "keystore: [{module: file, options: {path: %s}}]\n"
         "plans:\n"
         "  free:\n"
         "    limit: [{module: fixed_window, options: {name: hour, count: 10, window: 1h}}]\n"
-        "usage: {module: sql, options: {url: \"sqlite://%s\"}}\n"
+        "usage: {module: sql, options: %s}\n"
         "notifiers:\n"
         "  ops: {module: webhook, options: {url: \"http://127.0.0.1:9/k\", secret_file: %s, timeout: 1s}}\n"
         "  log: {module: log, options: {path: %s}}\n"
         "alerts:\n"
         "  - {name: quota-80, when: {quota: 80%%}, notify: [ops, log]}\n",
-        keyfile, db, secret, log);
+        keyfile, uo, secret, log);
     free(log);
+    free(uo);
     return p;
 }
 
@@ -569,6 +582,16 @@ static int count_cb(const kg_outbox_entry *e, void *ud)
     snprintf(l->text + len, sizeof(l->text) - len, "%s %s %s %d %d\n",
              e->notifier, e->msg_id, kg_outbox_state_name(e->state),
              e->attempts, e->last_status);
+    l->n++;
+    return 0;
+}
+
+static int ov_text(const kg_alert_override *o, void *ud)
+{
+    struct listing *l = ud;
+    size_t len = strlen(l->text);
+    snprintf(l->text + len, sizeof(l->text) - len, "%s %s %g %s %s\n",
+             o->account_id, o->rule, o->threshold, o->url, o->secret_file);
     l->n++;
     return 0;
 }
@@ -620,6 +643,23 @@ START_TEST(test_sql_outbox_survives_a_restart)
     ck_assert_int_eq(kg_alerts_send_due(al, p, now + 10, ops, store, 0, &sent,
                                         &failed, &d), KG_OK);
     ck_assert_uint_eq(sent + failed, 0);
+    /* Per-account settings in the same store: put replaces, delete. */
+    {
+        kg_alert_override o = { "acct_a", "quota-80", 90, "https://c.example/h",
+                                "/etc/keygate/a.secret" };
+        struct listing ol;
+        ck_assert_int_eq(ops->override_put(store, &o, &d), KG_OK);
+        o.threshold = 95;
+        ck_assert_int_eq(ops->override_put(store, &o, &d), KG_OK);
+        memset(&ol, 0, sizeof(ol));
+        ck_assert_int_eq(ops->override_list(store, ov_text, &ol, &d), KG_OK);
+        ck_assert_str_eq(ol.text, "acct_a quota-80 95 https://c.example/h "
+                         "/etc/keygate/a.secret\n");
+        ck_assert_int_eq(kg_alerts_load_overrides(al, ops, store, &d), KG_OK);
+        ck_assert_int_eq(ops->override_delete(store, "acct_a", "quota-80", &d), KG_OK);
+        ck_assert_int_eq(ops->override_delete(store, "acct_a", "quota-80", &d),
+                         KG_ERR_NOT_FOUND);
+    }
     kg_policy_free(p);
     free(db);
 }

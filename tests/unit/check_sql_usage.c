@@ -108,7 +108,8 @@ static void setup(void)
     if (pg)
         raw("DROP TABLE IF EXISTS keygate_usage_minute, keygate_usage_hour, "
             "keygate_usage_day, keygate_usage_events, keygate_usage_state, "
-            "keygate_keys, keygate_accounts, keygate_schema CASCADE");
+            "keygate_keys, keygate_accounts, keygate_schema, "
+            "keygate_alert_outbox, keygate_alert_overrides CASCADE");
 }
 
 static void teardown(void)
