@@ -30,7 +30,6 @@ static void slot_free(const kg__alert_rule *r, struct kg__aslot *s)
     (void)r;
     free(s->ring);
     free(s->nets);
-    free(s->quota);
 }
 
 static void subj_free(kg_alerts *a, struct kg__subj *s)
@@ -41,6 +40,7 @@ static void subj_free(kg_alerts *a, struct kg__subj *s)
     for (i = 0; i < a->nslots && s->slots != NULL; i++)
         slot_free(NULL, &s->slots[i]);
     free(s->slots);
+    free(s->quota);
     free(s->id);
     free(s->account_id);
     free(s->key_id);

@@ -36,7 +36,6 @@ struct kg__aslot {
     int64_t last_hit;  /* spike: the last period over the threshold */
     struct kg__net *nets;
     size_t nnets, capnets;
-    void *quota;       /* unused (quota state is per subject) */
     int64_t value;     /* key rules: the expiry / last use it fired for */
 };
 
