@@ -161,16 +161,27 @@ static kg_error eval_denied(kg_alerts *a, struct kg__subj *s,
     for (i = 0; i < sl->nring; i++)
         sum += sl->ring[i];
     if ((double)sum >= t && !sl->active) {
+        /* The burst's window is its first minute in the ring: the same
+         * counts fed again (keygated restarted, reading back) make the
+         * same alert, which the outbox keeps once. */
+        int64_t first = m;
+        for (i = 0; i < sl->nring; i++) {
+            int64_t q = m - (int64_t)(sl->nring - 1) + (int64_t)i;
+            if (q >= sl->first && sl->ring[q % (int64_t)sl->nring] != 0) {
+                first = q;
+                break;
+            }
+        }
         snprintf(fig, sizeof(fig), "{\"denials\":%lld,\"count\":%g,"
                  "\"within\":%lld}", (long long)sum, t, (long long)r->within);
         snprintf(msg, sizeof(msg), "%lld requests of %s denied in the last "
                  "%llds", (long long)sum, acct && acct[0] ? acct :
                  "unidentified clients", (long long)r->within);
-        e = kg__alerts_emit(a, r, "alert.fired", acct, key, s->key_prefix, m,
-                            now, fig, msg);
+        e = kg__alerts_emit(a, r, "alert.fired", acct, key, s->key_prefix,
+                            first, now, fig, msg);
         if (e == KG_OK) {
             sl->active = 1;
-            sl->fired_at = m;
+            sl->fired_at = first;
         }
     } else if (sl->active && (double)sum < t) {
         snprintf(fig, sizeof(fig), "{\"denials\":%lld,\"count\":%g,"

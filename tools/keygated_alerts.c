@@ -17,6 +17,8 @@
 
 #include "keygated.h"
 
+/* Minutes of usage rows read again at start (docs/alerts.md). */
+#define LOOKBACK (10 * 60)
 /* Events read per round at most (newest first; the rest next round). */
 #define EVENTS_PER_ROUND 5000
 
@@ -74,8 +76,12 @@ static void feed(const kg_policy *p, int64_t now)
     /* Whole minutes that the flusher has written (its interval and a
      * margin after the minute's end). */
     until = (now - (lag > 0 ? lag : 5) - 2) / 60 * 60;
+    /* At start, the last minutes again: what the previous process had
+     * not read yet (a restart between a burst and its minute's end).
+     * What it had read and written makes the same alerts under the same
+     * ids, which the outbox keeps once. */
     if (A.fed_until == 0)
-        A.fed_until = until;   /* from now on: the evaluator starts afresh */
+        A.fed_until = until - LOOKBACK;
     if (counts && until > A.fed_until) {
         kg_usage_query q = { NULL, NULL, A.fed_until, until, 60 };
         memset(&d, 0, sizeof(d));

@@ -37,8 +37,12 @@ notifiers:
   ops:
     module: webhook
     options: {url: "http://127.0.0.1:$RPORT/keygate", secret_file: alerts.secret, scheme: standard, timeout: 2s}
+  audit:
+    module: log
+    options: {path: alerts.jsonl}
 alerts:
   - {name: quota-80, when: {quota: 80%}, notify: [ops]}
+  - {name: denials, when: {denied: {codes: [unauthorized], count: 5, within: 5m}}, notify: [audit]}
 YAML
 
 # receiver DIR [STATUS]: the receiver on RPORT, into DIR; its pid in RPID.
@@ -87,6 +91,9 @@ A1=$(acct_of "$ID1") A2=$(acct_of "$ID2") A3=$(acct_of "$ID3")
 # ---- 8 of 10: one quota-80 webhook, signed ------------------------------
 receiver "$T/r1"
 start_keygated --alerts-interval 1
+# Six requests with a key nobody has: the denials rule reads them from
+# the usage store once their minute is over (checked at the end).
+spend whizo_0000000000000000000000000000000000000 6
 spend "$K1" 7
 sleep 2.5
 [ "$(bodies "$T/r1" quota-80 "$A1")" -eq 0 ] && ok "7 of 10: no alert" || bad "an alert at 7 of 10"
@@ -111,7 +118,8 @@ sleep 3
 [ "$(bodies "$T/r1" quota-80 "$A1")" -eq 1 ] && ok "once per window: still one alert" ||
     bad "$(bodies "$T/r1" quota-80 "$A1") alerts for $A1"
 req "$KGD/metrics"
-grep -q '^keygated_alert_deliveries_total{result="ok"} 1$' "$T/b" && ok "/metrics: one delivery" ||
+grep -q '^keygated_alert_deliveries_total{result="ok"} [12]$' "$T/b" &&
+    grep -q '^keygated_alert_deliveries_total{result="failed"} 0$' "$T/b" && ok "/metrics: deliveries, none failed" ||
     bad "metrics: $(grep alert "$T/b")"
 grep -q '^keygated_alert_outbox_depth 0$' "$T/b" && ok "/metrics: outbox empty" || bad "depth: $(grep depth "$T/b")"
 bg_stop "$RPID"
@@ -150,6 +158,16 @@ sleep 2
 [ "$(ls "$T/r3"/*.body | wc -l)" -eq 1 ] && ok "not retried" || bad "retried: $(ls "$T/r3")"
 bg_stop "$RPID"
 stop_keygated
+
+# ---- denials: from the usage store's minute rows, across the restart ----
+# (their minute ended during the test; the restarted keygated read it back)
+wait_for 1200 sh -c "'$KEYGATE' --config '$POLICY' alerts history | grep -q ' denials '" &&
+    ok "six unauthorized requests: a denials alert" ||
+    bad "no denials alert: $("$KEYGATE" --config "$POLICY" alerts history)"
+[ "$("$KEYGATE" --config "$POLICY" alerts history | grep -c ' denials  *fired')" -eq 1 ] &&
+    ok "denials: once, across the restart" || bad "denials: $("$KEYGATE" --config "$POLICY" alerts history)"
+grep -q '"rule":"denials".*"account":null.*"denials":6' "$T/alerts.jsonl" &&
+    ok "the log notifier wrote it: 6 denials of unidentified clients" || bad "alerts.jsonl: $(cat "$T/alerts.jsonl")"
 
 # ---- the CLI: list, test, retry -----------------------------------------
 out=$("$KEYGATE" --config "$POLICY" alerts list)

@@ -401,6 +401,23 @@ START_TEST(test_denied_fires_once_and_clears)
     ck_assert_uint_eq(run(p), 0);
     ck_assert_msg(strstr(listing().text, "\"denials\":20,\"count\":20,\"within\":300") != NULL,
                   "%s", listing().text);
+    /* A restarted evaluator fed the same minutes again (keygated reads
+     * back at start) writes the same alert: nothing new. */
+    {
+        kg_alerts *again;
+        size_t n = 9;
+        ck_assert_int_eq(kg_alerts_new(&again), KG_OK);
+        kg_alerts_run(again, p, t + 200, kg_outbox_memory_ops(), box, &n, NULL);
+        for (i = 0; i < 4; i++)
+            kg_alerts_observe_count(again, "acct_a", "k_a", t + i * 60,
+                                    KG_CODE_IP_NOT_ALLOWED, 4);
+        kg_alerts_observe_count(again, "acct_a", "k_a", t + 180,
+                                KG_CODE_UNAUTHORIZED, 54);
+        ck_assert_int_eq(kg_alerts_run(again, p, t + 240, kg_outbox_memory_ops(),
+                                       box, &n, NULL), KG_OK);
+        ck_assert_uint_eq(n, 0);
+        kg_alerts_free(again);
+    }
     /* Five quiet minutes later: cleared. */
     tu_clock_set(&clk, t + 180 + 300);
     ck_assert_uint_eq(run(p), 1);
