@@ -72,7 +72,6 @@ static kg_error parse_notifier(kg__pload *L, kg__ynode *key, kg__ynode *n,
     kg__ynode *mod, *v;
     kg_opts *opts;
     kg_error e;
-    char err[1400];
 
     if ((out->name = strdup(key->value)) == NULL)
         return KG_ERR_NOMEM;
@@ -91,16 +90,9 @@ static kg_error parse_notifier(kg__pload *L, kg__ynode *key, kg__ynode *n,
         v = NULL;
     if ((e = kg__check_unknown(L, n, "a notifier", "module, options")) != KG_OK)
         return e;
-    e = kg__loader_get(L->p->ctx, mod->value, KG_PLUGIN_NOTIFIER,
-                       L->p->plugin_path, L->p->nplugin_path, &out->mod, err,
-                       sizeof(err));
-    if (e != KG_OK) {
-        kg__err_at(L, mod, "%s", err);
-        return e == KG_ERR_NOMEM ? e : KG_ERR_PLUGIN;
-    }
-    opts = kg__opts_new(L->p->ctx, L->file, L->p->dir, v, mod->value);
-    if (opts == NULL)
-        return KG_ERR_NOMEM;
+    if ((e = kg__line_plugin(L, mod, v, KG_PLUGIN_NOTIFIER, &out->mod,
+                             &opts)) != KG_OK)
+        return e;
     e = out->mod->plugin->create(opts, &out->inst);
     if (kg__opts_finish(opts, L->diag) != KG_OK) {
         e = KG_ERR_POLICY;

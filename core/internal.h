@@ -673,6 +673,11 @@ kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
                          int kind, kg__stack *st);
 /* Destroy the line's instance and free it (NULL: nothing). */
 void kg__line_free(kg__line *l);
+/* Load plugin `mod` (a scalar node) of `kind` and make the view of its
+ * options v (NULL: none) for create(): KG_OK with *mod_r and *opts_r
+ * (kg__opts_free it), else the policy error at mod. */
+kg_error kg__line_plugin(kg__pload *L, kg__ynode *mod, kg__ynode *v, int kind,
+                         const kg__module **mod_r, kg_opts **opts_r);
 
 /* ---- keys.c, accounts.c: management ---------------------------------- */
 
