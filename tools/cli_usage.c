@@ -466,18 +466,18 @@ static void print_event(struct cli *c, const kg_usage_event *e)
     char t[40], b[6][512];
     time_ms(e->time_ms, t);
     if (c->json) {
-        printf("{\"id\":%lld,\"time\":\"%s\",\"account\":", (long long)e->id, t);
-        cli_json_str(stdout, *e->account_id ? e->account_id : NULL);
-        printf(",\"key_id\":");
-        cli_json_str(stdout, *e->key_id ? e->key_id : NULL);
-        printf(",\"key_prefix\":");
-        cli_json_str(stdout, *e->key_prefix ? e->key_prefix : NULL);
-        printf(",\"client\":");
-        cli_json_str(stdout, e->client);
-        printf(",\"method\":");
-        cli_json_str(stdout, e->method);
-        printf(",\"path\":");
-        cli_json_str(stdout, e->path);
+        /* "" is null for the ids (no key identified), a string else. */
+        const struct { const char *name, *value; int nullable; } f[] = {
+            { "account", e->account_id, 1 }, { "key_id", e->key_id, 1 },
+            { "key_prefix", e->key_prefix, 1 }, { "client", e->client, 0 },
+            { "method", e->method, 0 }, { "path", e->path, 0 },
+        };
+        size_t i;
+        printf("{\"id\":%lld,\"time\":\"%s\"", (long long)e->id, t);
+        for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+            printf(",\"%s\":", f[i].name);
+            cli_json_str(stdout, f[i].nullable && !*f[i].value ? NULL : f[i].value);
+        }
         printf(",\"status\":%d,\"code\":\"%s\",\"decided_by\":", e->status,
                kg_usage_code_name(e->code));
         cli_json_str(stdout, e->decided_by);

@@ -91,13 +91,18 @@ check "$C3"
 # ---- suspension reaches the running keygated --------------------------------
 # Polled with /whoami, which consumes no quota (/check would spend the
 # account's 10 while the change is on its way).
-suspended() { req -H "Authorization: Bearer $C1" "$KGD/whoami"; [ "$CODE" = 403 ] && grep -q '"code":"account_suspended"' "$T/b"; }
+# Each key's record is cached on its own (ttl 2s): the keys see the
+# suspension one after another, so each is waited for.
+suspended_key() { req -H "Authorization: Bearer $1" "$KGD/whoami"; [ "$CODE" = 403 ] && grep -q '"code":"account_suspended"' "$T/b"; }
+suspended() { suspended_key "$C1"; }
 working() { req -H "Authorization: Bearer $C2" "$KGD/whoami"; [ "$CODE" = 200 ]; }
 $KG account suspend "$C" >/dev/null
 t0=$(date +%s)
 # ttl 2s + refresh 1s: within 4 s; 8 s allowed for a loaded machine
 if wait_for 160 suspended; then
     ok "account suspend: 403 account_suspended after $(( $(date +%s) - t0 )) s"
+    wait_for 160 suspended_key "$C2" && wait_for 160 suspended_key "$C3" \
+        || bad "C2 or C3 not suspended 8 s after C1"
     check "$C2"
     [ "$CODE" = 403 ] && grep -q '"code":"account_suspended"' "$T/b" \
         && ok "/check: 403 account_suspended" || bad "/check while suspended: $CODE $(cat "$T/b")"
