@@ -10,6 +10,7 @@
  * took, so a denied request consumes no quota.
  */
 #include "internal.h"
+#include "alerts_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -504,7 +505,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     kg_record *rec = NULL;
     const kg__line *store = NULL;
     const kg__plan *plan;
-    const kg_account *acct;
+    const kg_account *acct = NULL;
     const char *plan_name;
     int ks;
 
@@ -648,6 +649,10 @@ done:
     kg__limits_unpin(&c.lpin);
     if (p->usage != NULL && !peek)
         kg__usage_count(p, req, d, c.now_us, c.ushard);
+    /* The quota rules read where the limits stand (alerts_quota.c). */
+    if (!peek && p->alerts != NULL && p->alerts->quota && rec != NULL)
+        kg__quota_watch(p->ctx, acct != NULL ? acct->id : rec->id, d,
+                        p->alerts->quota_min);
     if (d->status == 401) {
         kg__strlcpy(d->realm, p->realm, sizeof(d->realm));
         kg__strlcpy(d->scheme, p->auth_scheme, sizeof(d->scheme));

@@ -3,6 +3,7 @@
  * limiter state, the clock and the operator's log (log.c).  Policies come and go; the context stays.
  */
 #include "internal.h"
+#include "alerts_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,8 @@ kg_error kg_context_new(kg_context **ctx_r)
     kg__log_init(&c->log);
     if ((e = kg__loader_new(&c->loader)) != KG_OK ||
         (e = kg__limits_new(&c->limits)) != KG_OK ||
-        (e = kg__usage_new(&c->usage)) != KG_OK) {
+        (e = kg__usage_new(&c->usage)) != KG_OK ||
+        (e = kg__quota_watch_new(c)) != KG_OK) {
         kg_context_free(c);
         return e;
     }
@@ -49,6 +51,7 @@ void kg_context_free(kg_context *c)
     kg__shm_close(kg__ctx_shm(c));
     kg__usage_free(c->usage);
     kg__limits_free(c->limits);
+    kg__quota_watch_free(c);
     kg__loader_free(c->loader);
     pthread_rwlock_destroy(&c->rel_lock);
     kg__log_destroy(&c->log);

@@ -96,6 +96,10 @@ kg_error kg__str_set(char **dst, const char *s);
 kg_error kg__str_set_inline(char **dst, char *buf, size_t size, const char *s);
 /* Free a string after overwriting it. */
 void kg__free_secret(char *s);
+/* Room for one more element in the array *v of `size`-byte elements, n
+ * of *cap used: doubled when full (from `first`).  0, or -1 when out of
+ * memory (*v and *cap as they were). */
+int kg__grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
 
 /* A growable string.  On allocation failure `oom` is set and further
  * appends are no-ops, so callers check once at the end. */
@@ -198,6 +202,7 @@ struct kg_context {
     size_t nreleasers;
     struct kg__log log;
     struct kg__usage *usage;   /* metering (usage.c), across reloads */
+    struct kg__quota_watch *quota;   /* the quota rules' view (alerts_quota.c) */
 };
 
 /* Ask the registered releasers for one lease (no comma); KG_ERR_NOT_FOUND
@@ -694,6 +699,7 @@ struct kg_policy {
     /* admin_listen: keygated's admin listener (docs/admin-api.md); the
      * library only keeps it. */
     char *admin_listen;
+    struct kg__alerts_conf *alerts;   /* notifiers: and alerts: (alerts_policy.c) */
 };
 
 const kg__plan *kg__policy_plan(const kg_policy *p, const char *name);
@@ -747,6 +753,11 @@ kg_error kg__parse_stack(kg__pload *L, kg__ynode *n, const char *stage,
                          int kind, kg__stack *st);
 /* Destroy the line's instance and free it (NULL: nothing). */
 void kg__line_free(kg__line *l);
+/* Load plugin `mod` (a scalar node) of `kind` and make the view of its
+ * options v (NULL: none) for create(): KG_OK with *mod_r and *opts_r
+ * (kg__opts_free it), else the policy error at mod. */
+kg_error kg__line_plugin(kg__pload *L, kg__ynode *mod, kg__ynode *v, int kind,
+                         const kg__module **mod_r, kg_opts **opts_r);
 
 /* ---- keys.c, accounts.c: management ---------------------------------- */
 
@@ -806,6 +817,11 @@ kg_error kg__signers_load(kg_policy *p, kg__ynode *n, const char *file,
 void kg__signers_free(kg_policy *p);
 /* The signers, for kg_policy_explain(). */
 void kg__signers_explain(const kg_policy *p, kg__buf *b);
+
+/* ---- alerts_policy.c: the notifiers: and alerts: sections ------------ */
+kg_error kg__notifiers_load(kg__pload *L, kg__ynode *n);
+kg_error kg__alerts_load(kg__pload *L, kg__ynode *n);
+void kg__alerts_free(kg_policy *p);
 
 /* ---- decision.c ------------------------------------------------------ */
 

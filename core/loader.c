@@ -11,6 +11,7 @@
  * anything in it is called.
  */
 #include "internal.h"
+#include <keygate/alerts.h>
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -166,7 +167,7 @@ static int check_descriptor(const kg_plugin *p, const char *path, int kind,
                  path, p->size);
         return -1;
     }
-    if (p->kind < KG_PLUGIN_CREDENTIAL || p->kind > KG_PLUGIN_USAGE ||
+    if (p->kind < KG_PLUGIN_CREDENTIAL || p->kind > KG_PLUGIN_NOTIFIER ||
         (p->kind == KG_PLUGIN_USAGE && p->abi_minor < 6)) {
         snprintf(err, errlen, "%s: unknown plugin kind %d", path, p->kind);
         return -1;
@@ -191,7 +192,10 @@ static int check_descriptor(const kg_plugin *p, const char *path, int kind,
         (p->kind == KG_PLUGIN_ACCOUNT && (p->account == NULL || p->account->check == NULL)) ||
         (p->kind == KG_PLUGIN_LIMIT && (p->limit == NULL || p->limit->acquire == NULL)) ||
         (p->kind == KG_PLUGIN_SIGNER && p->signer == NULL) ||
-        (p->kind == KG_PLUGIN_USAGE && usage_ops(p) == NULL)) {
+        (p->kind == KG_PLUGIN_USAGE && usage_ops(p) == NULL) ||
+        (p->kind == KG_PLUGIN_NOTIFIER &&
+         (p->size < offsetof(kg_plugin, notifier) + sizeof(p->notifier) ||
+          p->notifier == NULL || p->notifier->send == NULL))) {
         snprintf(err, errlen, "%s: descriptor lacks its name, create, "
                  "destroy or %s operations", path,
                  kg_plugin_kind_name(p->kind));

@@ -363,10 +363,17 @@ static kg_error parse_policy(kg__pload *L, kg__ynode *root)
     if ((v = kg__ymap_get(root, "usage")) != NULL &&
         (e = kg__usage_section_load(L, v)) != KG_OK)
         return e;
+    /* Notifiers first: the rules name them (docs/alerts.md). */
+    if ((v = kg__ymap_get(root, "notifiers")) != NULL &&
+        (e = kg__notifiers_load(L, v)) != KG_OK)
+        return e;
+    if ((v = kg__ymap_get(root, "alerts")) != NULL &&
+        (e = kg__alerts_load(L, v)) != KG_OK)
+        return e;
     return kg__check_unknown(L, root, "the policy",
                              "version, key_prefix, realm, plugin_path, paths, "
                              "credential, keystore, plans, signers, limits, "
-                             "usage, admin_listen");
+                             "usage, notifiers, alerts, admin_listen");
 }
 
 void kg_policy_free(kg_policy *p)
@@ -376,6 +383,7 @@ void kg_policy_free(kg_policy *p)
         return;
     kg__signers_free(p);
     kg__usage_section_free(p);
+    kg__alerts_free(p);
     /* Lines are destroyed in reverse order of creation. */
     for (i = p->nall; i > 0; i--)
         kg__line_free(p->all[i - 1]);

@@ -120,6 +120,23 @@ static kg_error add_line(kg_policy *p, kg__line *l)
     return KG_OK;
 }
 
+kg_error kg__line_plugin(kg__pload *L, kg__ynode *mod, kg__ynode *v, int kind,
+                         const kg__module **mod_r, kg_opts **opts_r)
+{
+    char err[1400];
+    kg_error e = kg__loader_get(L->p->ctx, mod->value, kind, L->p->plugin_path,
+                                L->p->nplugin_path, mod_r, err, sizeof(err));
+    if (e != KG_OK) {
+        kg__err_at(L, mod, "%s", err);
+        return e == KG_ERR_NOMEM ? e : KG_ERR_PLUGIN;
+    }
+    if ((*opts_r = kg__opts_new(L->p->ctx, L->file, L->p->dir, v,
+                                mod->value)) == NULL)
+        return KG_ERR_NOMEM;
+    kg__opts_set_section(*opts_r, kind);
+    return KG_OK;
+}
+
 static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
                            int kind, kg__line **line_r)
 {
@@ -127,7 +144,6 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     kg__ynode *mod, *v;
     kg_opts *opts = NULL;
     kg_error e;
-    char err[1400];
 
     if (n->type == KG__Y_SCALAR) {
         return kg__err_at(L, n, "a %s line must be a mapping such as "
@@ -187,16 +203,8 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     if ((e = kg__check_unknown(L, n, "a module line",
                                "module, control, options, cache, per")) != KG_OK)
         return e;
-    e = kg__loader_get(L->p->ctx, mod->value, kind, L->p->plugin_path,
-                       L->p->nplugin_path, &line->mod, err, sizeof(err));
-    if (e != KG_OK) {
-        kg__err_at(L, mod, "%s", err);
-        return e == KG_ERR_NOMEM ? e : KG_ERR_PLUGIN;
-    }
-    opts = kg__opts_new(L->p->ctx, L->file, L->p->dir, v, mod->value);
-    if (opts == NULL)
-        return KG_ERR_NOMEM;
-    kg__opts_set_section(opts, kind);
+    if ((e = kg__line_plugin(L, mod, v, kind, &line->mod, &opts)) != KG_OK)
+        return e;
     e = line->mod->plugin->create(opts, &line->inst);
     if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
         (line->limit_name = strdup(kg__opts_name(opts))) == NULL)

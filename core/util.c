@@ -87,6 +87,7 @@ const char *kg_plugin_kind_name(int kind)
     case KG_PLUGIN_LIMIT: return "limit";
     case KG_PLUGIN_SIGNER: return "signer";
     case KG_PLUGIN_USAGE: return "usage";
+    case KG_PLUGIN_NOTIFIER: return "notifier";
     }
     return "unknown";
 }
@@ -503,4 +504,20 @@ kg__thread *kg__thread_get(void)
         tls_thread = t;
     }
     return t;
+}
+
+int kg__grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+    void **vp = v;
+    size_t ncap;
+    void *nv;
+
+    if (n < *cap)
+        return 0;
+    ncap = *cap ? *cap * 2 : first;
+    if (ncap < *cap || (nv = realloc(*vp, ncap * size)) == NULL)
+        return -1;
+    *vp = nv;
+    *cap = ncap;
+    return 0;
 }

@@ -6,6 +6,7 @@ PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
       libssl-dev libyaml-dev zlib1g-dev
       scdoc
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libldap2-dev libhiredis-dev
+      libcurl4-openssl-dev
       curl ca-certificates"
 # Servers for the integration tests and the benchmarks.
 TEST_PKGS="check openssl postgresql slapd ldap-utils redis-server nginx nginx-dev caddy wrk sqlite3 procps iproute2 python3"

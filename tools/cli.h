@@ -56,6 +56,8 @@ int cli_wants_help(int argc, char **argv);
 /* Load the policy or print why (file:line:column) and return NULL. */
 kg_policy *cli_load_policy(struct cli *c, const char *path);
 void cli_print_diag(const char *what, kg_error e, const kg_diag *d);
+/* "keygate: <message>" on stderr; returns EXIT_USAGE. */
+int cli_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_json_str(FILE *f, const char *s);
 int cli_parse_expiry(const char *s, int64_t now, int64_t *t_r);
 /* NAME=COUNT/WINDOW[:BURST] (hour=100000/1h:500): 0, or -1 if malformed. */
@@ -97,6 +99,7 @@ int cmd_plugins(struct cli *c, int argc, char **argv);
 int cmd_db(struct cli *c, int argc, char **argv);
 int cmd_webhook(struct cli *c, int argc, char **argv);
 int cmd_usage(struct cli *c, int argc, char **argv);
+int cmd_alerts(struct cli *c, int argc, char **argv);
 int cmd_logs(struct cli *c, int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* cli_util.c - configuration lookup, errors and small formatters. */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,6 +75,17 @@ void cli_list_end(struct cli *c)
     else if (c->json == CLI_JSONL && c->listed)
         fputc('\n', stdout);
     c->listed = 0;
+}
+
+int cli_bad(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("keygate: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_USAGE;
 }
 
 void cli_print_diag(const char *what, kg_error e, const kg_diag *d)

@@ -55,6 +55,14 @@ static void usage(FILE *f)
 "  logs [--account ID] [--key ID] [--status 429|4xx] [--code C] [--since ...]\n"
 "       [--limit N] [--follow]    denials and sampled allowed requests, newest first\n"
 "\n"
+"Alerts (the policy's alerts: and notifiers:; see keygate alerts --help):\n"
+"  alerts list                    the rules and notifiers\n"
+"  alerts history [--state S]     the outbox: each alert, its state and attempts\n"
+"  alerts test [RULE]             a sample alert to every notifier, now\n"
+"  alerts retry ID                send an entry again\n"
+"  alerts override ACCOUNT RULE [--threshold N|--off] [--url U --secret-file F]\n"
+"                                 an account's own settings (--delete: none)\n"
+"\n"
 "Policy and plugins:\n"
 "  policy check [FILE]            validate a policy (errors as file:line:column)\n"
 "  policy explain [FILE]          print each stage's compiled control table\n"
@@ -143,6 +151,8 @@ int main(int argc, char **argv)
         rc = cmd_usage(&c, argc, argv);
     else if (strcmp(cmd, "logs") == 0)
         rc = cmd_logs(&c, argc, argv);
+    else if (strcmp(cmd, "alerts") == 0)
+        rc = cmd_alerts(&c, argc, argv);
     else {
         fprintf(stderr, "keygate: unknown command '%s' (see keygate --help)\n", cmd);
         rc = EXIT_USAGE;

@@ -280,10 +280,18 @@ int main(int argc, char **argv)
         nfds = 0;
         goto out;
     }
+    if (kgd_alerts_start(ctx, conf.alerts_interval_s) != 0) {
+        kgd_log_msg("cannot start the alerts thread");
+        kgd_usage_stop();
+        kgd_http_stop(0);
+        nfds = 0;
+        goto out;
+    }
     if (admin_fd >= 0) {
         int fd = admin_fd;
         admin_fd = -1;   /* the daemon's now, or closed */
         if (admin_start(&conf, ctx, fd) != 0) {
+            kgd_alerts_stop();
             kgd_usage_stop();
             kgd_http_stop(0);
             nfds = 0;
@@ -329,6 +337,7 @@ int main(int argc, char **argv)
     if (admin_started)
         admin_stop();
     admin_started = 0;
+    kgd_alerts_stop();
     /* The last flush is the holder's, after the flusher has stopped. */
     kgd_usage_stop();
     kgd_log_flush();

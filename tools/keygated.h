@@ -66,6 +66,7 @@ typedef struct kgd_conf {
     unsigned drain_s;            /* SIGTERM: wait this long for in-flight */
     size_t limit_capacity;       /* limiter entries; 0: the library's default */
     unsigned lookup_threads;     /* keygated_defer.c's; 0: none */
+    unsigned alerts_interval_s;  /* the alerts thread's period */
     kgd_origin_mode origin;
     kg_cidr proxies[KGD_MAX_PROXIES];
     size_t nproxies;
@@ -195,6 +196,18 @@ int kgd_holder_reload(kg_diag *diag);
  * after the last request). */
 void kgd_holder_shutdown(void);
 const char *kgd_holder_source(void);
+
+/* ---- keygated_alerts.c -------------------------------------------------- */
+
+/* Start the thread that evaluates the serving policy's alert rules and
+ * sends what is due every `interval` seconds (docs/alerts.md); 0 or -1. */
+int kgd_alerts_start(kg_context *ctx, unsigned interval);
+/* Stop it (waits for a round under way). */
+void kgd_alerts_stop(void);
+/* For /metrics: delivery attempts and failed ones, alerts fired and
+ * cleared, and the outbox's pending entries (-1: unknown). */
+void kgd_alerts_metrics(uint64_t *attempts, uint64_t *failures,
+                        uint64_t *fired, uint64_t *cleared, int64_t *depth);
 
 /* ---- keygated_usage.c --------------------------------------------------- */
 

@@ -91,6 +91,8 @@ void kgd_usage(FILE *f)
 "                          not on loopback (keys then travel in clear)\n"
 "      --dashboard-dir DIR the dashboard's files (default\n"
 "                          " KG_DASHBOARDDIR ")\n"
+"      --alerts-interval SECONDS  evaluate the policy's alert rules and send\n"
+"                          what is due this often (default 5)\n"
 "  -h, --help, -V, --version\n"
 "\n"
 "Signals: SIGHUP reloads the policy and key stores (a policy that does not\n"
@@ -143,7 +145,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
 {
     enum { O_CHECK = 256, O_ORIGIN, O_THREADS, O_MAXCONN, O_TIMEOUT,
            O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP, O_ADMIN, O_ADMIN_CERT,
-           O_ADMIN_KEY, O_ADMIN_INSECURE, O_DASHBOARD, O_LOOKUP };
+           O_ADMIN_KEY, O_ADMIN_INSECURE, O_DASHBOARD, O_LOOKUP, O_ALERTS };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -166,6 +168,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         { "admin-insecure", no_argument, NULL, O_ADMIN_INSECURE },
         { "dashboard-dir", required_argument, NULL, O_DASHBOARD },
         { "lookup-threads", required_argument, NULL, O_LOOKUP },
+        { "alerts-interval", required_argument, NULL, O_ALERTS },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -183,6 +186,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
     c->drain_s = 10;
     c->dashboard_dir = KG_DASHBOARDDIR;
     c->lookup_threads = 16;
+    c->alerts_interval_s = 5;
     /* Only the addresses a gateway on this host connects from: trusting
      * all of 127.0.0.0/8 would let any local client that can pick its
      * source address (127.0.0.2, ...) say who it is in X-Forwarded-For
@@ -257,6 +261,10 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         case O_LOOKUP:
             if (parse_uint("--lookup-threads", optarg, 0, 1024, &v)) return -1;
             c->lookup_threads = (unsigned)v;
+            break;
+        case O_ALERTS:
+            if (parse_uint("--alerts-interval", optarg, 1, 3600, &v)) return -1;
+            c->alerts_interval_s = (unsigned)v;
             break;
         case 'h': kgd_usage(stdout); return 1;
         case 'V': printf("keygated %s\n", kg_version()); return 1;

@@ -316,6 +316,27 @@ char *kgd_metrics_render(const kg_context *ctx)
           (unsigned long long)us.pending_rows, (unsigned long long)us.pending_events,
           (double)us.last_flush_us / 1e6);
     }
+    {
+        /* Alerts (docs/alerts.md): delivery attempts, failed ones, and
+         * the outbox's pending entries. */
+        uint64_t at, fail, fired, cleared;
+        int64_t depth;
+        kgd_alerts_metrics(&at, &fail, &fired, &cleared, &depth);
+        A("# HELP keygated_alert_deliveries_total Alert delivery attempts by result (\"failed\": retried later or given up).\n"
+          "# TYPE keygated_alert_deliveries_total counter\n"
+          "keygated_alert_deliveries_total{result=\"ok\"} %llu\n"
+          "keygated_alert_deliveries_total{result=\"failed\"} %llu\n"
+          "# HELP keygated_alerts_total Alerts written to the outbox, by type.\n"
+          "# TYPE keygated_alerts_total counter\n"
+          "keygated_alerts_total{type=\"fired\"} %llu\n"
+          "keygated_alerts_total{type=\"cleared\"} %llu\n"
+          "# HELP keygated_alert_outbox_depth Alert outbox entries waiting to be sent (-1: the store did not answer).\n"
+          "# TYPE keygated_alert_outbox_depth gauge\n"
+          "keygated_alert_outbox_depth %lld\n",
+          (unsigned long long)(at - fail), (unsigned long long)fail,
+          (unsigned long long)fired, (unsigned long long)cleared,
+          (long long)depth);
+    }
     A("# HELP keygated_start_time_seconds When keygated started.\n"
       "# TYPE keygated_start_time_seconds gauge\n"
       "keygated_start_time_seconds %lld\n", (long long)M.started);

@@ -72,7 +72,8 @@ typedef enum kg_plugin_kind {
     /* A plugin that is only a usage store (ABI 1.6).  A plugin of any
      * kind may be one too: the policy's usage: section takes any plugin
      * whose descriptor sets `usage`. */
-    KG_PLUGIN_USAGE = 6
+    KG_PLUGIN_USAGE = 6,
+    KG_PLUGIN_NOTIFIER = 7   /* alert delivery (keygate/alerts.h) */
 } kg_plugin_kind;
 
 /* "credential", "keystore", ...; "unknown" for anything else. */
@@ -718,6 +719,8 @@ struct kg_limit_ops {
 };
 
 struct kg_signer_ops;  /* see keygate/webhook.h */
+struct kg_notifier_ops;  /* see keygate/alerts.h */
+struct kg_outbox_ops;    /* see keygate/alerts.h */
 
 /*
  * A usage store (ABI 1.6; docs/usage.md).  Its instance is created from
@@ -749,6 +752,9 @@ struct kg_usage_ops {
                     kg_diag *diag);
     kg_error (*events)(void *inst, const kg_event_query *q,
                        kg_usage_event_cb cb, void *ud, kg_diag *diag);
+    /* The alerts' durable outbox (keygate/alerts.h), in the same store:
+     * NULL if the store keeps none (alerts are then kept in memory). */
+    const struct kg_outbox_ops *outbox;
 };
 
 typedef struct kg_plugin {
@@ -770,6 +776,9 @@ typedef struct kg_plugin {
     /* ---- ABI 1.6 ---- */
     /* A usage store (any kind may set it; required of KG_PLUGIN_USAGE). */
     const struct kg_usage_ops *usage;
+    /* Kind KG_PLUGIN_NOTIFIER (keygate/alerts.h): read only from a
+     * descriptor whose size includes it. */
+    const struct kg_notifier_ops *notifier;
 } kg_plugin;
 
 #define KG_PLUGIN_HEADER                                                   \

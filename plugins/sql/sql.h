@@ -343,6 +343,8 @@ int sql_store_write_last_used(struct sqlstore *s, size_t n,
 
 struct sql_usage;
 extern const struct kg_usage_ops sql_usage_ops;
+/* The alerts' outbox in the usage store (outbox.c). */
+extern const struct kg_outbox_ops sql_outbox_ops;
 /* Make s (options read, pool ready) a usage store: its retention
  * options, its schema migrated, found writable (else an error at the
  * option's place). */

@@ -470,6 +470,7 @@ const struct kg_usage_ops sql_usage_ops = {
     .query = sql_usage_query,
     .top = sql_usage_top,
     .events = sql_usage_events,
+    .outbox = &sql_outbox_ops,
 };
 
 /* ---- the instance ---------------------------------------------------------- */

@@ -89,6 +89,7 @@ PASSWORD="kg-test-$$-pw"
 $PSQL -d postgres -c "CREATE ROLE keygate LOGIN PASSWORD '$PASSWORD'" \
     -c "CREATE DATABASE keygate OWNER keygate" -c "CREATE DATABASE keygate_cli OWNER keygate" \
     -c "CREATE DATABASE keygate_old OWNER keygate" -c "CREATE DATABASE keygate_usage OWNER keygate" \
+    -c "CREATE DATABASE keygate_alerts OWNER keygate" \
     || fail "creating the role and the databases"
 
 # What the Check program and the policies use.
@@ -201,5 +202,11 @@ echo "PASS: CLI end to end against PostgreSQL"
 if [ -x "$B/tests/unit/check_sql_usage" ]; then
     KG_TEST_PG_USAGE_CONNINFO="host=127.0.0.1 port=$PORT dbname=keygate_usage user=keygate" \
         "$B/tests/unit/check_sql_usage" || fail "check_sql_usage on PostgreSQL"
+fi
+
+# ---- 4. the alerts' outbox in that store (issue 20), a database of its own -
+if [ -x "$B/tests/unit/check_alerts" ]; then
+    KG_TEST_PG_ALERTS_CONNINFO="host=127.0.0.1 port=$PORT dbname=keygate_alerts user=keygate" \
+        CK_RUN_CASE=delivery "$B/tests/unit/check_alerts" || fail "check_alerts on PostgreSQL"
 fi
 exit 0
