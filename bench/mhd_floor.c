@@ -8,11 +8,14 @@
  * costs above libmicrohttpd itself can be told apart from what
  * libmicrohttpd costs above nginx.
  *
- *   bench/mhd_floor [--turbo]
+ *   bench/mhd_floor [--turbo] [--pool BYTES]
  *
  * Listens on 127.0.0.1, a free port, and says which on stderr as
  * keygated does ("listening on 127.0.0.1:PORT"); runs until SIGTERM or
- * SIGINT.  --turbo adds MHD_USE_TURBO.  Not a test.
+ * SIGINT.  --turbo adds MHD_USE_TURBO; --pool sets the connection's
+ * memory pool (libmicrohttpd zeroes all of it between two requests of a
+ * connection; keygated's at its default --max-header-bytes is the
+ * default here).  Not a test.
  */
 #include "config.h"
 
@@ -20,6 +23,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,10 +63,15 @@ int main(int argc, char **argv)
                      MHD_USE_ERROR_LOG;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     sigset_t set;
-    int fd, one = 1, sig;
+    size_t pool = 2 * 16384 + 128 * 64 + 8192;
+    int fd, one = 1, sig, i;
 
-    if (argc > 1 && strcmp(argv[1], "--turbo") == 0)
-        flags |= MHD_USE_TURBO;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--turbo") == 0)
+            flags |= MHD_USE_TURBO;
+        else if (strcmp(argv[i], "--pool") == 0 && i + 1 < argc)
+            pool = strtoul(argv[++i], NULL, 10);
+    }
     /* Blocked before the workers start, so that they inherit it and
      * sigwait below takes the signal. */
     sigemptyset(&set);
@@ -91,8 +100,7 @@ int main(int argc, char **argv)
                          (unsigned)(ncpu > 0 ? ncpu : 1),
                          MHD_OPTION_CONNECTION_LIMIT, 4096u,
                          MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)(2 * 16384 + 128 * 64 + 8192),
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
                          MHD_OPTION_STRICT_FOR_CLIENT, 1,
                          MHD_OPTION_END);
     if (d == NULL) {
