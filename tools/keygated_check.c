@@ -41,6 +41,11 @@ enum { H_ORIG_METHOD, H_ORIG_URI, H_FWD_METHOD, H_FWD_URI, H__N };
 static const char *const origin_headers[H__N] = {
     "X-Original-Method", "X-Original-URI", "X-Forwarded-Method", "X-Forwarded-Uri"
 };
+/* Their lengths: a header of another length is not one of them. */
+static const size_t origin_len[H__N] = {
+    sizeof("X-Original-Method") - 1, sizeof("X-Original-URI") - 1,
+    sizeof("X-Forwarded-Method") - 1, sizeof("X-Forwarded-Uri") - 1
+};
 
 struct collect {
     kg_request *req;
@@ -53,6 +58,11 @@ struct collect {
     unsigned norigin[H__N];
     const char *bad_origin;   /* one of them came twice or holds a NUL */
 };
+
+/* Whether header `key` (`key_size` bytes) is `name` (a literal):
+ * lengths first, so that most headers cost no strcasecmp. */
+#define HEADER_IS(key, key_size, name) \
+    ((key_size) == sizeof(name) - 1 && strcasecmp((key), (name)) == 0)
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
                                       const char *key, size_t key_size,
@@ -67,7 +77,6 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
         value = "";
         value_size = 0;
     }
-    (void)key_size;
     /* Lent, not copied: libmicrohttpd keeps the head (NUL-terminated
      * names and values) in the connection's memory until the request
      * completes, after the check. */
@@ -77,7 +86,7 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
      * ambiguous: which of them did the gateway mean, and which one did a
      * client add?  Refused, never first-wins; so is one with a NUL. */
     for (i = 0; i < H__N; i++) {
-        if (strcasecmp(key, origin_headers[i]) != 0)
+        if (key_size != origin_len[i] || strcasecmp(key, origin_headers[i]) != 0)
             continue;
         if (++c->norigin[i] > 1 || strlen(value) != value_size)
             c->bad_origin = origin_headers[i];
@@ -88,12 +97,13 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
      * length), so the credential plugins see what precedes it only
      * (docs/keygated.md, "Limits on input").  Should a value hold a NUL,
      * it is not an address list, and is ignored here. */
-    if (strlen(value) != value_size)
-        return MHD_YES;
-    if (strcasecmp(key, "X-Forwarded-For") == 0 && c->nxff < MAX_XFF)
-        c->xff[c->nxff++] = value;
-    else if (value_size > 0 && strcasecmp(key, "X-Keygate-Want-Error") == 0)
-        c->want_error = 1;
+    if (HEADER_IS(key, key_size, "X-Forwarded-For")) {
+        if (c->nxff < MAX_XFF && strlen(value) == value_size)
+            c->xff[c->nxff++] = value;
+    } else if (HEADER_IS(key, key_size, "X-Keygate-Want-Error")) {
+        if (value_size > 0 && strlen(value) == value_size)
+            c->want_error = 1;
+    }
     return MHD_YES;
 }
 
