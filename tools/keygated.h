@@ -114,6 +114,13 @@ void kgd_listen_name(int fd, char *out, size_t size);
 void kgd_client_address(const char *peer, const char *const *xff,
                         size_t nxff, const kg_cidr *trusted, size_t ntrusted,
                         char *out, size_t size);
+/* The same walk from the peer in binary, without formatting it: NULL
+ * when the client is the peer itself, else the X-Forwarded-For entry
+ * that is (a bare numeric address, written in hop, `size` >= 64). */
+const char *kgd_client_hop(const unsigned char peer[16],
+                           const char *const *xff, size_t nxff,
+                           const kg_cidr *trusted, size_t ntrusted,
+                           char *hop, size_t size);
 int kgd_addr_trusted(const char *addr, const kg_cidr *trusted,
                      size_t ntrusted);
 /* A sockaddr into a numeric address (IPv4-mapped IPv6 shown as IPv4). */

@@ -313,18 +313,19 @@ static kg_error set_client(const kgd_conf *conf, struct MHD_Connection *conn,
 {
     const union MHD_ConnectionInfo *ci;
     unsigned char peer[16];
-    char peer_s[64], client[64];
+    char hop[64];
+    const char *client;
 
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || ci->client_addr == NULL ||
         kgd_sockaddr_bin(ci->client_addr, peer) != 0)
         return KG_OK;   /* no address: ipacl fails closed */
-    if (c->nxff == 0 || !kgd_addr_bin_trusted(peer, conf->proxies, conf->nproxies))
-        return kg_request_set_client_addr(c->req, ci->client_addr);
-    kgd_sockaddr_str(ci->client_addr, peer_s, sizeof(peer_s));
-    kgd_client_address(peer_s, c->xff, c->nxff, conf->proxies,
-                       conf->nproxies, client, sizeof(client));
-    return client[0] ? kg_request_set_client(c->req, client) : KG_OK;
+    /* The peer stays binary; only an X-Forwarded-For entry is text. */
+    client = c->nxff == 0 ? NULL
+                          : kgd_client_hop(peer, c->xff, c->nxff, conf->proxies,
+                                           conf->nproxies, hop, sizeof(hop));
+    return client != NULL ? kg_request_set_client(c->req, client)
+                          : kg_request_set_client_addr(c->req, ci->client_addr);
 }
 
 int kgd_handle_check(const kgd_server *srv, struct MHD_Connection *conn,
