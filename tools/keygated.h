@@ -162,6 +162,9 @@ size_t kgd_json_str(char *buf, size_t len, size_t size, const char *s,
                     size_t n);
 /* Same as kgd_json_str for a NUL-terminated string; NULL gives null. */
 size_t kgd_json_cstr(char *buf, size_t len, size_t size, const char *s);
+/* v in decimal into out, NUL-terminated (no printf on the request
+ * path); returns its length (at most 20). */
+size_t kgd_fmt_int(char out[24], long long v);
 size_t kgd_appendf(char *buf, size_t len, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

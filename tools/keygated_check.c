@@ -166,8 +166,7 @@ static void decision_headers(struct answer *a, const kg_decision *d)
         if (upstream_headers[i].str != NULL) {
             put(a, upstream_headers[i].name, upstream_headers[i].str(d));
         } else if (kg_decision_plan(d) != NULL) {
-            snprintf(a->nums[i], sizeof(a->nums[i]), "%d",
-                     upstream_headers[i].num(d));
+            kgd_fmt_int(a->nums[i], upstream_headers[i].num(d));
             put(a, upstream_headers[i].name, a->nums[i]);
         }
     }

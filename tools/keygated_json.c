@@ -126,6 +126,25 @@ size_t kgd_json_cstr(char *buf, size_t len, size_t size, const char *s)
     return kgd_json_str(buf, len, size, s, strlen(s));
 }
 
+size_t kgd_fmt_int(char out[24], long long v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp), n;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+                                 : (unsigned long long)v;
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[--i] = '-';
+    n = sizeof(tmp) - i;
+    memcpy(out, tmp + i, n);
+    out[n] = '\0';
+    return n;
+}
+
 size_t kgd_appendf(char *buf, size_t len, size_t size, const char *fmt, ...)
 {
     va_list ap;

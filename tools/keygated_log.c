@@ -119,17 +119,7 @@ static size_t lit(char *buf, size_t len, size_t cap, const char *s, size_t n)
 static size_t num(char *buf, size_t len, size_t cap, long long v)
 {
     char tmp[24];
-    size_t i = sizeof(tmp);
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
-                                 : (unsigned long long)v;
-
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        tmp[--i] = '-';
-    return lit(buf, len, cap, tmp + i, sizeof(tmp) - i);
+    return lit(buf, len, cap, tmp, kgd_fmt_int(tmp, v));
 }
 
 static void emit(const char *line, size_t n)
