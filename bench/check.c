@@ -430,7 +430,6 @@ static int metering(size_t nkeys, int turns)
     kg_context *ctx;
     kg_policy *off, *on;
     kg_diag d;
-    size_t i;
     double cpu[2][2][64], wall[2][2][64];
     struct flusher fl;
     pthread_t ft;

@@ -126,6 +126,13 @@ void kgd_listen_name(int fd, char *out, size_t size);
 void kgd_client_address(const char *peer, const char *const *xff,
                         size_t nxff, const kg_cidr *trusted, size_t ntrusted,
                         char *out, size_t size);
+/* The same walk from the peer in binary, without formatting it: NULL
+ * when the client is the peer itself, else the X-Forwarded-For entry
+ * that is (a bare numeric address, written in hop, `size` >= 64). */
+const char *kgd_client_hop(const unsigned char peer[16],
+                           const char *const *xff, size_t nxff,
+                           const kg_cidr *trusted, size_t ntrusted,
+                           char *hop, size_t size);
 int kgd_addr_trusted(const char *addr, const kg_cidr *trusted,
                      size_t ntrusted);
 /* A sockaddr into a numeric address (IPv4-mapped IPv6 shown as IPv4). */
@@ -167,6 +174,9 @@ size_t kgd_json_str(char *buf, size_t len, size_t size, const char *s,
                     size_t n);
 /* Same as kgd_json_str for a NUL-terminated string; NULL gives null. */
 size_t kgd_json_cstr(char *buf, size_t len, size_t size, const char *s);
+/* v in decimal into out, NUL-terminated (no printf on the request
+ * path); returns its length (at most 20). */
+size_t kgd_fmt_int(char out[24], long long v);
 size_t kgd_appendf(char *buf, size_t len, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

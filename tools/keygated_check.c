@@ -51,6 +51,11 @@ enum { H_ORIG_METHOD, H_ORIG_URI, H_FWD_METHOD, H_FWD_URI, H__N };
 static const char *const origin_headers[H__N] = {
     "X-Original-Method", "X-Original-URI", "X-Forwarded-Method", "X-Forwarded-Uri"
 };
+/* Their lengths: a header of another length is not one of them. */
+static const size_t origin_len[H__N] = {
+    sizeof("X-Original-Method") - 1, sizeof("X-Original-URI") - 1,
+    sizeof("X-Forwarded-Method") - 1, sizeof("X-Forwarded-Uri") - 1
+};
 
 struct collect {
     kg_request *req;
@@ -63,6 +68,11 @@ struct collect {
     unsigned norigin[H__N];
     const char *bad_origin;   /* one of them came twice or holds a NUL */
 };
+
+/* Whether header `key` (`key_size` bytes) is `name` (a literal):
+ * lengths first, so that most headers cost no strcasecmp. */
+#define HEADER_IS(key, key_size, name) \
+    ((key_size) == sizeof(name) - 1 && strcasecmp((key), (name)) == 0)
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
                                       const char *key, size_t key_size,
@@ -77,7 +87,6 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
         value = "";
         value_size = 0;
     }
-    (void)key_size;
     /* Lent, not copied: libmicrohttpd keeps the head (NUL-terminated
      * names and values) in the connection's memory until the request
      * completes, after the check. */
@@ -87,7 +96,7 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
      * ambiguous: which of them did the gateway mean, and which one did a
      * client add?  Refused, never first-wins; so is one with a NUL. */
     for (i = 0; i < H__N; i++) {
-        if (strcasecmp(key, origin_headers[i]) != 0)
+        if (key_size != origin_len[i] || strcasecmp(key, origin_headers[i]) != 0)
             continue;
         if (++c->norigin[i] > 1 || strlen(value) != value_size)
             c->bad_origin = origin_headers[i];
@@ -98,12 +107,13 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
      * length), so the credential plugins see what precedes it only
      * (docs/keygated.md, "Limits on input").  Should a value hold a NUL,
      * it is not an address list, and is ignored here. */
-    if (strlen(value) != value_size)
-        return MHD_YES;
-    if (strcasecmp(key, "X-Forwarded-For") == 0 && c->nxff < MAX_XFF)
-        c->xff[c->nxff++] = value;
-    else if (value_size > 0 && strcasecmp(key, "X-Keygate-Want-Error") == 0)
-        c->want_error = 1;
+    if (HEADER_IS(key, key_size, "X-Forwarded-For")) {
+        if (c->nxff < MAX_XFF && strlen(value) == value_size)
+            c->xff[c->nxff++] = value;
+    } else if (HEADER_IS(key, key_size, "X-Keygate-Want-Error")) {
+        if (value_size > 0 && strlen(value) == value_size)
+            c->want_error = 1;
+    }
     return MHD_YES;
 }
 
@@ -166,8 +176,7 @@ static void decision_headers(struct answer *a, const kg_decision *d)
         if (upstream_headers[i].str != NULL) {
             put(a, upstream_headers[i].name, upstream_headers[i].str(d));
         } else if (kg_decision_plan(d) != NULL) {
-            snprintf(a->nums[i], sizeof(a->nums[i]), "%d",
-                     upstream_headers[i].num(d));
+            kgd_fmt_int(a->nums[i], upstream_headers[i].num(d));
             put(a, upstream_headers[i].name, a->nums[i]);
         }
     }
@@ -313,18 +322,19 @@ static kg_error set_client(const kgd_conf *conf, struct MHD_Connection *conn,
 {
     const union MHD_ConnectionInfo *ci;
     unsigned char peer[16];
-    char peer_s[64], client[64];
+    char hop[64];
+    const char *client;
 
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || ci->client_addr == NULL ||
         kgd_sockaddr_bin(ci->client_addr, peer) != 0)
         return KG_OK;   /* no address: ipacl fails closed */
-    if (c->nxff == 0 || !kgd_addr_bin_trusted(peer, conf->proxies, conf->nproxies))
-        return kg_request_set_client_addr(c->req, ci->client_addr);
-    kgd_sockaddr_str(ci->client_addr, peer_s, sizeof(peer_s));
-    kgd_client_address(peer_s, c->xff, c->nxff, conf->proxies,
-                       conf->nproxies, client, sizeof(client));
-    return client[0] ? kg_request_set_client(c->req, client) : KG_OK;
+    /* The peer stays binary; only an X-Forwarded-For entry is text. */
+    client = c->nxff == 0 ? NULL
+                          : kgd_client_hop(peer, c->xff, c->nxff, conf->proxies,
+                                           conf->nproxies, hop, sizeof(hop));
+    return client != NULL ? kg_request_set_client(c->req, client)
+                          : kg_request_set_client_addr(c->req, ci->client_addr);
 }
 
 /* What the answer to a check needs besides its decision. */

@@ -30,13 +30,13 @@ int kgd_addr_trusted(const char *addr, const kg_cidr *trusted,
 }
 
 /*
- * One X-Forwarded-For entry into a bare numeric address: trims blanks
- * and accepts the "[v6]:port" and "v4:port" forms some proxies write.
- * Returns 0 if it is an address.
+ * One X-Forwarded-For entry into a bare numeric address (in out, and
+ * in binary in a): trims blanks and accepts the "[v6]:port" and
+ * "v4:port" forms some proxies write.  Returns 0 if it is an address.
  */
-static int entry_addr(const char *s, size_t n, char *out, size_t size)
+static int entry_addr(const char *s, size_t n, char *out, size_t size,
+                      unsigned char a[16])
 {
-    unsigned char a[16];
     const char *colon;
 
     while (n > 0 && (*s == ' ' || *s == '\t')) {
@@ -66,16 +66,18 @@ static int entry_addr(const char *s, size_t n, char *out, size_t size)
     return kg_addr_parse(out, a) == KG_OK ? 0 : -1;
 }
 
-void kgd_client_address(const char *peer, const char *const *xff,
-                        size_t nxff, const kg_cidr *trusted, size_t ntrusted,
-                        char *out, size_t size)
+const char *kgd_client_hop(const unsigned char peer[16],
+                           const char *const *xff, size_t nxff,
+                           const kg_cidr *trusted, size_t ntrusted,
+                           char *hop, size_t size)
 {
-    char hop[64], cur[64];
+    const char *cur = NULL;   /* NULL: the peer */
+    char entry[64];
+    unsigned char a[16];
     size_t h;
 
-    snprintf(cur, sizeof(cur), "%s", peer ? peer : "");
-    if (!kgd_addr_trusted(cur, trusted, ntrusted))
-        goto done;
+    if (size == 0 || !kgd_addr_bin_trusted(peer, trusted, ntrusted))
+        return NULL;
     /* Walk every X-Forwarded-For value, the last header first, each
      * from its right end. */
     for (h = nxff; h > 0; h--) {
@@ -96,18 +98,35 @@ void kgd_client_address(const char *peer, const char *const *xff,
                 while (k < n && (e[k] == ' ' || e[k] == '\t'))
                     k++;
                 if (k < n) {
-                    if (entry_addr(e, n, hop, sizeof(hop)) != 0)
-                        goto done;   /* garbage: stop at the last trusted hop */
-                    snprintf(cur, sizeof(cur), "%s", hop);
-                    if (!kgd_addr_trusted(cur, trusted, ntrusted))
-                        goto done;
+                    if (entry_addr(e, n, entry, sizeof(entry), a) != 0)
+                        return cur;   /* garbage: stop at the last trusted hop */
+                    if (strlen(entry) >= size)
+                        return cur;
+                    memcpy(hop, entry, strlen(entry) + 1);
+                    cur = hop;
+                    if (!kgd_addr_bin_trusted(a, trusted, ntrusted))
+                        return cur;
                 }
             }
             end = start > 0 ? start - 1 : 0;
         }
     }
-done:
-    snprintf(out, size, "%s", cur);
+    return cur;
+}
+
+void kgd_client_address(const char *peer, const char *const *xff,
+                        size_t nxff, const kg_cidr *trusted, size_t ntrusted,
+                        char *out, size_t size)
+{
+    unsigned char a[16];
+    char hop[64];
+    const char *client = NULL;
+
+    if (peer == NULL)
+        peer = "";
+    if (kg_addr_parse(peer, a) == KG_OK)
+        client = kgd_client_hop(a, xff, nxff, trusted, ntrusted, hop, sizeof(hop));
+    snprintf(out, size, "%s", client ? client : peer);
 }
 
 int kgd_sockaddr_bin(const struct sockaddr *sa, unsigned char out[16])

@@ -85,6 +85,20 @@ size_t kgd_json_str(char *buf, size_t len, size_t size, const char *s,
         } else if (p[i] < 0x20 || p[i] == 0x7f) {
             outn = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
             k = 1;
+        } else if (p[i] < 0x80) {
+            /* A run of bytes that need no escape, copied at once; as
+             * much of it as fits (the same as byte by byte). */
+            size_t room = size - 2 - len;
+            k = 1;
+            while (i + k < n && p[i + k] >= 0x20 && p[i + k] < 0x7f &&
+                   p[i + k] != '"' && p[i + k] != '\\')
+                k++;
+            if (k > room)
+                k = room;
+            if (k == 0)
+                break;
+            out = (const char *)p + i;
+            outn = k;
         } else if ((k = utf8_len(p + i, n - i)) == 0) {
             out = "\\ufffd";
             outn = 6;
@@ -110,6 +124,25 @@ size_t kgd_json_cstr(char *buf, size_t len, size_t size, const char *s)
         return len;
     }
     return kgd_json_str(buf, len, size, s, strlen(s));
+}
+
+size_t kgd_fmt_int(char out[24], long long v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp), n;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+                                 : (unsigned long long)v;
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[--i] = '-';
+    n = sizeof(tmp) - i;
+    memcpy(out, tmp + i, n);
+    out[n] = '\0';
+    return n;
 }
 
 size_t kgd_appendf(char *buf, size_t len, size_t size, const char *fmt, ...)

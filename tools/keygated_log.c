@@ -115,6 +115,13 @@ static size_t lit(char *buf, size_t len, size_t cap, const char *s, size_t n)
 }
 #define LIT(s) n = lit(line, n, cap, s, sizeof(s) - 1)
 
+/* Append a decimal integer (no printf on the request path). */
+static size_t num(char *buf, size_t len, size_t cap, long long v)
+{
+    char tmp[24];
+    return lit(buf, len, cap, tmp, kgd_fmt_int(tmp, v));
+}
+
 static void emit(const char *line, size_t n)
 {
     struct logbuf *b = my_buffer();
@@ -240,9 +247,13 @@ void kgd_log_access(const struct kgd_access *a)
         return;
     now_iso(ts);
     code = kg_decision_code(d);
-    n = kgd_appendf(line, n, cap, "{\"seq\":%llu,\"time\":\"%s\",\"endpoint\":\"%s\",\"key_id\":",
-                    (unsigned long long)atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1,
-                    ts, a->endpoint);
+    LIT("{\"seq\":");
+    n = num(line, n, cap, (long long)(atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1));
+    LIT(",\"time\":\"");
+    n = lit(line, n, cap, ts, strlen(ts));
+    LIT("\",\"endpoint\":\"");
+    n = lit(line, n, cap, a->endpoint, strlen(a->endpoint));
+    LIT("\",\"key_id\":");
     n = kgd_json_cstr(line, n, cap, kg_decision_key_id(d));
     LIT(",\"account\":");
     n = kgd_json_cstr(line, n, cap, kg_decision_account_id(d));
@@ -262,11 +273,18 @@ void kgd_log_access(const struct kgd_access *a)
         n = kgd_json_str(line, n, cap, a->path, plen);
     else
         LIT("null");
-    n = kgd_appendf(line, n, cap, ",\"status\":%d,\"code\":\"%s\",\"decided_by\":",
-                    kg_decision_status(d),
-                    code == KG_CODE_NONE ? "ok" : kg_code_name(code));
+    LIT(",\"status\":");
+    n = num(line, n, cap, kg_decision_status(d));
+    LIT(",\"code\":\"");
+    {
+        const char *cn = code == KG_CODE_NONE ? "ok" : kg_code_name(code);
+        n = lit(line, n, cap, cn, strlen(cn));
+    }
+    LIT("\",\"decided_by\":");
     n = kgd_json_cstr(line, n, cap, kg_decision_decided_by(d));
-    n = kgd_appendf(line, n, cap, ",\"us\":%lld}", (long long)a->micros);
+    LIT(",\"us\":");
+    n = num(line, n, cap, (long long)a->micros);
+    LIT("}");
     line[n++] = '\n';
     emit(line, n);
 }

@@ -110,17 +110,24 @@ static int sync_headers(struct MHD_Response *r, const struct kgd_hdr *h,
 {
     struct current cur;
     unsigned char keep[MAX_HDRS] = { 0 }, have[MAX_HDRS] = { 0 };
-    size_t i, j;
+    size_t i, j, next;
 
     if (n > MAX_HDRS)
         return -1;
     cur.n = 0;
     MHD_get_response_headers(r, collect, &cur);
-    for (i = 0; i < cur.n; i++) {
-        for (j = 0; j < n; j++) {
+    /* Each looked for from just after the last one found: the headers
+     * kept are listed in the order they were given, so the first tried
+     * is mostly the one (one comparison a header kept, not half the
+     * list's). */
+    for (i = 0, next = 0; i < cur.n; i++) {
+        size_t t;
+        for (t = 0; t < n; t++) {
+            j = (next + t) % n;
             if (!have[j] && strcasecmp(cur.name[i], h[j].name) == 0 &&
                 strcmp(cur.value[i], h[j].value) == 0) {
                 keep[i] = have[j] = 1;
+                next = j + 1;
                 break;
             }
         }

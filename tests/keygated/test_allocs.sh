@@ -5,11 +5,13 @@
 # connection, each with 9 headers as nginx's auth subrequest sends them,
 # on the shipped Pro stack (limits raised):
 #   - a Pro key without the concurrency limiter: at most 10 per /check;
-#   - the Pro plan with it: at most 10.5 per /check (its answer carries
+#   - the Pro plan with it: at most 10 per /check (its answer carries
 #     a new X-Keygate-Lease each time: 3 more calls in libmicrohttpd,
 #     which copies every header it is given; and OpenSSL 3.0 allocates
 #     a digest context at each EVP_DigestInit, 1 per check), its DELETE
-#     /leases at most 4.
+#     /leases at most 4.  Each window of 1,000 also counts some 30 calls
+#     made once (the client's connection, the count's own file write):
+#     10.05 allows 50 of them and fails at one more call per check.
 # Then the answers stay each their own under load (keygated_reply.c
 # edits one response per thread): 8 connections at once, 2,400 checks,
 # every X-Keygate-Lease seen once.
@@ -127,8 +129,8 @@ c1=$(count)
 rel=$(( (c1 - c0) * 100 / 1000 ))
 chk=$(( pair - rel ))
 echo "# allocator calls per /check + DELETE /leases, Pro: $(python3 -c "print($pair / 100)"); the DELETE alone: $(python3 -c "print($rel / 100)")"
-[ "$chk" -le 1050 ] && ok "<= 10.5 allocator calls per allowed /check with a lease ($(python3 -c "print($chk / 100)"))" \
-    || bad "$(python3 -c "print($chk / 100)") allocator calls per /check with a lease (at most 10.5)"
+[ "$chk" -le 1005 ] && ok "<= 10 allocator calls per allowed /check with a lease ($(python3 -c "print($chk / 100)"))" \
+    || bad "$(python3 -c "print($chk / 100)") allocator calls per /check with a lease (at most 10)"
 [ "$rel" -le 400 ] && ok "<= 4 allocator calls per DELETE /leases ($(python3 -c "print($rel / 100)"))" \
     || bad "$(python3 -c "print($rel / 100)") allocator calls per DELETE /leases"
 

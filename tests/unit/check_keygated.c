@@ -238,6 +238,9 @@ START_TEST(json_truncates_safely)
     ck_assert_int_eq(b[0], '"');
     ck_assert_int_eq(b[n - 1], '"');
     ck_assert_uint_eq(strlen(b), n);
+    /* As much as fits, to the byte (a run of plain bytes is copied at
+     * once, and cut where the byte-by-byte copy stopped). */
+    ck_assert_str_eq(b, "\"0123456789abc\"");
     /* An escape is never cut in half. */
     n = kgd_json_cstr(b, 0, sizeof(b), "abcdefghijk\n");
     ck_assert_ptr_null(strstr(b, "\\u00\""));
