@@ -585,28 +585,23 @@ START_TEST(plan_limit_sizes)
         "      - {module: concurrency, options: {count: 2, ttl: 1m}}\n"
         "      - {module: batchlim, options: {name: b}}\n"
         "  ent:\n    extends: free\n");
-    int64_t count = -1, window = -1;
+    /* Line by line: the answer, the count, the window.  The bucket gives
+     * its refill rate, not its capacity; concurrency has no window (its
+     * lease ttl is none); batchlim reads no count. */
+    static const struct { kg_error e; int64_t count, window; } want[] = {
+        { KG_OK, 5, 3600 }, { KG_OK, 7, 1800 }, { KG_OK, 100, 1 },
+        { KG_OK, 2, 0 }, { KG_ERR_UNSUPPORTED, 0, 0 }, { KG_ERR_NOT_FOUND, 0, 0 },
+    };
+    int64_t count, window;
+    size_t i;
 
-    ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", 0, &count, &window), KG_OK);
-    ck_assert_int_eq(count, 5);
-    ck_assert_int_eq(window, 3600);
-    ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", 1, &count, &window), KG_OK);
-    ck_assert_int_eq(count, 7);
-    ck_assert_int_eq(window, 1800);
-    /* the bucket's refill rate, not its capacity */
-    ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", 2, &count, &window), KG_OK);
-    ck_assert_int_eq(count, 100);
-    ck_assert_int_eq(window, 1);
-    /* at once: no window (its lease ttl is none) */
-    ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", 3, &count, &window), KG_OK);
-    ck_assert_int_eq(count, 2);
-    ck_assert_int_eq(window, 0);
-    ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", 4, &count, &window),
-                     KG_ERR_UNSUPPORTED);
-    ck_assert_int_eq(count, 0);
-    ck_assert_int_eq(window, 0);
-    ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", 5, &count, &window),
-                     KG_ERR_NOT_FOUND);
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        count = window = -1;
+        ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", i, &count, &window),
+                         want[i].e);
+        ck_assert_int_eq(count, want[i].count);
+        ck_assert_int_eq(window, want[i].window);
+    }
     /* inherited; either output may be NULL */
     ck_assert_int_eq(kg_policy_plan_limit_size(p, "ent", 1, &count, NULL), KG_OK);
     ck_assert_int_eq(count, 7);
