@@ -430,11 +430,24 @@ async function main() {
     check(al && al.state === 'delivered' && al.attempts >= 1 && al.notifier === 'log' && al.type === 'alert.fired' &&
           al.message.includes(A.id) && Date.parse(al.time) > Date.now() - 600000,
           'customer: the denials alert, delivered to the log notifier, with its message', r.body);
+    // the account's own settings (keygate alerts override: the CLI's
+    // KEYGATE_BIN on the same policy and store, KG_POLICY)
+    const { execFileSync } = require('child_process');
+    const kg = (...a) => execFileSync(process.env.KEYGATE_BIN, ['--config', process.env.KG_POLICY, 'alerts', 'override', ...a]);
+    kg(A.id, 'denials', '--threshold', '5');
+    kg(A.id, 'quota-80', '--off');
+    r = await call('GET', '/api/v1/accounts/{id}/alerts/rules', { key: CUST, params: { id: A.id } });
+    const byName = r.status === 200 ? Object.fromEntries(r.body.items.map((x) => [x.name, x])) : {};
+    check(byName.denials && byName.denials.threshold === 5 && byName.denials.enabled === true &&
+          byName['quota-80'] && byName['quota-80'].enabled === false && byName['quota-80'].threshold === null,
+          'customer: its own settings in its rules (denials threshold 5, quota-80 off)', r.body);
     r = await call('GET', '/api/v1/me', { key: OP });
     const opAcct = r.body.account && r.body.account.id;
     if (opAcct) {
       r = await call('GET', '/api/v1/accounts/{id}/alerts', { key: OP, params: { id: opAcct } });
       check(r.status === 200 && r.body.items.every((x) => x.rule !== 'denials'), 'the operator\'s own account has none of A\'s alerts', r.body);
+      r = await call('GET', '/api/v1/accounts/{id}/alerts/rules', { key: OP, params: { id: opAcct } });
+      check(r.status === 200 && r.body.items.every((x) => x.threshold === null && x.enabled), '... nor A\'s settings', r.body);
     }
     r = await call('GET', '/api/v1/accounts/{id}/alerts', { key: OP, params: { id: A.id }, query: 'limit=0' });
     check(isErr(r, 400, 'invalid_request', 'limit'), 'alerts limit=0: 400 field limit', r.body);

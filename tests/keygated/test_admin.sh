@@ -109,7 +109,8 @@ run_client() {
     start_keygated --admin-listen 127.0.0.1:0 --alerts-interval 1
     AP=$(admin_port)
     env ADMIN="http://127.0.0.1:$AP" CHECK="$KGD" OPKEY="$key" STORE="$name" \
-        SPEC="$S/docs/openapi.json" NODE_CACHE="$CACHE" TTL=5 USAGE=1 "$@" \
+        SPEC="$S/docs/openapi.json" NODE_CACHE="$CACHE" TTL=5 USAGE=1 \
+        KEYGATE_BIN="$KEYGATE" KG_POLICY="$POLICY" "$@" \
         node "$S/tests/keygated/admin_client.js" >"$T/client.out" 2>&1
     rc=$?
     grep -c '^ok - ' "$T/client.out" | { read n; echo "ok - $name: $n checks of admin_client.js passed"; }
@@ -138,13 +139,15 @@ want file && run_client file "$T/file.yaml"
 
 mkdir -p "$T/sqlite"
 # SQLite with an alerts: section (docs/alerts.md): the rule admin_client.js
-# fires with two 403s of its customer key, to a log notifier.
+# fires with two 403s of its customer key, to a log notifier, and
+# another that it turns off for that account (keygate alerts override).
 { cat "$SHIPPED"; cat <<'EOF'
 notifiers:
   log:
     module: log
 alerts:
   - {name: denials, when: {denied: {codes: [insufficient_permissions], count: 2, within: 5m}}, notify: [log]}
+  - {name: quota-80, when: {quota: 80%}, notify: [log]}
 EOF
 } >"$T/sqlite-alerts.yaml"
 want sqlite && KEYGATE_STATE_DIR=$T/sqlite run_client sqlite "$T/sqlite-alerts.yaml" ALERTS=1
