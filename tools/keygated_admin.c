@@ -150,6 +150,8 @@ static const struct route {
     { "POST", "accounts/*/keys", kgd_admin_keys_create, 0 },
     { "GET", "accounts/*/usage", kgd_admin_account_usage, 0 },
     { "GET", "accounts/*/events", kgd_admin_account_events, 0 },
+    { "GET", "accounts/*/alerts", kgd_admin_alerts_list, 0 },
+    { "GET", "accounts/*/alerts/rules", kgd_admin_alert_rules, 0 },
     { "GET", "keys/*", kgd_admin_key_get, 0 },
     { "PATCH", "keys/*", kgd_admin_key_patch, 0 },
     { "POST", "keys/*/rotate", kgd_admin_key_rotate, 0 },

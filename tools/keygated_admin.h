@@ -11,6 +11,7 @@
  *   keygated_admin_accounts.c  /accounts
  *   keygated_admin_keys.c      /accounts/{id}/keys, /keys
  *   keygated_admin_usage.c     usage, events, top (the usage store)
+ *   keygated_admin_alerts.c    an account's alert rules and recent alerts
  *   keygated_admin_info.c      /plans, /me, /openapi.json, /audit
  *   keygated_admin_audit.c     every change (and refused change) into
  *                              the audit log
@@ -203,6 +204,9 @@ int kgd_admin_account_usage(kgd_admin_call *c, char *const *ids);
 int kgd_admin_key_usage(kgd_admin_call *c, char *const *ids);
 int kgd_admin_account_events(kgd_admin_call *c, char *const *ids);
 int kgd_admin_usage_top(kgd_admin_call *c, char *const *ids);
+
+int kgd_admin_alert_rules(kgd_admin_call *c, char *const *ids);
+int kgd_admin_alerts_list(kgd_admin_call *c, char *const *ids);
 
 int kgd_admin_plans(kgd_admin_call *c, char *const *ids);
 int kgd_admin_me(kgd_admin_call *c, char *const *ids);

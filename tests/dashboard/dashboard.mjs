@@ -10,6 +10,7 @@
 //   OTHER_ACCOUNT                                   another account's id
 //   OPERATOR_KEY                                    an operator (admin) key
 //   USAGE     "1" when keygated counts usage (a usage: section), else "0"
+//   ALERTS    "1" when the policy has alert rules quota-80 and expiring
 //   FLUSH_S   keygated's usage flush interval, seconds
 //   SHOTS     folder for the screenshots
 //   NPM_DIR   where the test installed puppeteer-core and axe-core
@@ -422,9 +423,17 @@ try {
   // ---- alerts ------------------------------------------------------------
   await go('#/alerts');
   await settled();
-  const off = await page.$('#alerts-off');
-  if (off) ok('alerts: the page says alerts are not configured');
-  else check(await page.$('main table, main .empty') !== null, 'alerts: rules and recent alerts shown');
+  if (env.ALERTS === '1') {
+    await page.waitForSelector('#alert-rules table');
+    const rules = await page.$$eval('#alert-rules td[data-col=Rule]', tds => tds.map(t => t.textContent));
+    check(JSON.stringify(rules) === '["quota-80","expiring"]', 'alerts: the policy\'s rules listed', JSON.stringify(rules));
+    const kinds = await page.$$eval('#alert-rules td[data-col=Kind]', tds => tds.map(t => t.textContent));
+    check(JSON.stringify(kinds) === '["quota","key_expires_within"]', 'alerts: with their kinds', JSON.stringify(kinds));
+    check(await page.$('#alert-recent table, #alert-recent .empty') !== null && await page.$('#alerts-off') === null,
+      'alerts: the recent alerts section shown (not "not configured")');
+  } else {
+    check(await page.$('#alerts-off') !== null, 'alerts: without an alerts: section the page says alerts are not configured');
+  }
   await axeCheck('alerts');
   await shots('alerts');
 

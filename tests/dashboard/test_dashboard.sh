@@ -68,6 +68,18 @@ else
     fi
 fi
 
+# Alert rules (issue 20, docs/alerts.md) to a log notifier: the Alerts
+# page lists them (when this tree's keygate knows an alerts: section).
+ALERTS=0
+cp "$POLICY" "$T/try.yaml"
+printf '%s\n' 'notifiers:' '  log:' '    module: log' 'alerts:' \
+    '  - {name: quota-80, when: {quota: 80%}, notify: [log]}' \
+    '  - {name: expiring, when: {key_expires_within: 7d}, notify: [log]}' >>"$T/try.yaml"
+if $KEYGATE --config "$T/try.yaml" policy check >/dev/null 2>&1; then
+    cp "$T/try.yaml" "$POLICY"
+    ALERTS=1
+fi
+
 OP_ACCT=$($KG account create --name Operators --plan admin 2>"$T/err") || { cat "$T/err"; exit 1; }
 OP_KEY=$($KG key create --account "$OP_ACCT" --permission admin --name ops 2>"$T/err") || { cat "$T/err"; exit 1; }
 # The customer is on Enterprise: the shipped policy checks permissions
@@ -103,7 +115,7 @@ wait_http "$ADMIN/" 200 "$KGD_PID" || { echo "the dashboard does not answer:"; c
 SHOTS=$(cd "$B" && pwd)/tests/dashboard/shots
 rm -rf "$SHOTS"
 ADMIN=$ADMIN CHECK=$KGD CUSTOMER_KEY=$CUST_KEY CUSTOMER_ACCOUNT=$CUST_ACCT CUSTOMER_NAME=$CUST_NAME \
-OTHER_ACCOUNT=$OTHER_ACCT OPERATOR_KEY=$OP_KEY USAGE=$USAGE FLUSH_S=$FLUSH_S \
+OTHER_ACCOUNT=$OTHER_ACCT OPERATOR_KEY=$OP_KEY USAGE=$USAGE FLUSH_S=$FLUSH_S ALERTS=$ALERTS \
 SHOTS=$SHOTS NPM_DIR=$NPM_DIR CHROMIUM=$CHROMIUM \
     timeout 300 node "$S/tests/dashboard/dashboard.mjs" >"$T/node.out" 2>&1
 st=$?

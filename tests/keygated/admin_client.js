@@ -12,7 +12,9 @@
 // Environment: ADMIN, CHECK (base URLs), OPKEY (an operator key), SPEC
 // (docs/openapi.json), NODE_CACHE (where npm put the validators), STORE
 // (a name for the messages), TTL (the key cache's ttl in seconds),
-// USAGE (1 if the policy has a usage store), READONLY_ADMIN (an admin
+// USAGE (1 if the policy has a usage store), ALERTS (1 if the policy
+// has an alerts: section with the rule `denials`: two insufficient_permissions
+// denials within 5m, to a log notifier), READONLY_ADMIN (an admin
 // listener whose store cannot write, with READONLY_KEY).
 'use strict';
 const { createRequire } = require('module');
@@ -419,6 +421,60 @@ async function main() {
     } else bad('events: a second event to page to', r.body);
     r = await call('GET', '/api/v1/usage/top', { key: OP, query: 'by=account&since=1d&limit=50' });
     check(r.status === 200 && r.body.items.some((x) => x.account_id === A.id), 'usage top: account A among the heaviest', r.body);
+  }
+
+  // ---- alerts (docs/alerts.md): the rules as they apply to the account, its recent alerts ----------
+  if (process.env.ALERTS === '1') {
+    r = await call('GET', '/api/v1/accounts/{id}/alerts/rules', { key: CUST, params: { id: A.id } });
+    const den = r.status === 200 ? r.body.items.find((x) => x.name === 'denials') : undefined;
+    check(r.status === 200 && r.body.account_id === A.id && den && den.kind === 'denied' && den.enabled === true &&
+          den.threshold === null && /2/.test(den.condition),
+          'customer: its account\'s alert rules (denials: kind denied, the rule\'s own threshold)', r.body);
+    // the two 403s above fire `denials` once keygated's alerts thread has
+    // read their minute's usage rows: after the minute ends, the flush
+    // (flush_interval) and a margin (tools/keygated_alerts.c), so up to
+    // about 70 s after them
+    let t0 = Date.now();
+    do {
+      r = await call('GET', '/api/v1/accounts/{id}/alerts', { key: CUST, params: { id: A.id } });
+      if (r.status === 200 && r.body.items.some((x) => x.rule === 'denials' && x.state === 'delivered')) break;
+      await sleep(1000);
+    } while (Date.now() - t0 < 90000);
+    const al = r.status === 200 ? r.body.items.find((x) => x.rule === 'denials') : undefined;
+    check(al && al.state === 'delivered' && al.attempts >= 1 && al.notifier === 'log' && al.type === 'alert.fired' &&
+          al.message.includes(A.id) && Date.parse(al.time) > Date.now() - 600000,
+          'customer: the denials alert, delivered to the log notifier, with its message', r.body);
+    // the account's own settings (keygate alerts override: the CLI's
+    // KEYGATE_BIN on the same policy and store, KG_POLICY)
+    const { execFileSync } = require('child_process');
+    const kg = (...a) => execFileSync(process.env.KEYGATE_BIN, ['--config', process.env.KG_POLICY, 'alerts', 'override', ...a]);
+    kg(A.id, 'denials', '--threshold', '5');
+    kg(A.id, 'quota-80', '--off');
+    r = await call('GET', '/api/v1/accounts/{id}/alerts/rules', { key: CUST, params: { id: A.id } });
+    const byName = r.status === 200 ? Object.fromEntries(r.body.items.map((x) => [x.name, x])) : {};
+    check(byName.denials && byName.denials.threshold === 5 && byName.denials.enabled === true &&
+          byName['quota-80'] && byName['quota-80'].enabled === false && byName['quota-80'].threshold === null,
+          'customer: its own settings in its rules (denials threshold 5, quota-80 off)', r.body);
+    r = await call('GET', '/api/v1/me', { key: OP });
+    const opAcct = r.body.account && r.body.account.id;
+    if (opAcct) {
+      r = await call('GET', '/api/v1/accounts/{id}/alerts', { key: OP, params: { id: opAcct } });
+      check(r.status === 200 && r.body.items.every((x) => x.rule !== 'denials'), 'the operator\'s own account has none of A\'s alerts', r.body);
+      r = await call('GET', '/api/v1/accounts/{id}/alerts/rules', { key: OP, params: { id: opAcct } });
+      check(r.status === 200 && r.body.items.every((x) => x.threshold === null && x.enabled), '... nor A\'s settings', r.body);
+    }
+    r = await call('GET', '/api/v1/accounts/{id}/alerts', { key: OP, params: { id: A.id }, query: 'limit=0' });
+    check(isErr(r, 400, 'invalid_request', 'limit'), 'alerts limit=0: 400 field limit', r.body);
+  } else {
+    r = await call('GET', '/api/v1/accounts/{id}/alerts/rules', { key: OP, params: { id: A.id } });
+    check(isErr(r, 501, 'not_implemented'), 'no alerts: section: the rules are 501 not_implemented', r.body);
+    r = await call('GET', '/api/v1/accounts/{id}/alerts', { key: CUST, params: { id: A.id } });
+    check(isErr(r, 501, 'not_implemented'), 'no alerts: section: the recent alerts are 501', r.body);
+  }
+  for (const t of ['/api/v1/accounts/{id}/alerts/rules', '/api/v1/accounts/{id}/alerts']) {
+    r = await call('GET', t, { key: CUST, params: { id: B.id } });
+    check(isErr(r, 404, 'not_found') && r.body.error.message === 'no such account',
+          `customer: another account's ${t.split('/').slice(-1)[0]} is 404 no such account, not 403`, r.body);
   }
 
   // ---- the caller's rate limits apply ---------------------------------------------------------------------

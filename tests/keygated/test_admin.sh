@@ -106,10 +106,11 @@ run_client() {
     shift 2
     key=$("$KEYGATE" --config "$POLICY" key create --plan admin --permission admin --name ops 2>"$T/create.err")
     [ -n "$key" ] || { bad "$name: operator key: $(cat "$T/create.err")"; return; }
-    start_keygated --admin-listen 127.0.0.1:0
+    start_keygated --admin-listen 127.0.0.1:0 --alerts-interval 1
     AP=$(admin_port)
     env ADMIN="http://127.0.0.1:$AP" CHECK="$KGD" OPKEY="$key" STORE="$name" \
-        SPEC="$S/docs/openapi.json" NODE_CACHE="$CACHE" TTL=5 USAGE=1 "$@" \
+        SPEC="$S/docs/openapi.json" NODE_CACHE="$CACHE" TTL=5 USAGE=1 \
+        KEYGATE_BIN="$KEYGATE" KG_POLICY="$POLICY" "$@" \
         node "$S/tests/keygated/admin_client.js" >"$T/client.out" 2>&1
     rc=$?
     grep -c '^ok - ' "$T/client.out" | { read n; echo "ok - $name: $n checks of admin_client.js passed"; }
@@ -137,7 +138,19 @@ policy_with "$T/ks-file.yaml" >"$T/file.yaml"
 want file && run_client file "$T/file.yaml"
 
 mkdir -p "$T/sqlite"
-want sqlite && KEYGATE_STATE_DIR=$T/sqlite run_client sqlite "$SHIPPED"
+# SQLite with an alerts: section (docs/alerts.md): the rule admin_client.js
+# fires with two 403s of its customer key, to a log notifier, and
+# another that it turns off for that account (keygate alerts override).
+{ cat "$SHIPPED"; cat <<'EOF'
+notifiers:
+  log:
+    module: log
+alerts:
+  - {name: denials, when: {denied: {codes: [insufficient_permissions], count: 2, within: 5m}}, notify: [log]}
+  - {name: quota-80, when: {quota: 80%}, notify: [log]}
+EOF
+} >"$T/sqlite-alerts.yaml"
+want sqlite && KEYGATE_STATE_DIR=$T/sqlite run_client sqlite "$T/sqlite-alerts.yaml" ALERTS=1
 want postgresql || finish
 
 # PostgreSQL: a server of its own (tests/integration/pg_env.sh).

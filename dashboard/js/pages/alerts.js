@@ -1,20 +1,32 @@
-// alerts.js - the account's alert rules and recent alerts, when
-// keygated has alerts (the alerts API answers); until then the page says
-// that alerts are not configured.
+// alerts.js - the account's alert rules (as they apply to it: its own
+// threshold, a rule it turned off, its own webhook) and its recent alerts
+// from the outbox (docs/admin-api.md "Alerts").  A keygated whose policy
+// has no alerts: section answers 501: the page says that alerts are not
+// configured.
 import {h, fill, table, time} from '../dom.js';
 import * as api from '../api.js';
 
+// 404 (an older keygated: no such route), 501 (no alerts: section, or no
+// usage store for the outbox), 409: not configured, not an error.
+const off = e => e instanceof api.ApiError && [404, 501, 409].includes(e.status);
+
 export async function render(main, app, params, current) {
   const accountId = app.accountId(params);
-  let rules = null, recent = null, why = '';
+  const base = '/accounts/' + api.enc(accountId) + '/alerts';
+  let rules = null, recent = null, why = '', recentWhy = '';
   try {
-    rules = await api.get('/accounts/' + api.enc(accountId) + '/alerts/rules');
-    recent = await api.get('/accounts/' + api.enc(accountId) + '/alerts', {limit: 50});
+    rules = await api.get(base + '/rules');
   } catch (e) {
-    // No such route (404 with no error code of ours, or "not_found" for
-    // the route), or the service says it has no alerting: not configured.
-    if (!(e instanceof api.ApiError) || ![404, 501, 409].includes(e.status)) throw e;
+    if (!off(e)) throw e;
     why = e.message;
+  }
+  if (rules) {
+    try {
+      recent = await api.get(base, {limit: 50});
+    } catch (e) {
+      if (!off(e)) throw e;
+      recentWhy = e.message;
+    }
   }
   if (!current()) return;
   if (!rules) {
@@ -26,17 +38,23 @@ export async function render(main, app, params, current) {
   }
   fill(main, h('h1', {tabindex: '-1'}, 'Alerts'),
     h('h2', {}, 'Rules'),
-    table('Alert rules', [
-      {title: 'Rule', cell: r => r.name || r.id || ''},
-      {title: 'Kind', cell: r => r.kind || r.type || ''},
-      {title: 'Condition', cell: r => r.condition || r.description || JSON.stringify(r.options || {})},
-      {title: 'Notifies', cell: r => (r.notify || r.notifiers || []).join ? (r.notify || r.notifiers || []).join(', ') : String(r.notify || '')},
-    ], rules.items || [], 'No rules for this account.'),
+    h('div', {id: 'alert-rules'}, table('Alert rules', [
+      {title: 'Rule', cell: r => r.name},
+      {title: 'Kind', cell: r => r.kind},
+      {title: 'Condition', cell: r => r.condition},
+      {title: 'For this account', cell: r => !r.enabled ? 'off' :
+        r.threshold !== null ? 'own threshold: ' + r.threshold : 'the rule\'s own'},
+      {title: 'Webhook', cell: r => r.webhook_url || 'the notifiers\' own'},
+    ], rules.items, 'No rules for this account.')),
     h('h2', {}, 'Recent alerts'),
-    table('Recent alerts', [
+    recent ? h('div', {id: 'alert-recent'}, table('Recent alerts', [
       {title: 'Time', cell: a => time(a.time)},
-      {title: 'Rule', cell: a => a.rule || ''},
-      {title: 'Message', cell: a => a.message || ''},
-      {title: 'Delivered', cell: a => a.status || a.delivery || ''},
-    ], recent.items || [], 'No alerts.'));
+      {title: 'Rule', cell: a => a.rule},
+      {title: 'Message', cell: a => a.message},
+      {title: 'Notifier', cell: a => a.notifier},
+      {title: 'State', cell: a => a.state},
+      {title: 'Attempts', cell: a => String(a.attempts)},
+      {title: 'Last status', cell: a => a.last_status ? String(a.last_status) : '—'},
+    ], recent.items, 'No alerts.'))
+      : h('p', {class: 'muted', id: 'alert-recent-off'}, 'Recent alerts are not kept: ', recentWhy));
 }
