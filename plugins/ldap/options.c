@@ -103,10 +103,7 @@ void kg__ldap_destroy(void *inst)
     free(l->uris);
     free((void *)l->down_until_us);
     free(l->bind_dn);
-    if (l->bind_password != NULL) {
-        kg_wipe(l->bind_password, strlen(l->bind_password));
-        free(l->bind_password);
-    }
+    kg_modutil_wipe_free(l->bind_password);
     free(l->ca_file);
     free(l->cert_file);
     free(l->key_file);
