@@ -67,6 +67,41 @@ void kg_modutil_hex(const void *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* Strict (keygate/modutil.h): a lenient reader of the JSON would
+ * decode an overlong '"' or '/' that the escaping never saw. */
+size_t kg_modutil_utf8_len(const void *in, size_t n)
+{
+    const unsigned char *s = in;
+    static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    size_t need, i;
+    uint32_t cp;
+
+    if (n == 0)
+        return 0;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        need = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        need = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        need = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return s[0] < 0x80;
+    }
+    if (n < need)
+        return 0;
+    for (i = 1; i < need; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min[need] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return need;
+}
+
 char *kg_modutil_json_string(const char *s, size_t len)
 {
     kg__buf b;

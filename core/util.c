@@ -4,6 +4,8 @@
  */
 #include "internal.h"
 
+#include <keygate/modutil.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -323,41 +325,6 @@ void kg__buf_addf(kg__buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
- * overlong form, no surrogate, nothing past U+10FFFF), 0 if there is
- * none.  Strict because a lenient reader of the JSON would decode an
- * overlong '"' or '/' that the escaping never saw
- * (keygate/modutil.h, kg_modutil_json_string). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
-    size_t need, i;
-    uint32_t cp;
-
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        need = 2;
-        cp = s[0] & 0x1f;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        need = 3;
-        cp = s[0] & 0x0f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        need = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return s[0] < 0x80;
-    }
-    if (n < need)
-        return 0;
-    for (i = 1; i < need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min[need] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
-
 void kg__buf_json_strn(kg__buf *b, const char *s, size_t n)
 {
     size_t i;
@@ -379,7 +346,7 @@ void kg__buf_json_strn(kg__buf *b, const char *s, size_t n)
                 snprintf(esc, sizeof(esc), "\\u%04x", c);
                 kg__buf_add(b, esc, 6);
             } else if (c >= 0x80) {
-                size_t k = utf8_len((const unsigned char *)s + i, n - i);
+                size_t k = kg_modutil_utf8_len(s + i, n - i);
                 if (k > 0) {
                     kg__buf_add(b, s + i, k);
                     i += k - 1;

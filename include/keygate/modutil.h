@@ -48,6 +48,11 @@ void kg_modutil_hex(const void *in, size_t n, char *out);
  * character the escaping never saw.
  */
 char *kg_modutil_json_string(const char *s, size_t len);
+/* The length of the well-formed UTF-8 sequence at `s` (`n` bytes left):
+ * 1 for ASCII, 2 to 4 for the rest; 0 if there is none there (the
+ * forms kg_modutil_json_string() replaces, or n == 0).  For an escaper
+ * into a fixed buffer (keygated's access log). */
+size_t kg_modutil_utf8_len(const void *s, size_t n);
 
 /* Microseconds on CLOCK_MONOTONIC: for timeouts and intervals, never
  * for wall time (kg_call_now, kg_context_now). */

@@ -132,6 +132,21 @@ START_TEST(json_replaces_ill_formed_utf8)
 }
 END_TEST
 
+START_TEST(utf8_len_is_the_escapers_rule)
+{
+    ck_assert_uint_eq(kg_modutil_utf8_len("a", 1), 1);
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xc3\xa9", 2), 2);
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xe2\x82\xac!", 4), 3);
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xf4\x8f\xbf\xbf", 4), 4);
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xe2\x82\xac", 2), 0);  /* n */
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xe0\x80\xaf", 3), 0);
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xed\xa0\x80", 3), 0);
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xf4\x90\x80\x80", 4), 0);
+    ck_assert_uint_eq(kg_modutil_utf8_len("\xc1\xbf", 2), 0);
+    ck_assert_uint_eq(kg_modutil_utf8_len("a", 0), 0);
+}
+END_TEST
+
 /* ---- clock, wipe -------------------------------------------------------- */
 
 START_TEST(mono_us_counts_microseconds)
@@ -167,6 +182,7 @@ static Suite *modutil_suite(void)
     tcase_add_test(tc, json_escapes);
     tcase_add_test(tc, json_copies_well_formed_utf8);
     tcase_add_test(tc, json_replaces_ill_formed_utf8);
+    tcase_add_test(tc, utf8_len_is_the_escapers_rule);
     tcase_add_test(tc, mono_us_counts_microseconds);
     tcase_add_test(tc, wipe_free_takes_null_and_secrets);
     suite_add_tcase(s, tc);
