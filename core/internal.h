@@ -245,6 +245,11 @@ kg_error kg__opts_finish(kg_opts *o, kg_diag *diag);
 /* The string the plugin last read for its top-level `name` option (its
  * default if absent), or NULL if it never asked; valid while o is. */
 const char *kg__opts_name(const kg_opts *o);
+/* The `count` and `window` (seconds) the plugin read from its root
+ * options, defaults included; returns which it read: KG__OPTS_COUNT |
+ * KG__OPTS_WINDOW, 0 for neither (kg_policy_plan_limit_size). */
+enum { KG__OPTS_COUNT = 1, KG__OPTS_WINDOW = 2 };
+int kg__opts_size(const kg_opts *o, int64_t *count_r, int64_t *window_r);
 /* What kg_opts_credential_hint() set, or NULL. */
 const char *kg__opts_hint(const kg_opts *o);
 const char *kg__opts_scheme(const kg_opts *o);
@@ -595,6 +600,10 @@ typedef struct kg__line {
     char *limit_name;
     /* limit lines: `per: key` (counted per key, not per account) */
     int per_key;
+    /* limit lines: the `count` and `window` (s) the plugin read, and
+     * which it read (KG__OPTS_COUNT | KG__OPTS_WINDOW; kg__opts_size) */
+    int64_t limit_count, limit_window;
+    int limit_sized;
     /* credential lines: where the key goes and the auth scheme, as the
      * plugin said (kg_opts_credential_hint), else NULL */
     char *hint, *scheme;

@@ -30,6 +30,11 @@ struct kg_opts {
     /* The value handed out for `name` (default included): a limiter's
      * name, which key records' overrides are matched against. */
     const char *name_read;
+    /* The values handed out for `count` and `window` (defaults included)
+     * and which of them were asked for (KG__OPTS_COUNT, _WINDOW): a
+     * limiter's size, which the admin API shows with its plan. */
+    int64_t count_read, window_read;
+    int size_read;
     /* A credential plugin's kg_opts_credential_hint() (root only). */
     char hint[128];
     char scheme[32];
@@ -122,6 +127,13 @@ const char *kg__opts_name(const kg_opts *o)
     return o->name_read;
 }
 
+int kg__opts_size(const kg_opts *o, int64_t *count_r, int64_t *window_r)
+{
+    *count_r = o->count_read;
+    *window_r = o->window_read;
+    return o->size_read;
+}
+
 kg_error kg_opts_credential_hint(kg_opts *o, const char *where,
                                  const char *scheme)
 {
@@ -164,6 +176,10 @@ kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,
     long long v;
 
     *val_r = def;
+    if (o == o->root && strcmp(key, "count") == 0 && e == KG_OK) {
+        o->count_read = def;
+        o->size_read |= KG__OPTS_COUNT;
+    }
     if (n == NULL)
         return e;
     errno = 0;
@@ -172,6 +188,8 @@ kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,
         return fail_at(o, n, "option '%s' of %s must be an integer, not '%s'",
                        key, o->plugin, n->value);
     *val_r = (int64_t)v;
+    if (o == o->root && strcmp(key, "count") == 0)
+        o->count_read = *val_r;
     return KG_OK;
 }
 
@@ -203,15 +221,17 @@ kg_error kg_opts_get_duration(kg_opts *o, const char *key, int64_t def,
     kg__ynode *n = scalar(o, key, &e);
 
     *seconds_r = def;
-    if (n == NULL)
-        return e;
-    if (kg__parse_duration(n->value, seconds_r) != 0) {
+    if (n != NULL && kg__parse_duration(n->value, seconds_r) != 0) {
         *seconds_r = def;
         return fail_at(o, n, "option '%s' of %s must be a duration such as "
                        "30s, 15m, 1h or 1d, not '%s'", key, o->plugin,
                        n->value);
     }
-    return KG_OK;
+    if (o == o->root && strcmp(key, "window") == 0 && e == KG_OK) {
+        o->window_read = *seconds_r;
+        o->size_read |= KG__OPTS_WINDOW;
+    }
+    return e;
 }
 
 kg_error kg_opts_get_path(kg_opts *o, const char *key, const char *def,

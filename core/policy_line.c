@@ -209,6 +209,9 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
         (line->limit_name = strdup(kg__opts_name(opts))) == NULL)
         e = KG_ERR_NOMEM;
+    if (kind == KG_PLUGIN_LIMIT)
+        line->limit_sized = kg__opts_size(opts, &line->limit_count,
+                                          &line->limit_window);
     if (e == KG_OK && kind == KG_PLUGIN_CREDENTIAL &&
         ((kg__opts_hint(opts) != NULL &&
           (line->hint = strdup(kg__opts_hint(opts))) == NULL) ||

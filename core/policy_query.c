@@ -48,6 +48,29 @@ int kg_policy_plan_limit_per_key(const kg_policy *p, const char *plan,
     return pl && i < pl->limit.n ? pl->limit.lines[i]->per_key : -1;
 }
 
+kg_error kg_policy_plan_limit_size(const kg_policy *p, const char *plan,
+                                   size_t i, int64_t *count_r,
+                                   int64_t *window_s_r)
+{
+    const kg__plan *pl = p && plan ? kg__policy_plan(p, plan) : NULL;
+    const kg__line *l;
+
+    if (count_r != NULL)
+        *count_r = 0;
+    if (window_s_r != NULL)
+        *window_s_r = 0;
+    if (pl == NULL || i >= pl->limit.n)
+        return KG_ERR_NOT_FOUND;
+    l = pl->limit.lines[i];
+    if (!(l->limit_sized & KG__OPTS_COUNT))
+        return KG_ERR_UNSUPPORTED;
+    if (count_r != NULL)
+        *count_r = l->limit_count;
+    if (window_s_r != NULL && (l->limit_sized & KG__OPTS_WINDOW))
+        *window_s_r = l->limit_window;
+    return KG_OK;
+}
+
 /* dirs[0..n) as one block: the pointers, a NULL, then the strings. */
 static char **one_block(char *const *dirs, size_t n)
 {

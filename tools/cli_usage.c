@@ -63,18 +63,6 @@ static int parse_when(const char *s, int64_t now, int64_t *t_r)
     return kg_time_parse(s, t_r) == KG_OK ? 0 : -1;
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("keygate: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_USAGE;
-}
-
 /* The options of one usage/logs command line. */
 struct uopts {
     const char *account, *key, *since, *until, *by, *status, *code, *limit;
@@ -151,14 +139,14 @@ static int parse_range(const struct uopts *o, const char *def_since,
 {
     *until_r = now;
     if (parse_when(o->since ? o->since : def_since, now, since_r) != 0)
-        return bad("--since '%s': expected a duration back from now (90m, "
+        return cli_bad("--since '%s': expected a duration back from now (90m, "
                    "24h, 7d) or a date (2026-12-31, 2026-12-31T10:00:00Z)",
                    o->since);
     if (o->until != NULL && parse_when(o->until, now, until_r) != 0)
-        return bad("--until '%s': expected a duration back from now (1h) or "
+        return cli_bad("--until '%s': expected a duration back from now (1h) or "
                    "a date (2026-12-31, 2026-12-31T10:00:00Z)", o->until);
     if (*until_r <= *since_r)
-        return bad("%s: --until must be after --since", "usage");
+        return cli_bad("%s: --until must be after --since", "usage");
     return EXIT_OK;
 }
 
@@ -172,7 +160,7 @@ static int parse_limit(const char *s, size_t def, size_t *n_r)
     }
     v = strtol(s, &end, 10);
     if (*s == '\0' || *end != '\0' || v < 1 || v > 100000)
-        return bad("--limit '%s': expected a number from 1 to 100000", s);
+        return cli_bad("--limit '%s': expected a number from 1 to 100000", s);
     *n_r = (size_t)v;
     return EXIT_OK;
 }
@@ -193,7 +181,7 @@ static int resolve(kg_policy *p, const char *account, const char *key,
         kg_account *a = NULL;
         e = kg_accounts_get(p, account, &a, &d);
         if (e == KG_ERR_NOT_FOUND)
-            return bad("no account '%s' (keygate account list)", account);
+            return cli_bad("no account '%s' (keygate account list)", account);
         if (e != KG_OK) {
             cli_print_diag("account", e, &d);
             return EXIT_USAGE;
@@ -205,7 +193,7 @@ static int resolve(kg_policy *p, const char *account, const char *key,
         kg_record *r = NULL;
         e = kg_keys_get(p, key, &r, &d);
         if (e == KG_ERR_NOT_FOUND)
-            return bad("no key '%s' (keygate key list)", key);
+            return cli_bad("no key '%s' (keygate key list)", key);
         if (e != KG_OK) {
             cli_print_diag("key", e, &d);
             return EXIT_USAGE;
@@ -319,9 +307,9 @@ static int usage_buckets(struct cli *c, kg_policy *p, const struct uopts *o)
         if (strcmp(by, bys[i].name) == 0)
             q.span = bys[i].span;
     if (q.span == 0)
-        return bad("--by '%s': expected minute, hour or day", by);
+        return cli_bad("--by '%s': expected minute, hour or day", by);
     if (o->account && o->key)
-        return bad("%s: give --account or --key, not both", "usage");
+        return cli_bad("%s: give --account or --key, not both", "usage");
     if ((rc = parse_range(o, "24h", now, &q.since, &q.until)) != EXIT_OK)
         return rc;
     /* Whole buckets: from the start of the one --since falls in. */
@@ -404,7 +392,7 @@ static int usage_top(struct cli *c, kg_policy *p, const struct uopts *o)
     int rc;
 
     if (strcmp(by, "account") != 0 && strcmp(by, "key") != 0)
-        return bad("--by '%s': expected account or key", by);
+        return cli_bad("--by '%s': expected account or key", by);
     if ((rc = parse_range(o, "1h", now, &since, &until)) != EXIT_OK ||
         (rc = parse_limit(o->limit, 20, &limit)) != EXIT_OK)
         return rc;
@@ -441,7 +429,7 @@ int cmd_usage(struct cli *c, int argc, char **argv)
     if (first < 0)
         return EXIT_USAGE;
     if (first < argc)
-        return bad("usage: unexpected '%s' (see keygate usage --help)",
+        return cli_bad("usage: unexpected '%s' (see keygate usage --help)",
                    argv[first]);
     if ((p = cli_load_policy(c, cli_config_path(c))) == NULL)
         return EXIT_USAGE;
@@ -634,12 +622,12 @@ int cmd_logs(struct cli *c, int argc, char **argv)
     if (first < 0)
         return EXIT_USAGE;
     if (first < argc)
-        return bad("logs: unexpected '%s' (see keygate logs --help)",
+        return cli_bad("logs: unexpected '%s' (see keygate logs --help)",
                    argv[first]);
     q.any_code = 1;
     if (o.code != NULL) {
         if (kg_usage_code_parse(o.code, &q.code) != KG_OK)
-            return bad("--code '%s': expected allowed, invalid_request, "
+            return cli_bad("--code '%s': expected allowed, invalid_request, "
                        "unauthorized, key_revoked, key_expired, "
                        "insufficient_permissions, ip_not_allowed, "
                        "account_suspended, rate_limited or auth_unavailable",
@@ -656,7 +644,7 @@ int cmd_logs(struct cli *c, int argc, char **argv)
                    s[0] >= '1' && s[0] <= '5') {
             q.status_min = q.status_max = atoi(s);
         } else {
-            return bad("--status '%s': expected a status (429) or a class "
+            return cli_bad("--status '%s': expected a status (429) or a class "
                        "(4xx)", s);
         }
     }

@@ -39,9 +39,18 @@ int kgd_admin_plans(kgd_admin_call *c, char *const *ids)
         json_t *limits = json_array(), *plan;
         for (j = 0; limits != NULL && j < nl; j++) {
             const char *ln = kg_policy_plan_limit_name(c->p, name, j);
-            json_array_append_new(limits, json_pack("{s:s?, s:s}", "name", ln,
+            int64_t count, window;
+            /* count and window null where the line's plugin reads no
+             * count; window null where it reads no window (concurrency). */
+            int sized = kg_policy_plan_limit_size(c->p, name, j, &count,
+                                                  &window) == KG_OK;
+            json_array_append_new(limits, json_pack("{s:s?, s:s, s:o, s:o}",
+                "name", ln,
                 "per", kg_policy_plan_limit_per_key(c->p, name, j) == 1
-                       ? "key" : "account"));
+                       ? "key" : "account",
+                "count", sized ? json_integer(count) : json_null(),
+                "window", sized && window > 0 ? json_integer(window)
+                                              : json_null()));
         }
         plan = json_pack("{s:s, s:o, s:b, s:b}", "name", name, "limits", limits,
                          "checks_permissions",

@@ -18,7 +18,8 @@ export async function plans() {
 
 export function limitList(l) {
   if (!l) return [];
-  const one = (name, x) => ({name, count: x.count === undefined ? null : +x.count, window: +(x.window || 0),
+  // count null (or absent): a limit the API gives no size for.
+  const one = (name, x) => ({name, count: x.count == null ? null : +x.count, window: +(x.window || 0),
     burst: +(x.burst || 0), per: x.per || 'account'});
   return Array.isArray(l) ? l.map(x => one(x.name, x)) : Object.entries(l).map(([name, x]) => one(name, x));
 }

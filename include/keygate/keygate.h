@@ -203,6 +203,22 @@ const char *kg_policy_plan_limit_name(const kg_policy *policy,
  * account (the default), -1 for an unknown plan or i out of range. */
 int kg_policy_plan_limit_per_key(const kg_policy *policy, const char *plan,
                                  size_t i);
+/*
+ * The size of the plan's limit line i as its plugin read it from the
+ * line's options (defaults included): *count_r its `count`, *window_s_r
+ * its `window` in seconds, 0 if the plugin reads no window.  For the
+ * shipped limiters: fixed_window and sliding_window, count requests per
+ * window; token_bucket, its refill rate, count tokens per window (the
+ * bucket's capacity, `burst`, is not part of it); concurrency, count
+ * requests at once and window 0.  A key's or an account's override of
+ * the same name replaces it at check time; this is the plan's own.
+ * KG_ERR_NOT_FOUND for an unknown plan or i out of range,
+ * KG_ERR_UNSUPPORTED for a line whose plugin reads no `count`; both
+ * outputs are 0 then.  Either output may be NULL.
+ */
+kg_error kg_policy_plan_limit_size(const kg_policy *policy, const char *plan,
+                                   size_t i, int64_t *count_r,
+                                   int64_t *window_s_r);
 
 /*
  * The `plugin_path:` of a policy file, read without loading the policy

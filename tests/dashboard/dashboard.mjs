@@ -246,10 +246,14 @@ try {
     await go('#/usage?range=7d', '#usage-chart');
     check(/Last 7 days/.test(await text('#usage-chart-title')), 'the 7-day view');
     await go('#/usage', '#usage-chart');
-    if (!ent.limits.some(l => typeof l.count === 'number')) {
-      skip('the plan\'s own limit sizes: GET /api/v1/plans names limits without counts (issue 19)');
-      check(await page.$('#no-counts') !== null, 'the usage page says the API gives no limit sizes');
-    }
+    // The plan's own sizes come from GET /api/v1/plans (issues 19, 21):
+    // the Enterprise hour is 100000 an hour, which the account's 200
+    // replaced above; every limit has its size, none is "not given".
+    const entHour = ent.limits.find(l => l.name === 'hour') || {};
+    check(entHour.count === 100000 && entHour.window === 3600,
+      'GET /plans gives the Enterprise plan\'s hour limit (100000 per 3600 s)', JSON.stringify(entHour));
+    check(await page.$('#no-counts') === null && !(await text('main')).includes('not given'),
+      'the usage page has the size of every limit of the plan');
   } else {
     skip('usage after the flush: keygated has no usage store in this tree (issue 18 not merged)');
     await go('#/usage', '#no-usage');
@@ -509,6 +513,18 @@ try {
   await shots('top');
   await go('#/usage?account=' + encodeURIComponent(env.CUSTOMER_ACCOUNT), '#usage-chart, #no-usage');
   await shots('usage-operator');
+  if (env.USAGE === '1') {
+    // A Free account without overrides: the chart draws the plan's own
+    // hour limit (10, from GET /api/v1/plans) and the quota is the plan's.
+    await go('#/usage?account=' + encodeURIComponent(env.OTHER_ACCOUNT), '#usage-chart');
+    const drawn = await page.evaluate(() => (document.querySelector('#chart-limit + text') || {}).textContent);
+    check(drawn === 'hour limit 10', 'a Free account\'s chart draws the plan\'s hour limit (10)', drawn);
+    const quota = await page.$$eval('.remaining', els => els.map(e => e.dataset.limit + '=' + e.textContent).join(' '));
+    check(quota === 'hour=10 day=100', 'its remaining quota is the Free plan\'s: 10 an hour, 100 a day', quota);
+    await shots('usage-plan');
+  } else {
+    skip('the plan\'s limit on a Free account\'s chart: no usage store in this tree');
+  }
 
   const csp = await page.evaluate(() => window.__csp || []);
   check(violations.length === 0 && csp.length === 0, 'no Content-Security-Policy violation', JSON.stringify([violations, csp]));

@@ -130,6 +130,20 @@ async function main() {
   check(r.status === 200 && r.body.items.some((p) => p.name === 'admin') &&
         r.body.items.some((p) => p.name === 'enterprise' && p.checks_permissions),
         'plans: the policy\'s, admin and enterprise among them');
+  // Each limit's size as the shipped policy (conf/keygate.yaml) sets it:
+  // count per window in seconds; a concurrency limit has no window; a
+  // token bucket gives its refill rate (issues 19 and 21).
+  const sizes = (name) => ((r.body.items.find((p) => p.name === name) || {}).limits || [])
+    .map((l) => `${l.name}=${l.count}/${l.window}`).join(' ');
+  const shipped = {
+    free: 'hour=10/3600 day=100/86400 concurrency=1/null',
+    starter: 'hour=50/3600 day=500/86400 concurrency=3/null',
+    pro: 'hour=200/3600 day=2000/86400 concurrency=10/null',
+    enterprise: 'burst=100/1 hour=100000/3600 day=1000000/86400 concurrency=100/null',
+    admin: 'burst=20/1 hour=20000/3600',
+  };
+  for (const [plan, want] of Object.entries(shipped))
+    check(sizes(plan) === want, `plans: ${plan}'s limits with their sizes (${want})`, sizes(plan));
 
   // ---- accounts: create, and what is refused -------------------------------------
   const tag = Date.now().toString(36);

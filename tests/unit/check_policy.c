@@ -569,6 +569,52 @@ START_TEST(plan_queries)
 }
 END_TEST
 
+/* Each limit line's size as its plugin read it (issues 19 and 21: the
+ * admin API's /plans and the dashboard's chart draw it): defaults
+ * included, window 0 where the plugin reads none, UNSUPPORTED for a
+ * plugin that reads no count (the batchlim fixture), NOT_FOUND past the
+ * end or for an unknown plan. */
+START_TEST(plan_limit_sizes)
+{
+    kg_policy *p = tu_policy(ctx,
+        HEAD "plans:\n"
+        "  free:\n    limit:\n"
+        "      - {module: fixed_window, options: {name: hour, count: 5, window: 1h}}\n"
+        "      - {module: sliding_window, options: {count: 7, window: 30m}}\n"
+        "      - {module: token_bucket, options: {count: 100, window: 1s, burst: 1000}}\n"
+        "      - {module: concurrency, options: {count: 2, ttl: 1m}}\n"
+        "      - {module: batchlim, options: {name: b}}\n"
+        "  ent:\n    extends: free\n");
+    /* Line by line: the answer, the count, the window.  The bucket gives
+     * its refill rate, not its capacity; concurrency has no window (its
+     * lease ttl is none); batchlim reads no count. */
+    static const struct { kg_error e; int64_t count, window; } want[] = {
+        { KG_OK, 5, 3600 }, { KG_OK, 7, 1800 }, { KG_OK, 100, 1 },
+        { KG_OK, 2, 0 }, { KG_ERR_UNSUPPORTED, 0, 0 }, { KG_ERR_NOT_FOUND, 0, 0 },
+    };
+    int64_t count, window;
+    size_t i;
+
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        count = window = -1;
+        ck_assert_int_eq(kg_policy_plan_limit_size(p, "free", i, &count, &window),
+                         want[i].e);
+        ck_assert_int_eq(count, want[i].count);
+        ck_assert_int_eq(window, want[i].window);
+    }
+    /* inherited; either output may be NULL */
+    ck_assert_int_eq(kg_policy_plan_limit_size(p, "ent", 1, &count, NULL), KG_OK);
+    ck_assert_int_eq(count, 7);
+    ck_assert_int_eq(kg_policy_plan_limit_size(p, "ent", 0, NULL, &window), KG_OK);
+    ck_assert_int_eq(window, 3600);
+    ck_assert_int_eq(kg_policy_plan_limit_size(p, "gold", 0, &count, &window),
+                     KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(kg_policy_plan_limit_size(NULL, "free", 0, &count, &window),
+                     KG_ERR_NOT_FOUND);
+    kg_policy_free(p);
+}
+END_TEST
+
 /* A policy's plugin_path, read without loading it (issue 23 item 8:
  * keygate plugins ignored it): even when a plugin it names is missing. */
 START_TEST(read_plugin_path)
@@ -638,6 +684,7 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, extends_inherits);
     tcase_add_test(tc, explain_mentions_each_stage);
     tcase_add_test(tc, plan_queries);
+    tcase_add_test(tc, plan_limit_sizes);
     tcase_add_test(tc, keystore_ops_each_enable);
     suite_add_tcase(s, tc);
 

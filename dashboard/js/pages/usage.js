@@ -82,8 +82,8 @@ export async function render(main, app, params, current) {
       h('h2', {id: 'quota-title'}, 'Remaining quota now'),
       h('p', {class: 'muted'}, 'For the whole account, as of keygated\'s last flush of its counters (every few seconds).'),
       counted.some(l => l.count === null) ? h('p', {class: 'msg info', id: 'no-counts'},
-        'This keygated\'s API names the plan\'s limits without their sizes, so only limits the account ' +
-        'sets itself show a remaining quota.') : null,
+        'The API gives no size for some of the plan\'s limits (their plugin reads no count), so they ' +
+        'show no remaining quota unless the account sets them itself.') : null,
       table('Remaining quota of each limit', [
         {title: 'Limit', cell: l => l.name},
         {title: 'Allowed', cell: l => l.count === null ? h('span', {class: 'muted'}, 'not given')
