@@ -331,6 +331,35 @@ out:
     return e;
 }
 
+/* keygate.h.  The store's record with its status changed, through
+ * kg_keys_update() (its validation, the caches cleared): the one way
+ * the CLI and embedders revoke. */
+kg_error kg_keys_revoke(kg_policy *p, const char *id, kg_diag *diag)
+{
+    kg_record *r = NULL, *w = NULL;
+    kg_error e;
+    kg__diag_clear(diag);
+    if (p == NULL || id == NULL || id[0] == '\0') {
+        kg__diag_set(diag, NULL, 0, 0, "no key id to revoke");
+        return KG_ERR_INVALID;
+    }
+    if ((e = kg_keys_get(p, id, &r, diag)) != KG_OK)
+        return e;
+    /* A copy: a store may lend a record that checks share. */
+    if (r->status != KG_STATUS_REVOKED) {
+        if ((w = kg_record_dup(r)) == NULL) {
+            e = KG_ERR_NOMEM;
+            goto out;
+        }
+        w->status = KG_STATUS_REVOKED;
+        e = kg_keys_update(p, w, diag);
+    }
+out:
+    kg_record_unref(w);
+    kg_record_unref(r);
+    return e;
+}
+
 kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace,
                         char *key_out, size_t key_size, kg_record **new_r,
                         kg_diag *diag)

@@ -4,6 +4,8 @@
  */
 #include "internal.h"
 
+#include <keygate/modutil.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -344,15 +346,10 @@ void kg__buf_json_strn(kg__buf *b, const char *s, size_t n)
                 snprintf(esc, sizeof(esc), "\\u%04x", c);
                 kg__buf_add(b, esc, 6);
             } else if (c >= 0x80) {
-                size_t need = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : 0;
-                size_t k;
-                int ok = need > 0 && c < 0xf5;
-                for (k = 1; ok && k <= need; k++)
-                    if (i + k >= n || ((unsigned char)s[i + k] & 0xc0) != 0x80)
-                        ok = 0;
-                if (ok) {
-                    kg__buf_add(b, s + i, need + 1);
-                    i += need;
+                size_t k = kg_modutil_utf8_len(s + i, n - i);
+                if (k > 0) {
+                    kg__buf_add(b, s + i, k);
+                    i += k - 1;
                 } else {
                     kg__buf_add(b, "\\ufffd", 6);
                 }

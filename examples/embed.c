@@ -2,7 +2,8 @@
  * embed.c - libkeygate in a C program, start to end (docs/embedding.md):
  * load a policy, make a key in its key store, check a request with it,
  * read the decision and its headers, release the concurrency lease,
- * revoke the key and see the next check refused.
+ * revoke the key, see the next check refused and the key listed as
+ * revoked.
  *
  *   cc -o embed embed.c $(pkg-config --cflags --libs keygate)
  *   ./embed POLICY PLAN
@@ -13,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* keygate.h is all an embedder includes: checks, decisions, records,
+ * accounts and keys (plugin.h is for plugins). */
 #include <keygate/keygate.h>
-#include <keygate/plugin.h>   /* kg_keys_* and kg_record_* (key management) */
 
 /* Print a decision: status, code, key, and every header to send. */
 static void show(const char *what, const kg_decision *d)
@@ -56,11 +58,28 @@ static kg_decision *check(const kg_policy *p, const char *key)
     return d;
 }
 
+/* kg_keys_list()'s callback: the status of the key `id` (0 not seen,
+ * 1 active, 2 revoked). */
+struct found {
+    const char *id;
+    int status;
+};
+
+static int find_key(const kg_record *r, void *userdata)
+{
+    struct found *f = userdata;
+    if (strcmp(kg_record_id(r), f->id) != 0)
+        return 0;
+    f->status = kg_record_status(r) == KG_STATUS_REVOKED ? 2 : 1;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     kg_context *ctx = NULL;
     kg_policy *pol = NULL;
-    kg_record *rec = NULL, *stored = NULL, *revoked = NULL;
+    kg_record *rec = NULL;
+    struct found f = { NULL, 0 };
     kg_decision *d = NULL;
     kg_diag diag;
     char key[KG_KEY_MAX], buf[1200], id[256];
@@ -117,13 +136,8 @@ int main(int argc, char **argv)
         goto out;
     kg_decision_free(d);
 
-    /* 5. Revoke: read the stored record, change a copy (records handed
-     * out are shared and read-only), write it back. */
-    if (kg_keys_get(pol, id, &stored, &diag) != KG_OK ||
-        (revoked = kg_record_dup(stored)) == NULL)
-        goto out;
-    kg_record_set_status(revoked, KG_STATUS_REVOKED);
-    if (kg_keys_update(pol, revoked, &diag) != KG_OK) {
+    /* 5. Revoke: the record stays in the store, with status revoked. */
+    if (kg_keys_revoke(pol, id, &diag) != KG_OK) {
         fprintf(stderr, "revoke: %s\n", kg_diag_format(&diag, buf, sizeof(buf)));
         goto out;
     }
@@ -132,12 +146,21 @@ int main(int argc, char **argv)
     show("revoked", d);
     if (kg_decision_code(d) != KG_CODE_KEY_REVOKED)
         goto out;
+
+    /* 6. The store's list has the key, revoked. */
+    f.id = id;
+    if (kg_keys_list(pol, find_key, &f, &diag) != KG_OK) {
+        fprintf(stderr, "list: %s\n", kg_diag_format(&diag, buf, sizeof(buf)));
+        goto out;
+    }
+    printf("listed %s: %s\n", id, f.status == 2 ? "revoked"
+                                : f.status == 1 ? "active" : "missing");
+    if (f.status != 2)
+        goto out;
     ok = 1;
 out:
     kg_decision_free(d);
     kg_record_unref(rec);
-    kg_record_unref(stored);
-    kg_record_unref(revoked);
     /* Every policy before its context. */
     kg_policy_free(pol);
     kg_context_free(ctx);

@@ -276,13 +276,15 @@ static int with_record(kg_policy *p, const char *id, const char *action,
     return EXIT_OK;
 }
 
+/* The library revokes (kg_keys_revoke); the audit entry gets the
+ * record as it was and with the status it now has. */
 static int key_revoke(struct cli *c, kg_policy *p, kg_record *r)
 {
     kg_record *before = kg_record_dup(r);
     kg_diag d;
     kg_error e;
+    e = before == NULL ? KG_ERR_NOMEM : kg_keys_revoke(p, kg_record_id(r), &d);
     kg_record_set_status(r, KG_STATUS_REVOKED);
-    e = before == NULL ? KG_ERR_NOMEM : kg_keys_update(p, r, &d);
     if (before != NULL)
         cli_audit_key(p, "key.revoke", NULL, before, r, e);
     kg_record_unref(before);

@@ -14,39 +14,7 @@
 
 #include "keygated.h"
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t need, i;
-    unsigned cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        need = 2;
-        cp = s[0] & 0x1f;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        need = 3;
-        cp = s[0] & 0x0f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        need = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (i = 1; i < need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    /* Overlong forms, surrogates and code points past U+10FFFF. */
-    if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-        return 0;
-    return need;
-}
+#include <keygate/modutil.h>
 
 /* Append raw bytes if they fit whole (a JSON escape is never split). */
 static int put(char *buf, size_t *len, size_t size, const char *s, size_t n)
@@ -99,7 +67,7 @@ size_t kgd_json_str(char *buf, size_t len, size_t size, const char *s,
                 break;
             out = (const char *)p + i;
             outn = k;
-        } else if ((k = utf8_len(p + i, n - i)) == 0) {
+        } else if ((k = kg_modutil_utf8_len(p + i, n - i)) == 0) {
             out = "\\ufffd";
             outn = 6;
             k = 1;

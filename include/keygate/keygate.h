@@ -547,6 +547,259 @@ kg_error kg_accounts_update(kg_policy *p, kg_account *a, kg_diag *diag);
 kg_error kg_accounts_delete(kg_policy *p, const char *id, int with_keys,
                             kg_diag *diag);
 
+#define KG_HASH_LEN 32  /* SHA-256 */
+
+/* ------------------------------------------------------------------ */
+/* Key records                                                         */
+
+typedef struct kg_record kg_record;
+
+typedef enum kg_key_status {
+    KG_STATUS_ACTIVE = 0,
+    KG_STATUS_REVOKED = 1
+} kg_key_status;
+
+/* Records are reference counted; lookups return a new reference. */
+kg_record *kg_record_new(void);
+kg_record *kg_record_ref(kg_record *r);
+void kg_record_unref(kg_record *r);
+/* A deep copy with a reference count of one. */
+kg_record *kg_record_dup(const kg_record *r);
+
+kg_error kg_record_set_name(kg_record *r, const char *name);
+kg_error kg_record_set_prefix(kg_record *r, const char *prefix);
+kg_error kg_record_set_plan(kg_record *r, const char *plan);
+void kg_record_set_status(kg_record *r, kg_key_status status);
+void kg_record_set_created(kg_record *r, int64_t unix_seconds);
+void kg_record_set_expires(kg_record *r, int64_t unix_seconds); /* 0: never */
+kg_error kg_record_add_permission(kg_record *r, const char *perm);
+kg_error kg_record_add_cidr(kg_record *r, const char *cidr);
+/* A per-key limit that replaces the plan's limit of the same name. */
+kg_error kg_record_add_limit(kg_record *r, const char *name, int64_t count,
+                             int64_t window_seconds, int64_t burst);
+void kg_record_clear_permissions(kg_record *r);
+void kg_record_clear_cidrs(kg_record *r);
+void kg_record_clear_limits(kg_record *r);
+
+const char *kg_record_id(const kg_record *r);
+const char *kg_record_name(const kg_record *r);
+const char *kg_record_prefix(const kg_record *r);
+const char *kg_record_plan(const kg_record *r);
+const unsigned char *kg_record_hash(const kg_record *r);
+kg_key_status kg_record_status(const kg_record *r);
+int64_t kg_record_created(const kg_record *r);
+int64_t kg_record_expires(const kg_record *r);
+int64_t kg_record_last_used(const kg_record *r);
+size_t kg_record_permission_count(const kg_record *r);
+const char *kg_record_permission(const kg_record *r, size_t i);
+size_t kg_record_cidr_count(const kg_record *r);
+const char *kg_record_cidr(const kg_record *r, size_t i);
+size_t kg_record_limit_count(const kg_record *r);
+kg_error kg_record_limit(const kg_record *r, size_t i, const char **name_r,
+                         int64_t *count_r, int64_t *window_r,
+                         int64_t *burst_r);
+/* The record as a JSON object (no hash; "replaced_by" and "replaces"
+ * when set, ABI 1.6); malloc()ed, caller frees. */
+char *kg_record_to_json(const kg_record *r);
+
+/*
+ * The key's account (ABI 1.5).  A store that keeps accounts sets the
+ * account of every record it returns: kg_record_set_account() (plugin.h) takes a
+ * reference to the account and sets the record's account id to its id;
+ * the account is then read with the record by every check (the plan is
+ * the account's, docs/policy.md "Accounts"), and cached with it by the
+ * core's record cache.  A store that keeps no accounts sets neither: the
+ * key is its own account (its plan, its limits counted per key).  A
+ * record with an account id and no account (the store did not find it)
+ * is refused by a check (401 unauthorized) unless it is revoked.
+ * kg_record_set_account_id() sets the id alone (management: the account
+ * a new key is for) and drops an account of another id.
+ */
+kg_error kg_record_set_account_id(kg_record *r, const char *account_id);
+const kg_account *kg_record_account(const kg_record *r);
+const char *kg_record_account_id(const kg_record *r);   /* or NULL */
+
+/*
+ * A rotation's link (ABI 1.6): kg_keys_rotate() sets the old key's
+ * replaced_by to the new key's id, and the new key's replaces to the old
+ * one's; stores keep both.  NULL: not linked.  kg_record_state() names
+ * what a check makes of the key at `now` (Unix seconds): "revoked",
+ * "expired", "rotating" (replaced, still valid for its grace) or
+ * "active" (a static string).
+ */
+const char *kg_record_replaced_by(const kg_record *r);
+const char *kg_record_replaces(const kg_record *r);
+const char *kg_record_state(const kg_record *r, int64_t now);
+/* kg_record_to_json() with "status" kg_record_state() at `now` instead
+ * of the stored active/revoked. */
+char *kg_record_to_json_at(const kg_record *r, int64_t now);
+
+/* A callback over records; return non-zero to stop. */
+typedef int (*kg_record_cb)(const kg_record *r, void *userdata);
+
+/* ------------------------------------------------------------------ */
+/* Keys                                                                */
+
+#define KG_KEY_RANDOM_LEN 32
+#define KG_KEY_CHECKSUM_LEN 6
+#define KG_KEY_PREFIX_MAX 32
+#define KG_KEY_DISPLAY_LEN 8
+/* prefix + '_' + random + checksum + NUL */
+#define KG_KEY_MAX (KG_KEY_PREFIX_MAX + 1 + KG_KEY_RANDOM_LEN + KG_KEY_CHECKSUM_LEN + 1)
+/* A key's name: 1 to 128 bytes of printable text, one line (no control
+ * character); kg_keys_create() and kg_keys_update() refuse other names. */
+#define KG_KEY_NAME_MAX 128
+
+/* A new key "<prefix>_<32 base62><6 base62 CRC32>" from OpenSSL's RNG. */
+kg_error kg_key_generate(const char *prefix, char *buf, size_t size);
+/* KG_OK if the key has the format and a correct checksum. */
+kg_error kg_key_validate(const char *key, size_t len);
+/* SHA-256 of the key bytes. */
+void kg_key_hash(const char *key, size_t len, unsigned char out[KG_HASH_LEN]);
+/* Constant-time comparison of two hashes; 1 if equal. */
+int kg_hash_equal(const unsigned char *a, const unsigned char *b);
+/* Lower-case hex (65 bytes with the NUL) and back. */
+void kg_hash_to_hex(const unsigned char hash[KG_HASH_LEN], char out[2 * KG_HASH_LEN + 1]);
+kg_error kg_hash_from_hex(const char *hex, unsigned char out[KG_HASH_LEN]);
+/* The first KG_KEY_DISPLAY_LEN characters followed by "...". */
+void kg_key_display(const char *key, size_t len, char out[KG_KEY_DISPLAY_LEN + 4]);
+/* Overwrite memory in a way the compiler cannot drop. */
+void kg_wipe(void *p, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Small helpers shared by the core, the plugins and the tools         */
+
+/* Fill a diag with a message and no place (NULL diag: nothing). */
+void kg_diag_set(kg_diag *diag, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* "90", "90s", "15m", "1h", "7d", "2w", "2y" (365 days) -> seconds.  KG_ERR_INVALID if not. */
+kg_error kg_duration_parse(const char *s, int64_t *seconds_r);
+/* 1 if permission `have` grants `need`: equal, "*", "jobs:*" for any
+ * "jobs:..." and "*:read" for any "...:read" (the scope plugin's rule,
+ * and an account's ceiling's). */
+int kg_permission_grants(const char *have, const char *need);
+/* 1 if `perm` is one the admin API reads itself (docs/admin-api.md):
+ * "admin" (an operator's key) or "account:manage" (a customer's key for
+ * its own account).  A key or account may hold these on any plan: they
+ * need no scope line to be enforced. */
+int kg_permission_is_admin_api(const char *perm);
+/* "2026-12-31" or "2026-12-31T10:00:00Z" -> Unix seconds (UTC). */
+kg_error kg_time_parse(const char *s, int64_t *unix_r);
+/* Unix seconds -> "2026-12-31T10:00:00Z" (32 bytes is enough). */
+void kg_time_format(int64_t unix_seconds, char out[32]);
+
+/* ------------------------------------------------------------------ */
+/* Addresses                                                           */
+
+/* An IPv4 or IPv6 network; IPv4 is held as v4-mapped IPv6. */
+typedef struct kg_cidr {
+    unsigned char addr[16];
+    unsigned prefix;   /* 0..128, counted on the 128-bit form */
+} kg_cidr;
+
+/* "10.0.0.0/8", "2001:db8::/32", "192.0.2.7" (a host).  KG_ERR_INVALID if not. */
+kg_error kg_cidr_parse(const char *s, kg_cidr *out);
+/* An address ("192.0.2.7", "::ffff:192.0.2.7", "2001:db8::1") into 16 bytes. */
+kg_error kg_addr_parse(const char *s, unsigned char out[16]);
+int kg_cidr_contains(const kg_cidr *c, const unsigned char addr[16]);
+
+/* ------------------------------------------------------------------ */
+/* Key management through a policy's key store                        */
+
+/*
+ * The store used is the first keystore line whose plugin can write
+ * (KG_ERR_READONLY if none).  kg_keys_create() fills in what the record
+ * lacks (id, display prefix, created), generates the key, stores its
+ * hash and writes the key (shown once) into key_out.  Both it and
+ * kg_keys_update() refuse (KG_ERR_INVALID, diag says why) an unknown
+ * plan, a bad network or permission, and a name that is empty, longer
+ * than KG_KEY_NAME_MAX bytes or holds a control character (an update
+ * that keeps the stored name as it is passes, whatever it is).
+ *
+ * Accounts (a store that keeps them, ABI 1.5): a record with an account
+ * id belongs to that account, which must exist; its plan is the
+ * account's (a record that names another plan is refused; one that
+ * names none gets it), its permissions and networks must be within the
+ * account's ceiling, and a limit override it carries must be of a line
+ * counted `per: key` (the others are the account's to override).  A
+ * record without an account id is given an account of its own on its
+ * plan by the store (kg_record_account_id() of what kg_keys_get() then
+ * returns names it).
+ */
+kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
+                        size_t key_size, kg_diag *diag);
+kg_error kg_keys_get(kg_policy *p, const char *id, kg_record **rec_r,
+                     kg_diag *diag);
+kg_error kg_keys_list(kg_policy *p, kg_record_cb cb, void *userdata,
+                      kg_diag *diag);
+kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag);
+/*
+ * Revoke the key `id` now (`keygate key revoke`): a check of it is
+ * refused (401 key_revoked) from then on; the record stays, status
+ * revoked.  Revoking a revoked key is KG_OK and writes nothing.
+ * KG_ERR_NOT_FOUND if the store has no such key, KG_ERR_READONLY if no
+ * store can write; diag says why.  (New in 0.1.0: before, an embedder read
+ * the record, set KG_STATUS_REVOKED and called kg_keys_update().)
+ */
+kg_error kg_keys_revoke(kg_policy *p, const char *id, kg_diag *diag);
+/*
+ * A new key for the same record (new id, same plan, permissions, limits),
+ * now; the old key stays valid for grace_seconds (0: revoked at once).
+ */
+kg_error kg_keys_rotate(kg_policy *p, const char *id, int64_t grace_seconds,
+                        char *key_out, size_t key_size, kg_record **new_r,
+                        kg_diag *diag);
+/* Re-read every key store (SIGHUP). */
+kg_error kg_policy_reload_stores(kg_policy *p, kg_diag *diag);
+/*
+ * Migrate the schema of the first keystore whose plugin has one (the sql
+ * store): apply=0 only reports the versions.  *from_r / *to_r (may be
+ * NULL) get the version before and after.  KG_ERR_UNSUPPORTED if no
+ * store has a schema; KG_ERR_INVALID if the store's schema is newer than
+ * its plugin knows.
+ */
+kg_error kg_policy_migrate(kg_policy *p, int apply, int *from_r, int *to_r,
+                           kg_diag *diag);
+
+/* ------------------------------------------------------------------ */
+/* The request as the stages see it                                    */
+/* The strings returned stay valid until the request is next changed
+ * (set, add_header, reset) or freed: for the whole of a check. */
+
+/* The method, and the target's normalized path without its query
+ * (keygate.h, kg_request_set_target); "" when not set. */
+const char *kg_request_method(const kg_request *req);
+const char *kg_request_path(const kg_request *req);
+/* The target as it was given, query included, or NULL (ABI 1.4). */
+const char *kg_request_target(const kg_request *req);
+/* What the request names (ABI 1.4). */
+typedef enum kg_target_kind {
+    KG_TARGET_NONE = 0,    /* no method or no path was set: a check of
+                            * routes must fail closed */
+    KG_TARGET_ROUTE = 1,   /* an operation: kg_request_method(), _path() */
+    KG_TARGET_KEY = 2      /* the key itself, no operation
+                            * (kg_request_set_key_only: keygated's /whoami) */
+} kg_target_kind;
+kg_target_kind kg_request_target_kind(const kg_request *req);
+/* The client address as it was set (text), or NULL if none was. */
+const char *kg_request_client(const kg_request *req);
+/* The client address in binary (IPv4 as v4-mapped IPv6, the form of
+ * kg_addr_parse and kg_cidr), read without parsing (ABI 1.4): KG_OK;
+ * KG_ERR_NOT_FOUND if none was set; KG_ERR_INVALID if what was set is
+ * not an address. */
+kg_error kg_request_client_addr(const kg_request *req, unsigned char addr_r[16]);
+size_t kg_request_header_count(const kg_request *req);
+kg_error kg_request_header_at(const kg_request *req, size_t i,
+                              const char **name_r, const char **value_r,
+                              size_t *value_len_r);
+/*
+ * Find the `nth` (from 0) header called `name` (case-insensitive).
+ * Returns its value (NUL-terminated; *len_r gets the length, which may
+ * include NULs) or NULL.
+ */
+const char *kg_request_header_find(const kg_request *req, const char *name,
+                                   size_t nth, size_t *len_r);
+
 /* ------------------------------------------------------------------ */
 /* Plugins on the search path (what `keygate plugins` lists)          */
 

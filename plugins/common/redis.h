@@ -31,6 +31,7 @@
 #define KEYGATE_PLUGINS_REDIS_H
 
 #include <keygate/plugin.h>
+#include <keygate/modutil.h>
 
 struct limitconf;
 struct kgr_client;

@@ -29,9 +29,7 @@ static struct timeval tv_ms(int64_t ms)
 
 int64_t kgr_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return kg_modutil_mono_us() / 1000;
 }
 
 

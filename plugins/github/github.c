@@ -41,7 +41,7 @@ static kg_error github_sign(void *inst, const kg_webhook_message *msg,
 
     if (body_hmac(inst, secrets, 0, msg->payload, msg->payload_len, mac) != 0)
         return KG_ERR_NOMEM;
-    sigutil_hex(mac, sizeof(mac), value + 7);
+    kg_modutil_hex(mac, sizeof(mac), value + 7);
     OPENSSL_cleanse(mac, sizeof(mac));
     return kg_webhook_headers_add(out, HEADER, value);
 }

@@ -172,13 +172,13 @@ static char *acct_filter(const char *a1, const char *v1, const char *a2,
             free(terms);
             return NULL;
         }
-        t = kg__ldap_asprintf("%s(%s=%s)", terms, at[i], esc);
+        t = kg_modutil_asprintf("%s(%s=%s)", terms, at[i], esc);
         free(esc);
         free(terms);
         terms = t;
     }
     if (terms != NULL)
-        f = kg__ldap_asprintf("(&(objectClass=" ACCT_OC ")(|%s))", terms);
+        f = kg_modutil_asprintf("(&(objectClass=" ACCT_OC ")(|%s))", terms);
     free(terms);
     return f;
 }
@@ -468,7 +468,7 @@ static kg_error live_keys(kg__ldap *l, LDAP *ld, const char *id, char ***dns_r,
     *dns_r = NULL;
     *n_r = 0;
     if (esc != NULL)
-        filter = kg__ldap_asprintf("(&(objectClass=%s)(%s=%s)(|(!(%s=*))(%s=active)))",
+        filter = kg_modutil_asprintf("(&(objectClass=%s)(%s=%s)(|(!(%s=*))(%s=active)))",
                                    l->object_class, l->attrs[KG__LA_ACCOUNT], esc,
                                    l->attrs[KG__LA_STATUS] ? l->attrs[KG__LA_STATUS] : "apiKeyStatus",
                                    l->attrs[KG__LA_STATUS] ? l->attrs[KG__LA_STATUS] : "apiKeyStatus");

@@ -169,11 +169,10 @@ static LDAP *new_handle(kg__ldap *l, const char *uri, int tls, char *err,
     return ld;
 }
 
+/* Milliseconds on the monotonic clock. */
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return kg_modutil_mono_us() / 1000;
 }
 
 /*

@@ -531,23 +531,12 @@ fail:
     return NULL;
 }
 
-char *kg__ldap_asprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
-
 char *kg__ldap_format_limit(const char *name, int64_t c, int64_t w, int64_t b)
 {
     if (b > 0)
-        return kg__ldap_asprintf("%s=%lld/%lld:%lld", name, (long long)c,
+        return kg_modutil_asprintf("%s=%lld/%lld:%lld", name, (long long)c,
                                  (long long)w, (long long)b);
-    return kg__ldap_asprintf("%s=%lld/%lld", name, (long long)c, (long long)w);
+    return kg_modutil_asprintf("%s=%lld/%lld", name, (long long)c, (long long)w);
 }
 
 char *kg__ldap_escape(const char *value)

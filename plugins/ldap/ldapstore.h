@@ -15,6 +15,7 @@
 #include <ldap.h>
 
 #include <keygate/plugin.h>
+#include <keygate/modutil.h>
 
 /* Which attribute holds which field of a record ("" or NULL: none). */
 enum {
@@ -296,7 +297,6 @@ void kg__ldap_format_time(int64_t t, char out[20]);
 LDAPMod **kg__ldap_record_mods(const kg__ldap *l, const kg_record *r, int add);
 void kg__ldap_mods_free(LDAPMod **mods);
 /* vasprintf() that returns NULL on failure. */
-char *kg__ldap_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The DN of a new entry for id: <rdn_attr>=<id escaped per RFC 4514>,<base>. */
 char *kg__ldap_new_dn(const kg__ldap *l, const char *id);
 /* The same under another base, named attr=value. */

@@ -16,35 +16,23 @@
 
 #include "ldapstore.h"
 
-/* "500ms", "2s", "1m", or a bare number of seconds -> milliseconds. */
+/* "500ms", "2s", "1m", or a bare number of seconds -> milliseconds
+ * (kg_modutil_duration_ms: a bare number is seconds here, as it always
+ * was for these timeouts), from 1ms to 1h. */
 static kg_error opt_ms(kg_opts *o, const char *key, int def, int *ms_r)
 {
     const char *s;
-    char *end;
-    long long v;
+    int64_t v;
     kg_error e = kg_opts_get_string(o, key, NULL, &s);
 
     *ms_r = def;
     if (e != KG_OK || s == NULL)
         return e;
-    v = strtoll(s, &end, 10);
-    if (end == s || v < 0)
-        goto bad;
-    if (strcmp(end, "ms") == 0)
-        ;
-    else if (*end == '\0' || strcmp(end, "s") == 0)
-        v *= 1000;
-    else if (strcmp(end, "m") == 0)
-        v *= 60000;
-    else
-        goto bad;
-    if (v <= 0 || v > 3600000)
-        goto bad;
+    if (kg_modutil_duration_ms(s, 1000, &v) != KG_OK || v <= 0 || v > 3600000)
+        return kg_opts_error(o, key, "'%s' must be a duration from 1ms to 1h, "
+                             "such as 500ms or 2s", key);
     *ms_r = (int)v;
     return KG_OK;
-bad:
-    return kg_opts_error(o, key, "'%s' must be a duration from 1ms to 1h, "
-                         "such as 500ms or 2s", key);
 }
 
 /* A string option copied, NULL if absent. */
@@ -115,10 +103,7 @@ void kg__ldap_destroy(void *inst)
     free(l->uris);
     free((void *)l->down_until_us);
     free(l->bind_dn);
-    if (l->bind_password != NULL) {
-        kg_wipe(l->bind_password, strlen(l->bind_password));
-        free(l->bind_password);
-    }
+    kg_modutil_wipe_free(l->bind_password);
     free(l->ca_file);
     free(l->cert_file);
     free(l->key_file);
@@ -281,14 +266,14 @@ kg_error kg__ldap_create(kg_opts *o, void **inst_r)
     }
     l->pool_size = (size_t)pool;
     l->retry_us = retry * 1000000LL;
-    l->list_filter = kg__ldap_asprintf("(objectClass=%s)", l->object_class);
+    l->list_filter = kg_modutil_asprintf("(objectClass=%s)", l->object_class);
     l->id_filter = l->attrs[KG__LA_ID] == NULL ? strdup("") :
-        kg__ldap_asprintf("(&(objectClass=%s)(%s={hash}))", l->object_class,
+        kg_modutil_asprintf("(&(objectClass=%s)(%s={hash}))", l->object_class,
                           l->attrs[KG__LA_ID]);
     if ((e = opt_str(o, "filter", NULL, &l->filter)) != KG_OK)
         goto fail;
     if (l->filter == NULL)
-        l->filter = kg__ldap_asprintf("(&(objectClass=%s)(%s={hash}))",
+        l->filter = kg_modutil_asprintf("(&(objectClass=%s)(%s={hash}))",
                                       l->object_class, l->attrs[KG__LA_HASH]);
     if (l->list_filter == NULL || l->id_filter == NULL || l->filter == NULL) {
         e = KG_ERR_NOMEM;

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include <keygate/webhook.h>
+#include <keygate/modutil.h>   /* kg_modutil_hex */
 
 #define SIGUTIL_MAC_LEN 32          /* HMAC-SHA256 */
 #define SIGUTIL_MAX_SIGNATURES 16   /* per header: more is malformed */
@@ -27,8 +28,6 @@ int sigutil_hmac(EVP_MAC_CTX *tmpl, const void *key, size_t keylen,
                  const void *const *piece, const size_t *len, size_t n,
                  unsigned char out[SIGUTIL_MAC_LEN]);
 
-/* Lower-case hex of n bytes into out (2n + 1 with the NUL). */
-void sigutil_hex(const unsigned char *in, size_t n, char *out);
 /* Exactly 2 * outlen hex digits (either case); 0 on success. */
 int sigutil_unhex(const char *s, size_t n, unsigned char *out, size_t outlen);
 

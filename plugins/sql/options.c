@@ -13,41 +13,21 @@
 
 #include "sql.h"
 
-/* "250ms", "2s", "1m" or a bare number of milliseconds. */
+/* "250ms", "2s", "1m" or a bare number of milliseconds
+ * (kg_modutil_duration_ms: a bare number is milliseconds here, as it
+ * always was for these options). */
 static kg_error opt_ms(kg_opts *o, const char *key, int64_t def, int64_t *ms_r)
 {
     const char *s;
-    char *end;
-    long long v;
     kg_error e = kg_opts_get_string(o, key, NULL, &s);
 
     *ms_r = def;
     if (e != KG_OK || s == NULL)
         return e;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (end == s || errno != 0 || v < 0)
-        goto bad;
-    if (*end == '\0' || strcmp(end, "ms") == 0)
-        *ms_r = v;
-    else if (strcmp(end, "s") == 0)
-        *ms_r = v * 1000;
-    else if (strcmp(end, "m") == 0)
-        *ms_r = v * 60000;
-    else
-        goto bad;
+    if (kg_modutil_duration_ms(s, 1, ms_r) != KG_OK)
+        return kg_opts_error(o, key, "%s must be a time such as 250ms, 2s or 1m, "
+                             "not '%s'", key, s);
     return KG_OK;
-bad:
-    return kg_opts_error(o, key, "%s must be a time such as 250ms, 2s or 1m, "
-                         "not '%s'", key, s);
-}
-
-void sql_free_secret(char *s)
-{
-    if (s != NULL) {
-        kg_wipe(s, strlen(s));
-        free(s);
-    }
 }
 
 static const struct sql_driver *const drivers[] = {

@@ -28,9 +28,7 @@
 
 int64_t sql_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return kg_modutil_mono_us() / 1000;
 }
 
 int sql_pool_init(struct sql_pool *p, const struct sql_conf *conf)

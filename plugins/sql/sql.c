@@ -279,7 +279,7 @@ void sql_destroy(void *inst)
     sql_usage_free(s->usage);
     free(s->conf.path);
     free(s->conf.conninfo);
-    sql_free_secret(s->conf.password);
+    kg_modutil_wipe_free(s->conf.password);
     free(s->conf.sslmode);
     free(s->conf.sslrootcert);
     free(s);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include <keygate/plugin.h>
+#include <keygate/modutil.h>
 
 /* What a driver call answers. */
 enum {
@@ -219,8 +220,6 @@ kg_error sql_read_options(kg_opts *o, struct sqlstore *s, int usage,
                           int *auto_r, int64_t *interval_r,
                           int64_t *max_pending_r);
 int sql_is_pg(const struct sql_driver *d);
-/* Wipe and free a secret (NULL: nothing). */
-void sql_free_secret(char *s);
 
 /* ---- rows.c: records <-> rows ------------------------------------------ */
 

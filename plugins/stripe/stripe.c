@@ -56,7 +56,7 @@ static kg_error stripe_sign(void *inst, const kg_webhook_message *msg,
             break;
         }
         memcpy(value + len, ",v1=", 4);
-        sigutil_hex(mac, sizeof(mac), value + len + 4);
+        kg_modutil_hex(mac, sizeof(mac), value + len + 4);
         len += 4 + 2 * SIGUTIL_MAC_LEN;
     }
     OPENSSL_cleanse(mac, sizeof(mac));

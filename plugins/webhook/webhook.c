@@ -18,6 +18,7 @@
  * is retried until the operator fixes the URL).
  */
 #include <keygate/alerts.h>
+#include <keygate/modutil.h>
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -93,8 +94,7 @@ static kg_error create(kg_opts *o, void **inst_r)
                              "secret)");
     if ((e = kg_webhook_secrets_new(&w->secrets)) == KG_OK)
         e = kg_webhook_secrets_add(w->secrets, secret, strlen(secret));
-    kg_wipe(secret, strlen(secret));
-    free(secret);
+    kg_modutil_wipe_free(secret);
     if (e != KG_OK)
         return e;
     memset(&diag, 0, sizeof(diag));

@@ -1028,6 +1028,31 @@ START_TEST(revoked_is_401_key_revoked)
 }
 END_TEST
 
+/* kg_keys_revoke (issue 23 item 12): the library's revoke, which the
+ * CLI calls; a record a caller holds from before keeps its status. */
+START_TEST(kg_keys_revoke_revokes_and_keeps_the_record)
+{
+    kg_record *held = NULL, *r = NULL;
+    kg_diag d;
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &held, &d), KG_OK);
+    ck_assert_int_eq(code_of(pol, key), KG_CODE_NONE);
+    ck_assert_int_eq(kg_keys_revoke(pol, "k_test", &d), KG_OK);
+    ck_assert_int_eq(code_of(pol, key), KG_CODE_KEY_REVOKED);
+    ck_assert_int_eq(kg_record_status(held), KG_STATUS_ACTIVE);
+    ck_assert_int_eq(kg_keys_get(pol, "k_test", &r, &d), KG_OK);
+    ck_assert_int_eq(kg_record_status(r), KG_STATUS_REVOKED);
+    ck_assert_str_eq(kg_record_name(r), kg_record_name(held));
+    /* again: nothing to do */
+    ck_assert_int_eq(kg_keys_revoke(pol, "k_test", &d), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(pol, "k_nobody", &d), KG_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(d.message, "k_nobody"));
+    ck_assert_int_eq(kg_keys_revoke(pol, "", &d), KG_ERR_INVALID);
+    ck_assert_int_eq(kg_keys_revoke(pol, NULL, &d), KG_ERR_INVALID);
+    kg_record_unref(held);
+    kg_record_unref(r);
+}
+END_TEST
+
 START_TEST(expired_is_401_key_expired)
 {
     char k2[KG_KEY_MAX], *rec, *text, *t;
@@ -1121,6 +1146,7 @@ static Suite *filestore_suite(void)
     tcase_add_test(tc, rotation_with_grace);
     tcase_add_test(tc, rotation_without_grace_revokes);
     tcase_add_test(tc, revoked_is_401_key_revoked);
+    tcase_add_test(tc, kg_keys_revoke_revokes_and_keeps_the_record);
     tcase_add_test(tc, expired_is_401_key_expired);
     tcase_add_test(tc, list_and_last_used);
     tcase_add_test(tc, many_keys_indexed_by_hash_and_id);
