@@ -137,34 +137,6 @@ static int parse_seconds(const char *s, int64_t *v_r)
 }
 
 /* "300", "300s", "5m", "1h". */
-static int parse_tolerance(const char *s, int64_t *v_r)
-{
-    char *end;
-    long long v;
-    int64_t mul = 1;
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno)
-        return -1;
-    if (*end) {
-        if (end[1])
-            return -1;
-        switch (*end) {
-        case 's': mul = 1; break;
-        case 'm': mul = 60; break;
-        case 'h': mul = 3600; break;
-        case 'd': mul = 86400; break;
-        default: return -1;
-        }
-    }
-    if (v > INT64_MAX / mul)
-        return -1;
-    *v_r = v * mul;
-    return 0;
-}
-
 static int cmd_secret(struct cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -308,7 +280,8 @@ static int parse_args(struct cli *c, int argc, char **argv, int verify,
         case 'T':
             if (!verify)
                 goto usage;
-            if (parse_tolerance(optarg, &a->tolerance) != 0) {
+            /* The library's one duration reader (plugin and CLI alike). */
+            if (kg_duration_parse(optarg, &a->tolerance) != KG_OK) {
                 fprintf(stderr, "keygate: --tolerance must be seconds (or "
                         "30s, 5m, 1h), not '%s'\n", optarg);
                 return -1;
