@@ -124,10 +124,12 @@ static int emit_record(yaml_emitter_t *em, const kg_record *r, int64_t last_used
     if (kg_record_name(r)) ok &= emit_kv(em, "name", kg_record_name(r));
     if (kg_record_prefix(r)) ok &= emit_kv(em, "prefix", kg_record_prefix(r));
     ok &= emit_kv(em, "hash", hex);
-    /* A key of an account has its account's plan. */
+    /* A key of an account has its account's plan.  One whose account
+     * is not in the file (a hand edit: the key is refused until it is)
+     * keeps the plan it had, so that a write loses nothing. */
     if (kg_record_account_id(r))
         ok &= emit_kv(em, "account", kg_record_account_id(r));
-    else
+    if (!kg_record_account_id(r) || (!kg_record_account(r) && kg_record_plan(r)))
         ok &= emit_kv(em, "plan", kg_record_plan(r));
     ok &= emit_kv(em, "status", kg_record_status(r) == KG_STATUS_REVOKED ? "revoked" : "active");
     ok &= emit_list(em, "permissions", kg_record_permission_count(r), rec_perm, r);

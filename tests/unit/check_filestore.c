@@ -1030,6 +1030,37 @@ END_TEST
 
 /* kg_keys_revoke (issue 23 item 12): the library's revoke, which the
  * CLI calls; a record a caller holds from before keeps its status. */
+/* A key naming an account the file does not hold (a hand edit) keeps
+ * its plan across a write of the file (found by fuzz_keyfile: the
+ * writer left the plan out for every key with an account id). */
+START_TEST(a_dangling_accounts_key_keeps_its_plan_across_a_write)
+{
+    char k2[KG_KEY_MAX], *rec, *old, *text;
+    kg_record *r = NULL;
+    kg_diag d;
+
+    ck_assert_int_eq(kg_key_generate("whizo", k2, sizeof(k2)), KG_OK);
+    rec = tu_key_record("k_orphan", k2, "pro", "    account: acct_gone\n");
+    old = tu_read(keyfile);
+    text = tu_fmt("%s%s", old, rec);
+    free(old);
+    tu_write(keyfile, text);
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    ck_assert_int_eq(status_of(pol, k2), 401);   /* its account is gone */
+    /* any write rewrites the whole file */
+    ck_assert_int_eq(kg_keys_revoke(pol, "k_test", &d), KG_OK);
+    ck_assert_int_eq(kg_policy_reload_stores(pol, &d), KG_OK);
+    memset(&d, 0, sizeof(d));
+    ck_assert_msg(kg_keys_get(pol, "k_orphan", &r, &d) == KG_OK, "%s", d.message);
+    ck_assert_str_eq(kg_record_account_id(r), "acct_gone");
+    ck_assert_ptr_nonnull(kg_record_plan(r));
+    ck_assert_str_eq(kg_record_plan(r), "pro");
+    kg_record_unref(r);
+    free(rec);
+    free(text);
+}
+END_TEST
+
 START_TEST(kg_keys_revoke_revokes_and_keeps_the_record)
 {
     kg_record *held = NULL, *r = NULL;
@@ -1147,6 +1178,7 @@ static Suite *filestore_suite(void)
     tcase_add_test(tc, rotation_without_grace_revokes);
     tcase_add_test(tc, revoked_is_401_key_revoked);
     tcase_add_test(tc, kg_keys_revoke_revokes_and_keeps_the_record);
+    tcase_add_test(tc, a_dangling_accounts_key_keeps_its_plan_across_a_write);
     tcase_add_test(tc, expired_is_401_key_expired);
     tcase_add_test(tc, list_and_last_used);
     tcase_add_test(tc, many_keys_indexed_by_hash_and_id);
