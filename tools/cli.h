@@ -36,6 +36,17 @@ struct cli {
     { "jsonl", no_argument, NULL, CLI_OPT_JSONL }
 /* 1 (and c->json set) if ch is CLI_OPT_JSON or CLI_OPT_JSONL, else 0. */
 int cli_json_option(struct cli *c, int ch);
+/* Which sub-commands (a bit each) take an option, by its getopt code. */
+struct cli_takes {
+    int code;
+    unsigned subs;
+};
+/* 0 if sub-command `sub` takes option ch (or no line of takes[0..n)
+ * names it); else -1, with "keygate CMD SUB does not take --NAME"
+ * printed, NAME found in the getopt table opts. */
+int cli_option_taken(const struct cli_takes *takes, size_t n,
+                     const struct option *opts, int ch, unsigned sub,
+                     const char *cmd, const char *sub_name);
 /* For a command that takes no option with a value: take --json and
  * --jsonl out of argv[1..argc) (up to a "--"); returns the new argc. */
 int cli_take_json(struct cli *c, int argc, char **argv);

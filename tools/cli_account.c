@@ -57,10 +57,7 @@ static void account_usage(FILE *f)
           f);
 }
 
-static const struct {
-    int code;
-    unsigned subs;
-} takes[] = {
+static const struct cli_takes takes[] = {
     { 'n', ACCT_CREATE | ACCT_UPDATE },
     { 'p', ACCT_CREATE | ACCT_UPDATE },
     { 'P', ACCT_CREATE | ACCT_UPDATE },
@@ -120,23 +117,15 @@ static int account_parse(struct cli *c, unsigned sub, int argc, char **argv,
         { NULL, 0, NULL, 0 },
     };
     int ch, idx, rc = 0;
-    size_t i;
 
     optind = 0;   /* afresh, as key_parse() says */
     while (rc == 0 &&
            (ch = getopt_long(argc, argv, "n:p:P:i:l:h", opts, &idx)) != -1) {
         if (cli_json_option(c, ch))
             continue;
-        for (i = 0; i < sizeof(takes) / sizeof(takes[0]); i++) {
-            if (takes[i].code == ch && !(takes[i].subs & sub)) {
-                const struct option *o = opts;
-                while (o->val != ch)
-                    o++;
-                fprintf(stderr, "keygate: account %s does not take --%s\n",
-                        sub_name(sub), o->name);
-                return -1;
-            }
-        }
+        if (cli_option_taken(takes, sizeof(takes) / sizeof(takes[0]), opts, ch,
+                             sub, "account", sub_name(sub)) != 0)
+            return -1;
         switch (ch) {
         case 'n': e->name = optarg; break;
         case 'p': e->plan = optarg; break;

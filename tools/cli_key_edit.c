@@ -18,10 +18,7 @@ enum {
 };
 
 /* Which sub-commands take each option (by its getopt code). */
-static const struct {
-    int code;
-    unsigned subs;
-} takes[] = {
+static const struct cli_takes takes[] = {
     { 'n', KEY_CREATE | KEY_UPDATE },
     { 'p', KEY_CREATE | KEY_UPDATE },
     { 'P', KEY_CREATE | KEY_UPDATE },
@@ -91,7 +88,6 @@ int key_parse(struct cli *c, unsigned sub, int argc, char **argv,
         { NULL, 0, NULL, 0 },
     };
     int ch, idx, rc = 0;
-    size_t i;
 
     /* 0, not 1: glibc then starts afresh (main() parsed with "+", which
      * would otherwise stay in force and stop at the key id, so that
@@ -101,16 +97,9 @@ int key_parse(struct cli *c, unsigned sub, int argc, char **argv,
            (ch = getopt_long(argc, argv, "n:p:P:i:e:l:g:a:h", opts, &idx)) != -1) {
         if (cli_json_option(c, ch))
             continue;
-        for (i = 0; i < sizeof(takes) / sizeof(takes[0]); i++) {
-            if (takes[i].code == ch && !(takes[i].subs & sub)) {
-                const struct option *o = opts;
-                while (o->val != ch)
-                    o++;
-                fprintf(stderr, "keygate: key %s does not take --%s\n",
-                        sub_name(sub), o->name);
-                return -1;
-            }
-        }
+        if (cli_option_taken(takes, sizeof(takes) / sizeof(takes[0]), opts, ch,
+                             sub, "key", sub_name(sub)) != 0)
+            return -1;
         switch (ch) {
         case 'n': e->name = optarg; break;
         case 'p': e->plan = optarg; break;

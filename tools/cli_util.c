@@ -39,6 +39,24 @@ int cli_json_option(struct cli *c, int ch)
     return 1;
 }
 
+int cli_option_taken(const struct cli_takes *takes, size_t n,
+                     const struct option *opts, int ch, unsigned sub,
+                     const char *cmd, const char *sub_name)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (takes[i].code == ch && !(takes[i].subs & sub)) {
+            const struct option *o = opts;
+            while (o->name != NULL && o->val != ch)
+                o++;
+            fprintf(stderr, "keygate: %s %s does not take --%s\n", cmd,
+                    sub_name, o->name != NULL ? o->name : "?");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cli_take_json(struct cli *c, int argc, char **argv)
 {
     int i, n = 1;
