@@ -109,6 +109,30 @@ static void end(struct ov *x)
     kg_account_unref(x->a);
 }
 
+/* A write's error of the store (or of the secret's file): answered and
+ * audited as refused.  Returns the answer. */
+static int refused(kgd_admin_call *c, const struct ov *x, const char *action,
+                   json_t *before, kg_error e, const kg_diag *d)
+{
+    int ret = kgd_admin_kg_error(c, e, d, NULL);
+    kgd_admin_audit(c, action, x->account_id, x->account_id, before, NULL,
+                    kgd_admin_code_of(e));
+    return ret;
+}
+
+/* What a write route holds at its end: the secret wiped, the rest
+ * freed.  Returns ret. */
+static int done(int ret, char *secret, json_t *before, json_t *after,
+                struct ov *x)
+{
+    if (secret != NULL)
+        kg_wipe(secret, KG_WEBHOOK_SECRET_MAX);
+    json_decref(before);
+    json_decref(after);
+    end(x);
+    return ret;
+}
+
 /* The first row's with a URL: its URL and secret file (NULL if none). */
 static json_t *receiver_row(json_t *rows)
 {
@@ -313,18 +337,14 @@ int kgd_admin_overrides_put(kgd_admin_call *c, char *const *ids)
         file = x.gen;
         if (access(x.gen, R_OK) != 0) {
             if ((e = kgd_admin_secret_new(x.gen, secret, &d)) != KG_OK) {
-                ret = kgd_admin_kg_error(c, e, &d, NULL);
-                kgd_admin_audit(c, "alerts.overrides.update", x.account_id,
-                                x.account_id, before, NULL, kgd_admin_code_of(e));
+                ret = refused(c, &x, "alerts.overrides.update", before, e, &d);
                 goto out;
             }
             made = 1;
         }
     }
     if ((e = write_rows(c, &x, rules, url, file, &d)) != KG_OK) {
-        ret = kgd_admin_kg_error(c, e, &d, NULL);
-        kgd_admin_audit(c, "alerts.overrides.update", x.account_id,
-                        x.account_id, before, NULL, kgd_admin_code_of(e));
+        ret = refused(c, &x, "alerts.overrides.update", before, e, &d);
         goto out;
     }
     if (read_rows(c, &x, &ret) != 0 || (after = resource(&x)) == NULL)
@@ -333,11 +353,7 @@ int kgd_admin_overrides_put(kgd_admin_call *c, char *const *ids)
                     before, after, "ok");
     ret = answer(c, after, made ? secret : NULL);
 out:
-    kg_wipe(secret, sizeof(secret));
-    json_decref(before);
-    json_decref(after);
-    end(&x);
-    return ret;
+    return done(ret, secret, before, after, &x);
 }
 
 /* ---- DELETE, the secret ---------------------------------------------------- */
@@ -369,18 +385,14 @@ int kgd_admin_overrides_delete(kgd_admin_call *c, char *const *ids)
             e = KG_OK;
     }
     if (e != KG_OK) {
-        ret = kgd_admin_kg_error(c, e, &d, NULL);
-        kgd_admin_audit(c, "alerts.overrides.delete", x.account_id,
-                        x.account_id, before, NULL, kgd_admin_code_of(e));
+        ret = refused(c, &x, "alerts.overrides.delete", before, e, &d);
         goto out;
     }
     kgd_admin_audit(c, "alerts.overrides.delete", x.account_id, x.account_id,
                     before, NULL, "ok");
     ret = kgd_admin_json(c, 204, NULL, NULL);
 out:
-    json_decref(before);
-    end(&x);
-    return ret;
+    return done(ret, NULL, before, NULL, &x);
 }
 
 /*
@@ -422,9 +434,7 @@ int kgd_admin_overrides_secret(kgd_admin_call *c, char *const *ids)
         e = x.ops->override_put(x.store, &o, &d);
     }
     if (e != KG_OK) {
-        ret = kgd_admin_kg_error(c, e, &d, NULL);
-        kgd_admin_audit(c, "alerts.secret.rotate", x.account_id, x.account_id,
-                        before, NULL, kgd_admin_code_of(e));
+        ret = refused(c, &x, "alerts.secret.rotate", before, e, &d);
         goto out;
     }
     if (read_rows(c, &x, &ret) != 0 || (after = resource(&x)) == NULL)
@@ -436,9 +446,5 @@ int kgd_admin_overrides_secret(kgd_admin_call *c, char *const *ids)
     json_object_del(after, "secret_rotated");
     ret = answer(c, after, secret);
 out:
-    kg_wipe(secret, sizeof(secret));
-    json_decref(before);
-    json_decref(after);
-    end(&x);
-    return ret;
+    return done(ret, secret, before, after, &x);
 }
