@@ -384,6 +384,8 @@ async function main() {
     check(isErr(r, 501, 'not_implemented'), 'no alerts: section: the rules are 501 not_implemented', r.body);
     r = await call('GET', '/api/v1/accounts/{id}/alerts', { key: CUST, params: { id: A.id } });
     check(isErr(r, 501, 'not_implemented'), 'no alerts: section: the recent alerts are 501', r.body);
+    r = await call('PUT', '/api/v1/accounts/{id}/alerts/overrides', { key: CUST, params: { id: A.id }, body: { rules: {} } });
+    check(isErr(r, 501, 'not_implemented'), 'no alerts: section: the account\'s alert settings are 501', r.body);
   }
   for (const t of ['/api/v1/accounts/{id}/alerts/rules', '/api/v1/accounts/{id}/alerts']) {
     r = await call('GET', t, { key: CUST, params: { id: B.id } });
