@@ -75,6 +75,7 @@ typedef struct kgd_conf {
     const char *admin_listen;
     const char *admin_cert, *admin_key;   /* PEM files: TLS */
     int admin_insecure;                   /* plain HTTP off loopback */
+    int admin_webhook_insecure;           /* customers' receivers: any URL */
     const char *dashboard_dir;
 } kgd_conf;
 

@@ -12,6 +12,9 @@
  *   keygated_admin_keys.c      /accounts/{id}/keys, /keys
  *   keygated_admin_usage.c     usage, events, top (the usage store)
  *   keygated_admin_alerts.c    an account's alert rules and recent alerts
+ *   keygated_admin_overrides.c an account's own alert settings
+ *   keygated_admin_webhook.c   its receiver's URL rules, its generated
+ *                              signing secret
  *   keygated_admin_info.c      /plans, /me, /openapi.json, /audit
  *   keygated_admin_audit.c     every change (and refused change) into
  *                              the audit log
@@ -207,6 +210,30 @@ int kgd_admin_usage_top(kgd_admin_call *c, char *const *ids);
 
 int kgd_admin_alert_rules(kgd_admin_call *c, char *const *ids);
 int kgd_admin_alerts_list(kgd_admin_call *c, char *const *ids);
+/* 1 if the policy has alert rules; else 0 after a 501. */
+int kgd_admin_have_alerts(kgd_admin_call *c, int *ret_r);
+
+int kgd_admin_overrides_get(kgd_admin_call *c, char *const *ids);
+int kgd_admin_overrides_put(kgd_admin_call *c, char *const *ids);
+int kgd_admin_overrides_delete(kgd_admin_call *c, char *const *ids);
+int kgd_admin_overrides_secret(kgd_admin_call *c, char *const *ids);
+
+/* ---- keygated_admin_webhook.c --------------------------------------- */
+
+/* Generated secrets live in this folder of the state folder
+ * (${KEYGATE_STATE_DIR:-/var/lib/keygate}). */
+#define KGD_ALERT_SECRET_DIR "alert-secrets"
+/* 1 if the caller may give `url` as an account's receiver (https only
+ * and no private address for a customer key, unless
+ * --admin-webhook-insecure); else 0 after a 400 naming webhook_url. */
+int kgd_admin_webhook_url_ok(kgd_admin_call *c, const char *url, int *ret_r);
+/* The file of account_id's generated secret into out; -1 if it does
+ * not fit. */
+int kgd_admin_secret_path(const char *account_id, char *out, size_t size);
+/* A new "whsec_" secret into `secret` and, atomically and 0600, into
+ * the file `path` (its folder made 0700 if missing).  On error secret
+ * is wiped and d says why.  The caller wipes secret after use. */
+kg_error kgd_admin_secret_new(const char *path, char *secret, kg_diag *d);
 
 int kgd_admin_plans(kgd_admin_call *c, char *const *ids);
 int kgd_admin_me(kgd_admin_call *c, char *const *ids);

@@ -22,15 +22,14 @@
 #define SCAN_BATCH 200
 #define SCAN_MAX 20000
 
-/* 0 if the policy has alert rules; else -1 after a 501. */
-static int have_alerts(kgd_admin_call *c, int *ret_r)
+int kgd_admin_have_alerts(kgd_admin_call *c, int *ret_r)
 {
     if (kg_policy_alert_count(c->p) > 0)
-        return 0;
+        return 1;
     *ret_r = kgd_admin_error(c, 501, "not_implemented",
                              "alerts are not configured (the policy has no "
                              "alerts: section; see docs/alerts.md)", NULL);
-    return -1;
+    return 0;
 }
 
 /* ---- rules --------------------------------------------------------------- */
@@ -79,7 +78,7 @@ int kgd_admin_alert_rules(kgd_admin_call *c, char *const *ids)
     memset(&f, 0, sizeof(f));
     if ((a = kgd_admin_account_find(c, ids[0], &ret)) == NULL)
         return ret;
-    if (have_alerts(c, &ret) != 0)
+    if (!kgd_admin_have_alerts(c, &ret))
         goto out;
     f.account_id = kg_account_id(a);
     if ((f.items = json_array()) == NULL)
@@ -176,7 +175,7 @@ int kgd_admin_alerts_list(kgd_admin_call *c, char *const *ids)
         return ret;
     (void)ask;   /* filtered by account: read in batches instead */
     if ((a = kgd_admin_account_find(c, ids[0], &ret)) == NULL ||
-        have_alerts(c, &ret) != 0)
+        !kgd_admin_have_alerts(c, &ret))
         goto out;
     if ((e = kg_policy_outbox(c->p, &ops, &store, &d)) != KG_OK) {
         ret = kgd_admin_kg_error(c, e, &d, NULL);

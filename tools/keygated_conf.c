@@ -89,6 +89,11 @@ void kgd_usage(FILE *f)
 "                          serve the admin listener over TLS (PEM files)\n"
 "      --admin-insecure    allow plain HTTP on an admin listener that is\n"
 "                          not on loopback (keys then travel in clear)\n"
+"      --admin-webhook-insecure\n"
+"                          let customer keys give their alert receivers\n"
+"                          http:// and loopback or private addresses (tests,\n"
+"                          closed networks; default: https:// to a public\n"
+"                          address only)\n"
 "      --dashboard-dir DIR the dashboard's files (default\n"
 "                          " KG_DASHBOARDDIR ")\n"
 "      --alerts-interval SECONDS  evaluate the policy's alert rules and send\n"
@@ -145,7 +150,8 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
 {
     enum { O_CHECK = 256, O_ORIGIN, O_THREADS, O_MAXCONN, O_TIMEOUT,
            O_MAXHB, O_MAXH, O_DRAIN, O_LIMCAP, O_ADMIN, O_ADMIN_CERT,
-           O_ADMIN_KEY, O_ADMIN_INSECURE, O_DASHBOARD, O_LOOKUP, O_ALERTS };
+           O_ADMIN_KEY, O_ADMIN_INSECURE, O_DASHBOARD, O_LOOKUP, O_ALERTS,
+           O_ADMIN_WEBHOOK_INSECURE };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, 'l' },
@@ -166,6 +172,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         { "admin-cert", required_argument, NULL, O_ADMIN_CERT },
         { "admin-key", required_argument, NULL, O_ADMIN_KEY },
         { "admin-insecure", no_argument, NULL, O_ADMIN_INSECURE },
+        { "admin-webhook-insecure", no_argument, NULL, O_ADMIN_WEBHOOK_INSECURE },
         { "dashboard-dir", required_argument, NULL, O_DASHBOARD },
         { "lookup-threads", required_argument, NULL, O_LOOKUP },
         { "alerts-interval", required_argument, NULL, O_ALERTS },
@@ -257,6 +264,7 @@ int kgd_conf_parse(kgd_conf *c, int argc, char **argv)
         case O_ADMIN_CERT: c->admin_cert = optarg; break;
         case O_ADMIN_KEY: c->admin_key = optarg; break;
         case O_ADMIN_INSECURE: c->admin_insecure = 1; break;
+        case O_ADMIN_WEBHOOK_INSECURE: c->admin_webhook_insecure = 1; break;
         case O_DASHBOARD: c->dashboard_dir = optarg; break;
         case O_LOOKUP:
             if (parse_uint("--lookup-threads", optarg, 0, 1024, &v)) return -1;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """receiver.py PORT DIR [STATUS] - a webhook receiver for the alerts
 tests, on 127.0.0.1:PORT.  Each POST is kept as DIR/N.headers ("Name:
-value" lines, as received) and DIR/N.body (the bytes as received), N
+value" lines, as received), DIR/N.path (the request's path) and
+DIR/N.body (the bytes as received), N
 counting from 1, and answered STATUS (default 200).  Prints "ready" once
 it listens."""
 import http.server
@@ -19,6 +20,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with open(os.path.join(DIR, "%d.headers" % n), "w") as f:
             for name, value in self.headers.items():
                 f.write("%s: %s\n" % (name, value))
+        with open(os.path.join(DIR, "%d.path" % n), "w") as f:
+            f.write(self.path + "\n")
         # The body last: a test that sees it sees the headers too.
         tmp = os.path.join(DIR, ".%d.tmp" % n)
         with open(tmp, "wb") as f:

@@ -13,21 +13,13 @@
 # reused by the next run); node and npm are scripts/deps.sh --test's.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
 
-command -v node >/dev/null && command -v npm >/dev/null \
-    || { echo "FAIL: node and npm are needed (scripts/deps.sh --test)"; exit 1; }
 "$KEYGATED" --help | grep -q -- --admin-listen \
     || { echo "SKIP: keygated was built without the admin API (jansson)"; exit 77; }
 
 # ---- the validators ----------------------------------------------------------
+. "$S/tests/keygated/npm_cache.sh"
 CACHE=$(cd "$B" && pwd)/tests/node-cache
-if [ ! -f "$CACHE/node_modules/ajv-formats/package.json" ] ||
-   [ ! -f "$CACHE/node_modules/@apidevtools/swagger-parser/package.json" ]; then
-    mkdir -p "$CACHE"
-    (cd "$CACHE" && [ -f package.json ] || echo '{"private": true}' >package.json)
-    (cd "$CACHE" && npm install --no-audit --no-fund --silent \
-        @apidevtools/swagger-parser@13.0.0 ajv@8.20.0 ajv-formats@3.0.1) >"$T/npm.log" 2>&1 \
-        || { echo "FAIL: npm install:"; cat "$T/npm.log"; exit 1; }
-fi
+npm_cache "$CACHE" @apidevtools/swagger-parser@13.0.0 ajv@8.20.0 ajv-formats@3.0.1
 ok "swagger-parser and ajv in $CACHE"
 
 SHIPPED=$S/conf/keygate.yaml

@@ -2,7 +2,9 @@
 # Alerts through keygated (docs/alerts.md, issue 20): a Free account that
 # reaches 8 of its 10 requests makes one quota-80 webhook at a real
 # receiver on loopback, whose Standard Webhooks signature verifies with
-# `keygate webhook verify`; with the receiver down and keygated restarted
+# `keygate webhook verify` and with the npm `standardwebhooks` library (a
+# receiver's own check; a tampered body fails both); with the receiver
+# down and keygated restarted
 # in between, the alert still arrives, once; a receiver that answers 400
 # leaves the alert failed in `keygate alerts history`; /metrics counts.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
@@ -11,6 +13,17 @@ command -v python3 >/dev/null || { echo "python3 is needed"; exit 77; }
 [ -f "$B/plugins/.libs/webhook.so" ] || [ -f "$B/plugins/webhook.so" ] ||
     { echo "the webhook notifier was not built (no libcurl)"; exit 77; }
 [ -f "$B/plugins/.libs/sql.so" ] || { echo "the sql plugin was not built"; exit 77; }
+
+# The npm standardwebhooks library, installed into the build tree
+# (tests/keygated/npm_cache.sh; node and npm are scripts/deps.sh
+# --test's: a failed install fails the test).
+. "$S/tests/keygated/npm_cache.sh"
+SWH_CACHE=$(cd "$B" && pwd)/tests/keygated/npm
+npm_cache "$SWH_CACHE" standardwebhooks@1.3.0
+# swh SECRET-FILE DIR/N BODY-FILE: standardwebhooks_verify.js.
+swh() {
+    NODE_CACHE=$SWH_CACHE node "$S/tests/keygated/standardwebhooks_verify.js" "$1" "$2.headers" "$3" 2>&1
+}
 
 # The limit's window is a UTC day: a run that would cross midnight waits
 # for it, so that 8 of 10 stays 8 of 10 (the test takes about 2 minutes).
@@ -108,10 +121,18 @@ while IFS= read -r line; do
 done <"$T/r1/1.headers"
 out=$("$KEYGATE" webhook verify "$@" <"$T/r1/1.body" 2>&1) && ok "the signature verifies: $out" ||
     bad "keygate webhook verify: $out; headers: $(cat "$T/r1/1.headers")"
+out=$(swh "$T/alerts.secret" "$T/r1/1" "$T/r1/1.body") && ok "it verifies with the npm standardwebhooks library: $out" ||
+    bad "standardwebhooks: $out"
 # Tampered: it must not.
 sed 's/"used":8/"used":9/' "$T/r1/1.body" >"$T/tampered"
 "$KEYGATE" webhook verify "$@" <"$T/tampered" >/dev/null 2>&1 && bad "a tampered body verifies" ||
     ok "a tampered body does not verify"
+cmp -s "$T/tampered" "$T/r1/1.body" && bad "the tampering changed nothing"
+out=$(swh "$T/alerts.secret" "$T/r1/1" "$T/tampered") && bad "standardwebhooks takes a tampered body: $out" ||
+    ok "standardwebhooks refuses the tampered body: $out"
+"$KEYGATE" webhook secret new >"$T/other.secret"
+out=$(swh "$T/other.secret" "$T/r1/1" "$T/r1/1.body") && bad "standardwebhooks takes another secret: $out" ||
+    ok "standardwebhooks refuses it with another secret: $out"
 # 9 and 10 of 10: the same window, no second alert.
 spend "$K1" 3
 sleep 3
