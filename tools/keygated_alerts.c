@@ -164,7 +164,9 @@ static void feed(const kg_policy *p, int64_t until)
     }
 }
 
-static void round_once(void)
+/* One round; 1 if a seeding is under way and its store answers (the
+ * next round may start at once). */
+static int round_once(void)
 {
     kgd_policy_ref *r = kgd_policy_get();
     const struct kg_outbox_ops *ops;
@@ -173,10 +175,11 @@ static void round_once(void)
     kg_diag d;
     kg_error e;
     int64_t now, until, depth = -1;
+    int go_on = 0;
     char buf[2048];
 
     if (r == NULL)
-        return;
+        return 0;
     p = kgd_policy_of(r);
     if (kg_policy_notifier_count(p) == 0)
         goto out;
@@ -188,6 +191,7 @@ static void round_once(void)
     now = kg_context_now(A.ctx) / 1000000;
     until = feed_until(p, now);
     seed(p);
+    go_on = A.seeding && !A.seed_failing;
     feed(p, until);
     memset(&d, 0, sizeof(d));
     e = kg_alerts_load_overrides(A.al, ops, store, &d);
@@ -213,6 +217,7 @@ static void round_once(void)
     pthread_mutex_unlock(&A.lock);
 out:
     kgd_policy_put(r);
+    return go_on;
 }
 
 static void *runner(void *unused)
@@ -221,10 +226,14 @@ static void *runner(void *unused)
     pthread_mutex_lock(&A.lock);
     while (!A.stop) {
         struct timespec until;
+        int go_on;
         pthread_mutex_unlock(&A.lock);
-        round_once();
+        go_on = round_once();
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)A.interval;
+        /* A seeding under way goes on at once (its round already spent
+         * SEED_BUDGET_US on it, then ran the rules and sent). */
+        if (!go_on)
+            until.tv_sec += (time_t)A.interval;
         pthread_mutex_lock(&A.lock);
         while (!A.stop &&
                pthread_cond_timedwait(&A.wake, &A.lock, &until) == 0)

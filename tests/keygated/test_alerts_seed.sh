@@ -1,10 +1,13 @@
 #!/bin/sh
 # The spike rule's baseline survives a restart (docs/alerts.md "spike",
-# issue 20): seven days of an account's hour rows are in the usage store
-# (4 requests an hour), written before this keygated ran, as a previous
-# one would have; keygated seeds its history from them at start, so 21
-# requests in the current hour (over 5 x 4) fire one spike alert, with a
-# seven-day baseline.  Restarted, it seeds again and writes nothing twice.
+# issue 20): seven days of an account's rows are in the usage store (4
+# requests an hour), written before keygated ran, as a previous one
+# would have; 21 requests in the current hour (over 5 x 4) under a
+# keygated stopped before it read their minute; the next keygated seeds
+# its history from the store at start and reads the last minutes back:
+# one spike alert, with a seven-day baseline (and a denials burst of the
+# same minutes).  Restarted again, it seeds again and writes nothing
+# twice.
 . "${KEYGATE_SRCDIR:-.}/tests/keygated/lib.sh"
 
 command -v sqlite3 >/dev/null || { echo "the sqlite3 command is needed"; exit 77; }
@@ -32,6 +35,7 @@ notifiers:
     options: {path: alerts.jsonl}
 alerts:
   - {name: spike, when: {spike: {factor: 5, over: 1h, baseline: 7d, min_requests: 20}}, notify: [audit]}
+  - {name: denials, when: {denied: {codes: [unauthorized], count: 5, within: 5m}}, notify: [audit]}
 YAML
 
 K=$(new_key one free)
@@ -65,18 +69,43 @@ spend() {
     done
 }
 fired() {
-    grep -cs '"type":"alert.fired".*"rule":"spike"' "$T/alerts.jsonl"
+    cat "$T/alerts.jsonl" 2>/dev/null | grep -c '"type":"alert.fired".*"rule":"spike"'
 }
 
+# The requests are made under a first keygated, stopped before their
+# minute is over (and read); one that starts then reads the last minutes
+# back (docs/alerts.md "Running it"), on the baseline it seeded.
+while [ $(( $(date -u +%s) % 60 )) -gt 40 ]; do sleep 1; done
+start_keygated --alerts-interval 1
+spend 21
+# And six requests with a key nobody has: a denials burst, read back the
+# same way (in the first round, fed to the rules of the policy: before
+# they were bound first, that round's rows were dropped).
+i=0
+while [ $i -lt 6 ]; do
+    curl -s -o /dev/null --max-time 5 -H "Authorization: Bearer whizo_0000000000000000000000000000000000000" "$KGD/check"
+    i=$((i + 1))
+done
+burst=$(( $(date -u +%s) / 60 ))
+sleep 2
+stop_keygated
+[ ! -s "$T/alerts.jsonl" ] && ok "the first keygated stopped before it saw the spike or the denials" ||
+    bad "seen already: $(cat "$T/alerts.jsonl")"
+# The next keygated starts once their minute is over and flushed, so
+# that its first round reads it.
+while [ $(( $(date -u +%s) / 60 )) -eq "$burst" ]; do sleep 1; done
+sleep 4
 start_keygated --alerts-interval 1
 wait_log "spike baselines seeded from the usage store: 168 rows" &&
     ok "keygated seeded the spike history: $(grep -o 'seeded .*' "$T/keygated.err")" ||
     bad "not seeded: $(cat "$T/keygated.err")"
-spend 21
 # Seen once the requests' minute is over, flushed and read (up to ~70 s).
 wait_for 2400 grep -qs '"rule":"spike"' "$T/alerts.jsonl" &&
     ok "21 requests over a baseline of 4: the spike fired" ||
     bad "no spike alert: $(cat "$T/keygated.err"; cat "$T/alerts.jsonl" 2>/dev/null)"
+wait_for 200 grep -qs '"rule":"denials"' "$T/alerts.jsonl" &&
+    ok "and the denials burst, from the minutes read back" ||
+    bad "no denials alert: $(cat "$T/alerts.jsonl" 2>/dev/null)"
 grep -q "\"account\":\"$A\".*\"requests\":21,\"baseline\":4.0,\"factor\":5,\"over\":3600,\"baseline_days\":7" "$T/alerts.jsonl" &&
     ok "its figures: 21 over 4.0, seven days of baseline" || bad "alerts.jsonl: $(cat "$T/alerts.jsonl")"
 stop_keygated
