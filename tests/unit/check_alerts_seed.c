@@ -7,18 +7,11 @@
  * spike of the steady one fires once while the flat and the growing one
  * stay quiet.  Without the seeding nothing fires.
  */
-#include "testutil.h"
+#include "alertstest.h"
 
 #include <sqlite3.h>
 
-#include <keygate/alerts.h>
-
-static char *dir, *keyfile, *secret, *db;
-static char key[KG_KEY_MAX];
-static kg_context *ctx;
-static tu_clock clk;
-static kg_outbox_memory *box;
-static kg_alerts *al;
+static char *db;
 
 /* Day 10, 00:40: the current hour is the day's hour 0. */
 #define NOW (TU_EPOCH_S + 10 * 86400 + 2400)
@@ -28,24 +21,15 @@ static kg_alerts *al;
 
 static void setup(void)
 {
-    tu_setup(&dir, &keyfile, "free", key, &ctx);
-    tu_clock_install(ctx, &clk);
+    at_setup();
     tu_clock_set(&clk, NOW);
-    secret = tu_path(dir, "alerts.secret");
-    tu_write(secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
     db = tu_path(dir, "usage.db");
-    box = kg_outbox_memory_new();
-    ck_assert_ptr_nonnull(box);
-    ck_assert_int_eq(kg_alerts_new(&al), KG_OK);
 }
 
 static void teardown(void)
 {
-    kg_alerts_free(al);
-    kg_outbox_memory_free(box);
-    free(secret);
     free(db);
-    tu_teardown(dir, keyfile, ctx, NULL);
+    at_teardown();
 }
 
 /* A policy with a usage store in the test's folder and `rules`. */
@@ -90,19 +74,6 @@ static void minute(int64_t start, const char *acct, int64_t count)
     add("keygate_usage_minute", start, acct, count);
     add("keygate_usage_hour", start - start % 3600, acct, count);
 }
-
-static int64_t flat(int day, int hour) { (void)day; return hour == 0 ? 300 : 20; }
-/* 30% more every day: 7 days ago 100, yesterday 100 * 1.3^6. */
-static int64_t growing(int day, int hour)
-{
-    double v = 100;
-    int i;
-    (void)hour;
-    for (i = 7; i > day; i--)
-        v *= 1.3;
-    return (int64_t)v;
-}
-static int64_t steady(int day, int hour) { (void)day; (void)hour; return 100; }
 
 /* `days` days of hour rows of the three accounts before the current
  * hour, and this hour's minutes before the feed's start: the flat one's
@@ -149,38 +120,13 @@ static int seed(kg_policy *p, size_t pages, size_t *rows_r)
     return calls;
 }
 
-static size_t run(kg_policy *p)
-{
-    size_t n = 99;
-    kg_diag d;
-    ck_assert_int_eq(kg_alerts_run(al, p, kg_context_now(ctx) / 1000000,
-                                   kg_outbox_memory_ops(), box, &n, &d), KG_OK);
-    return n;
-}
-
-struct listing {
-    char text[8192];
-    size_t n;
-};
-
-static int list_cb(const kg_outbox_entry *e, void *ud)
-{
-    struct listing *l = ud;
-    size_t len = strlen(l->text);
-    snprintf(l->text + len, sizeof(l->text) - len, "%s %s %s\t%s\n",
-             e->type, e->rule, e->account_id, e->payload);
-    l->n++;
-    return 0;
-}
-
-static struct listing listing(void)
+/* One alert written by this round, and `want` in the outbox. */
+static void fires(kg_policy *p, const char *want)
 {
     struct listing l;
-    kg_diag d;
-    memset(&l, 0, sizeof(l));
-    ck_assert_int_eq(kg_outbox_memory_ops()->list(box, -1, 0, 1000, list_cb,
-                                                  &l, &d), KG_OK);
-    return l;
+    ck_assert_uint_eq(run(p), 1);
+    l = listing();
+    ck_assert_msg(strstr(l.text, want) != NULL, "%s", l.text);
 }
 
 /* What keygated's feed reads after the seeding: the minutes from CUT. */
@@ -207,21 +153,18 @@ START_TEST(test_seeded_spike_fires_once_flat_and_growing_quiet)
     ck_assert_uint_eq(rows, 3 * 168 + 4);
     live("steady", 201);
     live("flat", 10);
-    ck_assert_uint_eq(run(p), 1);
+    fires(p, "\"requests\":501,\"baseline\":100.0,\"factor\":5,"
+          "\"over\":3600,\"baseline_days\":7");
     l = listing();
     ck_assert_uint_eq(l.n, 1);
-    ck_assert_msg(strstr(l.text, "alert.fired spike steady") != NULL, "%s", l.text);
-    ck_assert_msg(strstr(l.text, "\"requests\":501,\"baseline\":100.0,\"factor\":5,"
-                         "\"over\":3600,\"baseline_days\":7") != NULL, "%s", l.text);
+    ck_assert_msg(strstr(l.text, "alert.fired spike ops steady") != NULL, "%s", l.text);
     /* Once. */
     live("steady", 500);
     ck_assert_uint_eq(run(p), 0);
     /* The flat one past 5x its hour 0 (1210 + 291 > 1500) fires too:
      * its baseline is its own hour 0, 300, not its mean hour. */
     live("flat", 291);
-    ck_assert_uint_eq(run(p), 1);
-    ck_assert_msg(strstr(listing().text, "\"requests\":1501,\"baseline\":300.0")
-                  != NULL, "%s", listing().text);
+    fires(p, "\"requests\":1501,\"baseline\":300.0");
     kg_policy_free(p);
 }
 END_TEST
@@ -258,10 +201,7 @@ START_TEST(test_seeding_in_pages_is_exact_meanwhile)
         ck_assert_int_eq(done, 0);
     }
     live("steady", 201);
-    ck_assert_uint_eq(run(p), 1);
-    ck_assert_msg(strstr(listing().text, "\"baseline\":100.0,\"factor\":5,"
-                         "\"over\":3600,\"baseline_days\":1") != NULL,
-                  "%s", listing().text);
+    fires(p, "\"baseline\":100.0,\"factor\":5,\"over\":3600,\"baseline_days\":1");
     /* The rest: 169 pages in all (the hour in progress, 168 hours).
      * `until` is the first call's: a later one does not move it. */
     i = 25;
@@ -292,10 +232,8 @@ START_TEST(test_quarter_hours_from_hour_rows)
     /* 00:30-00:45: the steady account's hours are 100, 25 a quarter;
      * 126 is more than 5x. */
     live("steady", 126);
-    ck_assert_uint_eq(run(p), 1);
-    ck_assert_msg(strstr(listing().text, "\"requests\":126,\"baseline\":25.0,"
-                         "\"factor\":5,\"over\":900,\"baseline_days\":2")
-                  != NULL, "%s", listing().text);
+    fires(p, "\"requests\":126,\"baseline\":25.0,\"factor\":5,\"over\":900,"
+          "\"baseline_days\":2");
     kg_policy_free(p);
 }
 END_TEST
@@ -318,10 +256,62 @@ START_TEST(test_reload_seeds_again)
     seed(q, 1000, &rows);
     ck_assert_uint_eq(rows, 3 * 168 + 4);
     live("steady", 101);
-    ck_assert_uint_eq(run(q), 1);
-    ck_assert_msg(strstr(listing().text, "\"requests\":401,\"baseline\":100.0,"
-                         "\"factor\":4") != NULL, "%s", listing().text);
+    fires(q, "\"requests\":401,\"baseline\":100.0,\"factor\":4");
     kg_policy_free(q);
+    kg_policy_free(p);
+}
+END_TEST
+
+/* A store that fails a page: the error is returned, the page read again
+ * by the next call; once it answers, every row counts once. */
+START_TEST(test_store_error_reads_the_page_again)
+{
+    kg_policy *p = policy(spike_rule);
+    size_t rows, total = 0;
+    int done = 0, i;
+    kg_diag d;
+
+    history(7);
+    for (i = 0; i < 10; i++) {
+        ck_assert_int_eq(kg_alerts_seed(al, p, CUT, 1, &rows, &done, &d), KG_OK);
+        total += rows;
+    }
+    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(raw, "ALTER TABLE keygate_usage_hour RENAME "
+                                  "TO gone", NULL, NULL, NULL), SQLITE_OK);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_ne(kg_alerts_seed(al, p, CUT, 5, &rows, &done, &d), KG_OK);
+        ck_assert_int_eq(done, 0);
+        ck_assert_uint_eq(rows, 0);
+        ck_assert_msg(d.message[0] != '\0', "no message");
+    }
+    ck_assert_int_eq(sqlite3_exec(raw, "ALTER TABLE gone RENAME TO "
+                                  "keygate_usage_hour", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    while (!done) {
+        ck_assert_int_eq(kg_alerts_seed(al, p, CUT, 1000, &rows, &done, &d), KG_OK);
+        total += rows;
+    }
+    ck_assert_uint_eq(total, 3 * 168 + 4);
+    live("steady", 201);
+    fires(p, "\"requests\":501,\"baseline\":100.0,\"factor\":5,"
+          "\"over\":3600,\"baseline_days\":7");
+    kg_policy_free(p);
+}
+END_TEST
+
+/* per: key: the history is seeded per key, the alert names it. */
+START_TEST(test_per_key)
+{
+    kg_policy *p = policy(
+        "  - {name: spike, when: {spike: {factor: 5, over: 1h, baseline: 7d, min_requests: 100, per: key}}, notify: [ops]}\n");
+
+    history(7);
+    seed(p, 1000, NULL);
+    live("steady", 201);
+    fires(p, "\"key\":{\"id\":\"k_steady\"");
+    ck_assert_msg(strstr(listing().text, "\"baseline\":100.0") != NULL, "%s",
+                  listing().text);
     kg_policy_free(p);
 }
 END_TEST
@@ -358,6 +348,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_seeding_in_pages_is_exact_meanwhile);
     tcase_add_test(tc, test_quarter_hours_from_hour_rows);
     tcase_add_test(tc, test_reload_seeds_again);
+    tcase_add_test(tc, test_store_error_reads_the_page_again);
+    tcase_add_test(tc, test_per_key);
     tcase_add_test(tc, test_no_store_is_done);
     suite_add_tcase(s, tc);
     return s;
