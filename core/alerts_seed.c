@@ -29,8 +29,11 @@ static int64_t seed_start(const kg__alerts_conf *c, int64_t until)
     size_t i;
     for (i = 0; c != NULL && i < c->nr; i++) {
         const kg__alert_rule *r = &c->rv[i];
-        int64_t f = until / r->over * r->over - r->baseline_days * 86400;
-        if (r->kind == KG__AR_SPIKE && (from == 0 || f < from))
+        int64_t f;
+        if (r->kind != KG__AR_SPIKE)
+            continue;   /* its `over` is 0 */
+        f = until / r->over * r->over - r->baseline_days * 86400;
+        if (from == 0 || f < from)
             from = f;
     }
     return from;

@@ -316,6 +316,27 @@ START_TEST(test_per_key)
 }
 END_TEST
 
+/* Other rules beside the spike rule (whose `over` is 0) are passed
+ * over (UBSan found the seeding dividing by theirs). */
+START_TEST(test_other_rules_beside)
+{
+    kg_policy *p = policy(
+        "  - {name: quota-80, when: {quota: 80%}, notify: [ops]}\n"
+        "  - {name: denials, when: {denied: {codes: [unauthorized], count: 5, within: 5m}}, notify: [ops]}\n"
+        "  - {name: expiring, when: {key_expires_within: 7d}, notify: [ops]}\n"
+        "  - {name: spike, when: {spike: {factor: 5, over: 1h, baseline: 7d, min_requests: 100}}, notify: [ops]}\n");
+    size_t rows;
+
+    history(7);
+    seed(p, 1000, &rows);
+    ck_assert_uint_eq(rows, 3 * 168 + 4);
+    live("steady", 201);
+    fires(p, "\"requests\":501,\"baseline\":100.0,\"factor\":5,"
+          "\"over\":3600,\"baseline_days\":7");
+    kg_policy_free(p);
+}
+END_TEST
+
 /* A policy without a usage store has nothing to seed from: done. */
 START_TEST(test_no_store_is_done)
 {
@@ -350,6 +371,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_reload_seeds_again);
     tcase_add_test(tc, test_store_error_reads_the_page_again);
     tcase_add_test(tc, test_per_key);
+    tcase_add_test(tc, test_other_rules_beside);
     tcase_add_test(tc, test_no_store_is_done);
     suite_add_tcase(s, tc);
     return s;
