@@ -144,6 +144,7 @@ kg_error kg__alerts_bind(kg_alerts *a, const kg_policy *p)
     drop_subjects(a);
     free(a->sig);
     a->sig = sig;
+    a->seed_until = 0;   /* their history is seeded again */
     a->nslots = c ? c->nr : 0;
     return KG_OK;
 }
@@ -210,9 +211,12 @@ static int set_str(char **dst, const char *v)
 }
 
 /* The subject of a rule that counts per account (or per key: per_key,
- * or a key without an account). */
+ * or a key without an account).  `older`: the observation is older
+ * than what the subject has seen (seeding, newest first), so it does
+ * not replace the subject's last key. */
 static struct kg__subj *subject_for(kg_alerts *a, int per_key,
-                                    const char *account_id, const char *key_id)
+                                    const char *account_id, const char *key_id,
+                                    int older)
 {
     struct kg__subj *s;
     int is_key = per_key || account_id == NULL || account_id[0] == '\0';
@@ -222,7 +226,8 @@ static struct kg__subj *subject_for(kg_alerts *a, int per_key,
         is_key = 0;   /* nothing identified: the "" account */
     s = kg__alerts_subject(a, is_key, id, 1);
     if (s != NULL && (set_str(&s->account_id, account_id) != 0 ||
-                      set_str(&s->key_id, key_id) != 0))
+                      ((!older || s->key_id == NULL) &&
+                       set_str(&s->key_id, key_id) != 0)))
         return NULL;
     return s;
 }
@@ -265,45 +270,57 @@ static int code_matches(const kg__alert_rule *r, kg_code code)
     return 0;
 }
 
+kg_error kg__alerts_add_count(kg_alerts *a, size_t i, const char *account_id,
+                              const char *key_id, int64_t p, int64_t count,
+                              int older)
+{
+    const kg__alert_rule *r = &a->conf->rv[i];
+    struct kg__subj *s;
+    struct kg__aslot *sl;
+    size_t size;
+    uint32_t c = (uint32_t)(count < 0 ? 0 : count > UINT32_MAX ? UINT32_MAX
+                                                                : count);
+
+    if (r->kind == KG__AR_SPIKE)
+        size = (size_t)(r->baseline_days * (86400 / r->over) + 1);
+    else
+        size = (size_t)(r->within / 60);
+    if ((s = subject_for(a, r->per_key, account_id, key_id, older)) == NULL)
+        return KG_ERR_NOMEM;
+    s->dirty = 1;
+    sl = &s->slots[i];
+    if (kg__ring_advance(sl, size, p) != 0)
+        return KG_ERR_NOMEM;
+    /* Counts of a period the ring has left behind are dropped; one
+     * older than the first seen is history (a restart's seeding, a
+     * late row): the subject's history starts there. */
+    if (p <= sl->cur - (int64_t)size)
+        return KG_OK;
+    if (p < sl->first)
+        sl->first = p;
+    sl->ring[p % (int64_t)size] = UINT32_MAX - sl->ring[p % (int64_t)size] < c
+        ? UINT32_MAX : sl->ring[p % (int64_t)size] + c;
+    return KG_OK;
+}
+
 kg_error kg_alerts_observe_count(kg_alerts *a, const char *account_id,
                                  const char *key_id, int64_t minute_start,
                                  kg_code code, int64_t count)
 {
     const kg__alerts_conf *c = a->conf;
     size_t i;
+    kg_error e = KG_OK;
 
-    for (i = 0; c != NULL && i < c->nr; i++) {
+    for (i = 0; c != NULL && i < c->nr && e == KG_OK; i++) {
         const kg__alert_rule *r = &c->rv[i];
-        struct kg__subj *s;
-        struct kg__aslot *sl;
-        size_t size;
-        int64_t p;
-
-        if (r->kind == KG__AR_SPIKE) {
-            p = minute_start / r->over;
-            size = (size_t)(r->baseline_days * (86400 / r->over) + 1);
-        } else if (r->kind == KG__AR_DENIED && code_matches(r, code)) {
-            p = minute_start / 60;
-            size = (size_t)(r->within / 60);
-        } else {
-            continue;
-        }
-        if ((s = subject_for(a, r->per_key, account_id, key_id)) == NULL)
-            return KG_ERR_NOMEM;
-        s->dirty = 1;
-        sl = &s->slots[i];
-        if (kg__ring_advance(sl, size, p) != 0)
-            return KG_ERR_NOMEM;
-        /* Counts of a period the ring has left behind are dropped. */
-        if (p > sl->cur - (int64_t)size && p >= sl->first)
-            sl->ring[p % (int64_t)size] += (uint32_t)(count > UINT32_MAX
-                                                      ? UINT32_MAX : count);
-        else if (p < sl->first && p > sl->cur - (int64_t)size) {
-            sl->first = p;   /* history older than what it had seen */
-            sl->ring[p % (int64_t)size] += (uint32_t)count;
-        }
+        if (r->kind == KG__AR_SPIKE)
+            e = kg__alerts_add_count(a, i, account_id, key_id,
+                                     minute_start / r->over, count, 0);
+        else if (r->kind == KG__AR_DENIED && code_matches(r, code))
+            e = kg__alerts_add_count(a, i, account_id, key_id,
+                                     minute_start / 60, count, 0);
     }
-    return KG_OK;
+    return e;
 }
 
 /* The network of an address for rule r, as 16 bytes. */
@@ -343,7 +360,7 @@ kg_error kg_alerts_observe_client(kg_alerts *a, const char *account_id,
         /* Unidentified requests have no network of their own to learn. */
         if ((account_id == NULL || !account_id[0]) && (key_id == NULL || !key_id[0]))
             continue;
-        if ((s = subject_for(a, 0, account_id, key_id)) == NULL ||
+        if ((s = subject_for(a, 0, account_id, key_id, 0)) == NULL ||
             set_str(&s->key_prefix, key_prefix) != 0)
             return KG_ERR_NOMEM;
         sl = &s->slots[i];

@@ -68,6 +68,10 @@ struct kg_alerts {
     size_t nov;
     int64_t key_interval, last_keys;
     int64_t last_full;   /* the minute of the last round over every subject */
+    /* Seeding the spike rules from the usage store (alerts_seed.c):
+     * pages [seed_from, seed_next) are still to read, newest first;
+     * seed_until is where the seeding started (0: not started). */
+    int64_t seed_until, seed_next, seed_from;
     /* During a run: where entries go. */
     const struct kg_outbox_ops *ops;
     void *store;
@@ -83,6 +87,12 @@ kg_error kg__alerts_bind(kg_alerts *a, const kg_policy *p);
 struct kg__subj *kg__alerts_subject(kg_alerts *a, int is_key, const char *id,
                                     int create);
 int kg__ring_advance(struct kg__aslot *sl, size_t size, int64_t p);
+/* Add `count` to period p (of the rule's own length) of rule i's slot
+ * of the subject that the rule counts the row under; `older`: seeding,
+ * the row is older than what was seen (it keeps the last key seen). */
+kg_error kg__alerts_add_count(kg_alerts *a, size_t i, const char *account_id,
+                              const char *key_id, int64_t p, int64_t count,
+                              int older);
 const struct kg__override *kg__alerts_override(const kg_alerts *a,
                                                const char *account_id,
                                                const char *rule);

@@ -180,6 +180,25 @@ kg_error kg_alerts_observe_client(kg_alerts *a, const char *account_id,
                                   const char *key_id, const char *key_prefix,
                                   int64_t time_s, const char *client);
 
+/*
+ * Seed the spike rules' history from the policy's usage store
+ * (docs/alerts.md "spike"): what it counted before `until` (Unix
+ * seconds; where the feed of kg_alerts_observe_count() starts), back
+ * over the longest baseline.  A new evaluator, and one whose spike
+ * rules changed with p, starts a seeding (`until` is read then, and
+ * ignored by the calls that go on with it); each call reads at most
+ * `pages` pages (an hour of rows each, newest first), so that the
+ * caller can run the rules between calls: baselines are exact over
+ * the days read so far.  *done_r gets 1 once it is done (at once
+ * without a spike rule or a usage store); *rows_r (may be NULL) the
+ * rows read by this call.  A store error is returned and the page is
+ * read again by the next call.  Binds p's rules as kg_alerts_run()
+ * does, so that observations fed after it count under them.
+ */
+kg_error kg_alerts_seed(kg_alerts *a, const kg_policy *p, int64_t until,
+                        size_t pages, size_t *rows_r, int *done_r,
+                        kg_diag *diag);
+
 /* The policy's quota rules' figures, from the context's watch of the
  * limiters' reports (kg_check() keeps it when a rule needs it);
  * kg_alerts_run() reads the watch itself first. */

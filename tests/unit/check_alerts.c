@@ -5,35 +5,7 @@
  * account, a growing one, a true spike); per-account overrides; the
  * outbox's sender and its backoff (docs/alerts.md).
  */
-#include "testutil.h"
-
-#include <keygate/alerts.h>
-
-static char *dir, *keyfile, *secret;
-static char key[KG_KEY_MAX];
-static kg_context *ctx;
-static tu_clock clk;
-static kg_outbox_memory *box;
-static kg_alerts *al;
-
-static void setup(void)
-{
-    tu_setup(&dir, &keyfile, "free", key, &ctx);
-    tu_clock_install(ctx, &clk);
-    secret = tu_path(dir, "alerts.secret");
-    tu_write(secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
-    box = kg_outbox_memory_new();
-    ck_assert_ptr_nonnull(box);
-    ck_assert_int_eq(kg_alerts_new(&al), KG_OK);
-}
-
-static void teardown(void)
-{
-    kg_alerts_free(al);
-    kg_outbox_memory_free(box);
-    free(secret);
-    tu_teardown(dir, keyfile, ctx, NULL);
-}
+#include "alertstest.h"
 
 /* The policy of the issue's shape, with `rules` as its alerts: list. */
 static kg_policy *policy(const char *rules)
@@ -55,42 +27,6 @@ static kg_policy *policy(const char *rules)
         "alerts:\n%s", keyfile, secret, log, rules);
     free(log);
     return p;
-}
-
-static size_t run(kg_policy *p)
-{
-    size_t n = 99;
-    kg_diag d;
-    ck_assert_int_eq(kg_alerts_run(al, p, kg_context_now(ctx) / 1000000,
-                                   kg_outbox_memory_ops(), box, &n, &d), KG_OK);
-    return n;
-}
-
-/* The outbox's entries, newest first, as "type rule notifier" lines
- * with each payload's figures after a tab. */
-struct listing {
-    char text[8192];
-    size_t n;
-};
-
-static int list_cb(const kg_outbox_entry *e, void *ud)
-{
-    struct listing *l = ud;
-    size_t len = strlen(l->text);
-    snprintf(l->text + len, sizeof(l->text) - len, "%s %s %s %s\t%s\n",
-             e->type, e->rule, e->notifier, e->account_id, e->payload);
-    l->n++;
-    return 0;
-}
-
-static struct listing listing(void)
-{
-    struct listing l;
-    kg_diag d;
-    memset(&l, 0, sizeof(l));
-    ck_assert_int_eq(kg_outbox_memory_ops()->list(box, -1, 0, 1000, list_cb,
-                                                  &l, &d), KG_OK);
-    return l;
 }
 
 /* ---- the policy ------------------------------------------------------ */
@@ -272,18 +208,6 @@ static void feed(int days, int64_t (*per_hour)(int day, int hour),
                                                  KG_CODE_NONE, now_count), KG_OK);
 }
 
-static int64_t flat(int day, int hour) { (void)day; return hour == 0 ? 300 : 20; }
-/* 30% more every day: 7 days ago 100, yesterday 100 * 1.3^6. */
-static int64_t growing(int day, int hour)
-{
-    double v = 100;
-    int i;
-    (void)hour;
-    for (i = 7; i > day; i--)
-        v *= 1.3;
-    return (int64_t)v;
-}
-
 static const char *spike_rule =
     "  - {name: spike, when: {spike: {factor: 5, over: 1h, baseline: 7d, min_requests: 100}}, notify: [ops]}\n";
 
@@ -317,8 +241,6 @@ START_TEST(test_spike_growing_account_is_quiet)
     kg_policy_free(p);
 }
 END_TEST
-
-static int64_t steady(int day, int hour) { (void)day; (void)hour; return 100; }
 
 START_TEST(test_spike_fires_once_and_clears)
 {
@@ -686,12 +608,12 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("alerts");
     TCase *tc = tcase_create("policy");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, at_setup, at_teardown);
     tcase_add_test(tc, test_issue_shape_loads);
     tcase_add_test(tc, test_policy_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("rules");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, at_setup, at_teardown);
     tcase_add_test(tc, test_quota_fires_once_and_clears);
     tcase_add_test(tc, test_quota_override);
     tcase_add_test(tc, test_spike_flat_account_is_quiet);
@@ -703,7 +625,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_key_rules);
     suite_add_tcase(s, tc);
     tc = tcase_create("delivery");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, at_setup, at_teardown);
     tcase_add_test(tc, test_backoff);
     tcase_add_test(tc, test_send_retries_and_delivers);
     tcase_add_test(tc, test_sql_outbox_survives_a_restart);
