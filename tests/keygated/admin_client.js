@@ -386,6 +386,8 @@ async function main() {
   check(isErr(r, 400, 'invalid_request', 'by'), 'usage by=week: 400 field by', r.body);
   r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'code=nonsense' });
   check(isErr(r, 400, 'invalid_request', 'code'), 'events code=nonsense: 400 field code', r.body);
+  r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'key=' });
+  check(isErr(r, 400, 'invalid_request', 'key'), 'events key= (empty): 400 field key', r.body);
   if (usageWanted === 200) {
     // written by keygated's flush (every flush_interval: 5 s in the shipped
     // policy): wait for the one after the two 403s
@@ -413,6 +415,24 @@ async function main() {
     r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'status=403&code=insufficient_permissions' });
     check(r.status === 200 && r.body.items.length >= 2 && r.body.items.every((e) => e.status === 403 && e.key_id === custId && e.path === '/v1/jobs'),
           'events by status and code: the two 403s', r.body);
+    // ?key=: that key's events only, within the account (issue 19)
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: CUST, params: { id: A.id }, query: 'key=' + encodeURIComponent(oldId) });
+    check(r.status === 200 && r.body.items.some((e) => e.code === 'key_revoked') && r.body.items.every((e) => e.key_id === oldId),
+          'events ?key=: the revoked key\'s only', r.body);
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'key=' + custId + '&status=403' });
+    check(r.status === 200 && r.body.items.length >= 2 && r.body.items.every((e) => e.key_id === custId),
+          'events ?key= with status: the customer key\'s 403s', r.body);
+    // B's key was refused at /check while B was suspended (an event of
+    // account B, flushed before the two 403s awaited above); asked under
+    // account A it finds nothing, from either scope: no other account's
+    // event, and no way to tell its key from none
+    for (const k of [OP, CUST]) {
+      r = await call('GET', '/api/v1/accounts/{id}/events', { key: k, params: { id: A.id }, query: 'key=' + bKeyId });
+      check(r.status === 200 && r.body.items.length === 0 && r.body.next_cursor === null,
+            `events ?key= of another account's key: an empty page (${k === OP ? 'operator' : 'customer'})`, r.body);
+    }
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: CUST, params: { id: A.id }, query: 'key=k_nosuch' });
+    check(r.status === 200 && r.body.items.length === 0, 'events ?key= of no key: an empty page', r.body);
     r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'limit=1' });
     if (r.status === 200 && r.body.next_cursor) {
       const first = r.body.items[0].id;
