@@ -85,16 +85,17 @@ EOF
 # usage.db's keygate_usage_hour is keyed by (account_id, start, key_id,
 # code) (conf/sql/007_usage_by_account.sqlite.sql): the rows are written
 # in that order (accounts outer, hours inner: CROSS JOIN keeps the
-# order), which appends to the
-# B-tree, with its two indexes dropped and built after (a sort each),
-# no journal (a bench set: a crash means writing it again) and the
-# sorter's temporary files next to the set, not in /tmp.
+# order), which appends to the B-tree, with its two indexes dropped and
+# built after (a sort each), no journal (a bench set: a crash means
+# writing it again) and the sorter's temporary files next to the set,
+# not in /tmp.
+bulk() {
+    { echo "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+      echo "PRAGMA cache_size = -2000000; PRAGMA threads = 2;"
+      cat; } | SQLITE_TMPDIR=$T sqlite3 "$T/usage.db" >/dev/null
+}
 t1=$(date +%s)
-SQLITE_TMPDIR=$T sqlite3 "$T/usage.db" >/dev/null <<EOF
-PRAGMA journal_mode = OFF;
-PRAGMA synchronous = OFF;
-PRAGMA cache_size = -2000000;
-PRAGMA threads = 2;
+bulk <<EOF
 DROP INDEX keygate_usage_hour_start;
 DROP INDEX keygate_usage_hour_key;
 BEGIN;
@@ -107,11 +108,7 @@ WHERE c.code = 'allowed' OR (t / 3600 + i) % 10 = 0;
 COMMIT;
 EOF
 t2=$(date +%s)
-SQLITE_TMPDIR=$T sqlite3 "$T/usage.db" >/dev/null <<EOF
-PRAGMA journal_mode = OFF;
-PRAGMA synchronous = OFF;
-PRAGMA cache_size = -2000000;
-PRAGMA threads = 2;
+bulk <<EOF
 CREATE INDEX keygate_usage_hour_start ON keygate_usage_hour (start);
 CREATE INDEX keygate_usage_hour_key ON keygate_usage_hour (key_id, start);
 PRAGMA analysis_limit = 1000;
