@@ -280,6 +280,20 @@ async function main() {
   const ciKeyId = r.body.record.id;
   r = await call('GET', '/api/v1/accounts/{id}/keys', { key: CUST, params: { id: A.id } });
   check(r.status === 200 && r.body.items.length === 2, 'customer: its account\'s keys', r.body.items.length);
+  // pages of 1 walk the account's keys once, in the order of a full page,
+  // and never hold another account's key (one query a page on SQL stores)
+  {
+    const allKeys = r.body.items.map((k) => k.id);
+    let got = [], cur = null, n = 0;
+    do {
+      r = await call('GET', '/api/v1/accounts/{id}/keys', { key: CUST, params: { id: A.id }, query: 'limit=1' + (cur ? '&cursor=' + cur : '') });
+      got = got.concat(r.body.items.map((k) => k.id));
+      cur = r.body.next_cursor;
+      n++;
+    } while (cur && n < 10);
+    check(JSON.stringify(got) === JSON.stringify(allKeys) && n === 2,
+          `an account's keys in pages of 1: both, once, in order (${n} pages)`, got);
+  }
   r = await call('GET', '/api/v1/me', { key: FKEY });
   check(isErr(r, 403, 'forbidden'), 'a key with neither admin nor account:manage: 403', r.body);
   r = await call('GET', '/api/v1/me', { key: BKEY });
