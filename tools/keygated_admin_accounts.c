@@ -222,6 +222,21 @@ json_t *kgd_admin_page_of(json_t *items, size_t limit, int *more_r)
     return out;
 }
 
+/* A customer's list: its own account, read by id (not the whole store
+ * filtered down to it); gone meanwhile: none. */
+static kg_error own_account(kgd_admin_call *c, struct collect *k, kg_diag *d)
+{
+    kg_account *a = NULL;
+    kg_error e = kg_accounts_get(c->p, c->account_id, &a, d);
+
+    if (e == KG_ERR_NOT_FOUND)
+        return KG_OK;
+    if (e == KG_OK)
+        collect_account(a, k);
+    kg_account_unref(a);
+    return e;
+}
+
 /*
  * A page the store read itself (kg_accounts_page, kg_keys_page: limit + 1
  * items after the cursor, in its order of ids): the first `limit`, in
@@ -258,14 +273,16 @@ int kgd_admin_accounts_list(kgd_admin_call *c, char *const *ids)
     if ((k.items = json_array()) == NULL)
         return MHD_NO;
     /* An operator's page without a search: one query when the store
-     * reads pages (docs/admin-api.md "Lists"); else the whole list. */
+     * reads pages (docs/admin-api.md "Lists"); else the whole list; a
+     * customer's: its own account. */
     e = KG_ERR_UNSUPPORTED;
     if (c->operator && (k.search == NULL || *k.search == '\0'))
         e = kg_accounts_page(c->p, after, limit + 1, collect_account, &k, &d);
     paged = e != KG_ERR_UNSUPPORTED;
     if (!paged) {
         k.after = after;
-        e = kg_accounts_list(c->p, collect_account, &k, &d);
+        e = c->operator ? kg_accounts_list(c->p, collect_account, &k, &d)
+                        : own_account(c, &k, &d);
     }
     if (e != KG_OK || k.oom) {
         json_decref(k.items);

@@ -250,6 +250,8 @@ async function main() {
   check(r.status === 200 && r.body.scope === 'account' && r.body.account.id === A.id, 'me: the customer key, scope account', r.body);
   r = await call('GET', '/api/v1/accounts', { key: CUST });
   check(r.status === 200 && r.body.items.length === 1 && r.body.items[0].id === A.id, 'a customer lists its own account only');
+  r = await call('GET', '/api/v1/accounts', { key: CUST, query: 'search=no-such-name-' + tag });
+  check(r.status === 200 && r.body.items.length === 0 && r.body.next_cursor === null, 'a customer\'s list with a search its account misses: empty', r.body);
   for (const [m, t, p, body, what] of [
     ['GET', '/api/v1/accounts/{id}', { id: B.id }, undefined, 'another account'],
     ['GET', '/api/v1/accounts/{id}/keys', { id: B.id }, undefined, 'another account\'s keys'],
