@@ -236,6 +236,21 @@ kg_error kg_accounts_list(kg_policy *p, kg_account_cb cb, void *ud,
     return l->mod->plugin->keystore->account_list(l->inst, cb, ud, diag);
 }
 
+kg_error kg_accounts_page(kg_policy *p, const char *after, size_t limit,
+                          kg_account_cb cb, void *ud, kg_diag *diag)
+{
+    const kg__line *l;
+    kg__diag_clear(diag);
+    if (p == NULL || cb == NULL || limit == 0)
+        return KG_ERR_INVALID;
+    if ((l = kg__account_store(p, diag)) == NULL)
+        return KG_ERR_UNSUPPORTED;
+    if (l->mod->plugin->abi_minor < 7 || l->mod->plugin->keystore->account_page == NULL)
+        return KG_ERR_UNSUPPORTED;
+    return l->mod->plugin->keystore->account_page(l->inst, after ? after : "",
+                                                  limit, cb, ud, diag);
+}
+
 /* Every key of the account within its (new) ceiling. */
 struct ceiling {
     const kg_account *a;

@@ -283,6 +283,21 @@ kg_error kg_keys_list(kg_policy *p, kg_record_cb cb, void *ud, kg_diag *diag)
     return l->mod->plugin->keystore->list(l->inst, cb, ud, diag);
 }
 
+kg_error kg_keys_page(kg_policy *p, const char *account_id, const char *after,
+                      size_t limit, kg_record_cb cb, void *ud, kg_diag *diag)
+{
+    const kg__line *l;
+    kg__diag_clear(diag);
+    if (p == NULL || account_id == NULL || cb == NULL || limit == 0)
+        return KG_ERR_INVALID;
+    if ((l = store_for(p, diag, OP_LIST)) == NULL)
+        return KG_ERR_UNSUPPORTED;
+    if (l->mod->plugin->abi_minor < 7 || l->mod->plugin->keystore->key_page == NULL)
+        return KG_ERR_UNSUPPORTED;
+    return l->mod->plugin->keystore->key_page(l->inst, account_id,
+                                              after ? after : "", limit, cb, ud, diag);
+}
+
 void kg__clear_caches(kg_policy *p)
 {
     size_t i;

@@ -101,6 +101,7 @@ int kgd_admin_page(kgd_admin_call *c, size_t *limit_r, char *after,
 /* The items sorted by "id", the first `limit` of them (a new array;
  * NULL if out of memory); *more_r: whether more followed. */
 json_t *kgd_admin_page_of(json_t *items, size_t limit, int *more_r);
+json_t *kgd_admin_page_cut(json_t *items, size_t limit, int *more_r);
 /* 1 if the request's If-Match (if any) is the ETag of `now` (without
  * its field `skip`); else 0 after a 412. */
 int kgd_admin_if_match(kgd_admin_call *c, json_t *now, const char *skip,

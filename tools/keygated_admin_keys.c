@@ -221,7 +221,7 @@ int kgd_admin_keys_list(kgd_admin_call *c, char *const *ids)
     kg_diag d;
     kg_error e;
     size_t limit;
-    int ret = MHD_NO, more = 0;
+    int ret = MHD_NO, more = 0, paged;
 
     if (kgd_admin_page(c, &limit, after, sizeof(after), &ret) != 0)
         return ret;
@@ -231,15 +231,23 @@ int kgd_admin_keys_list(kgd_admin_call *c, char *const *ids)
     memset(&d, 0, sizeof(d));
     k.c = c;
     k.account = kg_account_id(a);
-    k.after = after;
+    k.after = "";             /* a store's page starts after the cursor itself */
     if ((k.items = json_array()) == NULL)
         goto out;
-    e = kg_keys_list(c->p, collect_key, &k, &d);
+    /* One query when the store reads pages (docs/admin-api.md "Lists"). */
+    e = kg_keys_page(c->p, k.account, after, limit + 1, collect_key, &k, &d);
+    paged = e != KG_ERR_UNSUPPORTED;
+    if (!paged) {
+        k.after = after;
+        e = kg_keys_list(c->p, collect_key, &k, &d);
+    }
     if (e != KG_OK || k.oom) {
         ret = k.oom ? MHD_NO : kgd_admin_kg_error(c, e, &d, NULL);
         goto out;
     }
-    if ((page = kgd_admin_page_of(k.items, limit, &more)) == NULL)
+    page = paged ? kgd_admin_page_cut(k.items, limit, &more)
+                 : kgd_admin_page_of(k.items, limit, &more);
+    if (page == NULL)
         goto out;
     ret = kgd_admin_json(c, 200, kgd_admin_list(page,
         json_array_size(page) ? json_string_value(json_object_get(

@@ -180,6 +180,7 @@ static int add_event(const kg_usage_event *e, void *ud)
 int kgd_admin_account_events(kgd_admin_call *c, char *const *ids)
 {
     const char *status = arg(c, "status"), *code = arg(c, "code");
+    const char *key = arg(c, "key");
     kg_event_query q;
     struct kgd_admin_idpage pg;
     kg_account *a = NULL;
@@ -217,12 +218,22 @@ int kgd_admin_account_events(kgd_admin_call *c, char *const *ids)
         }
         q.any_code = 0;
     }
+    if (key != NULL && *key == '\0') {
+        ret = kgd_admin_error(c, 400, "invalid_request", "key must be a key "
+                              "id", "key");
+        goto out;
+    }
     if (kgd_admin_time_arg(c, "since", 0, &since, &ret) != 0)
         goto out;
     q.since_ms = since * 1000;
     if ((a = kgd_admin_account_find(c, ids[0], &ret)) == NULL)
         goto out;
+    /* The key filters within the account: a key of another account (or
+     * none) finds no event, the same answer whoever asks, so ids cannot
+     * be probed, and a deleted key's events are still found
+     * (docs/admin-api.md "Resources"). */
     q.account_id = kg_account_id(a);
+    q.key_id = key;
     e = kg_usage_events(c->p, &q, add_event, &pg, &d);
     if (e != KG_OK && !pg.oom)
         ret = kgd_admin_kg_error(c, e, &d, NULL);

@@ -543,6 +543,15 @@ kg_error kg_accounts_get(kg_policy *p, const char *id, kg_account **acct_r,
                          kg_diag *diag);
 kg_error kg_accounts_list(kg_policy *p, kg_account_cb cb, void *userdata,
                           kg_diag *diag);
+/*
+ * One page of accounts: those whose id comes after `after` (NULL or "":
+ * from the first), in the store's order of ids, at most `limit` (> 0),
+ * each lent to cb (non-zero: stop), read by the store in one query.
+ * KG_ERR_UNSUPPORTED if the account store reads no pages (the file
+ * store, LDAP): then read kg_accounts_list() and cut the page.
+ */
+kg_error kg_accounts_page(kg_policy *p, const char *after, size_t limit,
+                          kg_account_cb cb, void *userdata, kg_diag *diag);
 kg_error kg_accounts_update(kg_policy *p, kg_account *a, kg_diag *diag);
 kg_error kg_accounts_delete(kg_policy *p, const char *id, int with_keys,
                             kg_diag *diag);
@@ -731,6 +740,13 @@ kg_error kg_keys_create(kg_policy *p, kg_record *r, char *key_out,
 kg_error kg_keys_get(kg_policy *p, const char *id, kg_record **rec_r,
                      kg_diag *diag);
 kg_error kg_keys_list(kg_policy *p, kg_record_cb cb, void *userdata,
+                      kg_diag *diag);
+/*
+ * One page of the keys of `account_id`, as kg_accounts_page() pages
+ * accounts (KG_ERR_UNSUPPORTED: read kg_keys_list() and filter).
+ */
+kg_error kg_keys_page(kg_policy *p, const char *account_id, const char *after,
+                      size_t limit, kg_record_cb cb, void *userdata,
                       kg_diag *diag);
 kg_error kg_keys_update(kg_policy *p, const kg_record *r, kg_diag *diag);
 /*

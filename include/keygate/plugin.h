@@ -60,8 +60,10 @@ extern "C" {
  * audit_append and audit_query (the audit log, keygate/audit.h;
  * abi_minor >= 6); records carry a rotation's link
  * (kg_record_set_replaced_by, kg_record_set_replaces);
- * kg_call_would_block() (a store that would wait on the network). */
-#define KG_PLUGIN_ABI_MINOR 6
+ * kg_call_would_block() (a store that would wait on the network).
+ * 7: struct kg_keystore_ops gained account_page and key_page (a page of
+ * a list in one query; abi_minor >= 7). */
+#define KG_PLUGIN_ABI_MINOR 7
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -449,6 +451,26 @@ struct kg_keystore_ops {
                              kg_diag *diag);
     kg_error (*audit_query)(void *inst, const kg_audit_query *q,
                             kg_audit_cb cb, void *userdata, kg_diag *diag);
+
+    /* ---- ABI 1.7: pages, read only from plugins with abi_minor >= 7 ---- */
+
+    /*
+     * Optional, each on its own: one page of a list read in one query
+     * (a keyset) instead of the whole list.  account_page: the accounts
+     * whose id comes after `after` ("": from the first), in id order, at
+     * most `limit`; key_page: the same for the keys of the account
+     * `account_id`.  Each is lent to cb for the call; stop when cb
+     * returns non-zero.  The order is the store's own comparison of ids
+     * (byte order on SQLite, the column's collation on PostgreSQL), the
+     * same for `after` as for the order, so that pages neither skip nor
+     * repeat.  Without them kg_accounts_page() and kg_keys_page() answer
+     * KG_ERR_UNSUPPORTED and a caller reads the whole list.
+     */
+    kg_error (*account_page)(void *inst, const char *after, size_t limit,
+                             kg_account_cb cb, void *userdata, kg_diag *diag);
+    kg_error (*key_page)(void *inst, const char *account_id, const char *after,
+                         size_t limit, kg_record_cb cb, void *userdata,
+                         kg_diag *diag);
 };
 
 struct kg_account_ops {

@@ -22,6 +22,10 @@ static const char get_sql[] =
     "external_id = $1 ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1";
 static const char list_sql[] =
     "SELECT " SQL_ACCT_COLS " FROM keygate_accounts ORDER BY created_at, id";
+/* A page: the primary key's index, from `after` on (a keyset). */
+static const char page_sql[] =
+    "SELECT " SQL_ACCT_COLS " FROM keygate_accounts WHERE id > $1 "
+    "ORDER BY id LIMIT $2";
 static const char id_taken_sql[] =
     "SELECT count(*) FROM keygate_accounts WHERE id = $1";
 /* Another account whose id or external id is this one's id or external
@@ -103,12 +107,14 @@ static int list_row(void *ud, int n, const char *const *v)
     return stop;
 }
 
-kg_error sql_account_list(void *inst, kg_account_cb cb, void *ud, kg_diag *diag)
+/* Every account a statement answers, to cb. */
+static kg_error list_accounts(struct sqlstore *s, const char *sql, int n,
+                              const char *const *params, kg_account_cb cb,
+                              void *ud, kg_diag *diag)
 {
-    struct sqlstore *s = inst;
     struct listing l = { cb, ud, 0 };
     char err[512] = "";
-    int rc = sql_run(s, list_sql, 0, NULL, list_row, &l, NULL, err, sizeof(err));
+    int rc = sql_run(s, sql, n, params, list_row, &l, NULL, err, sizeof(err));
 
     if (rc != SQL_OK)
         return sql_to_kg(rc, diag, err);
@@ -118,6 +124,21 @@ kg_error sql_account_list(void *inst, kg_account_cb cb, void *ud, kg_diag *diag)
         return KG_ERR_IO;
     }
     return KG_OK;
+}
+
+kg_error sql_account_list(void *inst, kg_account_cb cb, void *ud, kg_diag *diag)
+{
+    return list_accounts(inst, list_sql, 0, NULL, cb, ud, diag);
+}
+
+kg_error sql_account_page(void *inst, const char *after, size_t limit,
+                          kg_account_cb cb, void *ud, kg_diag *diag)
+{
+    char n[24];
+    const char *params[2] = { after, n };
+
+    snprintf(n, sizeof(n), "%zu", limit);
+    return list_accounts(inst, page_sql, 2, params, cb, ud, diag);
 }
 
 /* The first row's first two columns, copied. */

@@ -17,6 +17,11 @@ static const char get_sql[] =
 static const char list_sql[] =
     "SELECT " SQL_JOIN_COLS " FROM " SQL_JOIN_FROM
     " ORDER BY k.created_at, k.id";
+/* A page of one account's keys: its (account_id) index (003), from
+ * `after` on (a keyset). */
+static const char page_sql[] =
+    "SELECT " SQL_JOIN_COLS " FROM " SQL_JOIN_FROM
+    " WHERE k.account_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3";
 /* The key's account exists, and stays until this transaction ends: a
  * write of its row takes its lock (PostgreSQL; SQLite's BEGIN IMMEDIATE
  * holds the whole database), which an account delete waits for before it
@@ -82,12 +87,14 @@ static int list_row(void *ud, int n, const char *const *v)
     return stop;
 }
 
-kg_error sql_store_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
+/* Every key a statement answers, to cb. */
+static kg_error list_keys(struct sqlstore *s, const char *sql, int n,
+                          const char *const *params, kg_record_cb cb, void *ud,
+                          kg_diag *diag)
 {
-    struct sqlstore *s = inst;
     struct listing l = { cb, ud, 0, 0, 0 };
     char err[512] = "";
-    int rc = sql_run(s, list_sql, 0, NULL, list_row, &l, NULL, err, sizeof(err));
+    int rc = sql_run(s, sql, n, params, list_row, &l, NULL, err, sizeof(err));
 
     if (rc != SQL_OK)
         return sql_to_kg(rc, diag, err);
@@ -97,6 +104,21 @@ kg_error sql_store_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
         return KG_ERR_IO;
     }
     return KG_OK;
+}
+
+kg_error sql_store_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag)
+{
+    return list_keys(inst, list_sql, 0, NULL, cb, ud, diag);
+}
+
+kg_error sql_store_key_page(void *inst, const char *account_id, const char *after,
+                            size_t limit, kg_record_cb cb, void *ud, kg_diag *diag)
+{
+    char n[24];
+    const char *params[3] = { account_id, after, n };
+
+    snprintf(n, sizeof(n), "%zu", limit);
+    return list_keys(inst, page_sql, 3, params, cb, ud, diag);
 }
 
 /*

@@ -379,6 +379,8 @@ static const struct kg_keystore_ops sql_ops = {
     .account_delete = sql_account_delete,
     .audit_append = sql_audit_append,
     .audit_query = sql_audit_query,
+    .account_page = sql_account_page,
+    .key_page = sql_store_key_page,
 };
 
 KG_PLUGIN_DEFINE(sql) = {

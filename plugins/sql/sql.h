@@ -269,6 +269,8 @@ int sql_one_row(void *ud, int n, const char *const *v);
 kg_error sql_store_get(void *inst, const char *id, kg_record **rec_r,
                        kg_diag *diag);
 kg_error sql_store_list(void *inst, kg_record_cb cb, void *ud, kg_diag *diag);
+kg_error sql_store_key_page(void *inst, const char *account_id, const char *after,
+                            size_t limit, kg_record_cb cb, void *ud, kg_diag *diag);
 kg_error sql_store_put(void *inst, const kg_record *r, int create,
                        kg_diag *diag);
 kg_error sql_store_migrate(void *inst, int apply, int *from_r, int *to_r,
@@ -310,6 +312,8 @@ kg_error sql_account_get(void *inst, const char *id, kg_account **a_r,
                          kg_diag *diag);
 kg_error sql_account_list(void *inst, kg_account_cb cb, void *ud,
                           kg_diag *diag);
+kg_error sql_account_page(void *inst, const char *after, size_t limit,
+                          kg_account_cb cb, void *ud, kg_diag *diag);
 kg_error sql_account_put(void *inst, const kg_account *a, int create,
                          kg_diag *diag);
 kg_error sql_account_delete(void *inst, const char *id, int with_keys,

@@ -363,6 +363,15 @@ START_TEST(test_accounts_model)
 }
 END_TEST
 
+/* docs/admin-api.md "Lists": a page in one keyset query. */
+START_TEST(test_pages_in_one_query)
+{
+    kg_policy *p = test_acct_policy(ctx, opts, NULL);
+    test_accounts_pages(p, 1);
+    kg_policy_free(p);
+}
+END_TEST
+
 START_TEST(test_accounts_quota_and_suspension)
 {
     kg_policy *p = test_acct_policy(ctx, opts, NULL);
@@ -563,6 +572,7 @@ static Suite *sql_postgres_suite(void)
     tcase_add_test(tc, test_refuse_newer_schema);
     tcase_add_test(tc, test_password_file);
     tcase_add_test(tc, test_accounts_model);
+    tcase_add_test(tc, test_pages_in_one_query);
     tcase_add_test(tc, test_accounts_quota_and_suspension);
     tcase_add_test(tc, test_accounts_shared_by_instances);
     tcase_add_test(tc, test_account_delete_waits_for_a_key);

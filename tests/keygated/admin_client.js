@@ -164,6 +164,8 @@ async function main() {
   check(r.status === 200 && r.body.scope === 'account' && r.body.account.id === A.id, 'me: the customer key, scope account', r.body);
   r = await call('GET', '/api/v1/accounts', { key: CUST });
   check(r.status === 200 && r.body.items.length === 1 && r.body.items[0].id === A.id, 'a customer lists its own account only');
+  r = await call('GET', '/api/v1/accounts', { key: CUST, query: 'search=no-such-name-' + tag });
+  check(r.status === 200 && r.body.items.length === 0 && r.body.next_cursor === null, 'a customer\'s list with a search its account misses: empty', r.body);
   for (const [m, t, p, body, what] of [
     ['GET', '/api/v1/accounts/{id}', { id: B.id }, undefined, 'another account'],
     ['GET', '/api/v1/accounts/{id}/keys', { id: B.id }, undefined, 'another account\'s keys'],
@@ -194,6 +196,20 @@ async function main() {
   const ciKeyId = r.body.record.id;
   r = await call('GET', '/api/v1/accounts/{id}/keys', { key: CUST, params: { id: A.id } });
   check(r.status === 200 && r.body.items.length === 2, 'customer: its account\'s keys', r.body.items.length);
+  // pages of 1 walk the account's keys once, in the order of a full page,
+  // and never hold another account's key (one query a page on SQL stores)
+  {
+    const allKeys = r.body.items.map((k) => k.id);
+    let got = [], cur = null, n = 0;
+    do {
+      r = await call('GET', '/api/v1/accounts/{id}/keys', { key: CUST, params: { id: A.id }, query: 'limit=1' + (cur ? '&cursor=' + cur : '') });
+      got = got.concat(r.body.items.map((k) => k.id));
+      cur = r.body.next_cursor;
+      n++;
+    } while (cur && n < 10);
+    check(JSON.stringify(got) === JSON.stringify(allKeys) && n === 2,
+          `an account's keys in pages of 1: both, once, in order (${n} pages)`, got);
+  }
   r = await call('GET', '/api/v1/me', { key: FKEY });
   check(isErr(r, 403, 'forbidden'), 'a key with neither admin nor account:manage: 403', r.body);
   r = await call('GET', '/api/v1/me', { key: BKEY });
@@ -300,6 +316,8 @@ async function main() {
   check(isErr(r, 400, 'invalid_request', 'by'), 'usage by=week: 400 field by', r.body);
   r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'code=nonsense' });
   check(isErr(r, 400, 'invalid_request', 'code'), 'events code=nonsense: 400 field code', r.body);
+  r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'key=' });
+  check(isErr(r, 400, 'invalid_request', 'key'), 'events key= (empty): 400 field key', r.body);
   if (usageWanted === 200) {
     // written by keygated's flush (every flush_interval: 5 s in the shipped
     // policy): wait for the one after the two 403s
@@ -327,6 +345,24 @@ async function main() {
     r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'status=403&code=insufficient_permissions' });
     check(r.status === 200 && r.body.items.length >= 2 && r.body.items.every((e) => e.status === 403 && e.key_id === custId && e.path === '/v1/jobs'),
           'events by status and code: the two 403s', r.body);
+    // ?key=: that key's events only, within the account (issue 19)
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: CUST, params: { id: A.id }, query: 'key=' + encodeURIComponent(oldId) });
+    check(r.status === 200 && r.body.items.some((e) => e.code === 'key_revoked') && r.body.items.every((e) => e.key_id === oldId),
+          'events ?key=: the revoked key\'s only', r.body);
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'key=' + custId + '&status=403' });
+    check(r.status === 200 && r.body.items.length >= 2 && r.body.items.every((e) => e.key_id === custId),
+          'events ?key= with status: the customer key\'s 403s', r.body);
+    // B's key was refused at /check while B was suspended (an event of
+    // account B, flushed before the two 403s awaited above); asked under
+    // account A it finds nothing, from either scope: no other account's
+    // event, and no way to tell its key from none
+    for (const k of [OP, CUST]) {
+      r = await call('GET', '/api/v1/accounts/{id}/events', { key: k, params: { id: A.id }, query: 'key=' + bKeyId });
+      check(r.status === 200 && r.body.items.length === 0 && r.body.next_cursor === null,
+            `events ?key= of another account's key: an empty page (${k === OP ? 'operator' : 'customer'})`, r.body);
+    }
+    r = await call('GET', '/api/v1/accounts/{id}/events', { key: CUST, params: { id: A.id }, query: 'key=k_nosuch' });
+    check(r.status === 200 && r.body.items.length === 0, 'events ?key= of no key: an empty page', r.body);
     r = await call('GET', '/api/v1/accounts/{id}/events', { key: OP, params: { id: A.id }, query: 'limit=1' });
     if (r.status === 200 && r.body.next_cursor) {
       const first = r.body.items[0].id;

@@ -320,4 +320,129 @@ static void test_accounts_shared_quota(kg_policy *p)
     kg_account_unref(a);
 }
 
+/* ids lent to a page's callback, appended to a buffer of "id;" */
+struct test_page {
+    char ids[4096];
+    char last[KG_ACCOUNT_ID_MAX + 1];
+    int n;
+};
+
+static int test_page_acct_cb(const kg_account *a, void *ud)
+{
+    struct test_page *t = ud;
+    size_t len = strlen(t->ids);
+    snprintf(t->ids + len, sizeof(t->ids) - len, "%s;", kg_account_id(a));
+    snprintf(t->last, sizeof(t->last), "%s", kg_account_id(a));
+    t->n++;
+    return 0;
+}
+
+static int test_page_key_cb(const kg_record *r, void *ud)
+{
+    struct test_page *t = ud;
+    size_t len = strlen(t->ids);
+    snprintf(t->ids + len, sizeof(t->ids) - len, "%s=%s;", kg_record_id(r),
+             kg_record_account_id(r) ? kg_record_account_id(r) : "");
+    snprintf(t->last, sizeof(t->last), "%s", kg_record_id(r));
+    t->n++;
+    return 0;
+}
+
+static int test_strcmp_p(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/*
+ * kg_accounts_page / kg_keys_page (docs/admin-api.md "Lists"): pages of
+ * 2 walk every account once, in id order, each page starting after the
+ * last id of the one before; an account's keys page the same way, and
+ * never hold another account's key.  `paged` 0: the store reads no
+ * pages (KG_ERR_UNSUPPORTED).
+ */
+static TU_UNUSED void test_accounts_pages(kg_policy *p, int paged)
+{
+    kg_account *a[5];
+    kg_record *r;
+    char key[KG_KEY_MAX], *sorted[5], wantk[1024] = "";
+    char *kid[3];
+    struct test_page walk, page;
+    kg_diag d;
+    kg_error e;
+    int i, calls;
+
+    for (i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "page %d", i);
+        a[i] = test_account_new(p, name, "free", NULL);
+        sorted[i] = (char *)kg_account_id(a[i]);
+    }
+    for (i = 0; i < 3; i++) {
+        r = test_key_for(p, a[0], key);
+        kid[i] = strdup(kg_record_id(r));
+        kg_record_unref(r);
+    }
+    kg_record_unref(test_key_for(p, a[1], key));
+    memset(&d, 0, sizeof(d));
+    memset(&page, 0, sizeof(page));
+    e = kg_accounts_page(p, NULL, 2, test_page_acct_cb, &page, &d);
+    if (!paged) {
+        ck_assert_int_eq(e, KG_ERR_UNSUPPORTED);
+        ck_assert_int_eq(kg_keys_page(p, kg_account_id(a[0]), NULL, 2,
+                                      test_page_key_cb, &page, &d), KG_ERR_UNSUPPORTED);
+        goto out;
+    }
+    /* the five among other accounts (the store may hold more): every
+     * account once, in order */
+    memset(&walk, 0, sizeof(walk));
+    for (calls = 0; calls < 100; calls++) {
+        memset(&page, 0, sizeof(page));
+        e = kg_accounts_page(p, walk.last, 2, test_page_acct_cb, &page, &d);
+        ck_assert_msg(e == KG_OK, "account page: %s: %s", kg_strerror(e), d.message);
+        ck_assert_int_le(page.n, 2);
+        if (page.n == 0)
+            break;
+        ck_assert_msg(walk.last[0] == '\0' || strcmp(page.ids, walk.last) > 0,
+                      "page '%s' after '%s'", page.ids, walk.last);
+        strcat(walk.ids, page.ids);
+        snprintf(walk.last, sizeof(walk.last), "%s", page.last);
+        walk.n += page.n;
+    }
+    ck_assert_int_eq(walk.n, test_count_accounts(p));
+    qsort(sorted, 5, sizeof(sorted[0]), test_strcmp_p);
+    for (i = 0; i < 5; i++) {
+        char *at = strstr(walk.ids, sorted[i]);
+        ck_assert_msg(at != NULL, "%s not walked: %s", sorted[i], walk.ids);
+        ck_assert_msg(i == 0 || at > strstr(walk.ids, sorted[i - 1]),
+                      "%s before %s: %s", sorted[i], sorted[i - 1], walk.ids);
+    }
+    /* a's three keys: 2, then 1, then none; a[1]'s key never */
+    qsort(kid, 3, sizeof(kid[0]), test_strcmp_p);
+    for (i = 0; i < 3; i++) {
+        size_t len = strlen(wantk);
+        snprintf(wantk + len, sizeof(wantk) - len, "%s=%s;", kid[i], kg_account_id(a[0]));
+    }
+    memset(&walk, 0, sizeof(walk));
+    for (calls = 0; calls < 3; calls++) {
+        memset(&page, 0, sizeof(page));
+        e = kg_keys_page(p, kg_account_id(a[0]), walk.last, 2, test_page_key_cb, &page, &d);
+        ck_assert_msg(e == KG_OK, "key page: %s: %s", kg_strerror(e), d.message);
+        ck_assert_int_eq(page.n, calls == 0 ? 2 : calls == 1 ? 1 : 0);
+        strcat(walk.ids, page.ids);
+        if (page.n)
+            snprintf(walk.last, sizeof(walk.last), "%s", page.last);
+    }
+    ck_assert_str_eq(walk.ids, wantk);
+    /* an account without keys: an empty page */
+    memset(&page, 0, sizeof(page));
+    ck_assert_int_eq(kg_keys_page(p, kg_account_id(a[4]), "", 2, test_page_key_cb,
+                                  &page, &d), KG_OK);
+    ck_assert_int_eq(page.n, 0);
+out:
+    for (i = 0; i < 3; i++)
+        free(kid[i]);
+    for (i = 0; i < 5; i++)
+        kg_account_unref(a[i]);
+}
+
 #endif

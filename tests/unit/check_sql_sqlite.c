@@ -752,6 +752,15 @@ START_TEST(test_accounts_model)
 }
 END_TEST
 
+/* docs/admin-api.md "Lists": a page in one keyset query. */
+START_TEST(test_pages_in_one_query)
+{
+    kg_policy *p = test_acct_policy(ctx, opts, NULL);
+    test_accounts_pages(p, 1);
+    kg_policy_free(p);
+}
+END_TEST
+
 START_TEST(test_accounts_quota_and_suspension)
 {
     kg_policy *p = test_acct_policy(ctx, opts, NULL);
@@ -878,6 +887,7 @@ static Suite *sql_sqlite_suite(void)
     tc = tcase_create("accounts");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_accounts_model);
+    tcase_add_test(tc, test_pages_in_one_query);
     tcase_add_test(tc, test_accounts_quota_and_suspension);
     tcase_add_test(tc, test_lookup_join_plan);
     suite_add_tcase(s, tc);

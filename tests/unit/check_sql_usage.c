@@ -720,6 +720,172 @@ START_TEST(test_migrates_a_v3_store)
 }
 END_TEST
 
+/* SQLite: the plan of a statement, its details joined by ';'. */
+static char *lite_plan(const char *sql)
+{
+    char *plan = tu_fmt("%s", ""), *more;
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char *eqp = tu_fmt("EXPLAIN QUERY PLAN %s", sql);
+
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    ck_assert_msg(sqlite3_prepare_v2(db, eqp, -1, &st, NULL) == SQLITE_OK,
+                  "%s: %s", sql, sqlite3_errmsg(db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        more = tu_fmt("%s%s;", plan, (const char *)sqlite3_column_text(st, 3));
+        free(plan);
+        plan = more;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(eqp);
+    return plan;
+}
+
+static void plan_has(const char *sql, const char *want, const char *not_want)
+{
+    char *plan = lite_plan(sql);
+
+    ck_assert_msg(strstr(plan, want) != NULL, "%s: plan '%s', not '%s'", sql, plan, want);
+    ck_assert_msg(not_want == NULL || strstr(plan, not_want) == NULL,
+                  "%s: plan '%s' has '%s'", sql, plan, not_want);
+    free(plan);
+}
+
+/* One number that changes with any column of any row of a bucket table. */
+#define DIGEST(t) "SELECT count(*) * 1000000 + SUM((start - 1799971200) / 60 + " \
+    "count * 7 + length(account_id) * 11 + length(key_id) * 13 + " \
+    "length(code) * 17) FROM " t
+
+/*
+ * A store at version 6 with rows in its bucket tables (written in no
+ * order) is migrated to 7 when it opens (conf/sql/007_usage_by_account:
+ * SQLite rebuilds the tables in account order WITHOUT ROWID, PostgreSQL
+ * makes the account index covering): every row is still there, the
+ * queries answer what the rows say, a flush adds to the migrated rows,
+ * and each statement finds its rows by an index (docs/sql.md "Tables").
+ */
+START_TEST(test_migrates_a_v6_store_with_usage)
+{
+    static const char *const files[] = { "001_init.sql",
+        "002_hash_primary_key.sqlite.sql", "003_accounts.sql", "004_usage.sql",
+        "005_alerts.sql", "006_audit.sqlite.sql", "006_audit.postgresql.sql" };
+    static const char *const tables[] = { "keygate_usage_minute",
+        "keygate_usage_hour", "keygate_usage_day" };
+    long long before[3];
+    struct sqlstore *s;
+    struct text t;
+    size_t i;
+
+    raw("CREATE TABLE keygate_schema (version INTEGER PRIMARY KEY, name TEXT "
+        "NOT NULL, applied_at BIGINT NOT NULL)");
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *sql;
+        if (strstr(files[i], pg ? ".sqlite." : ".postgresql.") != NULL)
+            continue;
+        sql = migration(files[i]);
+        raw(sql);
+        free(sql);
+    }
+    raw("INSERT INTO keygate_schema VALUES (1, '001_init', 0), (2, "
+        "'002_hash_primary_key', 0), (3, '003_accounts', 0), (4, '004_usage', 0), "
+        "(5, '005_alerts', 0), (6, '006_audit', 0)");
+    ck_assert_int_eq(raw("SELECT MAX(version) FROM keygate_schema"), 6);
+    /* rows of 004's schema, out of every order the tables know */
+    for (i = 0; i < 3; i++) {
+        char *sql = tu_fmt(
+            "INSERT INTO %s (start, account_id, key_id, code, count) VALUES "
+            "(1799971200 + 86400, 'acct_b', 'k_2', 'allowed', 4),"
+            "(1799971200, 'acct_b', 'k_2', 'allowed', 9),"
+            "(1799971200 + 86400, 'acct_a', 'k_1', 'rate_limited', 2),"
+            "(1799971200, '', '', 'unauthorized', 7),"
+            "(1799971200 + 86400, 'acct_a', 'k_1', 'allowed', 5),"
+            "(1799971200, 'acct_a', 'k_3', 'allowed', 1),"
+            "(1799971200, 'acct_a', 'k_1', 'allowed', 3)", tables[i]);
+        char *digest = tu_fmt(DIGEST("%s"), tables[i]);
+        raw(sql);
+        before[i] = raw(digest);
+        free(sql);
+        free(digest);
+    }
+
+    s = store();
+    ck_assert_int_eq(raw("SELECT MAX(version) FROM keygate_schema"), tu_schema_latest());
+    for (i = 0; i < 3; i++) {
+        char *digest = tu_fmt(DIGEST("%s"), tables[i]);
+        int32_t span = i == 0 ? 60 : i == 1 ? 3600 : 86400;
+        ck_assert_msg(raw(digest) == before[i], "%s changed", tables[i]);
+        free(digest);
+        ck_assert_str_eq(rows_of(s, &t, span, "acct_a", NULL, T0, T0 + 2 * 86400),
+                         "0 acct_a k_1 allowed 3;0 acct_a k_3 allowed 1;"
+                         "86400 acct_a k_1 allowed 5;86400 acct_a k_1 rate_limited 2;");
+        ck_assert_str_eq(rows_of(s, &t, span, "acct_a", NULL, T0 + 1, T0 + 2 * 86400),
+                         "86400 acct_a k_1 allowed 5;86400 acct_a k_1 rate_limited 2;");
+        ck_assert_str_eq(rows_of(s, &t, span, NULL, "k_2", T0, 0),
+                         "0 acct_b k_2 allowed 9;86400 acct_b k_2 allowed 4;");
+        ck_assert_str_eq(rows_of(s, &t, span, "acct_a", "k_1", T0, T0 + 86400),
+                         "0 acct_a k_1 allowed 3;");
+        ck_assert_str_eq(rows_of(s, &t, span, NULL, NULL, T0, T0 + 86400),
+                         "0 - - unauthorized 7;0 acct_a k_1 allowed 3;"
+                         "0 acct_a k_3 allowed 1;0 acct_b k_2 allowed 9;");
+    }
+    /* a flush adds to a migrated row (its ON CONFLICT finds the new key) */
+    {
+        static const kg_usage_row more[] = {
+            ROW(T0, 60, "acct_a", "k_1", KG_CODE_NONE, 10),
+        };
+        put_ok(s, more, 1, NULL, 0, T0 + 3600);
+        ck_assert_str_eq(rows_of(s, &t, 86400, "acct_a", "k_1", T0, T0 + 1),
+                         "0 acct_a k_1 allowed 13;");
+        ck_assert_int_eq(raw("SELECT count(*) FROM keygate_usage_hour"), 7);
+    }
+    for (i = 0; i < 3; i++) {
+        char *sql, *want;
+        if (pg) {
+            /* the index by account carries every column the query reads */
+            sql = tu_fmt("SELECT indnatts * 10 + indnkeyatts FROM pg_index WHERE "
+                         "indexrelid = '%s_account'::regclass", tables[i]);
+            ck_assert_int_eq(raw(sql), 54);
+            free(sql);
+            continue;
+        }
+        sql = tu_fmt("SELECT count(*) FROM sqlite_schema WHERE name = '%s' "
+                     "AND sql LIKE '%%WITHOUT ROWID'", tables[i]);
+        ck_assert_int_eq(raw(sql), 1);
+        free(sql);
+        /* by account: one search of the table's own key, no sort */
+        sql = tu_fmt("SELECT start, account_id, key_id, code, count FROM %s WHERE "
+                     "start >= 1 AND start < 2 AND account_id = 'a' ORDER BY start, "
+                     "account_id, key_id, code", tables[i]);
+        plan_has(sql, "USING PRIMARY KEY (account_id=? AND start>? AND start<?)",
+                 "TEMP B-TREE");
+        free(sql);
+        /* by key, and over every account: an index, no sort */
+        sql = tu_fmt("SELECT start, account_id, key_id, code, count FROM %s WHERE "
+                     "start >= 1 AND start < 2 AND key_id = 'k' ORDER BY start, "
+                     "account_id, key_id, code", tables[i]);
+        want = tu_fmt("INDEX %s_key (key_id=? AND start>? AND start<?)", tables[i]);
+        plan_has(sql, want, "TEMP B-TREE");
+        free(want);
+        free(sql);
+        sql = tu_fmt("SELECT start, account_id, key_id, code, count FROM %s WHERE "
+                     "start >= 1 AND start < 2 ORDER BY start, account_id, key_id, code",
+                     tables[i]);
+        want = tu_fmt("INDEX %s_start (start>? AND start<?)", tables[i]);
+        plan_has(sql, want, "TEMP B-TREE");
+        free(want);
+        free(sql);
+        /* retention: the oldest rows by the start index, not a scan */
+        sql = tu_fmt("DELETE FROM %s WHERE start < 1", tables[i]);
+        want = tu_fmt("COVERING INDEX %s_start (start<?)", tables[i]);
+        plan_has(sql, want, NULL);
+        free(want);
+        free(sql);
+    }
+    sql_destroy(s);
+}
+END_TEST
+
 START_TEST(test_refuses_a_newer_schema)
 {
     struct sqlstore *s = store();
@@ -951,6 +1117,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_events);
     tcase_add_test(tc, test_writers_add_up);
     tcase_add_test(tc, test_migrates_a_v3_store);
+    tcase_add_test(tc, test_migrates_a_v6_store_with_usage);
     tcase_add_test(tc, test_refuses_a_newer_schema);
     if (getenv("KG_TEST_PG_USAGE_CONNINFO") == NULL) {
         tcase_add_test(tc, test_policy_section);
