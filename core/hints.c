@@ -28,7 +28,15 @@
  * The region is mapped on 4 KiB pages (MADV_NOHUGEPAGE, even where huge
  * pages are the system's default): keys land in it at random, and a
  * deployment of a thousand keys on huge pages would hold 2 MiB for each
- * of them.  Once half the homes are taken it is dense: the check that
+ * of them.  Once a sixteenth of the homes are taken it is dense enough:
+ * a home taken touches its 4 KiB page (eight homes), so by then about
+ * 40% of the region's pages are in memory (1 - e^-0.5), and huge pages
+ * cost at most 2.5 times that, where every slot read at 4 KiB was a TLB
+ * miss besides its cache miss.  (Half, as this was first, is never
+ * reached where keys share their account's slot: 100,000 accounts of
+ * ten keys take a tenth of a million keys' homes, and their checks ran
+ * 0.80-0.86x the speed of a million keys of their own, 0.89-0.95x with
+ * the region on huge pages; bench/check, bench/ab.sh.)  The check that
  * took the home advises it for huge pages (after it has let go of every
  * lock, kg__limits_unpin) and starts a thread that collapses it into
  * them at once where the kernel can (MADV_COLLAPSE, Linux 6.1): 1.25 s
@@ -57,6 +65,9 @@
  * sharing an entry, each such check then searching the slot's bucket
  * (two more cache misses); eight ways keep almost all of them. */
 #define HINT_WAYS 8
+/* Homes taken, as a fraction of all (1/HOME_DENSE), from which the home
+ * region is put on huge pages (see the top of this file). */
+#define HOME_DENSE 16
 #define HINT_LOW ((uintptr_t)sizeof(struct kslot) - 1)
 #define HINT_TAG_MASK (((uintptr_t)0xffff << 48) | HINT_LOW)
 
@@ -323,7 +334,7 @@ struct kslot *kg__key_lock(struct kg__limits *l, const char *key_id,
         struct kg__home home = { pin ? pin->home : NULL, 0, 0 };
         s = kg__limits_find(l, key_id, klen, now_s, 1, &home);
         if (home.taken && atomic_fetch_add(&pin->home_of->home_taken, 1) + 1 ==
-                              pin->home_of->nhome / 2)
+                              pin->home_of->nhome / HOME_DENSE)
             pin->home_dense = 1;
         if (home.retaken)
             atomic_fetch_add(&pin->home_of->home_retaken, 1);
@@ -357,7 +368,7 @@ void kg__limits_unpin(kg__lpin *pin)
         atomic_fetch_sub(&pin->slot->pins, 1);
     pin->slot = NULL;
     if (pin->home_dense) {
-        /* Half the homes are taken (see the top of this file): this
+        /* The homes are dense (see the top of this file): this
          * check is the only one to get here for this region. */
         struct hints *t = pin->home_of;
         sigset_t all, was;

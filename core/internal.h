@@ -471,7 +471,7 @@ typedef struct kg__lpin {
      * slot for it is placed if that is free. */
     struct kslot *home;
     struct hints *home_of;      /* the hint table the home belongs to */
-    int home_dense;             /* this check filled half the homes */
+    int home_dense;             /* this check made the homes dense */
 } kg__lpin;
 kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
                          const char *limit, int64_t now_s,

@@ -187,7 +187,7 @@ END_TEST
  * More keys than homes (3,500 keys, 4,096 homes for 16,384 entries: a
  * home for about 2,350 of them, the rest from the chunks): each key still
  * counts on its own slot, never on the one another key made at a home
- * they share.  Past half the homes taken, the region is advised for huge
+ * they share.  Past a sixteenth of the homes taken, the region is advised for huge
  * pages and collapsed (by a check, once): the counts go on.
  */
 START_TEST(shared_homes_keep_counts_apart)
