@@ -269,7 +269,7 @@ static int buf_grow(kg__buf *b, size_t extra)
     return 0;
 }
 
-void kg__buf_add(kg__buf *b, const char *s, size_t n)
+void kg__buf_add_grow(kg__buf *b, const char *s, size_t n)
 {
     if (buf_grow(b, n) < 0)
         return;
@@ -278,29 +278,37 @@ void kg__buf_add(kg__buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-void kg__buf_adds(kg__buf *b, const char *s)
-{
-    kg__buf_add(b, s, strlen(s));
-}
+/* "00" to "99": two digits a division. */
+static const char digits2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
 
 size_t kg__fmt_i64(char out[21], int64_t v)
 {
-    char tmp[21];
-    size_t n = 0, i;
+    char tmp[20];
+    size_t n = sizeof(tmp), len, i = 0;
     /* Through the unsigned form, so that INT64_MIN negates. */
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    i = 0;
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        tmp[--n] = digits2[d + 1];
+        tmp[--n] = digits2[d];
+    }
+    if (u >= 10) {
+        tmp[--n] = digits2[u * 2 + 1];
+        tmp[--n] = digits2[u * 2];
+    } else {
+        tmp[--n] = (char)('0' + u);
+    }
     if (v < 0)
         out[i++] = '-';
-    while (n > 0)
-        out[i++] = tmp[--n];
-    out[i] = '\0';
-    return i;
+    len = sizeof(tmp) - n;
+    memcpy(out + i, tmp + n, len);
+    out[i + len] = '\0';
+    return i + len;
 }
 
 void kg__buf_addi(kg__buf *b, int64_t v)

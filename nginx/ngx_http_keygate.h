@@ -51,6 +51,8 @@ ngx_http_keygate_state_t *ngx_http_keygate_state(ngx_http_request_t *r);
 ngx_int_t ngx_http_keygate_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_keygate_log_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_keygate_header_filter(ngx_http_request_t *r);
+/* Set up the header names the module adds (once per worker). */
+ngx_int_t ngx_http_keygate_names_init(ngx_pool_t *pool);
 
 extern ngx_http_output_header_filter_pt  ngx_http_keygate_next_header_filter;
 

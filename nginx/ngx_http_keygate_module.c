@@ -356,6 +356,9 @@ ngx_http_keygate_init_process(ngx_cycle_t *cycle)
     if (kmcf == NULL || kmcf->policy_path.len == 0) {
         return NGX_OK;
     }
+    if (ngx_http_keygate_names_init(cycle->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
     ngx_memzero(&diag, sizeof(diag));
     e = kg_context_new(&kmcf->ctx);
     if (e == KG_OK) {

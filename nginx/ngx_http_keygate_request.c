@@ -22,6 +22,7 @@ static void ngx_http_keygate_cleanup(void *data);
 
 /* Headers the upstream gets from the module, and no client may send. */
 static const char  kg_upstream_prefix[] = "x-keygate-";
+static const char  kg_cache_control[] = "Cache-Control";
 
 
 ngx_http_keygate_state_t *
@@ -148,34 +149,139 @@ ngx_http_keygate_build(ngx_http_request_t *r, kg_request *req)
     return KG_OK;
 }
 
-/* Append "name: value" (copied) to a header list. */
+/*
+ * A header's name as nginx keeps it: the name, its lower-case form and
+ * the hash nginx gives a parsed request header (proxy_set_header finds
+ * one by it), worked out once per worker for the few names the module
+ * adds, not for every request.  The module's own X-Keygate-* request
+ * headers are fixed; a decision's response headers are libkeygate's
+ * static strings, each remembered by its address the first time it is
+ * seen (docs/nginx.md "Speed").
+ */
+typedef struct {
+    const char  *name;      /* libkeygate's string (its address is the key) */
+    ngx_str_t    key;
+    u_char      *lowcase;
+    ngx_uint_t   hash;
+} ngx_http_keygate_name_t;
+
+enum {
+    KG_HDR_KEY_ID,
+    KG_HDR_PLAN,
+    KG_HDR_PRIORITY,
+    KG_HDR_LEASE,
+    KG_HDR_FIXED
+};
+
+/* 16 names: the fixed four and libkeygate's seven response headers,
+ * with room to spare; a name past them is set up per request. */
+static ngx_http_keygate_name_t  ngx_http_keygate_names[16] = {
+    { "X-Keygate-Key-Id", ngx_null_string, NULL, 0 },
+    { "X-Keygate-Plan", ngx_null_string, NULL, 0 },
+    { "X-Keygate-Priority", ngx_null_string, NULL, 0 },
+    { "X-Keygate-Lease", ngx_null_string, NULL, 0 },
+};
+static ngx_uint_t  ngx_http_keygate_nnames;
+
+/* Set up n (name filled in) from the pool; NGX_OK or NGX_ERROR. */
 static ngx_int_t
-ngx_http_keygate_push(ngx_pool_t *pool, ngx_list_t *list, const char *name,
-    const char *value)
+ngx_http_keygate_name_init(ngx_pool_t *pool, ngx_http_keygate_name_t *n)
+{
+    size_t  len = ngx_strlen(n->name);
+
+    n->lowcase = ngx_pnalloc(pool, len + 1);
+    if (n->lowcase == NULL) {
+        return NGX_ERROR;
+    }
+    n->key.data = (u_char *) n->name;
+    n->key.len = len;
+    n->hash = ngx_hash_strlow(n->lowcase, n->key.data, len);
+    n->lowcase[len] = '\0';
+    return NGX_OK;
+}
+
+ngx_int_t
+ngx_http_keygate_names_init(ngx_pool_t *pool)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < KG_HDR_FIXED; i++) {
+        if (ngx_http_keygate_name_init(pool, &ngx_http_keygate_names[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+    ngx_http_keygate_nnames = KG_HDR_FIXED;
+    return NGX_OK;
+}
+
+/* The set-up form of a libkeygate header name (static: found by its
+ * address), or NULL out of memory. */
+static ngx_http_keygate_name_t *
+ngx_http_keygate_name(ngx_http_request_t *r, const char *name)
+{
+    ngx_http_keygate_name_t  *n;
+    ngx_uint_t                i;
+
+    for (i = KG_HDR_FIXED; i < ngx_http_keygate_nnames; i++) {
+        if (ngx_http_keygate_names[i].name == name) {
+            return &ngx_http_keygate_names[i];
+        }
+    }
+    if (ngx_http_keygate_nnames < sizeof(ngx_http_keygate_names)
+                                  / sizeof(ngx_http_keygate_names[0]))
+    {
+        /* the cycle's pool: kept as long as the worker */
+        n = &ngx_http_keygate_names[ngx_http_keygate_nnames];
+        n->name = name;
+        if (ngx_http_keygate_name_init(ngx_cycle->pool, n) != NGX_OK) {
+            return NULL;
+        }
+        ngx_http_keygate_nnames++;
+        return n;
+    }
+    n = ngx_palloc(r->pool, sizeof(*n));
+    if (n == NULL) {
+        return NULL;
+    }
+    n->name = name;
+    return ngx_http_keygate_name_init(r->pool, n) == NGX_OK ? n : NULL;
+}
+
+/*
+ * Append "name: value" to a header list.  Neither is copied: the name is
+ * set up once (above), the value is the decision's, which lives as long
+ * as the request (its pool's cleanup frees it), or the caller's from the
+ * request's pool.
+ */
+static ngx_int_t
+ngx_http_keygate_push(ngx_list_t *list, ngx_http_keygate_name_t *n,
+    const char *value, size_t vlen)
 {
     ngx_table_elt_t  *h;
-    size_t            nlen = ngx_strlen(name), vlen = ngx_strlen(value);
 
     h = ngx_list_push(list);
     if (h == NULL) {
         return NGX_ERROR;
     }
-    h->key.len = nlen;
-    h->key.data = ngx_pnalloc(pool, nlen + 1 + nlen + 1 + vlen + 1);
-    if (h->key.data == NULL) {
-        h->hash = 0;
-        return NGX_ERROR;
-    }
-    ngx_memcpy(h->key.data, name, nlen + 1);
-    h->lowcase_key = h->key.data + nlen + 1;
-    /* the hash nginx gives a parsed request header (proxy_set_header
-     * finds it by that), and non-zero for a response header */
-    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, nlen);
-    h->lowcase_key[nlen] = '\0';
+    h->hash = n->hash;
+    h->key = n->key;
+    h->lowcase_key = n->lowcase;
     h->value.len = vlen;
-    h->value.data = h->lowcase_key + nlen + 1;
-    ngx_memcpy(h->value.data, value, vlen + 1);
+    h->value.data = (u_char *) value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
     return NGX_OK;
+}
+
+/* The same for a NUL-terminated value. */
+static ngx_int_t
+ngx_http_keygate_push_s(ngx_list_t *list, ngx_http_keygate_name_t *n,
+    const char *value)
+{
+    return ngx_http_keygate_push(list, n, value, ngx_strlen(value));
 }
 
 /*
@@ -250,7 +356,7 @@ static ngx_int_t
 ngx_http_keygate_upstream_headers(ngx_http_request_t *r, const kg_decision *d)
 {
     ngx_list_t  *list = &r->headers_in.headers;
-    char         prio[32];
+    u_char      *prio;
     const char  *v;
 
     if (ngx_http_keygate_strip(r) != NGX_OK) {
@@ -261,24 +367,30 @@ ngx_http_keygate_upstream_headers(ngx_http_request_t *r, const kg_decision *d)
     }
     v = kg_decision_key_id(d);
     if (v != NULL
-        && ngx_http_keygate_push(r->pool, list, "X-Keygate-Key-Id", v) != NGX_OK)
+        && ngx_http_keygate_push_s(list, &ngx_http_keygate_names[KG_HDR_KEY_ID],
+                                   v) != NGX_OK)
     {
         return NGX_ERROR;
     }
     v = kg_decision_plan(d);
     if (v != NULL) {
-        ngx_snprintf((u_char *) prio, sizeof(prio), "%i%Z",
-                     (ngx_int_t) kg_decision_priority(d));
-        if (ngx_http_keygate_push(r->pool, list, "X-Keygate-Plan", v) != NGX_OK
-            || ngx_http_keygate_push(r->pool, list, "X-Keygate-Priority",
-                                     prio) != NGX_OK)
+        prio = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (prio == NULL
+            || ngx_http_keygate_push_s(list,
+                   &ngx_http_keygate_names[KG_HDR_PLAN], v) != NGX_OK
+            || ngx_http_keygate_push(list,
+                   &ngx_http_keygate_names[KG_HDR_PRIORITY], (char *) prio,
+                   ngx_sprintf(prio, "%i",
+                               (ngx_int_t) kg_decision_priority(d)) - prio)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
     v = kg_decision_lease(d);
     if (v != NULL
-        && ngx_http_keygate_push(r->pool, list, "X-Keygate-Lease", v) != NGX_OK)
+        && ngx_http_keygate_push_s(list, &ngx_http_keygate_names[KG_HDR_LEASE],
+                                   v) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -299,6 +411,7 @@ ngx_http_keygate_answer(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t  out;
     size_t       i, n, len = ngx_strlen(body);
     const char  *name, *value;
+    ngx_http_keygate_name_t  *hn;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -309,16 +422,21 @@ ngx_http_keygate_answer(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
-    if (ngx_http_keygate_push(r->pool, &r->headers_out.headers,
-                              "Cache-Control", "no-store") != NGX_OK)
+    if (ngx_http_keygate_push_s(&r->headers_out.headers,
+                                ngx_http_keygate_name(r, kg_cache_control),
+                                "no-store") != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     n = d != NULL ? kg_decision_header_count(d) : 0;
     for (i = 0; i < n; i++) {
-        if (kg_decision_header(d, i, &name, &value) == KG_OK
-            && ngx_http_keygate_push(r->pool, &r->headers_out.headers,
-                                     name, value) != NGX_OK)
+        if (kg_decision_header(d, i, &name, &value) != KG_OK) {
+            continue;
+        }
+        hn = ngx_http_keygate_name(r, name);
+        if (hn == NULL
+            || ngx_http_keygate_push_s(&r->headers_out.headers, hn, value)
+               != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -411,17 +529,21 @@ ngx_http_keygate_access_handler(ngx_http_request_t *r)
 /*
  * The decision's headers on the answer to an allowed request, whoever
  * makes it; same-named headers of the upstream's are dropped (hash 0),
- * so that the client reads each once, and the module's.
+ * so that the client reads each once, and the module's: one pass over
+ * the upstream's headers, the names compared only where the first
+ * letter could match (the decision's names begin with R, W or X).
  */
 ngx_int_t
 ngx_http_keygate_header_filter(ngx_http_request_t *r)
 {
     ngx_http_keygate_state_t  *st;
+    ngx_http_keygate_name_t   *hn[16];   /* libkeygate gives at most 16 */
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
     ngx_uint_t                 i;
     size_t                     k, n;
-    const char                *name, *value;
+    const char                *name, *value[16];
+    u_char                     c;
 
     if (r != r->main) {
         return ngx_http_keygate_next_header_filter(r);
@@ -432,22 +554,41 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
     }
 
     n = kg_decision_header_count(st->decision);
+    if (n > sizeof(hn) / sizeof(hn[0])) {
+        n = sizeof(hn) / sizeof(hn[0]);
+    }
     for (k = 0; k < n; k++) {
-        if (kg_decision_header(st->decision, k, &name, &value) != KG_OK) {
+        hn[k] = NULL;
+        if (kg_decision_header(st->decision, k, &name, &value[k]) == KG_OK
+            && (hn[k] = ngx_http_keygate_name(r, name)) == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+    part = &r->headers_out.headers.part;
+    i = 0;
+    while ((h = ngx_http_keygate_next(&part, &i)) != NULL) {
+        if (h->hash == 0 || h->key.len == 0) {
             continue;
         }
-        part = &r->headers_out.headers.part;
-        i = 0;
-        while ((h = ngx_http_keygate_next(&part, &i)) != NULL) {
-            if (h->hash != 0 && h->key.len == ngx_strlen(name)
-                && ngx_strncasecmp(h->key.data, (u_char *) name,
-                                   h->key.len) == 0)
+        c = ngx_tolower(h->key.data[0]);
+        if (c != 'r' && c != 'w' && c != 'x') {
+            continue;
+        }
+        for (k = 0; k < n; k++) {
+            if (hn[k] != NULL && h->key.len == hn[k]->key.len
+                && ngx_strncasecmp(h->key.data, hn[k]->lowcase, h->key.len)
+                   == 0)
             {
                 h->hash = 0;
+                break;
             }
         }
-        if (ngx_http_keygate_push(r->pool, &r->headers_out.headers, name,
-                                  value) != NGX_OK)
+    }
+    for (k = 0; k < n; k++) {
+        if (hn[k] != NULL
+            && ngx_http_keygate_push_s(&r->headers_out.headers, hn[k],
+                                       value[k]) != NGX_OK)
         {
             return NGX_ERROR;
         }
