@@ -314,6 +314,12 @@ size_t kg__fmt_i64(char out[21], int64_t v)
 void kg__buf_addi(kg__buf *b, int64_t v)
 {
     char num[21];
+
+    /* In place where any integer fits (its NUL is the buffer's). */
+    if (b->len + sizeof(num) <= b->cap && !b->oom) {
+        b->len += kg__fmt_i64(b->p + b->len, v);
+        return;
+    }
     kg__buf_add(b, num, kg__fmt_i64(num, v));
 }
 

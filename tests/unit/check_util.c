@@ -82,6 +82,21 @@ START_TEST(buf_appends_across_its_inline_storage)
     ck_assert(b.p != mem);
     ck_assert_str_eq(b.p, "0123456789abcdef");
     kg__buf_free(&b);
+    /* integers at every fill of a 32-byte storage: in place where 21
+     * bytes fit, through the copy where they do not */
+    for (n = 0; n <= 40; n++) {
+        char big[32];
+        kg__buf_init_inline(&b, big, sizeof(big));
+        memset(want, 'z', n);
+        want[n] = '\0';
+        kg__buf_add(&b, want, n);
+        kg__buf_addi(&b, INT64_MIN);
+        kg__buf_addi(&b, 7);
+        strcat(want, "-92233720368547758087");
+        ck_assert_str_eq(b.p, want);
+        ck_assert_uint_eq(b.len, strlen(want));
+        kg__buf_free(&b);
+    }
     /* a heap buffer from nothing */
     kg__buf_init(&b);
     kg__buf_adds(&b, "x");
