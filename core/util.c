@@ -284,24 +284,45 @@ static const char digits2[201] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+/* The eight digits of r (< 10^8) ending at end: two halves of four, each
+ * two pairs, in 32-bit arithmetic with no chain of divisions. */
+static void fmt_8(char *end, uint32_t r)
+{
+    uint32_t hi = r / 10000, lo = r % 10000;
+    memcpy(end - 2, digits2 + (lo % 100) * 2, 2);
+    memcpy(end - 4, digits2 + (lo / 100) * 2, 2);
+    memcpy(end - 6, digits2 + (hi % 100) * 2, 2);
+    memcpy(end - 8, digits2 + (hi / 100) * 2, 2);
+}
+
 size_t kg__fmt_i64(char out[21], int64_t v)
 {
     char tmp[20];
     size_t n = sizeof(tmp), len, i = 0;
     /* Through the unsigned form, so that INT64_MIN negates. */
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    uint32_t w;
 
-    while (u >= 100) {
-        unsigned d = (unsigned)(u % 100) * 2;
-        u /= 100;
+    /* Eight digits a 64-bit division (a limit of 10^12, a Unix time and
+     * its window are rendered in every allowed request's headers). */
+    while (u >= 100000000) {
+        uint64_t q = u / 100000000;
+        fmt_8(tmp + n, (uint32_t)(u - q * 100000000));
+        n -= 8;
+        u = q;
+    }
+    w = (uint32_t)u;
+    while (w >= 100) {
+        unsigned d = (w % 100) * 2;
+        w /= 100;
         tmp[--n] = digits2[d + 1];
         tmp[--n] = digits2[d];
     }
-    if (u >= 10) {
-        tmp[--n] = digits2[u * 2 + 1];
-        tmp[--n] = digits2[u * 2];
+    if (w >= 10) {
+        tmp[--n] = digits2[w * 2 + 1];
+        tmp[--n] = digits2[w * 2];
     } else {
-        tmp[--n] = (char)('0' + u);
+        tmp[--n] = (char)('0' + w);
     }
     if (v < 0)
         out[i++] = '-';
