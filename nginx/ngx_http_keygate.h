@@ -9,6 +9,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <nginx.h>            /* nginx_version */
 
 #include <keygate/keygate.h>
 #include <keygate/usage.h>
