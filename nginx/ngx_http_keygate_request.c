@@ -531,7 +531,7 @@ ngx_http_keygate_access_handler(ngx_http_request_t *r)
  * makes it; same-named headers of the upstream's are dropped (hash 0),
  * so that the client reads each once, and the module's: one pass over
  * the upstream's headers, the names compared only where the first
- * letter could match (the decision's names begin with R, W or X).
+ * letter is one of theirs (R, W or X today).
  */
 ngx_int_t
 ngx_http_keygate_header_filter(ngx_http_request_t *r)
@@ -543,7 +543,7 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
     ngx_uint_t                 i;
     size_t                     k, n;
     const char                *name, *value[16];
-    u_char                     c;
+    u_char                     first[256];   /* the names' first letters */
 
     if (r != r->main) {
         return ngx_http_keygate_next_header_filter(r);
@@ -557,12 +557,17 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
     if (n > sizeof(hn) / sizeof(hn[0])) {
         n = sizeof(hn) / sizeof(hn[0]);
     }
+    ngx_memzero(first, sizeof(first));
     for (k = 0; k < n; k++) {
         hn[k] = NULL;
-        if (kg_decision_header(st->decision, k, &name, &value[k]) == KG_OK
-            && (hn[k] = ngx_http_keygate_name(r, name)) == NULL)
-        {
+        if (kg_decision_header(st->decision, k, &name, &value[k]) != KG_OK) {
+            continue;
+        }
+        if ((hn[k] = ngx_http_keygate_name(r, name)) == NULL) {
             return NGX_ERROR;
+        }
+        if (hn[k]->key.len > 0) {
+            first[hn[k]->lowcase[0]] = 1;
         }
     }
     part = &r->headers_out.headers.part;
@@ -571,8 +576,7 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
         if (h->hash == 0 || h->key.len == 0) {
             continue;
         }
-        c = ngx_tolower(h->key.data[0]);
-        if (c != 'r' && c != 'w' && c != 'x') {
+        if (!first[ngx_tolower(h->key.data[0])]) {
             continue;
         }
         for (k = 0; k < n; k++) {
