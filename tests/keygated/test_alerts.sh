@@ -187,8 +187,11 @@ wait_for 1200 sh -c "'$KEYGATE' --config '$POLICY' alerts history | grep -q -E '
     bad "no denials alert: $("$KEYGATE" --config "$POLICY" alerts history)"
 [ "$("$KEYGATE" --config "$POLICY" alerts history | grep -c ' denials  *fired')" -eq 1 ] &&
     ok "denials: once, across the restart" || bad "denials: $("$KEYGATE" --config "$POLICY" alerts history)"
-grep -q '"rule":"denials".*"account":null.*"denials":6' "$T/alerts.jsonl" &&
-    ok "the log notifier wrote it: 6 denials of unidentified clients" || bad "alerts.jsonl: $(cat "$T/alerts.jsonl")"
+# 6 when the six fell in one minute; 5 when a minute ended among them
+# (the rule fires on the minute that brought the count to 5, and not
+# again in its window): CI met that once, 11:05:59 / 11:06:00.
+grep -q '"rule":"denials".*"account":null.*"denials":[56],' "$T/alerts.jsonl" &&
+    ok "the log notifier wrote it: the denials of unidentified clients" || bad "alerts.jsonl: $(cat "$T/alerts.jsonl")"
 
 stop_keygated
 
