@@ -182,6 +182,9 @@ static ngx_http_keygate_name_t  ngx_http_keygate_names[16] = {
     { "X-Keygate-Lease", ngx_null_string, NULL, 0 },
 };
 static ngx_uint_t  ngx_http_keygate_nnames;
+/* The first letters (lower case) of every name set up: an upstream's
+ * header that begins with none of them is no header of the module's. */
+static u_char      ngx_http_keygate_first[256];
 
 /* Set up n (name filled in) from the pool; NGX_OK or NGX_ERROR. */
 static ngx_int_t
@@ -197,6 +200,7 @@ ngx_http_keygate_name_init(ngx_pool_t *pool, ngx_http_keygate_name_t *n)
     n->key.len = len;
     n->hash = ngx_hash_strlow(n->lowcase, n->key.data, len);
     n->lowcase[len] = '\0';
+    ngx_http_keygate_first[n->lowcase[0]] = 1;
     return NGX_OK;
 }
 
@@ -531,7 +535,8 @@ ngx_http_keygate_access_handler(ngx_http_request_t *r)
  * makes it; same-named headers of the upstream's are dropped (hash 0),
  * so that the client reads each once, and the module's: one pass over
  * the upstream's headers, the names compared only where the first
- * letter is one of theirs (R, W or X today).
+ * letter is one of a name the module has set up (no memory to clear
+ * per request).
  */
 ngx_int_t
 ngx_http_keygate_header_filter(ngx_http_request_t *r)
@@ -543,7 +548,6 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
     ngx_uint_t                 i;
     size_t                     k, n;
     const char                *name, *value[16];
-    u_char                     first[256];   /* the names' first letters */
 
     if (r != r->main) {
         return ngx_http_keygate_next_header_filter(r);
@@ -557,7 +561,6 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
     if (n > sizeof(hn) / sizeof(hn[0])) {
         n = sizeof(hn) / sizeof(hn[0]);
     }
-    ngx_memzero(first, sizeof(first));
     for (k = 0; k < n; k++) {
         hn[k] = NULL;
         if (kg_decision_header(st->decision, k, &name, &value[k]) != KG_OK) {
@@ -566,9 +569,6 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
         if ((hn[k] = ngx_http_keygate_name(r, name)) == NULL) {
             return NGX_ERROR;
         }
-        if (hn[k]->key.len > 0) {
-            first[hn[k]->lowcase[0]] = 1;
-        }
     }
     part = &r->headers_out.headers.part;
     i = 0;
@@ -576,7 +576,7 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
         if (h->hash == 0 || h->key.len == 0) {
             continue;
         }
-        if (!first[ngx_tolower(h->key.data[0])]) {
+        if (!ngx_http_keygate_first[ngx_tolower(h->key.data[0])]) {
             continue;
         }
         for (k = 0; k < n; k++) {
