@@ -87,9 +87,9 @@ enum {
 /*
  * $keygate_*: what the decision says about the caller.  Not found (empty)
  * on a request the module did not check, and for a value the decision
- * does not have ($keygate_account until libkeygate names the account of
- * a key: issue 17).  Never cached: a variable read before the access
- * phase must not hide the decision taken in it.
+ * does not have (no key identified; $keygate_account for a key whose
+ * store keeps no accounts).  Never cached: a variable read before the
+ * access phase must not hide the decision taken in it.
  */
 static ngx_int_t
 ngx_http_keygate_variable(ngx_http_request_t *r,
@@ -134,6 +134,7 @@ ngx_http_keygate_variable(ngx_http_request_t *r,
         s = kg_code_name(kg_decision_code(st->decision));
         break;
     default:   /* KG_VAR_ACCOUNT */
+        s = kg_decision_account_id(st->decision);
         break;
     }
     if (s == NULL || *s == '\0') {

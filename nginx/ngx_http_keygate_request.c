@@ -167,16 +167,18 @@ typedef struct {
 
 enum {
     KG_HDR_KEY_ID,
+    KG_HDR_ACCOUNT,
     KG_HDR_PLAN,
     KG_HDR_PRIORITY,
     KG_HDR_LEASE,
     KG_HDR_FIXED
 };
 
-/* 16 names: the fixed four and libkeygate's seven response headers,
+/* 16 names: the fixed five and libkeygate's seven response headers,
  * with room to spare; a name past them is set up per request. */
 static ngx_http_keygate_name_t  ngx_http_keygate_names[16] = {
     { "X-Keygate-Key-Id", ngx_null_string, NULL, 0 },
+    { "X-Keygate-Account", ngx_null_string, NULL, 0 },
     { "X-Keygate-Plan", ngx_null_string, NULL, 0 },
     { "X-Keygate-Priority", ngx_null_string, NULL, 0 },
     { "X-Keygate-Lease", ngx_null_string, NULL, 0 },
@@ -373,6 +375,13 @@ ngx_http_keygate_upstream_headers(ngx_http_request_t *r, const kg_decision *d)
     if (v != NULL
         && ngx_http_keygate_push_s(list, &ngx_http_keygate_names[KG_HDR_KEY_ID],
                                    v) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+    v = kg_decision_account_id(d);
+    if (v != NULL
+        && ngx_http_keygate_push_s(list,
+               &ngx_http_keygate_names[KG_HDR_ACCOUNT], v) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -33,7 +33,7 @@ start_upstream 2
 # module on FPORT ("/" checked, /status public) and on RPORT behind the
 # realip module (127.0.0.1 may say who the client is).
 nginx_conf() {
-    { nginx_head 1 '$remote_addr "$request" $status key=$keygate_key_id code=$keygate_code'
+    { nginx_head 1 '$remote_addr "$request" $status key=$keygate_key_id code=$keygate_code account=$keygate_account'
       cat <<NGX
     ${3:-}
     server {
@@ -90,8 +90,10 @@ has_header "no key: JSON type" "Content-Type: application/json"
 grep -q upstream "$T/b" && bad "401 reached the upstream" || ok "401 did not reach the upstream"
 
 FREEID=$(key_id_of "$FREE")
+FREEACC=$("$KEYGATE" --config "$POLICY" key list | awk -v k="$FREEID" '$1 == k { print $7 }')
+case $FREEACC in acct_*) ok "the free key has an account" ;; *) bad "free key's account: '$FREEACC'" ;; esac
 expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
-body_has "upstream got the decision" "upstream x-keygate-key-id=$FREEID x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f]"
+body_has "upstream got the decision" "upstream x-keygate-key-id=$FREEID x-keygate-account=$FREEACC x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f]"
 has_header "client sees X-RateLimit-Limit (the module's)" "X-RateLimit-Limit: 10$"
 has_header "client sees X-RateLimit-Remaining" "X-RateLimit-Remaining: 9$"
 has_header "client sees X-RateLimit-Reset" "X-RateLimit-Reset: [0-9]\{10\}$"
@@ -104,7 +106,7 @@ expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
 FORGE="-H X-Keygate-Key-Id:k_forged -H X-Keygate-Account:acct_forged -H X-Keygate-Plan:enterprise
  -H X-Keygate-Priority:99 -H X-Keygate-Lease:forged -H X-Keygate-Other:x"
 expect_status "forged X-Keygate-* on a checked path" 200 $C2 $FORGE -H "Authorization: Bearer $FREE" "$GW/v1/jobs/1"
-body_has "... the upstream sees the decision's only" "^upstream x-keygate-key-id=$FREEID x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f.]*$"
+body_has "... the upstream sees the decision's only" "^upstream x-keygate-key-id=$FREEID x-keygate-account=$FREEACC x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f.]*$"
 expect_status "forged X-Keygate-* on a keygate off location" 200 $C2 $FORGE "$GW/status"
 body_has "... none reaches the upstream" "^upstream $"
 
@@ -180,7 +182,7 @@ wait_for 100 logged /v1/fail 500 "$(key_id_of "$PRO")" && ok "access log: the up
     || bad "access log, 500: $(grep /v1/fail "$N/logs/access.log")"
 logged /v1/scrape 429 "$FREEID code=rate_limited" && ok "access log: 429 rate_limited" \
     || bad "access log, 429: $(grep 'code=rate_limited' "$N/logs/access.log")"
-logged "/v1/scrape?url=x" 200 "$FREEID" && ok "access log: 200 with the key id" \
+logged "/v1/scrape?url=x" 200 "$FREEID code=- account=$FREEACC" && ok "access log: 200 with the key id and \$keygate_account" \
     || bad "access log, 200: $(grep 'url=x' "$N/logs/access.log")"
 
 # A bad policy: nginx -t says where, a reload keeps the old workers.
