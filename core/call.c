@@ -150,7 +150,11 @@ int kg_call_lease_acquire(kg_call *c, const char *limit, int64_t max,
                                   c->now_us, out, in_use_r);
     else
         r = kg__lease_acquire(c->policy->ctx->limits, subj, klen, limit,
-                              nlen, max, ttl, c->now_us, out, in_use_r, pin(c));
+                              nlen, max, ttl, c->now_us, out, in_use_r, pin(c),
+                              c->d->nlh < KG__LEASE_HANDLES
+                                  ? &c->d->lh[c->d->nlh] : NULL);
+    if (r == 1 && m == NULL && c->d->nlh < KG__LEASE_HANDLES)
+        c->d->nlh++;
     if (r == 1)
         kg__decision_lease_commit(c->d, len);
     return r == 1;
@@ -173,6 +177,9 @@ void kg_call_lease_undo(kg_call *c, const char *limit)
         if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
             comma = end;
         if (kg__lease_id_names(p, (size_t)(comma - p), subj, klen, limit)) {
+            uint64_t id;
+            if (kg__lease_id_random(p, (size_t)(comma - p), &id) == 0)
+                kg__decision_lease_forget(d, id);
             kg__lease_release_of(c->policy->ctx, p, (size_t)(comma - p),
                                  subj, klen, limit, c->now_us);
             kg__decision_lease_remove(d, p, (size_t)(comma - p));

@@ -54,6 +54,17 @@ kg_decision *kg__decision_new(void)
     return d;
 }
 
+void kg__decision_lease_forget(kg_decision *d, uint64_t id)
+{
+    int i;
+    for (i = 0; i < d->nlh; i++) {
+        if (d->lh[i].id == id) {
+            d->lh[i] = d->lh[--d->nlh];
+            return;
+        }
+    }
+}
+
 /* The slow path of kg__decision_lease_room(): a list of at least `need`
  * bytes on the heap; 0, or -1 if out of memory. */
 static int lease_grow(kg_decision *d, size_t need)

@@ -502,6 +502,16 @@ void kg__limits_unpin(kg__lpin *pin);
 void kg__limits_prefetch(struct kg__limits *l, const unsigned char hash[KG_HASH_LEN],
                          kg__lpin *pin);
 void kg__limits_prefetch_slot(const kg__lpin *pin);
+/* Where the memory state keeps a lease a decision took: its slot (slot
+ * memory is never given back: leases.c) and its random id. */
+#define KG__LEASE_HANDLES 2
+struct kslot;
+struct kg__lease_handle {
+    struct kg__limits *limits;
+    struct kslot *slot;
+    uint64_t id;
+};
+
 /*
  * Take one of `max` leases of (key id, limit) for ttl_s: 1 and its id
  * written to `out` (KG_LEASE_SIZE(klen, nlen) bytes), 0 if all are held,
@@ -511,7 +521,14 @@ void kg__limits_prefetch_slot(const kg__lpin *pin);
 int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
                       const char *limit, size_t nlen, int64_t max,
                       int64_t ttl_s, int64_t now_us, char *out,
-                      int64_t *in_use_r, kg__lpin *pin);
+                      int64_t *in_use_r, kg__lpin *pin,
+                      struct kg__lease_handle *h);
+/* Release the leases of a decision: by their handles, the others by
+ * their text (kg_decision_release()). */
+kg_error kg__lease_release_decision(kg_context *ctx, kg_decision *d,
+                                    int64_t now_us);
+/* Forget the handle of lease id (undone by kg_call_lease_undo()). */
+void kg__decision_lease_forget(kg_decision *d, uint64_t id);
 /* Release a lease list ("a,b"): each from the memory state, else from
  * the context's releasers. */
 kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
@@ -887,6 +904,11 @@ struct kg_decision {
      * list outgrows it (long key ids, many concurrency limits). */
     char *lease;
     size_t lease_len, lease_cap;
+    /* The first KG__LEASE_HANDLES memory leases of `lease`, and whether
+     * kg_decision_release() ran. */
+    struct kg__lease_handle lh[KG__LEASE_HANDLES];
+    int nlh;
+    int released;
     char message[256];
     char decided_by[96];
     char realm[128];    /* 401 only: WWW-Authenticate */

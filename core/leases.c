@@ -82,7 +82,8 @@ static int lease_add(struct kslot *s, uint32_t idx, int64_t expires_us,
 int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
                       const char *limit, size_t nlen, int64_t max,
                       int64_t ttl_s, int64_t now_us, char *out,
-                      int64_t *in_use_r, kg__lpin *pin)
+                      int64_t *in_use_r, kg__lpin *pin,
+                      struct kg__lease_handle *h)
 {
     struct kslot *s;
     int64_t held = 0;
@@ -106,6 +107,11 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
         if (r == 1) {
             kg__lease_hint_set(l, id, s);
             kg__lease_id_format(id, key_id, klen, limit, nlen, out);
+            if (h != NULL) {
+                h->limits = l;
+                h->slot = s;
+                h->id = id;
+            }
         }
         held += r == 1;
     }
@@ -303,6 +309,79 @@ kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
             break;
     }
     return any ? KG_OK : nomem ? KG_ERR_NOMEM : KG_ERR_NOT_FOUND;
+}
+
+/*
+ * Release the lease a handle names: 1 if its slot still held it, 0 if
+ * not (expired and reaped; the slot evicted, even reused).  The slot's
+ * memory is never given back, so it is safe to lock whatever key it
+ * holds now; the lease's 64-bit random id is what says it is there.
+ */
+static int release_handle(const struct kg__lease_handle *h, int64_t now_us)
+{
+    struct kslot *s = h->slot;
+    struct lshard *sh = kg__slot_lock(s);
+    uint32_t i;
+    int found = 0;
+
+    for (i = 0; i < s->nleases; i++) {
+        if (s->leases[i].id == h->id) {
+            s->leases[i] = s->leases[--s->nleases];
+            s->touched_s = now_us / 1000000;
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+/*
+ * kg_decision_release(): each lease of the list released by its handle
+ * where the decision has one of this context's memory state and the
+ * slot still holds it; any other (the state file's, a remote backend's,
+ * one past KG__LEASE_HANDLES, one the handle missed) by its text, as
+ * kg_release() does.
+ */
+kg_error kg__lease_release_decision(kg_context *ctx, kg_decision *d,
+                                    int64_t now_us)
+{
+    const char *p, *end, *comma;
+    int any = 0, nomem = 0, done[KG__LEASE_HANDLES] = {0};
+    int i;
+
+    if (d->released || d->lease_len == 0)
+        return KG_ERR_NOT_FOUND;
+    d->released = 1;
+    for (i = 0; i < d->nlh; i++) {
+        if (d->lh[i].limits == ctx->limits && ctx->limits != NULL)
+            any |= done[i] = release_handle(&d->lh[i], now_us);
+    }
+    end = d->lease + d->lease_len;
+    for (p = d->lease; p < end; p = comma + 1) {
+        uint64_t id;
+        kg_error e;
+
+        if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
+            comma = end;
+        if (kg__lease_id_random(p, (size_t)(comma - p), &id) != 0)
+            return KG_ERR_INVALID;
+        for (i = 0; i < d->nlh && !(done[i] && d->lh[i].id == id); i++)
+            ;
+        if (i < d->nlh)
+            continue;
+        e = release_one(ctx, p, (size_t)(comma - p), now_us);
+        any |= e == KG_OK;
+        nomem |= e == KG_ERR_NOMEM;
+    }
+    return any ? KG_OK : nomem ? KG_ERR_NOMEM : KG_ERR_NOT_FOUND;
+}
+
+kg_error kg_decision_release(kg_context *ctx, kg_decision *d)
+{
+    if (ctx == NULL || d == NULL)
+        return KG_ERR_INVALID;
+    return kg__lease_release_decision(ctx, d, kg_context_now(ctx));
 }
 
 kg_error kg_release(kg_context *ctx, const char *lease)

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     if (!kg_decision_allowed(d))
         goto out;
     if (kg_decision_lease(d) != NULL) {
-        if (kg_release(ctx, kg_decision_lease(d)) != KG_OK)
+        if (kg_decision_release(ctx, d) != KG_OK)
             goto out;
         printf("released lease %s\n", kg_decision_lease(d));
     }

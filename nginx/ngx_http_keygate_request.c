@@ -47,19 +47,17 @@ ngx_http_keygate_state(ngx_http_request_t *r)
     return NULL;
 }
 
-/* Release the lease once: from the log phase, or at the latest here. */
+/* Release the lease once: from the log phase, or at the latest here;
+ * by the decision, which remembers where its leases are (no parsing). */
 static void
 ngx_http_keygate_release(ngx_http_keygate_state_t *st)
 {
-    const char  *lease;
-
     if (st->released || st->decision == NULL) {
         return;
     }
     st->released = 1;
-    lease = kg_decision_lease(st->decision);
-    if (lease != NULL && st->kmcf->ctx != NULL) {
-        (void) kg_release(st->kmcf->ctx, lease);
+    if (st->kmcf->ctx != NULL) {
+        (void) kg_decision_release(st->kmcf->ctx, st->decision);
     }
 }
 

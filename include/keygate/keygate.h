@@ -843,6 +843,15 @@ const char *kg_plugin_default_dir(void);
  * kg_decision_lease() gives it).  KG_ERR_NOT_FOUND if unknown or expired,
  * KG_ERR_NOMEM if out of memory. */
 kg_error kg_release(kg_context *ctx, const char *lease);
+/*
+ * End the leases a decision of this context holds (kg_decision_lease()),
+ * as kg_release(ctx, kg_decision_lease(d)) does, without parsing them:
+ * the decision remembers where the memory state keeps each lease it
+ * took.  For an embedder that keeps the decision until the request ends
+ * (nginx's module does).  Once: a second call, or a decision with no
+ * lease, gives KG_ERR_NOT_FOUND; kg_decision_lease() is unchanged.
+ */
+kg_error kg_decision_release(kg_context *ctx, kg_decision *d);
 
 /*
  * Counters of a context, for metrics.  Never renumbered, only appended.

@@ -217,6 +217,75 @@ START_TEST(denied_check_undoes_its_own_leases)
 }
 END_TEST
 
+/* kg_decision_release(): a decision's leases released where it took
+ * them, without their text: the first two of three by their handles
+ * (the first even with its text spoilt), the third by its text; once
+ * (the text then names none); the list unchanged; a lease that expired while the request ran is not found,
+ * and the key's newer lease stays held. */
+START_TEST(decision_releases_its_leases)
+{
+    char *id = dn_of_len(id_lens[_i]), *copy, *p, was;
+    kg_decision *d, *d2;
+
+    key_with_id(id, "three");
+    d = tu_check_key(pol, key);
+    ck_assert(kg_decision_allowed(d));
+    copy = strdup(kg_decision_lease(d));
+    denied(429);
+    /* Where the handles are used, the text is not read: a lease whose
+     * key part says another key is released all the same. */
+    p = (char *)kg_decision_lease(d) + 17;
+    was = *p;
+    *p = was == 'a' ? 'b' : 'a';
+    ck_assert_int_eq(kg_decision_release(ctx, d), KG_OK);
+    ck_assert_int_eq(peek_remaining("c1"), 1);   /* by its handle */
+    ck_assert_int_eq(peek_remaining("c2"), 1);
+    ck_assert_int_eq(peek_remaining("c3"), 1);   /* by its text */
+    *p = was;
+    ck_assert_str_eq(kg_decision_lease(d), copy);
+    ck_assert_int_eq(kg_decision_release(ctx, d), KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(kg_release(ctx, copy), KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(kg_decision_release(NULL, d), KG_ERR_INVALID);
+    kg_decision_free(d);
+    free(copy);
+
+    /* Expired while held (the plan's lease_ttl, 5 minutes), reaped by a
+     * newer check of the key: not found, and the newer lease held. */
+    d = tu_check_key(pol, key);
+    ck_assert(kg_decision_allowed(d));
+    tu_clock_advance(&clk, 301);
+    d2 = tu_check_key(pol, key);
+    ck_assert(kg_decision_allowed(d2));
+    ck_assert_int_eq(kg_decision_release(ctx, d), KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(peek_remaining("c1"), 0);
+    ck_assert_int_eq(kg_decision_release(ctx, d2), KG_OK);
+    ck_assert_int_eq(peek_remaining("c1") + peek_remaining("c2") +
+                     peek_remaining("c3"), 3);
+    kg_decision_free(d);
+    kg_decision_free(d2);
+    free(id);
+}
+END_TEST
+
+/* A check the fixed window denies after two concurrency limits took
+ * their leases gives them back (undo) and forgets their handles: the
+ * earlier decision releases its own two, and the limits are whole. */
+START_TEST(decision_release_after_undo)
+{
+    kg_decision *d;
+
+    key_with_id("k_undo_handles", "undo");
+    d = tu_check_key(pol, key);
+    ck_assert(kg_decision_allowed(d));
+    denied(429);
+    ck_assert_int_eq(peek_remaining("c1"), 4);
+    ck_assert_int_eq(kg_decision_release(ctx, d), KG_OK);
+    ck_assert_int_eq(peek_remaining("c1"), 5);
+    ck_assert_int_eq(peek_remaining("c2"), 5);
+    kg_decision_free(d);
+}
+END_TEST
+
 /* A key id holding 0x1f (the separator of key id and limit name in a
  * lease) still names its own lease: the limit is after the last one. */
 START_TEST(key_id_with_separator)
@@ -390,6 +459,8 @@ static Suite *leases_suite(void)
     tcase_add_loop_test(tc, long_key_id_lease_releases, 0, n);
     tcase_add_loop_test(tc, three_concurrency_limits, 0, n);
     tcase_add_loop_test(tc, denied_check_undoes_its_own_leases, 0, n);
+    tcase_add_loop_test(tc, decision_releases_its_leases, 0, 3);
+    tcase_add_test(tc, decision_release_after_undo);
     tcase_add_test(tc, key_id_with_separator);
     tcase_add_test(tc, concurrency_retry_after);
     tcase_add_test(tc, no_lease_request);
