@@ -20,11 +20,12 @@
 #include <strings.h>
 
 /*
- * Each thread keeps the last decision it freed for its next check: a
- * decision is 3 KB, past the sizes malloc serves from its per-thread
- * cache, and a front end frees one per request on the thread that made
- * it.  Not under AddressSanitizer, so that a use after
- * kg_decision_free() is still caught.
+ * Each thread keeps the last KG__SPARES decisions it freed for its next
+ * checks: a decision is 3 KB, past the sizes malloc serves from its
+ * per-thread cache, and a front end frees one per request on the thread
+ * that made it (nginx's module several in a row, as their requests end).
+ * Not under AddressSanitizer, so that a use after kg_decision_free() is
+ * still caught.
  */
 #define KG__SPARE (!KG__SANITIZED)
 
@@ -33,10 +34,8 @@ kg_decision *kg__decision_new(void)
     kg_decision *d = NULL;
 #if KG__SPARE
     kg__thread *t = kg__thread_get();
-    if (t != NULL) {
-        d = t->spare;
-        t->spare = NULL;
-    }
+    if (t != NULL && t->nspare > 0)
+        d = t->spare[--t->nspare];
 #endif
     /* Not calloc: a check writes a few hundred bytes of the 3 KB; the
      * arrays are read only below their counts. */
@@ -136,8 +135,8 @@ void kg_decision_free(kg_decision *d)
 #if KG__SPARE
     {
         kg__thread *t = kg__thread_get();
-        if (t != NULL && t->spare == NULL) {
-            t->spare = d;
+        if (t != NULL && t->nspare < KG__SPARES) {
+            t->spare[t->nspare++] = d;
             return;
         }
     }
@@ -200,10 +199,9 @@ enum { RL_LIMIT, RL_REMAINING, RL_RESET };
 /* X-RateLimit-Limit, -Remaining, -Reset: the limit nearest exhaustion. */
 static int x_ratelimit(const kg_decision *d, kg__buf *b, int arg)
 {
-    const struct kg__limit_report *n;
-    if (d->nlimits == 0)
+    const struct kg__limit_report *n = d->nearest;
+    if (n == NULL)
         return 0;
-    n = nearest(d);
     kg__buf_addi(b, arg == RL_LIMIT ? n->limit
                     : arg == RL_REMAINING ? n->remaining : n->reset);
     return 1;
@@ -272,6 +270,7 @@ static int render_pass(kg_decision *d, int essential)
 
     d->nheaders = 0;
     d->body_off = 0;
+    d->nearest = d->nlimits > 0 ? nearest(d) : NULL;   /* for 3 headers */
     kg__buf_init_inline(&b, d->htext, sizeof(d->htext));
     for (i = 0; i < sizeof(headers) / sizeof(headers[0]) &&
                 d->nheaders < KG__MAX_HEADERS; i++) {

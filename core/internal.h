@@ -167,8 +167,12 @@ typedef struct kg__thread {
     /* leases.c: lease ids drawn from RAND_bytes() a block at a time */
     uint64_t lease_ids[KG__LEASE_IDS];
     unsigned lease_pos;
-    /* decision.c: the last decision this thread freed, for its next */
-    struct kg_decision *spare;
+    /* decision.c: the last decisions this thread freed, for its next
+     * (a server frees them in bursts: nginx's module keeps each until its
+     * request ends, and ends several in one pass of its event loop) */
+#define KG__SPARES 8
+    struct kg_decision *spare[KG__SPARES];
+    unsigned nspare;
     /* usage.c: 1 + the shard this thread counts its decisions in; 0 until
      * it first counts one */
     unsigned usage_shard;
@@ -900,6 +904,8 @@ struct kg_decision {
      * or the heap once they outgrow it (many limits, long names). */
     char *hmem;
     size_t body_off;    /* offset + 1 of the body in hmem; 0: none */
+    /* While rendering: the limit nearest exhaustion (X-RateLimit-*). */
+    const struct kg__limit_report *nearest;
     /* The lease ids handed out ("a,b"): lease_inl, or the heap once the
      * list outgrows it (long key ids, many concurrency limits). */
     char *lease;

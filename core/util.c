@@ -513,7 +513,8 @@ static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 static void thread_free(void *p)
 {
     kg__thread *t = p;
-    free(t->spare);
+    while (t->nspare > 0)
+        free(t->spare[--t->nspare]);
     kg_wipe(t->lease_ids, sizeof(t->lease_ids));
     free(t);
 }
