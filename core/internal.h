@@ -284,6 +284,8 @@ enum { KG__OPTS_COUNT = 1, KG__OPTS_WINDOW = 2 };
 int kg__opts_size(const kg_opts *o, int64_t *count_r, int64_t *window_r);
 /* What kg_opts_credential_hint() set, or NULL. */
 const char *kg__opts_hint(const kg_opts *o);
+/* What create() said with kg_opts_may_wait(): KG_WAITS_* bits. */
+int kg__opts_may_wait(const kg_opts *o);
 const char *kg__opts_scheme(const kg_opts *o);
 /* What kg_opts_section() answers: the kind of the stage, or
  * KG_PLUGIN_USAGE for the usage: section. */
@@ -656,6 +658,8 @@ typedef struct kg__line {
     /* credential lines: where the key goes and the auth scheme, as the
      * plugin said (kg_opts_credential_hint), else NULL */
     char *hint, *scheme;
+    /* kg_opts_may_wait(): KG_WAITS_* bits, 0 for a line that never waits */
+    int may_wait;
     unsigned line, column;
 } kg__line;
 

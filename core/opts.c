@@ -39,6 +39,7 @@ struct kg_opts {
     char hint[128];
     char scheme[32];
     int section;         /* kg_opts_section() (root only) */
+    int may_wait;        /* kg_opts_may_wait(): KG_WAITS_* (root only) */
 };
 
 kg_opts *kg__opts_new(kg_context *ctx, const char *file, const char *dir,
@@ -155,6 +156,17 @@ kg_error kg_opts_credential_hint(kg_opts *o, const char *where,
     snprintf(o->root->hint, sizeof(o->root->hint), "%s", where);
     snprintf(o->root->scheme, sizeof(o->root->scheme), "%s", scheme ? scheme : "");
     return KG_OK;
+}
+
+void kg_opts_may_wait(kg_opts *o, int always)
+{
+    if (o != NULL)
+        o->root->may_wait |= always ? KG_WAITS_ALWAYS : KG_WAITS_KEYSTORE;
+}
+
+int kg__opts_may_wait(const kg_opts *o)
+{
+    return o->root->may_wait;
 }
 
 const char *kg__opts_hint(const kg_opts *o)

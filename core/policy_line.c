@@ -212,6 +212,7 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
     if (kind == KG_PLUGIN_LIMIT)
         line->limit_sized = kg__opts_size(opts, &line->limit_count,
                                           &line->limit_window);
+    line->may_wait = kg__opts_may_wait(opts);
     if (e == KG_OK && kind == KG_PLUGIN_CREDENTIAL &&
         ((kg__opts_hint(opts) != NULL &&
           (line->hint = strdup(kg__opts_hint(opts))) == NULL) ||

@@ -19,6 +19,32 @@ static int stack_runs(const kg__stack *st, const char *module)
     return 0;
 }
 
+/* The KG_WAITS_* bits of a stack's lines; a line of another stage than
+ * the key store's waits on every check whatever it says. */
+static int stack_waits(const kg__stack *st, int keystore)
+{
+    size_t i;
+    int w = 0;
+    for (i = 0; i < st->n; i++)
+        if (st->lines[i]->may_wait)
+            w |= keystore ? st->lines[i]->may_wait : KG_WAITS_ALWAYS;
+    return w;
+}
+
+int kg_policy_may_wait(const kg_policy *p)
+{
+    size_t i;
+    int w;
+
+    if (p == NULL)
+        return 0;
+    w = stack_waits(&p->credential, 0) | stack_waits(&p->keystore, 1);
+    for (i = 0; i < p->nplans; i++)
+        w |= stack_waits(&p->plans[i].account, 0) |
+             stack_waits(&p->plans[i].limit, 0);
+    return w;
+}
+
 int kg_policy_plan_has_module(const kg_policy *p, const char *plan,
                               const char *module)
 {

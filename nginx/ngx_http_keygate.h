@@ -10,6 +10,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <nginx.h>            /* nginx_version */
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include <keygate/keygate.h>
 #include <keygate/usage.h>
@@ -21,9 +24,16 @@
  */
 typedef struct {
     ngx_str_t    policy_path;
+    ngx_str_t    thread_pool_name;   /* keygate_thread_pool; empty: default */
     kg_context  *ctx;
     kg_policy   *policy;
     kg_request  *req;        /* reused by every request of the worker */
+    /* kg_policy_may_wait() of the worker's policy: KG_WAITS_* */
+    int          may_wait;
+#if (NGX_THREADS)
+    /* where checks that may wait run (set when the policy may wait) */
+    ngx_thread_pool_t  *thread_pool;
+#endif
 } ngx_http_keygate_main_conf_t;
 
 /* keygate on|off (http, server, location). */
@@ -37,11 +47,22 @@ typedef struct {
  * redirect (index, error_page), the pool's cleanups it keeps, so the
  * decision is taken once per request and its lease released once.
  */
+/* A check on a thread of the pool: what the thread reads and writes. */
+typedef struct {
+    const kg_policy  *policy;
+    kg_request       *req;          /* its own: the worker's is reused */
+    kg_decision      *decision;
+    kg_error          error;
+} ngx_http_keygate_job_t;
+
 typedef struct {
     ngx_http_keygate_main_conf_t  *kmcf;
     kg_decision                   *decision;   /* NULL: failed to check */
+    ngx_http_keygate_job_t        *job;        /* a check on a thread */
     unsigned                       own_response:1; /* the module answered */
     unsigned                       released:1;
+    unsigned                       waiting:1;  /* job running */
+    unsigned                       ready:1;    /* job done, not yet read */
 } ngx_http_keygate_state_t;
 
 extern ngx_module_t  ngx_http_keygate_module;

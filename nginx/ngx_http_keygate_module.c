@@ -18,6 +18,8 @@
 static ngx_int_t ngx_http_keygate_add_variables(ngx_conf_t *cf);
 static void *ngx_http_keygate_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_keygate_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_keygate_init_thread_pool(ngx_conf_t *cf,
+    ngx_http_keygate_main_conf_t *kmcf);
 static void *ngx_http_keygate_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_keygate_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -32,6 +34,13 @@ static ngx_command_t  ngx_http_keygate_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_keygate_main_conf_t, policy_path),
+      NULL },
+
+    { ngx_string("keygate_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_keygate_main_conf_t, thread_pool_name),
       NULL },
 
     { ngx_string("keygate"),
@@ -190,6 +199,43 @@ ngx_http_keygate_create_main_conf(ngx_conf_t *cf)
 }
 
 /*
+ * A policy whose key store or limiter may wait on the network (LDAP,
+ * PostgreSQL, Redis: kg_policy_may_wait) has its checks that would wait
+ * run on nginx's thread pool (keygate_thread_pool, else the `default`
+ * pool, which nginx makes with 32 threads), never on the event loop.  A
+ * named pool is made sure of whatever the policy; an nginx built without
+ * thread pools refuses such a policy.
+ */
+static char *
+ngx_http_keygate_init_thread_pool(ngx_conf_t *cf,
+    ngx_http_keygate_main_conf_t *kmcf)
+{
+    if (!kmcf->may_wait && kmcf->thread_pool_name.len == 0) {
+        return NGX_CONF_OK;
+    }
+#if (NGX_THREADS)
+    kmcf->thread_pool = ngx_thread_pool_add(cf,
+        kmcf->thread_pool_name.len ? &kmcf->thread_pool_name : NULL);
+    if (kmcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+#else
+    if (!kmcf->may_wait) {
+        return NGX_CONF_OK;
+    }
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "keygate_policy \"%V\": its key store or a limit waits "
+                       "on the network (ldap, sql on PostgreSQL, backend: "
+                       "redis) and this nginx has no thread pools to wait "
+                       "in (built without --with-threads); use a file or "
+                       "SQLite store and limits in memory or a state file, "
+                       "or keygated", &kmcf->policy_path);
+    return NGX_CONF_ERROR;
+#endif
+}
+
+/*
  * Load the policy once in the master (or in `nginx -t`), and free it:
  * a policy that does not load fails the configuration with
  * "file:line:column: message", which a reload reports while the old
@@ -225,6 +271,7 @@ ngx_http_keygate_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_memzero(&diag, sizeof(diag));
     e = kg_policy_load_file(ctx, (const char *) kmcf->policy_path.data,
                             &policy, &diag);
+    kmcf->may_wait = e == KG_OK ? kg_policy_may_wait(policy) : 0;
     kg_policy_free(policy);
     kg_context_free(ctx);
     if (e != KG_OK) {
@@ -233,7 +280,7 @@ ngx_http_keygate_init_main_conf(ngx_conf_t *cf, void *conf)
                       kg_strerror(e), kg_diag_format(&diag, msg, sizeof(msg)));
         return NGX_CONF_ERROR;
     }
-    return NGX_CONF_OK;
+    return ngx_http_keygate_init_thread_pool(cf, kmcf);
 }
 
 static void *
@@ -370,12 +417,32 @@ ngx_http_keygate_init_process(ngx_cycle_t *cycle)
                                 (const char *) kmcf->policy_path.data,
                                 &kmcf->policy, &diag);
     }
+    if (e == KG_OK) {
+        kmcf->may_wait = kg_policy_may_wait(kmcf->policy);
+#if (NGX_THREADS)
+        if (kmcf->may_wait && kmcf->thread_pool == NULL)
+#else
+        if (kmcf->may_wait)
+#endif
+        {
+            /* the file changed since the master read it */
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "keygate_policy \"%V\": it now waits on the "
+                          "network and nginx has no thread pool for it: "
+                          "reload nginx; this worker answers 503 to every "
+                          "checked request", &kmcf->policy_path);
+            kg_policy_free(kmcf->policy);
+            kmcf->policy = NULL;
+        }
+    }
     if (e != KG_OK) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "keygate_policy \"%V\": %s: %s; this worker answers "
                       "503 to every checked request", &kmcf->policy_path,
                       kg_strerror(e), kg_diag_format(&diag, msg, sizeof(msg)));
         kmcf->policy = NULL;
+    } else if (kmcf->policy == NULL) {
+        /* logged above */
     } else if (kg_usage_flush_interval(kmcf->policy) > 0) {
         ngx_http_keygate_flush_ev.handler = ngx_http_keygate_flush_handler;
         ngx_http_keygate_flush_ev.data = kmcf;

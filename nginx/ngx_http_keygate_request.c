@@ -12,9 +12,11 @@
  *   log phase      the concurrency lease released: it runs for every
  *                  request, clients that hung up and upstream errors too.
  *
- * kg_check() runs in the worker: the memory limiter never blocks; a key
- * store that may (SQL, LDAP, Redis on a cache miss) holds this worker's
- * event loop for that lookup (docs/nginx.md).
+ * kg_check() runs in the worker: the memory limiter and the state file
+ * never block.  A policy that may wait on the network (an LDAP or
+ * PostgreSQL store, a Redis limit: kg_policy_may_wait) has the checks
+ * that would wait run on nginx's thread pool, the request suspended
+ * meanwhile (docs/nginx.md "Stores and limits that wait").
  */
 #include "ngx_http_keygate.h"
 
@@ -469,6 +471,106 @@ ngx_http_keygate_answer(ngx_http_request_t *r, ngx_uint_t status,
     return ngx_http_output_filter(r, &out);
 }
 
+/* ---- checks that wait, on nginx's thread pool ------------------------ */
+
+#if (NGX_THREADS)
+
+/* On a thread of the pool: the check, which may wait on the network. */
+static void
+ngx_http_keygate_job_run(void *data, ngx_log_t *log)
+{
+    ngx_http_keygate_job_t  *job = data;
+
+    (void) log;
+    job->error = kg_check(job->policy, job->req, &job->decision);
+}
+
+/* Back on the event loop: the decision for the access phase, which runs
+ * again (the handler below picks it up). */
+static void
+ngx_http_keygate_job_done(ngx_event_t *ev)
+{
+    ngx_http_request_t        *r = ev->data;
+    ngx_connection_t          *c = r->connection;
+    ngx_http_keygate_state_t  *st = ngx_http_keygate_state(r);
+
+    ngx_http_set_log_request(c->log, r);
+    r->main->blocked--;
+    r->aio = 0;
+    if (st != NULL && st->job != NULL) {
+        st->decision = st->job->error == KG_OK ? st->job->decision : NULL;
+        kg_request_free(st->job->req);
+        st->job->req = NULL;
+        st->job = NULL;
+        st->waiting = 0;
+        st->ready = 1;
+    }
+    r->write_event_handler(r);
+    ngx_http_run_posted_requests(c);
+}
+
+/*
+ * Run this request's check on the pool: its own kg_request (the worker's
+ * is the next request's), the request suspended (blocked: nginx neither
+ * finalizes nor frees it meanwhile) until the job is done.  NGX_AGAIN,
+ * or NGX_ERROR if it could not be posted.
+ */
+static ngx_int_t
+ngx_http_keygate_defer(ngx_http_request_t *r, ngx_http_keygate_state_t *st)
+{
+    ngx_http_keygate_main_conf_t  *kmcf = st->kmcf;
+    ngx_http_keygate_job_t        *job;
+    ngx_thread_task_t             *task;
+
+    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_keygate_job_t));
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+    job = task->ctx;
+    job->policy = kmcf->policy;
+    job->decision = NULL;
+    job->error = KG_OK;
+    if (kg_request_new(&job->req) != KG_OK) {
+        return NGX_ERROR;
+    }
+    if (ngx_http_keygate_build(r, job->req) != KG_OK) {
+        kg_request_free(job->req);
+        return NGX_ERROR;
+    }
+    task->handler = ngx_http_keygate_job_run;
+    task->event.data = r;
+    task->event.handler = ngx_http_keygate_job_done;
+    if (ngx_thread_task_post(kmcf->thread_pool, task) != NGX_OK) {
+        /* the pool's queue is full (logged by nginx) */
+        kg_request_free(job->req);
+        return NGX_ERROR;
+    }
+    st->job = job;
+    st->waiting = 1;
+    r->main->blocked++;
+    r->aio = 1;
+    return NGX_AGAIN;
+}
+
+#endif
+
+/* The answer when no check could be made (no policy, no thread). */
+static ngx_int_t
+ngx_http_keygate_unavailable(ngx_http_request_t *r,
+    ngx_http_keygate_state_t *st, const char *why)
+{
+    char       body[160];
+    ngx_int_t  rc;
+
+    ngx_snprintf((u_char *) body, sizeof(body) - 1,
+                 "{\"error\":{\"code\":\"auth_unavailable\",\"message\":"
+                 "\"%s\"}}%Z", why);
+    st->own_response = 1;
+    rc = ngx_http_keygate_answer(r, NGX_HTTP_SERVICE_UNAVAILABLE, body, NULL);
+    ngx_http_finalize_request(r, rc);
+    return NGX_DONE;
+}
+
 ngx_int_t
 ngx_http_keygate_access_handler(ngx_http_request_t *r)
 {
@@ -477,14 +579,28 @@ ngx_http_keygate_access_handler(ngx_http_request_t *r)
     ngx_http_keygate_state_t      *st;
     ngx_pool_cleanup_t            *cln;
     kg_decision                   *d = NULL;
+    kg_error                       e;
     ngx_int_t                      rc;
 
     if (r != r->main) {
         return NGX_DECLINED;
     }
-    /* checked already, before an internal redirect: once per request */
-    if (ngx_http_keygate_state(r) != NULL) {
-        return NGX_DECLINED;
+    st = ngx_http_keygate_state(r);
+    if (st != NULL) {
+        if (st->waiting) {          /* its check runs on the pool */
+            return NGX_AGAIN;
+        }
+        if (!st->ready) {
+            /* checked already, before an internal redirect: once */
+            return NGX_DECLINED;
+        }
+        st->ready = 0;
+        if (st->decision == NULL) {
+            return ngx_http_keygate_unavailable(r, st,
+                       "the key store or the limiter failed");
+        }
+        d = st->decision;
+        goto decided;
     }
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_keygate_module);
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_keygate_module);
@@ -510,20 +626,40 @@ ngx_http_keygate_access_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, st, ngx_http_keygate_module);
 
     if (kmcf->policy == NULL) {
-        st->own_response = 1;
-        rc = ngx_http_keygate_answer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                 "{\"error\":{\"code\":\"auth_unavailable\",\"message\":"
-                 "\"the keygate policy is not loaded\"}}", NULL);
-        ngx_http_finalize_request(r, rc);
-        return NGX_DONE;
+        return ngx_http_keygate_unavailable(r, st,
+                   "the keygate policy is not loaded");
     }
-    if (ngx_http_keygate_build(r, kmcf->req) != KG_OK
-        || kg_check(kmcf->policy, kmcf->req, &d) != KG_OK)
-    {
+#if (NGX_THREADS)
+    /* a limit that waits on every check: straight to the pool */
+    if (kmcf->may_wait & KG_WAITS_ALWAYS) {
+        return ngx_http_keygate_defer(r, st) == NGX_AGAIN
+               ? NGX_AGAIN
+               : ngx_http_keygate_unavailable(r, st,
+                     "no thread free to run the check");
+    }
+#endif
+    if (ngx_http_keygate_build(r, kmcf->req) != KG_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* a store that would wait says so, and the check goes to the pool */
+    if (kmcf->may_wait) {
+        (void) kg_request_set_nowait(kmcf->req, 1);
+    }
+    e = kg_check(kmcf->policy, kmcf->req, &d);
+#if (NGX_THREADS)
+    if (e == KG_ERR_WOULD_BLOCK) {
+        return ngx_http_keygate_defer(r, st) == NGX_AGAIN
+               ? NGX_AGAIN
+               : ngx_http_keygate_unavailable(r, st,
+                     "no thread free to run the check");
+    }
+#endif
+    if (e != KG_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     st->decision = d;
 
+decided:
     if (!kg_decision_allowed(d)) {
         st->own_response = 1;
         rc = ngx_http_keygate_answer(r, (ngx_uint_t) kg_decision_status(d),

@@ -196,6 +196,19 @@ const char *kg_policy_plan_name(const kg_policy *policy, size_t i);
  */
 int kg_policy_plan_has_module(const kg_policy *policy, const char *plan,
                               const char *module);
+/*
+ * Whether a check of this policy may wait on the network, for a caller
+ * whose checks run on an event loop (nginx's module): 0 never (stores in
+ * memory or on local disk, limits in memory or a state file), else bits:
+ * KG_WAITS_KEYSTORE, a key store that waits when a key is not fresh in
+ * its line's cache (such a check under kg_request_set_nowait() returns
+ * KG_ERR_WOULD_BLOCK: run it again on a thread); KG_WAITS_ALWAYS, a line
+ * that may wait on every check (a limit kept in Redis: run every check
+ * on a thread).  Plugins say so (kg_opts_may_wait).
+ */
+#define KG_WAITS_KEYSTORE 1
+#define KG_WAITS_ALWAYS 2
+int kg_policy_may_wait(const kg_policy *policy);
 size_t kg_policy_plan_limit_count(const kg_policy *policy, const char *plan);
 const char *kg_policy_plan_limit_name(const kg_policy *policy,
                                       const char *plan, size_t i);

@@ -62,8 +62,10 @@ extern "C" {
  * (kg_record_set_replaced_by, kg_record_set_replaces);
  * kg_call_would_block() (a store that would wait on the network).
  * 7: struct kg_keystore_ops gained account_page and key_page (a page of
- * a list in one query; abi_minor >= 7). */
-#define KG_PLUGIN_ABI_MINOR 7
+ * a list in one query; abi_minor >= 7).
+ * 8: kg_opts_may_wait() (a line that waits on the network: an embedder
+ * running checks on an event loop moves them to threads). */
+#define KG_PLUGIN_ABI_MINOR 8
 
 typedef enum kg_plugin_kind {
     KG_PLUGIN_CREDENTIAL = 1,
@@ -118,6 +120,16 @@ int kg_opts_has(kg_opts *o, const char *key);
  */
 kg_error kg_opts_credential_hint(kg_opts *o, const char *where,
                                  const char *scheme);
+/*
+ * In create(): this instance may wait on the network in a check (an LDAP
+ * or PostgreSQL store, a limit kept in Redis), so that an embedder whose
+ * checks run on an event loop (nginx's module) runs them on threads
+ * (kg_policy_may_wait()).  always 0: only a lookup that is not fresh in
+ * the line's cache waits, and the plugin calls kg_call_would_block()
+ * first (a key store); 1: it may wait on every check (a limit).  (Since
+ * ABI minor 8.)
+ */
+void kg_opts_may_wait(kg_opts *o, int always);
 kg_error kg_opts_get_string(kg_opts *o, const char *key, const char *def,
                             const char **val_r);
 kg_error kg_opts_get_int(kg_opts *o, const char *key, int64_t def,

@@ -89,6 +89,8 @@ static inline kg_error limitconf_read_backend(kg_opts *o, struct limitconf *lc)
         return KG_OK;
     }
 #ifdef KG_REDIS
+    /* every check asks Redis (a round trip, or its timeout) */
+    kg_opts_may_wait(o, 1);
     return kgr_client_new(o, lc, &lc->redis);
 #else
     return kg_opts_error(o, "backend", "this keygate was built without hiredis, so "

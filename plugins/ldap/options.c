@@ -303,7 +303,9 @@ kg_error kg__ldap_create(kg_opts *o, void **inst_r)
         goto fail;
     }
     /* No connection now: a directory that is down at start-up is
-     * `unavailable` at the first lookup, like one that goes down later. */
+     * `unavailable` at the first lookup, like one that goes down later.
+     * A lookup waits on the directory (kg_call_would_block first). */
+    kg_opts_may_wait(o, 0);
     *inst_r = l;
     return KG_OK;
 fail:

@@ -308,6 +308,10 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
         goto fail;
     }
     s->pool_ready = 1;
+    /* PostgreSQL's lookups wait on the network (kg_call_would_block
+     * first); SQLite's read a local file. */
+    if (!usage && sql_is_pg(s->conf.driver))
+        kg_opts_may_wait(o, 0);
     if (usage) {
         /* the usage: section (usage.c) */
         if ((e = sql_usage_create(o, s)) != KG_OK)

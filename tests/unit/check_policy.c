@@ -6,6 +6,7 @@
  * a scratch folder) so that the text, and so every line and column, is
  * fixed.
  */
+#include "config.h"
 #include "testutil.h"
 
 static char *dir, *keyfile;
@@ -617,6 +618,43 @@ END_TEST
 
 /* A policy's plugin_path, read without loading it (issue 23 item 8:
  * keygate plugins ignored it): even when a plugin it names is missing. */
+/* kg_policy_may_wait(): what an event-loop embedder (nginx's module)
+ * must move to threads: nothing for stores in memory or on local disk
+ * and limits in memory; a network store's lookups (KG_WAITS_KEYSTORE);
+ * every check with a limit on Redis (KG_WAITS_ALWAYS), in any plan. */
+START_TEST(policy_may_wait)
+{
+    kg_policy *p = tu_policy(ctx, HEAD "plans:\n  free:\n    limit:\n"
+        "      - {module: fixed_window, options: {name: hour, count: 5, window: 1h}}\n"
+        "      - {module: concurrency, options: {count: 2}}\n");
+    ck_assert_int_eq(kg_policy_may_wait(p), 0);
+    kg_policy_free(p);
+    ck_assert_int_eq(kg_policy_may_wait(NULL), 0);
+#ifdef HAVE_SQLITE
+    p = tu_policyf(ctx, "credential:\n  - module: bearer\nkeystore:\n"
+        "  - {module: sql, options: {driver: sqlite, path: \"%s/k.db\", "
+        "auto_migrate: true}}\nplans:\n  free: {}\n", dir);
+    ck_assert_int_eq(kg_policy_may_wait(p), 0);
+    kg_policy_free(p);
+#endif
+#ifdef HAVE_LDAP
+    /* no connection at load: the directory is asked at the first lookup */
+    p = tu_policy(ctx, "credential:\n  - module: bearer\nkeystore:\n"
+        "  - {module: ldap, options: {uris: [\"ldap://127.0.0.1:9\"], "
+        "base_dn: \"ou=keys,dc=example,dc=com\"}}\nplans:\n  free: {}\n");
+    ck_assert_int_eq(kg_policy_may_wait(p), KG_WAITS_KEYSTORE);
+    kg_policy_free(p);
+#endif
+#ifdef HAVE_HIREDIS
+    p = tu_policy(ctx, HEAD "plans:\n  free: {}\n  pro:\n    limit:\n"
+        "      - {module: fixed_window, options: {name: hour, count: 5, window: 1h, "
+        "backend: redis, redis: {endpoints: [\"127.0.0.1:9\"]}}}\n");
+    ck_assert_int_eq(kg_policy_may_wait(p), KG_WAITS_ALWAYS);
+    kg_policy_free(p);
+#endif
+}
+END_TEST
+
 START_TEST(read_plugin_path)
 {
     char *path = tu_path(dir, "pp.yaml"), **dirs = NULL;
@@ -697,6 +735,7 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, strerror_covers_every_code);
     tcase_add_test(tc, read_plugin_path);
+    tcase_add_test(tc, policy_may_wait);
     suite_add_tcase(s, tc);
     return s;
 }
