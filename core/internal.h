@@ -853,6 +853,7 @@ typedef struct kg__usage_conf {
     uint32_t sample_ppm;      /* allowed decisions kept as events, per 10^6 */
     uint64_t seed;            /* of the sample */
     size_t max_pending;       /* rows (and events) held at most */
+    int may_wait;             /* kg_opts_may_wait(): its flush waits */
 } kg__usage_conf;
 
 /* Parse and load the usage: section n into p->usage. */

@@ -42,6 +42,8 @@ int kg_policy_may_wait(const kg_policy *p)
     for (i = 0; i < p->nplans; i++)
         w |= stack_waits(&p->plans[i].account, 0) |
              stack_waits(&p->plans[i].limit, 0);
+    if (p->usage != NULL && p->usage->may_wait)
+        w |= KG_WAITS_USAGE;
     return w;
 }
 

@@ -144,6 +144,7 @@ kg_error kg__usage_section_load(kg__pload *L, kg__ynode *n)
         return KG_ERR_NOMEM;
     kg__opts_set_section(opts, KG_PLUGIN_USAGE);
     e = u->mod->plugin->create(opts, &u->inst);
+    u->may_wait = kg__opts_may_wait(opts) != 0;
     if (kg__opts_finish(opts, L->diag) != KG_OK) {
         e = KG_ERR_POLICY;
     } else if (e != KG_OK) {

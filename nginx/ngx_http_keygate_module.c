@@ -354,33 +354,102 @@ ngx_http_keygate_init(ngx_conf_t *cf)
 static ngx_event_t  ngx_http_keygate_flush_ev;
 static ngx_uint_t   ngx_http_keygate_flush_failing;
 
+/* A flush and what it said (a thread writes it, the event loop reads). */
+typedef struct {
+    kg_policy  *policy;
+    kg_error    error;
+    char        msg[1600];
+} ngx_http_keygate_flush_t;
+
 static void
-ngx_http_keygate_flush(ngx_http_keygate_main_conf_t *kmcf, ngx_log_t *log)
+ngx_http_keygate_flush_run(ngx_http_keygate_flush_t *f)
 {
-    kg_diag   diag;
-    kg_error  e;
-    char      msg[1600];
+    kg_diag  diag;
 
     ngx_memzero(&diag, sizeof(diag));
-    e = kg_usage_flush(kmcf->policy, &diag);
+    f->error = kg_usage_flush(f->policy, &diag);
+    if (f->error != KG_OK) {
+        kg_diag_format(&diag, f->msg, sizeof(f->msg));
+    }
+}
+
+/* A store that refuses is logged once, until it takes the counts again. */
+static void
+ngx_http_keygate_flush_report(ngx_http_keygate_flush_t *f, ngx_log_t *log)
+{
+    kg_error  e = f->error;
+
     if (e != KG_OK && e != KG_ERR_UNSUPPORTED && !ngx_http_keygate_flush_failing) {
         ngx_log_error(NGX_LOG_WARN, log, 0, "keygate usage flush: %s: %s; "
                       "the counts are kept for the next one", kg_strerror(e),
-                      kg_diag_format(&diag, msg, sizeof(msg)));
+                      f->msg);
     }
     ngx_http_keygate_flush_failing = (e != KG_OK && e != KG_ERR_UNSUPPORTED);
 }
+
+static void
+ngx_http_keygate_flush(ngx_http_keygate_main_conf_t *kmcf, ngx_log_t *log)
+{
+    ngx_http_keygate_flush_t  f;
+
+    f.policy = kmcf->policy;
+    ngx_http_keygate_flush_run(&f);
+    ngx_http_keygate_flush_report(&f, log);
+}
+
+static void
+ngx_http_keygate_flush_rearm(ngx_http_keygate_main_conf_t *kmcf)
+{
+    if (!ngx_exiting && !ngx_quit) {
+        ngx_add_timer(&ngx_http_keygate_flush_ev,
+                      (ngx_msec_t) kg_usage_flush_interval(kmcf->policy) * 1000);
+    }
+}
+
+#if (NGX_THREADS)
+/* A usage store whose flush waits on the network (PostgreSQL) is
+ * flushed on the thread pool, one flush at a time. */
+static ngx_thread_task_t  *ngx_http_keygate_flush_task;
+
+static void
+ngx_http_keygate_flush_thread(void *data, ngx_log_t *log)
+{
+    (void) log;
+    ngx_http_keygate_flush_run(data);
+}
+
+static void
+ngx_http_keygate_flush_done(ngx_event_t *ev)
+{
+    ngx_http_keygate_main_conf_t  *kmcf = ngx_http_keygate_flush_ev.data;
+
+    ngx_http_keygate_flush_report(ngx_http_keygate_flush_task->ctx, ev->log);
+    ngx_http_keygate_flush_rearm(kmcf);
+}
+#endif
 
 static void
 ngx_http_keygate_flush_handler(ngx_event_t *ev)
 {
     ngx_http_keygate_main_conf_t  *kmcf = ev->data;
 
-    ngx_http_keygate_flush(kmcf, ev->log);
-    if (!ngx_exiting && !ngx_quit) {
-        ngx_add_timer(ev, (ngx_msec_t) kg_usage_flush_interval(kmcf->policy)
-                          * 1000);
+#if (NGX_THREADS)
+    if (ngx_http_keygate_flush_task != NULL) {
+        ngx_http_keygate_flush_t  *f = ngx_http_keygate_flush_task->ctx;
+
+        f->policy = kmcf->policy;
+        if (ngx_thread_task_post(kmcf->thread_pool, ngx_http_keygate_flush_task)
+            != NGX_OK)
+        {
+            /* the pool's queue is full (nginx logged it): the counts
+             * wait for the next flush, not the event loop for this one */
+            ngx_http_keygate_flush_rearm(kmcf);
+        }
+        return;                 /* rearmed when it is done */
     }
+#endif
+    ngx_http_keygate_flush(kmcf, ev->log);
+    ngx_http_keygate_flush_rearm(kmcf);
 }
 
 
@@ -450,6 +519,19 @@ ngx_http_keygate_init_process(ngx_cycle_t *cycle)
         /* A pending flush does not hold up a graceful shutdown: the exit
          * flushes anyway. */
         ngx_http_keygate_flush_ev.cancelable = 1;
+#if (NGX_THREADS)
+        if ((kmcf->may_wait & KG_WAITS_USAGE) && kmcf->thread_pool != NULL) {
+            ngx_http_keygate_flush_task = ngx_thread_task_alloc(cycle->pool,
+                sizeof(ngx_http_keygate_flush_t));
+            if (ngx_http_keygate_flush_task == NULL) {
+                return NGX_ERROR;
+            }
+            ngx_http_keygate_flush_task->handler = ngx_http_keygate_flush_thread;
+            ngx_http_keygate_flush_task->event.handler = ngx_http_keygate_flush_done;
+            ngx_http_keygate_flush_task->event.data = kmcf;
+            ngx_http_keygate_flush_task->event.log = cycle->log;
+        }
+#endif
         ngx_add_timer(&ngx_http_keygate_flush_ev,
                       (ngx_msec_t) kg_usage_flush_interval(kmcf->policy) * 1000);
     }

@@ -49,8 +49,72 @@ ngx_http_keygate_state(ngx_http_request_t *r)
     return NULL;
 }
 
+#if (NGX_THREADS)
+/*
+ * A lease kept in Redis is released on the pool, by its text (copied
+ * with the task: the decision stays the request's, whose $keygate_*
+ * the access log may still read); the task's memory is freed back on
+ * the event loop.
+ */
+typedef struct {
+    kg_context  *ctx;
+    char         lease[1];      /* NUL-terminated, as long as it is */
+} ngx_http_keygate_release_t;
+
+static void
+ngx_http_keygate_release_run(void *data, ngx_log_t *log)
+{
+    ngx_http_keygate_release_t  *rel = data;
+
+    (void) log;
+    (void) kg_release(rel->ctx, rel->lease);
+}
+
+static void
+ngx_http_keygate_release_done(ngx_event_t *ev)
+{
+    ngx_free(ev->data);
+}
+
+/* 1 if the release went to the pool. */
+static ngx_int_t
+ngx_http_keygate_release_later(ngx_http_keygate_state_t *st)
+{
+    ngx_thread_task_t           *task;
+    ngx_http_keygate_release_t  *rel;
+    const char                  *lease;
+    size_t                       len;
+
+    if (!(st->kmcf->may_wait & KG_WAITS_ALWAYS) || st->kmcf->thread_pool == NULL
+        || (lease = kg_decision_lease(st->decision)) == NULL)
+    {
+        return 0;
+    }
+    len = ngx_strlen(lease);
+    task = ngx_calloc(sizeof(ngx_thread_task_t)
+                      + sizeof(ngx_http_keygate_release_t) + len, ngx_cycle->log);
+    if (task == NULL) {
+        return 0;
+    }
+    rel = (ngx_http_keygate_release_t *) (task + 1);
+    rel->ctx = st->kmcf->ctx;
+    ngx_memcpy(rel->lease, lease, len + 1);
+    task->ctx = rel;
+    task->handler = ngx_http_keygate_release_run;
+    task->event.data = task;
+    task->event.handler = ngx_http_keygate_release_done;
+    task->event.log = ngx_cycle->log;
+    if (ngx_thread_task_post(st->kmcf->thread_pool, task) != NGX_OK) {
+        ngx_free(task);
+        return 0;
+    }
+    return 1;
+}
+#endif
+
 /* Release the lease once: from the log phase, or at the latest here;
- * by the decision, which remembers where its leases are (no parsing). */
+ * by the decision, which remembers where its leases are (no parsing).
+ * One kept in Redis waits on the network: on the pool. */
 static void
 ngx_http_keygate_release(ngx_http_keygate_state_t *st)
 {
@@ -58,6 +122,11 @@ ngx_http_keygate_release(ngx_http_keygate_state_t *st)
         return;
     }
     st->released = 1;
+#if (NGX_THREADS)
+    if (ngx_http_keygate_release_later(st)) {
+        return;
+    }
+#endif
     if (st->kmcf->ctx != NULL) {
         (void) kg_decision_release(st->kmcf->ctx, st->decision);
     }

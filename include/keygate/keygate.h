@@ -204,10 +204,13 @@ int kg_policy_plan_has_module(const kg_policy *policy, const char *plan,
  * its line's cache (such a check under kg_request_set_nowait() returns
  * KG_ERR_WOULD_BLOCK: run it again on a thread); KG_WAITS_ALWAYS, a line
  * that may wait on every check (a limit kept in Redis: run every check
- * on a thread).  Plugins say so (kg_opts_may_wait).
+ * on a thread); KG_WAITS_USAGE, a usage store whose kg_usage_flush()
+ * waits (PostgreSQL: flush on a thread).  Plugins say so
+ * (kg_opts_may_wait).
  */
 #define KG_WAITS_KEYSTORE 1
 #define KG_WAITS_ALWAYS 2
+#define KG_WAITS_USAGE 4
 int kg_policy_may_wait(const kg_policy *policy);
 size_t kg_policy_plan_limit_count(const kg_policy *policy, const char *plan);
 const char *kg_policy_plan_limit_name(const kg_policy *policy,

@@ -122,9 +122,9 @@ kg_error kg_opts_credential_hint(kg_opts *o, const char *where,
                                  const char *scheme);
 /*
  * In create(): this instance may wait on the network in a check (an LDAP
- * or PostgreSQL store, a limit kept in Redis), so that an embedder whose
- * checks run on an event loop (nginx's module) runs them on threads
- * (kg_policy_may_wait()).  always 0: only a lookup that is not fresh in
+ * or PostgreSQL store, a limit kept in Redis) or, as a usage store, in a
+ * flush, so that an embedder whose checks run on an event loop (nginx's
+ * module) runs them on threads (kg_policy_may_wait()).  always 0: only a lookup that is not fresh in
  * the line's cache waits, and the plugin calls kg_call_would_block()
  * first (a key store); 1: it may wait on every check (a limit).  (Since
  * ABI minor 8.)

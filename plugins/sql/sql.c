@@ -308,9 +308,9 @@ static kg_error sql_create(kg_opts *o, void **inst_r)
         goto fail;
     }
     s->pool_ready = 1;
-    /* PostgreSQL's lookups wait on the network (kg_call_would_block
-     * first); SQLite's read a local file. */
-    if (!usage && sql_is_pg(s->conf.driver))
+    /* PostgreSQL's lookups (kg_call_would_block first) and flushes wait
+     * on the network; SQLite's read and write a local file. */
+    if (sql_is_pg(s->conf.driver))
         kg_opts_may_wait(o, 0);
     if (usage) {
         /* the usage: section (usage.c) */

@@ -84,6 +84,9 @@ START_TEST(test_lookup)
     kg_diag d;
     int status;
 
+    /* its lookups wait on the network: an event loop runs them on a
+     * thread (nginx's module) */
+    ck_assert_int_eq(kg_policy_may_wait(p), KG_WAITS_KEYSTORE);
     kg_record_set_plan(r, "pro");
     kg_record_set_name(r, "pg key");
     kg_record_add_permission(r, "scrape:read");
