@@ -977,6 +977,24 @@ START_TEST(test_policy_section)
 }
 END_TEST
 
+/* kg_policy_may_wait(): a PostgreSQL usage store's flush waits on the
+ * network (nginx's module flushes it on a thread), SQLite's does not. */
+START_TEST(test_policy_usage_may_wait)
+{
+    char *opts = pg ? tu_fmt("{driver: postgresql, conninfo: '%s', "
+                             "password: '${KG_TEST_PG_PASSWORD}'}",
+                             env("KG_TEST_PG_USAGE_CONNINFO"))
+                    : tu_fmt("{driver: sqlite, path: '%s/usage.db'}", dir);
+    char *yaml = usage_policy(opts);
+    kg_policy *p = tu_policy(ctx, yaml);
+
+    ck_assert_int_eq(kg_policy_may_wait(p), (pg ? KG_WAITS_USAGE : 0));
+    kg_policy_free(p);
+    free(yaml);
+    free(opts);
+}
+END_TEST
+
 /*
  * End to end: checks counted by the core, flushed into the store at the
  * context's clock, read back through the public API.
@@ -1119,6 +1137,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_migrates_a_v3_store);
     tcase_add_test(tc, test_migrates_a_v6_store_with_usage);
     tcase_add_test(tc, test_refuses_a_newer_schema);
+    tcase_add_test(tc, test_policy_usage_may_wait);
     if (getenv("KG_TEST_PG_USAGE_CONNINFO") == NULL) {
         tcase_add_test(tc, test_policy_section);
         tcase_add_test(tc, test_policy_flush_and_read);
