@@ -47,6 +47,14 @@ timed() {
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 # since T0: the seconds from T0 (date +%s.%N) to now
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+# unread PORT: the stopped server on PORT has a request it has not read
+# (a connection's Recv-Q): the lookup or script reached it and waits.
+unread() { ss -Htn "sport = :$1" | awk '$2 > 0 { f = 1 } END { exit !f }'; }
+# reached PORT DESC: wait (5 s at most) until the request is at the
+# stopped server, so that what follows happens while it waits there.
+reached() {
+    wait_for 100 unread "$1" || bad "$2 did not reach the stopped server: $(ss -Htn "sport = :$1")"
+}
 
 # nginx_conf WORKERS PORT: a server on PORT ("/" checked, /status
 # public, a connection per client spread over the workers by reuseport).
@@ -133,7 +141,7 @@ slapd_pause a
 t0=$(date +%s.%N)
 timed "$GW/v1/b" 20 -H "Authorization: Bearer $KB" >"$T/b.out" &
 BPID=$!
-sleep 0.5
+reached "$PA" "key B's lookup"
 ra=$(timed "$GW/v1/a" 3 -H "Authorization: Bearer $KA")
 rs=$(timed "$GW/status" 3)
 kill -0 "$BPID" 2>/dev/null && inflight=yes || inflight=no
@@ -230,7 +238,7 @@ kill -STOP "$RPID"
 t0=$(date +%s.%N)
 timed "$GW/v1/h" 20 -H "Authorization: Bearer $HUNG" >"$T/h.out" &
 HPID=$!
-sleep 0.5
+reached "$RPORT" "the limit's script"
 rs=$(timed "$GW/status" 3)
 kill -0 "$HPID" 2>/dev/null && inflight=yes || inflight=no
 echo "# Redis hung: /status: $rs; the limited request still waiting: $inflight"
