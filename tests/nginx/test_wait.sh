@@ -34,8 +34,7 @@ done
 KG_LDAP_TMP=$T/ldap
 export KG_LDAP_TMP
 mkdir -p "$KG_LDAP_TMP"
-stop_redis() { [ -f "$T/redis.pid" ] && kill -CONT "$(cat "$T/redis.pid")" 2>/dev/null && kill "$(cat "$T/redis.pid")" 2>/dev/null; }
-trap 'slapd_stop a; stop_redis; lib_cleanup' EXIT
+trap 'slapd_stop a; redis_stop "$T/redis"; lib_cleanup' EXIT
 
 # timed URL MAX [curl args]: "CODE SECONDS" (000: no answer within MAX s).
 timed() {
@@ -71,17 +70,11 @@ nginx_conf() {
 NGX
     } >"$N/conf/nginx.conf"
 }
-start_nginx() {
+# fresh_nginx: started with empty logs (each part reads its own).
+fresh_nginx() {
     : >"$N/logs/access.log"
     : >"$N/logs/error.log"
-    bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
-    NGINX_PID=$BG_PID
-    wait_http "http://127.0.0.1:$FPORT/status" 200 "$NGINX_PID" || { bad "nginx did not start: $(cat "$N/logs/stderr" "$N/logs/error.log")"; finish; }
-}
-stop_nginx() {
-    bg_stop "$NGINX_PID"
-    grep -q '\[alert\]\|exited on signal' "$N/logs/error.log" && bad "nginx alerts: $(grep 'alert\|signal' "$N/logs/error.log")" \
-        || ok "$1: no nginx alerts"
+    start_nginx
 }
 
 start_upstream 1
@@ -95,33 +88,10 @@ slapd_start a || { bad "slapd did not start"; finish; }
 LURI=$(cat "$KG_LDAP_TMP/a/uri")
 printf 'readpw\n' >"$T/ro.pw"
 printf 'writepw\n' >"$T/rw.pw"
-# ldap_policy FILE BIND_DN PWFILE [option lines]
-ldap_policy() {
-    f=$1 dn=$2 pw=$3
-    shift 3
-    {
-        echo "version: 1"
-        echo "key_prefix: whizo"
-        echo "credential:"
-        echo "  - {module: bearer, control: optional}"
-        echo "keystore:"
-        echo "  - module: ldap"
-        echo "    control: required"
-        echo "    cache: {ttl: 60s, negative_ttl: 1s}"
-        echo "    options:"
-        echo "      uris: [$LURI]"
-        echo "      base_dn: ou=apikeys,dc=example,dc=com"
-        echo "      bind_dn: $dn"
-        echo "      bind_password_file: $pw"
-        for l in "$@"; do echo "      $l"; done
-        echo "plans:"
-        echo "  free: {}"
-    } >"$f"
-}
-ldap_policy "$T/rw.yaml" cn=keygate-rw,ou=services,dc=example,dc=com "$T/rw.pw" "writable: true"
+slapd_policy "$T/rw.yaml" "$LURI" cn=keygate-rw,ou=services,dc=example,dc=com "$T/rw.pw" "writable: true"
 # One search waits up to 8 s: slapd is resumed before that (at 3.5 s).
 POLICY=$T/ldap.yaml
-ldap_policy "$POLICY" cn=keygate,ou=services,dc=example,dc=com "$T/ro.pw" \
+slapd_policy "$POLICY" "$LURI" cn=keygate,ou=services,dc=example,dc=com "$T/ro.pw" \
     "network_timeout: 2s" "search_timeout: 8s" "retry: 30s"
 ldap_key() {
     "$KEYGATE" --config "$T/rw.yaml" --json key create --name "$1" --plan free 2>&1 | json_field key
@@ -133,7 +103,7 @@ KAID=$(key_id_of "$KA")
 KBID=$(key_id_of "$KB")
 
 nginx_conf 1 "$FPORT"
-start_nginx
+fresh_nginx
 expect_status "key A, looked up in LDAP (cached from now on)" 200 -H "Authorization: Bearer $KA" "$GW/v1/a"
 body_has "... the upstream got its key id" "x-keygate-key-id=$KAID "
 
@@ -188,18 +158,8 @@ fi
     || bad "nginx -t with thread_pool nosuch defined: $(cat "$T/t.out")"
 
 # ---- 2. a Redis limit ----------------------------------------------------------
-RPORT=
-for _ in $(seq 20); do
-    p=$(free_port)
-    mkdir -p "$T/redis"
-    if redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$T/redis" --daemonize yes --pidfile "$T/redis.pid" \
-        --logfile "$T/redis/log" >/dev/null 2>&1 \
-        && wait_for 100 sh -c "[ \"\$(redis-cli -p $p ping 2>/dev/null)\" = PONG ]"; then
-        RPORT=$p; break
-    fi
-done
-[ -n "$RPORT" ] || { bad "redis-server did not start"; finish; }
+redis_start "$T/redis" || { bad "redis-server did not start"; finish; }
+RPORT=$REDIS_PORT
 POLICY=$T/redis.yaml
 cat >"$POLICY" <<YAML
 version: 1
@@ -231,9 +191,9 @@ STORMID=$(key_id_of "$STORM")
 
 # One worker: Redis hung.
 nginx_conf 1 "$FPORT"
-start_nginx
+fresh_nginx
 expect_status "the hung key's first request (Redis answers)" 200 -H "Authorization: Bearer $HUNG" "$GW/v1/h"
-RPID=$(cat "$T/redis.pid")
+RPID=$(cat "$T/redis/redis.pid")
 kill -STOP "$RPID"
 t0=$(date +%s.%N)
 timed "$GW/v1/h" 20 -H "Authorization: Bearer $HUNG" >"$T/h.out" &
@@ -258,7 +218,7 @@ stop_nginx "Redis hung"
 
 # Two workers: ten 200s then 429, and 16 clients at once.
 nginx_conf 2 "$FPORT"
-start_nginx
+fresh_nginx
 i=1
 while [ $i -le 10 ]; do
     req -H "Authorization: Bearer $FREE" "$GW/v1/free"
