@@ -6,7 +6,8 @@
 #   ldap line's cache is answered at once, and so is a `keygate off`
 #   location, while an uncached key's lookup waits on nginx's thread pool
 #   (its request suspended); slapd resumed (SIGCONT), that request ends
-#   200 and is logged with its $status.  With the check on the event loop
+#   200 and is logged with its $status; a client that hung up meanwhile
+#   is logged 499, the worker unharmed.  With the check on the event loop
 #   (the module before keygate_thread_pool) the cached key and the
 #   public location wait behind the hung lookup;
 # - a fixed_window limit with `backend: redis`: the Free key's 10/hour
@@ -98,7 +99,8 @@ ldap_key() {
 }
 KA=$(ldap_key cached)
 KB=$(ldap_key uncached)
-[ -n "$KA" ] && [ -n "$KB" ] && ok "two keys in LDAP" || { bad "LDAP keys: '$KA' '$KB'"; finish; }
+KC=$(ldap_key hangs-up)
+[ -n "$KA" ] && [ -n "$KB" ] && [ -n "$KC" ] && ok "three keys in LDAP" || { bad "LDAP keys: '$KA' '$KB' '$KC'"; finish; }
 KAID=$(key_id_of "$KA")
 KBID=$(key_id_of "$KB")
 
@@ -112,6 +114,9 @@ t0=$(date +%s.%N)
 timed "$GW/v1/b" 20 -H "Authorization: Bearer $KB" >"$T/b.out" &
 BPID=$!
 reached "$PA" "key B's lookup"
+# key C's client gives up after 1 s, its lookup waiting too.
+curl -s -o /dev/null --max-time 1 -H "Authorization: Bearer $KC" "$GW/v1/c" &
+CPID=$!
 ra=$(timed "$GW/v1/a" 3 -H "Authorization: Bearer $KA")
 rs=$(timed "$GW/status" 3)
 kill -0 "$BPID" 2>/dev/null && inflight=yes || inflight=no
@@ -140,6 +145,13 @@ wait_for 100 b_logged && ok "access log: key B's request with its \$status 200" 
     || bad "access log for key B: $(grep /v1/b "$N/logs/access.log")"
 grep -q "^/v1/b key=$KBID\$" "$T/upstream.seen" && ok "key B's request reached the upstream with its key id" \
     || bad "the upstream saw: $(grep /v1/b "$T/upstream.seen")"
+# The hung-up client's request ended when its lookup did (499: nginx
+# noticed the closed connection), the worker unharmed (stop_nginx: no
+# alert, no worker that exited on a signal).
+wait "$CPID"
+wait_for 100 grep -q '"GET /v1/c HTTP/1.1" 499 ' "$N/logs/access.log" \
+    && ok "the client that hung up while its lookup waited: logged 499" \
+    || bad "access log for the client that hung up: $(grep /v1/c "$N/logs/access.log")"
 expect_status "key B, now cached" 200 -H "Authorization: Bearer $KB" "$GW/v1/b2"
 stop_nginx "LDAP"
 
