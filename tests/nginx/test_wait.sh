@@ -162,6 +162,7 @@ grep -q "keygate_thread_pool nosuch;" "$N/conf/nosuch.conf" || bad "the test's c
 if "$NGINX" -t -p "$N" -c "$N/conf/nosuch.conf" >"$T/t.out" 2>&1; then
     bad "nginx -t accepts keygate_thread_pool nosuch without a thread_pool nosuch"
 else
+    echo "# nginx -t: $(grep emerg "$T/t.out")"
     grep -q 'unknown thread pool "nosuch"' "$T/t.out" && ok "keygate_thread_pool nosuch: nginx -t fails naming the pool" \
         || bad "nginx -t with keygate_thread_pool nosuch: $(cat "$T/t.out")"
 fi
