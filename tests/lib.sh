@@ -133,6 +133,31 @@ bg_stop_all() {
     BG_PIDS=
 }
 
+# redis_start DIR: a redis-server on a free loopback port (another port
+# if one is lost to a race; 20 tries), saving nothing, its files in DIR
+# (DIR/redis.pid, DIR/log); its port into REDIS_PORT, empty if it did
+# not start.  redis_stop DIR: stopped, resumed first if SIGSTOPped.
+redis_start() {
+    REDIS_PORT=
+    mkdir -p "$1"
+    for _ in $(seq 20); do
+        lib_p=$(free_port)
+        if redis-server --port "$lib_p" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$1" --daemonize yes --pidfile "$1/redis.pid" \
+            --logfile "$1/log" >/dev/null 2>&1 \
+            && wait_for 100 sh -c "[ \"\$(redis-cli -p $lib_p ping 2>/dev/null)\" = PONG ]"; then
+            REDIS_PORT=$lib_p
+            return 0
+        fi
+    done
+    return 1
+}
+redis_stop() {
+    [ -f "$1/redis.pid" ] || return 0
+    kill -CONT "$(cat "$1/redis.pid")" 2>/dev/null
+    kill "$(cat "$1/redis.pid")" 2>/dev/null
+}
+
 # keygated_bg ERR OPTIONS...: $B/tools/keygated in the background with
 # OPTIONS (one --listen 127.0.0.1:0 among them), its stderr in ERR;
 # waits for its port.  Sets KGB_PID, and KGB_PORT (empty: it did not

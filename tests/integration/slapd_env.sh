@@ -18,6 +18,11 @@
 #   slapd_keys_anonymous NAME read|none
 #                                   (FORM conf only) may anonymous clients
 #                                   read the keys?  From the next start
+#   slapd_policy FILE URIS BIND_DN PWFILE [OPTION LINES...]
+#                                   a policy: its one key store LDAP on
+#                                   URIS (cached 60 s, unknown keys 1 s),
+#                                   each further argument an option line;
+#                                   its one plan free, with no limits
 #
 # The directory: dc=example,dc=com with ou=apikeys (the keys), and in
 # ou=services cn=keygate (may read the keys, password "readpw") and
@@ -279,6 +284,27 @@ slapd_keys_anonymous() {
     d="$KG_LDAP_TMP/$1"
     sed -i "/^access to dn.subtree=\"ou=apikeys/s/by \* [a-z]*\$/by * $2/" "$d/slapd.conf"
     grep -q "^access to dn.subtree=\"ou=apikeys.*by \* $2\$" "$d/slapd.conf"
+}
+
+slapd_policy() {
+    f=$1 uris=$2 dn=$3 pw=$4
+    shift 4
+    {
+        echo "credential:"
+        echo "  - {module: bearer, control: optional}"
+        echo "keystore:"
+        echo "  - module: ldap"
+        echo "    control: required"
+        echo "    cache: {ttl: 60s, negative_ttl: 1s}"
+        echo "    options:"
+        echo "      uris: [$uris]"
+        echo "      base_dn: ou=apikeys,dc=example,dc=com"
+        echo "      bind_dn: $dn"
+        echo "      bind_password_file: $pw"
+        for l in "$@"; do echo "      $l"; done
+        echo "plans:"
+        echo "  free: {}"
+    } >"$f"
 }
 
 # What every slapd test starts with: skip (77) without slapd, then a

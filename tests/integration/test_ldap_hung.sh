@@ -36,28 +36,8 @@ RO=cn=keygate,ou=services,dc=example,dc=com
 printf 'readpw\n' >"$KG_LDAP_TMP/ro.pw"
 printf 'writepw\n' >"$KG_LDAP_TMP/rw.pw"
 
-# policy FILE URIS BIND_DN PWFILE [option lines]
-policy() {
-    f=$1 uris=$2 dn=$3 pw=$4
-    shift 4
-    {
-        echo "credential:"
-        echo "  - {module: bearer, control: optional}"
-        echo "keystore:"
-        echo "  - module: ldap"
-        echo "    control: required"
-        echo "    cache: {ttl: 60s, negative_ttl: 1s}"
-        echo "    options:"
-        echo "      uris: [$uris]"
-        echo "      base_dn: ou=apikeys,dc=example,dc=com"
-        echo "      bind_dn: $dn"
-        echo "      bind_password_file: $pw"
-        echo "      writable: true"
-        for l in "$@"; do echo "      $l"; done
-        echo "plans:"
-        echo "  free: {}"
-    } >"$f"
-}
+# policy FILE URIS BIND_DN PWFILE [option lines]: writable
+policy() { slapd_policy "$@" "writable: true"; }
 policy "$KG_LDAP_TMP/rw.yaml" "$A" "$RW" "$KG_LDAP_TMP/rw.pw"
 new_key() {
     $KG --config "$KG_LDAP_TMP/rw.yaml" --json key create --name "$1" --plan free 2>&1 |

@@ -11,19 +11,9 @@ for bin in redis-server redis-cli; do
 done
 command -v xargs >/dev/null || { echo "xargs is needed"; exit 1; }
 
-RPORT=
-for _ in $(seq 20); do
-    p=$(free_port)
-    mkdir -p "$T/redis"
-    if redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$T/redis" --daemonize yes --pidfile "$T/redis.pid" \
-        --logfile "$T/redis/log" >/dev/null 2>&1 \
-        && wait_for 100 sh -c "[ \"\$(redis-cli -p $p ping 2>/dev/null)\" = PONG ]"; then
-        RPORT=$p; break
-    fi
-done
-[ -n "$RPORT" ] || { echo "redis-server did not start"; exit 1; }
-stop_redis() { [ -f "$T/redis.pid" ] && kill "$(cat "$T/redis.pid")" 2>/dev/null; }
+redis_start "$T/redis" || { echo "redis-server did not start"; exit 1; }
+RPORT=$REDIS_PORT
+stop_redis() { redis_stop "$T/redis"; }
 trap 'stop_redis; lib_cleanup' EXIT
 
 POLICY=$T/policy.yaml

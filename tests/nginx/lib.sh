@@ -1,8 +1,9 @@
 # lib.sh - shared by the module's shell tests (test_module.sh,
-# test_state.sh), after tests/keygated/lib.sh: the module and nginx found
-# (or the test skipped), this tree's libkeygate on the library path, an
-# upstream (tests/nginx/upstream.py) on UPORT, nginx's folder $N, and the
-# lines every configuration starts with.
+# test_state.sh, test_wait.sh), after tests/keygated/lib.sh: the module
+# and nginx found (or the test skipped), this tree's libkeygate on the
+# library path, an upstream (tests/nginx/upstream.py) on UPORT, nginx's
+# folder $N, the lines every configuration starts with, nginx started and
+# stopped.
 
 SO=$(cd "$B" && pwd)/nginx-build/objs/ngx_http_keygate_module.so
 [ -f "$SO" ] || { echo "the nginx module was not built (configure --with-nginx-module)"; exit 77; }
@@ -49,4 +50,21 @@ http {
     uwsgi_temp_path $N/tmp/uwsgi;
     scgi_temp_path $N/tmp/scgi;
 NGX
+}
+
+# start_nginx: nginx on $N/conf/nginx.conf in the foreground of a
+# background process (NGINX_PID), until FPORT's /status (a keygate off
+# location) answers 200; the test ends if it does not.
+start_nginx() {
+    bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
+    NGINX_PID=$BG_PID
+    wait_http "http://127.0.0.1:$FPORT/status" 200 "$NGINX_PID" || { bad "nginx did not start: $(cat "$N/logs/stderr" "$N/logs/error.log")"; finish; }
+}
+
+# stop_nginx DESC: stopped (SIGTERM), and its error.log has no alert and
+# no worker that exited on a signal.
+stop_nginx() {
+    bg_stop "$NGINX_PID"
+    grep -q '\[alert\]\|exited on signal' "$N/logs/error.log" && bad "$1: nginx alerts: $(grep 'alert\|signal' "$N/logs/error.log")" \
+        || ok "$1: no nginx alerts"
 }

@@ -208,9 +208,7 @@ new_realm() {
 wait_for 200 new_realm && ok "a reload loads the new policy" || bad "after the reload: $(cat "$T/h")"
 expect_status "and serves keys" 200 $C2 -H "Authorization: Bearer $PRO" "$GW/v1/after-reload"
 
-bg_stop "$NGINX_PID"
-grep -q '\[alert\]\|exited on signal' "$N/logs/error.log" && bad "nginx alerts: $(grep 'alert\|signal' "$N/logs/error.log")" \
-    || ok "no nginx alerts"
+stop_nginx "after the reloads"
 # The workers' usage counts reached the shipped policy's usage store
 # (docs/usage.md): on their flush timer, and at exit (the reload's old
 # workers, then these).

@@ -63,11 +63,6 @@ FPORT=$(free_port)
 }
 NGX
 } >"$N/conf/nginx.conf"
-start_nginx() {
-    bg_start "$NGINX" -p "$N" -c "$N/conf/nginx.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
-    NGINX_PID=$BG_PID
-    wait_http "http://127.0.0.1:$FPORT/status" 200 "$NGINX_PID" || { bad "nginx did not start: $(cat "$N/logs/stderr" "$N/logs/error.log")"; finish; }
-}
 start_nginx
 GW="http://127.0.0.1:$FPORT"
 
@@ -131,8 +126,6 @@ has_header "... 6 of 10 used" "X-RateLimit-Remaining: 4$"
 expect_status "after a full restart: the storm key still spent" 429 -H "Authorization: Bearer $STORM" "$GW/v1/x"
 expect_status "keygated sees nginx's counts" 200 -H "Authorization: Bearer $KEPT" "$KGD/check?lease=none"
 has_header "... 7 of 10 used" "X-RateLimit-Remaining: 3$"
-bg_stop "$NGINX_PID"
-grep -q '\[alert\]\|exited on signal' "$N/logs/error.log" && bad "nginx alerts: $(grep 'alert\|signal' "$N/logs/error.log")" \
-    || ok "no nginx alerts"
+stop_nginx "nginx on the state file"
 stop_keygated
 finish
