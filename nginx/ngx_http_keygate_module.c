@@ -20,6 +20,8 @@ static void *ngx_http_keygate_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_keygate_init_main_conf(ngx_conf_t *cf, void *conf);
 static char *ngx_http_keygate_init_thread_pool(ngx_conf_t *cf,
     ngx_http_keygate_main_conf_t *kmcf);
+static char *ngx_http_keygate_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static void *ngx_http_keygate_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_keygate_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -38,9 +40,9 @@ static ngx_command_t  ngx_http_keygate_commands[] = {
 
     { ngx_string("keygate_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_keygate_thread_pool,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_keygate_main_conf_t, thread_pool_name),
+      0,
       NULL },
 
     { ngx_string("keygate"),
@@ -210,16 +212,12 @@ static char *
 ngx_http_keygate_init_thread_pool(ngx_conf_t *cf,
     ngx_http_keygate_main_conf_t *kmcf)
 {
-    if (!kmcf->may_wait && kmcf->thread_pool_name.len == 0) {
+#if (NGX_THREADS)
+    if (!kmcf->may_wait || kmcf->thread_pool != NULL) {
         return NGX_CONF_OK;
     }
-#if (NGX_THREADS)
-    kmcf->thread_pool = ngx_thread_pool_add(cf,
-        kmcf->thread_pool_name.len ? &kmcf->thread_pool_name : NULL);
-    if (kmcf->thread_pool == NULL) {
-        return NGX_CONF_ERROR;
-    }
-    return NGX_CONF_OK;
+    kmcf->thread_pool = ngx_thread_pool_add(cf, NULL);     /* default */
+    return kmcf->thread_pool != NULL ? NGX_CONF_OK : NGX_CONF_ERROR;
 #else
     if (!kmcf->may_wait) {
         return NGX_CONF_OK;
@@ -233,6 +231,27 @@ ngx_http_keygate_init_thread_pool(ngx_conf_t *cf,
                        "or keygated", &kmcf->policy_path);
     return NGX_CONF_ERROR;
 #endif
+}
+
+/* keygate_thread_pool NAME: the pool, made sure of here, so that nginx's
+ * "unknown thread pool" names this line. */
+static char *
+ngx_http_keygate_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_keygate_main_conf_t  *kmcf = conf;
+    ngx_str_t                     *value = cf->args->elts;
+
+    if (kmcf->thread_pool_name.len != 0) {
+        return "is duplicate";
+    }
+    kmcf->thread_pool_name = value[1];
+#if (NGX_THREADS)
+    kmcf->thread_pool = ngx_thread_pool_add(cf, &value[1]);
+    if (kmcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+#endif
+    return NGX_CONF_OK;
 }
 
 /*

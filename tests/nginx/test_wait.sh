@@ -163,7 +163,8 @@ if "$NGINX" -t -p "$N" -c "$N/conf/nosuch.conf" >"$T/t.out" 2>&1; then
     bad "nginx -t accepts keygate_thread_pool nosuch without a thread_pool nosuch"
 else
     echo "# nginx -t: $(grep emerg "$T/t.out")"
-    grep -q 'unknown thread pool "nosuch"' "$T/t.out" && ok "keygate_thread_pool nosuch: nginx -t fails naming the pool" \
+    TPLINE=$(grep -n "keygate_thread_pool nosuch;" "$N/conf/nosuch.conf" | cut -d: -f1)
+    grep -q "unknown thread pool \"nosuch\" in .*nosuch.conf:$TPLINE\$" "$T/t.out" && ok "keygate_thread_pool nosuch: nginx -t fails naming the pool and its line ($TPLINE)" \
         || bad "nginx -t with keygate_thread_pool nosuch: $(cat "$T/t.out")"
 fi
 { echo "thread_pool nosuch threads=2;"; cat "$N/conf/nosuch.conf"; } >"$N/conf/defined.conf"
