@@ -237,4 +237,30 @@ grep -q "^/v1/closed" "$T/upstream.seen" && bad "the 503 reached the upstream" |
 grep -q "\[emerg\].*KGT_KEYS.*this worker answers 503" "$N/logs/error.log" && ok "error.log says why" \
     || bad "error.log: $(cat "$N/logs/error.log")"
 bg_stop "$NGINX_PID"
+
+# The shipped site (conf/nginx/keygate-module.conf), its paths and port
+# made the test's: nginx -t takes it, and it checks: no key is 401, the
+# key is logged with its account.
+XPORT=$(free_port)
+{ nginx_head 1 x | grep -v "keygate_policy\|log_format\|access_log"
+  sed -e "s#/etc/keygate/keygate.yaml#$POLICY#" -e "s#listen 80;#listen 127.0.0.1:$XPORT;#" \
+      -e "s#/var/log/nginx/#$N/logs/#" -e "s#127.0.0.1:9000#127.0.0.1:$UPORT#" \
+      "$S/conf/nginx/keygate-module.conf"
+  echo "}"
+} >"$N/conf/shipped.conf"
+grep -q "listen 127.0.0.1:$XPORT;" "$N/conf/shipped.conf" || bad "the test's edit of keygate-module.conf did not apply"
+if "$NGINX" -t -p "$N" -c "$N/conf/shipped.conf" >"$T/t.out" 2>&1; then
+    ok "the shipped keygate-module.conf passes nginx -t"
+    bg_start "$NGINX" -p "$N" -c "$N/conf/shipped.conf" -g 'daemon off;' 2>>"$N/logs/stderr"
+    NGINX_PID=$BG_PID
+    wait_http "http://127.0.0.1:$XPORT/status" 200 "$NGINX_PID" || bad "nginx (shipped site) did not start: $(cat "$N/logs/stderr")"
+    expect_status "shipped site: no key" 401 -H "Host: api.example.com" "http://127.0.0.1:$XPORT/v1/scrape"
+    expect_status "shipped site: the Pro key" 200 -H "Host: api.example.com" -H "Authorization: Bearer $PRO" "http://127.0.0.1:$XPORT/v1/scrape"
+    wait_for 50 grep -q "key=$PROID account=acct_" "$N/logs/api.access.log" \
+        && ok "shipped site: its access log names the key and its account" \
+        || bad "shipped site's access log: $(cat "$N/logs/api.access.log")"
+    bg_stop "$NGINX_PID"
+else
+    bad "nginx -t with the shipped keygate-module.conf: $(cat "$T/t.out")"
+fi
 finish
