@@ -289,29 +289,49 @@ out:
     return e;
 }
 
-kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
-                               int64_t now_us)
+/*
+ * Release each lease of the list lease[0..len) ("a,b") by its text, but
+ * those whose id is among skip[0..nskip) (released already); `any`: one
+ * was released before.  KG_OK if any was, KG_ERR_INVALID at the first
+ * that is no lease id.
+ */
+static kg_error release_list(kg_context *ctx, const char *lease, size_t len,
+                             const uint64_t *skip, int nskip, int any,
+                             int64_t now_us)
 {
-    const char *p = lease, *comma;
-    int any = 0, nomem = 0;
+    const char *p = lease, *end = lease + len, *comma;
+    int nomem = 0;
 
-    if (lease == NULL || *lease == '\0')
-        return KG_ERR_INVALID;
     for (;; p = comma + 1) {
-        size_t len;
+        uint64_t id;
         kg_error e;
+        int i;
 
-        comma = strchr(p, ',');
-        len = comma ? (size_t)(comma - p) : strlen(p);
-        e = release_one(ctx, p, len, now_us);
-        if (e == KG_ERR_INVALID)
-            return e;
-        any |= e == KG_OK;
-        nomem |= e == KG_ERR_NOMEM;
-        if (comma == NULL)
+        if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
+            comma = end;
+        for (i = 0; i < nskip; i++)
+            if (kg__lease_id_random(p, (size_t)(comma - p), &id) == 0 &&
+                id == skip[i])
+                break;
+        if (i == nskip) {
+            e = release_one(ctx, p, (size_t)(comma - p), now_us);
+            if (e == KG_ERR_INVALID)
+                return e;
+            any |= e == KG_OK;
+            nomem |= e == KG_ERR_NOMEM;
+        }
+        if (comma == end)
             break;
     }
     return any ? KG_OK : nomem ? KG_ERR_NOMEM : KG_ERR_NOT_FOUND;
+}
+
+kg_error kg__lease_release_any(kg_context *ctx, const char *lease,
+                               int64_t now_us)
+{
+    if (lease == NULL || *lease == '\0')
+        return KG_ERR_INVALID;
+    return release_list(ctx, lease, strlen(lease), NULL, 0, 0, now_us);
 }
 
 /*
@@ -349,35 +369,17 @@ static int release_handle(const struct kg__lease_handle *h, int64_t now_us)
 kg_error kg__lease_release_decision(kg_context *ctx, kg_decision *d,
                                     int64_t now_us)
 {
-    const char *p, *end, *comma;
-    int any = 0, nomem = 0, done[KG__LEASE_HANDLES] = {0};
-    int i;
+    uint64_t done[KG__LEASE_HANDLES];
+    int i, n = 0;
 
     if (d->released || d->lease_len == 0)
         return KG_ERR_NOT_FOUND;
     d->released = 1;
-    for (i = 0; i < d->nlh; i++) {
-        if (d->lh[i].limits == ctx->limits && ctx->limits != NULL)
-            any |= done[i] = release_handle(&d->lh[i], now_us);
-    }
-    end = d->lease + d->lease_len;
-    for (p = d->lease; p < end; p = comma + 1) {
-        uint64_t id;
-        kg_error e;
-
-        if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
-            comma = end;
-        if (kg__lease_id_random(p, (size_t)(comma - p), &id) != 0)
-            return KG_ERR_INVALID;
-        for (i = 0; i < d->nlh && !(done[i] && d->lh[i].id == id); i++)
-            ;
-        if (i < d->nlh)
-            continue;
-        e = release_one(ctx, p, (size_t)(comma - p), now_us);
-        any |= e == KG_OK;
-        nomem |= e == KG_ERR_NOMEM;
-    }
-    return any ? KG_OK : nomem ? KG_ERR_NOMEM : KG_ERR_NOT_FOUND;
+    for (i = 0; i < d->nlh; i++)
+        if (d->lh[i].limits == ctx->limits && ctx->limits != NULL &&
+            release_handle(&d->lh[i], now_us))
+            done[n++] = d->lh[i].id;
+    return release_list(ctx, d->lease, d->lease_len, done, n, n > 0, now_us);
 }
 
 kg_error kg_decision_release(kg_context *ctx, kg_decision *d)
