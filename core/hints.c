@@ -317,7 +317,7 @@ struct kslot *kg__key_lock(struct kg__limits *l, const char *key_id,
     size_t klen;
 
     if (s != NULL) {
-        pthread_mutex_lock(&s->shard->lock);
+        pthread_mutex_lock(&kg__slot_shard(s)->lock);
         s->touched_s = now_s;
         return s;
     }

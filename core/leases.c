@@ -99,7 +99,7 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
     if (s == NULL)
         return -1;
     if (kg__limits_entry(l, s, limit, ttl_s, 1, &idx) == NULL) {
-        pthread_mutex_unlock(&s->shard->lock);
+        pthread_mutex_unlock(&kg__slot_shard(s)->lock);
         return -1;
     }
     reap_leases(s, now_us);
@@ -119,7 +119,7 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
         held += r == 1;
     }
     *in_use_r = r < 0 ? -1 : held;
-    pthread_mutex_unlock(&s->shard->lock);
+    pthread_mutex_unlock(&kg__slot_shard(s)->lock);
     return r;
 }
 
@@ -153,7 +153,7 @@ static int64_t lease_span(kg_context *ctx, const char *key_id,
                 c++;
             }
         }
-        pthread_mutex_unlock(&s->shard->lock);
+        pthread_mutex_unlock(&kg__slot_shard(s)->lock);
     }
     *first_r = first;
     *last_r = last;
@@ -209,7 +209,7 @@ static kg_error release_mem(struct kg__limits *l, uint64_t id, const char *key,
             }
         }
     }
-    pthread_mutex_unlock(&s->shard->lock);
+    pthread_mutex_unlock(&kg__slot_shard(s)->lock);
     return rc;
 }
 

@@ -307,8 +307,8 @@ struct kslot *kg__limits_find(struct kg__limits *l, const char *key,
     /* Only the header is cleared (entries are, as they are added), and
      * not the shard: see struct kslot. */
     memset(&s->hnext, 0, offsetof(struct kslot, keybuf) - offsetof(struct kslot, hnext));
-    if (s->shard == NULL)
-        s->shard = sh;
+    if (kg__slot_shard(s) == NULL)
+        __atomic_store_n(&s->shard, sh, __ATOMIC_RELEASE);
     s->key = klen < KEY_INLINE ? s->keybuf : malloc(klen + 1);
     if (s->key == NULL) {
         s->key = s->keybuf;
@@ -364,7 +364,7 @@ struct kg_slot *kg__limits_entry(struct kg__limits *l, struct kslot *s,
     memcpy(e->name, name, nlen + 1);
     e->owner = s;
     s->nentries++;
-    s->shard->entries++;
+    kg__slot_shard(s)->entries++;
     atomic_fetch_add(&l->entries, 1);
 found:
     if (idle_s > e->idle_s)
@@ -388,7 +388,7 @@ kg_slot *kg__limits_lock(struct kg__limits *l, const char *key_id,
         return NULL;
     e = kg__limits_entry(l, s, limit, idle_s, 1, &idx);
     if (e == NULL)
-        pthread_mutex_unlock(&s->shard->lock);
+        pthread_mutex_unlock(&kg__slot_shard(s)->lock);
     return e;
 }
 
@@ -408,5 +408,5 @@ void kg_slot_unlock(kg_slot *e)
     if (__builtin_expect(o & 1, 0))
         pthread_mutex_unlock((pthread_mutex_t *)(o & ~(uintptr_t)1));
     else
-        pthread_mutex_unlock(&e->owner->shard->lock);
+        pthread_mutex_unlock(&kg__slot_shard(e->owner)->lock);
 }

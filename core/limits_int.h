@@ -52,9 +52,12 @@ struct lshard;
 #define KEY_INLINE 32
 
 struct kslot {
-    /* Set when the slot is first used and never changed: a slot stays
-     * with its shard (its free list) for good.  Read without the lock by
-     * kg__key_lock() (hints.c) through a record's hint. */
+    /* Set when the slot is first used.  A slot of the chunks stays with
+     * its shard (its free list) for good; a vacant home slot moves to the
+     * shard of the key that takes it again (slot_alloc).  Read without the
+     * lock by kg__key_lock() (hints.c) through a record's hint, and
+     * compared-and-swapped by checks racing for a home: every access is
+     * atomic (kg__slot_shard()). */
     struct lshard *shard;
     struct kslot *hnext;          /* bucket chain; free list when free */
     uint64_t hash;
@@ -89,6 +92,13 @@ struct lshard {
     size_t hand;                  /* next bucket the reaper looks at */
     struct kslot *free;           /* slots to reuse */
 } __attribute__((aligned(64)));
+
+/* A slot's shard (see struct kslot): relaxed where the shard's lock, held
+ * or about to be taken and checked again, orders the rest. */
+static inline struct lshard *kg__slot_shard(const struct kslot *s)
+{
+    return __atomic_load_n(&s->shard, __ATOMIC_RELAXED);
+}
 
 /* Hints: key hash -> the key's slot as last seen; lease id -> the slot
  * that holds the lease (see hints.c). */

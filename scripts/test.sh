@@ -19,16 +19,28 @@ if grep "cannot remove" configure.out; then
 fi
 J=$(nproc 2>/dev/null || echo 2)
 status=0
+# A failing test's own log, so that CI's output says what failed and where
+# (the .log files do not outlive CI's clean clone).  Check's failure lines
+# (file:line:F/E:...) first, then the log's tail.
+show_failures() {
+    for trs in $(find "$1" -name '*.trs' -newer configure.out 2>/dev/null | sort); do
+        grep -q -E '^:test-result: (FAIL|ERROR)' "$trs" || continue
+        log=${trs%.trs}.log
+        echo "---- $log ----"
+        grep -E ':[FE]:' "$log" | head -20
+        tail -40 "$log"
+    done
+}
 make -j"$J" >make.out 2>&1 || { tail -50 make.out; exit 1; }
-make -j"$J" check || status=1
+make -j"$J" check || { status=1; show_failures tests; }
 # Check's own summary lines, one per suite.
 grep -h -E '^[0-9]+%: Checks: ' tests/unit/*.log 2>/dev/null || true
 echo "== sanitizers (ASan + UBSan) =="
-make check-sanitizers SAN_CONFIGURE_FLAGS="$WITH" || status=1
+make check-sanitizers SAN_CONFIGURE_FLAGS="$WITH" || { status=1; show_failures _san; }
 echo "== ThreadSanitizer (unit suites) =="
-make check-tsan SAN_CONFIGURE_FLAGS="$WITH" || status=1
+make check-tsan SAN_CONFIGURE_FLAGS="$WITH" || { status=1; show_failures _tsan; }
 echo "== valgrind memcheck (unit suites) =="
-make check-valgrind || status=1
+make check-valgrind || { status=1; show_failures tests; }
 echo "== make distcheck (the tarball builds, installs and passes the unit suites) =="
 make distcheck TESTS='$(UNIT_TESTS) tests/abi/test_abi.sh' >distcheck.out 2>&1 \
     && tail -4 distcheck.out || { tail -40 distcheck.out; status=1; }
