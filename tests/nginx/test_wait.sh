@@ -15,6 +15,9 @@
 #   `keygate off` location still answers at once and the limited request
 #   gets 503 after command_timeout_ms; 2 workers and 16 concurrent
 #   clients admit exactly 10 in all, counted in Redis;
+# - a pool whose queue is full answers 503 auth_unavailable at once;
+#   nginx reloaded from a policy that never waits into the LDAP one gets
+#   its pool then;
 # - `keygate_thread_pool NAME;` naming a pool no `thread_pool` defines
 #   fails `nginx -t` with nginx's own error naming it.
 KEYGATE_SRCDIR=${KEYGATE_SRCDIR:-.}
@@ -154,6 +157,93 @@ wait_for 100 grep -q '"GET /v1/c HTTP/1.1" 499 ' "$N/logs/access.log" \
     || bad "access log for the client that hung up: $(grep /v1/c "$N/logs/access.log")"
 expect_status "key B, now cached" 200 -H "Authorization: Bearer $KB" "$GW/v1/b2"
 stop_nginx "LDAP"
+
+# ---- 1b. the pool's queue full: 503, never a wait on the event loop --------
+# One thread and a queue of one: with slapd hung, key D's lookup holds the
+# thread, key E's waits in the queue, and key F finds the queue full: it
+# is answered 503 auth_unavailable at once (nginx logs the overflow);
+# D and E end 200 once slapd answers.
+KD=$(ldap_key queued-1)
+KE=$(ldap_key queued-2)
+KF=$(ldap_key overflow)
+{ echo "thread_pool small threads=1 max_queue=1;"
+  sed "s#^\( *keygate_policy .*\)\$#\1\n    keygate_thread_pool small;#" "$N/conf/nginx.conf"; } >"$N/conf/small.conf"
+grep -q "keygate_thread_pool small;" "$N/conf/small.conf" || bad "the test's configuration edit did not apply"
+cp "$N/conf/nginx.conf" "$N/conf/one.conf"
+cp "$N/conf/small.conf" "$N/conf/nginx.conf"
+fresh_nginx
+slapd_pause a
+timed "$GW/v1/d" 20 -H "Authorization: Bearer $KD" >"$T/d.out" &
+DPID=$!
+reached "$PA" "key D's lookup"
+timed "$GW/v1/e" 20 -H "Authorization: Bearer $KE" >"$T/e.out" &
+EPID=$!
+queued() { grep -q '"GET /v1/e ' "$N/logs/access.log" && return 1; kill -0 "$EPID" 2>/dev/null; }
+sleep 0.5
+queued || bad "key E's request ended before slapd was resumed: $(cat "$T/e.out")"
+rf=$(curl -s -o "$T/f.body" -w '%{http_code} %{time_total}' --max-time 3 \
+    -H "Authorization: Bearer $KF" "$GW/v1/f")
+echo "# queue full: key F: $rf"
+[ "${rf%% *}" = 503 ] && lt "${rf#* }" 1 \
+    && ok "the pool's queue full: key F answered 503 in ${rf#* } s (< 1 s)" \
+    || bad "the pool's queue full: key F: $rf (code, s; want 503 within 1 s)"
+grep -q '"code":"auth_unavailable"' "$T/f.body" && grep -q 'no thread free' "$T/f.body" \
+    && ok "... JSON auth_unavailable: $(cat "$T/f.body")" || bad "key F's body: $(cat "$T/f.body")"
+grep -q 'thread pool "small" queue overflow' "$N/logs/error.log" \
+    && ok "... nginx logged the overflow" || bad "error.log: $(cat "$N/logs/error.log")"
+slapd_resume a
+wait "$DPID" "$EPID"
+[ "$(cut -d' ' -f1 "$T/d.out")" = 200 ] && [ "$(cut -d' ' -f1 "$T/e.out")" = 200 ] \
+    && ok "slapd resumed: keys D (on the thread) and E (queued) end 200" \
+    || bad "keys D and E after slapd resumed: $(cat "$T/d.out") / $(cat "$T/e.out")"
+expect_status "key F, once the pool is free" 200 -H "Authorization: Bearer $KF" "$GW/v1/f2"
+stop_nginx "LDAP, a full queue"
+
+# ---- 1c. reloaded from a policy that never waits into the LDAP one ----------
+# The worker before the reload had no pool (its policy never waited); the
+# reload makes one (nginx's default) for the new policy: with slapd
+# hung, a cached key and /status answer at once while a lookup waits.
+cp "$N/conf/one.conf" "$N/conf/nginx.conf"
+LDAPPOL=$POLICY
+POLICY=$T/file.yaml
+cat >"$POLICY" <<YAML
+version: 1
+key_prefix: whizo
+credential:
+  - {module: bearer, control: optional}
+keystore:
+  - {module: file, control: required, options: {path: $T/file-keys.yaml, create: true}}
+plans:
+  free: {}
+YAML
+FK=$("$KEYGATE" --config "$POLICY" key create --name file --plan free 2>/dev/null)
+sed "s#keygate_policy .*;#keygate_policy $POLICY;#" "$N/conf/one.conf" >"$N/conf/nginx.conf"
+fresh_nginx
+expect_status "a policy that never waits (file store)" 200 -H "Authorization: Bearer $FK" "$GW/v1/file"
+grep -q "thread pool" "$N/logs/error.log" && bad "a thread pool was made for a policy that never waits: $(cat "$N/logs/error.log")"
+sed "s#keygate_policy .*;#keygate_policy $LDAPPOL;#" "$N/conf/one.conf" >"$N/conf/nginx.conf"
+POLICY=$LDAPPOL
+KG_=$(ldap_key after-reload)
+kill -HUP "$NGINX_PID"
+reloaded() { [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KA" "$GW/v1/a")" = 200 ]; }
+wait_for 100 reloaded && ok "nginx -s reload into the LDAP policy: key A answers 200" \
+    || bad "after the reload into the LDAP policy, key A: $(curl -s -H "Authorization: Bearer $KA" "$GW/v1/a")"
+# every worker of the new generation has looked key A up (one worker)
+slapd_pause a
+timed "$GW/v1/g" 20 -H "Authorization: Bearer $KG_" >"$T/g.out" &
+GPID=$!
+reached "$PA" "the new key's lookup after the reload"
+ra=$(timed "$GW/v1/a" 3 -H "Authorization: Bearer $KA")
+rs=$(timed "$GW/status" 3)
+echo "# reloaded, slapd hung: key A (cached): $ra; /status: $rs"
+[ "${ra%% *}" = 200 ] && lt "${ra#* }" 1 && [ "${rs%% *}" = 200 ] && lt "${rs#* }" 1 \
+    && ok "reloaded, slapd hung: the cached key and /status answered at once (${ra#* } s, ${rs#* } s)" \
+    || bad "reloaded, slapd hung: key A $ra, /status $rs (want 200 within 1 s each)"
+slapd_resume a
+wait "$GPID"
+[ "$(cut -d' ' -f1 "$T/g.out")" = 200 ] && ok "... and the waiting lookup ends 200" \
+    || bad "the lookup after the reload: $(cat "$T/g.out")"
+stop_nginx "LDAP after a reload"
 
 # ---- 3. keygate_thread_pool naming an undefined pool -------------------------
 # (the LDAP policy: one that may wait, which the pool is for)
