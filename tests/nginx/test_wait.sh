@@ -40,6 +40,10 @@ export KG_LDAP_TMP
 mkdir -p "$KG_LDAP_TMP"
 trap 'slapd_stop a; redis_stop "$T/redis"; lib_cleanup' EXIT
 
+# policy_head: a policy's lines up to its key store's (bearer keys)
+policy_head() {
+    printf 'version: 1\nkey_prefix: whizo\ncredential:\n  - {module: bearer, control: optional}\nkeystore:\n'
+}
 # timed URL MAX [curl args]: "CODE SECONDS" (000: no answer within MAX s).
 timed() {
     tu=$1 tm=$2
@@ -203,19 +207,15 @@ stop_nginx "LDAP, a full queue"
 # The worker before the reload had no pool (its policy never waited); the
 # reload makes one (nginx's default) for the new policy: with slapd
 # hung, a cached key and /status answer at once while a lookup waits.
-cp "$N/conf/one.conf" "$N/conf/nginx.conf"
 LDAPPOL=$POLICY
 POLICY=$T/file.yaml
-cat >"$POLICY" <<YAML
-version: 1
-key_prefix: whizo
-credential:
-  - {module: bearer, control: optional}
-keystore:
-  - {module: file, control: required, options: {path: $T/file-keys.yaml, create: true}}
+{ policy_head
+  cat <<YAML
+  - {module: file, control: required, options: {path: $T/file-keys.yaml}}
 plans:
   free: {}
 YAML
+} >"$POLICY"
 FK=$("$KEYGATE" --config "$POLICY" key create --name file --plan free 2>/dev/null)
 sed "s#keygate_policy .*;#keygate_policy $POLICY;#" "$N/conf/one.conf" >"$N/conf/nginx.conf"
 fresh_nginx
@@ -265,12 +265,8 @@ fi
 redis_start "$T/redis" || { bad "redis-server did not start"; finish; }
 RPORT=$REDIS_PORT
 POLICY=$T/redis.yaml
-cat >"$POLICY" <<YAML
-version: 1
-key_prefix: whizo
-credential:
-  - {module: bearer, control: optional}
-keystore:
+{ policy_head
+  cat <<YAML
   - module: sql
     control: required
     cache: {ttl: 60s, negative_ttl: 1s}
@@ -287,6 +283,7 @@ plans:
           backend: redis
           redis: {endpoints: ["127.0.0.1:$RPORT"], command_timeout_ms: 3000}
 YAML
+} >"$POLICY"
 FREE=$(new_key free free)
 STORM=$(new_key storm free)
 HUNG=$(new_key hung free)
