@@ -305,14 +305,14 @@ static kg_error release_list(kg_context *ctx, const char *lease, size_t len,
     for (;; p = comma + 1) {
         uint64_t id;
         kg_error e;
-        int i;
+        int i = nskip;
 
         if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
             comma = end;
-        for (i = 0; i < nskip; i++)
-            if (kg__lease_id_random(p, (size_t)(comma - p), &id) == 0 &&
-                id == skip[i])
-                break;
+        /* the id decoded once, then looked for among those released */
+        if (nskip > 0 && kg__lease_id_random(p, (size_t)(comma - p), &id) == 0)
+            for (i = 0; i < nskip && id != skip[i]; i++)
+                ;
         if (i == nskip) {
             e = release_one(ctx, p, (size_t)(comma - p), now_us);
             if (e == KG_ERR_INVALID)
