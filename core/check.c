@@ -40,7 +40,8 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
     const char *msgs[64];
     char msgbuf[64][96];
 
-    memset(codes, 0, sizeof(codes));
+    /* read below st->n only */
+    memset(codes, 0, (st->n < 64 ? st->n : 64) * sizeof(codes[0]));
     kg__chain_init(&ch);
     for (i = 0; i < st->n; i++) {
         const kg__line *l = st->lines[i];
@@ -515,7 +516,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     d = kg__decision_new();
     if (d == NULL)
         return KG_ERR_NOMEM;
-    memset(&c, 0, sizeof(c));
+    memset(&c, 0, offsetof(kg_call, deny_buf));
     c.policy = p;
     c.req = req;
     c.d = d;

@@ -100,6 +100,7 @@ void kg__decision_lease_commit(kg_decision *d, size_t len)
         d->lease[d->lease_len++] = ',';
     d->lease_len += len;
     d->lease[d->lease_len] = '\0';
+    d->nlease++;
 }
 
 void kg__decision_lease_remove(kg_decision *d, char *p, size_t len)
@@ -111,6 +112,7 @@ void kg__decision_lease_remove(kg_decision *d, char *p, size_t len)
         p--, len++;             /* the last: the comma before it goes */
     memmove(p, p + len, (size_t)(end - (p + len)) + 1);
     d->lease_len -= len;
+    d->nlease--;
 }
 
 void kg__decision_deny(kg_decision *d, kg_code code, const char *message,

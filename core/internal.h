@@ -928,6 +928,7 @@ struct kg_decision {
      * kg_decision_release() ran. */
     struct kg__lease_handle lh[KG__LEASE_HANDLES];
     int nlh;
+    int nlease;         /* leases in `lease` */
     int released;
     char message[256];
     char decided_by[96];
@@ -968,7 +969,6 @@ struct kg_call {
     int peek;
     kg_code deny_code;
     const char *deny_message;
-    char deny_buf[256];
     int lease_count;
     const char *ok_by;   /* label of the module that made the last stage pass */
     const kg_account *account;   /* the record's account, or NULL */
@@ -980,6 +980,9 @@ struct kg_call {
     void *ushard;        /* the usage shard, once prefetched (usage.c) */
     int nowait;          /* kg_request_set_nowait(): never wait on a store */
     int blocked;         /* a store said it would wait (kg_call_would_block) */
+    /* Last: written before it is read, so a check clears the call only
+     * up to here. */
+    char deny_buf[256];
 };
 
 #endif

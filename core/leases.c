@@ -109,7 +109,6 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
         r = lease_add(s, idx, now_us + ttl_s * 1000000, &id) == 0 ? 1 : -1;
         if (r == 1) {
             kg__lease_hint_set(l, id, s);
-            kg__lease_id_format(id, key_id, klen, limit, nlen, out);
             if (h != NULL) {
                 h->limits = l;
                 h->slot = s;
@@ -120,6 +119,10 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
     }
     *in_use_r = r < 0 ? -1 : held;
     pthread_mutex_unlock(&kg__slot_shard(s)->lock);
+    /* The text, once the slot is free for others: the id is this
+     * call's alone. */
+    if (r == 1)
+        kg__lease_id_format(id, key_id, klen, limit, nlen, out);
     return r;
 }
 
@@ -379,6 +382,10 @@ kg_error kg__lease_release_decision(kg_context *ctx, kg_decision *d,
         if (d->lh[i].limits == ctx->limits && ctx->limits != NULL &&
             release_handle(&d->lh[i], now_us))
             done[n++] = d->lh[i].id;
+    /* Every lease released by its handle (the usual case: one
+     * concurrency limit in memory): no text to read. */
+    if (n == d->nlease)
+        return KG_OK;
     return release_list(ctx, d->lease, d->lease_len, done, n, n > 0, now_us);
 }
 

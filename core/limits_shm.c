@@ -375,13 +375,15 @@ int kg__shm_lease_acquire(struct kg__shm *m, const char *key_id, size_t klen,
             l->expires_us = now_us + ttl_s * 1000000;
             l->entry = idx;
             s->nleases++;
-            kg__lease_id_format(id, key_id, klen, limit, nlen, out);
             held++;
             r = 1;
         }
     }
     *in_use_r = r < 0 ? -1 : held;
     shard_unlock(m, shard);
+    /* formatted once the shard is free for the other processes */
+    if (r == 1)
+        kg__lease_id_format(id, key_id, klen, limit, nlen, out);
     return r;
 }
 
