@@ -25,6 +25,7 @@ struct kg__header {
     const char *nref, *vref;   /* lent (add_header_ref), or NULL: */
     size_t name;    /* offsets into mem */
     size_t value;
+    size_t nlen;    /* the name's length: compared before the name */
     size_t vlen;
 };
 
@@ -34,6 +35,9 @@ struct kg_request {
     size_t method, path, target;   /* offset + 1; 0: not set */
     int has_client;       /* client_addr and client_str are set */
     int client_bin;       /* client_addr is an address (else unparsable) */
+    /* client_str holds the text: set from a socket address, the text is
+     * made when it is first read (most checks never read it). */
+    int client_txt;
     unsigned char client_addr[16];
     char client_str[64];
     unsigned flags;       /* KG__TARGET_* of the path */
@@ -238,6 +242,7 @@ kg_error kg_request_set_client(kg_request *r, const char *c)
     kg__strlcpy(r->client_str, c, sizeof(r->client_str));
     memcpy(r->client_addr, addr, sizeof(addr));
     r->client_bin = 1;
+    r->client_txt = 1;
     r->has_client = 1;
     return KG_OK;
 }
@@ -264,13 +269,8 @@ kg_error kg_request_set_client_addr(kg_request *r, const struct sockaddr *sa)
         r->client_addr[10] = r->client_addr[11] = 0xff;
         memcpy(r->client_addr + 12, a4, 4);
     }
-    /* The text form (a v4-mapped address shown as IPv4, as
-     * kg_addr_parse reads it back). */
-    if (a4 != NULL)
-        inet_ntop(AF_INET, a4, r->client_str, sizeof(r->client_str));
-    else
-        inet_ntop(AF_INET6, r->client_addr, r->client_str, sizeof(r->client_str));
     r->client_bin = 1;
+    r->client_txt = 0;   /* kg_request_client() writes it */
     r->has_client = 1;
     return KG_OK;
 }
@@ -323,6 +323,7 @@ kg_error kg_request_add_header_n(kg_request *r, const char *name,
     h->nref = h->vref = NULL;
     h->name = n;
     h->value = v;
+    h->nlen = name_len;
     h->vlen = value_len;
     r->nh++;
     return KG_OK;
@@ -340,6 +341,7 @@ kg_error kg_request_add_header_ref(kg_request *r, const char *name,
     h->nref = name;
     h->vref = value;
     h->name = h->value = 0;
+    h->nlen = strlen(name);
     h->vlen = value_len;
     r->nh++;
     return KG_OK;
@@ -366,7 +368,27 @@ kg_target_kind kg_request_target_kind(const kg_request *r)
         return KG_TARGET_KEY;
     return r->method && r->path ? KG_TARGET_ROUTE : KG_TARGET_NONE;
 }
-const char *kg_request_client(const kg_request *r) { return r->has_client ? r->client_str : NULL; }
+const char *kg_request_client(const kg_request *r)
+{
+    kg_request *w = (kg_request *)r;   /* one thread's at a time */
+
+    if (!r->has_client)
+        return NULL;
+    if (!r->client_txt) {
+        /* a v4-mapped address shown as IPv4, as kg_addr_parse reads it */
+        static const unsigned char v4mapped[12] = {
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+        };
+        if (memcmp(r->client_addr, v4mapped, sizeof(v4mapped)) == 0)
+            inet_ntop(AF_INET, r->client_addr + 12, w->client_str,
+                      sizeof(w->client_str));
+        else
+            inet_ntop(AF_INET6, r->client_addr, w->client_str,
+                      sizeof(w->client_str));
+        w->client_txt = 1;
+    }
+    return r->client_str;
+}
 size_t kg_request_header_count(const kg_request *r) { return r->nh; }
 
 static const char *hname(const kg_request *r, const struct kg__header *h)
@@ -394,9 +416,10 @@ kg_error kg_request_header_at(const kg_request *r, size_t i,
 const char *kg_request_header_find(const kg_request *r, const char *name,
                                    size_t nth, size_t *len_r)
 {
-    size_t i;
+    size_t i, nlen = strlen(name);
     for (i = 0; i < r->nh; i++) {
-        if (strcasecmp(hname(r, &r->h[i]), name) == 0 && nth-- == 0) {
+        if (r->h[i].nlen == nlen && strcasecmp(hname(r, &r->h[i]), name) == 0 &&
+            nth-- == 0) {
             if (len_r)
                 *len_r = r->h[i].vlen;
             return hvalue(r, &r->h[i]);

@@ -183,14 +183,13 @@ ngx_http_keygate_build(ngx_http_request_t *r, kg_request *req)
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
     ngx_uint_t        i;
-    char             *method, *target, *client;
+    char             *method, *target;
     kg_error          e;
 
     kg_request_reset(req);
     method = ngx_http_keygate_cstr(r->pool, &r->method_name);
     target = ngx_http_keygate_cstr(r->pool, &r->unparsed_uri);
-    client = ngx_http_keygate_cstr(r->pool, &r->connection->addr_text);
-    if (method == NULL || target == NULL || client == NULL) {
+    if (method == NULL || target == NULL) {
         return KG_ERR_NOMEM;
     }
     /* KG_ERR_INVALID: kg_check() refuses the request (400) itself */
@@ -198,12 +197,10 @@ ngx_http_keygate_build(ngx_http_request_t *r, kg_request *req)
     if (e == KG_ERR_NOMEM) {
         return e;
     }
-    /* not an address (a unix socket's "unix:"): no client, and a
-     * network check fails closed */
-    e = kg_request_set_client(req, client);
-    if (e == KG_ERR_NOMEM) {
-        return e;
-    }
+    /* $remote_addr's address, in binary (the realip module replaces
+     * both); a unix socket's is none: no client, and a network check
+     * fails closed */
+    (void) kg_request_set_client_addr(req, r->connection->sockaddr);
 
     part = &r->headers_in.headers.part;
     i = 0;

@@ -251,6 +251,7 @@ kg_error kg_policy_read_plugin_path(const char *path, char ***dirs_r,
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 
+/* A request is used by one thread at a time, its getters included. */
 typedef struct kg_request kg_request;
 
 kg_error kg_request_new(kg_request **req_r);
@@ -299,8 +300,9 @@ kg_error kg_request_set_key_only(kg_request *req);
  */
 kg_error kg_request_set_client(kg_request *req, const char *address);
 /* The client's address from a socket address (AF_INET or AF_INET6; a
- * v4-mapped IPv6 address counts as IPv4): no text to parse.
- * KG_ERR_INVALID for another family. */
+ * v4-mapped IPv6 address counts as IPv4): no text to parse, and none
+ * made until kg_request_client() asks for it.  KG_ERR_INVALID for
+ * another family. */
 struct sockaddr;
 kg_error kg_request_set_client_addr(kg_request *req,
                                     const struct sockaddr *address);

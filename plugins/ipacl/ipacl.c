@@ -76,23 +76,26 @@ static kg_result ipacl_check(void *inst, kg_call *call)
 {
     struct ipacl *a = inst;
     const kg_record *r = kg_call_record(call);
-    const char *client = kg_request_client(kg_call_request(call));
     const kg_account *acct = kg_call_account(call);
     size_t nkey = r ? kg_record_cidr_count(r) : 0, nnets = 0;
     size_t nacct = acct ? kg_account_cidr_count(acct) : 0;
     const kg_cidr *nets;
     unsigned char addr[16];
     char msg[200];
+    /* The address's text only for a message (most checks never need it;
+     * kg_request_client() makes it on first use). */
+    const kg_request *req = kg_call_request(call);
 
     if (nkey == 0 && nacct == 0 && a->nallow == 0)
         return KG_RESULT_OK;
-    if (kg_request_client_addr(kg_call_request(call), addr) != KG_OK) {
+    if (kg_request_client_addr(req, addr) != KG_OK) {
         kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, "this key is restricted to "
                      "some networks and the client address is unknown");
         return KG_RESULT_FAIL;
     }
     if (a->nallow > 0 && !in_any(a->allow, a->nallow, addr)) {
-        snprintf(msg, sizeof(msg), "client address %s is not allowed for this plan", client);
+        snprintf(msg, sizeof(msg), "client address %s is not allowed for this plan",
+                 kg_request_client(req));
         kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, msg);
         return KG_RESULT_FAIL;
     }
@@ -102,7 +105,7 @@ static kg_result ipacl_check(void *inst, kg_call *call)
         nets = kg_account_allowed_nets(acct, &nnets);
         if (!in_any(nets, nnets, addr)) {
             snprintf(msg, sizeof(msg), "client address %s is not in the "
-                     "allowlist of this key's account", client);
+                     "allowlist of this key's account", kg_request_client(req));
             kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, msg);
             return KG_RESULT_FAIL;
         }
@@ -116,7 +119,8 @@ static kg_result ipacl_check(void *inst, kg_call *call)
      */
     nets = kg_record_allowed_nets(r, &nnets);
     if (!in_any(nets, nnets, addr)) {
-        snprintf(msg, sizeof(msg), "client address %s is not in this key's allowlist", client);
+        snprintf(msg, sizeof(msg), "client address %s is not in this key's allowlist",
+                 kg_request_client(req));
         kg_call_deny(call, KG_CODE_IP_NOT_ALLOWED, msg);
         return KG_RESULT_FAIL;
     }

@@ -175,6 +175,13 @@ START_TEST(client_addr_and_lent_headers)
     ck_assert_str_eq(kg_request_client(r), "2001:db8::1");
     ck_assert_int_eq(kg_request_client_addr(r, a), KG_OK);
     ck_assert_mem_eq(a, in6.sin6_addr.s6_addr, 16);
+    /* the text of an address set in binary is made when read: never the
+     * text of an address set before it */
+    ck_assert_int_eq(kg_request_set_client(r, "192.0.2.9"), KG_OK);
+    ck_assert_int_eq(kg_request_set_client_addr(r, (struct sockaddr *)&in4), KG_OK);
+    ck_assert_int_eq(kg_request_set_client_addr(r, (struct sockaddr *)&in6), KG_OK);
+    ck_assert_str_eq(kg_request_client(r), "2001:db8::1");
+    ck_assert_str_eq(kg_request_client(r), "2001:db8::1");
     /* text that is no address: refused, the address set before kept */
     ck_assert_int_eq(kg_request_set_client(r, "nonsense"), KG_ERR_INVALID);
     ck_assert_str_eq(kg_request_client(r), "2001:db8::1");
