@@ -250,6 +250,9 @@ static ngx_http_keygate_name_t  ngx_http_keygate_names[16] = {
     { "X-Keygate-Lease", ngx_null_string, NULL, 0 },
 };
 static ngx_uint_t  ngx_http_keygate_nnames;
+/* The k-th header of the last response and its set-up name. */
+static const char               *ngx_http_keygate_seen[16];
+static ngx_http_keygate_name_t  *ngx_http_keygate_seen_hn[16];
 /* The first letters (lower case) of every name set up: an upstream's
  * header that begins with none of them is no header of the module's. */
 static u_char      ngx_http_keygate_first[256];
@@ -775,8 +778,21 @@ ngx_http_keygate_header_filter(ngx_http_request_t *r)
         if (kg_decision_header(st->decision, k, &name, &value[k]) != KG_OK) {
             continue;
         }
+        /* the k-th header is nearly always the name it was last time */
+        if (ngx_http_keygate_seen[k] == name) {
+            hn[k] = ngx_http_keygate_seen_hn[k];
+            continue;
+        }
         if ((hn[k] = ngx_http_keygate_name(r, name)) == NULL) {
             return NGX_ERROR;
+        }
+        if (hn[k] >= ngx_http_keygate_names
+            && hn[k] < ngx_http_keygate_names + sizeof(ngx_http_keygate_names)
+                                              / sizeof(ngx_http_keygate_names[0]))
+        {
+            /* set up for the worker's life, not from the request's pool */
+            ngx_http_keygate_seen[k] = name;
+            ngx_http_keygate_seen_hn[k] = hn[k];
         }
     }
     part = &r->headers_out.headers.part;

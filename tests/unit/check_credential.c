@@ -98,6 +98,8 @@ START_TEST(bearer_malformed_is_400)
         { "Authorization: Bearer \"%s\"", "quoted" },
         { "Authorization: Bearer %s!", "a character outside b64token" },
         { "Authorization: Bearer =abc", "padding first" },
+        { "Authorization: Bearer ab=cdefgh", "padding inside" },
+        { "Authorization: Bearer abcde!fgh", "outside b64token, in the middle" },
     };
     size_t i;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -163,6 +165,8 @@ START_TEST(bearer_bad_checksum_is_401)
     free(h);
     /* not even our format: "Bearer abc" */
     UNAUTH(check3(pol, "Authorization: Bearer abc.def", NULL, NULL), "a foreign token");
+    UNAUTH(check3(pol, "Authorization: Bearer abcdefgh==", NULL, NULL),
+           "a foreign token with padding");
     /* longer than any key: refused by the format, before it is hashed */
     {
         char big[4 * KG_KEY_MAX];
