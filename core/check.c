@@ -277,10 +277,11 @@ static int run_account(kg_call *c, const kg__stack *st)
     kg__chain ch;
     size_t i;
     kg_code code = KG_CODE_NONE;
-    char msg[256] = "";
+    char msg[256];
 
     if (st->n == 0)
         return 0;
+    msg[0] = '\0';   /* not the whole array, on every check */
     kg__chain_init(&ch);
     for (i = 0; i < st->n; i++) {
         const kg__line *l = st->lines[i];
@@ -369,16 +370,17 @@ static int run_limit(kg_call *c, const kg__stack *st)
     unsigned char took[64];
     size_t rep_from[64];   /* the first report of line i */
     kg_code code = KG_CODE_NONE;
-    char msg[256] = "";
+    char msg[256];
     size_t denier_report = (size_t)-1;
     kg_result bres[KG__MAX_BATCH];
     size_t bfrom = 0, bn = 0;   /* the batch that lines bfrom.. are in */
     size_t bbefore = 0;
     kg_code bcode = KG_CODE_NONE;
-    char bmsg[256] = "";
+    char bmsg[256];
 
     if (st->n == 0)
         return 0;
+    msg[0] = bmsg[0] = '\0';   /* not the whole arrays, on every check */
     kg__chain_init(&ch);
     memset(took, 0, sizeof(took));
     for (i = 0; i < st->n; i++) {

@@ -432,6 +432,8 @@ ngx_http_keygate_upstream_headers(ngx_http_request_t *r, const kg_decision *d)
 {
     ngx_list_t  *list = &r->headers_in.headers;
     u_char      *prio;
+    size_t       plen;
+    int          pv;
     const char  *v;
 
     if (ngx_http_keygate_strip(r) != NGX_OK) {
@@ -456,15 +458,23 @@ ngx_http_keygate_upstream_headers(ngx_http_request_t *r, const kg_decision *d)
     }
     v = kg_decision_plan(d);
     if (v != NULL) {
-        prio = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (prio == NULL
-            || ngx_http_keygate_push_s(list,
-                   &ngx_http_keygate_names[KG_HDR_PLAN], v) != NGX_OK
+        pv = kg_decision_priority(d);
+        if (pv >= 0 && pv <= 9) {
+            /* a plan's priority is nearly always one digit: no printing */
+            prio = (u_char *) &"0123456789"[pv];
+            plen = 1;
+        } else {
+            prio = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+            if (prio == NULL) {
+                return NGX_ERROR;
+            }
+            plen = ngx_sprintf(prio, "%i", (ngx_int_t) pv) - prio;
+        }
+        if (ngx_http_keygate_push_s(list,
+                &ngx_http_keygate_names[KG_HDR_PLAN], v) != NGX_OK
             || ngx_http_keygate_push(list,
                    &ngx_http_keygate_names[KG_HDR_PRIORITY], (char *) prio,
-                   ngx_sprintf(prio, "%i",
-                               (ngx_int_t) kg_decision_priority(d)) - prio)
-               != NGX_OK)
+                   plen) != NGX_OK)
         {
             return NGX_ERROR;
         }
