@@ -518,7 +518,12 @@ void kg_time_format(int64_t t, char out[32])
 
 /* ---- per-thread state ------------------------------------------------ */
 
-static __thread kg__thread *tls_thread;
+/* Initial-exec: one load, where the default model for a library that
+ * nginx loads with dlopen() costs a call to __tls_get_addr() per use
+ * (five a check).  It needs 8 bytes of the static TLS that the C
+ * library keeps for libraries loaded late (glibc keeps 512 bytes for
+ * them by default). */
+static __thread kg__thread *tls_thread __attribute__((tls_model("initial-exec")));
 static pthread_key_t thread_key;
 static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 
