@@ -51,7 +51,7 @@ static int run_credential(kg_call *c, const char **key_r, size_t *len_r)
 
         c->deny_code = KG_CODE_NONE;
         c->deny_message = NULL;
-        r = l->mod->plugin->credential->extract(l->inst, c, &k, &kl);
+        r = l->run.extract(l->inst, c, &k, &kl);
         if (i < 64) {
             codes[i] = c->deny_code;
             msgs[i] = NULL;
@@ -146,11 +146,10 @@ static void prefetch_keystore(const kg__stack *st, const unsigned char *hash)
     size_t i;
     for (i = 0; i < st->n; i++) {
         const kg__line *l = st->lines[i];
-        const kg_plugin *pl = l->mod->plugin;
         if (l->cache != NULL)
             kg__cache_prefetch(l->cache, hash);
-        else if (pl->abi_minor >= 2 && pl->keystore->prefetch != NULL)
-            pl->keystore->prefetch(l->inst, hash);
+        else if (l->prefetch != NULL)
+            l->prefetch(l->inst, hash);
     }
 }
 
@@ -173,7 +172,7 @@ static kg_result lookup_line(kg_call *c, const kg__line *l,
             return rec ? KG_RESULT_OK : KG_RESULT_FAIL;
         }
     }
-    r = l->mod->plugin->keystore->lookup(l->inst, c, hash, rec_r);
+    r = l->run.lookup(l->inst, c, hash, rec_r);
     if (c->blocked) {
         kg_record_unref(*rec_r);
         *rec_r = NULL;
@@ -289,7 +288,7 @@ static int run_account(kg_call *c, const kg__stack *st)
         int go;
         c->deny_code = KG_CODE_NONE;
         c->deny_message = NULL;
-        r = l->mod->plugin->account->check(l->inst, c);
+        r = l->run.check(l->inst, c);
         go = kg__chain_step(&ch, l->actions, r, (int)i);
         if (ch.decider == (int)i && ch.impression < 0) {
             code = c->deny_code;
@@ -317,35 +316,25 @@ static int run_account(kg_call *c, const kg__stack *st)
 }
 
 /*
- * Lines i.. that one batch() can decide (plugin.h): same non-NULL
- * batch_key, required/requisite control (ok continues, every other
- * result fails the stage), at most KG__MAX_BATCH.  Returns the count
+ * Lines i.. that one batch() can decide (plugin.h): batchable lines
+ * (policy_line.c: required/requisite control, ok continues, every other
+ * result fails the stage) of the same non-NULL batch_key, at most
+ * KG__MAX_BATCH.  Returns the count
  * (1: no batch).  The memory limiters have no batch_key, so their path
  * is the plain one below.
  */
 #define KG__MAX_BATCH 16
 
-static int batchable(const kg__line *l)
-{
-    const kg__action *a = l->actions;
-    return l->mod->plugin->abi_minor >= 1 && l->mod->plugin->limit->batch_key &&
-           l->mod->plugin->limit->batch &&
-           a[KG_RESULT_OK] == KG__ACT_OK &&
-           (a[KG_RESULT_FAIL] == KG__ACT_BAD || a[KG_RESULT_FAIL] == KG__ACT_DIE) &&
-           (a[KG_RESULT_UNAVAILABLE] == KG__ACT_BAD ||
-            a[KG_RESULT_UNAVAILABLE] == KG__ACT_DIE);
-}
-
 static size_t batch_span(const kg__stack *st, size_t i)
 {
     const char *key, *k2;
     size_t j;
-    if (!batchable(st->lines[i]) ||
+    if (!st->lines[i]->batchable ||
         (key = st->lines[i]->mod->plugin->limit->batch_key(st->lines[i]->inst)) == NULL)
         return 1;
     for (j = i + 1; j < st->n && j - i < KG__MAX_BATCH; j++) {
         /* One batch counts under one subject (kg_call_subject). */
-        if (!batchable(st->lines[j]) || st->lines[j]->per_key != st->lines[i]->per_key)
+        if (!st->lines[j]->batchable || st->lines[j]->per_key != st->lines[i]->per_key)
             break;
         k2 = st->lines[j]->mod->plugin->limit->batch_key(st->lines[j]->inst);
         if (k2 == NULL || strcmp(k2, key) != 0)
@@ -385,7 +374,6 @@ static int run_limit(kg_call *c, const kg__stack *st)
     memset(took, 0, sizeof(took));
     for (i = 0; i < st->n; i++) {
         const kg__line *l = st->lines[i];
-        const struct kg_limit_ops *ops = l->mod->plugin->limit;
         kg_result r;
         int go, in_batch = 0;
         size_t before = c->d->nlimits;
@@ -409,7 +397,7 @@ static int run_limit(kg_call *c, const kg__stack *st)
                 bfrom = i;
                 bn = span;
                 bbefore = c->d->nlimits;
-                ops->batch(insts, span, c, bres);
+                l->mod->plugin->limit->batch(insts, span, c, bres);
                 bcode = c->deny_code;
                 snprintf(bmsg, sizeof(bmsg), "%s",
                          c->deny_message ? c->deny_message : "");
@@ -427,11 +415,12 @@ static int run_limit(kg_call *c, const kg__stack *st)
             if (!c->peek && all_ok && i < sizeof(took))
                 took[i] = 1;
         } else if (c->peek) {
+            const struct kg_limit_ops *ops = l->mod->plugin->limit;
             if (ops->peek)
                 ops->peek(l->inst, c);
             r = KG_RESULT_OK;
         } else {
-            r = ops->acquire(l->inst, c);
+            r = l->run.acquire(l->inst, c);
             if (r == KG_RESULT_OK && i < sizeof(took))
                 took[i] = 1;
         }
@@ -645,8 +634,8 @@ static kg_error check(const kg_policy *p, const kg_request *req,
         goto done;
     /* Allowed: the module whose ok made the last stage pass. */
     kg__strlcpy(d->decided_by, c.ok_by ? c.ok_by : "keystore", sizeof(d->decided_by));
-    if (!peek && store->mod->plugin->keystore->touch)
-        store->mod->plugin->keystore->touch(store->inst, rec,
+    if (!peek && store->touch)
+        store->touch(store->inst, rec,
                                             c.now_us / 1000000);
 done:
     kg__limits_unpin(&c.lpin);

@@ -642,11 +642,29 @@ int kg__control_keyword(const char *s, kg__action actions[4]);
 const char *kg__result_name(kg_result r);
 
 typedef struct kg__line {
-    const kg__module *mod;
+    /* What a check reads of a line, first and in the line itself, set
+     * when the policy is loaded (kg__line_hot(), policy_line.c): a check
+     * calls the plugin through them, one cache line away, rather than
+     * through line -> module -> plugin -> ops, three cold loads deep
+     * behind each other (docs/nginx.md "Speed"). */
     void *inst;
+    union {
+        kg_result (*extract)(void *inst, kg_call *call, const char **key_r,
+                             size_t *len_r);                 /* credential */
+        kg_result (*lookup)(void *inst, kg_call *call,
+                            const unsigned char hash[KG_HASH_LEN],
+                            kg_record **rec_r);              /* keystore */
+        kg_result (*check)(void *inst, kg_call *call);       /* account */
+        kg_result (*acquire)(void *inst, kg_call *call);     /* limit */
+    } run;
+    /* keystore lines: the plugin's prefetch (ABI 1.2) and touch, or NULL */
+    void (*prefetch)(void *inst, const unsigned char hash[KG_HASH_LEN]);
+    void (*touch)(void *inst, const kg_record *rec, int64_t when);
+    int batchable;        /* limit lines: batch() may decide it (check.c) */
+    kg__action actions[4];
+    const kg__module *mod;
     char *label;          /* "stage:module" */
     char *control;        /* as written, for explain */
-    kg__action actions[4];
     kg__cache *cache;     /* keystore lines only */
     /* limit lines: the limit's name as the plugin read it (its `name`
      * option), NULL if it reads none (kg_policy_plan_limit_name) */

@@ -137,6 +137,42 @@ kg_error kg__line_plugin(kg__pload *L, kg__ynode *mod, kg__ynode *v, int kind,
     return KG_OK;
 }
 
+/* The line's hot fields (internal.h): its plugin's functions for the
+ * stage, as far as the plugin's ABI minor has them. */
+static void line_hot(kg__line *l, int kind)
+{
+    const kg_plugin *pl = l->mod->plugin;
+    const kg__action *a = l->actions;
+
+    switch (kind) {
+    case KG_PLUGIN_CREDENTIAL:
+        l->run.extract = pl->credential->extract;
+        break;
+    case KG_PLUGIN_KEYSTORE:
+        l->run.lookup = pl->keystore->lookup;
+        l->touch = pl->keystore->touch;
+        l->prefetch = pl->abi_minor >= 2 ? pl->keystore->prefetch : NULL;
+        break;
+    case KG_PLUGIN_ACCOUNT:
+        l->run.check = pl->account->check;
+        break;
+    case KG_PLUGIN_LIMIT:
+        l->run.acquire = pl->limit->acquire;
+        /* Lines one batch() can decide (check.c): same backend,
+         * required/requisite control (ok continues, every other result
+         * fails the stage). */
+        l->batchable = pl->abi_minor >= 1 && pl->limit->batch_key &&
+                       pl->limit->batch && a[KG_RESULT_OK] == KG__ACT_OK &&
+                       (a[KG_RESULT_FAIL] == KG__ACT_BAD ||
+                        a[KG_RESULT_FAIL] == KG__ACT_DIE) &&
+                       (a[KG_RESULT_UNAVAILABLE] == KG__ACT_BAD ||
+                        a[KG_RESULT_UNAVAILABLE] == KG__ACT_DIE);
+        break;
+    default:
+        break;
+    }
+}
+
 static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
                            int kind, kg__line **line_r)
 {
@@ -205,6 +241,7 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
         return e;
     if ((e = kg__line_plugin(L, mod, v, kind, &line->mod, &opts)) != KG_OK)
         return e;
+    line_hot(line, kind);
     e = line->mod->plugin->create(opts, &line->inst);
     if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
         (line->limit_name = strdup(kg__opts_name(opts))) == NULL)
