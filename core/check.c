@@ -316,10 +316,10 @@ static int run_account(kg_call *c, const kg__stack *st)
 }
 
 /*
- * Lines i.. that one batch() can decide (plugin.h): batchable lines
- * (policy_line.c: required/requisite control, ok continues, every other
- * result fails the stage) of the same non-NULL batch_key, at most
- * KG__MAX_BATCH.  Returns the count
+ * Lines i.. that one batch() can decide (plugin.h): lines of the same
+ * non-NULL batch key (policy_line.c: set only where the control is
+ * required or requisite, ok continues and every other result fails the
+ * stage), at most KG__MAX_BATCH.  Returns the count
  * (1: no batch).  The memory limiters have no batch_key, so their path
  * is the plain one below.
  */
@@ -329,14 +329,13 @@ static size_t batch_span(const kg__stack *st, size_t i)
 {
     const char *key, *k2;
     size_t j;
-    if (!st->lines[i]->batchable ||
-        (key = st->lines[i]->mod->plugin->limit->batch_key(st->lines[i]->inst)) == NULL)
+    if ((key = st->lines[i]->batch_key) == NULL)
         return 1;
     for (j = i + 1; j < st->n && j - i < KG__MAX_BATCH; j++) {
         /* One batch counts under one subject (kg_call_subject). */
-        if (!st->lines[j]->batchable || st->lines[j]->per_key != st->lines[i]->per_key)
+        if (st->lines[j]->per_key != st->lines[i]->per_key)
             break;
-        k2 = st->lines[j]->mod->plugin->limit->batch_key(st->lines[j]->inst);
+        k2 = st->lines[j]->batch_key;
         if (k2 == NULL || strcmp(k2, key) != 0)
             break;
     }

@@ -660,7 +660,9 @@ typedef struct kg__line {
     /* keystore lines: the plugin's prefetch (ABI 1.2) and touch, or NULL */
     void (*prefetch)(void *inst, const unsigned char hash[KG_HASH_LEN]);
     void (*touch)(void *inst, const kg_record *rec, int64_t when);
-    int batchable;        /* limit lines: batch() may decide it (check.c) */
+    /* limit lines that batch() may decide (check.c): the plugin's
+     * batch_key() for the instance, else NULL */
+    const char *batch_key;
     kg__action actions[4];
     const kg__module *mod;
     char *label;          /* "stage:module" */

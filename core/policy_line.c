@@ -137,8 +137,9 @@ kg_error kg__line_plugin(kg__pload *L, kg__ynode *mod, kg__ynode *v, int kind,
     return KG_OK;
 }
 
-/* The line's hot fields (internal.h): its plugin's functions for the
- * stage, as far as the plugin's ABI minor has them. */
+/* The line's hot fields (internal.h), once its instance is made: its
+ * plugin's functions for the stage, as far as the plugin's ABI minor has
+ * them. */
 static void line_hot(kg__line *l, int kind)
 {
     const kg_plugin *pl = l->mod->plugin;
@@ -158,15 +159,16 @@ static void line_hot(kg__line *l, int kind)
         break;
     case KG_PLUGIN_LIMIT:
         l->run.acquire = pl->limit->acquire;
-        /* Lines one batch() can decide (check.c): same backend,
-         * required/requisite control (ok continues, every other result
-         * fails the stage). */
-        l->batchable = pl->abi_minor >= 1 && pl->limit->batch_key &&
-                       pl->limit->batch && a[KG_RESULT_OK] == KG__ACT_OK &&
-                       (a[KG_RESULT_FAIL] == KG__ACT_BAD ||
-                        a[KG_RESULT_FAIL] == KG__ACT_DIE) &&
-                       (a[KG_RESULT_UNAVAILABLE] == KG__ACT_BAD ||
-                        a[KG_RESULT_UNAVAILABLE] == KG__ACT_DIE);
+        /* Lines one batch() can decide (check.c): a backend that
+         * batches (batch_key(), asked once: plugin.h), required or
+         * requisite control (ok continues, every other result fails
+         * the stage). */
+        if (pl->abi_minor >= 1 && pl->limit->batch_key && pl->limit->batch &&
+            a[KG_RESULT_OK] == KG__ACT_OK &&
+            (a[KG_RESULT_FAIL] == KG__ACT_BAD || a[KG_RESULT_FAIL] == KG__ACT_DIE) &&
+            (a[KG_RESULT_UNAVAILABLE] == KG__ACT_BAD ||
+             a[KG_RESULT_UNAVAILABLE] == KG__ACT_DIE))
+            l->batch_key = pl->limit->batch_key(l->inst);
         break;
     default:
         break;
@@ -241,8 +243,9 @@ static kg_error parse_line(kg__pload *L, kg__ynode *n, const char *stage,
         return e;
     if ((e = kg__line_plugin(L, mod, v, kind, &line->mod, &opts)) != KG_OK)
         return e;
-    line_hot(line, kind);
     e = line->mod->plugin->create(opts, &line->inst);
+    if (e == KG_OK)
+        line_hot(line, kind);
     if (e == KG_OK && kind == KG_PLUGIN_LIMIT && kg__opts_name(opts) != NULL &&
         (line->limit_name = strdup(kg__opts_name(opts))) == NULL)
         e = KG_ERR_NOMEM;

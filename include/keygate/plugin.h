@@ -502,7 +502,9 @@ struct kg_limit_ops {
     /*
      * Optional batching, for limiters whose state is remote (Redis): one
      * round trip decides several lines.  batch_key() names the backend
-     * and protocol (NULL: this instance does not batch).  Consecutive
+     * and protocol (NULL: this instance does not batch); it is asked
+     * once, when the policy is loaded, and the string must live as long
+     * as the instance.  Consecutive
      * lines of a limit stack whose batch_key() strings are equal and
      * whose control is `required` or `requisite` are handed together, in
      * order, to the first line's batch(), which fills results[i] for
