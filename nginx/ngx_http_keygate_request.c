@@ -236,18 +236,16 @@ enum {
     KG_HDR_ACCOUNT,
     KG_HDR_PLAN,
     KG_HDR_PRIORITY,
-    KG_HDR_LEASE,
     KG_HDR_FIXED
 };
 
-/* 16 names: the fixed five and libkeygate's seven response headers,
+/* 16 names: the fixed four and libkeygate's seven response headers,
  * with room to spare; a name past them is set up per request. */
 static ngx_http_keygate_name_t  ngx_http_keygate_names[16] = {
     { "X-Keygate-Key-Id", ngx_null_string, NULL, 0 },
     { "X-Keygate-Account", ngx_null_string, NULL, 0 },
     { "X-Keygate-Plan", ngx_null_string, NULL, 0 },
     { "X-Keygate-Priority", ngx_null_string, NULL, 0 },
-    { "X-Keygate-Lease", ngx_null_string, NULL, 0 },
 };
 static ngx_uint_t  ngx_http_keygate_nnames;
 /* The k-th header of the last response and its set-up name. */
@@ -479,13 +477,9 @@ ngx_http_keygate_upstream_headers(ngx_http_request_t *r, const kg_decision *d)
             return NGX_ERROR;
         }
     }
-    v = kg_decision_lease(d);
-    if (v != NULL
-        && ngx_http_keygate_push_s(list, &ngx_http_keygate_names[KG_HDR_LEASE],
-                                   v) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    /* No X-Keygate-Lease: the log phase releases the lease, so an
+     * upstream has nothing to do with it ($keygate_lease for one that
+     * wants it: docs/nginx.md "Variables"). */
     return NGX_OK;
 }
 

@@ -39,7 +39,8 @@ nginx_conf() {
     server {
         listen 127.0.0.1:$1;
         keygate on;
-        location / { proxy_pass http://127.0.0.1:$UPORT; }
+        # the lease only where asked for (the log phase releases it)
+        location / { proxy_set_header X-Keygate-Lease \$keygate_lease; proxy_pass http://127.0.0.1:$UPORT; }
         location = /status { keygate off; proxy_pass http://127.0.0.1:$UPORT; }
         # an internal redirect after the access phase (to a named
         # location, whose phases run again)
@@ -93,7 +94,7 @@ FREEID=$(key_id_of "$FREE")
 FREEACC=$("$KEYGATE" --config "$POLICY" key list | awk -v k="$FREEID" '$1 == k { print $7 }')
 case $FREEACC in acct_*) ok "the free key has an account" ;; *) bad "free key's account: '$FREEACC'" ;; esac
 expect_status "free key allowed" 200 $C2 -H "Authorization: Bearer $FREE" "$GW/v1/scrape?url=x"
-body_has "upstream got the decision" "upstream x-keygate-key-id=$FREEID x-keygate-account=$FREEACC x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f]"
+body_has "upstream got the decision (the lease by proxy_set_header)" "upstream x-keygate-lease=[0-9a-f]\{16\}\.[0-9a-f]* x-keygate-key-id=$FREEID x-keygate-account=$FREEACC x-keygate-plan=free x-keygate-priority=0$"
 has_header "client sees X-RateLimit-Limit (the module's)" "X-RateLimit-Limit: 10$"
 has_header "client sees X-RateLimit-Remaining" "X-RateLimit-Remaining: 9$"
 has_header "client sees X-RateLimit-Reset" "X-RateLimit-Reset: [0-9]\{10\}$"
@@ -106,7 +107,7 @@ expect_status "X-API-Key works too" 200 $C2 -H "X-API-Key: $FREE" "$GW/"
 FORGE="-H X-Keygate-Key-Id:k_forged -H X-Keygate-Account:acct_forged -H X-Keygate-Plan:enterprise
  -H X-Keygate-Priority:99 -H X-Keygate-Lease:forged -H X-Keygate-Other:x"
 expect_status "forged X-Keygate-* on a checked path" 200 $C2 $FORGE -H "Authorization: Bearer $FREE" "$GW/v1/jobs/1"
-body_has "... the upstream sees the decision's only" "^upstream x-keygate-key-id=$FREEID x-keygate-account=$FREEACC x-keygate-plan=free x-keygate-priority=0 x-keygate-lease=[0-9a-f.]*$"
+body_has "... the upstream sees the decision's only" "^upstream x-keygate-lease=[0-9a-f]\{16\}\.[0-9a-f]* x-keygate-key-id=$FREEID x-keygate-account=$FREEACC x-keygate-plan=free x-keygate-priority=0$"
 expect_status "forged X-Keygate-* on a keygate off location" 200 $C2 $FORGE "$GW/status"
 body_has "... none reaches the upstream" "^upstream $"
 
@@ -116,6 +117,11 @@ expect_status "realip: a trusted proxy names the allowed client" 200 -H "X-Forwa
     -H "Authorization: Bearer $IPK" "$RIP/"
 expect_status "realip: an untrusted client cannot" 403 $C3 -H "X-Forwarded-For: 127.0.0.2" \
     -H "Authorization: Bearer $IPK" "$RIP/"
+# Where nothing asks for $keygate_lease, no lease reaches the upstream,
+# not even a client's.
+expect_status "no lease asked for" 200 $C2 -H "X-Keygate-Lease: forged" -H "X-Forwarded-For: 127.0.0.2" \
+    -H "Authorization: Bearer $IPK" "$RIP/"
+body_has "... the upstream gets the key, not the lease" "^upstream x-keygate-key-id=k_[^ ]* x-keygate-account=[^ ]* x-keygate-plan=[a-z]* x-keygate-priority=[0-9]*$"
 
 expect_status "read-only key reads" 200 $C2 -H "Authorization: Bearer $RO" "$GW/v1/jobs/17"
 body_has "enterprise priority upstream" "x-keygate-plan=enterprise x-keygate-priority=10"
