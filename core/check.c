@@ -634,8 +634,7 @@ static kg_error check(const kg_policy *p, const kg_request *req,
     /* Allowed: the module whose ok made the last stage pass. */
     kg__strlcpy(d->decided_by, c.ok_by ? c.ok_by : "keystore", sizeof(d->decided_by));
     if (!peek && store->touch)
-        store->touch(store->inst, rec,
-                                            c.now_us / 1000000);
+        store->touch(store->inst, rec, c.now_us / 1000000);
 done:
     kg__limits_unpin(&c.lpin);
     if (p->usage != NULL && !peek)

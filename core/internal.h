@@ -643,7 +643,7 @@ const char *kg__result_name(kg_result r);
 
 typedef struct kg__line {
     /* What a check reads of a line, first and in the line itself, set
-     * when the policy is loaded (kg__line_hot(), policy_line.c): a check
+     * when the policy is loaded (line_hot(), policy_line.c): a check
      * calls the plugin through them, one cache line away, rather than
      * through line -> module -> plugin -> ops, three cold loads deep
      * behind each other (docs/nginx.md "Speed"). */
