@@ -425,13 +425,18 @@ START_TEST(refresh_reads_in_the_background)
     ck_assert_int_eq(status_of(pol, key), 200);
 
     /* A change, seen by a lookup past the refresh interval: that lookup
-     * is answered from the table in place, without waiting. */
+     * is answered from the table in place, without waiting.  One that
+     * waited would take a whole read; half of one is the bound, because
+     * valgrind runs one thread at a time and may run the new reader for
+     * a while before the lookup returns (a CI run under valgrind saw
+     * 1.665 s against a read of 5.839 s; natively it is well under a
+     * millisecond). */
     tu_write(keyfile, v2b);
     tu_clock_advance(&clk, 3);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     ck_assert_int_eq(status_of(pol, key), 200);
     trigger_s = seconds_since(&t0);
-    ck_assert_msg(trigger_s < load_s / 4, "the lookup took %.3f s, a read %.3f s",
+    ck_assert_msg(trigger_s < load_s / 2, "the lookup took %.3f s, a read %.3f s",
                   trigger_s, load_s);
 
     /* While that read goes on, a later write and reload: its table stays
