@@ -34,15 +34,22 @@ int kg__lease_random(uint64_t *id)
     return 1;
 }
 
-static void reap_leases(struct kslot *s, int64_t now_us)
+/* Drop the slot's expired leases; returns how many of the others are
+ * of entry `idx` (as many leases as requests in flight, 64 with 64
+ * connections: one pass for both). */
+static int64_t reap_leases(struct kslot *s, int64_t now_us, uint32_t idx)
 {
     uint32_t i = 0;
+    int64_t held = 0;
     while (i < s->nleases) {
-        if (s->leases[i].expires_us <= now_us)
+        if (s->leases[i].expires_us <= now_us) {
             s->leases[i] = s->leases[--s->nleases];
-        else
-            i++;
+            continue;
+        }
+        held += s->leases[i].entry == idx;
+        i++;
     }
+    return held;
 }
 
 int kg__lease_format(struct kg__limits *l, const char *key_id,
@@ -90,7 +97,7 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
 {
     struct kslot *s;
     int64_t held = 0;
-    uint32_t idx, i;
+    uint32_t idx;
     uint64_t id;
     int r = 0;
 
@@ -102,17 +109,7 @@ int kg__lease_acquire(struct kg__limits *l, const char *key_id, size_t klen,
         pthread_mutex_unlock(&kg__slot_shard(s)->lock);
         return -1;
     }
-    /* Expired leases reaped and this limit's counted in one pass (as
-     * many leases as requests in flight: 64 with 64 connections). */
-    i = 0;
-    while (i < s->nleases) {
-        if (s->leases[i].expires_us <= now_us) {
-            s->leases[i] = s->leases[--s->nleases];
-            continue;
-        }
-        held += s->leases[i].entry == idx;
-        i++;
-    }
+    held = reap_leases(s, now_us, idx);
     if (held < max) {
         r = lease_add(s, idx, now_us + ttl_s * 1000000, &id) == 0 ? 1 : -1;
         if (r == 1) {
@@ -154,7 +151,7 @@ static int64_t lease_span(kg_context *ctx, const char *key_id,
     s = kg__limits_find(l, key_id, strlen(key_id), now_us / 1000000, 0, NULL);
     if (s != NULL) {
         if (kg__limits_entry(l, s, limit, 0, 0, &idx) != NULL) {
-            reap_leases(s, now_us);
+            reap_leases(s, now_us, idx);
             for (i = 0; i < s->nleases; i++) {
                 int64_t x = s->leases[i].expires_us;
                 if (s->leases[i].entry != idx)
@@ -211,7 +208,7 @@ static kg_error release_mem(struct kg__limits *l, uint64_t id, const char *key,
     if (l == NULL || (s = kg__lease_slot(l, id, key, klen, now_us / 1000000)) == NULL)
         return KG_ERR_NOT_FOUND;
     if (kg__limits_entry(l, s, limit, 0, 0, &idx) != NULL) {
-        reap_leases(s, now_us);
+        reap_leases(s, now_us, idx);
         for (i = 0; i < s->nleases; i++) {
             if (s->leases[i].id == id && s->leases[i].entry == idx) {
                 s->leases[i] = s->leases[--s->nleases];
