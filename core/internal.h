@@ -238,6 +238,9 @@ struct kg_context {
     struct kg__usage *usage;   /* metering (usage.c), across reloads */
     struct kg__quota_watch *quota;   /* the quota rules' view (alerts_quota.c) */
 };
+/* kg_context_now(), or for what is kept in seconds (a slot's idle mark
+ * on a release) the kernel's coarse time, which costs no TSC read. */
+int64_t kg__context_now_coarse(const kg_context *c);
 
 /* Ask the registered releasers for one lease (no comma); KG_ERR_NOT_FOUND
  * if none holds it. */

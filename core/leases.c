@@ -398,7 +398,9 @@ kg_error kg_decision_release(kg_context *ctx, kg_decision *d)
 {
     if (ctx == NULL || d == NULL)
         return KG_ERR_INVALID;
-    return kg__lease_release_decision(ctx, d, kg_context_now(ctx));
+    /* The time marks the slot as used (seconds), and reaps expired
+     * leases on the text path: a tick's precision does. */
+    return kg__lease_release_decision(ctx, d, kg__context_now_coarse(ctx));
 }
 
 kg_error kg_release(kg_context *ctx, const char *lease)

@@ -3,7 +3,7 @@
 # (idempotent; run as root or with sudo).
 set -e
 PKGS="build-essential autoconf automake libtool libltdl-dev pkg-config
-      libssl-dev libyaml-dev zlib1g-dev
+      libssl-dev libyaml-dev libdeflate-dev
       scdoc
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libldap2-dev libhiredis-dev
       libcurl4-openssl-dev
@@ -14,8 +14,9 @@ TEST_PKGS="check openssl postgresql slapd ldap-utils redis-server nginx nginx-de
 TEST_PKGS="$TEST_PKGS man-db"
 # The fuzzers (fuzz/, `configure --enable-fuzzing`): clang and its
 # libFuzzer runtime (libclang_rt.fuzzer-x86_64.a, which clang-14 only
-# recommends, so it is named).
-TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
+# recommends, so it is named); zlib, whose CRC-32 fuzz_keyfmt checks
+# libkeygate's key checksums against.
+TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev zlib1g-dev"
 # The dashboard's browser test (tests/dashboard/): headless Chromium, and
 # Node with npm, which installs puppeteer-core and axe-core into the build
 # tree at test time.  npm only when none is on PATH: NodeSource's nodejs

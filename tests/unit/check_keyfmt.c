@@ -98,6 +98,24 @@ START_TEST(every_single_change_is_detected)
 }
 END_TEST
 
+/* Keys issued by earlier builds (whose checksum was zlib's crc32()) stay
+ * valid: the checksums below are Python's zlib.crc32 of the first 38 or
+ * 37 characters, in base62, most significant digit first. */
+START_TEST(known_checksums)
+{
+    static const char *const ok[] = {
+        "whizo_0123456789ABCDEFGHIJKLMNOPQRSTUV25T8Mu",
+        "acme_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz4Jbez0",
+    };
+    size_t i;
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        ck_assert_msg(kg_key_validate(ok[i], strlen(ok[i])) == KG_OK,
+                      "%s does not validate", ok[i]);
+    ck_assert_int_eq(kg_key_validate("whizo_0123456789ABCDEFGHIJKLMNOPQRSTUV25T8Mv", 44),
+                     KG_ERR_KEY_FORMAT);
+}
+END_TEST
+
 START_TEST(adjacent_swaps_are_detected)
 {
     char k[KG_KEY_MAX], m[KG_KEY_MAX];
@@ -295,6 +313,7 @@ static Suite *keyfmt_suite(void)
 
     tc = tcase_create("checksum");
     tcase_add_test(tc, every_single_change_is_detected);
+    tcase_add_test(tc, known_checksums);
     tcase_add_test(tc, adjacent_swaps_are_detected);
     suite_add_tcase(s, tc);
 
