@@ -340,7 +340,7 @@ struct kg_slot *kg__limits_entry(struct kg__limits *l, struct kslot *s,
                                  const char *name, int64_t idle_s, int create,
                                  uint32_t *idx_r)
 {
-    size_t nlen = strlen(name);
+    size_t nlen;
     struct kg_slot *e;
     uint32_t i;
 
@@ -349,7 +349,7 @@ struct kg_slot *kg__limits_entry(struct kg__limits *l, struct kslot *s,
         if (e->name[0] == name[0] && strcmp(e->name, name) == 0)
             goto found;
     }
-    if (!create || nlen > NAME_MAX_LEN)
+    if (!create || (nlen = strlen(name)) > NAME_MAX_LEN)
         return NULL;
     if (i >= INLINE_ENTRIES && i - INLINE_ENTRIES >= s->morecap) {
         uint32_t cap = s->morecap ? 2 * s->morecap : 2;
