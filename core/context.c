@@ -9,12 +9,17 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t real_clock(void *unused)
+static int64_t clock_us(clockid_t id)
 {
     struct timespec ts;
-    (void)unused;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t real_clock(void *unused)
+{
+    (void)unused;
+    return clock_us(CLOCK_REALTIME);
 }
 
 kg_error kg_context_new(kg_context **ctx_r)
@@ -72,15 +77,12 @@ int64_t kg_context_now(const kg_context *c)
 
 int64_t kg__context_now_coarse(const kg_context *c)
 {
-    struct timespec ts;
-
     if (c->clock != real_clock)
         return c->clock(c->clock_userdata);
     /* The time of the kernel's last tick (a few ms old at most), read
      * from the vDSO's page without the TSC: enough for what is kept in
      * seconds. */
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return clock_us(CLOCK_REALTIME_COARSE);
 }
 
 void kg_context_set_limit_capacity(kg_context *c, size_t max)
